@@ -1,0 +1,54 @@
+# telco-intent: every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := bin
+KUBECONFIG_LOCAL := .local/kubeconfig
+PYTEST_ARGS ?=
+
+.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@hack/ensure-python.sh $(PYTHON) $(VENV)
+	@echo "==> installing the project and its test/dev tools into $(VENV)"
+	@$(PY) -m pip install --progress-bar on -q --upgrade pip
+	@$(PY) -m pip install --progress-bar on -q -e '.[test,dev]'
+	@touch $@
+
+setup: $(VENV)/.installed bin ## create the virtualenv and build the control plane
+
+bin: ## build kube-apiserver, etcd and kubectl from their Go modules (only when missing or outdated)
+	@hack/localcluster/build.sh
+
+crds: $(VENV)/.installed ## regenerate crds/ from the pydantic models in controller/api
+	@$(PY) -m controller crds --write crds/
+
+lint: $(VENV)/.installed ## ruff and mypy
+	@$(VENV)/bin/ruff check controller devicesim localcluster tests
+	@$(VENV)/bin/ruff format --check controller localcluster
+	@$(VENV)/bin/mypy controller devicesim localcluster
+
+test: setup ## the whole suite: unit tests and integration tests against a real local control plane
+	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed ## only the fast tests without I/O
+	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+cluster-up: setup ## start a detached local control plane; writes .local/kubeconfig
+	@$(PY) -m localcluster up
+
+cluster-down: $(VENV)/.installed ## stop it; no process, port or directory is left behind
+	@$(PY) -m localcluster down
+
+demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE=1 exits after the checks)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m controller demo $(if $(ONCE),--once,)
+
+clean: cluster-down ## remove build outputs and local state (keeps the Go caches)
+	rm -rf $(BIN) .local $(VENV) *.egg-info

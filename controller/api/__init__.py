@@ -1,0 +1,31 @@
+"""The API: pydantic models of the five kinds, the single source of truth for the CRDs."""
+
+from .common import API_VERSION, CATEGORY, GROUP, VERSION, Condition, CustomResource
+from .invoice import Invoice
+from .networkdevice import NetworkDevice
+from .networkservice import NetworkService
+from .productoffering import ProductOffering
+from .subscription import Subscription
+
+KINDS: tuple[type[CustomResource], ...] = (
+    ProductOffering,
+    Subscription,
+    NetworkService,
+    NetworkDevice,
+    Invoice,
+)
+
+__all__ = [
+    "API_VERSION",
+    "CATEGORY",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "Condition",
+    "CustomResource",
+    "Invoice",
+    "NetworkDevice",
+    "NetworkService",
+    "ProductOffering",
+    "Subscription",
+]

@@ -1,0 +1,118 @@
+"""NetworkDevice: a gNMI target the controller configures."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from .common import (
+    ApiModel,
+    Conditions,
+    CustomResource,
+    PrinterColumn,
+    SecretReference,
+    age_column,
+    ready_column,
+)
+
+
+class DeviceTLS(ApiModel):
+    """How the gRPC channel to the device is secured."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(self.insecure && has(self.caSecretRef))",
+                    "message": "caSecretRef makes no sense with insecure: true (plaintext)",
+                    "fieldPath": ".caSecretRef",
+                }
+            ]
+        }
+    )
+
+    insecure: bool = Field(
+        default=False,
+        description="Plaintext gRPC without TLS. Only for labs; the default verifies the device certificate.",
+    )
+    caSecretRef: SecretReference | None = Field(
+        default=None,
+        description="Secret whose key ca.crt holds the CA that signed the device certificate;"
+        " unset means the system trust store.",
+    )
+    serverName: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Name to verify in the device certificate, if not the address.",
+    )
+
+
+class NetworkDeviceSpec(ApiModel):
+    """Where the device is and how to talk to it."""
+
+    address: str = Field(
+        max_length=253,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$",
+        description="Host name or IP address of the gNMI target.",
+    )
+    port: int = Field(default=9339, ge=1, le=65535, description="gNMI port (9339 is the IANA default).")
+    platform: str = Field(default="", max_length=64, description="Vendor platform, informational.")
+    tls: DeviceTLS = Field(default_factory=DeviceTLS, description="Transport security.")
+    credentialsSecretRef: SecretReference = Field(
+        description="Secret with keys username and password, sent as gNMI RPC metadata."
+    )
+    timeoutSeconds: int = Field(default=5, ge=1, le=120, description="Deadline for every gNMI RPC.")
+
+
+class ModelData(ApiModel):
+    """A YANG model the device supports (gNMI ModelData)."""
+
+    name: str = Field(max_length=256, description="Model name.")
+    organization: str = Field(default="", max_length=256, description="Publishing organization.")
+    version: str = Field(default="", max_length=64, description="Model version.")
+
+
+class DeviceCapabilities(ApiModel):
+    """What the device answered to the gNMI Capabilities RPC."""
+
+    gnmiVersion: str = Field(default="", max_length=32, description="gNMI version.")
+    encodings: list[str] = Field(default_factory=list, max_length=8, description="Supported encodings.")
+    models: list[ModelData] = Field(
+        default_factory=list, max_length=64, description="Supported models relevant to this controller."
+    )
+    modelCount: int = Field(default=0, ge=0, description="Total number of models the device advertises.")
+
+
+class NetworkDeviceStatus(ApiModel):
+    """What the controller observed about the device."""
+
+    observedGeneration: int | None = Field(default=None, description="Generation last processed.")
+    conditions: Conditions = Field(default_factory=list)
+    capabilities: DeviceCapabilities | None = Field(default=None, description="gNMI Capabilities.")
+    services: int | None = Field(default=None, ge=0, description="NetworkServices with endpoints here.")
+
+
+class NetworkDevice(CustomResource):
+    """A gNMI target (a router or switch) whose configuration this controller manages."""
+
+    KIND: ClassVar[str] = "NetworkDevice"
+    PLURAL: ClassVar[str] = "networkdevices"
+    SHORT_NAMES: ClassVar[list[str]] = ["nd", "device"]
+    SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Cluster"
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        ready_column(),
+        PrinterColumn(
+            name="Reachable",
+            jsonPath='.status.conditions[?(@.type=="Reachable")].status',
+            description="Whether a gNMI session is up.",
+        ),
+        PrinterColumn(name="Address", jsonPath=".spec.address", description="gNMI target address."),
+        PrinterColumn(name="Port", jsonPath=".spec.port", type="integer", description="gNMI port."),
+        PrinterColumn(name="Services", jsonPath=".status.services", type="integer", description="Services."),
+        age_column(),
+    ]
+
+    kind: Literal["NetworkDevice"] = Field(default="NetworkDevice", description="Kind of this object.")
+    spec: NetworkDeviceSpec = Field(description="Desired state: how to reach the device.")
+    status: NetworkDeviceStatus | None = Field(default=None, description="Observed state.")

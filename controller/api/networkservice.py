@@ -1,0 +1,171 @@
+"""NetworkService (TMF638 Service): the intent on the network."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.json_schema import JsonDict
+
+from .common import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    INTERFACE_NAME,
+    IPV4_CIDR,
+    ApiModel,
+    Conditions,
+    CustomResource,
+    PrinterColumn,
+    age_column,
+    ready_column,
+)
+from .productoffering import DriftPolicy, ServiceType
+
+ServiceState = Literal["feasibilityChecked", "designed", "reserved", "inactive", "active", "terminated"]
+OperatingStatus = Literal[
+    "pending",
+    "configured",
+    "starting",
+    "running",
+    "degraded",
+    "failed",
+    "limited",
+    "stopping",
+    "stopped",
+    "unknown",
+]
+
+
+class Endpoint(ApiModel):
+    """Where the service attaches: a VLAN on a device port, optionally with an IPv4 address."""
+
+    device: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the NetworkDevice.")
+    port: str = Field(
+        max_length=64, pattern=INTERFACE_NAME, description="Physical interface on the device, e.g. Ethernet1."
+    )
+    vlanId: int = Field(ge=1, le=4094, description="802.1Q VLAN id; also the subinterface index.")
+    ipv4Address: str | None = Field(
+        default=None,
+        pattern=IPV4_CIDR,
+        max_length=18,
+        description="IPv4 address with prefix length, e.g. 10.0.0.1/30.",
+    )
+
+
+ENDPOINTS_UNIQUE: JsonDict = {
+    "rule": "self.all(a, self.exists_one(b, b.device == a.device && b.port == a.port && b.vlanId == a.vlanId))",
+    "message": "two endpoints claim the same device, port and vlanId",
+}
+
+
+class NetworkServiceSpec(ApiModel):
+    """Intent: the VLAN attachments, addressing and rate the network must deliver."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.peakBandwidthMbps) || self.peakBandwidthMbps >= self.bandwidthMbps",
+                    "message": "peakBandwidthMbps must be at least bandwidthMbps",
+                    "fieldPath": ".peakBandwidthMbps",
+                },
+                {
+                    "rule": "self.serviceType != 'l3vpn' || has(self.vrf)",
+                    "message": "an l3vpn service needs vrf",
+                    "fieldPath": ".vrf",
+                },
+                {
+                    "rule": "self.serviceType == 'l2vpn' || self.endpoints.all(e, has(e.ipv4Address))",
+                    "message": "internetAccess and l3vpn endpoints need ipv4Address",
+                    "fieldPath": ".endpoints",
+                },
+            ]
+        }
+    )
+
+    serviceType: ServiceType = Field(description="Kind of connectivity (TMF638 serviceSpecification).")
+    endpoints: list[Endpoint] = Field(
+        min_length=1,
+        max_length=16,
+        description="Attachments on device ports.",
+        json_schema_extra={"x-kubernetes-validations": [ENDPOINTS_UNIQUE]},
+    )
+    bandwidthMbps: int = Field(ge=1, le=400_000, description="Committed rate (CIR) in Mbit/s.")
+    peakBandwidthMbps: int | None = Field(
+        default=None, ge=1, le=400_000, description="Peak rate (PIR) in Mbit/s; defaults to bandwidthMbps."
+    )
+    mtu: int | None = Field(default=None, ge=576, le=9216, description="IP MTU on the subinterfaces.")
+    vrf: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="L3VRF network instance the subinterfaces join.",
+        json_schema_extra={"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "vrf is immutable"}]},
+    )
+    adminState: Literal["enabled", "disabled"] = Field(
+        default="enabled", description="disabled keeps the configuration but shuts the subinterfaces."
+    )
+    driftPolicy: DriftPolicy = Field(
+        default="revert", description="revert puts drifted device config back; report only reports it."
+    )
+    dryRun: bool = Field(
+        default=False, description="Compute the gNMI Set and show it in status.plan without touching devices."
+    )
+
+
+class EndpointStatus(ApiModel):
+    """What is configured for one endpoint."""
+
+    device: str = Field(max_length=253, description="NetworkDevice name.")
+    port: str = Field(max_length=64, description="Interface name.")
+    vlanId: int = Field(ge=1, le=4094, description="VLAN id.")
+    applied: bool = Field(default=False, description="Whether the device holds the intended configuration.")
+    operStatus: str | None = Field(default=None, max_length=32, description="oper-status the device reports.")
+    lastError: str | None = Field(default=None, max_length=4096, description="Last error for this endpoint.")
+
+
+class PlannedOperation(ApiModel):
+    """One operation of a gNMI SetRequest."""
+
+    op: Literal["delete", "replace", "update"] = Field(description="Set operation.")
+    device: str = Field(max_length=253, description="Target NetworkDevice.")
+    path: str = Field(max_length=1024, description="gNMI path in string form.")
+    value: str | None = Field(default=None, max_length=8192, description="JSON value (absent for delete).")
+
+
+class NetworkServiceStatus(ApiModel):
+    """What the controller observed about the service."""
+
+    observedGeneration: int | None = Field(default=None, description="Generation last processed.")
+    conditions: Conditions = Field(default_factory=list)
+    state: ServiceState | None = Field(default=None, description="TMF638 service state.")
+    operatingStatus: OperatingStatus | None = Field(default=None, description="TMF638 operating status.")
+    startDate: datetime | None = Field(default=None, description="When the service first became Ready.")
+    readySince: datetime | None = Field(default=None, description="Start of the current Ready interval.")
+    endpoints: list[EndpointStatus] = Field(default_factory=list, max_length=16, description="Per endpoint.")
+    plan: list[PlannedOperation] = Field(
+        default_factory=list, max_length=256, description="The Set a dry run would send."
+    )
+
+
+class NetworkService(CustomResource):
+    """Connectivity intent (TMF638 Service): VLAN attachments, addressing and rate on device ports."""
+
+    KIND: ClassVar[str] = "NetworkService"
+    PLURAL: ClassVar[str] = "networkservices"
+    SHORT_NAMES: ClassVar[list[str]] = ["nsvc"]
+    SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Namespaced"
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        ready_column(),
+        PrinterColumn(name="State", jsonPath=".status.state", description="TMF638 state."),
+        PrinterColumn(name="Operating", jsonPath=".status.operatingStatus", description="Operating status."),
+        PrinterColumn(name="Type", jsonPath=".spec.serviceType", description="Service type."),
+        PrinterColumn(name="Mbps", jsonPath=".spec.bandwidthMbps", type="integer", description="CIR."),
+        PrinterColumn(name="Admin", jsonPath=".spec.adminState", description="Admin state.", priority=1),
+        age_column(),
+    ]
+
+    kind: Literal["NetworkService"] = Field(default="NetworkService", description="Kind of this object.")
+    spec: NetworkServiceSpec = Field(description="Desired state: the network intent.")
+    status: NetworkServiceStatus | None = Field(default=None, description="Observed state.")

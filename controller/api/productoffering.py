@@ -1,0 +1,220 @@
+"""ProductOffering (TMF620): what can be sold, at what price, with what SLA and network template."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from .common import (
+    PERCENT,
+    ApiModel,
+    Conditions,
+    CustomResource,
+    Money,
+    PrinterColumn,
+    TimePeriod,
+    age_column,
+    ready_column,
+)
+
+LifecycleStatus = Literal["In Study", "In Design", "In Test", "Launched", "Active", "Retired", "Obsolete"]
+ServiceType = Literal["internetAccess", "l2vpn", "l3vpn"]
+DriftPolicy = Literal["revert", "report"]
+
+
+class UnitOfMeasure(ApiModel):
+    """The quantity a usage price is charged per, e.g. 1 GB."""
+
+    amount: int = Field(default=1, ge=1, le=1_000_000, description="How many units one price applies to.")
+    units: Literal["MB", "GB", "TB"] = Field(description="Unit of measured traffic (decimal SI units).")
+
+
+class ProductOfferingPrice(ApiModel):
+    """One price of the offering (TMF620 ProductOfferingPrice)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.priceType != 'recurring' || has(self.recurringChargePeriodType)",
+                    "message": "a recurring price needs recurringChargePeriodType",
+                    "fieldPath": ".recurringChargePeriodType",
+                },
+                {
+                    "rule": "self.priceType == 'recurring' || !has(self.recurringChargePeriodType)",
+                    "message": "recurringChargePeriodType is only for recurring prices",
+                    "fieldPath": ".recurringChargePeriodType",
+                },
+                {
+                    "rule": "self.priceType != 'usage' || has(self.unitOfMeasure)",
+                    "message": "a usage price needs unitOfMeasure",
+                    "fieldPath": ".unitOfMeasure",
+                },
+                {
+                    "rule": "self.priceType == 'discount' ? (has(self.percentage) != has(self.price))"
+                    " : (has(self.price) && !has(self.percentage))",
+                    "message": "a discount has exactly one of percentage or price; other prices have a price"
+                    " and no percentage",
+                    "fieldPath": ".price",
+                },
+            ]
+        }
+    )
+
+    name: str = Field(max_length=128, description="Name of the price, e.g. Monthly fee.")
+    priceType: Literal["recurring", "oneTime", "usage", "discount"] = Field(
+        description="recurring (per period), oneTime (at activation), usage (per unitOfMeasure of traffic)"
+        " or discount (reduces the recurring charge by percentage or a fixed price while validFor holds)."
+    )
+    recurringChargePeriodType: Literal["day", "week", "month", "year"] | None = Field(
+        default=None, description="Period of a recurring price."
+    )
+    recurringChargePeriodLength: int = Field(
+        default=1, ge=1, le=36, description="How many periods one recurring charge covers."
+    )
+    price: Money | None = Field(default=None, description="Amount charged (or, for a discount, deducted).")
+    percentage: str | None = Field(
+        default=None, pattern=PERCENT, description='Discount in percent of the recurring charge, e.g. "20".'
+    )
+    unitOfMeasure: UnitOfMeasure | None = Field(default=None, description="Usage unit the price applies to.")
+    validFor: TimePeriod | None = Field(
+        default=None, description="When this price applies (promotions); unset means always."
+    )
+
+
+class ServiceCandidate(ApiModel):
+    """The NetworkService template a Subscription to this offering implies."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.peakBandwidthMbps) || self.peakBandwidthMbps >= self.bandwidthMbps",
+                    "message": "peakBandwidthMbps must be at least bandwidthMbps",
+                    "fieldPath": ".peakBandwidthMbps",
+                }
+            ]
+        }
+    )
+
+    serviceType: ServiceType = Field(description="Kind of connectivity delivered.")
+    bandwidthMbps: int = Field(ge=1, le=400_000, description="Committed rate (CIR) in Mbit/s.")
+    peakBandwidthMbps: int | None = Field(
+        default=None,
+        ge=1,
+        le=400_000,
+        description="Peak rate (PIR) in Mbit/s; defaults to the committed rate.",
+    )
+    mtu: int | None = Field(default=None, ge=576, le=9216, description="IP MTU on the customer port.")
+    driftPolicy: DriftPolicy = Field(
+        default="revert", description="What the controller does when the device drifts from intent."
+    )
+
+
+class ServiceLevelAgreement(ApiModel):
+    """Availability promise and the credit owed when it is missed."""
+
+    availabilityTarget: str = Field(
+        pattern=PERCENT, description='Promised availability per billing period in percent, e.g. "99.9".'
+    )
+    creditPercent: str = Field(
+        pattern=PERCENT,
+        description="Credit in percent of the period's recurring charge per started 0.1 percentage point"
+        " of availability below target.",
+    )
+    creditCapPercent: str = Field(
+        default="100", pattern=PERCENT, description="Maximum credit in percent of the recurring charge."
+    )
+
+
+class PaymentPolicy(ApiModel):
+    """What happens when invoices for subscriptions to this offering are not paid."""
+
+    suspendOnOverdue: bool = Field(
+        default=False, description="Suspend the account's subscriptions when an invoice is overdue."
+    )
+    gracePeriodDays: int = Field(
+        default=14, ge=0, le=365, description="Days after the payment due date before an invoice is overdue."
+    )
+    paymentTermDays: int = Field(default=30, ge=0, le=365, description="Days from bill date to payment due.")
+
+
+class ProductOfferingSpec(ApiModel):
+    """What can be sold (TMF620 ProductOffering)."""
+
+    name: str = Field(max_length=128, description="Display name of the offering.")
+    description: str = Field(default="", max_length=4096, description="What the customer gets.")
+    version: str = Field(default="1.0", max_length=32, description="Version of the offering.")
+    lifecycleStatus: LifecycleStatus = Field(
+        default="Active", description="TMF620 lifecycle status; only Launched or Active offerings sell."
+    )
+    validFor: TimePeriod | None = Field(
+        default=None, description="When the offering can be ordered; unset means always."
+    )
+    isSellable: bool = Field(default=True, description="Whether new orders are accepted at all.")
+    serviceCandidate: ServiceCandidate = Field(description="Network service template.")
+    serviceLevelAgreement: ServiceLevelAgreement | None = Field(
+        default=None, description="Availability target and credits; unset means no SLA."
+    )
+    productOfferingPrice: list[ProductOfferingPrice] = Field(
+        min_length=1, max_length=16, description="Prices; all prices of an offering share one currency."
+    )
+    paymentPolicy: PaymentPolicy = Field(
+        default_factory=PaymentPolicy, description="Payment terms and what non-payment does."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.productOfferingPrice.all(p, !has(p.price) ||"
+                    " self.productOfferingPrice.all(q, !has(q.price) || q.price.unit == p.price.unit))",
+                    "message": "all prices of an offering must use one currency",
+                    "fieldPath": ".productOfferingPrice",
+                },
+                {
+                    "rule": "self.productOfferingPrice.exists(p, p.priceType == 'recurring')",
+                    "message": "an offering needs at least one recurring price",
+                    "fieldPath": ".productOfferingPrice",
+                },
+            ]
+        }
+    )
+
+
+class ProductOfferingStatus(ApiModel):
+    """What the controller observed about the offering."""
+
+    observedGeneration: int | None = Field(default=None, description="Generation last processed.")
+    conditions: Conditions = Field(default_factory=list)
+    sellable: bool | None = Field(default=None, description="Whether new Subscriptions are accepted now.")
+    sellableReason: str | None = Field(default=None, max_length=1024, description="Why (not) sellable.")
+    activeSubscriptions: int | None = Field(default=None, ge=0, description="Subscriptions not yet terminated.")
+
+
+class ProductOffering(CustomResource):
+    """A catalog entry (TMF620 ProductOffering): prices, SLA and the network service it implies."""
+
+    KIND: ClassVar[str] = "ProductOffering"
+    PLURAL: ClassVar[str] = "productofferings"
+    SHORT_NAMES: ClassVar[list[str]] = ["offering", "pof"]
+    SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Cluster"
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        ready_column(),
+        PrinterColumn(name="Lifecycle", jsonPath=".spec.lifecycleStatus", description="TMF620 status."),
+        PrinterColumn(name="Sellable", jsonPath=".status.sellable", type="boolean", description="Orderable now."),
+        PrinterColumn(name="Service", jsonPath=".spec.serviceCandidate.serviceType", description="Service type."),
+        PrinterColumn(name="Mbps", jsonPath=".spec.serviceCandidate.bandwidthMbps", type="integer", description="CIR."),
+        PrinterColumn(
+            name="Subscriptions",
+            jsonPath=".status.activeSubscriptions",
+            type="integer",
+            description="Subscriptions not terminated.",
+        ),
+        age_column(),
+    ]
+
+    kind: Literal["ProductOffering"] = Field(default="ProductOffering", description="Kind of this object.")
+    spec: ProductOfferingSpec = Field(description="Desired state: the offering as published.")
+    status: ProductOfferingStatus | None = Field(default=None, description="Observed state.")
