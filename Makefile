@@ -29,10 +29,13 @@ bin: ## build kube-apiserver, etcd and kubectl from their Go modules (only when 
 crds: $(VENV)/.installed ## regenerate crds/ from the pydantic models in controller/api
 	@$(PY) -m controller crds --write crds/
 
+PACKAGES := $(wildcard controller devicesim localcluster)
+
 lint: $(VENV)/.installed ## ruff and mypy
-	@$(VENV)/bin/ruff check controller devicesim localcluster tests
+	@echo "==> ruff and mypy on $(PACKAGES)"
+	@$(VENV)/bin/ruff check $(PACKAGES) tests
 	@$(VENV)/bin/ruff format --check controller localcluster
-	@$(VENV)/bin/mypy controller devicesim localcluster
+	@$(VENV)/bin/mypy $(PACKAGES)
 
 test: setup ## the whole suite: unit tests and integration tests against a real local control plane
 	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
