@@ -139,9 +139,7 @@ class CustomResource(ApiModel):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]]
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]]
 
-    apiVersion: str = Field(
-        default=API_VERSION, description="API version of this object."
-    )
+    apiVersion: str = Field(default=API_VERSION, description="API version of this object.")
     kind: str = Field(description="Kind of this object.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
 
