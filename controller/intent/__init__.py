@@ -1,0 +1,40 @@
+"""The pure domain core between NetworkServices and device configuration; no I/O.
+
+Per device: render (service -> entries) -> preflight (problems only the observed device reveals) ->
+merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest) and verify (drift).
+"""
+
+from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge, merge_all
+from .normalise import Change, JsonObject, JsonValue, build_tree, extract, normalise
+from .paths import ROOT, GPath, PathElem
+from .plan import Drift, SetOp, SetPlan, plan, verify
+from .preflight import preflight
+from .render import ManagedEntry, ServiceKey, render
+
+__all__ = [
+    "ROOT",
+    "Change",
+    "Claim",
+    "Conflict",
+    "DeviceEntry",
+    "DeviceIntent",
+    "Drift",
+    "GPath",
+    "JsonObject",
+    "JsonValue",
+    "ManagedEntry",
+    "MergeResult",
+    "PathElem",
+    "ServiceKey",
+    "SetOp",
+    "SetPlan",
+    "build_tree",
+    "extract",
+    "merge",
+    "merge_all",
+    "normalise",
+    "plan",
+    "preflight",
+    "render",
+    "verify",
+]

@@ -1,0 +1,300 @@
+"""The minimal gNMI SetRequest that turns a device's observed configuration into its intent.
+
+Each managed entry is compared with what the device holds at its path, both normalised, with a JSON patch
+computed over trees whose lists are keyed by their list keys (so a diff names entries, never shifting
+indices). The patch is then lifted to gNMI operations:
+
+- entry absent on the device: one `update` of the whole entry;
+- leaves changed or missing: `update` of the smallest containers (or list entries) holding them; never of a
+  bare leaf, because pygnmi sends a Python str unquoted;
+- leaves or list entries the device has that the intent lacks: `replace` of the smallest container holding
+  them, since replace resets omitted leaves and drops unlisted entries. At the root of an entry with
+  delegated members (a VRF) a replace would wipe those members, so the extra member is deleted instead;
+- teardown paths (entries a departed or changed service used to need) that the device still holds and
+  that no entry still needs: `delete`. A VRF goes whole once no service needs it, with any member
+  someone else added to it.
+
+Nothing outside managed entries is touched. A gNMI Set applies deletes, then replaces, then updates, each
+list in the order given; ops are sorted by path so a container comes before what lies under it, and the
+same inputs always produce the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jsonpatch
+
+from .merge import DeviceEntry, DeviceIntent
+from .normalise import JsonObject, JsonValue, SchemaPath, canonical_json, entry_keys, extract, normalise, schema_path
+from .paths import GPath, PathElem
+from .render import ManagedEntry, ServiceKey
+
+Operation = Literal["delete", "replace", "update"]
+Pointer = tuple[str, ...]  # JSON pointer parts into a keyed tree
+_MAX_DESCRIBED = 3
+
+
+@dataclass(frozen=True)
+class SetOp:
+    """One operation of a SetRequest; `owners` are the services it is done for."""
+
+    op: Operation
+    path: GPath
+    value: JsonValue | None = field(hash=False)
+    owners: tuple[ServiceKey, ...]
+
+    def value_json(self) -> str | None:
+        return None if self.value is None else canonical_json(self.value)
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """A SetRequest for one device, each list sorted by path."""
+
+    device: str
+    deletes: tuple[SetOp, ...] = ()
+    replaces: tuple[SetOp, ...] = ()
+    updates: tuple[SetOp, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.deletes or self.replaces or self.updates)
+
+    @property
+    def operations(self) -> tuple[SetOp, ...]:
+        """All operations in the order a target applies them."""
+        return self.deletes + self.replaces + self.updates
+
+    @property
+    def owners(self) -> frozenset[ServiceKey]:
+        return frozenset(owner for op in self.operations for owner in op.owners)
+
+    def for_owner(self, owner: ServiceKey) -> SetPlan:
+        """The part done for one service (an op on a shared entry is done for each of its owners), e.g.
+        to show a dry run, or to send services one by one and find which one the device rejects."""
+        return self._keeping(lambda op: owner in op.owners)
+
+    def without_owners(self, owners: Collection[ServiceKey]) -> SetPlan:
+        """The plan minus ops done only for `owners` (e.g. services whose drift is reported, not reverted)."""
+        return self._keeping(lambda op: not set(op.owners) <= set(owners))
+
+    def _keeping(self, wanted: Callable[[SetOp], bool]) -> SetPlan:
+        return SetPlan(
+            self.device,
+            tuple(filter(wanted, self.deletes)),
+            tuple(filter(wanted, self.replaces)),
+            tuple(filter(wanted, self.updates)),
+        )
+
+    def to_json(self) -> list[dict[str, str | None]]:
+        """Shaped like NetworkService status.plan items: op, device, path, value as a JSON string."""
+        return [
+            {"op": op.op, "device": self.device, "path": op.path.to_string(), "value": op.value_json()}
+            for op in self.operations
+        ]
+
+    def describe(self) -> str:
+        """One line per operation, for people."""
+        lines = [" ".join(filter(None, (op.op, self.device, str(op.path), op.value_json()))) for op in self.operations]
+        return "\n".join(lines) if lines else f"no change on {self.device}"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A managed entry whose observed configuration differs from the intent."""
+
+    device: str
+    path: GPath
+    owners: tuple[ServiceKey, ...]
+    description: str
+
+
+def plan(intent: DeviceIntent, observed_tree: JsonValue, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
+    """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`.
+
+    `teardown` lists entries the device may still hold from earlier renders (of deleted services, or of
+    services whose spec changed); entries on other devices, still in the intent, or absent are skipped.
+    """
+    observed = normalise(observed_tree)
+    deletes: dict[GPath, SetOp] = {}
+    replaces: list[SetOp] = []
+    updates: list[SetOp] = []
+    for entry in intent.entries.values():
+        entry_deletes, entry_replaces, entry_updates = _entry_ops(entry, observed)
+        deletes.update((op.path, op) for op in entry_deletes)
+        replaces += entry_replaces
+        updates += entry_updates
+    for op in _teardown_deletes(intent, observed, teardown):
+        deletes[op.path] = op
+    return SetPlan(
+        intent.device,
+        tuple(sorted(deletes.values(), key=lambda o: o.path)),
+        tuple(sorted(replaces, key=lambda o: o.path)),
+        tuple(sorted(updates, key=lambda o: o.path)),
+    )
+
+
+def verify(intent: DeviceIntent, observed_tree: JsonValue) -> list[Drift]:
+    """The managed entries `observed_tree` does not hold as intended, in path order."""
+    observed = normalise(observed_tree)
+    drifts = []
+    for entry in intent.entries.values():
+        diff = _diff(entry, normalise(entry.value, entry.path), observed)
+        if diff is None:
+            drifts.append(Drift(intent.device, entry.path, entry.owners, "missing on the device"))
+        elif diff.changed or diff.extra:
+            drifts.append(Drift(intent.device, entry.path, entry.owners, diff.describe()))
+    return drifts
+
+
+class _Keyed(dict[str, Any]):
+    """A list as a dict by entry key; `keys_of` gives each entry's path keys (None: not addressable)."""
+
+    keys_of: dict[str, tuple[tuple[str, str], ...] | None]
+
+
+def _keyed(value: JsonValue, where: SchemaPath) -> JsonValue:
+    if isinstance(value, dict):
+        return {name: _keyed(member, (*where, name)) for name, member in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        keyed = _Keyed()
+        keyed.keys_of = {}
+        for entry in value:
+            keys = _path_keys(where, entry)
+            label = "|".join(f"{k}={v}" for k, v in keys) if keys is not None else canonical_json(entry)
+            keyed[label] = _keyed(entry, where)
+            keyed.keys_of[label] = keys
+        return keyed
+    return value
+
+
+def _path_keys(where: SchemaPath, entry: JsonObject) -> tuple[tuple[str, str], ...] | None:
+    keys = entry_keys(where, entry)
+    try:
+        return None if keys is None else PathElem(where[-1], keys).keys
+    except ValueError:
+        return None  # a key value no gNMI path can carry: such an entry is reached through its container
+
+
+def _addressable(tree: JsonValue, pointer: Pointer) -> list[tuple[int, GPath]]:
+    """The prefixes of `pointer` that name a container or list entry in `tree`, as (length, relative path)."""
+    found = [(0, GPath())]
+    node, elems, i = tree, [], 0
+    while i < len(pointer) and isinstance(node, dict) and pointer[i] in node:
+        name, child = pointer[i], node[pointer[i]]
+        if isinstance(child, _Keyed):
+            keys = child.keys_of.get(pointer[i + 1]) if i + 1 < len(pointer) else None
+            if keys is None:
+                break
+            elems.append(PathElem(name, keys))
+            node, i = child[pointer[i + 1]], i + 2
+        elif isinstance(child, dict):
+            elems.append(PathElem(name))
+            node, i = child, i + 1
+        else:
+            break
+        found.append((i, GPath(tuple(elems))))
+    return found
+
+
+@dataclass(frozen=True)
+class _EntryDiff:
+    """How the device's copy of an entry differs: pointers into the keyed intent and the keyed observed."""
+
+    want: JsonValue
+    have: JsonValue
+    changed: tuple[Pointer, ...]
+    extra: tuple[Pointer, ...]
+
+    def describe(self) -> str:
+        """E.g. `differs at two-rate-three-color/config: cir, pir; unexpected config: description`."""
+        groups = [f"differs at {g}" for g in _grouped(self.want, self.changed)]
+        groups += [f"unexpected {g}" for g in _grouped(self.have, self.extra)]
+        shown = "; ".join(groups[:_MAX_DESCRIBED])
+        return shown if len(groups) <= _MAX_DESCRIBED else f"{shown}; and {len(groups) - _MAX_DESCRIBED} more"
+
+
+def _grouped(tree: JsonValue, pointers: Iterable[Pointer]) -> list[str]:
+    """Pointers as their nearest container or list entry, followed by the leaves changed in it."""
+    leaves: dict[str, list[str]] = {}
+    for pointer in pointers:
+        length, path = _addressable(tree, pointer)[-1]
+        leaves.setdefault(path.to_string(), []).extend(["/".join(pointer[length:])] if length < len(pointer) else [])
+    return [
+        f"{container}: {', '.join(sorted(names))}" if container and names else container or ", ".join(sorted(names))
+        for container, names in sorted(leaves.items())
+    ]
+
+
+def _diff(entry: DeviceEntry, want: JsonValue, observed: JsonValue) -> _EntryDiff | None:
+    """How the device's copy differs from `want` (the normalised entry value); None when it lacks the entry."""
+    have = extract(observed, entry.path)
+    if have is None:
+        return None
+    where = schema_path(entry.path)
+    have = {name: value for name, value in have.items() if name not in entry.delegated}
+    keyed_want, keyed_have = _keyed(want, where), _keyed(have, where)
+    changed: list[Pointer] = []
+    extra: list[Pointer] = []
+    for op in jsonpatch.make_patch(keyed_have, keyed_want):
+        pointer = tuple(jsonpatch.JsonPointer(op["path"]).parts)
+        if op["op"] in ("add", "replace"):
+            changed.append(pointer)
+        elif op["op"] == "remove":
+            extra.append(pointer)
+        elif op["op"] == "move":
+            changed.append(pointer)
+            extra.append(tuple(jsonpatch.JsonPointer(op["from"]).parts))
+        else:
+            raise ValueError(f"unexpected JSON patch operation {op['op']!r}")
+    return _EntryDiff(keyed_want, keyed_have, tuple(changed), tuple(extra))
+
+
+def _entry_ops(entry: DeviceEntry, observed: JsonValue) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
+    """(deletes, replaces, updates) for one managed entry."""
+    want = normalise(entry.value, entry.path)
+    diff = _diff(entry, want, observed)
+    if diff is None:
+        return [], [], [SetOp("update", entry.path, want, entry.owners)]
+    deletes: set[GPath] = set()
+    replace_at: set[GPath] = set()
+    update_at: set[GPath] = set()
+    for pointer in diff.extra:
+        container = next(path for length, path in reversed(_addressable(diff.have, pointer)) if length < len(pointer))
+        if container.elems or not entry.delegated:
+            replace_at.add(container)
+            continue
+        # Replacing the root would reset the delegated members: delete the extra member instead.
+        deletes.add(GPath((PathElem(pointer[0]),)))
+        if pointer[0] in want:
+            update_at.add(GPath())
+    for pointer in diff.changed:
+        update_at.add(_addressable(diff.want, pointer)[-1][1])
+    replace_at = _outermost(replace_at)
+    update_at = {u for u in _outermost(update_at) if not any(r.is_prefix_of(u) for r in replace_at)}
+
+    def ops(op: Operation, targets: set[GPath]) -> list[SetOp]:
+        return [
+            SetOp(op, entry.path.join(t), None if op == "delete" else extract(want, t), entry.owners)
+            for t in sorted(targets)
+        ]
+
+    return ops("delete", deletes), ops("replace", replace_at), ops("update", update_at)
+
+
+def _outermost(paths: set[GPath]) -> set[GPath]:
+    return {p for p in paths if not any(q != p and q.is_prefix_of(p) for q in paths)}
+
+
+def _teardown_deletes(intent: DeviceIntent, observed: JsonValue, teardown: Iterable[ManagedEntry]) -> list[SetOp]:
+    owners: dict[GPath, list[ServiceKey]] = {}
+    for entry in teardown:
+        still_needed = intent.covers(entry.path)
+        if entry.device == intent.device and not still_needed and extract(observed, entry.path) is not None:
+            owners.setdefault(entry.path, []).append(entry.owner)
+    # Deleting a container deletes what lies under it.
+    kept = _outermost(set(owners))
+    return [SetOp("delete", path, None, tuple(sorted(set(owners[path])))) for path in sorted(kept)]

@@ -1,0 +1,322 @@
+from __future__ import annotations
+
+import copy
+import json
+from datetime import timedelta
+from typing import Any
+
+from controller.intent import (
+    DeviceEntry,
+    DeviceIntent,
+    GPath,
+    ServiceKey,
+    SetPlan,
+    extract,
+    merge,
+    normalise,
+    plan,
+    verify,
+)
+
+from .helpers import CREATED, apply_set, device_with_ports, entries_on, make_spec, service
+
+SUB = GPath.parse("interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]")
+POLICY = GPath.parse("qos/scheduler-policies/scheduler-policy[name=Ethernet1.100]")
+QOS_IF = GPath.parse("qos/interfaces/interface[interface-id=Ethernet1.100]")
+VRF = GPath.parse("network-instances/network-instance[name=blue]")
+
+
+def configured(intent: DeviceIntent, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The device tree once the intent has been applied (what a read-back returns)."""
+    tree = normalise(base or device_with_ports("Ethernet1", "Ethernet2"))
+    return apply_set(tree, plan(intent, tree))
+
+
+def ops(p: SetPlan) -> list[tuple[str, str]]:
+    return [(op.op, op.path.to_string()) for op in p.operations]
+
+
+def test_nothing_differs_means_an_empty_plan() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    tree = configured(intent)
+    result = plan(intent, tree)
+    assert result.is_empty
+    assert result.to_json() == []
+    assert result.describe() == "no change on pe1"
+    assert verify(intent, tree) == []
+
+
+def test_equal_config_in_json_ietf_form_with_state_is_not_drift() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    ietf = copy.deepcopy(configured(intent))
+    scheduler = extract(ietf, POLICY)["schedulers"]["scheduler"][0]
+    scheduler["config"]["type"] = "openconfig-qos-types:TWO_RATE_THREE_COLOR"
+    rates = scheduler["two-rate-three-color"]
+    rates["config"] = {leaf: str(value) for leaf, value in rates["config"].items()}
+    rates["state"] = {"cir": "1"}
+    vrf = extract(ietf, VRF)
+    vrf["config"]["type"] = "openconfig-network-instance-types:L3VRF"
+    del vrf["config"]["enabled"]
+    ietf["interfaces"]["interface"].reverse()
+    ietf = {f"openconfig-{name}:{name}": value for name, value in ietf.items()}
+    assert plan(intent, ietf).is_empty
+    assert verify(intent, ietf) == []
+
+
+def test_a_new_service_is_one_update_per_entry() -> None:
+    svc = service("a", make_spec(serviceType="l3vpn", vrf="blue"))
+    intent = merge("pe1", [svc]).intent
+    result = plan(intent, device_with_ports("Ethernet1"))
+    assert result.deletes == () and result.replaces == ()
+    assert [(op.path, op.value) for op in result.updates] == sorted((e.path, e.value) for e in svc.entries)
+    assert all(op.owners == (svc.key,) for op in result.updates)
+    # A container comes before what lies under it.
+    assert [op.path for op in result.updates].index(VRF) < [op.path for op in result.updates].index(
+        VRF.child("interfaces").child("interface", {"id": "Ethernet1.100"})
+    )
+
+
+def test_a_changed_bandwidth_updates_just_the_rate_container() -> None:
+    before = merge("pe1", [service("a", make_spec(bandwidthMbps=100))]).intent
+    after = merge("pe1", [service("a", make_spec(bandwidthMbps=50, peakBandwidthMbps=80))]).intent
+    result = plan(after, configured(before))
+    rates = (
+        POLICY.child("schedulers").child("scheduler", {"sequence": "0"}).child("two-rate-three-color").child("config")
+    )
+    assert ops(result) == [("update", rates.to_string())]
+    assert result.updates[0].value == {"cir": 50_000_000, "pir": 80_000_000, "bc": 62_500, "be": 100_000}
+
+
+def test_a_disabled_service_updates_the_subinterface_config() -> None:
+    before = merge("pe1", [service("a", make_spec())]).intent
+    after = merge("pe1", [service("a", make_spec(adminState="disabled"))]).intent
+    result = plan(after, configured(before))
+    assert ops(result) == [("update", f"{SUB}/config")]
+    assert result.updates[0].value == {"index": 100, "description": "telco-intent acme/a", "enabled": False}
+
+
+def test_an_extra_description_out_of_band_replaces_the_config_container() -> None:
+    intent = merge("pe1", [service("a", make_spec())]).intent
+    tree = configured(intent)
+    extract(tree, QOS_IF)["config"]["description"] = "set by hand"
+    result = plan(intent, tree)
+    assert ops(result) == [("replace", f"{QOS_IF}/config")]
+    assert result.replaces[0].value == {"interface-id": "Ethernet1.100"}
+    (drift,) = verify(intent, tree)
+    assert (drift.path, drift.description) == (QOS_IF, "unexpected config: description")
+
+
+def test_an_extra_ipv4_address_replaces_the_addresses_container() -> None:
+    intent = merge("pe1", [service("a", make_spec())]).intent
+    tree = configured(intent)
+    addresses = extract(tree, SUB)["ipv4"]["addresses"]["address"]
+    addresses.append({"ip": "198.51.100.1", "config": {"ip": "198.51.100.1", "prefix-length": 24}})
+    result = plan(intent, tree)
+    assert ops(result) == [("replace", f"{SUB}/ipv4/addresses")]
+    assert result.replaces[0].value == {
+        "address": [{"ip": "192.0.2.1", "config": {"ip": "192.0.2.1", "prefix-length": 30}}]
+    }
+    assert verify(intent, apply_set(tree, result)) == []
+
+
+def test_a_changed_address_replaces_rather_than_adds() -> None:
+    before = merge("pe1", [service("a", make_spec())]).intent
+    spec = make_spec(endpoints=[{"device": "pe1", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.9/29"}])
+    after = merge("pe1", [service("a", spec)]).intent
+    result = plan(after, configured(before))
+    assert ops(result) == [("replace", f"{SUB}/ipv4/addresses")]
+    assert verify(after, apply_set(configured(before), result)) == []
+
+
+def test_an_address_on_an_l2vpn_subinterface_replaces_the_whole_entry() -> None:
+    l2 = make_spec(serviceType="l2vpn", endpoints=[{"device": "pe1", "port": "Ethernet1", "vlanId": 100}])
+    before = merge("pe1", [service("a", make_spec())]).intent
+    after = merge("pe1", [service("a", l2)]).intent
+    result = plan(after, configured(before))
+    assert ops(result) == [("replace", str(SUB))]
+    assert "ipv4" not in result.replaces[0].value
+
+
+def test_extra_config_at_the_root_of_a_vrf_is_deleted_and_foreign_members_are_left_alone() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    tree = configured(intent)
+    vrf = extract(tree, VRF)
+    vrf["protocols"] = {"protocol": [{"identifier": "BGP", "name": "default"}]}
+    vrf["interfaces"]["interface"].append(
+        {"id": "Ethernet2.1", "config": {"id": "Ethernet2.1", "interface": "Ethernet2"}}
+    )
+    vrf["config"]["description"] = "x"
+    result = plan(intent, tree)
+    assert ops(result) == [("delete", f"{VRF}/protocols"), ("replace", f"{VRF}/config")]
+    after = apply_set(tree, result)
+    assert verify(intent, after) == []
+    assert extract(after, VRF.child("interfaces").child("interface", {"id": "Ethernet2.1"})) is not None
+
+
+def test_a_vrf_missing_its_config_is_updated_without_touching_members() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    tree = configured(intent)
+    del extract(tree, VRF)["config"]
+    result = plan(intent, tree)
+    assert ops(result) == [("update", f"{VRF}/config")]
+
+
+def test_teardown_on_a_shared_device_removes_exactly_the_departed_service() -> None:
+    a = service("a", make_spec(serviceType="l3vpn", vrf="blue"))
+    b = service(
+        "b",
+        make_spec(
+            serviceType="l3vpn",
+            vrf="blue",
+            endpoints=[{"device": "pe1", "port": "Ethernet2", "vlanId": 7, "ipv4Address": "192.0.2.5/30"}],
+        ),
+        created=CREATED + timedelta(seconds=1),
+    )
+    base = device_with_ports("Ethernet1", "Ethernet2", "Ethernet3")
+    extract(base, GPath.parse("interfaces/interface[name=Ethernet1]"))["config"]["description"] = "uplink"
+    base["qos"] = {"scheduler-policies": {"scheduler-policy": [{"name": "manual", "config": {"name": "manual"}}]}}
+    tree = configured(merge("pe1", [a, b]).intent, base)
+    remaining = merge("pe1", [b]).intent
+    result = plan(remaining, tree, entries_on("pe1", a))
+    assert ops(result) == [
+        ("delete", str(SUB)),
+        ("delete", f"{VRF}/interfaces/interface[id=Ethernet1.100]"),
+        ("delete", str(QOS_IF)),
+        ("delete", str(POLICY)),
+    ]
+    assert result.for_owner(a.key) == result
+    assert result.for_owner(b.key).is_empty
+    assert result.owners == {a.key}
+    after = apply_set(tree, result)
+    assert verify(remaining, after) == []
+    assert extract(after, VRF) is not None
+    assert extract(after, GPath.parse("interfaces/interface[name=Ethernet1]/config/description")) == "uplink"
+    assert extract(after, GPath.parse("qos/scheduler-policies/scheduler-policy[name=manual]")) is not None
+    # Once b goes too, the VRF goes with its last member.
+    last = plan(merge("pe1", []).intent, after, entries_on("pe1", b))
+    assert ops(last) == [
+        ("delete", "interfaces/interface[name=Ethernet2]/subinterfaces/subinterface[index=7]"),
+        ("delete", str(VRF)),
+        ("delete", "qos/interfaces/interface[interface-id=Ethernet2.7]"),
+        ("delete", "qos/scheduler-policies/scheduler-policy[name=Ethernet2.7]"),
+    ]
+
+
+def test_teardown_of_absent_paths_other_devices_or_still_claimed_paths_is_a_no_op() -> None:
+    a = service("a", make_spec())
+    later = service("later", make_spec(bandwidthMbps=5), created=CREATED + timedelta(days=1))
+    intent = merge("pe1", [later]).intent
+    tree = configured(merge("pe1", [a]).intent)
+    # a is gone and the refused service now holds the same paths: update them, delete nothing.
+    result = plan(intent, tree, entries_on("pe1", a))
+    assert result.deletes == ()
+    assert plan(merge("pe1", []).intent, device_with_ports("Ethernet1"), entries_on("pe1", a)).is_empty
+    other_device = service(
+        "x", make_spec(endpoints=[{"device": "pe2", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.1/30"}])
+    )
+    assert plan(merge("pe1", [a]).intent, tree, other_device.entries).is_empty
+
+
+def test_dry_run_rendering_matches_planned_operations() -> None:
+    before = merge("pe1", [service("a", make_spec())]).intent
+    after = merge("pe1", [service("a", make_spec(bandwidthMbps=1))]).intent
+    tree = configured(before)
+    extract(tree, QOS_IF)["config"]["description"] = "x"
+    result = plan(after, tree, [])
+    rendered = result.to_json()
+    assert rendered == [
+        {"op": "replace", "device": "pe1", "path": f"{QOS_IF}/config", "value": '{"interface-id":"Ethernet1.100"}'},
+        {
+            "op": "update",
+            "device": "pe1",
+            "path": f"{POLICY}/schedulers/scheduler[sequence=0]/two-rate-three-color/config",
+            "value": '{"bc":1500,"be":1500,"cir":1000000,"pir":1000000}',
+        },
+    ]
+    assert all(json.loads(item["value"]) for item in rendered if item["value"])
+    assert result.describe().splitlines()[0] == f'replace pe1 {QOS_IF}/config {{"interface-id":"Ethernet1.100"}}'
+
+
+def test_verify_names_entries_owners_and_what_differs() -> None:
+    a = service("a", make_spec(serviceType="l3vpn", vrf="blue"))
+    intent = merge("pe1", [a]).intent
+    tree = configured(intent)
+    rates = extract(tree, POLICY)["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]
+    rates["cir"] = 1
+    rates["pir"] = 1
+    rates["bc"] = 1
+    rates["be"] = 1
+    del extract(tree, GPath.parse("qos/interfaces"))["interface"]
+    drifts = verify(intent, tree)
+    assert [(d.device, d.path, d.owners) for d in drifts] == [("pe1", QOS_IF, (a.key,)), ("pe1", POLICY, (a.key,))]
+    assert drifts[0].description == "missing on the device"
+    assert drifts[1].description == (
+        "differs at schedulers/scheduler[sequence=0]/two-rate-three-color/config: bc, be, cir, pir"
+    )
+
+
+def test_a_delegated_root_member_that_intent_also_sets_is_deleted_then_rewritten() -> None:
+    owner = ServiceKey("ns", "a")
+    path = GPath.parse("things/thing[name=t]")
+    entry = DeviceEntry(path, {"name": "t", "tags": ["a"]}, (owner,), delegated=("members",))
+    intent = DeviceIntent("pe1", {path: entry})
+    tree = {"things": {"thing": [{"name": "t", "tags": ["a", "b"], "members": {"m": 1}}]}}
+    result = plan(intent, tree)
+    assert ops(result) == [("delete", f"{path}/tags"), ("update", str(path))]
+    after = apply_set(normalise(tree), result)
+    assert verify(intent, after) == []
+    assert extract(after, path)["members"] == {"m": 1}
+
+
+def test_entries_with_keys_no_path_can_carry_are_replaced_through_their_container() -> None:
+    intent = merge("pe1", [service("a", make_spec())]).intent
+    tree = configured(intent)
+    extract(tree, SUB)["ipv4"]["addresses"]["address"].append({"ip": "fe80::1]", "config": {"ip": "fe80::1]"}})
+    assert ops(plan(intent, tree)) == [("replace", f"{SUB}/ipv4/addresses")]
+    (drift,) = verify(intent, tree)
+    assert drift.description.startswith("unexpected ipv4/addresses: address/")
+
+
+def test_a_drift_description_lists_at_most_three_places() -> None:
+    intent = merge("pe1", [service("a", make_spec())]).intent
+    tree = configured(intent)
+    sub = extract(tree, SUB)
+    sub["config"]["description"] = "changed"
+    sub["config"]["mtu"] = 1500
+    del sub["vlan"]
+    sub["ipv4"]["addresses"]["address"][0]["config"]["prefix-length"] = 31
+    sub["ipv4"]["addresses"]["address"].append({"ip": "198.51.100.1", "config": {"ip": "198.51.100.1"}})
+    (drift,) = verify(intent, tree)
+    assert drift.description == (
+        "differs at config: description; "
+        "differs at ipv4/addresses/address[ip=192.0.2.1]/config: prefix-length; "
+        "differs at vlan; and 2 more"
+    )
+    result = plan(intent, tree)
+    assert ops(result) == [
+        ("replace", f"{SUB}/config"),
+        ("replace", f"{SUB}/ipv4/addresses"),
+        ("update", f"{SUB}/vlan"),
+    ]
+    assert verify(intent, apply_set(tree, result)) == []
+
+
+def test_a_plan_splits_by_owner_and_shared_ops_stay_while_one_owner_wants_them() -> None:
+    a = service("a", make_spec(serviceType="l3vpn", vrf="blue"))
+    b = service(
+        "b",
+        make_spec(
+            serviceType="l3vpn",
+            vrf="blue",
+            endpoints=[{"device": "pe1", "port": "Ethernet2", "vlanId": 7, "ipv4Address": "192.0.2.5/30"}],
+        ),
+    )
+    result = plan(merge("pe1", [a, b]).intent, device_with_ports("Ethernet1", "Ethernet2"))
+    assert result.owners == {a.key, b.key}
+    only_a = result.for_owner(a.key)
+    assert {op.path for op in only_a.operations} == {e.path for e in a.entries}
+    assert only_a.device == "pe1"
+    without_a = result.without_owners({a.key})
+    assert {op.path for op in without_a.operations} == {e.path for e in b.entries}
+    assert VRF in {op.path for op in without_a.operations}
+    assert result.without_owners({a.key, b.key}).is_empty
