@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
 from .common import (
+    CURRENCY,
     ApiModel,
     Conditions,
     CustomResource,
@@ -20,6 +21,18 @@ from .common import (
 from .subscription import BILLING_ACCOUNT
 
 InvoiceState = Literal["new", "onHold", "validated", "sent", "partiallyPaid", "settled"]
+SIGNED_DECIMAL = r"^-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?$"
+
+
+class SignedMoney(ApiModel):
+    """An amount that may be negative (credits, discounts, credit balances) and an ISO 4217 currency."""
+
+    unit: str = Field(pattern=CURRENCY, min_length=3, max_length=3, description="ISO 4217 currency code, e.g. EUR.")
+    value: str = Field(
+        pattern=SIGNED_DECIMAL,
+        max_length=25,
+        description='A decimal number written as a string, negative for credits, e.g. "-4.99" (never a float).',
+    )
 
 
 class BillingPeriod(TimePeriod):
@@ -72,7 +85,7 @@ class TaxItem(ApiModel):
 
     taxCategory: str = Field(max_length=64, description="Tax category, e.g. VAT.")
     taxRate: str = Field(max_length=16, description="Rate in percent.")
-    taxAmount: Money = Field(description="Tax amount.")
+    taxAmount: SignedMoney = Field(description="Tax amount (negative on a bill whose total is a credit).")
 
 
 class BillLine(ApiModel):
@@ -85,8 +98,11 @@ class BillLine(ApiModel):
     name: str = Field(max_length=256, description="What is charged.")
     subscription: str = Field(max_length=253, description="Subscription (namespace/name) charged.")
     periodCoverage: TimePeriod = Field(description="Time the line covers.")
-    taxExcludedAmount: Money = Field(description="Amount before tax; credits and discounts are negative.")
-    events: list[str] = Field(
+    taxExcludedAmount: SignedMoney = Field(description="Amount before tax; credits and discounts are negative.")
+    corrects: str | None = Field(
+        default=None, max_length=253, description="Id of the line of an issued bill this line corrects."
+    )
+    events: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=16, description="Ids of the billing events the line derives from."
     )
 
@@ -100,9 +116,22 @@ class InvoiceStatus(ApiModel):
     billNo: str | None = Field(default=None, max_length=128, description="Bill number.")
     billDate: datetime | None = Field(default=None, description="When the bill was issued.")
     paymentDueDate: datetime | None = Field(default=None, description="When payment is due.")
-    taxExcludedAmount: Money | None = Field(default=None, description="Total before tax.")
-    taxIncludedAmount: Money | None = Field(default=None, description="Total including tax.")
-    amountDue: Money | None = Field(default=None, description="What remains to be paid.")
+    taxExcludedAmount: SignedMoney | None = Field(default=None, description="Total before tax.")
+    taxIncludedAmount: SignedMoney | None = Field(default=None, description="Total including tax.")
+    amountPaid: Money | None = Field(default=None, description="Sum of the payments received.")
+    amountDue: SignedMoney | None = Field(
+        default=None, description="What remains to be paid; negative when the customer is owed a credit."
+    )
+    overdue: bool | None = Field(
+        default=None, description="Unpaid past paymentDueDate plus the offering's grace period."
+    )
+    settledDate: datetime | None = Field(default=None, description="When the amount due reached zero.")
+    contentDigest: str | None = Field(
+        default=None,
+        max_length=80,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 of the lines and totals when validated; an issued bill never changes.",
+    )
     taxItem: list[TaxItem] = Field(default_factory=list, max_length=8, description="Taxes.")
     lines: list[BillLine] = Field(default_factory=list, max_length=2000, description="Applied rates.")
 

@@ -95,7 +95,6 @@ class NetworkServiceSpec(ApiModel):
     peakBandwidthMbps: int | None = Field(
         default=None, ge=1, le=400_000, description="Peak rate (PIR) in Mbit/s; defaults to bandwidthMbps."
     )
-    mtu: int | None = Field(default=None, ge=576, le=9216, description="IP MTU on the subinterfaces.")
     vrf: str | None = Field(
         default=None,
         max_length=63,

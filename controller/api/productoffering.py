@@ -106,7 +106,6 @@ class ServiceCandidate(ApiModel):
         le=400_000,
         description="Peak rate (PIR) in Mbit/s; defaults to the committed rate.",
     )
-    mtu: int | None = Field(default=None, ge=576, le=9216, description="IP MTU on the customer port.")
     driftPolicy: DriftPolicy = Field(
         default="revert", description="What the controller does when the device drifts from intent."
     )

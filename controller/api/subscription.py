@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.json_schema import JsonDict
@@ -50,6 +50,115 @@ class RelatedParty(ApiModel):
 
     role: str = Field(max_length=64, description="Role of the party, e.g. customer.")
     name: str = Field(max_length=256, description="Name of the party.")
+
+
+# -- billing state (written by the controller in the same resourceVersion-checked write) -----
+
+OCTETS = r"^(0|[1-9][0-9]{0,19})$"
+
+
+class LedgerInterval(ApiModel):
+    """A span during which a condition held (UTC, whole seconds); end is unset while it still holds."""
+
+    start: datetime = Field(description="When the condition began to hold (inclusive).")
+    end: datetime | None = Field(default=None, description="When it stopped holding (exclusive); unset while it holds.")
+
+
+class ServiceLedger(ApiModel):
+    """Recorded transitions that charges derive from: billable time is active ∩ ready from startDate."""
+
+    startDate: datetime | None = Field(
+        default=None, description="First moment the subscription was active and its service Ready."
+    )
+    active: list[LedgerInterval] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Intervals in which the subscription was active (not suspended, not terminated).",
+    )
+    ready: list[LedgerInterval] = Field(
+        default_factory=list, max_length=128, description="Intervals in which its NetworkService was Ready."
+    )
+    billedThrough: datetime | None = Field(
+        default=None,
+        description="History before this instant was invoiced and compacted away; it can no longer change.",
+    )
+
+
+class OutboxEvent(ApiModel):
+    """A billing fact recorded as a CloudEvent, waiting to be delivered to every sink."""
+
+    id: str = Field(max_length=64, description="CloudEvents id: a UUIDv5 of (subscription uid, fact, period).")
+    type: str = Field(max_length=128, description="CloudEvents type, e.g. dev.intent.telco.subscription.activated.v1.")
+    source: str = Field(max_length=512, description="CloudEvents source: the Subscription's API path.")
+    subject: str | None = Field(default=None, max_length=253, description="CloudEvents subject.")
+    time: datetime = Field(description="When the fact occurred (not when it was emitted).")
+    data: dict[str, Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict, max_length=16, description="Event data; amounts are decimal strings."
+    )
+    queuedAt: datetime = Field(description="When the event entered the outbox.")
+
+
+class Outbox(ApiModel):
+    """Durable outbox: events recorded with the state change, removed once every sink has them."""
+
+    pending: list[OutboxEvent] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Events not yet delivered to every sink, oldest first.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    )
+    deliveredCount: int = Field(default=0, ge=0, description="Events delivered to every sink so far.")
+    recentlyDelivered: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=64, description="Ids delivered most recently (adding them again is a no-op)."
+    )
+
+
+class UsageCounter(ApiModel):
+    """The last sample of one device octet counter."""
+
+    key: str = Field(max_length=256, description="Counter identity, e.g. device/port/vlan/in.")
+    octets: str = Field(pattern=OCTETS, max_length=20, description="Counter value in octets (decimal string).")
+    time: datetime = Field(description="When the sample was taken.")
+
+
+class UsageWindow(ApiModel):
+    """Octets measured during one billing period (not yet invoiced)."""
+
+    start: datetime = Field(description="Start of the billing period (inclusive).")
+    end: datetime = Field(description="End of the billing period (exclusive).")
+    octets: str = Field(pattern=OCTETS, max_length=20, description="Octets measured in it (decimal string).")
+
+
+class UsageMeter(ApiModel):
+    """Usage measured from device counters, per billing period."""
+
+    counters: list[UsageCounter] = Field(default_factory=list, max_length=32, description="Last sample per counter.")
+    windows: list[UsageWindow] = Field(
+        default_factory=list, max_length=24, description="Measured octets per billing period, oldest first."
+    )
+
+
+class PaymentHold(ApiModel):
+    """The subscription is suspended because invoices of its account are overdue."""
+
+    since: datetime = Field(description="When the hold was decided.")
+    invoices: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="The overdue invoices that caused it."
+    )
+
+
+class SubscriptionBilling(ApiModel):
+    """Billing state of the subscription; every change is written together with the events it implies."""
+
+    ledger: ServiceLedger = Field(default_factory=ServiceLedger, description="Active and Ready intervals.")
+    outbox: Outbox = Field(default_factory=Outbox, description="Billing events waiting for delivery.")
+    usage: UsageMeter = Field(default_factory=UsageMeter, description="Measured traffic.")
+    chargedThrough: datetime | None = Field(
+        default=None, description="End of the last closed billing period whose charge events are recorded."
+    )
+    paymentHold: PaymentHold | None = Field(
+        default=None, description="Set while suspended for non-payment; cleared when the account is settled."
+    )
 
 
 IMMUTABLE: JsonDict = {"rule": "self == oldSelf", "message": "is immutable; create a new Subscription instead"}
@@ -117,6 +226,9 @@ class SubscriptionStatus(ApiModel):
         default=None, description="The NetworkService that realizes this subscription."
     )
     nextBillDate: datetime | None = Field(default=None, description="End of the current billing period.")
+    billing: SubscriptionBilling | None = Field(
+        default=None, description="Service ledger, usage meter and event outbox billing derives from."
+    )
 
 
 class Subscription(CustomResource):

@@ -1,0 +1,334 @@
+"""Billing facts as CloudEvents 1.0.
+
+One fact, one id: the id is a UUIDv5 of (subscription uid, fact, occurrence key), so a
+retry after a crash re-emits the same id and consumers deduplicate on source + id. The
+occurrence key is empty for facts that happen once per subscription (activated,
+terminated), the transition instant for suspended/resumed, and the price and period for
+periodic facts. `time` is when the fact occurred, never when it was sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from cloudevents.core.v1.event import CloudEvent
+
+from ..api.common import GROUP, VERSION
+from ..api.subscription import OutboxEvent
+from .clock import ensure_utc, to_second
+from .money import Money
+from .periods import Period, rfc3339, stamp
+
+Fact = Literal["activated", "suspended", "resumed", "terminated", "charge.period", "usage.rated", "sla.credit"]
+FACTS: tuple[Fact, ...] = (
+    "activated",
+    "suspended",
+    "resumed",
+    "terminated",
+    "charge.period",
+    "usage.rated",
+    "sla.credit",
+)
+TYPE_PREFIX = "dev.intent.telco.subscription."
+TYPE_SUFFIX = ".v1"
+DATACONTENTTYPE = "application/json"
+MAX_DATA_KEYS = 16  # the outbox's bounds (status.billing.outbox.pending[].data)
+MAX_VALUE = 512
+# Fixed namespaces: changing them would give every past fact a new id.
+EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://telco.intent.dev/billing/events")
+LINE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://telco.intent.dev/billing/lines")
+
+
+class EventError(ValueError):
+    """An event that cannot be built; the message names the field."""
+
+
+def event_type(fact: str) -> str:
+    if fact not in FACTS:
+        raise EventError(f"fact: {fact!r} is not one of {', '.join(FACTS)}")
+    return f"{TYPE_PREFIX}{fact}{TYPE_SUFFIX}"
+
+
+def fact_of(type_: str) -> str:
+    """The fact of an event type (inverse of event_type)."""
+    if not (type_.startswith(TYPE_PREFIX) and type_.endswith(TYPE_SUFFIX)):
+        raise EventError(f"type: {type_!r} is not a subscription billing event type")
+    return type_[len(TYPE_PREFIX) : -len(TYPE_SUFFIX)]
+
+
+def event_id(uid: str, fact: str, key: str = "") -> str:
+    """The id of one billing fact: UUIDv5 of (subscription uid, fact, occurrence key)."""
+    if not uid:
+        raise EventError("metadata.uid: a billing fact needs the subscription's uid")
+    event_type(fact)
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{uid}\n{fact}\n{key}"))
+
+
+def line_id(uid: str, kind: str, key: str) -> str:
+    """The id of one bill line (its own billing fact): UUIDv5 of (subscription uid, kind, key)."""
+    if not uid:
+        raise EventError("metadata.uid: a bill line needs the subscription's uid")
+    return str(uuid.uuid5(LINE_NAMESPACE, f"{uid}\n{kind}\n{key}"))
+
+
+def period_key(period: Period, price: str | None = None) -> str:
+    """Occurrence key of a periodic fact: "<price>/<start>-<end>" or "<start>-<end>"."""
+    return f"{price}/{period.key}" if price is not None else period.key
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRef:
+    """What events need to know about the subscription."""
+
+    namespace: str
+    name: str
+    uid: str
+    account: str
+
+    @property
+    def source(self) -> str:
+        """The object's API path: the CloudEvents source."""
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/subscriptions/{self.name}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> SubscriptionRef:
+        """From a Subscription as the API returns it (dict with metadata and spec)."""
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        account = (spec.get("billingAccount") or {}).get("id", "")
+        for name, value in (
+            ("metadata.namespace", meta.get("namespace")),
+            ("metadata.name", meta.get("name")),
+            ("metadata.uid", meta.get("uid")),
+            ("spec.billingAccount.id", account),
+        ):
+            if not value:
+                raise EventError(f"{name}: is required to bill the subscription")
+        return cls(meta["namespace"], meta["name"], meta["uid"], account)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingEvent:
+    """A billing fact, ready to be stored in the outbox and sent as a CloudEvent."""
+
+    id: str
+    type: str
+    source: str
+    subject: str | None
+    time: datetime
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fact(self) -> str:
+        return fact_of(self.type)
+
+    def to_cloudevent(self) -> CloudEvent:
+        attributes: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+            "datacontenttype": DATACONTENTTYPE,
+        }
+        if self.subject:
+            attributes["subject"] = self.subject
+        return CloudEvent(attributes, dict(self.data))
+
+    @classmethod
+    def from_cloudevent(cls, event: Any) -> BillingEvent:
+        data = event.get_data() or {}
+        if not isinstance(data, dict):
+            raise EventError("data: a billing event carries a JSON object")
+        time = event.get_time()
+        if time is None:
+            raise EventError("time: a billing event carries the time of its occurrence")
+        return cls(
+            event.get_id(),
+            event.get_type(),
+            event.get_source(),
+            event.get_subject(),
+            ensure_utc(time),
+            {str(k): str(v) for k, v in data.items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The CloudEvents JSON (structured) form as a dict, e.g. for a JSON Lines file."""
+        out: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": rfc3339(self.time),
+            "datacontenttype": DATACONTENTTYPE,
+        }
+        if self.subject:
+            out["subject"] = self.subject
+        out["data"] = dict(self.data)
+        return out
+
+    def to_outbox(self, queued_at: datetime) -> OutboxEvent:
+        return OutboxEvent(
+            id=self.id,
+            type=self.type,
+            source=self.source,
+            subject=self.subject,
+            time=self.time,
+            data=dict(self.data),
+            queuedAt=to_second(queued_at, "queuedAt"),
+        )
+
+    @classmethod
+    def from_outbox(cls, item: OutboxEvent) -> BillingEvent:
+        return cls(item.id, item.type, item.source, item.subject, ensure_utc(item.time), dict(item.data))
+
+
+def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
+    """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
+    payload = {"subscription": ref.qualified_name, "billingAccount": ref.account, **data}
+    for name, value in payload.items():
+        if not isinstance(value, str):
+            raise EventError(f"data.{name}: {value!r} must be a string (amounts are decimal strings)")
+        if len(value) > MAX_VALUE:
+            raise EventError(f"data.{name}: {len(value)} characters, more than {MAX_VALUE}")
+    if len(payload) > MAX_DATA_KEYS:
+        raise EventError(f"data: {len(payload)} entries, more than {MAX_DATA_KEYS}")
+    return BillingEvent(
+        id=event_id(ref.uid, fact, key),
+        type=event_type(fact),
+        source=ref.source,
+        subject=ref.account,
+        time=to_second(time, "time"),
+        data=payload,
+    )
+
+
+def _money(prefix: str, amount: Money) -> dict[str, str]:
+    return {prefix: amount.value_string(), "currency": amount.currency}
+
+
+# -- lifecycle facts ----------------------------------------------------------------------
+
+
+def activated(ref: SubscriptionRef, at: datetime, offering: str, one_time: Money | None = None) -> BillingEvent:
+    """The service was first delivered (startDate); once per subscription."""
+    data = {"offering": offering, "startDate": rfc3339(to_second(at))}
+    if one_time is not None:
+        data |= _money("oneTimeAmount", one_time)
+    return make_event(ref, "activated", "", at, data)
+
+
+def suspended(ref: SubscriptionRef, at: datetime, reason: str) -> BillingEvent:
+    """The subscription stopped being active at `at` (customer request or non-payment)."""
+    return make_event(ref, "suspended", stamp(at), at, {"reason": reason})
+
+
+def resumed(ref: SubscriptionRef, at: datetime, reason: str) -> BillingEvent:
+    return make_event(ref, "resumed", stamp(at), at, {"reason": reason})
+
+
+def terminated(ref: SubscriptionRef, at: datetime) -> BillingEvent:
+    """The subscription ended; once per subscription."""
+    return make_event(ref, "terminated", "", at, {"terminationDate": rfc3339(to_second(at))})
+
+
+# -- periodic facts -----------------------------------------------------------------------
+
+
+def charge_period_id(ref: SubscriptionRef, price: str, coverage: Period) -> str:
+    return event_id(ref.uid, "charge.period", period_key(coverage, price))
+
+
+def usage_rated_id(ref: SubscriptionRef, price: str, period: Period) -> str:
+    return event_id(ref.uid, "usage.rated", period_key(period, price))
+
+
+def sla_credit_id(ref: SubscriptionRef, period: Period) -> str:
+    return event_id(ref.uid, "sla.credit", period_key(period))
+
+
+def charge_period(
+    ref: SubscriptionRef,
+    price: str,
+    charge_period: Period,
+    coverage: Period,
+    amount: Money,
+    discount: Money,
+    billable_seconds: int,
+) -> BillingEvent:
+    """The recurring charge of `price` for `coverage` (a charge period, or its part in a bill period)."""
+    data = {
+        "price": price,
+        "periodStart": rfc3339(charge_period.start),
+        "periodEnd": rfc3339(charge_period.end),
+        "coverageStart": rfc3339(coverage.start),
+        "coverageEnd": rfc3339(coverage.end),
+        "billableSeconds": str(billable_seconds),
+        "periodSeconds": str(charge_period.seconds),
+        **_money("amount", amount),
+        "discountAmount": discount.value_string(),
+        "netAmount": (amount - discount).value_string(),
+    }
+    return make_event(ref, "charge.period", period_key(coverage, price), coverage.end, data)
+
+
+def usage_rated(
+    ref: SubscriptionRef, price: str, period: Period, octets: int, quantity: str, unit: str, amount: Money
+) -> BillingEvent:
+    data = {
+        "price": price,
+        "periodStart": rfc3339(period.start),
+        "periodEnd": rfc3339(period.end),
+        "octets": str(octets),
+        "quantity": quantity,
+        "unitOfMeasure": unit,
+        **_money("amount", amount),
+    }
+    return make_event(ref, "usage.rated", period_key(period, price), period.end, data)
+
+
+def sla_credit(
+    ref: SubscriptionRef,
+    period: Period,
+    availability: str,
+    target: str,
+    credit_percent: str,
+    amount: Money,
+    unavailable_seconds: int,
+) -> BillingEvent:
+    data = {
+        "periodStart": rfc3339(period.start),
+        "periodEnd": rfc3339(period.end),
+        "availability": availability,
+        "availabilityTarget": target,
+        "unavailableSeconds": str(unavailable_seconds),
+        "creditPercent": credit_percent,
+        **_money("amount", amount),
+    }
+    return make_event(ref, "sla.credit", period_key(period), period.end, data)
+
+
+def for_fact(
+    ref: SubscriptionRef, kind: str, at: datetime, detail: Mapping[str, Any] | None = None, offering: str = ""
+) -> BillingEvent | None:
+    """The billing event of a lifecycle fact (controller.commerce.lifecycle.Fact: kind, at, detail);
+    None for facts that are not billing facts (cancelled, aborted)."""
+    detail = detail or {}
+    reason = str(detail.get("reason", ""))
+    if kind == "activated":
+        return activated(ref, at, offering or str(detail.get("offering", "")))
+    if kind == "suspended":
+        return suspended(ref, at, reason)
+    if kind == "resumed":
+        return resumed(ref, at, reason)
+    if kind == "terminated":
+        return terminated(ref, at)
+    return None

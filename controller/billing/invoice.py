@@ -1,0 +1,761 @@
+"""Invoices: the bill of one billing account for one period, computed from ledgers.
+
+Everything here is pure: it takes subscriptions (ledger, usage meter, offering) and a
+period, and returns lines, totals, the invoice's next status and dunning decisions. The
+Kopf handlers read and write the objects.
+
+- Lines: one per billing fact with a deterministic id (see `events.line_id`) that lists the
+  ids of the billing events it derives from.
+- Tax: each configured rule (e.g. VAT 20 %) is applied to the tax-excluded total and
+  rounded once; taxIncluded = taxExcluded + taxes.
+- One currency per account: subscriptions in several currencies are an error naming them.
+- Names: `<account>-<YYYYMMDD>-<YYYYMMDD>` (local dates of the period bounds in the account's
+  zone, end exclusive), so "already exists" means "already billed".
+- States: new (draft, recomputed) -> validated (issued: immutable, digest recorded) -> sent
+  -> partiallyPaid -> settled; onHold parks a draft. A correction of an issued bill is a line
+  on a later bill (`corrections`), never an edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Literal
+
+from ..api.common import Money as ApiMoney
+from ..api.common import TimePeriod
+from ..api.invoice import BillLine, InvoiceState, InvoiceStatus, Payment, SignedMoney, TaxItem
+from ..api.productoffering import PaymentPolicy, ProductOfferingPrice, ProductOfferingSpec
+from ..api.subscription import SubscriptionBilling
+from . import events as ev
+from .clock import ensure_utc, to_second
+from .events import BillingEvent, SubscriptionRef, line_id, period_key
+from .ledger import Ledger, intersect
+from .money import CurrencyMismatch, Money, MoneyError, parse_decimal, round_half_up
+from .periods import Cycle, Period, load_zone
+from .rating import (
+    Meter,
+    discount_amount,
+    one_time_charge,
+    recurring_charge,
+    sla_credit,
+    usage_charge,
+    valid_spans,
+)
+
+MAX_LINES = 2000
+LineType = Literal["recurringCharge", "oneTimeCharge", "usageCharge", "discount", "credit"]
+_TYPE_ORDER = {"oneTimeCharge": 0, "recurringCharge": 1, "discount": 2, "usageCharge": 3, "credit": 4}
+ISSUED: frozenset[str] = frozenset({"validated", "sent", "partiallyPaid", "settled"})
+UNPAID: frozenset[str] = frozenset({"validated", "sent", "partiallyPaid"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"onHold", "validated"}),
+    "onHold": frozenset({"new", "validated"}),
+    "validated": frozenset({"sent", "partiallyPaid", "settled"}),
+    "sent": frozenset({"partiallyPaid", "settled"}),
+    "partiallyPaid": frozenset({"settled"}),
+    "settled": frozenset(),
+}
+
+
+class InvoiceError(ValueError):
+    """The invoice cannot be computed or changed as asked; the message names the cause."""
+
+
+class MixedCurrency(InvoiceError):
+    """An account's subscriptions are priced in more than one currency."""
+
+    def __init__(self, account: str, by_currency: Mapping[str, Sequence[str]]) -> None:
+        self.by_currency = {c: sorted(s) for c, s in by_currency.items()}
+        parts = "; ".join(f"{c}: {', '.join(s)}" for c, s in sorted(self.by_currency.items()))
+        super().__init__(f"billing account {account} mixes currencies ({parts}); one account bills in one currency")
+
+
+class InvalidTransition(InvoiceError):
+    """A state change the invoice state machine does not allow."""
+
+
+class ImmutableInvoice(InvoiceError):
+    """An issued invoice's lines or totals were to change."""
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRule:
+    """A tax applied to the tax-excluded total, e.g. TaxRule("VAT", Decimal("20"))."""
+
+    category: str
+    rate: Decimal
+
+    @classmethod
+    def of(cls, category: str, rate: str) -> TaxRule:
+        value = parse_decimal(rate, f"tax.{category}.rate")
+        if value > 100:
+            raise MoneyError(f"tax.{category}.rate", f"{rate} is more than 100 percent")
+        return cls(category, value)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingInput:
+    """One subscription as billing sees it."""
+
+    ref: SubscriptionRef
+    offering_name: str
+    offering: ProductOfferingSpec
+    ledger: Ledger
+    meter: Meter = field(default_factory=Meter)
+    time_zone: str = "UTC"
+
+    @classmethod
+    def from_objects(cls, subscription: Mapping[str, Any], offering: Mapping[str, Any]) -> BillingInput:
+        """From a Subscription and its ProductOffering as the API returns them (dicts)."""
+        billing = SubscriptionBilling.model_validate(((subscription.get("status") or {}).get("billing")) or {})
+        spec = ProductOfferingSpec.model_validate(offering.get("spec") or {})
+        return cls(
+            ref=SubscriptionRef.from_object(subscription),
+            offering_name=(offering.get("metadata") or {}).get("name", ""),
+            offering=spec,
+            ledger=Ledger.from_status(billing.ledger),
+            meter=Meter.from_status(billing.usage),
+            time_zone=((subscription.get("spec") or {}).get("billingAccount") or {}).get("timeZone", "UTC"),
+        )
+
+    def prices(self, kind: str) -> list[tuple[int, ProductOfferingPrice]]:
+        return [(i, p) for i, p in enumerate(self.offering.productOfferingPrice) if p.priceType == kind]
+
+    @property
+    def currency(self) -> str:
+        """The offering's currency (all its prices share one)."""
+        found: dict[str, str] = {}
+        for i, price in enumerate(self.offering.productOfferingPrice):
+            if price.price is not None:
+                found.setdefault(price.price.unit, f"productOfferingPrice[{i}].price.unit")
+        if len(found) != 1:
+            raise MoneyError(
+                f"productoffering/{self.offering_name}.spec.productOfferingPrice",
+                f"needs exactly one currency, has {sorted(found) or 'none'}",
+            )
+        return next(iter(found))
+
+    def money(self, index: int) -> Money:
+        price = self.offering.productOfferingPrice[index]
+        return Money.from_api(
+            price.price, f"productoffering/{self.offering_name}.spec.productOfferingPrice[{index}].price"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    """Lines of one subscription for one bill period and the events of the facts that closed."""
+
+    lines: list[BillLine]
+    events: list[BillingEvent]
+    currency: str
+
+
+def _line(
+    sub: BillingInput, kind: LineType, key: str, name: str, coverage: TimePeriod, amount: Money, events: list[str]
+) -> BillLine:
+    return BillLine(
+        id=line_id(sub.ref.uid, kind, key),
+        type=kind,
+        name=name[:256],
+        subscription=sub.ref.qualified_name,
+        periodCoverage=coverage,
+        taxExcludedAmount=SignedMoney(**amount.to_api()),
+        events=events,
+    )
+
+
+def _coverage(period: Period) -> TimePeriod:
+    return TimePeriod(startDateTime=period.start, endDateTime=period.end)
+
+
+def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated:
+    """Lines of `sub` for bill period `period` as known at `now`, and the events of its facts
+    that are closed at `now` (the handler adds those to the outbox; re-adding is a no-op)."""
+    now = ensure_utc(now, "now")
+    _check_names(sub)
+    currency = sub.currency
+    ref, ledger = sub.ref, sub.ledger
+    lines: list[BillLine] = []
+    events: list[BillingEvent] = []
+    net_recurring = Money.zero(currency)
+
+    # one-time charges, at activation (startDate)
+    start = ledger.start_date
+    if start is not None and period.contains(start) and start <= now:
+        activation = ev.event_id(ref.uid, "activated", "")
+        for index, price in sub.prices("oneTime"):
+            if not _applies(price, Period(start, start + timedelta(seconds=1))):
+                continue
+            amount = one_time_charge(sub.money(index))
+            lines.append(
+                _line(
+                    sub, "oneTimeCharge", price.name, price.name, TimePeriod(startDateTime=start), amount, [activation]
+                )
+            )
+
+    # recurring charges and their discounts, per charge period overlapping the bill period
+    discounts = sub.prices("discount")
+    for rank, (index, price) in enumerate(sub.prices("recurring")):
+        field_ = f"productoffering/{sub.offering_name}.spec.productOfferingPrice[{index}]"
+        cycle = Cycle.for_price(price, sub.time_zone, field_)
+        unit_price = sub.money(index)
+        for charge_period in cycle.periods(period.start, period.end):
+            coverage = charge_period.intersect(period)
+            assert coverage is not None
+            billable = intersect(
+                ledger.billable(coverage.start, coverage.end, now), valid_spans(price.validFor, coverage)
+            )
+            if not billable:
+                continue
+            amount = recurring_charge(unit_price, charge_period, billable)
+            charge_id = ev.charge_period_id(ref, price.name, coverage)
+            key = period_key(coverage, price.name)
+            lines.append(_line(sub, "recurringCharge", key, price.name, _coverage(coverage), amount, [charge_id]))
+            discount_total = Money.zero(currency)
+            for d_index, discount in discounts:
+                if discount.price is not None and rank != 0:
+                    continue  # a fixed discount applies to the first recurring price only
+                off = discount_amount(
+                    discount, unit_price, charge_period, billable, f"{field_[: field_.rindex('[')]}[{d_index}]"
+                )
+                off = min(off, amount - discount_total)
+                if off.is_zero():
+                    continue
+                discount_total = discount_total + off
+                lines.append(
+                    _line(
+                        sub,
+                        "discount",
+                        f"{discount.name}/{key}",
+                        f"{discount.name} ({price.name})",
+                        _coverage(coverage),
+                        -off,
+                        [charge_id],
+                    )
+                )
+            net_recurring = net_recurring + amount - discount_total
+            if coverage.end <= now:
+                seconds = sum(int((e - s).total_seconds()) for s, e in billable)
+                events.append(
+                    ev.charge_period(ref, price.name, charge_period, coverage, amount, discount_total, seconds)
+                )
+
+    # usage charges, from the octets measured in the bill period
+    for index, price in sub.prices("usage"):
+        octets = sub.meter.octets_in(period)
+        if not octets or price.unitOfMeasure is None or not _applies(price, period):
+            continue
+        amount = usage_charge(sub.money(index), octets, price.unitOfMeasure)
+        usage_id = ev.usage_rated_id(ref, price.name, period)
+        lines.append(
+            _line(sub, "usageCharge", period_key(period, price.name), price.name, _coverage(period), amount, [usage_id])
+        )
+        if period.end <= now:
+            uom = price.unitOfMeasure
+            quantity = Fraction(octets, {"MB": 10**6, "GB": 10**9, "TB": 10**12}[uom.units] * uom.amount)
+            events.append(
+                ev.usage_rated(
+                    ref, price.name, period, octets, _fraction_text(quantity), f"{uom.amount} {uom.units}", amount
+                )
+            )
+
+    # SLA credit, once per (subscription, bill period), when the period is over
+    sla = sub.offering.serviceLevelAgreement
+    if sla is not None and period.end <= now and ledger.start_date is not None:
+        active = ledger.active_seconds(period.start, period.end, now)
+        down = ledger.unavailable_seconds(period.start, period.end, now)
+        credit = sla_credit(
+            sla, active, down, net_recurring, f"productoffering/{sub.offering_name}.spec.serviceLevelAgreement"
+        )
+        if not credit.amount.is_zero():
+            credit_id = ev.sla_credit_id(ref, period)
+            lines.append(
+                _line(
+                    sub,
+                    "credit",
+                    f"sla/{period.key}",
+                    f"SLA credit: availability {_fraction_text(credit.availability, 4)}% < {sla.availabilityTarget}%",
+                    _coverage(period),
+                    -credit.amount,
+                    [credit_id],
+                )
+            )
+            events.append(
+                ev.sla_credit(
+                    ref,
+                    period,
+                    _fraction_text(credit.availability, 4),
+                    sla.availabilityTarget,
+                    _fraction_text(credit.percent, 4),
+                    credit.amount,
+                    down,
+                )
+            )
+    return Rated(lines, events, currency)
+
+
+def _applies(price: ProductOfferingPrice, period: Period) -> bool:
+    """Whether the price's validFor overlaps `period` (unset: always)."""
+    return bool(valid_spans(price.validFor, period))
+
+
+def _check_names(sub: BillingInput) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for index, price in enumerate(sub.offering.productOfferingPrice):
+        key = (price.priceType, price.name)
+        if key in seen:
+            raise InvoiceError(
+                f"productoffering/{sub.offering_name}.spec.productOfferingPrice[{index}].name: "
+                f"{price.name!r} repeats productOfferingPrice[{seen[key]}]; price names identify billing facts"
+            )
+        seen[key] = index
+
+
+def _fraction_text(value: Fraction, places: int = 6) -> str:
+    """A rational as a decimal string with at most `places` decimals (half up, trailing zeros cut)."""
+    scaled = round_half_up(value * 10**places)
+    text = format(Decimal(scaled).scaleb(-places), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+# -- the invoice ----------------------------------------------------------------------------
+
+
+_NAME_SAFE = re.compile(r"[^a-z0-9-]")
+
+
+def invoice_name(account: str, period: Period, time_zone: str = "UTC") -> str:
+    """`<account>-<YYYYMMDD>-<YYYYMMDD>`, lowercased, a valid DNS-1123 subdomain.
+
+    The dates are the local dates of the period bounds in the account's zone (end exclusive).
+    An account id that had to be changed to fit (upper case, '.', '_') gets an 8-hex digest
+    of the original, so two accounts never share invoice names."""
+    if not account:
+        raise InvoiceError("billingAccount: is required to name an invoice")
+    zone = load_zone(time_zone)
+    first, last = period.local_dates(zone)
+    safe = _NAME_SAFE.sub("-", account.lower())
+    if safe != account:
+        safe = f"{safe}-{hashlib.sha256(account.encode()).hexdigest()[:8]}"
+    return f"{safe}-{first:%Y%m%d}-{last:%Y%m%d}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDraft:
+    """The computed content of an invoice."""
+
+    name: str
+    account: str
+    period: Period
+    currency: str
+    lines: list[BillLine]
+    tax_items: list[TaxItem]
+    tax_excluded: Money
+    tax_included: Money
+    amount_paid: Money
+    amount_due: Money
+    events: list[BillingEvent]
+    payment_term_days: int
+
+    def lines_total(self) -> Money:
+        return sum_lines(self.lines, self.currency)
+
+
+def sum_lines(lines: Iterable[BillLine], currency: str) -> Money:
+    total = Money.zero(currency)
+    for i, line in enumerate(lines):
+        total = total + Money.from_api(line.taxExcludedAmount, f"lines[{i}].taxExcludedAmount", signed=True)
+    return total
+
+
+def sum_payments(payments: Sequence[Payment | Mapping[str, Any]], currency: str) -> Money:
+    paid = Money.zero(currency)
+    for i, payment in enumerate(payments):
+        model = payment if isinstance(payment, Payment) else Payment.model_validate(payment)
+        amount = Money.from_api(model.amount, f"spec.payments[{i}].amount")
+        if amount.amount != amount.rounded().amount:
+            raise MoneyError(
+                f"spec.payments[{i}].amount.value", f"{model.amount.value} has more decimals than {amount.currency} has"
+            )
+        if amount.currency != currency:
+            raise CurrencyMismatch(f"spec.payments[{i}].amount.unit", f"{amount.currency} is not the bill's {currency}")
+        paid = paid + amount
+    return paid
+
+
+def account_currency(account: str, subscriptions: Sequence[BillingInput], default: str | None = None) -> str:
+    """The single currency of the account's subscriptions, or MixedCurrency naming them."""
+    by_currency: dict[str, list[str]] = defaultdict(list)
+    for sub in subscriptions:
+        by_currency[sub.currency].append(sub.ref.qualified_name)
+    if len(by_currency) > 1:
+        raise MixedCurrency(account, by_currency)
+    if by_currency:
+        return next(iter(by_currency))
+    if default is None:
+        raise InvoiceError(f"billing account {account}: no subscriptions and no currency given")
+    return default
+
+
+def compute_invoice(
+    account: str,
+    period: Period,
+    subscriptions: Sequence[BillingInput],
+    now: datetime,
+    taxes: Sequence[TaxRule] = (),
+    payments: Sequence[Payment | Mapping[str, Any]] = (),
+    extra_lines: Sequence[BillLine] = (),
+    time_zone: str = "UTC",
+    currency: str | None = None,
+) -> InvoiceDraft:
+    """The invoice of `account` for `period` at `now`. `extra_lines` are corrections of earlier
+    issued bills (see `corrections`)."""
+    for sub in subscriptions:
+        if sub.ref.account != account:
+            raise InvoiceError(f"subscription {sub.ref.qualified_name} bills account {sub.ref.account}, not {account}")
+    code = account_currency(account, subscriptions, currency)
+    lines: list[BillLine] = []
+    facts: list[BillingEvent] = []
+    for sub in subscriptions:
+        rated = rate_subscription(sub, period, now)
+        lines += rated.lines
+        facts += rated.events
+    for i, line in enumerate(extra_lines):
+        if line.taxExcludedAmount.unit != code:
+            raise CurrencyMismatch(f"corrections[{i}].taxExcludedAmount.unit", f"is not the account's {code}")
+        lines.append(line)
+    lines.sort(
+        key=lambda ln: (ln.subscription, _TYPE_ORDER[ln.type], ln.periodCoverage.startDateTime or period.start, ln.id)
+    )
+    ids = [ln.id for ln in lines]
+    if len(set(ids)) != len(ids):
+        raise InvoiceError(f"invoice {account}/{period.key}: duplicate line ids")
+    if len(lines) > MAX_LINES:
+        raise InvoiceError(
+            f"invoice {account}/{period.key}: {len(lines)} lines exceed {MAX_LINES}; bill a shorter period"
+        )
+    subtotal = sum_lines(lines, code)
+    tax_items: list[TaxItem] = []
+    tax_total = Money.zero(code)
+    for rule in taxes:
+        tax = Money.from_minor(round_half_up(Fraction(subtotal.minor) * Fraction(rule.rate) / 100), code)
+        tax_total = tax_total + tax
+        tax_items.append(
+            TaxItem(taxCategory=rule.category, taxRate=format(rule.rate, "f"), taxAmount=SignedMoney(**tax.to_api()))
+        )
+    included = subtotal + tax_total
+    paid = sum_payments(payments, code)
+    term = max(
+        (s.offering.paymentPolicy.paymentTermDays for s in subscriptions), default=PaymentPolicy().paymentTermDays
+    )
+    return InvoiceDraft(
+        name=invoice_name(account, period, time_zone),
+        account=account,
+        period=period,
+        currency=code,
+        lines=lines,
+        tax_items=tax_items,
+        tax_excluded=subtotal,
+        tax_included=included,
+        amount_paid=paid,
+        amount_due=included - paid,
+        events=facts,
+        payment_term_days=term,
+    )
+
+
+def content_digest(status: InvoiceStatus) -> str:
+    """sha256 over the lines, taxes and totals: what an issued bill must never change."""
+    payload = {
+        "lines": [ln.model_dump(mode="json", exclude_none=True) for ln in status.lines],
+        "taxItem": [t.model_dump(mode="json") for t in status.taxItem],
+        "taxExcludedAmount": status.taxExcludedAmount.model_dump(mode="json") if status.taxExcludedAmount else None,
+        "taxIncludedAmount": status.taxIncludedAmount.model_dump(mode="json") if status.taxIncludedAmount else None,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def transition(current: str | None, target: InvoiceState) -> InvoiceState:
+    """The next state, or InvalidTransition (None counts as new)."""
+    state = current or "new"
+    if target == state:
+        return target
+    if target not in TRANSITIONS.get(state, frozenset()):
+        raise InvalidTransition(f"status.state: {state} -> {target} is not allowed")
+    return target
+
+
+def _payment_fields(
+    status: InvoiceStatus,
+    payments: Sequence[Payment | Mapping[str, Any]],
+    now: datetime,
+    grace_days: int | None,
+    time_zone: str,
+) -> InvoiceStatus:
+    if status.taxIncludedAmount is None:
+        return status
+    included = Money.from_api(status.taxIncludedAmount, "status.taxIncludedAmount", signed=True)
+    paid = sum_payments(payments, included.currency)
+    due = included - paid
+    update: dict[str, Any] = {
+        "amountPaid": ApiMoney(**paid.to_api()),
+        "amountDue": SignedMoney(**due.to_api()),
+    }
+    state = status.state or "new"
+    if state in UNPAID:
+        if due.amount <= 0:
+            update["state"] = transition(state, "settled")
+            update["settledDate"] = status.settledDate or to_second(now)
+        elif paid.amount > 0 and state != "partiallyPaid":
+            update["state"] = transition(state, "partiallyPaid")
+    result = status.model_copy(update=update)
+    if grace_days is not None:
+        result = result.model_copy(update={"overdue": is_overdue(result, now, grace_days, time_zone)})
+    return result
+
+
+def reconcile(
+    status: InvoiceStatus | None,
+    draft: InvoiceDraft,
+    payments: Sequence[Payment | Mapping[str, Any]],
+    now: datetime,
+    grace_days: int | None = None,
+    time_zone: str = "UTC",
+) -> InvoiceStatus:
+    """The invoice's next status. A draft (new/onHold) takes the freshly computed lines and totals;
+    an issued invoice keeps them (and ImmutableInvoice is raised if its digest no longer matches
+    them), only the payment fields (amountPaid, amountDue, state, settledDate, and overdue when
+    `grace_days` is given) move."""
+    current = status or InvoiceStatus(state="new")
+    state = current.state or "new"
+    if state in ISSUED:
+        if current.contentDigest and current.contentDigest != content_digest(current):
+            raise ImmutableInvoice(
+                f"invoice {draft.name}: issued content differs from its digest {current.contentDigest}"
+            )
+        return _payment_fields(current, payments, now, grace_days, time_zone)
+    fresh = current.model_copy(
+        update={
+            "state": state,
+            "billNo": current.billNo,
+            "lines": draft.lines,
+            "taxItem": draft.tax_items,
+            "taxExcludedAmount": SignedMoney(**draft.tax_excluded.to_api()),
+            "taxIncludedAmount": SignedMoney(**draft.tax_included.to_api()),
+            "contentDigest": None,
+        }
+    )
+    return _payment_fields(fresh, payments, now, grace_days, time_zone)
+
+
+def add_days(instant: datetime, days: int, time_zone: str) -> datetime:
+    """`instant` plus `days` calendar days in the account's zone (same local wall time, DST-correct)."""
+    zone = load_zone(time_zone)
+    local = ensure_utc(instant).astimezone(zone).replace(tzinfo=None) + timedelta(days=days)
+    return local.replace(tzinfo=zone).astimezone(ensure_utc(instant).tzinfo)
+
+
+def issue(
+    status: InvoiceStatus,
+    draft: InvoiceDraft,
+    now: datetime,
+    time_zone: str = "UTC",
+    bill_no: str | None = None,
+) -> InvoiceStatus:
+    """Validate (issue) a draft: it must cover a closed period; from now on it is immutable."""
+    now = to_second(now, "now")
+    if now < draft.period.end:
+        raise InvoiceError(f"invoice {draft.name}: period ends {draft.period.end.isoformat()}; cannot issue it before")
+    state = transition(status.state, "validated")
+    issued = status.model_copy(
+        update={
+            "state": state,
+            "billNo": bill_no or status.billNo or draft.name,
+            "billDate": now,
+            "paymentDueDate": add_days(now, draft.payment_term_days, time_zone),
+        }
+    )
+    return issued.model_copy(update={"contentDigest": content_digest(issued)})
+
+
+def mark_sent(status: InvoiceStatus) -> InvoiceStatus:
+    return status.model_copy(update={"state": transition(status.state, "sent")})
+
+
+# -- corrections ----------------------------------------------------------------------------
+
+
+def corrections(
+    issued: Sequence[InvoiceStatus], recomputed: Sequence[BillLine], target: Period, uid_of: Mapping[str, str]
+) -> list[BillLine]:
+    """Correction lines for a later bill: for every fact billed on `issued` bills (original lines
+    plus earlier corrections) whose recomputed amount differs, one line with the difference
+    (type credit when negative; `corrects` names the fact's line id). Facts missing from
+    `recomputed` are credited in full; new facts are charged late. `uid_of` maps a subscription
+    (namespace/name) to its uid for the correction's id."""
+    billed: dict[str, Money] = {}
+    template: dict[str, BillLine] = {}
+    for bill in issued:
+        for line in bill.lines:
+            fact = line.corrects or line.id
+            amount = Money.from_api(line.taxExcludedAmount, f"lines[{line.id}]", signed=True)
+            billed[fact] = billed[fact] + amount if fact in billed else amount
+            template.setdefault(fact, line)
+    want = {ln.id: ln for ln in recomputed}
+    out: list[BillLine] = []
+    for fact in sorted(set(billed) | set(want)):
+        line = want.get(fact) or template[fact]
+        target_amount = (
+            Money.from_api(want[fact].taxExcludedAmount, f"recomputed[{fact}]", signed=True)
+            if fact in want
+            else Money.zero(line.taxExcludedAmount.unit)
+        )
+        delta = target_amount - billed.get(fact, Money.zero(target_amount.currency))
+        if delta.is_zero():
+            continue
+        uid = uid_of.get(line.subscription)
+        if not uid:
+            raise InvoiceError(f"corrections: no uid for subscription {line.subscription}")
+        kind: LineType = "credit" if delta.amount < 0 else line.type
+        out.append(
+            BillLine(
+                id=line_id(uid, "correction", f"{fact}/{target.key}"),
+                type=kind,
+                name=f"Correction: {line.name}"[:256],
+                subscription=line.subscription,
+                periodCoverage=line.periodCoverage,
+                taxExcludedAmount=SignedMoney(**delta.to_api()),
+                corrects=fact,
+                events=line.events,
+            )
+        )
+    return out
+
+
+# -- dunning --------------------------------------------------------------------------------
+
+
+def is_overdue(status: InvoiceStatus, now: datetime, grace_days: int, time_zone: str = "UTC") -> bool:
+    """Issued, not settled, something due, and now is past paymentDueDate + grace (calendar days)."""
+    if (status.state or "new") not in UNPAID or status.paymentDueDate is None:
+        return False
+    due = status.amountDue or status.taxIncludedAmount
+    if due is None or parse_decimal(due.value, "status.amountDue.value", signed=True) <= 0:
+        return False
+    return ensure_utc(now) >= add_days(status.paymentDueDate, grace_days, time_zone)
+
+
+@dataclass(frozen=True, slots=True)
+class DunningDecision:
+    """What to do with one subscription given its account's invoices."""
+
+    action: Literal["suspend", "resume", "none"]
+    reason: str
+    invoices: tuple[str, ...] = ()
+
+
+def dunning_decision(
+    invoices: Mapping[str, InvoiceStatus],
+    policy: PaymentPolicy,
+    on_hold: bool,
+    now: datetime,
+    time_zone: str = "UTC",
+) -> DunningDecision:
+    """Suspend when an invoice of the account is overdue and the offering's paymentPolicy says so;
+    resume a subscription held for non-payment once nothing is overdue any more (settled).
+    Level-triggered: derived from the invoices and `on_hold` (status.billing.paymentHold) alone."""
+    overdue = tuple(sorted(n for n, st in invoices.items() if is_overdue(st, now, policy.gracePeriodDays, time_zone)))
+    if overdue and not on_hold and policy.suspendOnOverdue:
+        return DunningDecision("suspend", f"invoices overdue: {', '.join(overdue)}", overdue)
+    if on_hold and not overdue:
+        return DunningDecision("resume", "no overdue invoices remain", ())
+    if overdue and not policy.suspendOnOverdue:
+        return DunningDecision("none", f"invoices overdue: {', '.join(overdue)} (offering does not suspend)", overdue)
+    return DunningDecision("none", "on hold until settled" if on_hold else "nothing overdue", overdue)
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Events of bill periods that closed since `chargedThrough`, and the new mark."""
+
+    events: list[BillingEvent]
+    charged_through: datetime | None
+    more: bool  # periods remain closed but not yet emitted (bounded per pass)
+
+
+def catch_up(
+    sub: BillingInput, charged_through: datetime | None, now: datetime, max_periods: int = 3, unit: str = "month"
+) -> CatchUp:
+    """Level-triggered period closing: the charge/usage/SLA events of every bill period that ended
+    after `charged_through` (status.billing.chargedThrough) and by `now`, oldest first, at most
+    `max_periods` per call so a catch-up after downtime fits in the outbox over several passes.
+    The caller adds `events` to the outbox and writes `charged_through` in the same write."""
+    now = ensure_utc(now, "now")
+    start = sub.ledger.start_date
+    if start is None:
+        return CatchUp([], charged_through, False)
+    cycle = Cycle.of(unit, 1, sub.time_zone)
+    mark = max(
+        (t for t in (charged_through, sub.ledger.billed_through) if t is not None),
+        default=cycle.period_containing(start).start,
+    )
+    out: list[BillingEvent] = []
+    period = cycle.period_containing(mark)
+    if period.start < mark:
+        period = cycle.next(period)
+    done = 0
+    new_mark = charged_through
+    while period.end <= now and done < max_periods:
+        out += rate_subscription(sub, period, now).events
+        new_mark = period.end
+        period = cycle.next(period)
+        done += 1
+    return CatchUp(out, new_mark, period.end <= now)
+
+
+def bill_period(time_zone: str, instant: datetime, unit: str = "month", length: int = 1) -> Period:
+    """The account's bill period containing `instant` (calendar months by default)."""
+    return Cycle.of(unit, length, time_zone).period_containing(instant)
+
+
+__all__ = [
+    "BillingInput",
+    "CatchUp",
+    "DunningDecision",
+    "ImmutableInvoice",
+    "InvalidTransition",
+    "InvoiceDraft",
+    "InvoiceError",
+    "MixedCurrency",
+    "Rated",
+    "TaxRule",
+    "account_currency",
+    "add_days",
+    "bill_period",
+    "catch_up",
+    "compute_invoice",
+    "content_digest",
+    "corrections",
+    "dunning_decision",
+    "invoice_name",
+    "is_overdue",
+    "issue",
+    "mark_sent",
+    "rate_subscription",
+    "reconcile",
+    "sum_lines",
+    "transition",
+]
