@@ -21,6 +21,41 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    import kopf
+
+    from .handlers import lifecycle
+    from .settings import Settings
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    lifecycle.SETTINGS = Settings(
+        namespaces=args.namespace,
+        resync_seconds=args.resync_seconds,
+        peering=args.peering,
+        priority=args.priority,
+        metrics_port=args.metrics_port,
+    )
+    import controller.handlers  # noqa: F401 - registers every handler with Kopf
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=not args.peering,
+            priority=args.priority,
+            peering_name=args.peering,
+            liveness_endpoint=f"http://127.0.0.1:{args.health_port}/healthz" if args.health_port else None,
+        )
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -30,6 +65,52 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telco-controller", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    from .settings import Settings
+
+    defaults = Settings()
+    run = sub.add_parser(
+        "run",
+        help="run the controller against the current kubeconfig (KUBECONFIG or in-cluster)",
+        description="Run the controller. Every flag also reads an environment variable TELCO_<NAME>.",
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=defaults.resync_seconds,
+        help="period of the level-triggered re-verification of every device (TELCO_RESYNC_SECONDS)",
+    )
+    run.add_argument(
+        "--peering",
+        default=defaults.peering,
+        help="Kopf peering object for active/standby replicas (TELCO_PEERING); default standalone",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=defaults.priority,
+        help="this replica's peering priority; give each replica a distinct one (TELCO_PRIORITY)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="serve Prometheus metrics on 127.0.0.1:PORT (TELCO_METRICS_PORT); 0 disables",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=defaults.health_port,
+        help="serve /healthz on 127.0.0.1:PORT for liveness probes (TELCO_HEALTH_PORT); 0 disables",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_run)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the API models")
     crds.add_argument("--write", type=Path, metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(func=_crds)

@@ -1,0 +1,59 @@
+"""Kubernetes-style conditions (metav1.Condition), computed without I/O.
+
+lastTransitionTime changes only when a condition's status flips, so recomputing the
+same state yields the same object and the controller writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Status = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A condition as the controller decides it, before transition bookkeeping."""
+
+    type: str
+    status: Status
+    reason: str
+    message: str = ""
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    current: list[dict[str, Any]] | None, desired: list[Cond], generation: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    """The conditions list after applying `desired`; conditions not mentioned are kept."""
+    by_type = {c["type"]: dict(c) for c in current or []}
+    for cond in desired:
+        old = by_type.get(cond.type)
+        flipped = old is None or old.get("status") != cond.status
+        by_type[cond.type] = {
+            "type": cond.type,
+            "status": cond.status,
+            "observedGeneration": generation,
+            "lastTransitionTime": rfc3339(now) if flipped else old["lastTransitionTime"],  # type: ignore[index]
+            "reason": cond.reason,
+            "message": cond.message[:32768],
+        }
+    order = [c.type for c in desired] + [t for t in by_type if t not in {c.type for c in desired}]
+    return [by_type[t] for t in order]
+
+
+def condition(obj_status: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for cond in (obj_status or {}).get("conditions", []) or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def is_true(obj_status: dict[str, Any] | None, type_: str) -> bool:
+    cond = condition(obj_status, type_)
+    return bool(cond and cond.get("status") == "True")

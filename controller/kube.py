@@ -1,0 +1,160 @@
+"""The controller's own Kubernetes writes: status, finalizers, children, Events, Secrets.
+
+Kopf watches and dispatches; writes that happen outside a Kopf handler (a device
+reconcile finishing, drift found by a subscription) go through here. The official
+client is synchronous, so calls run on a small dedicated pool, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiException
+
+from .api import GROUP, VERSION
+
+FINALIZER = f"{GROUP}/cleanup"
+MANAGER = "telco-intent-controller"
+
+
+class Conflict(Exception):
+    """The object changed since we read it (resourceVersion mismatch): re-read and retry."""
+
+
+class NotFound(Exception):
+    """The object is gone."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Which object: kind plural, namespace (None for cluster-scoped) and name."""
+
+    plural: str
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.plural}/{self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+class Kube:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None, workers: int = 8) -> None:
+        if api_client is None:
+            try:
+                kubernetes.config.load_incluster_config()
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()
+            api_client = kubernetes.client.ApiClient()
+        self._client = api_client
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.writes = 0  # API writes issued, for metrics and benchmarks
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from None
+            if exc.status == 404:
+                raise NotFound(str(exc.reason)) from None
+            raise
+
+    async def get(self, ref: Ref) -> dict[str, Any]:
+        if ref.namespace is None:
+            return dict(await self._run(self.custom.get_cluster_custom_object, GROUP, VERSION, ref.plural, ref.name))
+        return dict(
+            await self._run(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, ref.plural, ref.name
+            )
+        )
+
+    async def patch_status(
+        self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch /status; with `resource_version` the write fails with Conflict if the object moved."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self.writes += 1
+        if ref.namespace is None:
+            cluster = self.custom.patch_cluster_custom_object_status
+            return dict(await self._run(cluster, GROUP, VERSION, ref.plural, ref.name, body))
+        namespaced = self.custom.patch_namespaced_custom_object_status
+        return dict(await self._run(namespaced, GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
+
+    async def patch(self, ref: Ref, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        if ref.namespace is None:
+            cluster = self.custom.patch_cluster_custom_object
+            return dict(await self._run(cluster, GROUP, VERSION, ref.plural, ref.name, body))
+        namespaced = self.custom.patch_namespaced_custom_object
+        return dict(await self._run(namespaced, GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
+
+    async def set_finalizers(self, ref: Ref, finalizers: list[str], resource_version: str) -> dict[str, Any]:
+        return await self.patch(ref, {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}})
+
+    async def create(self, body: dict[str, Any], plural: str, namespace: str | None) -> dict[str, Any]:
+        self.writes += 1
+        if namespace is None:
+            return dict(await self._run(self.custom.create_cluster_custom_object, GROUP, VERSION, plural, body))
+        fn = self.custom.create_namespaced_custom_object
+        return dict(await self._run(fn, GROUP, VERSION, namespace, plural, body))
+
+    async def delete(self, ref: Ref) -> None:
+        self.writes += 1
+        try:
+            if ref.namespace is None:
+                await self._run(self.custom.delete_cluster_custom_object, GROUP, VERSION, ref.plural, ref.name)
+            else:
+                fn = self.custom.delete_namespaced_custom_object
+                await self._run(fn, GROUP, VERSION, ref.namespace, ref.plural, ref.name)
+        except NotFound:
+            pass
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        secret = await self._run(self.core.read_namespaced_secret, name, namespace)
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about `obj` (what `kubectl describe` shows). Best effort."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = dt.datetime.now(dt.UTC)
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=f"{meta['name']}.{uuid.uuid4().hex[:10]}", namespace=namespace
+            ),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kubernetes.client.V1EventSource(component=MANAGER),
+            reporting_component=MANAGER,
+        )
+        self.writes += 1
+        with contextlib.suppress(ApiException):  # an Event is best effort, never worth a retry
+            await self._run(self.core.create_namespaced_event, namespace, body)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()

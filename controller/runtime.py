@@ -1,0 +1,166 @@
+"""The running controller: the parts the Kopf handlers call, wired once at startup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .api.networkdevice import NetworkDeviceSpec
+from .api.networkservice import NetworkServiceSpec
+from .gnmi.client import Target
+from .intent.render import ServiceKey
+from .kube import FINALIZER, Conflict, Kube, NotFound, Ref
+from .network.devices import DeviceConfigError, device_status, target_for
+from .network.reconciler import NetworkReconciler, ServiceRecord
+from .network.session import DeviceSession
+from .settings import Settings
+from .statuswriter import StatusWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeviceRecord:
+    name: str
+    body: dict[str, Any]
+    target: Target | None = None
+    config_error: str | None = None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line naming each bad field and what was expected."""
+    parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(parts)
+
+
+class Controller:
+    def __init__(self, settings: Settings, kube: Kube | None = None) -> None:
+        self.settings = settings
+        self.kube = kube or Kube()
+        self.writer = StatusWriter(self.kube)
+        self.network = NetworkReconciler(self.kube, self.writer, settings)
+        self.devices: dict[str, DeviceRecord] = {}
+        self._resync: asyncio.Task[None] | None = None
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def start(self) -> None:
+        self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+
+    async def close(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+        await self.network.close()
+        await self.writer.flush()
+        self.kube.close()
+
+    async def _resync_loop(self) -> None:
+        """Level-triggered safety net: re-verify every device periodically (Gets only when in sync)."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            for name in list(self.devices):
+                await self.refresh_device(name)
+            self.network.resync()
+
+    # -- NetworkDevice -----------------------------------------------------------------------
+    async def upsert_device(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        record = self.devices.get(name) or DeviceRecord(name, body)
+        record.body = body
+        self.devices[name] = record
+        await self.refresh_device(name)
+
+    async def refresh_device(self, name: str) -> None:
+        """(Re)build the device's target from spec and Secrets; replace the session when it changed."""
+        record = self.devices.get(name)
+        if record is None:
+            return
+        try:
+            spec = NetworkDeviceSpec.model_validate(record.body.get("spec", {}))
+            target = await target_for(spec, self.kube)
+            record.config_error = None
+        except ValidationError as exc:
+            target, record.config_error = None, validation_message(exc)
+        except DeviceConfigError as exc:
+            target, record.config_error = None, str(exc)
+        if target != record.target:
+            record.target = target
+            await self.network.detach_session(name)
+            if target is not None:
+                session = DeviceSession(name, target, on_change=self._device_changed, on_state=self.publish_device)
+                self.network.attach_session(session)
+                session.start()
+        self.publish_device(name)
+
+    async def remove_device(self, name: str) -> None:
+        self.devices.pop(name, None)
+        await self.network.detach_session(name)
+
+    def _device_changed(self, name: str) -> None:
+        self.network.mark_dirty(name)
+        self.publish_device(name)
+
+    def publish_device(self, name: str) -> None:
+        record = self.devices.get(name)
+        if record is None:
+            return
+        meta = record.body["metadata"]
+        status = device_status(
+            generation=meta.get("generation", 0),
+            current=record.body.get("status") or {},
+            session=self.network.sessions.get(name),
+            config_error=record.config_error,
+            services=len(self.network.members(name)),
+            now=self.now(),
+        )
+        self.writer.submit(Ref("networkdevices", name), status, record.body.get("status"))
+
+    # -- NetworkService -----------------------------------------------------------------------
+    async def upsert_service(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = ServiceKey(meta["namespace"], meta["name"])
+        spec: NetworkServiceSpec | None = None
+        invalid: str | None = None
+        try:
+            spec = NetworkServiceSpec.model_validate(body.get("spec", {}))
+        except ValidationError as exc:
+            invalid = validation_message(exc)
+        record = ServiceRecord(
+            key=key,
+            uid=meta["uid"],
+            generation=meta.get("generation", 0),
+            created=meta.get("creationTimestamp", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            spec=spec,
+            invalid=invalid,
+            deleting=bool(meta.get("deletionTimestamp")),
+            finalizers=list(meta.get("finalizers") or []),
+            status=body.get("status") or {},
+            body=body,
+        )
+        if record.deleting and FINALIZER not in record.finalizers:
+            self.network.remove_service(key)  # nothing of ours to clean up
+            return
+        if not record.deleting and FINALIZER not in record.finalizers:
+            # Our finalizer first, so a deletion always waits for the device cleanup.
+            try:
+                await self.kube.set_finalizers(record.ref, [*record.finalizers, FINALIZER], record.resource_version)
+            except (Conflict, NotFound):
+                return  # a newer event follows
+            return  # the write produces a new event that carries the finalizer
+        self.network.upsert_service(record)
+        for name in record.devices():
+            if name in self.devices:
+                self.publish_device(name)  # its service count
+
+    def remove_service(self, namespace: str, name: str) -> None:
+        self.network.remove_service(ServiceKey(namespace, name))

@@ -1,0 +1,160 @@
+"""Real processes for integration tests: the controller as `python -m controller run`,
+and helpers to read and wait on objects through the Kubernetes API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client import ApiException
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP, VERSION = "telco.intent.dev", "v1alpha1"
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except ApiException as exc:
+            last = f"API error {exc.status}: {exc.reason}"
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+class Api:
+    """A thin typed view of the custom resources for tests."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.client = kubernetes.config.new_client_from_config(str(kubeconfig))
+        self.custom = kubernetes.client.CustomObjectsApi(self.client)
+        self.core = kubernetes.client.CoreV1Api(self.client)
+
+    def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            if namespace is None:
+                return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, plural, name))
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create, or replace the spec of an existing object (what `kubectl apply` amounts to here)."""
+        plural = body["kind"].lower() + "s"
+        meta = body["metadata"]
+        ns = meta.get("namespace")
+        existing = self.get(plural, meta["name"], ns)
+        if existing is None:
+            if ns is None:
+                return dict(self.custom.create_cluster_custom_object(GROUP, VERSION, plural, body))
+            return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body))
+        patch = {"spec": body["spec"], "metadata": {"labels": meta.get("labels", {})}}
+        if ns is None:
+            return dict(self.custom.patch_cluster_custom_object(GROUP, VERSION, plural, meta["name"], patch))
+        return dict(self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, plural, meta["name"], patch))
+
+    def delete(self, plural: str, name: str, namespace: str | None = None) -> None:
+        try:
+            if namespace is None:
+                self.custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
+            else:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def ensure_namespace(self, name: str) -> None:
+        try:
+            self.core.create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.ensure_namespace(namespace)
+        body = {"metadata": {"name": name, "namespace": namespace}, "stringData": data}
+        try:
+            self.core.create_namespaced_secret(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.replace_namespaced_secret(name, namespace, body)
+
+    def events(self, namespace: str, name: str) -> list[Any]:
+        items = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        return list(items)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions", []) or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return None
+
+
+def is_ready(obj: dict[str, Any] | None) -> bool:
+    cond = condition(obj, "Ready")
+    return bool(
+        obj
+        and cond
+        and cond["status"] == "True"
+        and obj["status"].get("observedGeneration") == obj["metadata"].get("generation")
+    )
+
+
+class ControllerProcess:
+    """`python -m controller run` against the test cluster, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.args = list(args)
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ControllerProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "controller", "run", "--resync-seconds", "5", *self.args],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

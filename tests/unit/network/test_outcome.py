@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from controller.network.outcome import EndpointOutcome, Phase, ServiceView, service_status
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def conds(status: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def view(**kw: object) -> ServiceView:
+    base = {"generation": 3, "admin_enabled": True, "dry_run": False}
+    base.update(kw)
+    return ServiceView(**base)  # type: ignore[arg-type]
+
+
+def test_applied_and_up_is_ready_and_running() -> None:
+    s = service_status(view(), [EndpointOutcome("pe1", "Ethernet1", 10, Phase.APPLIED, "Applied", oper_up=True)], T0)
+    assert conds(s)["Ready"] == ("True", "Applied")
+    assert (s["state"], s["operatingStatus"], s["observedGeneration"]) == ("active", "running", 3)
+    assert s["startDate"] == s["readySince"] == "2026-11-01T12:00:00Z"
+    assert s["endpoints"] == [{"device": "pe1", "port": "Ethernet1", "vlanId": 10, "applied": True, "operStatus": "UP"}]
+
+
+def test_start_date_is_kept_and_ready_since_cleared_when_not_ready() -> None:
+    ready = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=True)], T0)
+    later = T0 + dt.timedelta(hours=1)
+    down = service_status(
+        view(current=ready), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=False)], later
+    )
+    assert conds(down)["Ready"] == ("False", "OperDown")
+    assert down["startDate"] == "2026-11-01T12:00:00Z" and down["readySince"] is None
+    assert down["operatingStatus"] == "degraded"
+
+
+def test_transient_failure_is_progressing_permanent_is_degraded() -> None:
+    retry = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.RETRYING, "DeviceUnreachable", "x")], T0)
+    assert conds(retry)["Progressing"] == ("True", "DeviceUnreachable")
+    assert conds(retry)["Degraded"][0] == "False"
+    failed = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.FAILED, "DeviceRejected", "bad")], T0)
+    assert conds(failed)["Degraded"] == ("True", "DeviceRejected")
+    assert conds(failed)["Progressing"][0] == "False"
+    assert failed["endpoints"][0]["lastError"] == "bad"
+
+
+def test_dry_run_shows_the_plan_and_is_not_ready() -> None:
+    plan = [{"op": "update", "device": "pe1", "path": "a/b", "value": "{}"}]
+    s = service_status(view(dry_run=True, plan=plan), [EndpointOutcome("pe1", "E1", 10, Phase.DRY_RUN, "DryRun")], T0)
+    assert conds(s)["Ready"] == ("False", "DryRun") and s["plan"] == plan
+
+
+def test_disabled_invalid_and_drift() -> None:
+    off = service_status(view(admin_enabled=False), [EndpointOutcome("pe1", "E1", 1, Phase.DISABLED, "Applied")], T0)
+    assert (off["state"], conds(off)["Ready"]) == ("inactive", ("False", "AdminDisabled"))
+    bad = service_status(view(invalid="spec.endpoints: too short"), [], T0)
+    assert conds(bad)["Degraded"] == ("True", "InvalidSpec")
+    drift = service_status(
+        view(), [EndpointOutcome("pe1", "E1", 1, Phase.APPLIED, "Applied", oper_up=True, drift="description")], T0
+    )
+    assert conds(drift)["DriftDetected"] == ("True", "DriftDetected")
+    assert conds(drift)["Ready"][0] == "True"
