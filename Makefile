@@ -9,7 +9,7 @@ BIN := bin
 KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean
+.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,11 +23,29 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed bin ## create the virtualenv and build the control plane
 
-bin: ## build kube-apiserver, etcd and kubectl from their Go modules (only when missing or outdated)
+bin: ## build kube-apiserver, etcd, kubectl and helm from their Go modules (only when missing or outdated)
 	@hack/localcluster/build.sh
+	@hack/helm/build.sh
 
-crds: $(VENV)/.installed ## regenerate crds/ from the pydantic models in controller/api
+crds: $(VENV)/.installed ## regenerate crds/ from the pydantic models in controller/api, and the chart's copies
 	@$(PY) -m controller crds --write crds/
+	@hack/sync-chart-crds.sh
+	@$(PY) deploy/argocd/render.py
+
+argocd: $(VENV)/.installed ## regenerate deploy/argocd/argocd-cm-health.yaml and deploy/argocd/quickstart/
+	@$(PY) deploy/argocd/render.py
+
+chart-lint: bin ## helm lint the chart
+	@$(BIN)/helm lint --strict charts/telco-intent
+
+image: ## build the controller image (needs Docker)
+	docker build -t telco-intent/controller:0.1.0 .
+
+kind-up: ## kind cluster with the controller installed by the chart (needs Docker and kind)
+	@hack/kind-up.sh
+
+kind-down: ## delete that kind cluster
+	@hack/kind-up.sh down
 
 PACKAGES := $(wildcard controller devicesim localcluster)
 

@@ -1,0 +1,93 @@
+-- Argo CD health check for telco.intent.dev/v1alpha1 NetworkDevice (Lua 5.1, as gopher-lua runs it).
+-- Healthy when Ready; Degraded when unreachable or misconfigured; else Progressing.
+-- Install: resource.customizations.health.telco.intent.dev_NetworkDevice in argocd-cm (deploy/argocd/render.py).
+local hs = {}
+
+-- The condition of type `ctype` in status.conditions, or nil.
+local function condition(status, ctype)
+  if status == nil or type(status.conditions) ~= "table" then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+local function is(status, ctype, value)
+  local c = condition(status, ctype)
+  return c ~= nil and c.status == value
+end
+
+-- A condition's message (or reason when the message is empty), else `fallback`.
+local function says(status, ctype, fallback)
+  local c = condition(status, ctype)
+  if c ~= nil and type(c.message) == "string" and c.message ~= "" then
+    return c.message
+  end
+  if c ~= nil and type(c.reason) == "string" and c.reason ~= "" then
+    return c.reason
+  end
+  return fallback
+end
+
+local function reason(status, ctype)
+  local c = condition(status, ctype)
+  if c ~= nil then
+    return c.reason
+  end
+  return nil
+end
+
+-- Why the status cannot be judged yet: deletion in progress, no status, or a spec the
+-- controller has not processed (status.observedGeneration < metadata.generation).
+local function pending(o)
+  local meta = o.metadata or {}
+  if meta.deletionTimestamp ~= nil then
+    return "being deleted: waiting for the controller to clean up and release its finalizer"
+  end
+  if type(o.status) ~= "table" then
+    return "waiting for the controller to report a status"
+  end
+  local generation = meta.generation
+  local observed = o.status.observedGeneration
+  if generation ~= nil and (observed == nil or observed < generation) then
+    return "waiting for the controller to process generation " .. tostring(generation)
+  end
+  return nil
+end
+
+local function result(health, message)
+  hs.status = health
+  hs.message = message
+  return hs
+end
+
+-- Ready=False reasons that waiting cannot fix: the spec, its Secrets or the device must change.
+local PERMANENT = { InvalidConfiguration = true, MissingModels = true }
+
+local function run(o)
+  local wait = pending(o)
+  if wait ~= nil then
+    return result("Progressing", wait)
+  end
+  local st = o.status
+  if is(st, "Ready", "True") then
+    return result("Healthy", says(st, "Ready", "session up and state in sync"))
+  end
+  if is(st, "Reachable", "False") then
+    return result("Degraded", "unreachable: " .. says(st, "Reachable", "no gNMI session"))
+  end
+  if is(st, "Degraded", "True") then
+    return result("Degraded", says(st, "Degraded", "degraded"))
+  end
+  local why = reason(st, "Ready")
+  if is(st, "Ready", "False") and why ~= nil and PERMANENT[why] then
+    return result("Degraded", says(st, "Ready", why))
+  end
+  return result("Progressing", says(st, "Ready", "connecting"))
+end
+
+return run(obj)
