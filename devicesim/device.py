@@ -1,0 +1,275 @@
+"""One simulated device: its committed tree, its levers, its statistics and change fan-out.
+
+Everything here runs on the fleet's event loop and is synchronous: a Set is validated and
+committed without awaiting, so no other RPC can observe a half-applied transaction and
+subscribers are told about a change only after it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from devicesim import paths as P
+from devicesim import schema as S
+from devicesim import tree as T
+from devicesim.errors import GnmiError
+
+log = logging.getLogger("devicesim")
+
+DEFAULT_PORTS = tuple(f"Ethernet{i}" for i in range(1, 9))
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """What a device is: the fleet file / CLI / API describe devices with this."""
+
+    name: str
+    port: int = 0  # 0: an ephemeral port, chosen at first start and kept across down/up
+    platform: str = "devicesim-7000"
+    ports: tuple[str, ...] = DEFAULT_PORTS
+    username: str = "admin"
+    password: str = "admin"
+    tls_cert: str | None = None  # PEM files; default: issued by the fleet's generated CA
+    tls_key: str | None = None
+
+
+class OpLabel:
+    """``update[2] /interfaces/...``: formatted only when an error needs it (Sets are hot)."""
+
+    __slots__ = ("index", "kind", "text")
+
+    def __init__(self, kind: str, index: int, text: Callable[[], str]) -> None:
+        self.kind, self.index, self.text = kind, index, text
+
+    def __str__(self) -> str:
+        return f"{self.kind}[{self.index}] {self.text()}"
+
+
+@dataclass
+class SetOp:
+    kind: str  # "delete" | "replace" | "update"
+    patterns: list[P.Pattern]
+    value: Any = None
+    ietf: bool = False
+    label: object = ""
+
+
+class SetFailed(Exception):
+    """A Set that was rolled back: ``label`` names the failing operation, ``error`` its cause."""
+
+    def __init__(self, label: str, error: GnmiError) -> None:
+        super().__init__(f"{label}: {error}")
+        self.label = label
+        self.error = error
+
+
+class Listener(Protocol):
+    """An open Subscribe stream (see server.Session)."""
+
+    def on_commit(self, diff: T.Diff, timestamp: int, tick: bool) -> None: ...
+
+    def drop(self, error: GnmiError) -> None: ...
+
+
+@dataclass
+class Stats:
+    set_rpcs: int = 0
+    set_failed: int = 0
+    set_updates: int = 0  # Update messages in the update field of Sets
+    set_replaces: int = 0
+    set_deletes: int = 0
+    leaf_changes: int = 0  # committed leaf updates + deletes, all sources
+    get_rpcs: int = 0
+    subscribe_rpcs: int = 0
+    capabilities_rpcs: int = 0
+    auth_failures: int = 0
+    notifications: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Levers:
+    set_latency: float = 0.0  # seconds added before each Set is applied
+    fail_sets: int = 0  # the next N Sets fail without being applied
+    fail_code: str = "UNAVAILABLE"
+    fail_message: str = "injected failure (devicesim fail-sets lever)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Device:
+    spec: DeviceSpec
+    state_dir: Path | None = None
+    empty: bool = False
+    root: dict[str, Any] = field(init=False)
+    links: dict[str, bool] = field(init=False)
+    listeners: set[Any] = field(init=False, default_factory=set)
+    stats: Stats = field(init=False, default_factory=Stats)
+    levers: Levers = field(init=False, default_factory=Levers)
+    serving: bool = field(init=False, default=False)
+    port: int = field(init=False)
+    boot_ns: int = field(init=False)
+    dirty: bool = field(init=False, default=False)
+    _rates: dict[tuple[str, Any], int] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.port = self.spec.port
+        self.links = {p: True for p in self.spec.ports}
+        self.boot_ns = time.time_ns()
+        self.root = T.factory_root(self.spec.ports, self.links)
+        if not self.empty:
+            self.load()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ports(self) -> Sequence[str]:
+        return self.spec.ports
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[SetOp], source: str = "gnmi") -> int:
+        """Apply a Set atomically and notify subscribers. Raises SetFailed; returns timestamp."""
+        txn = T.Txn(self.root, self.spec.ports, self.links)
+        try:
+            for op in ops:
+                if op.kind == "delete":
+                    for pat in op.patterns:
+                        txn.delete(pat, op.label)
+                elif op.kind == "replace":
+                    txn.replace(op.patterns[0], op.value, op.ietf, op.label)
+                else:
+                    txn.update(op.patterns[0], op.value, op.ietf, op.label)
+            diff = txn.finish()
+        except GnmiError as err:
+            label = str(txn.current.label) if txn.current is not None else "commit"
+            raise SetFailed(label, err) from None
+        return self.commit(txn.root, diff)
+
+    def commit(self, new_root: dict[str, Any], diff: T.Diff, tick: bool = False) -> int:
+        ts = time.time_ns()
+        self.root = new_root
+        if not diff:
+            return ts
+        self.stats.leaf_changes += len(diff.updates) + len(diff.deletes)
+        if not tick:
+            self.dirty = True
+            self._rates = None
+        for listener in list(self.listeners):
+            listener.on_commit(diff, ts, tick)
+        return ts
+
+    # -- levers ---------------------------------------------------------------------------------
+
+    def set_link(self, port: str, up: bool) -> None:
+        if port not in self.links:
+            raise GnmiError(grpc.StatusCode.NOT_FOUND,
+                            f"{self.name} has no port {port!r} (ports: {', '.join(self.ports)})")
+        self.links[port] = up
+        txn = T.Txn(self.root, self.spec.ports, self.links)
+        txn.touch_interface(port)
+        self.commit(txn.root, txn.finish(validate=False))
+
+    def tick(self, dt_ns: int) -> None:
+        """Advance the octet counters of UP subinterfaces by ``dt_ns`` worth of traffic."""
+        if self._rates is None:
+            self._rates = T.traffic_rates(self.root)
+        new = T.tick_counters(self.root, dt_ns, self._rates)
+        if new is self.root:
+            return
+        diff = T.diff_trees(self.root, new) if self.listeners else T.Diff()
+        self.commit(new, diff, tick=True)
+
+    def reboot(self, empty: bool) -> None:
+        """A restart: counters start again at zero; ``empty`` = a replaced box, factory config."""
+        self.boot_ns = time.time_ns()
+        if empty:
+            new = T.factory_root(self.spec.ports, self.links)
+            self.dirty = True
+        else:
+            new = T.reset_counters(self.root)
+        diff = T.diff_trees(self.root, new) if self.listeners else T.Diff()
+        self.commit(new, diff)
+        if empty:
+            self.save()
+
+    def drop_streams(self, message: str = "connection dropped by devicesim operator") -> int:
+        n = 0
+        for listener in list(self.listeners):
+            listener.drop(GnmiError(grpc.StatusCode.UNAVAILABLE, message))
+            n += 1
+        return n
+
+    def take_injected_failure(self) -> GnmiError | None:
+        lv = self.levers
+        if lv.fail_sets <= 0:
+            return None
+        lv.fail_sets -= 1
+        return GnmiError(getattr(grpc.StatusCode, lv.fail_code), lv.fail_message)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def config_json(self) -> dict[str, Any]:
+        return T.config_json(self.root)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": "127.0.0.1",
+            "port": self.port,
+            "platform": self.spec.platform,
+            "serving": self.serving,
+            "links": dict(self.links),
+            "levers": self.levers.as_dict(),
+            "stats": self.stats.as_dict(),
+            "subscriptions": len(self.listeners),
+            "config": self.config_json(),
+            "tree": T.encode(S.ROOT, self.root, entry=False) or {},
+        }
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path | None:
+        return self.state_dir / f"{self.name}.json" if self.state_dir is not None else None
+
+    def load(self) -> None:
+        path = self.state_file
+        if path is None or not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text())
+            txn = T.Txn(self.root, self.spec.ports, self.links)
+            txn.replace(P.Pattern((), S.ROOT), data.get("config", {}), label="load")
+            diff = txn.finish()
+        except (GnmiError, ValueError, OSError) as err:
+            log.warning("%s: ignoring saved state %s: %s", self.name, path, err)
+            return
+        self.commit(txn.root, diff)
+        self.dirty = False
+
+    def save(self) -> None:
+        path = self.state_file
+        if path is None:
+            self.dirty = False
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"name": self.name, "config": self.config_json()}, indent=1))
+        os.replace(tmp, path)
+        self.dirty = False
