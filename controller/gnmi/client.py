@@ -10,7 +10,6 @@ every call, cancellation, and one event loop for a whole fleet.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -207,8 +206,11 @@ class GnmiClient:
                 encoding=gnmi_pb2.JSON,
             )
         )
-        call = self._stub.Subscribe(_hold_open(request), metadata=self._metadata)
+        # Write the request on the open call and never half-close our side: some targets end a
+        # STREAM subscription when the client half-closes.
+        call = self._stub.Subscribe(metadata=self._metadata)
         try:
+            await call.write(request)
             async for resp in call:
                 if resp.HasField("sync_response"):
                     yield Notification(timestamp=time.time_ns(), updates=[], deletes=[], sync=True)
@@ -218,13 +220,6 @@ class GnmiClient:
             raise GnmiError("Subscribe", exc.code(), exc.details() or "") from None
         finally:
             call.cancel()
-
-
-async def _hold_open(request: gnmi_pb2.SubscribeRequest) -> AsyncIterator[gnmi_pb2.SubscribeRequest]:
-    """Send the subscription, then keep our half of the stream open: some targets end a
-    STREAM subscription when the client half-closes."""
-    yield request
-    await asyncio.Event().wait()
 
 
 def _notification(n: gnmi_pb2.Notification) -> Notification:

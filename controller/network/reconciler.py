@@ -93,6 +93,7 @@ class NetworkReconciler:
     _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _retry: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _releasing: set[ServiceKey] = field(default_factory=set)
 
     # -- inputs ---------------------------------------------------------------------------
     def upsert_service(self, record: ServiceRecord) -> None:
@@ -109,7 +110,7 @@ class NetworkReconciler:
             self.publish(record)
         for device in touched:
             self.mark_dirty(device)
-        if record.deleting and not record.devices():
+        if record.deleting:
             self._maybe_finish_teardown(record)
 
     def remove_service(self, key: ServiceKey) -> None:
@@ -420,17 +421,36 @@ class NetworkReconciler:
             self.on_service_status(record, status)
 
     def _maybe_finish_teardown(self, record: ServiceRecord) -> None:
-        if record.devices() <= self._torn_down[record.key]:
+        if record.devices() <= self._torn_down[record.key] and record.key not in self._releasing:
+            self._releasing.add(record.key)
             self._spawn(self._release(record))
 
     async def _release(self, record: ServiceRecord) -> None:
-        remaining = [f for f in record.finalizers if f != FINALIZER]
+        """Remove our finalizer now that the devices no longer hold the service (re-read on conflict)."""
         try:
-            await self.kube.set_finalizers(record.ref, remaining, record.resource_version)
-        except Conflict:
-            log.info("%s changed while releasing; the next event retries", record.ref)
-        except NotFound:
-            pass
+            await self._release_with_retries(record)
+        finally:
+            self._releasing.discard(record.key)
+
+    async def _release_with_retries(self, record: ServiceRecord) -> None:
+        body = record.body
+        for _ in range(5):
+            finalizers = list(body["metadata"].get("finalizers") or [])
+            if FINALIZER not in finalizers:
+                return
+            try:
+                await self.kube.set_finalizers(
+                    record.ref, [f for f in finalizers if f != FINALIZER], body["metadata"]["resourceVersion"]
+                )
+                return
+            except Conflict:
+                try:
+                    body = await self.kube.get(record.ref)
+                except NotFound:
+                    return
+            except NotFound:
+                return
+        log.warning("could not release %s after 5 conflicts; the next event retries", record.ref)
 
 
 def _drift_by_owner(drifts: list[Any]) -> dict[ServiceKey, str]:

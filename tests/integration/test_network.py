@@ -1,0 +1,351 @@
+"""NetworkDevice and NetworkService against a real API server, the real controller process and
+real gNMI targets (devicesim): apply, merge, conflicts, dry run, drift, teardown, faults."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devicesim.admin import AdminClient
+from devicesim.fleet import FleetProcess
+from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
+from tests.kube import Kubectl
+
+NS = "net-tests"
+SYSTEM = "telco-system"
+DEVICES = ("nt-r1", "nt-r2", "nt-r3")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProcess]:
+    workdir = tmp_path_factory.mktemp("fleet")
+    proc = FleetProcess(["--devices", str(len(DEVICES)), "--names", ",".join(DEVICES)], workdir=workdir)
+    try:
+        proc.start()
+    except RuntimeError as exc:
+        pytest.fail(f"devicesim could not start: {exc}", pytrace=False)
+    yield proc
+    proc.stop()
+
+
+def device_body(
+    name: str, port: int, secret: str = "nt-credentials", ca: str = "nt-ca", server_name: str | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "telco.intent.dev/v1alpha1",
+        "kind": "NetworkDevice",
+        "metadata": {"name": name},
+        "spec": {
+            "address": "127.0.0.1",
+            "port": port,
+            "tls": {"caSecretRef": {"name": ca, "namespace": SYSTEM}, "serverName": server_name or name},
+            "credentialsSecretRef": {"name": secret, "namespace": SYSTEM},
+            "timeoutSeconds": 2,
+        },
+    }
+
+
+def service_body(name: str, endpoints: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "telco.intent.dev/v1alpha1",
+        "kind": "NetworkService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"serviceType": "internetAccess", "bandwidthMbps": 50, "endpoints": endpoints, **spec},
+    }
+
+
+def ep(device: str, port: str, vlan: int, third: int = 1) -> dict[str, Any]:
+    return {"device": device, "port": port, "vlanId": vlan, "ipv4Address": f"100.65.{vlan % 250}.{third}/30"}
+
+
+@pytest.fixture(scope="module")
+def api(crds: Kubectl, fleet: FleetProcess) -> Api:
+    api = Api(crds.kubeconfig)
+    api.ensure_namespace(NS)
+    api.put_secret(SYSTEM, "nt-credentials", {"username": "admin", "password": "admin"})
+    assert fleet.ca_path is not None
+    api.put_secret(SYSTEM, "nt-ca", {"ca.crt": Path(fleet.ca_path).read_text()})
+    for name in DEVICES:
+        api.apply(device_body(name, fleet.devices[name].port))
+    return api
+
+
+@pytest.fixture(scope="module")
+def controller(api: Api, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    proc = ControllerProcess(kubeconfig, log).start()
+    try:
+        for name in DEVICES:
+            wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
+        yield proc
+    finally:
+        proc.stop()
+        print(f"--- controller log ({log}) ---\n" + proc.logs()[-6000:])
+
+
+@pytest.fixture()
+def admin(fleet: FleetProcess) -> AdminClient:
+    return fleet.admin
+
+
+def subif(admin: AdminClient, device: str, port: str, vlan: int) -> dict[str, Any] | None:
+    for iface in admin.dump(device)["config"].get("interfaces", {}).get("interface", []):
+        if iface["name"] == port:
+            for sub in iface.get("subinterfaces", {}).get("subinterface", []):
+                if sub["index"] == vlan:
+                    return dict(sub)
+    return None
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def ready(api: Api, name: str, timeout: float = 20) -> dict[str, Any]:
+    return wait_for(f"NetworkService {name} Ready", lambda: is_ready(api.get("networkservices", name, NS))
+                    and api.get("networkservices", name, NS), timeout)
+
+
+def gone(api: Api, name: str, timeout: float = 20) -> None:
+    wait_for(f"NetworkService {name} deleted", lambda: api.get("networkservices", name, NS) is None, timeout)
+
+
+def test_devices_report_capabilities(api: Api, controller: ControllerProcess) -> None:
+    device = api.get("networkdevices", "nt-r1")
+    assert device is not None
+    caps = device["status"]["capabilities"]
+    assert caps["gnmiVersion"] == "0.8.0"
+    assert "JSON" in caps["encodings"]
+    assert any(m["name"] == "openconfig-interfaces" for m in caps["models"])
+    assert condition(device, "Reachable")["status"] == "True"  # type: ignore[index]
+
+
+def test_two_services_on_one_device_merge(api: Api, controller: ControllerProcess, admin: AdminClient) -> None:
+    a, b = unique("merge-a"), unique("merge-b")
+    api.apply(service_body(a, [ep("nt-r1", "Ethernet1", 301)]))
+    api.apply(service_body(b, [ep("nt-r1", "Ethernet1", 302)], bandwidthMbps=200, peakBandwidthMbps=400))
+    svc = ready(api, a)
+    ready(api, b)
+    assert svc["status"]["state"] == "active" and svc["status"]["operatingStatus"] == "running"
+    assert svc["status"]["endpoints"][0]["applied"] is True
+    for vlan in (301, 302):
+        sub = subif(admin, "nt-r1", "Ethernet1", vlan)
+        assert sub is not None and sub["vlan"]["match"]["single-tagged"]["config"]["vlan-id"] == vlan
+    qos = {p["name"]: p for p in admin.dump("nt-r1")["config"]["qos"]["scheduler-policies"]["scheduler-policy"]}
+    rate = qos["Ethernet1.302"]["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]
+    assert (int(rate["cir"]), int(rate["pir"])) == (200_000_000, 400_000_000)
+    for name in (a, b):
+        api.delete("networkservices", name, NS)
+    gone(api, a), gone(api, b)
+    assert subif(admin, "nt-r1", "Ethernet1", 301) is None and subif(admin, "nt-r1", "Ethernet1", 302) is None
+
+
+def test_conflicting_claim_is_refused_to_the_later_service(api: Api, controller: ControllerProcess) -> None:
+    first, second = unique("claim-first"), unique("claim-second")
+    api.apply(service_body(first, [ep("nt-r1", "Ethernet2", 310)]))
+    ready(api, first)
+    api.apply(service_body(second, [ep("nt-r1", "Ethernet2", 310, third=2)]))
+    degraded = wait_for(
+        "the later service Degraded",
+        lambda: (c := condition(api.get("networkservices", second, NS), "Degraded")) and c["status"] == "True" and c,
+    )
+    assert degraded["reason"] == "ConflictingClaim"
+    assert first in degraded["message"]
+    assert is_ready(api.get("networkservices", first, NS)), "the earlier service must keep working"
+    api.delete("networkservices", second, NS)
+    api.delete("networkservices", first, NS)
+    gone(api, second), gone(api, first)
+
+
+def test_dry_run_reports_the_set_without_touching_the_device(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    name = unique("dry")
+    before = admin.stats("nt-r2")["set_rpcs"]
+    api.apply(service_body(name, [ep("nt-r2", "Ethernet3", 320)], dryRun=True))
+    svc = wait_for("a plan in status", lambda: (s := api.get("networkservices", name, NS))
+                   and s.get("status", {}).get("plan") and s)
+    ops = svc["status"]["plan"]
+    assert {o["op"] for o in ops} == {"update"}
+    assert any("subinterface[index=320]" in o["path"] for o in ops)
+    assert condition(svc, "Ready")["reason"] == "DryRun"  # type: ignore[index]
+    assert subif(admin, "nt-r2", "Ethernet3", 320) is None
+    assert admin.stats("nt-r2")["set_rpcs"] == before
+    body = service_body(name, [ep("nt-r2", "Ethernet3", 320)], dryRun=False)
+    api.apply(body)
+    svc = ready(api, name)
+    assert svc["status"]["plan"] == []
+    assert subif(admin, "nt-r2", "Ethernet3", 320) is not None
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_drift_is_reverted(api: Api, controller: ControllerProcess, admin: AdminClient) -> None:
+    name = unique("revert")
+    api.apply(service_body(name, [ep("nt-r2", "Ethernet4", 330)]))
+    ready(api, name)
+    path = "interfaces/interface[name=Ethernet4]/subinterfaces/subinterface[index=330]/config"
+    admin.set("nt-r2", path, {"description": "changed by hand", "enabled": False})
+    wait_for("the description put back", lambda: (s := subif(admin, "nt-r2", "Ethernet4", 330))
+             and s["config"].get("description", "").startswith("telco-intent") and s["config"]["enabled"], 10)
+    wait_for("a DriftReverted event", lambda: any(e.reason == "DriftReverted" for e in api.events(NS, name)))
+    ready(api, name)
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_drift_is_reported_under_policy_report(api: Api, controller: ControllerProcess, admin: AdminClient) -> None:
+    name = unique("report")
+    api.apply(service_body(name, [ep("nt-r2", "Ethernet5", 340)], driftPolicy="report"))
+    ready(api, name)
+    path = "interfaces/interface[name=Ethernet5]/subinterfaces/subinterface[index=340]/config"
+    admin.set("nt-r2", path, {"description": "maintenance window"})
+    drift = wait_for("DriftDetected", lambda: (c := condition(api.get("networkservices", name, NS), "DriftDetected"))
+                     and c["status"] == "True" and c, 10)
+    assert "description" in drift["message"]
+    wait_for("a DriftDetected event", lambda: any(e.reason == "DriftDetected" for e in api.events(NS, name)))
+    sub = subif(admin, "nt-r2", "Ethernet5", 340)
+    assert sub is not None and sub["config"]["description"] == "maintenance window", "report must not revert"
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_teardown_on_a_shared_device_removes_exactly_its_paths(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    keep, drop = unique("keep"), unique("drop")
+    api.apply(service_body(keep, [ep("nt-r3", "Ethernet1", 350)]))
+    api.apply(service_body(drop, [ep("nt-r3", "Ethernet1", 351)]))
+    ready(api, keep), ready(api, drop)
+    unmanaged = "interfaces/interface[name=Ethernet6]/config"
+    admin.set("nt-r3", unmanaged, {"description": "uplink, not ours"})
+    api.delete("networkservices", drop, NS)
+    gone(api, drop)
+    assert subif(admin, "nt-r3", "Ethernet1", 351) is None
+    assert subif(admin, "nt-r3", "Ethernet1", 350) is not None
+    policies = {p["name"] for p in admin.dump("nt-r3")["config"]["qos"]["scheduler-policies"]["scheduler-policy"]}
+    assert "Ethernet1.350" in policies and "Ethernet1.351" not in policies
+    ports = {i["name"]: i for i in admin.dump("nt-r3")["config"]["interfaces"]["interface"]}
+    assert ports["Ethernet6"]["config"]["description"] == "uplink, not ours"
+    assert is_ready(api.get("networkservices", keep, NS))
+    api.delete("networkservices", keep, NS)
+    gone(api, keep)
+
+
+def test_device_down_during_apply_then_back(api: Api, controller: ControllerProcess, admin: AdminClient) -> None:
+    name = unique("down-apply")
+    admin.down("nt-r3")
+    try:
+        api.apply(service_body(name, [ep("nt-r3", "Ethernet2", 360)]))
+        progressing = wait_for(
+            "Progressing while the device is down",
+            lambda: (c := condition(api.get("networkservices", name, NS), "Progressing")) and c["status"] == "True"
+            and c["reason"] in ("DeviceUnreachable", "DeviceUnavailable") and c, 20,
+        )
+        assert "nt-r3" in progressing["message"]
+        wait_for("device not Reachable", lambda: (c := condition(api.get("networkdevices", "nt-r3"), "Reachable"))
+                 and c["status"] == "False")
+    finally:
+        admin.up("nt-r3")
+    ready(api, name, timeout=30)
+    assert subif(admin, "nt-r3", "Ethernet2", 360) is not None
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_device_down_during_delete_holds_the_finalizer(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    name = unique("down-delete")
+    api.apply(service_body(name, [ep("nt-r3", "Ethernet3", 370)]))
+    ready(api, name)
+    admin.down("nt-r3")
+    try:
+        wait_for("device not Reachable", lambda: (c := condition(api.get("networkdevices", "nt-r3"), "Reachable"))
+                 and c["status"] == "False", 20)
+        api.delete("networkservices", name, NS)
+        waiting = wait_for("a Terminating condition", lambda: (c := condition(api.get("networkservices", name, NS),
+                           "Ready")) and c["reason"] == "Terminating" and c, 20)
+        assert "nt-r3" in waiting["message"]
+        assert api.get("networkservices", name, NS) is not None, "deletion must wait for the device"
+    finally:
+        admin.up("nt-r3")
+    gone(api, name, timeout=30)
+    assert subif(admin, "nt-r3", "Ethernet3", 370) is None
+
+
+def test_device_restarted_empty_gets_its_config_back(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    name = unique("restart")
+    api.apply(service_body(name, [ep("nt-r2", "Ethernet6", 380)]))
+    ready(api, name)
+    admin.restart("nt-r2", empty=True)
+    wait_for("config re-applied", lambda: subif(admin, "nt-r2", "Ethernet6", 380) is not None, 30)
+    ready(api, name, timeout=30)
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_port_the_device_lacks_is_degraded_then_fixed(api: Api, controller: ControllerProcess) -> None:
+    name = unique("noport")
+    api.apply(service_body(name, [ep("nt-r1", "Ethernet99", 390)]))
+    degraded = wait_for("Degraded", lambda: (c := condition(api.get("networkservices", name, NS), "Degraded"))
+                        and c["status"] == "True" and c)
+    assert degraded["reason"] == "PortNotFound" and "Ethernet99" in degraded["message"]
+    api.apply(service_body(name, [ep("nt-r1", "Ethernet7", 390)]))
+    ready(api, name)
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+def test_wrong_credentials_and_untrusted_certificate(
+    api: Api, controller: ControllerProcess, fleet: FleetProcess
+) -> None:
+    from localcluster.pki import CertificateAuthority
+
+    api.put_secret(SYSTEM, "nt-wrong", {"username": "admin", "password": "not-the-password"})
+    api.put_secret(SYSTEM, "nt-other-ca", {"ca.crt": CertificateAuthority("someone else").cert_pem.decode()})
+    port = fleet.devices["nt-r1"].port
+    api.apply(device_body("nt-badcreds", port, secret="nt-wrong", server_name="nt-r1"))
+    api.apply(device_body("nt-badca", port, ca="nt-other-ca", server_name="nt-r1"))
+    try:
+        creds = wait_for("Unauthenticated", lambda: (c := condition(api.get("networkdevices", "nt-badcreds"),
+                         "Reachable")) and c["status"] == "False" and c, 20)
+        assert creds["reason"] == "Unauthenticated"
+        assert "not-the-password" not in str(api.get("networkdevices", "nt-badcreds"))
+        tls = wait_for("TLS refused", lambda: (c := condition(api.get("networkdevices", "nt-badca"), "Reachable"))
+                       and c["status"] == "False" and c, 20)
+        assert tls["reason"] == "Unreachable"
+    finally:
+        api.delete("networkdevices", "nt-badcreds")
+        api.delete("networkdevices", "nt-badca")
+
+
+def test_controller_killed_mid_rollout_converges_and_adopts(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    names = [unique(f"roll{i}") for i in range(12)]
+    for i, name in enumerate(names):
+        api.apply(service_body(name, [ep(DEVICES[i % 3], "Ethernet8", 400 + i)]))
+    controller.kill9()
+    controller.start()
+    for name in names:
+        ready(api, name, timeout=40)
+    sets = {d: admin.stats(d)["set_rpcs"] for d in DEVICES}
+    controller.kill9()
+    controller.start()
+    wait_for("devices Ready after restart", lambda: all(is_ready(api.get("networkdevices", d)) for d in DEVICES), 30)
+    for name in names:
+        ready(api, name)
+    rv = {n: api.get("networkservices", n, NS)["metadata"]["resourceVersion"] for n in names}  # type: ignore[index]
+    assert {d: admin.stats(d)["set_rpcs"] for d in DEVICES} == sets, "correct config must be adopted, not re-pushed"
+    assert rv == {n: api.get("networkservices", n, NS)["metadata"]["resourceVersion"] for n in names}  # type: ignore[index]
+    for name in names:
+        api.delete("networkservices", name, NS)
+    for name in names:
+        gone(api, name)
