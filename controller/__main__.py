@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         peering=args.peering,
         priority=args.priority,
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
     )
     import controller.handlers  # noqa: F401 - registers every handler with Kopf
 
@@ -53,6 +54,28 @@ def _run(args: argparse.Namespace) -> int:
             liveness_endpoint=f"http://127.0.0.1:{args.health_port}/healthz" if args.health_port else None,
         )
     )
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import planner
+    from .kube import Kube
+
+    async def go() -> str:
+        kube = Kube()
+        try:
+            reports = await planner.compute(args.file, kube)
+        finally:
+            kube.close()
+        return planner.render_json(reports) if args.output == "json" else planner.render_text(reports)
+
+    try:
+        print(asyncio.run(go()))
+    except planner.PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -104,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on 127.0.0.1:PORT (TELCO_METRICS_PORT); 0 disables",
     )
     run.add_argument(
+        "--metrics-address",
+        default=defaults.metrics_address,
+        help="address the metrics endpoint binds (TELCO_METRICS_ADDRESS); 0.0.0.0 in a pod",
+    )
+    run.add_argument(
         "--health-port",
         type=int,
         default=defaults.health_port,
@@ -111,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=_run)
+    plan = sub.add_parser(
+        "plan",
+        help="print the gNMI Set a NetworkService would cause, against live device state (sends nothing)",
+    )
+    plan.add_argument("-f", "--file", type=Path, required=True, help="YAML with one or more NetworkServices")
+    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.set_defaults(func=_plan)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the API models")
     crds.add_argument("--write", type=Path, metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(func=_crds)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client import ApiException
 
+from . import metrics
 from .api import GROUP, VERSION
 
 FINALIZER = f"{GROUP}/cleanup"
@@ -59,6 +61,10 @@ class Kube:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.writes = 0  # API writes issued, for metrics and benchmarks
 
+    def _count(self, resource: str) -> None:
+        self.writes += 1
+        metrics.KUBE_WRITES.labels(resource).inc()
+
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
@@ -79,6 +85,11 @@ class Kube:
             )
         )
 
+    async def list_all(self, plural: str) -> list[dict[str, Any]]:
+        """Every object of a kind in the cluster (all namespaces)."""
+        result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        return [dict(item) for item in result.get("items", [])]
+
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
     ) -> dict[str, Any]:
@@ -86,7 +97,7 @@ class Kube:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        self.writes += 1
+        self._count(f"{ref.plural}/status")
         if ref.namespace is None:
             cluster = self.custom.patch_cluster_custom_object_status
             return dict(await self._run(cluster, GROUP, VERSION, ref.plural, ref.name, body))
@@ -94,7 +105,7 @@ class Kube:
         return dict(await self._run(namespaced, GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
 
     async def patch(self, ref: Ref, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
+        self._count(ref.plural)
         if ref.namespace is None:
             cluster = self.custom.patch_cluster_custom_object
             return dict(await self._run(cluster, GROUP, VERSION, ref.plural, ref.name, body))
@@ -105,14 +116,14 @@ class Kube:
         return await self.patch(ref, {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}})
 
     async def create(self, body: dict[str, Any], plural: str, namespace: str | None) -> dict[str, Any]:
-        self.writes += 1
+        self._count(plural)
         if namespace is None:
             return dict(await self._run(self.custom.create_cluster_custom_object, GROUP, VERSION, plural, body))
         fn = self.custom.create_namespaced_custom_object
         return dict(await self._run(fn, GROUP, VERSION, namespace, plural, body))
 
     async def delete(self, ref: Ref) -> None:
-        self.writes += 1
+        self._count(ref.plural)
         try:
             if ref.namespace is None:
                 await self._run(self.custom.delete_cluster_custom_object, GROUP, VERSION, ref.plural, ref.name)
@@ -129,7 +140,8 @@ class Kube:
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `obj` (what `kubectl describe` shows). Best effort."""
         meta = obj["metadata"]
-        namespace = meta.get("namespace") or "default"
+        # Events about cluster-scoped objects go to the controller's own namespace.
+        namespace = meta.get("namespace") or os.environ.get("POD_NAMESPACE", "default")
         now = dt.datetime.now(dt.UTC)
         body = kubernetes.client.CoreV1Event(
             metadata=kubernetes.client.V1ObjectMeta(
@@ -151,7 +163,7 @@ class Kube:
             source=kubernetes.client.V1EventSource(component=MANAGER),
             reporting_component=MANAGER,
         )
-        self.writes += 1
+        self._count("events")
         with contextlib.suppress(ApiException):  # an Event is best effort, never worth a retry
             await self._run(self.core.create_namespaced_event, namespace, body)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import metrics
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
 from .gnmi.client import Target
@@ -123,6 +124,9 @@ class Controller:
             now=self.now(),
         )
         self.writer.submit(Ref("networkdevices", name), status, record.body.get("status"))
+        sessions = self.network.sessions.values()
+        metrics.DEVICES_REACHABLE.set(sum(1 for s in sessions if s.connected))
+        metrics.DEVICES_TOTAL.set(len(self.devices))
 
     # -- NetworkService -----------------------------------------------------------------------
     async def upsert_service(self, body: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ class Settings:
     retry_initial_seconds: float = float(_env("RETRY_INITIAL_SECONDS", "0.5"))
     retry_max_seconds: float = float(_env("RETRY_MAX_SECONDS", "30"))
     metrics_port: int = int(_env("METRICS_PORT", "0"))  # 0: no metrics endpoint
+    metrics_address: str = _env("METRICS_ADDRESS", "127.0.0.1")  # 0.0.0.0 in a pod, for scraping
     health_port: int = int(_env("HEALTH_PORT", "0"))
     peering: str | None = os.environ.get("TELCO_PEERING") or None
     priority: int = int(_env("PRIORITY", "0"))

@@ -478,7 +478,8 @@ class FleetProcess:
                                    + "\n".join(self.output))
             kv = dict(_KV.findall(line))
             if "device-ready" in line:
-                creds[kv["name"]] = (kv.get("username", "admin"), kv.get("password", "admin"))
+                # passwords are not printed: known here only when given with --password
+                creds[kv["name"]] = (kv.get("username", "admin"), self._arg("--password", "admin"))
                 self.devices[kv["name"]] = DeviceInfo(
                     kv["name"], kv["address"], int(kv["port"]), *creds[kv["name"]],
                     kv.get("platform", ""), tuple(kv.get("ports", "").split(",")), tls)
@@ -487,6 +488,11 @@ class FleetProcess:
                 ca = kv.get("ca")
                 self.ca_path = ca if ca and ca != "-" else None
                 return self
+
+    def _arg(self, flag: str, default: str) -> str:
+        if flag in self.args[:-1]:
+            return self.args[self.args.index(flag) + 1]
+        return default
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

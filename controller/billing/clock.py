@@ -62,3 +62,75 @@ class FakeClock:
             raise ClockError("advance: a negative step; use set() to move backwards")
         self._now += step
         return self._now
+
+
+class OffsetClock:
+    """The wall clock moved forward by an offset: a test lever, never needed in production.
+
+    The offset is `offset_seconds` plus, when `offset_file` is given, the number of seconds
+    written in that file (re-read when the file changes, at most every `poll` seconds), so an
+    integration test can move a running controller's time forward, e.g. past a month end,
+    without waiting. The controller builds it from TELCO_CLOCK_OFFSET_SECONDS and
+    TELCO_CLOCK_OFFSET_FILE (see `from_env`). Time never goes backwards: a smaller offset
+    holds the clock at the last instant it returned until the wall clock catches up.
+    """
+
+    def __init__(self, offset_seconds: float = 0.0, offset_file: str | None = None, poll: float = 0.1) -> None:
+        self._offset = float(offset_seconds)
+        self._file = offset_file
+        self._poll = poll
+        self._file_offset = 0.0
+        self._stamp: tuple[float, int] | None = None
+        self._checked = float("-inf")
+        self._last: datetime | None = None
+
+    @property
+    def offset(self) -> float:
+        """The current offset in seconds (fixed part plus the file's)."""
+        self._refresh()
+        return self._offset + self._file_offset
+
+    def _refresh(self) -> None:
+        if self._file is None:
+            return
+        import os
+        import time
+
+        tick = time.monotonic()
+        if tick - self._checked < self._poll:
+            return
+        self._checked = tick
+        try:
+            info = os.stat(self._file)
+        except OSError:
+            return  # no file (yet): the last offset read stays
+        stamp = (info.st_mtime, info.st_size)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            with open(self._file, encoding="utf-8") as handle:
+                text = handle.read().strip()
+            self._file_offset = float(text or "0")
+        except (OSError, ValueError):
+            self._stamp = None  # half-written: read it again next time
+
+    def now(self) -> datetime:
+        moment = datetime.now(UTC) + timedelta(seconds=self.offset)
+        if self._last is not None and moment < self._last:
+            return self._last
+        self._last = moment
+        return moment
+
+
+def from_env(environ: dict[str, str] | None = None) -> Clock:
+    """The controller's clock: the wall clock, unless the test-only TELCO_CLOCK_OFFSET_SECONDS or
+    TELCO_CLOCK_OFFSET_FILE move it (an OffsetClock)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    seconds = float(env.get("TELCO_CLOCK_OFFSET_SECONDS") or 0)
+    path = env.get("TELCO_CLOCK_OFFSET_FILE") or None
+    if not seconds and path is None:
+        return WallClock()
+    return OffsetClock(seconds, path)

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from .. import metrics
 from ..runtime import Controller
 from ..settings import Settings
 
@@ -27,6 +28,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
+    if SETTINGS.metrics_port:
+        metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
     controller = Controller(SETTINGS)
     controller.start()
     memo.controller = controller

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
@@ -158,11 +159,17 @@ class NetworkReconciler:
             await event.wait()
             await asyncio.sleep(self.settings.debounce_seconds)  # let the burst arrive
             event.clear()
+            started = time.perf_counter()
+            result = "ok"
             try:
                 await self._reconcile(device)
-            except Exception:
+            except Exception:  # a bug must not kill the device's worker
+                result = "error"
                 log.exception("reconcile of device %s failed", device)
                 self._schedule_retry(device)
+            finally:
+                metrics.RECONCILES.labels("NetworkDevice", result).inc()
+                metrics.RECONCILE_SECONDS.labels("NetworkDevice").observe(time.perf_counter() - started)
 
     def _schedule_retry(self, device: str) -> None:
         stats = self.stats[device]

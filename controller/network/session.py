@@ -145,8 +145,13 @@ class DeviceSession:
         One Get at the root: a Get naming `qos` on a device without QoS config fails
         with NOT_FOUND (as the spec says), so asking per root would need three RPCs.
         """
-        notifications = await self.client.get([ROOT.to_proto()], "CONFIG")
-        return build_tree((GPath.from_proto(u.path), u.value) for n in notifications for u in n.updates)
+        return await fetch_config(self.client)
+
+
+async def fetch_config(client: GnmiClient) -> dict[str, Any]:
+    """The device's whole configuration as one tree, from one Get at the root."""
+    notifications = await client.get([ROOT.to_proto()], "CONFIG")
+    return build_tree((GPath.from_proto(u.path), u.value) for n in notifications for u in n.updates)
 
 
 def _wildcard_proto(text: str) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from pygnmi.client import gNMIclient
 
 from devicesim import AdminError, DeviceInfo, Fleet
-from tests.devicesim.devicesim_testlib import Raw, leaves, secure_channel
+from tests.devicesim.devicesim_testlib import Raw, leaves, secure_channel, wait_for
 
 IF1 = "/interfaces/interface[name=Ethernet1]"
 SUB10 = f"{IF1}/subinterfaces/subinterface[index=10]"
@@ -156,9 +156,15 @@ def test_dump_and_list(raw: Raw, fleet: Fleet, dev: DeviceInfo) -> None:
 
 def test_restart_keeps_config_and_restart_empty_does_not(raw: Raw, fleet: Fleet, dev: DeviceInfo) -> None:
     raw.set(update=[(SUB10, SUB10_BODY)])
-    time.sleep(0.3)
-    assert raw.get_val(f"{SUB10}/state/counters/out-octets") > 0
+
+    def out_octets() -> int:
+        sub = fleet.admin.dump(dev.name)["tree"]["interfaces"]["interface"][0]["subinterfaces"]["subinterface"][0]
+        return int(sub["state"]["counters"]["out-octets"])
+
+    # 1 Mbit/s without QoS: 25,000 octets per 0.2 s tick; wait for several ticks
+    wait_for(lambda: out_octets() >= 100_000, timeout=10)
     fleet.admin.restart(dev.name)
+    assert out_octets() < 60_000  # zeroed at reboot (at most a tick or two since)
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -168,7 +174,6 @@ def test_restart_keeps_config_and_restart_empty_does_not(raw: Raw, fleet: Fleet,
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    assert raw.get_val(f"{SUB10}/state/counters/out-octets") < 60_000  # zeroed at reboot (<= 2 ticks since)
     fleet.admin.restart(dev.name, empty=True)
     deadline = time.monotonic() + 10
     while True:

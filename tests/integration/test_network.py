@@ -3,21 +3,28 @@ real gNMI targets (devicesim): apply, merge, conflicts, dry run, drift, teardown
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
+from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
 from tests.kube import Kubectl
 
 NS = "net-tests"
 SYSTEM = "telco-system"
 DEVICES = ("nt-r1", "nt-r2", "nt-r3")
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,7 @@ def api(crds: Kubectl, fleet: FleetProcess) -> Api:
 @pytest.fixture(scope="module")
 def controller(api: Api, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     log = tmp_path_factory.mktemp("controller") / "controller.log"
-    proc = ControllerProcess(kubeconfig, log).start()
+    proc = ControllerProcess(kubeconfig, log, "--metrics-port", str(METRICS_PORT)).start()
     try:
         for name in DEVICES:
             wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
@@ -349,3 +356,33 @@ def test_controller_killed_mid_rollout_converges_and_adopts(
         api.delete("networkservices", name, NS)
     for name in names:
         gone(api, name)
+
+
+def test_plan_cli_prints_the_set_without_sending(
+    api: Api, controller: ControllerProcess, admin: AdminClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    holder = unique("plan-holder")
+    api.apply(service_body(holder, [ep("nt-r1", "Ethernet6", 420)]))
+    ready(api, holder)
+    wanted = service_body("plan-me", [ep("nt-r1", "Ethernet6", 421)])
+    clash = service_body("plan-clash", [ep("nt-r1", "Ethernet6", 420, third=2)])
+    manifest = tmp_path / "services.yaml"
+    manifest.write_text(yaml.safe_dump_all([wanted, clash]))
+    before = admin.stats("nt-r1")["set_rpcs"]
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    out = subprocess.run([sys.executable, "-m", "controller", "plan", "-f", str(manifest)], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "# net-tests/plan-me on nt-r1" in out
+    assert "update  interfaces/interface[name=Ethernet6]/subinterfaces/subinterface[index=421]" in out
+    assert "REFUSED" in out and holder in out, out
+    assert admin.stats("nt-r1")["set_rpcs"] == before, "plan must not send anything"
+    assert subif(admin, "nt-r1", "Ethernet6", 421) is None
+    api.delete("networkservices", holder, NS)
+    gone(api, holder)
+
+
+def test_metrics_endpoint_exports_what_the_dashboard_reads(controller: ControllerProcess) -> None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+    assert 'telco_reconcile_total{kind="NetworkDevice",result="ok"}' in text
+    assert 'telco_gnmi_rpc_duration_seconds_bucket{device="nt-r1"' in text
+    assert "telco_devices_reachable" in text and "telco_kube_writes_total" in text
