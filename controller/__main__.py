@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import crdgen
 
@@ -41,6 +42,13 @@ def _run(args: argparse.Namespace) -> int:
         priority=args.priority,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
+        billing_sink_urls=args.billing_sink_url,
+        billing_sink_mode=args.billing_sink_mode,
+        billing_jsonl=args.billing_jsonl,
+        tax_category=args.tax_category,
+        tax_rate=args.tax_rate,
+        billing_interval_seconds=args.billing_interval_seconds,
+        usage_interval_seconds=args.usage_interval_seconds,
     )
     import controller.handlers  # noqa: F401 - registers every handler with Kopf
 
@@ -79,10 +87,63 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from . import status
+
+    print(status.render(status.collect_with_client()))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
     return demo.run(once=args.once)
+
+
+def _billing_flags(run: argparse.ArgumentParser, defaults: Any) -> None:
+    """The `run` flags of the commercial layer (docs/commerce.md)."""
+    billing = run.add_argument_group("billing", "billing events, invoices and usage metering (docs/commerce.md)")
+    billing.add_argument(
+        "--billing-sink-url",
+        action="append",
+        default=list(defaults.billing_sink_urls),
+        metavar="URL",
+        help="POST billing CloudEvents to URL (repeatable; TELCO_BILLING_SINK_URL, comma-separated)",
+    )
+    billing.add_argument(
+        "--billing-sink-mode",
+        choices=["structured", "binary"],
+        default=defaults.billing_sink_mode,
+        help="CloudEvents HTTP content mode (TELCO_BILLING_SINK_MODE); default structured",
+    )
+    billing.add_argument(
+        "--billing-jsonl",
+        default=defaults.billing_jsonl,
+        metavar="PATH",
+        help="also append every billing CloudEvent to this JSON Lines file (TELCO_BILLING_JSONL)",
+    )
+    billing.add_argument(
+        "--tax-category", default=defaults.tax_category, help="tax applied to invoices (TELCO_TAX_CATEGORY)"
+    )
+    billing.add_argument(
+        "--tax-rate",
+        default=defaults.tax_rate,
+        metavar="PERCENT",
+        help='tax rate in percent, e.g. "20" (TELCO_TAX_RATE); unset: invoices carry no tax',
+    )
+    billing.add_argument(
+        "--billing-interval-seconds",
+        type=float,
+        default=defaults.billing_interval_seconds,
+        help="period of the billing pass: close ended periods, create and issue invoices, dunning"
+        " (TELCO_BILLING_INTERVAL_SECONDS)",
+    )
+    billing.add_argument(
+        "--usage-interval-seconds",
+        type=float,
+        default=defaults.usage_interval_seconds,
+        help="period of the octet-counter samples for usage-priced subscriptions (TELCO_USAGE_INTERVAL_SECONDS)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.health_port,
         help="serve /healthz on 127.0.0.1:PORT for liveness probes (TELCO_HEALTH_PORT); 0 disables",
     )
+    _billing_flags(run, defaults)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=_run)
     plan = sub.add_parser(
@@ -146,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-f", "--file", type=Path, required=True, help="YAML with one or more NetworkServices")
     plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
     plan.set_defaults(func=_plan)
+    status = sub.add_parser("status", help="tables of what a dashboard shows (subscriptions, services, devices)")
+    status.set_defaults(func=_status)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the API models")
     crds.add_argument("--write", type=Path, metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(func=_crds)

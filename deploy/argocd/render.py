@@ -40,11 +40,26 @@ CHART_NAMESPACE = "telco-system"
 WAVE = "argocd.argoproj.io/sync-wave"
 
 
+INCLUDE = "-- #include "
+
+
 def health_keys() -> dict[str, Path]:
     return {
         f"resource.customizations.health.{OTHER_GROUPS.get(p.stem, GROUP)}_{p.stem}": p
         for p in sorted((HERE / "health").glob("*.lua"))
+        if not p.name.startswith("_")
     }
+
+
+def script(path: Path) -> str:
+    """The self-contained script Argo CD runs: `-- #include FILE` lines replaced by FILE's text."""
+    out = []
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith(INCLUDE):
+            out.append((path.parent / line[len(INCLUDE) :].strip()).read_text())
+        else:
+            out.append(line)
+    return "".join(out)
 
 
 def render_configmap() -> str:
@@ -64,11 +79,11 @@ def render_configmap() -> str:
         "data:",
     ]
     for key, path in health_keys().items():
-        script = path.read_text()
-        if any(line != line.rstrip() or "\t" in line for line in script.splitlines()):
+        text = script(path)
+        if any(line != line.rstrip() or "\t" in line for line in text.splitlines()):
             raise SystemExit(f"{path}: trailing whitespace or tabs cannot be kept in a YAML literal block")
         lines.append(f"  {key}: |")
-        lines.extend(f"    {line}" if line else "" for line in script.rstrip("\n").splitlines())
+        lines.extend(f"    {line}" if line else "" for line in text.rstrip("\n").splitlines())
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ and are otherwise checked against the API's pydantic status models, so they are 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
     for unsafe in ("os", "io", "require", "dofile", "loadfile", "load", "loadstring", "package", "debug"):
         g[unsafe] = None
     g.obj = runtime.table_from(obj, recursive=True)
-    result = runtime.execute((HEALTH / f"{kind}.lua").read_text())
+    result = runtime.execute(_render_module().script(HEALTH / f"{kind}.lua"))
     assert result is not None, f"{kind}.lua returned nothing"
     status, message = result["status"], result["message"]
     assert status in STATUSES, (kind, status)
@@ -487,6 +488,7 @@ def test_application_health_passes_the_child_health_through() -> None:
 # -- the generated argocd-cm snippet and quickstart copies are current ---------------------------
 
 
+@functools.cache
 def _render_module() -> Any:
     spec = importlib.util.spec_from_file_location("argocd_render", ARGOCD / "render.py")
     assert spec is not None and spec.loader is not None
@@ -504,13 +506,15 @@ def test_generated_files_are_current() -> None:
 
 
 def test_configmap_holds_every_script_under_its_key() -> None:
+    render = _render_module()
     cm = yaml.safe_load((ARGOCD / "argocd-cm-health.yaml").read_text())
     assert (cm["kind"], cm["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
     for model in KINDS:
         key = f"resource.customizations.health.{GROUP}_{model.KIND}"
-        assert cm["data"][key] == (HEALTH / f"{model.KIND}.lua").read_text(), key
-    assert (
-        cm["data"]["resource.customizations.health.argoproj.io_Application"] == (HEALTH / "Application.lua").read_text()
+        assert cm["data"][key] == render.script(HEALTH / f"{model.KIND}.lua"), key
+        assert "-- #include" not in cm["data"][key], "Argo CD needs self-contained scripts"
+    assert cm["data"]["resource.customizations.health.argoproj.io_Application"] == render.script(
+        HEALTH / "Application.lua"
     )
 
 
