@@ -9,7 +9,7 @@ BIN := bin
 KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down
+.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ cluster-down: $(VENV)/.installed ## stop it; no process, port or directory is le
 
 demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE=1 exits after the checks)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m controller demo $(if $(ONCE),--once,)
+
+bench-devicesim: $(VENV)/.installed ## devicesim throughput, latency and memory (QUICK=1 for a short run)
+	@$(PY) bench/devicesim_bench.py $(if $(QUICK),--quick,)
 
 clean: cluster-down ## remove build outputs and local state (keeps the Go caches)
 	rm -rf $(BIN) .local $(VENV) *.egg-info
