@@ -20,7 +20,7 @@ from .common import (
     age_column,
     ready_column,
 )
-from .productoffering import DriftPolicy, ServiceType
+from .productoffering import PEAK_AT_LEAST_COMMITTED, CommittedMbps, DriftPolicy, PeakMbps, ServiceType
 
 ServiceState = Literal["feasibilityChecked", "designed", "reserved", "inactive", "active", "terminated"]
 OperatingStatus = Literal[
@@ -65,11 +65,7 @@ class NetworkServiceSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.peakBandwidthMbps) || self.peakBandwidthMbps >= self.bandwidthMbps",
-                    "message": "peakBandwidthMbps must be at least bandwidthMbps",
-                    "fieldPath": ".peakBandwidthMbps",
-                },
+                PEAK_AT_LEAST_COMMITTED,
                 {
                     "rule": "self.serviceType != 'l3vpn' || has(self.vrf)",
                     "message": "an l3vpn service needs vrf",
@@ -91,10 +87,8 @@ class NetworkServiceSpec(ApiModel):
         description="Attachments on device ports.",
         json_schema_extra={"x-kubernetes-validations": [ENDPOINTS_UNIQUE]},
     )
-    bandwidthMbps: int = Field(ge=1, le=400_000, description="Committed rate (CIR) in Mbit/s.")
-    peakBandwidthMbps: int | None = Field(
-        default=None, ge=1, le=400_000, description="Peak rate (PIR) in Mbit/s; defaults to bandwidthMbps."
-    )
+    bandwidthMbps: CommittedMbps
+    peakBandwidthMbps: PeakMbps = None
     vrf: str | None = Field(
         default=None,
         max_length=63,

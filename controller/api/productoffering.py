@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from .common import (
     PERCENT,
@@ -20,6 +21,15 @@ from .common import (
 
 LifecycleStatus = Literal["In Study", "In Design", "In Test", "Launched", "Active", "Retired", "Obsolete"]
 ServiceType = Literal["internetAccess", "l2vpn", "l3vpn"]
+CommittedMbps = Annotated[int, Field(ge=1, le=400_000, description="Committed rate (CIR) in Mbit/s.")]
+PeakMbps = Annotated[
+    int | None, Field(ge=1, le=400_000, description="Peak rate (PIR) in Mbit/s; defaults to the committed rate.")
+]
+PEAK_AT_LEAST_COMMITTED: JsonDict = {
+    "rule": "!has(self.peakBandwidthMbps) || self.peakBandwidthMbps >= self.bandwidthMbps",
+    "message": "peakBandwidthMbps must be at least bandwidthMbps",
+    "fieldPath": ".peakBandwidthMbps",
+}
 DriftPolicy = Literal["revert", "report"]
 
 
@@ -86,26 +96,11 @@ class ProductOfferingPrice(ApiModel):
 class ServiceCandidate(ApiModel):
     """The NetworkService template a Subscription to this offering implies."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.peakBandwidthMbps) || self.peakBandwidthMbps >= self.bandwidthMbps",
-                    "message": "peakBandwidthMbps must be at least bandwidthMbps",
-                    "fieldPath": ".peakBandwidthMbps",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [PEAK_AT_LEAST_COMMITTED]})
 
     serviceType: ServiceType = Field(description="Kind of connectivity delivered.")
-    bandwidthMbps: int = Field(ge=1, le=400_000, description="Committed rate (CIR) in Mbit/s.")
-    peakBandwidthMbps: int | None = Field(
-        default=None,
-        ge=1,
-        le=400_000,
-        description="Peak rate (PIR) in Mbit/s; defaults to the committed rate.",
-    )
+    bandwidthMbps: CommittedMbps
+    peakBandwidthMbps: PeakMbps = None
     driftPolicy: DriftPolicy = Field(
         default="revert", description="What the controller does when the device drifts from intent."
     )
