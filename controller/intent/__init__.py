@@ -5,7 +5,7 @@ merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest
 """
 
 from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge, merge_all
-from .normalise import Change, JsonObject, JsonValue, build_tree, extract, normalise
+from .normalise import Change, JsonObject, JsonValue, Observed, build_tree, extract, normalise, observe
 from .paths import ROOT, GPath, PathElem
 from .plan import Drift, SetOp, SetPlan, plan, verify
 from .preflight import preflight
@@ -24,6 +24,7 @@ __all__ = [
     "JsonValue",
     "ManagedEntry",
     "MergeResult",
+    "Observed",
     "PathElem",
     "ServiceKey",
     "SetOp",
@@ -33,6 +34,7 @@ __all__ = [
     "merge",
     "merge_all",
     "normalise",
+    "observe",
     "plan",
     "preflight",
     "render",

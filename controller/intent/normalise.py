@@ -160,6 +160,43 @@ def _find_entry(items: JsonValue, keys: tuple[tuple[str, str], ...]) -> JsonObje
     return None
 
 
+class Observed:
+    """A device tree normalised once per reconcile, with list entries indexed by key on first use.
+
+    plan, verify and preflight all read the same observed tree; normalising it once and finding
+    entries through an index keeps a pass linear in the device's size rather than quadratic.
+    """
+
+    def __init__(self, tree: JsonValue) -> None:
+        self.tree = normalise(tree)
+        self._indexes: dict[int, dict[tuple[tuple[str, str], ...], JsonObject]] = {}
+
+    def extract(self, path: GPath) -> JsonValue | None:
+        node = self.tree
+        for elem in path.elems:
+            name = strip_module(elem.name)
+            if not isinstance(node, dict) or name not in node:
+                return None
+            node = node[name]
+            if elem.keys:
+                if not isinstance(node, list):
+                    return None
+                index = self._indexes.get(id(node))
+                if index is None:
+                    index = self._indexes[id(node)] = {
+                        tuple((k, key_text(e[k])) for k, _ in elem.keys if k in e): e
+                        for e in node
+                        if isinstance(e, dict)
+                    }
+                node = index.get(elem.keys)
+        return node
+
+
+def observe(tree: JsonValue | Observed) -> Observed:
+    """`tree` normalised and indexed (unchanged when it already is)."""
+    return tree if isinstance(tree, Observed) else Observed(tree)
+
+
 Change = tuple[GPath, JsonValue | None]
 """One subscription change: the value now at a path, or None when the path was deleted."""
 

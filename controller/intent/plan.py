@@ -28,7 +28,18 @@ from typing import Any, Literal
 import jsonpatch
 
 from .merge import DeviceEntry, DeviceIntent
-from .normalise import JsonObject, JsonValue, SchemaPath, canonical_json, entry_keys, extract, normalise, schema_path
+from .normalise import (
+    JsonObject,
+    JsonValue,
+    Observed,
+    SchemaPath,
+    canonical_json,
+    entry_keys,
+    extract,
+    normalise,
+    observe,
+    schema_path,
+)
 from .paths import GPath, PathElem
 from .render import ManagedEntry, ServiceKey
 
@@ -112,13 +123,13 @@ class Drift:
     description: str
 
 
-def plan(intent: DeviceIntent, observed_tree: JsonValue, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
+def plan(intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
     """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`.
 
     `teardown` lists entries the device may still hold from earlier renders (of deleted services, or of
     services whose spec changed); entries on other devices, still in the intent, or absent are skipped.
     """
-    observed = normalise(observed_tree)
+    observed = observe(observed_tree)
     deletes: dict[GPath, SetOp] = {}
     replaces: list[SetOp] = []
     updates: list[SetOp] = []
@@ -137,9 +148,9 @@ def plan(intent: DeviceIntent, observed_tree: JsonValue, teardown: Iterable[Mana
     )
 
 
-def verify(intent: DeviceIntent, observed_tree: JsonValue) -> list[Drift]:
+def verify(intent: DeviceIntent, observed_tree: JsonValue | Observed) -> list[Drift]:
     """The managed entries `observed_tree` does not hold as intended, in path order."""
-    observed = normalise(observed_tree)
+    observed = observe(observed_tree)
     drifts = []
     for entry in intent.entries.values():
         diff = _diff(entry, normalise(entry.value, entry.path), observed)
@@ -229,9 +240,9 @@ def _grouped(tree: JsonValue, pointers: Iterable[Pointer]) -> list[str]:
     ]
 
 
-def _diff(entry: DeviceEntry, want: JsonValue, observed: JsonValue) -> _EntryDiff | None:
+def _diff(entry: DeviceEntry, want: JsonValue, observed: Observed) -> _EntryDiff | None:
     """How the device's copy differs from `want` (the normalised entry value); None when it lacks the entry."""
-    have = extract(observed, entry.path)
+    have = observed.extract(entry.path)
     if have is None:
         return None
     where = schema_path(entry.path)
@@ -253,7 +264,7 @@ def _diff(entry: DeviceEntry, want: JsonValue, observed: JsonValue) -> _EntryDif
     return _EntryDiff(keyed_want, keyed_have, tuple(changed), tuple(extra))
 
 
-def _entry_ops(entry: DeviceEntry, observed: JsonValue) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
+def _entry_ops(entry: DeviceEntry, observed: Observed) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
     """(deletes, replaces, updates) for one managed entry."""
     want = normalise(entry.value, entry.path)
     diff = _diff(entry, want, observed)
@@ -289,11 +300,11 @@ def _outermost(paths: set[GPath]) -> set[GPath]:
     return {p for p in paths if not any(q != p and q.is_prefix_of(p) for q in paths)}
 
 
-def _teardown_deletes(intent: DeviceIntent, observed: JsonValue, teardown: Iterable[ManagedEntry]) -> list[SetOp]:
+def _teardown_deletes(intent: DeviceIntent, observed: Observed, teardown: Iterable[ManagedEntry]) -> list[SetOp]:
     owners: dict[GPath, list[ServiceKey]] = {}
     for entry in teardown:
         still_needed = intent.covers(entry.path)
-        if entry.device == intent.device and not still_needed and extract(observed, entry.path) is not None:
+        if entry.device == intent.device and not still_needed and observed.extract(entry.path) is not None:
             owners.setdefault(entry.path, []).append(entry.owner)
     # Deleting a container deletes what lies under it.
     kept = _outermost(set(owners))

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .normalise import JsonValue, extract, normalise, schema_path
+from .normalise import JsonValue, Observed, normalise, observe, schema_path
 from .paths import GPath
 from .render import ManagedEntry, ServiceKey
 
 
-def preflight(device: str, entries: Iterable[ManagedEntry], observed_tree: JsonValue) -> dict[ServiceKey, list[str]]:
+def preflight(
+    device: str, entries: Iterable[ManagedEntry], observed_tree: JsonValue | Observed
+) -> dict[ServiceKey, list[str]]:
     """Problems of the entries for `device` (others are ignored) against its config tree, by service.
 
     Run it on the renders before merging, so a service refused here frees its claims for later ones.
     """
-    observed = normalise(observed_tree)
+    observed = observe(observed_tree)
     problems: dict[ServiceKey, set[str]] = {}
     for entry in entries:
         if entry.device != device:
@@ -29,19 +31,19 @@ def preflight(device: str, entries: Iterable[ManagedEntry], observed_tree: JsonV
     return {owner: sorted(problems[owner]) for owner in sorted(problems)}
 
 
-def _missing_port(entry: ManagedEntry, observed: JsonValue) -> str | None:
+def _missing_port(entry: ManagedEntry, observed: Observed) -> str | None:
     port = GPath(entry.path.elems[:2])
-    if [e.name for e in port.elems] != ["interfaces", "interface"] or extract(observed, port) is not None:
+    if [e.name for e in port.elems] != ["interfaces", "interface"] or observed.extract(port) is not None:
         return None
     return f"port {dict(port.elems[1].keys)['name']} does not exist on device {entry.device}"
 
 
-def _vrf_type_clash(entry: ManagedEntry, observed: JsonValue) -> str | None:
+def _vrf_type_clash(entry: ManagedEntry, observed: Observed) -> str | None:
     """Devices refuse to change the type of a network instance, and it is not ours to change."""
     if schema_path(entry.path) != ("network-instances", "network-instance"):
         return None
     want = normalise(entry.value, entry.path)["config"]["type"]
-    have = extract(observed, entry.path)
+    have = observed.extract(entry.path)
     found = have.get("config", {}).get("type") if isinstance(have, dict) else None
     if found is None or found == want:
         return None

@@ -22,7 +22,7 @@ from .. import metrics
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, merge_conditions
 from ..gnmi.client import GnmiError
-from ..intent import Claim, GPath, ServiceKey, SetPlan, merge, plan, preflight, render, verify
+from ..intent import Claim, GPath, ManagedEntry, ServiceKey, SetPlan, merge, observe, plan, preflight, render, verify
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
@@ -58,11 +58,17 @@ class ServiceRecord:
     def ref(self) -> Ref:
         return Ref("networkservices", self.key.name, self.key.namespace)
 
-    def endpoints(self) -> list[Endpoint]:
-        return [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
+    def __post_init__(self) -> None:
+        # Computed once: reconcile passes ask for these for every member service.
+        self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
+        self._devices = frozenset(e[0] for e in self._endpoints)
+        self.rendered: tuple[ManagedEntry, ...] = tuple(render(self.key, self.spec)) if self.spec else ()
 
-    def devices(self) -> set[str]:
-        return {e[0] for e in self.endpoints()}
+    def endpoints(self) -> list[Endpoint]:
+        return self._endpoints
+
+    def devices(self) -> frozenset[str]:
+        return self._devices
 
 
 @dataclass
@@ -86,6 +92,7 @@ class NetworkReconciler:
     sessions: dict[str, DeviceSession] = field(default_factory=dict)
     stats: dict[str, DeviceStats] = field(default_factory=lambda: defaultdict(DeviceStats))
     on_service_status: Callable[[ServiceRecord, dict[str, Any]], None] | None = None
+    on_device_pass: Callable[[str], None] | None = None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
     _applied: set[tuple[ServiceKey, str]] = field(default_factory=set)  # (service, device) verified once
@@ -95,11 +102,16 @@ class NetworkReconciler:
     _retry: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _releasing: set[ServiceKey] = field(default_factory=set)
+    _by_device: dict[str, set[ServiceKey]] = field(default_factory=lambda: defaultdict(set))
 
     # -- inputs ---------------------------------------------------------------------------
     def upsert_service(self, record: ServiceRecord) -> None:
         old = self.services.get(record.key)
         self.services[record.key] = record
+        for device in old.devices() if old else ():
+            self._by_device[device].discard(record.key)
+        for device in record.devices():
+            self._by_device[device].add(record.key)
         for key, device in list(self._applied):
             if key == record.key and device not in record.devices():
                 self._applied.discard((key, device))
@@ -116,6 +128,8 @@ class NetworkReconciler:
 
     def remove_service(self, key: ServiceKey) -> None:
         record = self.services.pop(key, None)
+        for device in record.devices() if record else ():
+            self._by_device[device].discard(key)
         self._outcomes.pop(key, None)
         self._plans.pop(key, None)
         self._torn_down.pop(key, None)
@@ -168,6 +182,8 @@ class NetworkReconciler:
                 log.exception("reconcile of device %s failed", device)
                 self._schedule_retry(device)
             finally:
+                if self.on_device_pass is not None:
+                    self.on_device_pass(device)
                 metrics.RECONCILES.labels("NetworkDevice", result).inc()
                 metrics.RECONCILE_SECONDS.labels("NetworkDevice").observe(time.perf_counter() - started)
 
@@ -180,7 +196,7 @@ class NetworkReconciler:
         self._retry[device] = asyncio.get_running_loop().call_later(delay, self.mark_dirty, device)
 
     def members(self, device: str) -> list[ServiceRecord]:
-        return [r for r in self.services.values() if device in r.devices()]
+        return [self.services[k] for k in self._by_device.get(device, ()) if k in self.services]
 
     async def _reconcile(self, device: str) -> None:
         stats = self.stats[device]
@@ -192,14 +208,14 @@ class NetworkReconciler:
             return
         live = [r for r in members if not r.deleting and r.spec is not None]
         leaving = [r for r in members if r.deleting and device not in self._torn_down[r.key]]
-        rendered = {r.key: tuple(e for e in render(r.key, r.spec) if e.device == device) for r in live if r.spec}
+        rendered = {r.key: tuple(e for e in r.rendered if e.device == device) for r in live}
         applying = [r for r in live if r.spec is not None and not r.spec.dryRun]
 
         def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:
             return [Claim(r.key, r.created_at, rendered[r.key]) for r in records if r.key not in exclude]
 
         try:
-            tree = await session.get_config()
+            tree = observe(await session.get_config())
             stats.gets += 1
         except GnmiError as exc:
             self._transient(device, members, exc)
@@ -214,7 +230,7 @@ class NetworkReconciler:
         intent, conflicts = merge(device, claims(applying, refused))
         for conflict in conflicts:
             refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
-        teardown = [e for r in leaving if r.spec for e in render(r.key, r.spec) if e.device == device]
+        teardown = [e for r in leaving for e in r.rendered if e.device == device]
         drift_before = _drift_by_owner(verify(intent, tree))
         # A `report` service that was applied before keeps its drift: reported, not reverted.
         report_only = {
@@ -251,7 +267,7 @@ class NetworkReconciler:
                 if (owner, device) in self._applied and owner in drift_before:
                     self._drift_reverted(device, owner, drift_before[owner])
             try:
-                tree = await session.get_config()  # read back what the device now holds
+                tree = observe(await session.get_config())  # read back what the device now holds
                 stats.gets += 1
             except GnmiError as exc:
                 self._transient(device, members, exc)
