@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from . import metrics
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
+from .billing.clock import OffsetClock
+from .commerce.runtime import CommerceController
 from .gnmi.client import Target
 from .intent.render import ServiceKey
 from .kube import FINALIZER, Conflict, Kube, NotFound, Ref
@@ -45,21 +47,29 @@ class Controller:
         self.settings = settings
         self.kube = kube or Kube()
         self.writer = StatusWriter(self.kube)
-        self.network = NetworkReconciler(self.kube, self.writer, settings)
+        # One clock for the whole controller: the wall clock, or a test's OffsetClock (docs/commerce.md).
+        self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
+        self.network = NetworkReconciler(self.kube, self.writer, settings, clock=self.clock.now)
+        self.network.on_device_pass = self.publish_device  # e.g. its service count, once per pass
         self.devices: dict[str, DeviceRecord] = {}
+        self.commerce = CommerceController(
+            self.kube, self.writer, settings, self.clock, sessions=lambda: self.network.sessions
+        )
         self._resync: asyncio.Task[None] | None = None
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return self.clock.now()
 
     def start(self) -> None:
         self._resync = asyncio.create_task(self._resync_loop(), name="resync")
+        self.commerce.start()
 
     async def close(self) -> None:
         if self._resync is not None:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync
+        await self.commerce.close()
         await self.network.close()
         await self.writer.flush()
         self.kube.close()
@@ -130,6 +140,7 @@ class Controller:
 
     # -- NetworkService -----------------------------------------------------------------------
     async def upsert_service(self, body: dict[str, Any]) -> None:
+        self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
         meta = body["metadata"]
         key = ServiceKey(meta["namespace"], meta["name"])
         spec: NetworkServiceSpec | None = None
@@ -155,16 +166,18 @@ class Controller:
             self.network.remove_service(key)  # nothing of ours to clean up
             return
         if not record.deleting and FINALIZER not in record.finalizers:
-            # Our finalizer first, so a deletion always waits for the device cleanup.
+            # Our finalizer first, so a deletion always waits for the device cleanup. Carry on
+            # with the object the write returns rather than waiting for its watch event.
             try:
-                await self.kube.set_finalizers(record.ref, [*record.finalizers, FINALIZER], record.resource_version)
+                body = await self.kube.set_finalizers(
+                    record.ref, [*record.finalizers, FINALIZER], record.resource_version
+                )
             except (Conflict, NotFound):
                 return  # a newer event follows
-            return  # the write produces a new event that carries the finalizer
+            await self.upsert_service(body)
+            return
         self.network.upsert_service(record)
-        for name in record.devices():
-            if name in self.devices:
-                self.publish_device(name)  # its service count
 
     def remove_service(self, namespace: str, name: str) -> None:
         self.network.remove_service(ServiceKey(namespace, name))
+        self.commerce.forget_service(namespace, name)

@@ -10,6 +10,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"TELCO_{name}", default)
 
 
+def _env_list(name: str) -> list[str]:
+    """A comma-separated TELCO_<name> as a list (the environment form of a repeatable flag)."""
+    return [v.strip() for v in os.environ.get(f"TELCO_{name}", "").split(",") if v.strip()]
+
+
 @dataclass
 class Settings:
     namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
@@ -22,3 +27,15 @@ class Settings:
     health_port: int = int(_env("HEALTH_PORT", "0"))
     peering: str | None = os.environ.get("TELCO_PEERING") or None
     priority: int = int(_env("PRIORITY", "0"))
+    # Billing (docs/commerce.md): where billing CloudEvents go, tax, and how often periods close.
+    billing_sink_urls: list[str] = field(default_factory=lambda: _env_list("BILLING_SINK_URL"))
+    billing_sink_mode: str = _env("BILLING_SINK_MODE", "structured")  # structured | binary
+    billing_jsonl: str | None = os.environ.get("TELCO_BILLING_JSONL") or None
+    tax_category: str = _env("TAX_CATEGORY", "VAT")
+    tax_rate: str | None = os.environ.get("TELCO_TAX_RATE") or None  # unset: bills carry no tax
+    billing_interval_seconds: float = float(_env("BILLING_INTERVAL_SECONDS", "60"))
+    usage_interval_seconds: float = float(_env("USAGE_INTERVAL_SECONDS", "300"))
+    billing_retry_seconds: float = float(_env("BILLING_RETRY_SECONDS", "5"))  # sink down: next attempt
+    # Test-only: move the controller's clock forward (controller.billing.clock.OffsetClock).
+    clock_offset_seconds: float = float(_env("CLOCK_OFFSET_SECONDS", "0"))
+    clock_offset_file: str | None = os.environ.get("TELCO_CLOCK_OFFSET_FILE") or None

@@ -1,11 +1,15 @@
 """Injectable time: billing never calls datetime.now() directly.
 
 Every function that needs "now" takes a `Clock` (or an explicit instant), so tests
-drive time with `FakeClock` and the controller passes `WallClock()`.
+drive time with `FakeClock` and the controller passes `WallClock()`, or, in integration
+tests that must cross a month end without waiting, an `OffsetClock` (`from_env`).
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -93,9 +97,6 @@ class OffsetClock:
     def _refresh(self) -> None:
         if self._file is None:
             return
-        import os
-        import time
-
         tick = time.monotonic()
         if tick - self._checked < self._poll:
             return
@@ -123,11 +124,9 @@ class OffsetClock:
         return moment
 
 
-def from_env(environ: dict[str, str] | None = None) -> Clock:
+def from_env(environ: Mapping[str, str] | None = None) -> Clock:
     """The controller's clock: the wall clock, unless the test-only TELCO_CLOCK_OFFSET_SECONDS or
     TELCO_CLOCK_OFFSET_FILE move it (an OffsetClock)."""
-    import os
-
     env = os.environ if environ is None else environ
     seconds = float(env.get("TELCO_CLOCK_OFFSET_SECONDS") or 0)
     path = env.get("TELCO_CLOCK_OFFSET_FILE") or None

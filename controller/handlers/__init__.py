@@ -1,5 +1,5 @@
 """Kopf handlers. Importing this package registers them; each module stays thin."""
 
-from . import lifecycle, network
+from . import commerce, lifecycle, network
 
-__all__ = ["lifecycle", "network"]
+__all__ = ["commerce", "lifecycle", "network"]

@@ -1,0 +1,1390 @@
+"""The commercial layer at runtime: ProductOfferings, Subscriptions, their NetworkServices, billing.
+
+`CommerceController` is the I/O edge around the pure code in `controller.commerce` and
+`controller.billing`. Watch events feed in-memory indexes (offerings by name, subscriptions,
+owned NetworkServices by owner, invoices by account); every Subscription, Invoice and
+ProductOffering is then reconciled level-triggered by a keyed runner: one pass per object at a
+time, bursts coalesce, failures retry with backoff, and next_wakeup / period ends schedule re-runs.
+
+A Subscription pass gathers `SubscriptionInputs`, calls `lifecycle.step`, records the ledger
+transitions (subscription active; service Ready at its Ready condition's lastTransitionTime),
+turns facts and closed billing periods into CloudEvents in `status.billing.outbox`, applies
+delivery receipts and usage samples, and writes all of it in ONE status write guarded by the
+object's resourceVersion (on Conflict: re-read, redo). That single write is the outbox
+invariant: a fact is never recorded without its event, nor an event without its fact. The
+NetworkService action (create, patch, delete) follows the write and is idempotent.
+
+Delivery is a background loop: pending events of every outbox go to the sinks (`Deliverer`);
+the ids every sink has are handed back to the Subscription's next pass, which removes them from
+its outbox in its resourceVersion-checked write. A controller killed in between sends them
+again after a restart, under the same ids (at least once; consumers dedupe on source + id).
+
+The billing pass (at start, then every --billing-interval-seconds) re-runs every Subscription
+(period close: charge, usage and SLA events), creates each account's onCycle Invoice for the
+months that ended (a deterministic name: AlreadyExists means already done), and re-runs every
+Invoice (computed while a draft, issued once its period ended, then only payments move it).
+Dunning is part of the Subscription pass: an overdue invoice under a suspendOnOverdue offering
+sets status.billing.paymentHold, which the lifecycle turns into a suspension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from .. import metrics
+from ..api.common import API_VERSION, Condition
+from ..api.invoice import InvoiceSpec, InvoiceStatus
+from ..api.networkservice import NetworkServiceSpec
+from ..api.productoffering import PaymentPolicy, ProductOfferingSpec
+from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec
+from ..billing import events as ev
+from ..billing.clock import Clock, to_second
+from ..billing.events import BillingEvent, EventError, SubscriptionRef
+from ..billing.invoice import (
+    ISSUED,
+    UNPAID,
+    BillingInput,
+    InvoiceDraft,
+    InvoiceError,
+    TaxRule,
+    add_days,
+    bill_period,
+    catch_up,
+    compute_invoice,
+    dunning_decision,
+    invoice_name,
+    issue,
+    reconcile,
+)
+from ..billing.ledger import Ledger, LedgerError, LedgerFull
+from ..billing.money import Money, MoneyError
+from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
+from ..billing.periods import Cycle, Period, PeriodError
+from ..billing.rating import Meter, RatingError
+from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
+from ..conditions import Cond, merge_conditions, rfc3339
+from ..intent.paths import GPath
+from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
+from ..settings import Settings
+from ..statuswriter import StatusWriter, differs
+from . import lifecycle, order
+from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
+from .offering import counts_as_active, next_sellability_change, offering_status
+from .times import parse_time, utc
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+K = TypeVar("K", bound=Hashable)
+ACCOUNT_LABEL = "telco.intent.dev/billing-account"
+RUN_TYPE_LABEL = "telco.intent.dev/run-type"
+MAX_DELIVERY_BATCH = 2000
+DRAFT_DELAY_SECONDS = 5.0
+ON_CYCLE_LOOKBACK = 3  # closed months considered per pass (a longer outage catches up over passes)
+_BILLING_ERRORS = (InvoiceError, MoneyError, LedgerError, PeriodError, EventError, RatingError)
+
+
+# --- a keyed, coalescing runner ------------------------------------------------------------------
+
+
+class KeyedRunner(Generic[K]):
+    """Runs `fn(key)` for marked keys: one run per key at a time; marks during a run coalesce into
+    one more run; timers keep only the earliest wakeup per key; a failed run retries with backoff.
+    Nothing runs before `open()` (the indexes are primed first)."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[K], Awaitable[None]],
+        concurrency: int = 16,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._fn = fn
+        self._sem = asyncio.Semaphore(concurrency)
+        self._gate = asyncio.Event()
+        self._running: set[K] = set()
+        self._again: set[K] = set()
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._attempts: dict[K, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._closed = False
+
+    def open(self) -> None:
+        self._gate.set()
+
+    def mark(self, key: K) -> None:
+        if self._closed:
+            return
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._running.add(key)
+        task = asyncio.create_task(self._run(key), name=f"{self.name}:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def mark_after(self, key: K, delay: float) -> None:
+        """Run `key` again in `delay` seconds (an earlier pending wakeup wins)."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, delay)
+        existing = self._timers.get(key)
+        if existing is not None and not existing.cancelled() and existing.when() <= when:
+            return
+        if existing is not None:
+            existing.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def forget(self, key: K) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._attempts.pop(key, None)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.mark(key)
+
+    async def _run(self, key: K) -> None:
+        try:
+            await self._gate.wait()
+            while True:
+                self._again.discard(key)
+                async with self._sem:
+                    started = time.perf_counter()
+                    try:
+                        await self._fn(key)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("%s %s: reconcile failed", self.name, key)
+                        metrics.RECONCILES.labels(self.name, "error").inc()
+                        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+                        self.mark_after(key, min(self._retry_max, self._retry_initial * 2 ** (attempt - 1)))
+                    else:
+                        self._attempts.pop(key, None)
+                        metrics.RECONCILES.labels(self.name, "ok").inc()
+                    finally:
+                        metrics.RECONCILE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.discard(key)
+
+    async def close(self) -> None:
+        self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# --- small pure helpers ------------------------------------------------------------------------
+
+
+def _key(body: Mapping[str, Any]) -> Key:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _rv(body: Mapping[str, Any] | None) -> str:
+    return str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _older(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether `new` is an older version than the one indexed (a late watch event after our own write).
+
+    resourceVersions are opaque in general; the API server's are etcd revisions, so compare them as
+    integers when both are, and otherwise take the new one."""
+    a, b = _rv(old), _rv(new)
+    return a.isdigit() and b.isdigit() and int(b) < int(a)
+
+
+def _owner(body: Mapping[str, Any]) -> str | None:
+    """The name of the Subscription that controls this NetworkService, if any."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Subscription" and ref.get("controller") and ref.get("apiVersion") == API_VERSION:
+            return str(ref.get("name"))
+    return None
+
+
+def _owner_uid(body: Mapping[str, Any]) -> str | None:
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Subscription" and ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _service_default(key: str) -> Any:
+    model_field = NetworkServiceSpec.model_fields.get(key)
+    return None if model_field is None or model_field.is_required() else model_field.default
+
+
+def spec_patch(have: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning spec `have` into `want`: changed keys, and null for keys we no longer set
+    (unless the stored value is just the API default, which the server would put back)."""
+    patch = {k: v for k, v in want.items() if have.get(k) != v}
+    for k, v in have.items():
+        if k not in want and v is not None and v != _service_default(k):
+            patch[k] = None
+    return patch
+
+
+def _set_condition(
+    conditions: list[dict[str, Any]], stored: list[dict[str, Any]] | None, cond: Cond, generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """`conditions` with `cond` replaced or appended in place (transition time kept unless it flipped)."""
+    merged = next(c for c in merge_conditions(stored, [cond], generation, now) if c["type"] == cond.type)
+    out = [c for c in conditions if c.get("type") != cond.type]
+    index = next((i for i, c in enumerate(conditions) if c.get("type") == cond.type), len(out))
+    out.insert(index, merged)
+    return out
+
+
+def _billing_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return ((body.get("status") or {}).get("billing")) or {}
+
+
+def _start_date(body: Mapping[str, Any]) -> datetime | None:
+    return parse_time(((_billing_of(body).get("ledger")) or {}).get("startDate"))
+
+
+def _account(body: Mapping[str, Any]) -> str:
+    return str((((body.get("spec") or {}).get("billingAccount")) or {}).get("id") or "")
+
+
+def _time_zone(body: Mapping[str, Any]) -> str:
+    return str((((body.get("spec") or {}).get("billingAccount")) or {}).get("timeZone") or "UTC")
+
+
+def _offering_of(body: Mapping[str, Any]) -> str:
+    return str((((body.get("spec") or {}).get("productOffering")) or {}).get("name") or "")
+
+
+def _state(body: Mapping[str, Any]) -> str | None:
+    return (body.get("status") or {}).get("state")
+
+
+def _dunning_signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What dunning reads of an invoice: a change here may suspend or resume its account."""
+    status = body.get("status") or {}
+    return (status.get("state"), status.get("overdue"), status.get("paymentDueDate"), status.get("amountDue"))
+
+
+def _transition_time(decision: SubscriptionDecision, now: datetime) -> datetime:
+    """When the subscription's active-ness changed in this step: the fact's time, else now."""
+    moments = [f.at for f in decision.facts if f.kind in ("activated", "suspended", "resumed")]
+    return moments[-1] if moments else now
+
+
+def _conditions(stored: Mapping[str, Any]) -> list[Condition]:
+    out = []
+    for raw in stored.get("conditions") or []:
+        with contextlib.suppress(ValidationError):
+            out.append(Condition.model_validate(raw))
+    return out
+
+
+def build_deliverer(settings: Settings) -> Deliverer | None:
+    """The sinks the flags name: HTTP CloudEvents sinks and a JSON Lines file; None without any."""
+    sinks: list[Sink] = []
+    mode: Mode = "binary" if settings.billing_sink_mode == "binary" else "structured"
+    for url in dict.fromkeys(settings.billing_sink_urls):
+        sinks.append(HttpSink(url, mode=mode))
+    if settings.billing_jsonl:
+        sinks.append(JsonlSink(settings.billing_jsonl))
+    return Deliverer(sinks) if sinks else None
+
+
+@dataclass
+class _Sample:
+    octets: int
+    at: datetime
+
+
+# --- the controller --------------------------------------------------------------------------------
+
+
+class CommerceController:
+    """ProductOfferings, Subscriptions (and the NetworkServices they own), Invoices and billing delivery."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        writer: StatusWriter,
+        settings: Settings,
+        clock: Clock,
+        sessions: Callable[[], Mapping[str, Any]] | None = None,
+        deliverer: Deliverer | None = None,
+    ) -> None:
+        self.kube = kube
+        self.writer = writer
+        self.settings = settings
+        self.clock = clock
+        self._sessions: Callable[[], Mapping[str, Any]] = sessions or (lambda: {})
+        self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
+        self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
+        # indexes, fed by watch events
+        self.offerings: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[Key, dict[str, Any]] = {}
+        self.services: dict[Key, dict[str, Any]] = {}  # owned NetworkServices, by owner (namespace, subscription)
+        self.invoices: dict[Key, dict[str, Any]] = {}
+        self._service_owner: dict[Key, Key] = {}  # NetworkService (namespace, name) -> owner key
+        self._orders: dict[Key, order.OrderRecord] = {}
+        self._claims: dict[order.EndpointKey, order.OrderRecord] | None = None
+        self._by_account: dict[Key, set[Key]] = defaultdict(set)  # (namespace, account) -> subscriptions
+        self._by_offering: dict[str, set[Key]] = defaultdict(set)
+        self._invoices_by_account: dict[Key, set[Key]] = defaultdict(set)
+        # work handed to a Subscription's next pass
+        self._delivered: dict[Key, set[str]] = defaultdict(set)  # at every sink, still in the outbox
+        self._samples: dict[Key, dict[str, _Sample]] = defaultdict(dict)  # usage samples not yet written
+        self._created_invoices: set[Key] = set()
+        self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
+        self._offering_specs: dict[str, tuple[tuple[str, Any], ProductOfferingSpec | None, str | None]] = {}
+        retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
+        self._subs: KeyedRunner[Key] = KeyedRunner("Subscription", self._reconcile_subscription, 16, *retry)
+        self._invs: KeyedRunner[Key] = KeyedRunner("Invoice", self._reconcile_invoice, 8, *retry)
+        self._offs: KeyedRunner[str] = KeyedRunner("ProductOffering", self._publish_offering, 4, *retry)
+        self._outbox_signal = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_sink_errors: dict[str, str] = {}
+        self.passes = 0  # billing passes completed (tests and benchmarks read it)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._startup(), name="commerce-startup"),
+            asyncio.create_task(self._delivery_loop(), name="billing-delivery"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for runner in (self._subs, self._invs, self._offs):
+            await runner.close()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.deliverer is not None:
+            await self.deliverer.close()
+
+    async def _startup(self) -> None:
+        """Prime the indexes with one list per kind, so the first passes see offerings and services
+        (a Subscription judged before its NetworkService was seen would record a false outage), then
+        run, and start the periodic billing and usage passes."""
+        watched = set(self.settings.namespaces)
+        for plural, upsert in (
+            ("productofferings", self.upsert_offering),
+            ("networkservices", self.observe_service),
+            ("invoices", self.upsert_invoice),
+            ("subscriptions", self.upsert_subscription),
+        ):
+            try:
+                for body in await self.kube.list_all(plural):
+                    namespace = (body.get("metadata") or {}).get("namespace")
+                    if not watched or namespace is None or namespace in watched:
+                        upsert(body)
+            except Exception as exc:  # RBAC limited to namespaces, API hiccup: watch events fill in
+                log.warning("could not list %s at start (%s); relying on watch events", plural, exc)
+        for runner in (self._offs, self._subs, self._invs):
+            runner.open()
+        self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))
+        self._tasks.append(asyncio.create_task(self._usage_loop(), name="usage-meter"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- watch events -------------------------------------------------------------------------------
+    def upsert_offering(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        old = self.offerings.get(name)
+        if old is not None and _older(old, body):
+            return
+        self.offerings[name] = body
+        self._offs.mark(name)
+        generation = (body.get("metadata") or {}).get("generation")
+        if old is None or (old.get("metadata") or {}).get("generation") != generation:
+            for key in self._by_offering.get(name, ()):  # a spec change: re-judge its subscriptions
+                self._subs.mark(key)
+
+    def remove_offering(self, name: str) -> None:
+        self.offerings.pop(name, None)
+        self._offs.forget(name)
+        self.writer.forget(Ref("productofferings", name))
+        for key in self._by_offering.get(name, ()):
+            self._subs.mark(key)
+
+    def upsert_subscription(self, body: dict[str, Any]) -> None:
+        key = _key(body)
+        old = self.subscriptions.get(key)
+        if old is not None and _older(old, body):
+            return
+        if old is not None and _rv(old) == _rv(body) and _rv(body):
+            return  # our own write, already indexed
+        self.subscriptions[key] = body
+        if old is not None:
+            self._by_account[(key[0], _account(old))].discard(key)
+            self._by_offering[_offering_of(old)].discard(key)
+        self._by_account[(key[0], _account(body))].add(key)
+        self._by_offering[_offering_of(body)].add(key)
+        self._update_order(key, body)
+        self._subs.mark(key)
+        if old is None or _state(old) != _state(body) or _offering_of(old) != _offering_of(body):
+            self._offs.mark(_offering_of(body))
+            if old is not None and _offering_of(old) != _offering_of(body):
+                self._offs.mark(_offering_of(old))
+
+    def remove_subscription(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        old = self.subscriptions.pop(key, None)
+        if old is not None:
+            self._by_account[(namespace, _account(old))].discard(key)
+            self._by_offering[_offering_of(old)].discard(key)
+            self._offs.mark(_offering_of(old))
+        if self._orders.pop(key, None) is not None:
+            self._claims = None
+            self._wake_waiting_orders(key)
+        self._delivered.pop(key, None)
+        self._samples.pop(key, None)
+        self._subs.forget(key)
+
+    def observe_service(self, body: dict[str, Any]) -> None:
+        """A NetworkService event (from runtime.Controller): index it under its owning Subscription."""
+        svc_key = _key(body)
+        owner_name = _owner(body)
+        previous = self._service_owner.get(svc_key)
+        if owner_name is None:
+            if previous is not None:
+                self.services.pop(previous, None)
+                self._service_owner.pop(svc_key, None)
+                self._subs.mark(previous)
+            return
+        owner = (svc_key[0], owner_name)
+        old = self.services.get(owner)
+        if old is not None and _older(old, body):
+            return
+        if old is not None and _rv(old) == _rv(body) and _rv(body):
+            return
+        self.services[owner] = body
+        self._service_owner[svc_key] = owner
+        self._subs.mark(owner)
+
+    def forget_service(self, namespace: str, name: str) -> None:
+        owner = self._service_owner.pop((namespace, name), None)
+        if owner is not None:
+            self.services.pop(owner, None)
+            self._subs.mark(owner)
+
+    def upsert_invoice(self, body: dict[str, Any]) -> None:
+        key = _key(body)
+        old = self.invoices.get(key)
+        if old is not None and _older(old, body):
+            return
+        if old is not None and _rv(old) == _rv(body) and _rv(body):
+            return
+        self.invoices[key] = body
+        account = str((body.get("spec") or {}).get("billingAccount") or "")
+        if old is not None:
+            self._invoices_by_account[(key[0], str((old.get("spec") or {}).get("billingAccount") or ""))].discard(key)
+        self._invoices_by_account[(key[0], account)].add(key)
+        self._invs.mark(key)
+        if old is None or _dunning_signature(old) != _dunning_signature(body):
+            self._mark_account(key[0], account)  # dunning follows the invoice's payment state
+
+    def remove_invoice(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        old = self.invoices.pop(key, None)
+        self._dunning_view.pop(key, None)
+        self._invs.forget(key)
+        if old is not None:
+            account = str((old.get("spec") or {}).get("billingAccount") or "")
+            self._invoices_by_account[(namespace, account)].discard(key)
+            self._mark_account(namespace, account)
+
+    def _mark_account(self, namespace: str, account: str) -> None:
+        for key in self._by_account.get((namespace, account), ()):
+            self._subs.mark(key)
+
+    def _update_order(self, key: Key, body: Mapping[str, Any]) -> None:
+        try:
+            record = order.order_record(body)
+        except (ValueError, TypeError):
+            return
+        old = self._orders.get(key)
+        if old == record:
+            return
+        self._orders[key] = record
+        self._claims = None
+        if old is not None and (old.endpoints != record.endpoints or old.holds_endpoints != record.holds_endpoints):
+            self._wake_waiting_orders(key)
+
+    def _wake_waiting_orders(self, changed: Key) -> None:
+        """Endpoints were released or moved: orders waiting for one get another look."""
+        for key, record in self._orders.items():
+            if key != changed and not record.accepted and record.holds_endpoints:
+                self._subs.mark(key)
+
+    def claims(self) -> dict[order.EndpointKey, order.OrderRecord]:
+        if self._claims is None:
+            self._claims = order.endpoint_claims(self._orders.values())
+        return self._claims
+
+    # -- ProductOffering --------------------------------------------------------------------------
+    async def _publish_offering(self, name: str) -> None:
+        body = self.offerings.get(name)
+        if body is None:
+            return
+        now = self.clock.now()
+        meta = body.get("metadata") or {}
+        spec, invalid = self._parse_offering(body)
+        active = sum(
+            1
+            for key in self._by_offering.get(name, ())
+            if key in self.subscriptions and counts_as_active(_state(self.subscriptions[key]))
+        )
+        status = offering_status(meta.get("generation", 0), body.get("status"), spec, active, now, invalid=invalid)
+        self.writer.submit(Ref("productofferings", name), status, body.get("status"))
+        if spec is not None:
+            change = next_sellability_change(spec, now)
+            if change is not None:
+                self._offs.mark_after(name, (change - now).total_seconds() + 0.5)
+
+    def _parse_offering(self, body: Mapping[str, Any] | None) -> tuple[ProductOfferingSpec | None, str | None]:
+        """The offering's spec (or why it cannot be read), parsed once per generation."""
+        if body is None:
+            return None, None
+        meta = body.get("metadata") or {}
+        stamp = (str(meta.get("uid") or ""), meta.get("generation"))
+        cached = self._offering_specs.get(str(meta.get("name")))
+        if cached is not None and cached[0] == stamp and stamp[1] is not None:
+            return cached[1], cached[2]
+        try:
+            spec, invalid = ProductOfferingSpec.model_validate(body.get("spec") or {}), None
+        except ValidationError as exc:
+            parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+            spec, invalid = None, "; ".join(parts)
+        self._offering_specs[str(meta.get("name"))] = (stamp, spec, invalid)
+        return spec, invalid
+
+    # -- Subscription -----------------------------------------------------------------------------
+    async def _reconcile_subscription(self, key: Key) -> None:
+        for _ in range(6):
+            body = self.subscriptions.get(key)
+            if body is None:
+                return
+            try:
+                await self._subscription_pass(key, body)
+                return
+            except (Conflict, NotFound):  # changed or gone since we read it: take it as it is now
+                await self._reread(Ref("subscriptions", key[1], key[0]))
+        raise RuntimeError(f"subscription {key[0]}/{key[1]} kept changing under every write")
+
+    async def _reread(self, ref: Ref) -> None:
+        """After a Conflict: take the object as it is now and redo the pass on it."""
+        try:
+            fresh = await self.kube.get(ref)
+        except NotFound:
+            if ref.plural == "subscriptions":
+                self.remove_subscription(ref.namespace or "", ref.name)
+            elif ref.plural == "invoices":
+                self.remove_invoice(ref.namespace or "", ref.name)
+            return
+        key = (ref.namespace or "", ref.name)
+        if ref.plural == "subscriptions":
+            self.subscriptions.pop(key, None)  # accept the fresh read whatever its resourceVersion
+            self.upsert_subscription(fresh)
+        else:
+            self.invoices.pop(key, None)
+            self.upsert_invoice(fresh)
+
+    async def _subscription_pass(self, key: Key, body: dict[str, Any]) -> None:
+        ns, name = key
+        ref = Ref("subscriptions", name, ns)
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and FINALIZER not in finalizers:
+            return  # nothing of ours holds it: it is going away
+        now = self.clock.now()
+        generation = int(meta.get("generation") or 0)
+        stored: dict[str, Any] = dict(body.get("status") or {})
+        try:
+            spec = SubscriptionSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            self._invalid_subscription(ref, body, generation, exc, now)
+            return
+        uid = str(meta.get("uid") or "")
+        offering_name = spec.productOffering.name
+        offering, _ = self._parse_offering(self.offerings.get(offering_name))
+        svc_body = self.services.get(key)
+        if svc_body is not None and _owner_uid(svc_body) not in (None, uid):
+            svc_body = None  # a NetworkService of an earlier Subscription by this name, not ours
+        current_svc_spec = (svc_body or {}).get("spec")
+        errors: tuple[order.OrderError, ...] = ()
+        desired_spec: dict[str, Any] | None = None
+        if offering is not None:
+            errors = tuple(order.validate_order(name, spec, offering, current_svc_spec))
+            if not errors:
+                desired_spec = order.network_service_for(name, ns, uid, spec, offering, True, current_svc_spec)["spec"]
+        record = self._orders.get(key)
+        conflicts = order.endpoint_conflicts(record, self.claims()) if record is not None else ()
+        billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
+        hold = self._payment_hold(ns, spec, offering, billing, stored.get("state"), now)
+        inputs = SubscriptionInputs(
+            name=name,
+            generation=generation,
+            spec=spec,
+            now=now,
+            status=stored,
+            offering=offering,
+            order_errors=errors,
+            endpoint_conflicts=conflicts,
+            service=lifecycle.observe_service(svc_body, desired_spec),
+            payment_hold=hold is not None,
+            deleting=deleting,
+        )
+        decision = lifecycle.step(inputs)
+        account_ref = SubscriptionRef(ns, name, uid, spec.billingAccount.id)
+        result = self._billing(key, account_ref, spec, offering, billing, hold, inputs, decision, now)
+        status, box, released, applied_samples = result
+
+        if not deleting and FINALIZER not in finalizers and not released:
+            # Our finalizer first: a deletion then always goes through pendingTerminate and the terminated fact.
+            updated = await self.kube.set_finalizers(ref, [*finalizers, FINALIZER], _rv(body))
+            self.upsert_subscription(updated)
+            return
+
+        current = body
+        if status is not None and differs(status, stored):
+            current = await self.kube.patch_status(ref, status, _rv(body))
+            self._after_subscription_write(key, body, current, decision, box, applied_samples)
+        if status is None:
+            return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
+        await self._apply_child(key, uid, spec, offering, decision.child, svc_body)
+        if released and FINALIZER in finalizers:
+            remaining = [f for f in finalizers if f != FINALIZER]
+            current = await self.kube.set_finalizers(ref, remaining, _rv(current))
+            self.upsert_subscription(current)
+        self._schedule(key, inputs, spec, decision, now)
+
+    def _billing(
+        self,
+        key: Key,
+        ref: SubscriptionRef,
+        spec: SubscriptionSpec,
+        offering: ProductOfferingSpec | None,
+        billing: SubscriptionBilling,
+        hold: PaymentHold | None,
+        inputs: SubscriptionInputs,
+        decision: SubscriptionDecision,
+        now: datetime,
+    ) -> tuple[dict[str, Any] | None, Outbox, bool, dict[str, _Sample]]:
+        """The whole status to write: the lifecycle's, with the ledger, outbox, usage, period close and
+        payment hold of this pass. None when the transition cannot be recorded now (outbox or ledger
+        full): then only the BillingDelivered condition is written, by the caller's status writer.
+        Also whether the finalizer may go (final state, last period closed, every event delivered)."""
+        stored = dict(inputs.status)
+        tz = spec.billingAccount.timeZone
+        generation = inputs.generation
+        box = Outbox.from_status(billing.outbox).mark_delivered(self._delivered.get(key, ()))
+        ledger = Ledger.from_status(billing.ledger)
+        meter = Meter.from_status(billing.usage)
+        svc = inputs.service
+        live = svc.exists and not svc.deleting
+        service_ready = live and svc.ready == "True"
+        # The Ready condition's lastTransitionTime dates a transition it reports; a NetworkService being
+        # deleted or gone stopped being delivered when we learn of it.
+        ready_at = (svc.ready_since if live and svc.ready in ("True", "False", "Unknown") else None) or now
+        blocked: Cond | None = None
+        try:
+            ledger = ledger.record(min(ready_at, now), service_ready=service_ready)
+            ledger = ledger.record(_transition_time(decision, now), subscription_active=decision.state == "active")
+        except LedgerFull as exc:
+            blocked = Cond("BillingDelivered", "False", "LedgerFull", str(exc))
+        facts = [
+            e
+            for f in decision.facts
+            if (e := ev.for_fact(ref, f.kind, f.at, f.detail, offering=spec.productOffering.name)) is not None
+        ]
+        try:
+            box = box.add(facts, now)
+        except OutboxFull as exc:
+            blocked = Cond("BillingDelivered", "False", "OutboxFull", str(exc))
+        if blocked is not None:
+            # Neither the transition nor its events are recorded; the pass is redone when room is made.
+            log.warning("subscription %s/%s: %s", key[0], key[1], blocked.message)
+            conds = _set_condition(
+                list(stored.get("conditions") or []), stored.get("conditions"), blocked, generation, now
+            )
+            self.writer.submit(Ref("subscriptions", key[1], key[0]), {"conditions": conds}, stored)
+            self._outbox_signal.set()
+            return None, box, False, {}
+
+        samples = dict(self._samples.get(key, {}))
+        applied: dict[str, _Sample] = {}
+        if samples and decision.state == "active":
+            cycle = Cycle.of("month", 1, tz)
+            for counter, sample in sorted(samples.items()):
+                try:
+                    meter = meter.observe(counter, sample.octets, sample.at, cycle, ledger.billed_through)
+                except (RatingError, PeriodError) as exc:
+                    log.warning("subscription %s/%s: usage sample %s dropped: %s", key[0], key[1], counter, exc)
+                applied[counter] = sample
+        elif samples:
+            applied = samples  # not active any more: the samples are moot
+
+        charged = billing.chargedThrough
+        final = decision.state in FINAL_STATES
+        closed = True  # every period that can be charged has its events in the outbox
+        if offering is not None and ledger.start_date is not None:
+            horizon = now
+            if final:
+                # The final period is closed at termination: nothing can be added to it any more.
+                end = parse_time(decision.status.get("terminationDate")) or now
+                horizon = max(now, bill_period(tz, end).end)
+            try:
+                inp = BillingInput(ref, spec.productOffering.name, offering, ledger, meter, tz)
+                catch = catch_up(inp, to_second(charged) if charged else None, horizon)
+                if catch.events or catch.charged_through != charged:
+                    if box.would_fit(catch.events):
+                        box = box.add(catch.events, now)
+                        charged = catch.charged_through
+                    else:
+                        closed = False  # waits until delivery makes room
+                if catch.more:  # more ended periods than one pass closes: the next ones soon
+                    closed = False
+                    self._subs.mark_after(key, 1.0)
+            except _BILLING_ERRORS as exc:
+                closed = False
+                log.warning("subscription %s/%s: period close failed: %s", key[0], key[1], exc)
+            through = self._invoiced_through(key[0], spec.billingAccount.id, charged)
+            if through is not None and (ledger.billed_through is None or through > ledger.billed_through):
+                ledger = ledger.compact(through)
+                meter = meter.compact(through)
+        elif final and ledger.start_date is not None:
+            log.warning(
+                "subscription %s/%s: ProductOffering %s is gone, its final period cannot be rated",
+                key[0],
+                key[1],
+                spec.productOffering.name,
+            )
+
+        new_billing = SubscriptionBilling(
+            ledger=ledger.to_status(),
+            outbox=box.to_status(),
+            usage=meter.to_status(),
+            chargedThrough=charged,
+            paymentHold=hold,
+        ).model_dump(mode="json", exclude_none=True)
+        new_billing.setdefault("paymentHold", None)
+        status = dict(decision.status)
+        status["billing"] = new_billing
+        status["nextBillDate"] = (
+            rfc3339(bill_period(tz, now).end) if not final and ledger.start_date is not None else None
+        )
+        delivered_cond = self._delivered_condition(box, stored, generation, now)
+        status["conditions"] = _set_condition(
+            list(status.get("conditions") or []), stored.get("conditions"), delivered_cond, generation, now
+        )
+        drained = box.depth == 0 or self.deliverer is None
+        released = decision.finished and closed and drained
+        return status, box, released, applied
+
+    def _delivered_condition(self, box: Outbox, stored: Mapping[str, Any], generation: int, now: datetime) -> Cond:
+        if box.pending and self.deliverer is None:
+            oldest = box.oldest_queued_at()
+            since = f" since {rfc3339(oldest)}" if oldest else ""
+            return Cond(
+                "BillingDelivered",
+                "False",
+                "NoSinkConfigured",
+                f"{box.depth} billing events pending{since}; the controller has no --billing-sink-url or"
+                " --billing-jsonl, they stay in the outbox",
+            )
+        cond = box.condition(now, _conditions(stored), generation)
+        return Cond(cond.type, cond.status, cond.reason, cond.message)
+
+    def _after_subscription_write(
+        self,
+        key: Key,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        decision: SubscriptionDecision,
+        box: Outbox,
+        applied: Mapping[str, _Sample],
+    ) -> None:
+        self.writer.forget(Ref("subscriptions", key[1], key[0]))  # its memory of our last write is stale
+        pending = set(box.ids)
+        delivered = self._delivered.get(key)
+        if delivered:
+            delivered &= pending  # those left the outbox in this write
+        samples = self._samples.get(key)
+        if samples:
+            for counter, sample in applied.items():
+                if samples.get(counter) is sample:
+                    del samples[counter]
+        self.upsert_subscription(after)
+        if box.pending:
+            self._outbox_signal.set()
+        for fact in decision.facts:
+            reason = fact.kind.capitalize()
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(fact.detail.items()) if v)
+            message = f"{fact.kind} at {rfc3339(fact.at)}" + (f" ({detail})" if detail else "")
+            self._spawn(self.kube.event(after, "Normal", reason, message))
+        account = _account(after)
+        for inv_key in self._invoices_by_account.get((key[0], account), ()):
+            inv = self.invoices.get(inv_key)
+            if inv is not None and ((inv.get("status") or {}).get("state") or "new") not in ISSUED:
+                # A draft follows its subscriptions' ledgers, at most every few seconds: recomputing a
+                # large account after each of its subscriptions' writes would be quadratic.
+                self._invs.mark_after(inv_key, DRAFT_DELAY_SECONDS)
+
+    def _invalid_subscription(
+        self, ref: Ref, body: Mapping[str, Any], generation: int, exc: ValidationError, now: datetime
+    ) -> None:
+        parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+        stored = dict(body.get("status") or {})
+        conds = merge_conditions(
+            stored.get("conditions"), [Cond("Ready", "False", "InvalidSpec", "; ".join(parts))], generation, now
+        )
+        self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored)
+
+    def _payment_hold(
+        self,
+        namespace: str,
+        spec: SubscriptionSpec,
+        offering: ProductOfferingSpec | None,
+        billing: SubscriptionBilling,
+        state: str | None,
+        now: datetime,
+    ) -> PaymentHold | None:
+        """Dunning: the payment hold after this pass, from the account's invoices and the offering's policy."""
+        current = billing.paymentHold
+        if offering is None:
+            return current
+        invoices = self._account_invoice_statuses(namespace, spec.billingAccount.id)
+        decision = dunning_decision(
+            invoices, offering.paymentPolicy, current is not None, now, spec.billingAccount.timeZone
+        )
+        if decision.action == "suspend" and state not in FINAL_STATES:
+            return PaymentHold(since=to_second(now), invoices=list(decision.invoices)[:16])
+        if decision.action == "resume":
+            return None
+        return current
+
+    def _account_invoice_statuses(self, namespace: str, account: str) -> dict[str, InvoiceStatus]:
+        """The account's issued, unpaid invoices (only those can be overdue), without their lines:
+        parsed once per resourceVersion, since every Subscription pass of the account asks."""
+        out: dict[str, InvoiceStatus] = {}
+        for key in self._invoices_by_account.get((namespace, account), ()):
+            body = self.invoices.get(key) or {}
+            raw = body.get("status") or {}
+            if raw.get("state") not in UNPAID:
+                continue
+            cached = self._dunning_view.get(key)
+            if cached is None or cached[0] != _rv(body):
+                try:
+                    view = InvoiceStatus.model_validate({k: v for k, v in raw.items() if k != "lines"})
+                except ValidationError:
+                    continue
+                cached = self._dunning_view[key] = (_rv(body), view)
+            out[key[1]] = cached[1]
+        return out
+
+    def _invoiced_through(self, namespace: str, account: str, charged: datetime | None) -> datetime | None:
+        """End of the latest issued onCycle invoice's period whose charges are recorded: ledger history
+        before it can no longer change any bill and is compacted away."""
+        if charged is None:
+            return None
+        latest: datetime | None = None
+        for key in self._invoices_by_account.get((namespace, account), ()):
+            inv = self.invoices.get(key) or {}
+            spec = inv.get("spec") or {}
+            if spec.get("runType") != "onCycle" or ((inv.get("status") or {}).get("state")) not in ISSUED:
+                continue
+            end = parse_time((spec.get("billingPeriod") or {}).get("endDateTime"))
+            if end is not None and end <= utc(charged) and (latest is None or end > latest):
+                latest = end
+        return latest
+
+    async def _apply_child(
+        self,
+        key: Key,
+        uid: str,
+        spec: SubscriptionSpec,
+        offering: ProductOfferingSpec | None,
+        action: ChildAction,
+        svc_body: dict[str, Any] | None,
+    ) -> None:
+        ns, name = key
+        ref = Ref("networkservices", name, ns)
+        if action.verb == "apply" and offering is not None:
+            current_spec = (svc_body or {}).get("spec")
+            desired = order.network_service_for(name, ns, uid, spec, offering, action.admin_enabled, current_spec)
+            if svc_body is None:
+                try:
+                    created = await self.kube.create(desired, "networkservices", ns)
+                except Conflict:
+                    log.info("NetworkService %s/%s exists but is not indexed yet (or not ours)", ns, name)
+                    return
+                self.observe_service(created)
+                return
+            patch: dict[str, Any] = {}
+            spec_changes = spec_patch(current_spec or {}, desired["spec"])
+            if spec_changes:
+                patch["spec"] = spec_changes
+            labels = (svc_body.get("metadata") or {}).get("labels") or {}
+            want_labels = desired["metadata"]["labels"]
+            if any(labels.get(k) != v for k, v in want_labels.items()):
+                patch["metadata"] = {"labels": want_labels}
+            if patch:
+                try:
+                    self.observe_service(await self.kube.patch(ref, patch))
+                except NotFound:
+                    self.forget_service(ns, name)
+        elif action.verb == "set_admin" and svc_body is not None:
+            wanted = "enabled" if action.admin_enabled else "disabled"
+            if (svc_body.get("spec") or {}).get("adminState", "enabled") != wanted:
+                with contextlib.suppress(NotFound):
+                    self.observe_service(await self.kube.patch(ref, {"spec": {"adminState": wanted}}))
+        elif (
+            action.verb == "delete"
+            and svc_body is not None
+            and not (svc_body.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            await self.kube.delete(ref)
+
+    def _schedule(
+        self,
+        key: Key,
+        inputs: SubscriptionInputs,
+        spec: SubscriptionSpec,
+        decision: SubscriptionDecision,
+        now: datetime,
+    ) -> None:
+        moments: list[datetime] = []
+        # next_wakeup only knows requested dates and, for orders not yet accepted, the offering's validFor
+        if spec.requestedStartDate or spec.requestedTerminationDate or decision.state == "created":
+            wake = lifecycle.next_wakeup(inputs)
+            if wake is not None:
+                moments.append(wake)
+        if decision.state not in FINAL_STATES:
+            with contextlib.suppress(PeriodError):
+                moments.append(bill_period(spec.billingAccount.timeZone, now).end)
+        if moments:
+            self._subs.mark_after(key, (min(moments) - now).total_seconds() + 1.0)
+
+    # -- Invoice ------------------------------------------------------------------------------------
+    async def _reconcile_invoice(self, key: Key) -> None:
+        for _ in range(6):
+            body = self.invoices.get(key)
+            if body is None:
+                return
+            try:
+                await self._invoice_pass(key, body)
+                return
+            except (Conflict, NotFound):
+                await self._reread(Ref("invoices", key[1], key[0]))
+        raise RuntimeError(f"invoice {key[0]}/{key[1]} kept changing under every write")
+
+    def account_inputs(self, namespace: str, account: str) -> tuple[list[BillingInput], str, list[str]]:
+        """The account's subscriptions as billing inputs, its time zone, and what could not be used."""
+        inputs: list[BillingInput] = []
+        problems: list[str] = []
+        zones: list[str] = []
+        for key in sorted(self._by_account.get((namespace, account), ())):
+            sub = self.subscriptions.get(key)
+            if sub is None:
+                continue
+            zones.append(_time_zone(sub))
+            offering = self.offerings.get(_offering_of(sub))
+            if offering is None:
+                if _start_date(sub) is not None:
+                    problems.append(f"subscription {key[1]}: ProductOffering {_offering_of(sub)} not found")
+                continue
+            try:
+                inputs.append(BillingInput.from_objects(sub, offering))
+            except (ValidationError, *_BILLING_ERRORS) as exc:
+                problems.append(f"subscription {key[1]}: {exc}")
+        return inputs, (zones[0] if zones else "UTC"), problems
+
+    async def _invoice_pass(self, key: Key, body: dict[str, Any]) -> None:
+        ns, name = key
+        ref = Ref("invoices", name, ns)
+        now = self.clock.now()
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        stored_raw: dict[str, Any] = dict(body.get("status") or {})
+        try:
+            spec = InvoiceSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+            conds = merge_conditions(
+                stored_raw.get("conditions"), [Cond("Ready", "False", "InvalidSpec", "; ".join(parts))], generation, now
+            )
+            self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored_raw)
+            return
+        account = spec.billingAccount
+        stored: InvoiceStatus | None = None
+        if stored_raw:
+            with contextlib.suppress(ValidationError):
+                stored = InvoiceStatus.model_validate(stored_raw)
+        inputs, tz, problems = self.account_inputs(ns, account)
+        grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
+        payments = list(spec.payments)
+        new: InvoiceStatus
+        try:
+            start, end = spec.billingPeriod.startDateTime, spec.billingPeriod.endDateTime
+            if start is None or end is None:
+                raise InvoiceError("spec.billingPeriod: needs startDateTime and endDateTime")
+            period = Period(to_second(start), to_second(end))
+            if stored is not None and (stored.state or "new") in ISSUED:
+                new = reconcile(stored, _issued_draft(name, account, period, stored), payments, now, grace, tz)
+            else:
+                if problems:
+                    raise InvoiceError("; ".join(problems))
+                currency = None if inputs else self._fallback_currency(ns, account)
+                draft = compute_invoice(
+                    account, period, inputs, now, self.taxes, payments, time_zone=tz, currency=currency
+                )
+                new = reconcile(stored, draft, payments, now, grace, tz)
+                if now >= period.end:
+                    new = reconcile(issue(new, draft, now, tz, bill_no=name), draft, payments, now, grace, tz)
+                    due = rfc3339(new.paymentDueDate) if new.paymentDueDate else "on receipt"
+                    self._spawn(self.kube.event(body, "Normal", "Issued", f"issued: {draft.tax_included}, due {due}"))
+            cond = _invoice_ready(new, period, tz)
+        except (ValidationError, *_BILLING_ERRORS) as exc:
+            new = stored or InvoiceStatus()
+            cond = Cond("Ready", "False", type(exc).__name__, str(exc)[:4000])
+            period = None
+        out = new.model_dump(mode="json", exclude_none=True)
+        out["observedGeneration"] = generation
+        out["conditions"] = merge_conditions(stored_raw.get("conditions"), [cond], generation, now)
+        for field_name in stored_raw:
+            out.setdefault(field_name, None)
+        if differs(out, stored_raw):
+            after = await self.kube.patch_status(ref, out, _rv(body))
+            self.writer.forget(ref)
+            if stored is not None and stored.state != new.state and new.state == "settled":
+                self._spawn(self.kube.event(after, "Normal", "Settled", f"settled on {rfc3339(now)}"))
+            self.upsert_invoice(after)
+        self._schedule_invoice(key, new, period, grace, tz, now)
+
+    def _fallback_currency(self, namespace: str, account: str) -> str | None:
+        for key in self._by_account.get((namespace, account), ()):
+            sub = self.subscriptions.get(key)
+            offering, _ = self._parse_offering(self.offerings.get(_offering_of(sub or {})))
+            for price in offering.productOfferingPrice if offering else []:
+                if price.price is not None:
+                    return price.price.unit
+        return None
+
+    def _schedule_invoice(
+        self, key: Key, status: InvoiceStatus, period: Period | None, grace: int, tz: str, now: datetime
+    ) -> None:
+        if period is None:
+            return
+        state = status.state or "new"
+        if state not in ISSUED:
+            self._invs.mark_after(key, max(0.0, (period.end - now).total_seconds()) + 0.5)
+        elif state in UNPAID and status.paymentDueDate is not None and not status.overdue:
+            with contextlib.suppress(PeriodError):
+                overdue_at = add_days(status.paymentDueDate, grace, tz)
+                self._invs.mark_after(key, max(0.0, (overdue_at - now).total_seconds()) + 0.5)
+
+    # -- the billing pass: period close, onCycle invoices, dunning ------------------------------------
+    async def _billing_loop(self) -> None:
+        while True:
+            try:
+                await self.billing_pass()
+            except Exception:
+                log.exception("billing pass failed")
+            await asyncio.sleep(self.settings.billing_interval_seconds)
+
+    async def billing_pass(self) -> None:
+        now = self.clock.now()
+        for key in list(self.subscriptions):
+            self._subs.mark(key)  # closes ended periods, re-judges payment holds
+        for key in list(self.invoices):
+            self._invs.mark(key)  # issues drafts whose period ended, flags overdue bills
+        created = 0
+        for (ns, account), keys in list(self._by_account.items()):
+            if keys:
+                created += await self._on_cycle_invoices(ns, account, now)
+        self.passes += 1
+        log.info(
+            "billing pass %d: %d subscriptions, %d invoices, %d onCycle invoices created",
+            self.passes,
+            len(self.subscriptions),
+            len(self.invoices),
+            created,
+        )
+
+    async def _on_cycle_invoices(self, namespace: str, account: str, now: datetime) -> int:
+        """Create the account's onCycle Invoice for each of the last months that ended and had service."""
+        subs = [
+            self.subscriptions[k] for k in sorted(self._by_account[(namespace, account)]) if k in self.subscriptions
+        ]
+        served: list[tuple[datetime, datetime | None]] = []
+        for sub in subs:
+            start = _start_date(sub)
+            if start is not None:
+                served.append((start, parse_time((sub.get("status") or {}).get("terminationDate"))))
+        if not served:
+            return 0
+        tz = _time_zone(subs[0])
+        try:
+            cycle = Cycle.of("month", 1, tz)
+        except PeriodError:
+            return 0
+        period = cycle.previous(cycle.period_containing(now))
+        created = 0
+        for _ in range(ON_CYCLE_LOOKBACK):
+            if all(period.end <= start for start, _ in served):
+                break
+            if any(start < period.end and (end is None or end > period.start) for start, end in served):
+                created += await self._ensure_on_cycle(namespace, account, period, tz)
+            period = cycle.previous(period)
+        return created
+
+    async def _ensure_on_cycle(self, namespace: str, account: str, period: Period, tz: str) -> int:
+        name = invoice_name(account, period, tz)
+        key = (namespace, name)
+        if key in self.invoices or key in self._created_invoices:
+            return 0
+        for other in self._invoices_by_account.get((namespace, account), ()):
+            bounds = ((self.invoices.get(other) or {}).get("spec") or {}).get("billingPeriod") or {}
+            if (
+                parse_time(bounds.get("startDateTime")) == period.start
+                and parse_time(bounds.get("endDateTime")) == period.end
+            ):
+                return 0  # this account and period already have a bill (an offCycle one, under another name)
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Invoice",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {ACCOUNT_LABEL: _label(account), RUN_TYPE_LABEL: "onCycle"},
+            },
+            "spec": {
+                "billingAccount": account,
+                "billingPeriod": {"startDateTime": rfc3339(period.start), "endDateTime": rfc3339(period.end)},
+                "runType": "onCycle",
+            },
+        }
+        try:
+            created = await self.kube.create(body, "invoices", namespace)
+        except Conflict:
+            self._created_invoices.add(key)  # AlreadyExists: already done
+            return 0
+        self._created_invoices.add(key)
+        self.upsert_invoice(created)
+        log.info("created onCycle invoice %s/%s", namespace, name)
+        return 1
+
+    # -- delivery -----------------------------------------------------------------------------------
+    async def _delivery_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_signal.wait(), timeout=self.settings.billing_retry_seconds)
+            self._outbox_signal.clear()
+            try:
+                await self.deliver_once()
+            except Exception:
+                log.exception("billing delivery pass failed")
+
+    def pending_events(self) -> list[tuple[datetime, Key, BillingEvent]]:
+        """Every outbox event not yet known to be at every sink, oldest first."""
+        out: list[tuple[datetime, Key, BillingEvent]] = []
+        for key, body in list(self.subscriptions.items()):
+            raw = (_billing_of(body).get("outbox") or {}).get("pending")
+            if not raw:
+                continue
+            try:
+                box = Outbox.from_status(_billing_of(body).get("outbox"))
+            except (ValidationError, *_BILLING_ERRORS):
+                continue
+            done = self._delivered.get(key, set())
+            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def _outbox_metrics(self, pending: list[tuple[datetime, Key, BillingEvent]]) -> None:
+        metrics.OUTBOX_DEPTH.set(len(pending))
+        oldest = pending[0][0] if pending else None
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.OUTBOX_OLDEST_SECONDS.set(max(0.0, age))
+
+    async def deliver_once(self) -> int:
+        """One delivery pass; returns how many events reached every sink."""
+        pending = self.pending_events()
+        self._outbox_metrics(pending)
+        if not pending or self.deliverer is None:
+            return 0
+        batch = pending[:MAX_DELIVERY_BATCH]
+        before = self.deliverer.metrics.delivered
+        report = await self.deliverer.deliver([event for _, _, event in batch])
+        metrics.BILLING_DELIVERED.inc(self.deliverer.metrics.delivered - before)
+        done = set(report.delivered)
+        touched: set[Key] = set()
+        for _, key, event in batch:
+            if event.id in done:
+                self._delivered[key].add(event.id)
+                touched.add(key)
+        for key in touched:
+            self._subs.mark(key)  # its next write removes them from the outbox
+        if report.errors != self._last_sink_errors:
+            for sink, error in report.errors.items():
+                log.warning("billing sink %s: %s (%d events stay pending)", sink, error, len(report.pending))
+            self._last_sink_errors = dict(report.errors)
+        self._outbox_metrics([p for p in pending if p[2].id not in done])
+        return len(done)
+
+    # -- usage metering -----------------------------------------------------------------------------
+    async def _usage_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.usage_interval_seconds)
+            try:
+                await self.sample_usage()
+            except Exception:
+                log.exception("usage sampling failed")
+
+    async def sample_usage(self) -> int:
+        """Read the subinterface octet counters of every active, usage-priced subscription; the samples
+        go into its next status write (rating.Meter). Returns how many counters were read."""
+        sessions = self._sessions()
+        now = self.clock.now()
+        jobs: list[tuple[Key, str, Any, Any]] = []
+        for key, body in list(self.subscriptions.items()):
+            if _state(body) != "active":
+                continue
+            offering, _ = self._parse_offering(self.offerings.get(_offering_of(body)))
+            if offering is None or not any(p.priceType == "usage" for p in offering.productOfferingPrice):
+                continue
+            for endpoint in (body.get("spec") or {}).get("endpoints") or []:
+                session = sessions.get(endpoint.get("device"))
+                if session is None or not getattr(session, "connected", False):
+                    continue
+                port, vlan = endpoint.get("port"), endpoint.get("vlanId")
+                path = GPath.parse(
+                    f"interfaces/interface[name={port}]/subinterfaces/subinterface[index={vlan}]/state/counters"
+                )
+                jobs.append((key, f"{endpoint.get('device')}/{port}/{vlan}", session, path.to_proto()))
+        limit = asyncio.Semaphore(16)
+
+        async def read(job: tuple[Key, str, Any, Any]) -> tuple[Key, str, dict[str, int]]:
+            key, counter, session, path = job
+            async with limit:
+                try:
+                    notifications = await session.client.get([path], "STATE")
+                except Exception as exc:
+                    log.debug("usage sample %s failed: %s", counter, exc)
+                    return key, counter, {}
+            return key, counter, _octets(notifications)
+
+        read_count = 0
+        for key, counter, values in await asyncio.gather(*(read(j) for j in jobs)):
+            for direction, octets in values.items():
+                self._samples[key][f"{counter}/{direction}"] = _Sample(octets, now)
+                read_count += 1
+            if values:
+                self._subs.mark(key)
+        return read_count
+
+    # -- introspection (tests, benchmarks) ------------------------------------------------------------
+    def outbox_depth(self) -> int:
+        return len(self.pending_events())
+
+    def __repr__(self) -> str:
+        return (
+            f"CommerceController({len(self.offerings)} offerings, {len(self.subscriptions)} subscriptions,"
+            f" {len(self.invoices)} invoices, outbox limit {MAX_PENDING})"
+        )
+
+
+def _octets(notifications: Iterable[Any]) -> dict[str, int]:
+    """in/out octets from a Get of .../state/counters (a container value, or its two leaves)."""
+    out: dict[str, int] = {}
+    for notification in notifications:
+        for update in notification.updates:
+            value = update.value
+            leaf = update.path.elem[-1].name if update.path.elem else ""
+            items = {k.split(":")[-1]: v for k, v in value.items()} if isinstance(value, dict) else {leaf: value}
+            for name, direction in (("in-octets", "in"), ("out-octets", "out")):
+                if name in items:
+                    with contextlib.suppress(TypeError, ValueError):
+                        out[direction] = int(items[name])
+    return out
+
+
+def _label(value: str) -> str:
+    """`value` as a label value (at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends)."""
+    text = "".join(c if c.isalnum() or c in "._-" else "-" for c in value)[:63]
+    return text.strip("._-")
+
+
+def _issued_draft(name: str, account: str, period: Period, stored: InvoiceStatus) -> InvoiceDraft:
+    """What `reconcile` needs of a draft for an issued invoice (whose lines never change): its name."""
+    currency = (stored.taxIncludedAmount.unit if stored.taxIncludedAmount else None) or "EUR"
+    zero = Money.zero(currency)
+    return InvoiceDraft(
+        name=name,
+        account=account,
+        period=period,
+        currency=currency,
+        lines=list(stored.lines),
+        tax_items=list(stored.taxItem),
+        tax_excluded=zero,
+        tax_included=zero,
+        amount_paid=zero,
+        amount_due=zero,
+        events=[],
+        payment_term_days=0,
+    )
+
+
+def _invoice_ready(status: InvoiceStatus, period: Period, tz: str) -> Cond:
+    state = status.state or "new"
+    total = status.taxIncludedAmount
+    amount = f"{total.value} {total.unit}" if total else "nothing"
+    if state not in ISSUED:
+        return Cond(
+            "Ready",
+            "True",
+            "Draft",
+            f"draft: {amount} so far, recomputed until the period ends at {rfc3339(period.end)}, then issued",
+        )
+    due = status.amountDue
+    due_text = f"{due.value} {due.unit}" if due else "?"
+    if state == "settled":
+        return Cond("Ready", "True", "Settled", f"settled: {amount} paid in full")
+    when = rfc3339(status.paymentDueDate) if status.paymentDueDate else "?"
+    if status.overdue:
+        return Cond("Ready", "True", "Overdue", f"{due_text} of {amount} overdue (due {when}, grace period over)")
+    reason = "PartiallyPaid" if state == "partiallyPaid" else "Issued"
+    return Cond("Ready", "True", reason, f"issued: {due_text} of {amount} due by {when}")
+
+
+__all__ = ["CommerceController", "KeyedRunner", "build_deliverer", "spec_patch"]

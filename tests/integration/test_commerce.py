@@ -1,0 +1,754 @@
+"""The commercial layer end to end: a real API server, the controller as a process, a devicesim fleet
+as a process and a real CloudEvents receiver.
+
+ProductOffering -> Subscription -> owned NetworkService -> device -> billing events, suspension,
+termination, a retired offering, a sink outage, a controller killed before delivery, invoices
+(offCycle on demand, onCycle at a month end crossed by moving the controller's clock), and
+suspension for non-payment. Every test works in its own namespace and billing account.
+
+The controller's clock is moved only forward, through TELCO_CLOCK_OFFSET_FILE; `controller_now()`
+is the time the controller sees. The month-end test moves it and runs last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.billing import events as ev
+from controller.billing.invoice import invoice_name
+from controller.billing.periods import Cycle, Period, stamp
+from devicesim.admin import AdminClient
+from devicesim.fleet import FleetProcess
+from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
+from tests.kube import Kubectl
+from tests.support.cloudevents_receiver import CloudEventsReceiver
+
+SYSTEM = "telco-system"
+DEVICES = ("cm-r1", "cm-r2")
+FINALIZER = "telco.intent.dev/cleanup"
+GROUP_VERSION = "telco.intent.dev/v1alpha1"
+TYPE = "dev.intent.telco.subscription.{}.v1"
+pytestmark = pytest.mark.cluster
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProcess]:
+    workdir = tmp_path_factory.mktemp("cm-fleet")
+    fleet_file = workdir / "fleet.yaml"
+    fleet_file.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"port_count": 8, "credentials": {"username": "admin", "password": "admin"}},
+                "devices": [{"name": name} for name in DEVICES],
+            }
+        )
+    )
+    proc = FleetProcess(["--fleet", str(fleet_file), "--ca-out", str(workdir / "ca.pem")], workdir=workdir)
+    try:
+        proc.start()
+    except RuntimeError as exc:
+        pytest.fail(f"devicesim could not start: {exc}", pytrace=False)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[CloudEventsReceiver]:
+    with CloudEventsReceiver() as rx:
+        yield rx
+
+
+@pytest.fixture(scope="module")
+def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cm-clock") / "offset"
+    path.write_text("0")
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(crds: Kubectl, fleet: FleetProcess) -> Api:
+    api = Api(crds.kubeconfig)
+    api.ensure_namespace(SYSTEM)
+    api.put_secret(SYSTEM, "devicesim-credentials", {"username": "admin", "password": "admin"})
+    assert fleet.ca_path is not None
+    api.put_secret(SYSTEM, "devicesim-ca", {"ca.crt": Path(fleet.ca_path).read_text()})
+    for name in DEVICES:
+        api.apply(
+            {
+                "apiVersion": GROUP_VERSION,
+                "kind": "NetworkDevice",
+                "metadata": {"name": name},
+                "spec": {
+                    "address": "127.0.0.1",
+                    "port": fleet.devices[name].port,
+                    "tls": {"caSecretRef": {"name": "devicesim-ca", "namespace": SYSTEM}, "serverName": name},
+                    "credentialsSecretRef": {"name": "devicesim-credentials", "namespace": SYSTEM},
+                    "timeoutSeconds": 2,
+                },
+            }
+        )
+    return api
+
+
+@pytest.fixture(scope="module")
+def controller(
+    api: Api,
+    kubeconfig: Path,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ControllerProcess]:
+    log = tmp_path_factory.mktemp("cm-controller") / "controller.log"
+    proc = ControllerProcess(
+        kubeconfig,
+        log,
+        "--billing-sink-url",
+        receiver.url,
+        "--tax-category",
+        "VAT",
+        "--tax-rate",
+        "20",
+        "--billing-interval-seconds",
+        "1",
+        "--usage-interval-seconds",
+        "1",
+        env={"TELCO_CLOCK_OFFSET_FILE": str(clock_file), "TELCO_BILLING_RETRY_SECONDS": "0.5"},
+    ).start()
+    try:
+        for name in DEVICES:
+            wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
+        yield proc
+    finally:
+        proc.stop()
+        print(f"--- controller log ({log}) ---\n" + proc.logs()[-8000:])
+
+
+@pytest.fixture()
+def ns(api: Api) -> Iterator[str]:
+    """A fresh namespace; afterwards its Subscriptions are deleted through the controller (device
+    cleanup, final events), then its Invoices and the namespace."""
+    name = f"cm-{uuid.uuid4().hex[:6]}"
+    api.ensure_namespace(name)
+    yield name
+    for sub in api.custom.list_namespaced_custom_object("telco.intent.dev", "v1alpha1", name, "subscriptions")["items"]:
+        api.delete("subscriptions", sub["metadata"]["name"], name)
+    wait_for(
+        f"the Subscriptions of {name} deleted",
+        lambda: not list_items(api, "subscriptions", name) and not list_items(api, "networkservices", name),
+        60,
+    )
+    for inv in list_items(api, "invoices", name):
+        api.delete("invoices", inv["metadata"]["name"], name)
+    api.core.delete_namespace(name)
+
+
+@pytest.fixture()
+def admin(fleet: FleetProcess) -> AdminClient:
+    return fleet.admin
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def list_items(api: Api, plural: str, namespace: str) -> list[dict[str, Any]]:
+    return list(api.custom.list_namespaced_custom_object("telco.intent.dev", "v1alpha1", namespace, plural)["items"])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def controller_now(clock_file: Path) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=float(clock_file.read_text() or 0))
+
+
+def money(value: str, unit: str = "EUR") -> dict[str, str]:
+    return {"unit": unit, "value": value}
+
+
+def offering(name: str, *prices: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "ProductOffering",
+        "metadata": {"name": name},
+        "spec": {
+            "name": name,
+            "lifecycleStatus": "Active",
+            "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
+            "productOfferingPrice": list(prices)
+            or [
+                {
+                    "name": "Monthly fee",
+                    "priceType": "recurring",
+                    "recurringChargePeriodType": "month",
+                    "price": money("49.90"),
+                }
+            ],
+            **spec,
+        },
+    }
+
+
+def daily(value: str = "86400.00") -> dict[str, Any]:
+    """A daily price of 86400.00: exactly 1.00 per second of delivered service."""
+    return {"name": "Daily fee", "priceType": "recurring", "recurringChargePeriodType": "day", "price": money(value)}
+
+
+def subscription(
+    namespace: str,
+    name: str,
+    offering_name: str,
+    account: str,
+    device: str,
+    port: str,
+    vlan: int,
+    *,
+    desired: str = "active",
+    tz: str = "UTC",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Subscription",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "productOffering": {"name": offering_name},
+            "billingAccount": {"id": account, "timeZone": tz},
+            "relatedParty": [{"role": "customer", "name": "Integration Test Corp"}],
+            "endpoints": [{"device": device, "port": port, "vlanId": vlan, "ipv4Address": f"100.66.{vlan % 250}.1/30"}],
+            "desiredState": desired,
+        },
+    }
+
+
+def get_sub(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    sub = api.get("subscriptions", name, namespace)
+    assert sub is not None, f"Subscription {namespace}/{name} is gone"
+    return sub
+
+
+def wait_state(api: Api, namespace: str, name: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        sub = api.get("subscriptions", name, namespace)
+        return sub if sub and (sub.get("status") or {}).get("state") == state else None
+
+    return wait_for(f"Subscription {namespace}/{name} {state}", probe, timeout)
+
+
+def set_desired(api: Api, body: dict[str, Any], desired: str) -> None:
+    body["spec"]["desiredState"] = desired
+    api.apply(body)
+
+
+def subif(admin: AdminClient, device: str, port: str, vlan: int) -> dict[str, Any] | None:
+    for iface in admin.dump(device)["config"].get("interfaces", {}).get("interface", []):
+        if iface["name"] == port:
+            for sub in iface.get("subinterfaces", {}).get("subinterface", []):
+                if sub["index"] == vlan:
+                    return dict(sub)
+    return None
+
+
+def subif_enabled(admin: AdminClient, device: str, port: str, vlan: int) -> bool | None:
+    sub = subif(admin, device, port, vlan)
+    return None if sub is None else bool(sub.get("config", {}).get("enabled", True))
+
+
+def received(rx: CloudEventsReceiver, source: str, fact: str | None = None) -> list[Any]:
+    return [e for e in rx.events if e.get_source() == source and (fact is None or e.get_type() == TYPE.format(fact))]
+
+
+def wait_event(rx: CloudEventsReceiver, event_id: str, timeout: float = 30) -> Any:
+    return wait_for(
+        f"billing event {event_id} delivered",
+        lambda: next((e for e in rx.events if e.get_id() == event_id), None),
+        timeout,
+    )
+
+
+def source_of(namespace: str, name: str) -> str:
+    return f"/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def assert_one_id_per_fact(rx: CloudEventsReceiver, source: str) -> None:
+    """No fact arrived under two ids: every delivered id is the deterministic id of its fact."""
+    uid_ids: dict[tuple[str, str], set[str]] = {}
+    for event in received(rx, source):
+        fact = ev.fact_of(event.get_type())
+        key = stamp(event.get_time()) if fact in ("suspended", "resumed") else ""
+        if fact in ("charge.period", "usage.rated", "sla.credit"):
+            data = event.get_data()
+            key = f"{data.get('price', '')}/{data.get('coverageStart', data.get('periodStart'))}"
+        uid_ids.setdefault((fact, key), set()).add(event.get_id())
+    doubled = {k: v for k, v in uid_ids.items() if len(v) > 1}
+    assert not doubled, f"facts delivered under several ids: {doubled}"
+
+
+def billing_passes(proc: ControllerProcess, since: int = 0) -> int:
+    return len(re.findall(r"billing pass \d+:", proc.logs()[since:]))
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_subscription_lifecycle_end_to_end(
+    api: Api, controller: ControllerProcess, admin: AdminClient, receiver: CloudEventsReceiver, ns: str
+) -> None:
+    off = unique("cm-fiber")
+    usage = {
+        "name": "Traffic",
+        "priceType": "usage",
+        "unitOfMeasure": {"amount": 1, "units": "GB"},
+        "price": money("0.02"),
+    }
+    api.apply(offering(off, *offering(off)["spec"]["productOfferingPrice"], usage))
+    body = subscription(ns, "hq", off, "acct-life", "cm-r1", "Ethernet1", 601)
+    api.apply(body)
+
+    svc = wait_for("the owned NetworkService", lambda: api.get("networkservices", "hq", ns), 20)
+    sub = get_sub(api, ns, "hq")
+    uid = sub["metadata"]["uid"]
+    owner = svc["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Subscription", "hq", uid, True)
+    assert svc["metadata"]["labels"]["telco.intent.dev/subscription"] == "hq"
+    assert svc["spec"]["bandwidthMbps"] == 100 and svc["spec"]["adminState"] == "enabled"
+    assert FINALIZER in sub["metadata"]["finalizers"]
+
+    sub = wait_state(api, ns, "hq", "active")
+    assert subif_enabled(admin, "cm-r1", "Ethernet1", 601) is True, "the device holds the subinterface"
+    svc = api.get("networkservices", "hq", ns)
+    assert svc is not None and svc["status"]["startDate"] == sub["status"]["startDate"], "startDate = first Ready"
+    assert sub["status"]["billing"]["ledger"]["startDate"] == sub["status"]["startDate"]
+    assert condition(sub, "Ready")["status"] == "True"
+    assert sub["status"]["realizingService"] == {"name": "hq"}
+    assert sub["status"]["nextBillDate"]
+
+    source = source_of(ns, "hq")
+    activated = wait_event(receiver, ev.event_id(uid, "activated", ""))
+    assert activated.get_source() == source and activated.get_type() == TYPE.format("activated")
+    assert activated.get_subject() == "acct-life"
+    assert activated.get_time() == ts(sub["status"]["startDate"])
+    wait_for(
+        "BillingDelivered True and an empty outbox",
+        lambda: (
+            (s := get_sub(api, ns, "hq"))
+            and condition(s, "BillingDelivered")["status"] == "True"
+            and not s["status"]["billing"]["outbox"].get("pending")
+        ),
+        20,
+    )
+    # usage: the device's octet counters are sampled into the current period's window
+    wait_for(
+        "usage measured from the device counters",
+        lambda: any(
+            int(w["octets"]) > 0 for w in get_sub(api, ns, "hq")["status"]["billing"]["usage"].get("windows", [])
+        ),
+        20,
+    )
+
+    set_desired(api, body, "suspended")
+    sub = wait_state(api, ns, "hq", "suspended")
+    wait_for("subinterface shut on the device", lambda: subif_enabled(admin, "cm-r1", "Ethernet1", 601) is False, 20)
+    assert api.get("networkservices", "hq", ns)["spec"]["adminState"] == "disabled"
+    suspended = wait_for("a suspended event", lambda: received(receiver, source, "suspended"), 20)[0]
+    assert suspended.get_id() == ev.event_id(uid, "suspended", stamp(suspended.get_time()))
+    assert suspended.get_data()["reason"] == "CustomerRequest"
+
+    set_desired(api, body, "active")
+    wait_state(api, ns, "hq", "active")
+    wait_for("subinterface up again", lambda: subif_enabled(admin, "cm-r1", "Ethernet1", 601) is True, 20)
+    resumed = wait_for("a resumed event", lambda: received(receiver, source, "resumed"), 20)[0]
+    assert resumed.get_id() == ev.event_id(uid, "resumed", stamp(resumed.get_time()))
+
+    set_desired(api, body, "terminated")
+    sub = wait_state(api, ns, "hq", "terminated", timeout=40)
+    wait_for("NetworkService removed", lambda: api.get("networkservices", "hq", ns) is None, 20)
+    assert subif(admin, "cm-r1", "Ethernet1", 601) is None, "the device configuration is removed"
+    terminated = wait_event(receiver, ev.event_id(uid, "terminated", ""))
+    assert terminated.get_time() == ts(sub["status"]["terminationDate"])
+    ledger = sub["status"]["billing"]["ledger"]
+    # closed timelines (a suspension and resume within one second continue one interval)
+    assert ledger["active"] and all(i.get("end") for i in ledger["active"] + ledger["ready"]), ledger
+    wait_for(
+        "the finalizer released once the last period is closed and delivered",
+        lambda: FINALIZER not in (get_sub(api, ns, "hq")["metadata"].get("finalizers") or []),
+        30,
+    )
+    sub = get_sub(api, ns, "hq")
+    assert sub["status"]["state"] == "terminated"
+    assert condition(sub, "Ready")["reason"] == "Terminated"
+    # the final (partial) month is closed at termination: its charge event is delivered
+    charge = wait_for("the final period charge", lambda: received(receiver, source, "charge.period"), 20)
+    assert len(charge) == 1 and charge[0].get_data()["price"] == "Monthly fee"
+    assert_one_id_per_fact(receiver, source)
+    assert not receiver.redeliveries, receiver.redeliveries
+    api.delete("productofferings", off)
+
+
+def test_retired_offering_refuses_new_orders_and_keeps_existing(
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+) -> None:
+    off = unique("cm-legacy")
+    api.apply(offering(off))
+    api.apply(subscription(ns, "old", off, "acct-retired", "cm-r1", "Ethernet2", 611))
+    wait_state(api, ns, "old", "active")
+    wait_for(
+        "the offering counts its subscription",
+        lambda: (o := api.get("productofferings", off)) and (o.get("status") or {}).get("activeSubscriptions") == 1,
+        20,
+    )
+
+    retired = offering(off)
+    retired["spec"]["lifecycleStatus"] = "Retired"
+    api.apply(retired)
+    status = wait_for(
+        "the offering not sellable",
+        lambda: (o := api.get("productofferings", off)) and o["status"].get("sellable") is False and o["status"],
+        20,
+    )
+    assert "Retired" in status["sellableReason"] and "existing subscriptions keep running" in status["sellableReason"]
+
+    api.apply(subscription(ns, "new", off, "acct-retired", "cm-r2", "Ethernet2", 612))
+    refused = wait_for(
+        "the new order refused",
+        lambda: (c := condition(api.get("subscriptions", "new", ns), "OrderAccepted")) and c["status"] == "False" and c,
+        20,
+    )
+    assert refused["reason"] == "Retired"
+    assert off in refused["message"] and "lifecycleStatus is Retired" in refused["message"]
+    new = get_sub(api, ns, "new")
+    assert new["status"]["state"] == "created"
+    assert condition(new, "Ready")["status"] == "False"
+    assert api.get("networkservices", "new", ns) is None, "no NetworkService for a refused order"
+    assert subif(admin, "cm-r2", "Ethernet2", 612) is None
+
+    old = get_sub(api, ns, "old")
+    assert old["status"]["state"] == "active" and is_ready(api.get("networkservices", "old", ns))
+    assert subif_enabled(admin, "cm-r1", "Ethernet2", 611) is True
+    wait_for(  # a refused order still counts: activeSubscriptions counts every order not ended
+        "the offering counts both orders",
+        lambda: (api.get("productofferings", off) or {}).get("status", {}).get("activeSubscriptions") == 2,
+        20,
+    )
+    api.delete("subscriptions", "new", ns)
+    api.delete("subscriptions", "old", ns)
+    wait_for("both subscriptions gone", lambda: not list_items(api, "subscriptions", ns), 40)
+    api.delete("productofferings", off)
+
+
+def test_sink_down_then_back_loses_nothing_and_keeps_ids(
+    api: Api, controller: ControllerProcess, receiver: CloudEventsReceiver, ns: str
+) -> None:
+    off = unique("cm-sinkdown")
+    api.apply(offering(off))
+    receiver.down()
+    try:
+        body = subscription(ns, "branch", off, "acct-sink", "cm-r2", "Ethernet3", 621)
+        api.apply(body)
+        wait_state(api, ns, "branch", "active")
+        set_desired(api, body, "suspended")
+        wait_state(api, ns, "branch", "suspended")
+        set_desired(api, body, "active")
+        wait_state(api, ns, "branch", "active")
+        sub = wait_for(
+            "three events pending, BillingDelivered False",
+            lambda: (
+                (s := get_sub(api, ns, "branch"))
+                and len(s["status"]["billing"]["outbox"].get("pending", [])) == 3
+                and condition(s, "BillingDelivered")["status"] == "False"
+                and s
+            ),
+            20,
+        )
+        cond = condition(sub, "BillingDelivered")
+        assert cond is not None and cond["reason"] == "Pending" and "3 billing events pending" in cond["message"]
+        pending = [e["id"] for e in sub["status"]["billing"]["outbox"]["pending"]]
+        wait_for("delivery attempts refused by the sink", lambda: receiver.statuses[503] >= 2, 20)
+        assert not received(receiver, source_of(ns, "branch")), "nothing gets through while the sink is down"
+    finally:
+        receiver.up()
+    for event_id in pending:
+        wait_event(receiver, event_id)
+    wait_for(
+        "the outbox drained",
+        lambda: (
+            (s := get_sub(api, ns, "branch"))
+            and not s["status"]["billing"]["outbox"].get("pending")
+            and condition(s, "BillingDelivered")["status"] == "True"
+        ),
+        20,
+    )
+    uid = sub["metadata"]["uid"]
+    events = received(receiver, source_of(ns, "branch"))
+    assert sorted(e.get_id() for e in events) == sorted(pending), "each fact arrives once, under its recorded id"
+    assert pending[0] == ev.event_id(uid, "activated", "")
+    assert [ev.fact_of(e.get_type()) for e in sorted(events, key=lambda e: e.get_time())] == [
+        "activated",
+        "suspended",
+        "resumed",
+    ]
+    assert_one_id_per_fact(receiver, source_of(ns, "branch"))
+    assert get_sub(api, ns, "branch")["status"]["billing"]["outbox"]["deliveredCount"] == 3
+    api.delete("subscriptions", "branch", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "branch", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
+def test_controller_killed_before_delivery_redelivers_the_same_id(
+    api: Api, controller: ControllerProcess, receiver: CloudEventsReceiver, ns: str
+) -> None:
+    off = unique("cm-crash")
+    api.apply(offering(off))
+    receiver.down()
+    try:
+        api.apply(subscription(ns, "edge", off, "acct-crash", "cm-r2", "Ethernet4", 631))
+        sub = wait_state(api, ns, "edge", "active")
+        activated_id = ev.event_id(sub["metadata"]["uid"], "activated", "")
+        sub = wait_for(
+            "the activated event in the outbox",
+            lambda: (
+                (s := get_sub(api, ns, "edge"))
+                and [e["id"] for e in s["status"]["billing"]["outbox"].get("pending", [])] == [activated_id]
+                and s
+            ),
+            20,
+        )
+        controller.kill9()  # after the outbox write, before any delivery
+    finally:
+        receiver.up()
+    assert activated_id not in receiver.ids
+    controller.start()
+    event = wait_event(receiver, activated_id, timeout=40)
+    assert event.get_time() == ts(sub["status"]["startDate"])
+    assert receiver.deliveries[(source_of(ns, "edge"), activated_id)] == 1
+    wait_for(
+        "the outbox drained after the restart",
+        lambda: not get_sub(api, ns, "edge")["status"]["billing"]["outbox"].get("pending"),
+        20,
+    )
+    assert_one_id_per_fact(receiver, source_of(ns, "edge"))
+    api.delete("subscriptions", "edge", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "edge", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
+def test_off_cycle_invoice_lines_taxes_and_payments(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, clock_file: Path, ns: str
+) -> None:
+    off = unique("cm-perday")
+    install = {"name": "Installation", "priceType": "oneTime", "price": money("100.00")}
+    api.apply(offering(off, daily(), install))
+    api.apply(subscription(ns, "lab", off, "acct-inv", "cm-r1", "Ethernet3", 641))
+    sub = wait_state(api, ns, "lab", "active")
+    start = ts(sub["status"]["startDate"])
+    end = max(start + timedelta(seconds=12), controller_now(clock_file) + timedelta(seconds=5)).replace(microsecond=0)
+    billed = int((end - start).total_seconds())
+    inv = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Invoice",
+        "metadata": {"name": "lab-adhoc", "namespace": ns},
+        "spec": {
+            "billingAccount": "acct-inv",
+            "runType": "offCycle",
+            "billingPeriod": {
+                "startDateTime": (start - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        },
+    }
+    api.apply(inv)
+    draft = wait_for(
+        "a draft computed",
+        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and (i.get("status") or {}).get("state") == "new" and i,
+        20,
+    )
+    assert condition(draft, "Ready")["reason"] == "Draft"
+    issued = wait_for(
+        "the invoice issued after its period",
+        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and i.get("status", {}).get("state") == "validated" and i,
+        60,
+    )["status"]
+    lines = {line["type"]: line for line in issued["lines"]}
+    assert set(lines) == {"oneTimeCharge", "recurringCharge"}, issued["lines"]
+    assert lines["oneTimeCharge"]["taxExcludedAmount"] == money("100.00")
+    assert lines["recurringCharge"]["taxExcludedAmount"] == money(f"{billed}.00"), "1.00 per delivered second"
+    total = sum(float(line["taxExcludedAmount"]["value"]) * 100 for line in issued["lines"])
+    assert issued["taxExcludedAmount"]["value"] == f"{total / 100:.2f}", "the total is the sum of the lines"
+    tax = issued["taxItem"][0]
+    assert (tax["taxCategory"], tax["taxRate"]) == ("VAT", "20")
+    assert float(tax["taxAmount"]["value"]) == round(total / 100 * 0.2, 2)
+    assert float(issued["taxIncludedAmount"]["value"]) == round(total / 100 + float(tax["taxAmount"]["value"]), 2)
+    assert issued["amountDue"] == issued["taxIncludedAmount"]
+    assert issued["contentDigest"].startswith("sha256:") and issued["billNo"] == "lab-adhoc"
+    due = ts(issued["paymentDueDate"]) - ts(issued["billDate"])
+    assert due == timedelta(days=30), "the offering's default payment term"
+    uid = sub["metadata"]["uid"]
+    assert lines["oneTimeCharge"]["events"] == [ev.event_id(uid, "activated", "")]
+    assert lines["recurringCharge"]["subscription"] == f"{ns}/lab"
+
+    included = issued["taxIncludedAmount"]["value"]
+    # record payments as docs/commerce.md says: a merge patch for the first, a JSON patch append after
+    first = {"id": "p1", "amount": money("50.00"), "date": "2026-01-01T00:00:00Z"}
+    patch = json.dumps({"spec": {"payments": [first]}})
+    kubectl.run("patch", "invoice", "lab-adhoc", "-n", ns, "--type=merge", "-p", patch)
+    partial = wait_for(
+        "partially paid",
+        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and i["status"].get("state") == "partiallyPaid" and i,
+        20,
+    )["status"]
+    assert partial["amountPaid"] == money("50.00")
+    assert float(partial["amountDue"]["value"]) == round(float(included) - 50, 2)
+    rest = f"{float(included) - 50:.2f}"
+    second = {"id": "p2", "amount": money(rest), "date": "2026-01-02T00:00:00Z"}
+    patch = json.dumps([{"op": "add", "path": "/spec/payments/-", "value": second}])
+    kubectl.run("patch", "invoice", "lab-adhoc", "-n", ns, "--type=json", "-p", patch)
+    settled = wait_for(
+        "settled",
+        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and i["status"].get("state") == "settled" and i,
+        20,
+    )["status"]
+    assert settled["amountDue"]["value"] == "0.00" and settled["settledDate"]
+    assert (settled["lines"], settled["contentDigest"]) == (issued["lines"], issued["contentDigest"]), "issued is final"
+    api.delete("subscriptions", "lab", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "lab", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
+def test_overdue_invoice_suspends_and_settlement_resumes(
+    api: Api,
+    controller: ControllerProcess,
+    admin: AdminClient,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    ns: str,
+) -> None:
+    off = unique("cm-strict")
+    policy = {"suspendOnOverdue": True, "gracePeriodDays": 0, "paymentTermDays": 0}
+    api.apply(offering(off, daily(), paymentPolicy=policy))
+    api.apply(subscription(ns, "shop", off, "acct-dunning", "cm-r2", "Ethernet5", 651))
+    sub = wait_state(api, ns, "shop", "active")
+    start = ts(sub["status"]["startDate"])
+    end = max(start + timedelta(seconds=10), controller_now(clock_file) + timedelta(seconds=3)).replace(microsecond=0)
+    inv = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Invoice",
+        "metadata": {"name": "shop-adhoc", "namespace": ns},
+        "spec": {
+            "billingAccount": "acct-dunning",
+            "billingPeriod": {
+                "startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        },
+    }
+    api.apply(inv)
+    issued = wait_for(
+        "issued and overdue at once (no payment term, no grace)",
+        lambda: (i := api.get("invoices", "shop-adhoc", ns)) and (i.get("status") or {}).get("overdue") is True and i,
+        60,
+    )["status"]
+    assert issued["state"] == "validated" and condition({"status": issued}, "Ready")["reason"] == "Overdue"
+
+    sub = wait_state(api, ns, "shop", "suspended")
+    hold = condition(sub, "PaymentHold")
+    assert hold is not None and hold["status"] == "True" and hold["reason"] == "InvoiceOverdue"
+    assert sub["status"]["billing"]["paymentHold"]["invoices"] == ["shop-adhoc"]
+    assert condition(sub, "Ready")["reason"] == "PaymentHold"
+    wait_for("subinterface shut for non-payment", lambda: subif_enabled(admin, "cm-r2", "Ethernet5", 651) is False, 20)
+    source = source_of(ns, "shop")
+    suspended = wait_for("a suspended event", lambda: received(receiver, source, "suspended"), 20)[0]
+    assert suspended.get_data()["reason"] == "PaymentHold"
+
+    inv["spec"]["payments"] = [{"id": "wire-1", "amount": issued["amountDue"], "date": "2026-01-01T00:00:00Z"}]
+    api.apply(inv)
+    wait_for(
+        "settled",
+        lambda: (i := api.get("invoices", "shop-adhoc", ns)) and i["status"].get("state") == "settled",
+        20,
+    )
+    sub = wait_state(api, ns, "shop", "active")
+    assert "paymentHold" not in sub["status"]["billing"]
+    assert condition(sub, "PaymentHold")["status"] == "False"
+    wait_for("subinterface up after settlement", lambda: subif_enabled(admin, "cm-r2", "Ethernet5", 651) is True, 20)
+    resumed = wait_for("a resumed event", lambda: received(receiver, source, "resumed"), 20)[0]
+    assert resumed.get_data()["reason"] == "PaymentReceived"
+    api.delete("subscriptions", "shop", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "shop", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
+def test_month_end_produces_the_on_cycle_invoice_exactly_once(
+    api: Api,
+    controller: ControllerProcess,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    ns: str,
+) -> None:
+    """Moves the controller's clock past the month end (forward only): keep this test last."""
+    off = unique("cm-monthly")
+    tz = "Europe/Paris"
+    api.apply(offering(off))
+    api.apply(subscription(ns, "dc", off, "ACME.Month", "cm-r1", "Ethernet4", 661, tz=tz))
+    sub = wait_state(api, ns, "dc", "active")
+    uid = sub["metadata"]["uid"]
+    start = ts(sub["status"]["startDate"])
+    month = Cycle.of("month", 1, tz).period_containing(controller_now(clock_file))
+    assert month.contains(start)
+    jump = (month.end + timedelta(seconds=20) - controller_now(clock_file)).total_seconds()
+    clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
+
+    name = invoice_name("ACME.Month", month, tz)
+    inv = wait_for(
+        f"the onCycle invoice {name}",
+        lambda: (i := api.get("invoices", name, ns)) and (i.get("status") or {}).get("state") == "validated" and i,
+        60,
+    )
+    assert inv["spec"]["runType"] == "onCycle"
+    assert ts(inv["spec"]["billingPeriod"]["startDateTime"]) == month.start
+    assert ts(inv["spec"]["billingPeriod"]["endDateTime"]) == month.end
+    ref = ev.SubscriptionRef(ns, "dc", uid, "ACME.Month")
+    charge_id = ev.charge_period_id(ref, "Monthly fee", Period(month.start, month.end))
+    (line,) = [ln for ln in inv["status"]["lines"] if ln["type"] == "recurringCharge"]
+    assert line["events"] == [charge_id], "the line traces back to its billing event"
+    assert inv["status"]["taxExcludedAmount"]["value"] == line["taxExcludedAmount"]["value"]
+    charge = wait_event(receiver, charge_id)
+    assert charge.get_data()["amount"] == line["taxExcludedAmount"]["value"], "event and bill agree"
+    assert charge.get_time() == month.end
+    sub = get_sub(api, ns, "dc")
+    assert ts(sub["status"]["billing"]["chargedThrough"]) == month.end
+    assert ts(sub["status"]["nextBillDate"]) > month.end
+
+    def on_cycle() -> list[str]:
+        return [i["metadata"]["name"] for i in list_items(api, "invoices", ns)]
+
+    mark = len(controller.logs())
+    wait_for("three more billing passes", lambda: billing_passes(controller, mark) >= 3, 30)
+    assert on_cycle() == [name], "exactly one onCycle invoice"
+    controller.kill9()
+    controller.start()
+    mark = len(controller.logs())
+    wait_for("two billing passes after a restart", lambda: billing_passes(controller, mark) >= 2, 60)
+    assert on_cycle() == [name], "a restart does not bill the month again"
+    charges = received(receiver, source_of(ns, "dc"), "charge.period")
+    assert {e.get_id() for e in charges} == {charge_id}, "the period's charge has one id"
+    assert_one_id_per_fact(receiver, source_of(ns, "dc"))
+    issued = api.get("invoices", name, ns)
+    assert issued is not None and issued["status"]["contentDigest"] == inv["status"]["contentDigest"]
+    api.delete("subscriptions", "dc", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "dc", ns) is None, 40)
+    api.delete("productofferings", off)

@@ -1,0 +1,591 @@
+"""CommerceController against an in-memory API server: the outbox invariant, conflicts, delivery,
+dunning and the onCycle invoice, without a cluster (the integration suite runs the real thing)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.billing import events as ev
+from controller.billing.clock import FakeClock, OffsetClock
+from controller.billing.events import BillingEvent
+from controller.billing.invoice import invoice_name
+from controller.billing.periods import Cycle
+from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
+from controller.commerce.runtime import CommerceController, KeyedRunner, _octets, spec_patch
+from controller.kube import FINALIZER, Conflict, NotFound, Ref
+from controller.settings import Settings
+from controller.statuswriter import StatusWriter
+
+T0 = datetime(2026, 11, 10, 12, 0, 0, tzinfo=UTC)
+API = "telco.intent.dev/v1alpha1"
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class FakeKube:
+    """The subset of controller.kube.Kube the commerce layer uses, with resourceVersion semantics."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        self.rv = itertools.count(1)
+        self.status_writes: list[tuple[Ref, dict[str, Any]]] = []
+        self.events: list[tuple[str, str]] = []
+        self.conflicts = 0  # fail the next N resourceVersion-checked status writes as if someone wrote first
+        self.on_write: Callable[[dict[str, Any]], None] | None = None  # the "watch": every stored change
+
+    def _store(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        meta["resourceVersion"] = str(next(self.rv))
+        key = (plural, meta.get("namespace"), meta["name"])
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+        if self.on_write is not None:
+            self.on_write(copy.deepcopy(obj))
+        return copy.deepcopy(obj)
+
+    def _get(self, ref: Ref) -> dict[str, Any]:
+        obj = self.objects.get((ref.plural, ref.namespace, ref.name))
+        if obj is None:
+            raise NotFound(str(ref))
+        return obj
+
+    async def get(self, ref: Ref) -> dict[str, Any]:
+        return copy.deepcopy(self._get(ref))
+
+    async def list_all(self, plural: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (p, _, _), o in self.objects.items() if p == plural]
+
+    async def patch_status(self, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> Any:
+        obj = self._get(ref)
+        if resource_version and self.conflicts:
+            self.conflicts -= 1
+            obj["status"] = _merge(obj.get("status") or {}, {"someoneElse": None})
+            self._store(ref.plural, obj)
+            raise Conflict("changed")
+        if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        obj["status"] = _merge(obj.get("status") or {}, status)
+        self.status_writes.append((ref, copy.deepcopy(status)))
+        return self._store(ref.plural, obj)
+
+    async def patch(self, ref: Ref, body: dict[str, Any]) -> dict[str, Any]:
+        obj = self._get(ref)
+        meta = body.get("metadata") or {}
+        if meta.get("resourceVersion") and meta["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        if "finalizers" in meta:
+            obj["metadata"]["finalizers"] = list(meta["finalizers"])
+        if "labels" in meta:
+            obj["metadata"]["labels"] = _merge(obj["metadata"].get("labels") or {}, meta["labels"])
+        if "spec" in body:
+            obj["spec"] = _merge(obj.get("spec") or {}, body["spec"])
+            obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+        return self._store(ref.plural, obj)
+
+    async def set_finalizers(self, ref: Ref, finalizers: list[str], resource_version: str) -> dict[str, Any]:
+        return await self.patch(ref, {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}})
+
+    async def create(self, body: dict[str, Any], plural: str, namespace: str | None) -> dict[str, Any]:
+        key = (plural, namespace, body["metadata"]["name"])
+        if key in self.objects:
+            raise Conflict("AlreadyExists")
+        obj = copy.deepcopy(body)
+        obj["metadata"].update(
+            uid=f"uid-{plural}-{body['metadata']['name']}", generation=1, creationTimestamp="2026-11-01T00:00:00Z"
+        )
+        return self._store(plural, obj)
+
+    async def delete(self, ref: Ref) -> None:
+        obj = self.objects.get((ref.plural, ref.namespace, ref.name))
+        if obj is None:
+            return
+        if obj["metadata"].get("finalizers"):
+            obj["metadata"]["deletionTimestamp"] = "2026-11-10T13:00:00Z"
+        else:
+            obj["metadata"]["deletionTimestamp"] = "2026-11-10T13:00:00Z"
+            obj["metadata"]["finalizers"] = []
+        self._store(ref.plural, obj)
+
+    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((reason, message))
+
+
+class MemorySink:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.events: list[BillingEvent] = []
+        self.down = False
+
+    async def send(self, event: BillingEvent) -> None:
+        if self.down:
+            raise SinkError(self.name, "down")
+        self.events.append(event)
+
+    async def close(self) -> None:
+        return None
+
+
+class World:
+    """A CommerceController wired to a FakeKube whose writes come back as watch events."""
+
+    def __init__(self, clock: FakeClock, sink: MemorySink | None = None) -> None:
+        self.kube = FakeKube()
+        self.clock = clock
+        self.sink = sink or MemorySink()
+        settings = Settings(billing_interval_seconds=3600, usage_interval_seconds=3600, billing_retry_seconds=3600)
+        deliverer = Deliverer([self.sink], policy=RetryPolicy(attempts=1, base_delay=0.001, max_delay=0.001))
+        self.ctl = CommerceController(
+            self.kube,  # type: ignore[arg-type]
+            StatusWriter(self.kube),  # type: ignore[arg-type]
+            settings,
+            clock,
+            deliverer=deliverer,
+        )
+        self.kube.on_write = self.watch
+
+    def watch(self, obj: dict[str, Any]) -> None:
+        kind = obj.get("kind")
+        deleted = obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers")
+        meta = obj["metadata"]
+        if kind == "Subscription":
+            if deleted:
+                self.ctl.remove_subscription(meta["namespace"], meta["name"])
+            else:
+                self.ctl.upsert_subscription(obj)
+        elif kind == "NetworkService":
+            if deleted:
+                self.ctl.forget_service(meta["namespace"], meta["name"])
+            else:
+                self.ctl.observe_service(obj)
+        elif kind == "Invoice":
+            self.ctl.upsert_invoice(obj)
+        elif kind == "ProductOffering":
+            self.ctl.upsert_offering(obj)
+
+    async def open(self) -> None:
+        for runner in (self.ctl._subs, self.ctl._invs, self.ctl._offs):
+            runner.open()
+
+    async def idle(self) -> None:
+        for _ in range(500):
+            await asyncio.sleep(0.002)
+            runners = (self.ctl._subs, self.ctl._invs, self.ctl._offs)
+            if not any(r._running for r in runners) and not self.ctl.writer._busy:
+                await asyncio.sleep(0.002)
+                if not any(r._running for r in runners):
+                    return
+        raise AssertionError("the controller did not settle")
+
+    def obj(self, plural: str, name: str, namespace: str | None = "acme") -> dict[str, Any]:
+        return copy.deepcopy(self.kube.objects[(plural, namespace, name)])
+
+    def has(self, plural: str, name: str, namespace: str | None = "acme") -> bool:
+        return (plural, namespace, name) in self.kube.objects
+
+    async def put(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.kube.create(body, plural, body["metadata"].get("namespace"))
+
+    async def service_ready(self, name: str, at: datetime, ready: bool = True) -> None:
+        """What the network reconciler would write: the NetworkService Ready (or not) since `at`."""
+        svc = self.kube._get(Ref("networkservices", name, "acme"))
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = {
+            "observedGeneration": svc["metadata"]["generation"],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": stamp,
+                    "reason": "Applied" if ready else "OperDown",
+                    "message": "",
+                }
+            ],
+            "startDate": (svc.get("status") or {}).get("startDate") or stamp,
+        }
+        await self.kube.patch_status(Ref("networkservices", name, "acme"), status)
+
+
+def offering_body(name: str = "fiber", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "ProductOffering",
+        "metadata": {"name": name},
+        "spec": {
+            "name": "Fiber",
+            "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
+            "productOfferingPrice": [
+                {
+                    "name": "Monthly fee",
+                    "priceType": "recurring",
+                    "recurringChargePeriodType": "month",
+                    "price": {"unit": "EUR", "value": "49.90"},
+                }
+            ],
+            **spec,
+        },
+    }
+
+
+def subscription_body(name: str = "hq", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Subscription",
+        "metadata": {"name": name, "namespace": "acme"},
+        "spec": {
+            "productOffering": {"name": "fiber"},
+            "billingAccount": {"id": "acme-1"},
+            "endpoints": [{"device": "pe1", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.1/30"}],
+            **spec,
+        },
+    }
+
+
+def run(scenario: Callable[[World], Awaitable[None]], clock: FakeClock | None = None) -> World:
+    world = World(clock or FakeClock(T0))
+
+    async def go() -> None:
+        await world.open()
+        try:
+            await scenario(world)
+        finally:
+            await world.ctl.close()
+
+    asyncio.run(go())
+    return world
+
+
+async def activate(w: World, name: str = "hq", ready_at: datetime = T0) -> dict[str, Any]:
+    await w.put("productofferings", offering_body())
+    await w.put("subscriptions", subscription_body(name))
+    await w.idle()
+    await w.service_ready(name, ready_at)
+    await w.idle()
+    return w.obj("subscriptions", name)
+
+
+# --- the outbox invariant -----------------------------------------------------------------------------
+
+
+def test_activation_records_the_transition_and_its_event_in_one_write() -> None:
+    async def scenario(w: World) -> None:
+        sub = await activate(w)
+        uid = sub["metadata"]["uid"]
+        assert FINALIZER in sub["metadata"]["finalizers"]
+        svc = w.obj("networkservices", "hq")
+        assert svc["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert sub["status"]["state"] == "active"
+        assert sub["status"]["startDate"] == "2026-11-10T12:00:00Z"
+        activated = ev.event_id(uid, "activated", "")
+        writes = [s for r, s in w.kube.status_writes if r.plural == "subscriptions" and s.get("state") == "active"]
+        first = writes[0]
+        assert [e["id"] for e in first["billing"]["outbox"]["pending"]] == [activated], "fact and event together"
+        assert first["billing"]["ledger"]["startDate"] == "2026-11-10T12:00:00Z"
+        # delivery, then the second write removes it
+        assert await w.ctl.deliver_once() == 1
+        await w.idle()
+        box = w.obj("subscriptions", "hq")["status"]["billing"]["outbox"]
+        assert box.get("pending", []) == [] and box["deliveredCount"] == 1
+        assert [e.id for e in w.sink.events] == [activated]
+        before = len(w.kube.status_writes)
+        for key in list(w.ctl.subscriptions):
+            w.ctl._subs.mark(key)
+        await w.idle()
+        assert len(w.kube.status_writes) == before, "a pass with nothing new writes nothing"
+
+    run(scenario)
+
+
+def test_a_conflicting_write_is_redone_on_the_fresh_object_and_the_fact_recorded_once() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body())
+        await w.put("subscriptions", subscription_body())
+        await w.idle()
+        w.kube.conflicts = 2
+        await w.service_ready("hq", T0)
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")
+        assert sub["status"]["state"] == "active"
+        pending = sub["status"]["billing"]["outbox"]["pending"]
+        assert [e["type"] for e in pending] == ["dev.intent.telco.subscription.activated.v1"]
+
+    run(scenario)
+
+
+def test_sink_down_keeps_events_pending_and_redelivers_them_under_the_same_id() -> None:
+    async def scenario(w: World) -> None:
+        w.sink.down = True
+        sub = await activate(w)
+        assert await w.ctl.deliver_once() == 0
+        await w.idle()
+        status = w.obj("subscriptions", "hq")["status"]
+        assert len(status["billing"]["outbox"]["pending"]) == 1
+        cond = next(c for c in status["conditions"] if c["type"] == "BillingDelivered")
+        assert (cond["status"], cond["reason"]) == ("False", "Pending")
+        w.sink.down = False
+        assert await w.ctl.deliver_once() == 1
+        await w.idle()
+        assert [e.id for e in w.sink.events] == [ev.event_id(sub["metadata"]["uid"], "activated", "")]
+        cond = next(c for c in w.obj("subscriptions", "hq")["status"]["conditions"] if c["type"] == "BillingDelivered")
+        assert cond["status"] == "True"
+
+    run(scenario)
+
+
+def test_suspend_resume_terminate_and_release() -> None:
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        sub = await activate(w)
+        uid = sub["metadata"]["uid"]
+        ref = Ref("subscriptions", "hq", "acme")
+        svc_ref = Ref("networkservices", "hq", "acme")
+        await w.kube.set_finalizers(svc_ref, [FINALIZER], "")  # as the network reconciler does
+        clock.advance(minutes=10)
+        await w.kube.patch(ref, {"spec": {"desiredState": "suspended"}})
+        await w.idle()
+        assert w.obj("subscriptions", "hq")["status"]["state"] == "suspended"
+        assert w.obj("networkservices", "hq")["spec"]["adminState"] == "disabled"
+        clock.advance(minutes=10)
+        await w.kube.patch(ref, {"spec": {"desiredState": "terminated"}})
+        await w.idle()
+        assert w.obj("subscriptions", "hq")["status"]["state"] == "pendingTerminate"
+        assert w.obj("networkservices", "hq")["metadata"]["deletionTimestamp"]
+        await w.kube.set_finalizers(svc_ref, [], "")  # the device configuration is removed
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")
+        assert sub["status"]["state"] == "terminated"
+        assert FINALIZER in sub["metadata"]["finalizers"], "held until its events are delivered"
+        await w.ctl.deliver_once()
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")
+        assert FINALIZER not in sub["metadata"]["finalizers"], "released: final period closed, all delivered"
+        facts = [ev.fact_of(e.type) for e in w.sink.events]
+        assert facts == ["activated", "suspended", "terminated", "charge.period"]
+        charge = w.sink.events[-1]
+        assert charge.data["billableSeconds"] == str(10 * 60), "active ∩ Ready: only the 10 minutes before suspension"
+        assert charge.id == ev.event_id(uid, "charge.period", charge.data["price"] + "/" + _key(charge))
+
+    run(scenario, clock)
+
+
+def _key(event: BillingEvent) -> str:
+    def compact(text: str) -> str:
+        return text.replace("-", "").replace(":", "")
+
+    return f"{compact(event.data['coverageStart'])}-{compact(event.data['coverageEnd'])}"
+
+
+def test_outbox_full_blocks_the_transition_until_delivery_makes_room() -> None:
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        w.sink.down = True
+        await activate(w)
+        ref = Ref("subscriptions", "hq", "acme")
+        for i in range(70):  # 70 suspend/resume facts after activation: the outbox holds 64
+            clock.advance(seconds=5)
+            await w.kube.patch(ref, {"spec": {"desiredState": "suspended" if i % 2 == 0 else "active"}})
+            await w.idle()
+        status = w.obj("subscriptions", "hq")["status"]
+        assert len(status["billing"]["outbox"]["pending"]) == 64
+        cond = next(c for c in status["conditions"] if c["type"] == "BillingDelivered")
+        assert cond["reason"] == "OutboxFull"
+        w.sink.down = False
+        for _ in range(5):
+            await w.ctl.deliver_once()
+            await w.idle()
+        status = w.obj("subscriptions", "hq")["status"]
+        assert status["billing"]["outbox"].get("pending", []) == []
+        ids = [e.id for e in w.sink.events]
+        assert len(ids) == len(set(ids)) == 65, "every fact once: the blocked resume was recorded after delivery"
+        assert w.obj("subscriptions", "hq")["status"]["state"] == "active"
+
+    run(scenario, clock)
+
+
+# --- dunning and invoices --------------------------------------------------------------------------
+
+
+def test_overdue_invoice_suspends_and_payment_resumes() -> None:
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        policy = {"suspendOnOverdue": True, "gracePeriodDays": 0, "paymentTermDays": 0}
+        await w.put("productofferings", offering_body(paymentPolicy=policy))
+        await w.put("subscriptions", subscription_body())
+        await w.idle()
+        await w.service_ready("hq", T0)
+        await w.idle()
+        clock.advance(days=2)
+        invoice = {
+            "apiVersion": API,
+            "kind": "Invoice",
+            "metadata": {"name": "bill", "namespace": "acme"},
+            "spec": {
+                "billingAccount": "acme-1",
+                "billingPeriod": {"startDateTime": "2026-11-10T00:00:00Z", "endDateTime": "2026-11-11T00:00:00Z"},
+            },
+        }
+        await w.put("invoices", invoice)
+        await w.idle()
+        bill = w.obj("invoices", "bill")["status"]
+        assert bill["state"] == "validated" and bill["overdue"] is True
+        assert bill["taxExcludedAmount"]["value"] == "0.83"  # 12 h of 49.90 per 30-day November
+        sub = w.obj("subscriptions", "hq")["status"]
+        assert sub["state"] == "suspended" and sub["billing"]["paymentHold"]["invoices"] == ["bill"]
+        await w.kube.patch(
+            Ref("invoices", "bill", "acme"),
+            {
+                "spec": {
+                    "payments": [
+                        {"id": "p", "amount": {"unit": "EUR", "value": "0.83"}, "date": "2026-11-12T00:00:00Z"}
+                    ]
+                }
+            },
+        )
+        await w.idle()
+        assert w.obj("invoices", "bill")["status"]["state"] == "settled"
+        sub = w.obj("subscriptions", "hq")["status"]
+        assert sub["state"] == "active" and "paymentHold" not in sub["billing"]
+
+    run(scenario, clock)
+
+
+def test_month_end_creates_the_on_cycle_invoice_once() -> None:
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        await activate(w)
+        month = Cycle.of("month").period_containing(T0)
+        clock.set(month.end + timedelta(minutes=1))
+        await w.ctl.billing_pass()
+        await w.idle()
+        await w.ctl.billing_pass()
+        await w.idle()
+        name = invoice_name("acme-1", month)
+        invoices = [k for k in w.kube.objects if k[0] == "invoices"]
+        assert invoices == [("invoices", "acme", name)]
+        bill = w.obj("invoices", name)
+        assert bill["spec"]["runType"] == "onCycle" and bill["status"]["state"] == "validated"
+        sub = w.obj("subscriptions", "hq")["status"]
+        assert sub["billing"]["chargedThrough"] == "2026-12-01T00:00:00Z"
+        # recurring charge: 20.5 days of 30 delivered: 49.90 * 20.5 / 30 = 34.0991... -> 34.10
+        assert bill["status"]["taxExcludedAmount"]["value"] == "34.10"
+        charges = [e for e in sub["billing"]["outbox"]["pending"] if e["type"].endswith("charge.period.v1")]
+        assert [e["data"]["amount"] for e in charges] == ["34.10"]
+        assert sub["billing"]["ledger"]["billedThrough"] == "2026-12-01T00:00:00Z", "compacted after the bill"
+
+    run(scenario, clock)
+
+
+def test_retired_offering_refuses_new_orders() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body(lifecycleStatus="Retired"))
+        await w.put("subscriptions", subscription_body("late"))
+        await w.idle()
+        sub = w.obj("subscriptions", "late")["status"]
+        assert sub["state"] == "created"
+        accepted = next(c for c in sub["conditions"] if c["type"] == "OrderAccepted")
+        assert (accepted["status"], accepted["reason"]) == ("False", "Retired")
+        assert not w.has("networkservices", "late")
+        offering = w.obj("productofferings", "fiber", None)["status"]
+        assert offering["sellable"] is False and offering["activeSubscriptions"] == 1
+
+    run(scenario)
+
+
+# --- small parts -------------------------------------------------------------------------------------
+
+
+def test_spec_patch_sets_changes_and_nulls_what_we_no_longer_set() -> None:
+    have = {"bandwidthMbps": 100, "peakBandwidthMbps": 200, "adminState": "enabled", "dryRun": False}
+    want = {"bandwidthMbps": 100, "adminState": "disabled"}
+    assert spec_patch(have, want) == {"adminState": "disabled", "peakBandwidthMbps": None}
+    assert spec_patch(want, want) == {}
+
+
+def test_offset_clock_reads_its_file_and_never_goes_back(tmp_path: Path) -> None:
+    offset = tmp_path / "offset"
+    offset.write_text("3600")
+    clock = OffsetClock(offset_file=str(offset), poll=0)
+    first = clock.now()
+    assert first - datetime.now(UTC) > timedelta(minutes=59)
+    offset.write_text("0")
+    assert clock.now() >= first, "time never goes backwards"
+    offset.write_text("86400")
+    assert clock.now() - datetime.now(UTC) > timedelta(hours=23)
+
+
+def test_keyed_runner_coalesces_marks_and_retries_failures() -> None:
+    calls: list[str] = []
+
+    async def go() -> None:
+        async def fn(key: str) -> None:
+            calls.append(key)
+            await asyncio.sleep(0.01)
+            if key == "bad" and calls.count("bad") == 1:
+                raise RuntimeError("boom")
+
+        runner: KeyedRunner[str] = KeyedRunner("test", fn, retry_initial=0.01)
+        for _ in range(5):
+            runner.mark("a")
+        runner.mark("bad")
+        runner.open()
+        await asyncio.sleep(0.005)
+        runner.mark("a")  # during the run: one more run
+        await asyncio.sleep(0.2)
+        await runner.close()
+
+    asyncio.run(go())
+    assert calls.count("a") == 2
+    assert calls.count("bad") == 2, "retried after the failure"
+
+
+def test_octets_from_a_counters_container_or_leaves() -> None:
+    from controller.gnmi.client import Notification, Update
+    from controller.intent.paths import GPath
+
+    base = "interfaces/interface[name=E1]/subinterfaces/subinterface[index=5]/state/counters"
+    container = Notification(0, [Update(GPath.parse(base).to_proto(), {"in-octets": 10, "out-octets": "20"})], [])
+    leaf = Notification(0, [Update(GPath.parse(base + "/in-octets").to_proto(), 7)], [])
+    assert _octets([container]) == {"in": 10, "out": 20}
+    assert _octets([leaf]) == {"in": 7}
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_build_deliverer_from_flags(mode: str, tmp_path: Path) -> None:
+    from controller.commerce.runtime import build_deliverer
+
+    settings = Settings(
+        billing_sink_urls=["http://127.0.0.1:1/", "http://127.0.0.1:1/"],
+        billing_sink_mode=mode,
+        billing_jsonl=str(tmp_path / "events.jsonl"),
+    )
+    deliverer = build_deliverer(settings)
+    assert deliverer is not None and [s.name for s in deliverer.sinks] == [
+        "http:http://127.0.0.1:1/",
+        f"file:{tmp_path / 'events.jsonl'}",
+    ]
+    assert build_deliverer(Settings(billing_sink_urls=[], billing_jsonl=None)) is None
