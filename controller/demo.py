@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -116,7 +117,8 @@ def run(once: bool) -> int:
         step("starting the controller (python -m controller run); log in .local/demo/controller.log")
         events_file = STATE / "billing-events.jsonl"
         events_file.unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TELCO_BILLING_JSONL": str(events_file)}
+        # A short billing interval so the demo's draft invoice fills within seconds.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TELCO_BILLING_INTERVAL_SECONDS": "3"}
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with open(STATE / "controller.log", "wb") as log:
@@ -140,12 +142,9 @@ def run(once: bool) -> int:
         step(f"billing events delivered (JSON Lines sink {events_file.relative_to(ROOT)})")
         _wait_for_events(events_file, minimum=12, timeout=60)
         print(status_view.render_events(events_file))
-        step("the invoice of examples/quickstart/50-invoice.yaml")
-        print(
-            status_view.render_invoice(
-                json.loads(kubectl(kubeconfig, "get", "invoice", "acme-001-2026-11-adhoc", "-n", "acme", "-o", "json"))
-            )
-        )
+        step("the invoice of examples/quickstart/50-invoice.yaml (a draft until November ends)")
+        invoice = _wait_for_invoice_lines(kubeconfig, "acme", "acme-001-2026-11-adhoc", 60)
+        print(status_view.render_invoice(invoice))
         if once:
             step("demo checks passed")
             return 0
@@ -174,6 +173,15 @@ def run(once: bool) -> int:
         if cluster is not None:
             cluster.stop()
     return 0
+
+
+def _wait_for_invoice_lines(kubeconfig: Path | None, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        invoice: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "invoice", name, "-n", namespace, "-o", "json"))
+        if (invoice.get("status") or {}).get("lines") or time.monotonic() > deadline:
+            return invoice
+        time.sleep(1)
 
 
 def _wait_for_events(path: Path, minimum: int, timeout: float) -> None:
