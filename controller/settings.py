@@ -19,7 +19,7 @@ def _env_list(name: str) -> list[str]:
 class Settings:
     namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
     resync_seconds: float = float(_env("RESYNC_SECONDS", "30"))
-    debounce_seconds: float = float(_env("DEBOUNCE_SECONDS", "0.02"))
+    debounce_seconds: float = float(_env("DEBOUNCE_SECONDS", "0.05"))
     retry_initial_seconds: float = float(_env("RETRY_INITIAL_SECONDS", "0.5"))
     retry_max_seconds: float = float(_env("RETRY_MAX_SECONDS", "30"))
     metrics_port: int = int(_env("METRICS_PORT", "0"))  # 0: no metrics endpoint

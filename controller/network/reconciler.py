@@ -272,6 +272,17 @@ class NetworkReconciler:
             except GnmiError as exc:
                 self._transient(device, members, exc)
                 return
+            # The oper-status of new subinterfaces follows on the subscription within milliseconds.
+            await session.wait_for_leaves(
+                [
+                    oper_status_path(port, vlan)
+                    for r in applying
+                    if r.key not in refused
+                    for (d, port, vlan) in r.endpoints()
+                    if d == device
+                ],
+                timeout=0.5,
+            )
         stats.retry_attempt = 0
 
         remaining = _drift_by_owner(verify(intent, tree))
@@ -364,9 +375,7 @@ class NetworkReconciler:
                 "VerifyFailed",
                 f"the device does not hold the intent after the Set: {drift}",
             )
-        oper = session.leaves.get(
-            GPath.parse(f"interfaces/interface[name={port}]/subinterfaces/subinterface[index={vlan}]/state/oper-status")
-        )
+        oper = session.leaves.get(oper_status_path(port, vlan))
         oper_up = None if oper is None else str(oper).upper() == "UP"
         phase = Phase.APPLIED if record.spec.adminState == "enabled" else Phase.DISABLED
         return EndpointOutcome(
@@ -474,6 +483,17 @@ class NetworkReconciler:
             except NotFound:
                 return
         log.warning("could not release %s after 5 conflicts; the next event retries", record.ref)
+
+
+def oper_status_path(port: str, vlan: int) -> GPath:
+    return GPath.of(
+        "interfaces",
+        ("interface", {"name": port}),
+        "subinterfaces",
+        ("subinterface", {"index": str(vlan)}),
+        "state",
+        "oper-status",
+    )
 
 
 def _drift_by_owner(drifts: list[Any]) -> dict[ServiceKey, str]:

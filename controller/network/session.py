@@ -72,6 +72,7 @@ class DeviceSession:
         self.leaves: dict[GPath, Any] = {}
         self.version = 0  # bumps on every change the subscription reports
         self._tree: tuple[int, dict[str, Any]] | None = None
+        self._changed = asyncio.Event()  # set by every notification
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -131,6 +132,19 @@ class DeviceSession:
         self.version += 1
         if self.synced:
             self._on_change(self.name)
+        self._changed.set()
+
+    async def wait_for_leaves(self, paths: list[GPath], timeout: float) -> bool:
+        """Wait until the subscription has reported every path (e.g. the oper-status of a subinterface
+        just created), so one status write can say Ready with it instead of two."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not all(p in self.leaves for p in paths):
+                    self._changed.clear()
+                    await self._changed.wait()
+            return True
+        except TimeoutError:
+            return False
 
     # -- what the reconciler uses --------------------------------------------------------
     def observed(self) -> dict[str, Any]:
