@@ -28,7 +28,7 @@ bin: ## build kube-apiserver, etcd, kubectl and helm from their Go modules (only
 	@hack/helm/build.sh
 
 crds: $(VENV)/.installed ## regenerate crds/ from the pydantic models in controller/api, and the chart's copies
-	@$(PY) -m controller crds --write crds/
+	@$(PY) -m controller crds --write crds/ --reference docs/api-reference.md
 	@hack/sync-chart-crds.sh
 	@$(PY) deploy/argocd/render.py
 

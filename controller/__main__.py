@@ -17,6 +17,11 @@ def _crds(args: argparse.Namespace) -> int:
         for name, text in files.items():
             (args.write / name).write_text(text)
             print(f"wrote {args.write / name}")
+        if args.reference:
+            from . import apidoc
+
+            args.reference.write_text(apidoc.render())
+            print(f"wrote {args.reference}")
     else:
         sys.stdout.write("---\n".join(files.values()))
     return 0
@@ -214,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the API models")
     crds.add_argument("--write", type=Path, metavar="DIR", help="write one file per CRD into DIR instead")
+    crds.add_argument("--reference", type=Path, metavar="FILE", help="with --write: also the Markdown API reference")
     crds.set_defaults(func=_crds)
     demo = sub.add_parser("demo", help="the quick start on a local control plane (what `make demo` runs)")
     demo.add_argument("--once", action="store_true", help="run the checks and exit instead of staying up")

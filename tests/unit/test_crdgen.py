@@ -72,3 +72,11 @@ def test_optional_unions_collapse_and_rules_survive() -> None:
 def test_a_union_that_is_not_optional_is_refused() -> None:
     with pytest.raises(crdgen.SchemaError, match="unions"):
         crdgen._convert({"anyOf": [{"type": "string"}, {"type": "integer"}]}, {}, "spec.x")
+
+
+def test_committed_api_reference_matches_the_models() -> None:
+    from controller import apidoc
+
+    committed = (ROOT / "docs" / "api-reference.md").read_text()
+    assert committed == apidoc.render(), "docs/api-reference.md is stale: run `make crds` and commit the result"
+    assert "| `endpoints[].vlanId` | integer | yes |" in committed
