@@ -9,7 +9,7 @@ BIN := bin
 KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim
+.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ lint: $(VENV)/.installed ## ruff and mypy
 
 test: setup ## the whole suite: unit tests and integration tests against a real local control plane
 	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed ## only the fast tests without I/O
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -70,6 +70,17 @@ cluster-down: $(VENV)/.installed ## stop it; no process, port or directory is le
 
 demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE=1 exits after the checks)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m controller demo $(if $(ONCE),--once,)
+
+bench: setup ## controller benchmarks side by side with baselines (~25 min; not part of make test)
+	@$(PY) -m pip install -q -r bench/requirements.txt
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py
+
+bench-quick: setup ## the same scenarios, smaller (~3 min)
+	@$(PY) -m pip install -q -r bench/requirements.txt
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py --quick
+
+reliability: setup ## fault matrix, chaos with billing integrity, hostile input and RBAC (long; a subset runs in make test)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest tests/reliability tests/integration/test_hostile_input.py tests/integration/test_rbac.py $(PYTEST_ARGS)
 
 bench-devicesim: $(VENV)/.installed ## devicesim throughput, latency and memory (QUICK=1 for a short run)
 	@$(PY) bench/devicesim_bench.py $(if $(QUICK),--quick,)

@@ -212,7 +212,7 @@ class NetworkReconciler:
         applying = [r for r in live if r.spec is not None and not r.spec.dryRun]
 
         def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:
-            return [Claim(r.key, r.created_at, rendered[r.key]) for r in records if r.key not in exclude]
+            return [Claim(r.key, self._precedence(r, device), rendered[r.key]) for r in records if r.key not in exclude]
 
         try:
             tree = observe(await session.get_config())
@@ -240,7 +240,9 @@ class NetworkReconciler:
 
         for r in live:  # dry runs: what the Set would carry if the service were applied now
             if r.spec is not None and r.spec.dryRun and r.key not in refused:
-                dry = merge(device, [*claims(applying, refused), Claim(r.key, r.created_at, rendered[r.key])])
+                dry = merge(
+                    device, [*claims(applying, refused), Claim(r.key, self._precedence(r, device), rendered[r.key])]
+                )
                 lost = [c for c in dry.conflicts if c.service == r.key]
                 if lost:
                     refused[r.key] = ("ConflictingClaim", lost[0].message)
@@ -310,6 +312,16 @@ class NetworkReconciler:
                     )
                 )
             self.publish(r)
+
+    def _precedence(self, record: ServiceRecord, device: str) -> dt.datetime:
+        """When the service's claim on `device` counts from. A service already configured there keeps its
+        claim against any newcomer: creation times have one-second resolution, and a tie would
+        otherwise go by name and could take a working service's port away."""
+        if (record.key, device) in self._applied or any(
+            e.get("applied") and e.get("device") == device for e in record.status.get("endpoints", []) or []
+        ):
+            return EPOCH
+        return record.created_at
 
     def _drift_reverted(self, device: str, owner: ServiceKey, what: str) -> None:
         self.stats[device].drift_repairs += 1

@@ -1,0 +1,1 @@
+"""Reliability and security tests: faults, chaos, hostile input (docs/reliability.md)."""
