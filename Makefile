@@ -57,7 +57,7 @@ lint: $(VENV)/.installed ## ruff and mypy
 
 test: setup ## the whole suite: unit tests and integration tests against a real local control plane
 	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed ## only the fast tests without I/O
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -80,7 +80,7 @@ bench-quick: setup ## the same scenarios, smaller (~3 min)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py --quick
 
 reliability: setup ## fault matrix, chaos with billing integrity, hostile input and RBAC (long; a subset runs in make test)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest tests/reliability tests/integration/test_hostile_input.py tests/integration/test_rbac.py $(PYTEST_ARGS)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" TELCO_RELIABILITY=full $(VENV)/bin/pytest tests/reliability tests/integration/test_hostile_input.py tests/integration/test_rbac.py $(PYTEST_ARGS)
 
 bench-devicesim: $(VENV)/.installed ## devicesim throughput, latency and memory (QUICK=1 for a short run)
 	@$(PY) bench/devicesim_bench.py $(if $(QUICK),--quick,)

@@ -40,7 +40,10 @@ def replica(r: Rig, priority: int, log: str) -> tuple[ControllerProcess, int]:
 
 
 def metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:  # the replica is still starting
+        return 0.0
     return metric_total(text, name)
 
 
