@@ -79,7 +79,10 @@ class Controller:
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
             for name in list(self.devices):
-                await self.refresh_device(name)
+                try:
+                    await self.refresh_device(name)
+                except Exception:  # one device must never stop the resync of the others
+                    log.exception("refreshing device %s failed", name)
             self.network.resync()
 
     # -- NetworkDevice -----------------------------------------------------------------------

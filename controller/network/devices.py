@@ -41,13 +41,24 @@ async def target_for(spec: NetworkDeviceSpec, kube: Kube) -> Target:
     return Target(
         address=spec.address,
         port=spec.port,
-        username=creds["username"].decode(),
-        password=creds["password"].decode(),
+        username=_text(creds, "username", ref.namespace, ref.name),
+        password=_text(creds, "password", ref.namespace, ref.name),
         insecure=spec.tls.insecure,
         ca_pem=ca,
         server_name=spec.tls.serverName,
         timeout=float(spec.timeoutSeconds),
     )
+
+
+def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
+    """A credential as gRPC metadata can carry it: printable ASCII, no line breaks."""
+    try:
+        value = data[key].decode("ascii")
+    except UnicodeDecodeError:
+        raise DeviceConfigError(f"Secret {namespace}/{name} key {key} is not printable ASCII") from None
+    if not value.isprintable():
+        raise DeviceConfigError(f"Secret {namespace}/{name} key {key} holds control characters")
+    return value
 
 
 def _short(exc: Exception) -> str:

@@ -114,8 +114,9 @@ class DeviceSession:
         self.connected, self.error = connected, error
         if changed:
             self._on_state(self.name)
-            if connected:
-                self._on_change(self.name)  # a reconnected device is re-verified at once
+            # Either way the services on the device must hear it now, not at the next resync:
+            # a reconnected device is re-verified, a lost one makes its services not Ready.
+            self._on_change(self.name)
 
     def _apply(self, n: Notification) -> None:
         if n.sync:
