@@ -44,8 +44,13 @@ def script_per_service(fleet: FleetProcess, services: list[Svc]) -> dict[str, An
     try:
         for device in dict.fromkeys(s.device for s in services):
             info = fleet.devices[device]
-            clients[device] = gNMIclient(target=info.target, username=info.username, password=info.password,
-                                         path_cert=fleet.ca_path, gnmi_timeout=30)
+            clients[device] = gNMIclient(
+                target=info.target,
+                username=info.username,
+                password=info.password,
+                path_cert=fleet.ca_path,
+                gnmi_timeout=30,
+            )
             clients[device].connect()
         connected = time.monotonic() - t0
         for svc in services:
@@ -56,8 +61,13 @@ def script_per_service(fleet: FleetProcess, services: list[Svc]) -> dict[str, An
         for c in clients.values():
             c.close()
     wall = time.monotonic() - t0
-    return {"wall_s": round(wall, 2), "connect_s": round(connected, 2), "sets": len(done),
-            "services_per_s": round(len(done) / wall, 1), "ready_times": done}
+    return {
+        "wall_s": round(wall, 2),
+        "connect_s": round(connected, 2),
+        "sets": len(done),
+        "services_per_s": round(len(done) / wall, 1),
+        "ready_times": done,
+    }
 
 
 async def _batched(fleet: FleetProcess, services: list[Svc]) -> tuple[float, dict[str, tuple[float, int]], float]:
@@ -68,10 +78,16 @@ async def _batched(fleet: FleetProcess, services: list[Svc]) -> tuple[float, dic
         by_device.setdefault(svc.device, []).append(svc)
     t0 = time.monotonic()
     requests = {
-        device: gnmi_pb2.SetRequest(update=[
-            gnmi_pb2.Update(path=e.path.to_proto(),
-                            val=gnmi_pb2.TypedValue(json_val=json.dumps(e.value, separators=(",", ":")).encode()))
-            for svc in svcs for e in rendered(svc)])
+        device: gnmi_pb2.SetRequest(
+            update=[
+                gnmi_pb2.Update(
+                    path=e.path.to_proto(),
+                    val=gnmi_pb2.TypedValue(json_val=json.dumps(e.value, separators=(",", ":")).encode()),
+                )
+                for svc in svcs
+                for e in rendered(svc)
+            ]
+        )
         for device, svcs in by_device.items()
     }
     build = time.monotonic() - t0
@@ -98,8 +114,14 @@ def batched_per_device(fleet: FleetProcess, services: list[Svc]) -> dict[str, An
     for t, n in sorted(finished.values()):
         times += [t] * n
     updates = sum(len(rendered(s)) for s in services[:1]) * len(services)
-    return {"wall_s": round(wall, 3), "build_s": round(build, 3), "sets": len(finished), "updates": updates,
-            "services_per_s": round(len(services) / wall, 1), "ready_times": times}
+    return {
+        "wall_s": round(wall, 3),
+        "build_s": round(build, 3),
+        "sets": len(finished),
+        "updates": updates,
+        "services_per_s": round(len(services) / wall, 1),
+        "ready_times": times,
+    }
 
 
 def api_only(api: Api, services: list[Svc], workers: int) -> dict[str, Any]:

@@ -114,8 +114,9 @@ def device_names(count: int) -> list[str]:
 
 def start_fleet(names: list[str], workdir: Path) -> FleetProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    return FleetProcess(["--devices", str(len(names)), "--names", ",".join(names)], workdir=workdir,
-                        timeout=180).start()
+    return FleetProcess(
+        ["--devices", str(len(names)), "--names", ",".join(names)], workdir=workdir, timeout=180
+    ).start()
 
 
 def register_devices(api: Api, fleet: FleetProcess, names: list[str]) -> None:
@@ -172,8 +173,13 @@ def slot(k: int) -> tuple[str, int, str]:
     return PORTS[k % len(PORTS)], 100 + k // len(PORTS), f"100.{64 + a // 256}.{a % 256}.{b * 4 + 1}/30"
 
 
-def layout(namespace: str, per_device: dict[str, int], prefix: str = "s", start: dict[str, int] | None = None,
-           interleave: bool = True) -> list[Svc]:
+def layout(
+    namespace: str,
+    per_device: dict[str, int],
+    prefix: str = "s",
+    start: dict[str, int] | None = None,
+    interleave: bool = True,
+) -> list[Svc]:
     """Services spread as `per_device` says; `start` gives each device's first free slot.
     Interleaved across devices (the order a big apply would bring them) unless told otherwise."""
     start = start or {}
@@ -234,8 +240,9 @@ def strip_finalizers_and_delete(api: Api, namespace: str, plural: str = "network
     def strip(item: dict[str, Any]) -> None:
         if item["metadata"].get("finalizers"):
             with contextlib.suppress(ApiException):
-                api.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural,
-                                                          item["metadata"]["name"], {"metadata": {"finalizers": None}})
+                api.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, item["metadata"]["name"], {"metadata": {"finalizers": None}}
+                )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(strip, items))
@@ -263,8 +270,13 @@ class ReceiverProcess:
     how many distinct event ids it accepted."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _RECEIVER.format(root=str(ROOT))], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _RECEIVER.format(root=str(ROOT))],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http"):
@@ -292,8 +304,9 @@ class ReceiverProcess:
 
 def controller_flags() -> str:
     """`python -m controller run --help` (to use flags only when this controller has them)."""
-    return subprocess.run([sys.executable, "-m", "controller", "run", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "run", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,11 +383,11 @@ class WatchAudit:
             if self.namespace is None:
                 fn, args = self.api.custom.list_cluster_custom_object, (GROUP, VERSION, self.plural)
             else:
-                fn, args = self.api.custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace,
-                                                                           self.plural)
+                fn, args = self.api.custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, self.plural)
             try:
-                for event in w.stream(fn, *args, resource_version=self._rv, timeout_seconds=20,
-                                      allow_watch_bookmarks=True):
+                for event in w.stream(
+                    fn, *args, resource_version=self._rv, timeout_seconds=20, allow_watch_bookmarks=True
+                ):
                     obj = event["object"]
                     self._rv = obj["metadata"]["resourceVersion"]
                     if event["type"] in ("ADDED", "MODIFIED"):
@@ -507,11 +520,27 @@ class BenchController(ControllerProcess):
     """The harness's ControllerProcess with a metrics port, production resync, and optionally
     py-spy sampling it (py-spy cannot attach to a running process here, so it launches it)."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, *, resync: float = 30.0,
-                 profile_to: Path | None = None, extra: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        *,
+        resync: float = 30.0,
+        profile_to: Path | None = None,
+        extra: Iterable[str] = (),
+    ) -> None:
         self.metrics_port = free_port()
-        super().__init__(kubeconfig, log_path, "--resync-seconds", str(resync), "--metrics-port",
-                         str(self.metrics_port), "--log-level", "warning", *extra)
+        super().__init__(
+            kubeconfig,
+            log_path,
+            "--resync-seconds",
+            str(resync),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--log-level",
+            "warning",
+            *extra,
+        )
         self.profile_to = profile_to
         self._ps: psutil.Process | None = None
 
@@ -521,12 +550,30 @@ class BenchController(ControllerProcess):
         else:
             env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
             spy = Path(sys.executable).with_name("py-spy")
-            cmd = [str(spy), "record", "--nonblocking", "--gil", "--rate", "100", "--format", "raw",
-                   "--output", str(self.profile_to), "--",
-                   sys.executable, "-m", "controller", "run", "--resync-seconds", "5", *self.args]
+            cmd = [
+                str(spy),
+                "record",
+                "--nonblocking",
+                "--gil",
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(self.profile_to),
+                "--",
+                sys.executable,
+                "-m",
+                "controller",
+                "run",
+                "--resync-seconds",
+                "5",
+                *self.args,
+            ]
             with open(self.log_path, "ab") as logf:
-                self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                self.proc = subprocess.Popen(
+                    cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+                )
         self._ps = None
         _LIVE.add(self)
         return self
@@ -626,8 +673,12 @@ def metric_by(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
 
 
 def wait_devices_ready(api: Api, names: list[str], timeout: float = 120) -> None:
-    wait_for("every NetworkDevice Ready",
-             lambda: all(is_ready(api.get("networkdevices", n)) for n in names), timeout, interval=0.5)
+    wait_for(
+        "every NetworkDevice Ready",
+        lambda: all(is_ready(api.get("networkdevices", n)) for n in names),
+        timeout,
+        interval=0.5,
+    )
 
 
 def proc_cpu(pid: int) -> float:

@@ -20,9 +20,16 @@ Key = tuple[str, str, int]  # device, port, subinterface index
 
 def _desc_path() -> gnmi_pb2.Path:
     e = gnmi_pb2.PathElem
-    return gnmi_pb2.Path(elem=[
-        e(name="interfaces"), e(name="interface", key={"name": "*"}), e(name="subinterfaces"),
-        e(name="subinterface", key={"index": "*"}), e(name="config"), e(name="description")])
+    return gnmi_pb2.Path(
+        elem=[
+            e(name="interfaces"),
+            e(name="interface", key={"name": "*"}),
+            e(name="subinterfaces"),
+            e(name="subinterface", key={"index": "*"}),
+            e(name="config"),
+            e(name="description"),
+        ]
+    )
 
 
 def _value(v: gnmi_pb2.TypedValue) -> str:
@@ -81,9 +88,13 @@ class DescriptionWatch:
 
     async def _one(self, device: str, channel: grpc.aio.Channel) -> None:
         stub = gnmi_pb2_grpc.gNMIStub(channel)
-        request = gnmi_pb2.SubscribeRequest(subscribe=gnmi_pb2.SubscriptionList(
-            subscription=[gnmi_pb2.Subscription(path=_desc_path(), mode=gnmi_pb2.ON_CHANGE)],
-            mode=gnmi_pb2.SubscriptionList.STREAM, encoding=gnmi_pb2.JSON))
+        request = gnmi_pb2.SubscribeRequest(
+            subscribe=gnmi_pb2.SubscriptionList(
+                subscription=[gnmi_pb2.Subscription(path=_desc_path(), mode=gnmi_pb2.ON_CHANGE)],
+                mode=gnmi_pb2.SubscriptionList.STREAM,
+                encoding=gnmi_pb2.JSON,
+            )
+        )
         call = stub.Subscribe(metadata=MD)
         await call.write(request)
         async for resp in call:
@@ -108,8 +119,9 @@ class DescriptionWatch:
         with self.cond:
             return len(self.seen[key])
 
-    def wait_value(self, key: Key, value: str, after: int, timeout: float, not_before: str | None = None
-                   ) -> float | None:
+    def wait_value(
+        self, key: Key, value: str, after: int, timeout: float, not_before: str | None = None
+    ) -> float | None:
         """Arrival time of the first notification of `value` for `key` after index `after` (and after
         a notification of `not_before`, when given); None on timeout."""
         deadline = time.monotonic() + timeout

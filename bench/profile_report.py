@@ -36,8 +36,14 @@ GROUPS = (
 
 
 PLUMBING = (
-    "<frozen runpy>", "controller/__main__.py", "asyncio/runners.py", "asyncio/base_events.py",
-    "Handle._run (asyncio/events.py)", "threading.py", "concurrent/futures/thread.py", "kopf/_core/reactor/running.py",
+    "<frozen runpy>",
+    "controller/__main__.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "Handle._run (asyncio/events.py)",
+    "threading.py",
+    "concurrent/futures/thread.py",
+    "kopf/_core/reactor/running.py",
 )
 
 
