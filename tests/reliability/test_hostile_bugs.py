@@ -1,6 +1,7 @@
-"""Hostile input the controller does not handle yet (the passing corpus is in
-tests/integration/test_hostile_input.py). Each test reproduces a bug listed in docs/reliability.md and
-fails until it is fixed; they run in `make reliability` only."""
+"""Hostile input that exposed controller bugs (the passing corpus is in
+tests/integration/test_hostile_input.py). Tests marked `bug` reproduce a bug listed in
+docs/reliability.md and fail until it is fixed; the others are regressions of fixed ones. All run in
+`make reliability` only."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def device_cond(r: Rig, name: str, type_: str = "Ready") -> dict | None:  # type
     return condition(r.api.get("networkdevices", name), type_)
 
 
-@pytest.mark.bug("a credentials Secret with non-UTF-8 bytes crashes the device handler and kills the resync loop")
 def test_non_utf8_credentials_are_reported_and_do_not_stop_the_resync(r: Rig) -> None:
+    """Regression of bug 7 (docs/reliability.md), fixed in d148b55."""
     # A device whose Secret does not exist yet: only the periodic resync re-reads Secrets.
     r.api.apply(aimed_at_r1(r, "hb-later", secret="hb-later-creds"))
     wait_for("hb-later InvalidConfiguration", lambda: (c := device_cond(r, "hb-later")) and
@@ -84,7 +85,6 @@ def _ready_soon(r: Rig, name: str) -> bool:
     return True
 
 
-@pytest.mark.bug("credentials gRPC metadata cannot carry: traceback per reconnect, unreadable message, status churn")
 @pytest.mark.parametrize(
     "creds",
     [
@@ -95,6 +95,7 @@ def _ready_soon(r: Rig, name: str) -> bool:
     ids=["newline", "nul", "cyrillic"],
 )
 def test_credentials_grpc_cannot_send_are_a_clear_configuration_error(r: Rig, creds: dict[str, bytes]) -> None:
+    """Regression of bug 8 (docs/reliability.md), fixed in d148b55."""
     name = unique("hb-meta")
     raw_secret(r, name, creds)
     r.api.apply(aimed_at_r1(r, name, secret=name))
