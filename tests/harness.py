@@ -3,12 +3,13 @@ and helpers to read and wait on objects through the Kubernetes API."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,3 +159,18 @@ class ControllerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def serving(
+    proc: ControllerProcess, api: Api, devices: Iterable[str], log_tail: int = 8000
+) -> Iterator[ControllerProcess]:
+    """Start the controller, wait until every named device is Ready; afterwards stop it and print its log."""
+    proc.start()
+    try:
+        for name in devices:
+            wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
+        yield proc
+    finally:
+        proc.stop()
+        print(f"--- controller log ({proc.log_path}) ---\n" + proc.logs()[-log_tail:])

@@ -28,7 +28,7 @@ from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle, Period, stamp
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
-from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
+from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
 from tests.support.cloudevents_receiver import CloudEventsReceiver
 
@@ -125,14 +125,9 @@ def controller(
         "--usage-interval-seconds",
         "1",
         env={"TELCO_CLOCK_OFFSET_FILE": str(clock_file), "TELCO_BILLING_RETRY_SECONDS": "0.5"},
-    ).start()
-    try:
-        for name in DEVICES:
-            wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
-        yield proc
-    finally:
-        proc.stop()
-        print(f"--- controller log ({log}) ---\n" + proc.logs()[-8000:])
+    )
+    with serving(proc, api, DEVICES) as running:
+        yield running
 
 
 @pytest.fixture()

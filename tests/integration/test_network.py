@@ -18,7 +18,7 @@ import yaml
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
 from localcluster.cluster import free_port
-from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
+from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
 
 NS = "net-tests"
@@ -84,14 +84,8 @@ def api(crds: Kubectl, fleet: FleetProcess) -> Api:
 @pytest.fixture(scope="module")
 def controller(api: Api, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
     log = tmp_path_factory.mktemp("controller") / "controller.log"
-    proc = ControllerProcess(kubeconfig, log, "--metrics-port", str(METRICS_PORT)).start()
-    try:
-        for name in DEVICES:
-            wait_for(f"NetworkDevice {name} Ready", lambda n=name: is_ready(api.get("networkdevices", n)), 30)
+    with serving(ControllerProcess(kubeconfig, log, "--metrics-port", str(METRICS_PORT)), api, DEVICES) as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(f"--- controller log ({log}) ---\n" + proc.logs()[-6000:])
 
 
 @pytest.fixture()
