@@ -36,6 +36,11 @@ class DeviceRecord:
     config_error: str | None = None
 
 
+def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two versions of a NetworkDevice ask for the same session (only status or labels differ)."""
+    return old["metadata"].get("uid") == new["metadata"].get("uid") and old.get("spec") == new.get("spec")
+
+
 def validation_message(exc: ValidationError) -> str:
     """One line naming each bad field and what was expected."""
     parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
@@ -52,6 +57,7 @@ class Controller:
         self.network = NetworkReconciler(self.kube, self.writer, settings, clock=self.clock.now)
         self.network.on_device_pass = self.publish_device  # e.g. its service count, once per pass
         self.devices: dict[str, DeviceRecord] = {}
+        self.network.device_facts = self.devices.get
         self.commerce = CommerceController(
             self.kube, self.writer, settings, self.clock, sessions=lambda: self.network.sessions
         )
@@ -88,10 +94,16 @@ class Controller:
     # -- NetworkDevice -----------------------------------------------------------------------
     async def upsert_device(self, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
-        record = self.devices.get(name) or DeviceRecord(name, body)
+        self.network.device_seen(name)
+        known = self.devices.get(name)
+        if known is not None and _same_device_intent(known.body, body):
+            known.body = body  # e.g. the echo of our own status write: the target cannot have changed
+            return
+        record = known or DeviceRecord(name, body)
         record.body = body
         self.devices[name] = record
         await self.refresh_device(name)
+        self.network.mark_dirty(name)  # its services hear about a new or changed device now
 
     async def refresh_device(self, name: str) -> None:
         """(Re)build the device's target from spec and Secrets; replace the session when it changed."""
@@ -117,6 +129,7 @@ class Controller:
 
     async def remove_device(self, name: str) -> None:
         self.devices.pop(name, None)
+        self.network.device_removed(name)
         await self.network.detach_session(name)
 
     def _device_changed(self, name: str) -> None:
@@ -128,15 +141,17 @@ class Controller:
         if record is None:
             return
         meta = record.body["metadata"]
+        ref = Ref("networkdevices", name)
+        current = self.writer.latest(ref, record.body.get("status"))
         status = device_status(
             generation=meta.get("generation", 0),
-            current=record.body.get("status") or {},
+            current=current,
             session=self.network.sessions.get(name),
             config_error=record.config_error,
             services=len(self.network.members(name)),
             now=self.now(),
         )
-        self.writer.submit(Ref("networkdevices", name), status, record.body.get("status"))
+        self.writer.submit(ref, status, current)
         sessions = self.network.sessions.values()
         metrics.DEVICES_REACHABLE.set(sum(1 for s in sessions if s.connected))
         metrics.DEVICES_TOTAL.set(len(self.devices))

@@ -52,6 +52,16 @@ class StatusWriter:
             task.add_done_callback(self._tasks.discard)
         return True
 
+    def latest(self, ref: Ref, stored: dict[str, Any] | None) -> dict[str, Any]:
+        """The status as it is once our writes land: `stored` (often a watch copy older than our last
+        write) overlaid with what was written or queued since. Computing the next status from this
+        keeps condition timestamps stable instead of regenerating them from a stale copy."""
+        current = dict(stored or {})
+        for layer in (self._written.get(ref), self._pending.get(ref)):
+            if layer:
+                current.update(layer)
+        return {k: v for k, v in current.items() if v is not None}
+
     def forget(self, ref: Ref) -> None:
         self._written.pop(ref, None)
         self._pending.pop(ref, None)

@@ -16,9 +16,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 
 from .. import metrics
+from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, merge_conditions
 from ..gnmi.client import GnmiError
@@ -62,13 +64,46 @@ class ServiceRecord:
         # Computed once: reconcile passes ask for these for every member service.
         self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
         self._devices = frozenset(e[0] for e in self._endpoints)
-        self.rendered: tuple[ManagedEntry, ...] = tuple(render(self.key, self.spec)) if self.spec else ()
+
+    @cached_property
+    def rendered(self) -> tuple[ManagedEntry, ...]:
+        return tuple(render(self.key, self.spec)) if self.spec else ()
 
     def endpoints(self) -> list[Endpoint]:
         return self._endpoints
 
     def devices(self) -> frozenset[str]:
         return self._devices
+
+    def same_intent(self, other: ServiceRecord) -> bool:
+        """Whether `other` asks the devices for the same thing (e.g. only its status or labels differ)."""
+        return (
+            self.uid == other.uid
+            and self.generation == other.generation
+            and self.deleting == other.deleting
+            and self.spec == other.spec
+            and self.invalid == other.invalid
+        )
+
+    def applied_elsewhere(self) -> list[Endpoint]:
+        """Endpoints the stored status says are configured but the spec no longer names: what an earlier
+        controller run applied for a spec that changed while nobody was watching."""
+        current = set(self._endpoints)
+        found = []
+        for e in self.status.get("endpoints", []) or []:
+            try:
+                endpoint = (str(e["device"]), str(e["port"]), int(e["vlanId"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if e.get("applied") and endpoint not in current:
+                found.append(endpoint)
+        return found
+
+
+class DeviceFacts(Protocol):
+    """What the controller knows of a NetworkDevice object (None: no such object seen)."""
+
+    config_error: str | None
 
 
 @dataclass
@@ -93,6 +128,8 @@ class NetworkReconciler:
     stats: dict[str, DeviceStats] = field(default_factory=lambda: defaultdict(DeviceStats))
     on_service_status: Callable[[ServiceRecord, dict[str, Any]], None] | None = None
     on_device_pass: Callable[[str], None] | None = None
+    # The NetworkDevice object behind a device name, as the controller last saw it (None: not seen).
+    device_facts: Callable[[str], DeviceFacts | None] = lambda name: None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
     _applied: set[tuple[ServiceKey, str]] = field(default_factory=set)  # (service, device) verified once
@@ -103,11 +140,24 @@ class NetworkReconciler:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _releasing: set[ServiceKey] = field(default_factory=set)
     _by_device: dict[str, set[ServiceKey]] = field(default_factory=lambda: defaultdict(set))
+    # Entries a service's earlier spec put on a device that its current spec no longer needs.
+    _stale: dict[str, dict[GPath, ManagedEntry]] = field(default_factory=lambda: defaultdict(dict))
+    # Devices whose NetworkDevice object a GET found missing (cleared when the object appears).
+    _gone: set[str] = field(default_factory=set)
+    _looking_up: set[str] = field(default_factory=set)
 
     # -- inputs ---------------------------------------------------------------------------
     def upsert_service(self, record: ServiceRecord) -> None:
         old = self.services.get(record.key)
         self.services[record.key] = record
+        if old is not None and old.same_intent(record):
+            # Typically the watch echo of our own status write: nothing for the devices to do.
+            if old.spec is not None:
+                record.__dict__["rendered"] = old.rendered
+            if record.deleting:
+                self._maybe_finish_teardown(record)
+            return
+        self._remember_stale(old, record)
         for device in old.devices() if old else ():
             self._by_device[device].discard(record.key)
         for device in record.devices():
@@ -125,6 +175,36 @@ class NetworkReconciler:
             self.mark_dirty(device)
         if record.deleting:
             self._maybe_finish_teardown(record)
+
+    def _remember_stale(self, old: ServiceRecord | None, record: ServiceRecord) -> None:
+        """Keep what the previous spec needed and the new one does not, for the devices to drop."""
+        if record.spec is None:
+            # An unusable spec changes nothing on the devices until it is fixed: what they hold is still
+            # the last usable render, which the fixed spec is compared with.
+            if old is not None and old.uid == record.uid:
+                record.__dict__["rendered"] = old.rendered
+            return
+        if old is not None and old.uid == record.uid:
+            before: tuple[ManagedEntry, ...] = old.rendered
+        elif old is None:
+            # First sight (e.g. after a restart): the stored status may name endpoints the spec dropped.
+            before = tuple(e for ep in record.applied_elsewhere() for e in _render_endpoint(record, ep))
+        else:
+            return
+        if not before:
+            return
+        kept = {(e.device, e.path) for e in record.rendered}
+        for entry in before:
+            if (entry.device, entry.path) not in kept:
+                self._stale[entry.device].setdefault(entry.path, entry)
+
+    def device_seen(self, device: str) -> None:
+        """The NetworkDevice object exists (a watch event)."""
+        self._gone.discard(device)
+
+    def device_removed(self, device: str) -> None:
+        """The NetworkDevice object was deleted (a watch event): deletions on it need no cleanup."""
+        self._gone.add(device)
 
     def remove_service(self, key: ServiceKey) -> None:
         record = self.services.pop(key, None)
@@ -206,6 +286,11 @@ class NetworkReconciler:
         if session is None or not session.connected:
             self._device_unavailable(device, members, session)
             return
+        self._gone.discard(device)
+        if not session.synced:
+            # The subscription's initial state (e.g. oper-status) is still arriving; a pass now would
+            # publish statuses lacking it. Its sync_response marks the device dirty again.
+            return
         live = [r for r in members if not r.deleting and r.spec is not None]
         leaving = [r for r in members if r.deleting and device not in self._torn_down[r.key]]
         rendered = {r.key: tuple(e for e in r.rendered if e.device == device) for r in live}
@@ -230,13 +315,15 @@ class NetworkReconciler:
         intent, conflicts = merge(device, claims(applying, refused))
         for conflict in conflicts:
             refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
-        teardown = [e for r in leaving for e in r.rendered if e.device == device]
+        stale = dict(self._stale.get(device, {}))
+        teardown = [e for r in leaving for e in r.rendered if e.device == device] + list(stale.values())
         drift_before = _drift_by_owner(verify(intent, tree))
         # A `report` service that was applied before keeps its drift: reported, not reverted.
         report_only = {
             r.key for r in applying if r.spec and r.spec.driftPolicy == "report" and (r.key, device) in self._applied
         }
-        to_send = plan(intent, tree, teardown).without_owners(report_only)
+        teardown_paths = {e.path for e in teardown}
+        to_send = _reverting(plan(intent, tree, teardown), report_only, teardown_paths)
 
         for r in live:  # dry runs: what the Set would carry if the service were applied now
             if r.spec is not None and r.spec.dryRun and r.key not in refused:
@@ -258,7 +345,7 @@ class NetworkReconciler:
                 rejected = await self._isolate(session, to_send, exc)
                 refused.update(rejected)
                 intent, _ = merge(device, claims(applying, refused))
-                rest = plan(intent, tree, teardown).without_owners(report_only)
+                rest = _reverting(plan(intent, tree, teardown), report_only, teardown_paths)
                 if not rest.is_empty:
                     try:
                         await self._send(session, rest)
@@ -286,6 +373,9 @@ class NetworkReconciler:
                 timeout=0.5,
             )
         stats.retry_attempt = 0
+        # What the device held for earlier specs is gone now (or was never there).
+        for path in stale:
+            self._stale[device].pop(path, None)
 
         remaining = _drift_by_owner(verify(intent, tree))
         for r in leaving:
@@ -301,7 +391,7 @@ class NetworkReconciler:
                 self._outcomes[r.key][ep] = outcome
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
                     self._applied.add((r.key, device))
-            if r.key in report_only and r.key in remaining and not _had_drift(r):
+            if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
                 self._spawn(
                     self.kube.event(
@@ -395,15 +485,29 @@ class NetworkReconciler:
         )
 
     def _device_unavailable(self, device: str, members: list[ServiceRecord], session: DeviceSession | None) -> None:
-        if session is None:
-            reason, message = "DeviceNotFound", f"NetworkDevice {device} does not exist"
+        """No usable session. Only a NetworkDevice known to be gone releases deletions without cleanup;
+        anything else (a Secret being rotated, an API outage, the startup order of watch events) waits."""
+        facts = self.device_facts(device)
+        if session is not None:
+            if session.error is None:
+                return  # the first connection is still being made: its outcome marks the device dirty
+            reason = "DeviceUnauthenticated" if session.error.unauthenticated else "DeviceUnreachable"
+            message = f"{device}: {session.error.message}"
+        elif facts is not None and facts.config_error is not None:
+            reason, message = "DeviceMisconfigured", f"NetworkDevice {device} cannot be used: {facts.config_error}"
+        elif facts is not None:
+            return  # its session is being set up
+        elif device not in self._gone:
+            # Not seen (yet): at startup services often arrive before their device. Ask the API once;
+            # until it answers, keep what the services say now rather than flap them.
+            self._look_up(device)
+            return
         else:
-            reason = "DeviceUnauthenticated" if session.error and session.error.unauthenticated else "DeviceUnreachable"
-            message = f"{device}: {session.error.message if session.error else 'connecting'}"
+            reason, message = "DeviceNotFound", f"NetworkDevice {device} does not exist"
         for r in members:
             if r.deleting:
-                if session is None:
-                    # Nothing to remove from a device the controller no longer manages.
+                if reason == "DeviceNotFound":
+                    # Nothing to remove from a device that no longer exists.
                     self._torn_down[r.key].add(device)
                     self._maybe_finish_teardown(r)
                 continue
@@ -412,6 +516,28 @@ class NetworkReconciler:
                     self._outcomes[r.key][ep] = EndpointOutcome(*ep, Phase.RETRYING, reason, message)
             self.publish(r)
         self.publish_teardown_waits(members, reason, message)
+
+    def _look_up(self, device: str) -> None:
+        if device in self._looking_up:
+            return
+        self._looking_up.add(device)
+
+        async def look_up() -> None:
+            try:
+                await self.kube.get(Ref("networkdevices", device))
+            except NotFound:
+                self._gone.add(device)
+                self.mark_dirty(device)
+            except Exception as exc:  # the API is unreachable: ask again later
+                log.info("cannot tell whether NetworkDevice %s exists: %s", device, exc)
+                self._schedule_retry(device)
+            else:
+                # It exists: its watch event brings the session. Should the event never come, re-ask.
+                self._schedule_retry(device)
+            finally:
+                self._looking_up.discard(device)
+
+        self._spawn(look_up())
 
     def _transient(self, device: str, members: list[ServiceRecord], exc: GnmiError) -> None:
         self.stats[device].failures += 1
@@ -429,8 +555,9 @@ class NetworkReconciler:
         now = self.clock()
         for r in members:
             if r.deleting:
+                current = self.writer.latest(r.ref, r.status)
                 conds = merge_conditions(
-                    r.status.get("conditions"),
+                    current.get("conditions"),
                     [
                         Cond("Ready", "False", "Terminating", f"waiting to remove the configuration: {message}"),
                         Cond("Progressing", "True", reason, message),
@@ -439,28 +566,31 @@ class NetworkReconciler:
                     now,
                 )
                 self.writer.submit(
-                    r.ref, {"conditions": conds, "state": "reserved", "operatingStatus": "stopping"}, r.status
+                    r.ref, {"conditions": conds, "state": "reserved", "operatingStatus": "stopping"}, current
                 )
 
     # -- outputs ---------------------------------------------------------------------------
     def publish(self, record: ServiceRecord) -> None:
         if record.deleting:
             return
+        current = self.writer.latest(record.ref, record.status)
+        known = self._outcomes[record.key]
+        if record.invalid is None and any(ep not in known for ep in record.endpoints()) and _ready_now(record, current):
+            # After a restart: another device of this service has not been checked yet. Saying
+            # "Pending" meanwhile would flap a working service (and bill it as an outage).
+            return
         plans = [op for ops in self._plans.get(record.key, {}).values() for op in ops]
         view = ServiceView(
             generation=record.generation,
             admin_enabled=bool(record.spec and record.spec.adminState == "enabled"),
             dry_run=bool(record.spec and record.spec.dryRun),
-            current=record.status,
+            current=current,
             invalid=record.invalid,
             plan=plans,
         )
-        outcomes = [
-            self._outcomes[record.key].get(ep) or EndpointOutcome(*ep, Phase.PENDING, "Pending")
-            for ep in record.endpoints()
-        ]
+        outcomes = [known.get(ep) or EndpointOutcome(*ep, Phase.PENDING, "Pending") for ep in record.endpoints()]
         status = service_status(view, outcomes, self.clock())
-        self.writer.submit(record.ref, status, record.status)
+        self.writer.submit(record.ref, status, current)
         if self.on_service_status is not None:
             self.on_service_status(record, status)
 
@@ -473,8 +603,17 @@ class NetworkReconciler:
         """Remove our finalizer now that the devices no longer hold the service (re-read on conflict)."""
         try:
             await self._release_with_retries(record)
+        except Exception as exc:  # e.g. the API server is down: try again, the devices are clean already
+            delay = min(self.settings.retry_max_seconds, 2.0)
+            log.warning("releasing %s failed (%s); retrying in %.0fs", record.ref, exc, delay)
+            asyncio.get_running_loop().call_later(delay, self._release_again, record.key)
         finally:
             self._releasing.discard(record.key)
+
+    def _release_again(self, key: ServiceKey) -> None:
+        record = self.services.get(key)
+        if record is not None and record.deleting:
+            self._maybe_finish_teardown(record)
 
     async def _release_with_retries(self, record: ServiceRecord) -> None:
         body = record.body
@@ -508,6 +647,25 @@ def oper_status_path(port: str, vlan: int) -> GPath:
     )
 
 
+def _reverting(full: SetPlan, report_only: Collection[ServiceKey], teardown_paths: Collection[GPath]) -> SetPlan:
+    """The plan minus the drift repairs of `report` services; removing what a service no longer
+    needs (an endpoint it moved away from) is not a drift repair and always goes."""
+    kept = full.without_owners(report_only)
+    deletes = {op.path: op for op in kept.deletes}
+    deletes.update((op.path, op) for op in full.deletes if op.path in teardown_paths)
+    return SetPlan(full.device, tuple(sorted(deletes.values(), key=lambda o: o.path)), kept.replaces, kept.updates)
+
+
+def _render_endpoint(record: ServiceRecord, endpoint: Endpoint) -> list[ManagedEntry]:
+    """The entries `record`'s spec would need for one endpoint (e.g. one it no longer names)."""
+    assert record.spec is not None
+    device, port, vlan = endpoint
+    spec = record.spec.model_copy(
+        update={"endpoints": [EndpointSpec.model_construct(device=device, port=port, vlanId=vlan, ipv4Address=None)]}
+    )
+    return render(record.key, spec)
+
+
 def _drift_by_owner(drifts: list[Any]) -> dict[ServiceKey, str]:
     out: dict[ServiceKey, str] = {}
     for d in drifts:
@@ -516,8 +674,15 @@ def _drift_by_owner(drifts: list[Any]) -> dict[ServiceKey, str]:
     return out
 
 
-def _had_drift(record: ServiceRecord) -> bool:
-    for cond in record.status.get("conditions", []) or []:
+def _ready_now(record: ServiceRecord, status: dict[str, Any]) -> bool:
+    """Whether `status` says Ready for the record's current generation."""
+    if status.get("observedGeneration") != record.generation:
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []) or [])
+
+
+def _had_drift(status: dict[str, Any]) -> bool:
+    for cond in status.get("conditions", []) or []:
         if cond.get("type") == "DriftDetected":
             return cond.get("status") == "True"
     return False

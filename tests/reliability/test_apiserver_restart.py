@@ -110,7 +110,6 @@ def test_an_api_outage_leaves_healthy_device_sessions_alone(r: Rig, cluster: Res
         r.gone(name, 30)
 
 
-@pytest.mark.bug("a deletion waiting for an unreachable device is released without cleanup after an API outage")
 def test_a_pending_deletion_survives_an_api_outage_without_leaking_config(r: Rig, cluster: RestartableCluster) -> None:
     name = unique("pending")
     r.apply(r.service(name, [ep("ar-r1", "Ethernet4", 130)]))

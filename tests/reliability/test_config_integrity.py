@@ -11,8 +11,6 @@ import pytest
 
 from tests.reliability.rig import Rig, ep, rig, unique, wait_for
 
-pytestmark = pytest.mark.full
-
 DEVICES = ("ci-r1", "ci-r2")
 
 
@@ -26,7 +24,6 @@ def entries_of(r: Rig, device: str, name: str) -> set[tuple[str, int]]:
     return {(s[0], s[1]) for s in r.managed(device)["subinterfaces"] if s[2].endswith(f"/{name}")}
 
 
-@pytest.mark.bug("changing a NetworkService's endpoint leaves the old endpoint's config on the device")
 @pytest.mark.parametrize(
     ("old", "new"),
     [
@@ -60,6 +57,7 @@ def test_an_endpoint_change_removes_the_old_endpoint(
             r.admin.reset(device)
 
 
+@pytest.mark.full
 def test_deletions_while_the_controller_is_down_are_cleaned_up_at_startup(r: Rig) -> None:
     """A race at startup: a deleting service handled before its NetworkDevice is known is released
     without cleanup (the cause is test_a_deletion_waits_while_the_device_cannot_be_used). It leaked
@@ -88,7 +86,6 @@ def test_deletions_while_the_controller_is_down_are_cleaned_up_at_startup(r: Rig
         )
 
 
-@pytest.mark.bug("a deletion is released without device cleanup while the device's Secret is unreadable")
 def test_a_deletion_waits_while_the_device_cannot_be_used(r: Rig) -> None:
     """Any moment without a gNMI session (startup ordering, a Secret being rotated by delete and
     create, an API outage) is taken for "the NetworkDevice is gone": deletions then complete without

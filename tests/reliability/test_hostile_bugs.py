@@ -121,7 +121,6 @@ def test_credentials_grpc_cannot_send_are_a_clear_configuration_error(r: Rig, cr
         r.api.delete("networkdevices", name)
 
 
-@pytest.mark.bug("a service on an existing but misconfigured NetworkDevice is told the device does not exist")
 def test_a_service_on_a_misconfigured_device_names_the_real_problem(r: Rig) -> None:
     r.api.apply(aimed_at_r1(r, "hb-noconfig", secret="hb-absent-secret"))
     name = unique("on-bad")

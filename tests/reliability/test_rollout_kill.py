@@ -100,7 +100,6 @@ def test_sigkill_during_a_200_service_rollout(r: Rig, measure) -> None:  # type:
     assert all(objects[name(i)]["status"]["endpoints"][0]["applied"] for i in range(SERVICES))
 
 
-@pytest.mark.bug("a controller restart flaps Ready of services whose device event arrives after theirs")
 def test_a_quiet_restart_adopts_everything_without_a_flap(r: Rig) -> None:
     """After a restart with nothing to change: no Set, no status write, Ready never leaves True."""
     objects = listing(r)
