@@ -7,12 +7,13 @@ merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest
 from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge, merge_all
 from .normalise import Change, JsonObject, JsonValue, Observed, build_tree, extract, normalise, observe
 from .paths import ROOT, GPath, PathElem
-from .plan import Drift, SetOp, SetPlan, plan, verify
+from .plan import Assessment, Drift, SetOp, SetPlan, assess, plan, verify
 from .preflight import preflight
 from .render import ManagedEntry, ServiceKey, render
 
 __all__ = [
     "ROOT",
+    "Assessment",
     "Change",
     "Claim",
     "Conflict",
@@ -29,6 +30,7 @@ __all__ = [
     "ServiceKey",
     "SetOp",
     "SetPlan",
+    "assess",
     "build_tree",
     "extract",
     "merge",

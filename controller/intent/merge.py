@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -78,7 +79,12 @@ class DeviceIntent:
 
     def covers(self, path: GPath) -> bool:
         """Whether deleting `path` would remove a managed entry."""
-        return any(path.is_prefix_of(managed) for managed in self.entries)
+        return path in self._prefixes
+
+    @cached_property
+    def _prefixes(self) -> frozenset[GPath]:
+        """Every path a managed entry lies at or under (teardown asks once per entry it removes)."""
+        return frozenset(GPath(e.elems[:n]) for e in self.entries for n in range(len(e.elems) + 1))
 
 
 class MergeResult(NamedTuple):

@@ -123,8 +123,27 @@ class Drift:
     description: str
 
 
-def plan(intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
-    """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`.
+@dataclass(frozen=True)
+class Assessment:
+    """One comparison of a device with its intent: the Set that fixes it and what differs before it."""
+
+    plan: SetPlan
+    drifts: tuple[Drift, ...]
+
+    def touched_entries(self, intent: DeviceIntent) -> list[GPath]:
+        """The managed entries the plan writes into: what to read back after the Set."""
+        found: set[GPath] = set()
+        for op in self.plan.operations:
+            elems = op.path.elems
+            found.update(p for n in range(len(elems) + 1) if (p := GPath(elems[:n])) in intent.entries)
+        return sorted(found)
+
+
+def assess(
+    intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()
+) -> Assessment:
+    """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`, and
+    the drift it repairs, from one diff per managed entry.
 
     `teardown` lists entries the device may still hold from earlier renders (of deleted services, or of
     services whose spec changed); entries on other devices, still in the intent, or absent are skipped.
@@ -133,32 +152,55 @@ def plan(intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: It
     deletes: dict[GPath, SetOp] = {}
     replaces: list[SetOp] = []
     updates: list[SetOp] = []
+    drifts: list[Drift] = []
     for entry in intent.entries.values():
-        entry_deletes, entry_replaces, entry_updates = _entry_ops(entry, observed)
+        want = normalise(entry.value, entry.path)
+        diff = _diff(entry, want, observed)
+        drift = _drift(intent.device, entry, diff)
+        if drift is None:
+            continue
+        drifts.append(drift)
+        entry_deletes, entry_replaces, entry_updates = _entry_ops(entry, want, diff)
         deletes.update((op.path, op) for op in entry_deletes)
         replaces += entry_replaces
         updates += entry_updates
     for op in _teardown_deletes(intent, observed, teardown):
         deletes[op.path] = op
-    return SetPlan(
+    set_plan = SetPlan(
         intent.device,
         tuple(sorted(deletes.values(), key=lambda o: o.path)),
         tuple(sorted(replaces, key=lambda o: o.path)),
         tuple(sorted(updates, key=lambda o: o.path)),
     )
+    return Assessment(set_plan, tuple(drifts))
 
 
-def verify(intent: DeviceIntent, observed_tree: JsonValue | Observed) -> list[Drift]:
-    """The managed entries `observed_tree` does not hold as intended, in path order."""
+def plan(intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
+    """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`."""
+    return assess(intent, observed_tree, teardown).plan
+
+
+def verify(
+    intent: DeviceIntent, observed_tree: JsonValue | Observed, only: Iterable[GPath] | None = None
+) -> list[Drift]:
+    """The managed entries (all, or those at the paths `only`) `observed_tree` does not hold as intended,
+    in path order."""
     observed = observe(observed_tree)
+    entries = intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only))]
     drifts = []
-    for entry in intent.entries.values():
-        diff = _diff(entry, normalise(entry.value, entry.path), observed)
-        if diff is None:
-            drifts.append(Drift(intent.device, entry.path, entry.owners, "missing on the device"))
-        elif diff.changed or diff.extra:
-            drifts.append(Drift(intent.device, entry.path, entry.owners, diff.describe()))
+    for entry in entries:
+        drift = _drift(intent.device, entry, _diff(entry, normalise(entry.value, entry.path), observed))
+        if drift is not None:
+            drifts.append(drift)
     return drifts
+
+
+def _drift(device: str, entry: DeviceEntry, diff: _EntryDiff | None) -> Drift | None:
+    if diff is None:
+        return Drift(device, entry.path, entry.owners, "missing on the device")
+    if diff.changed or diff.extra:
+        return Drift(device, entry.path, entry.owners, diff.describe())
+    return None
 
 
 class _Keyed(dict[str, Any]):
@@ -264,10 +306,10 @@ def _diff(entry: DeviceEntry, want: JsonValue, observed: Observed) -> _EntryDiff
     return _EntryDiff(keyed_want, keyed_have, tuple(changed), tuple(extra))
 
 
-def _entry_ops(entry: DeviceEntry, observed: Observed) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
-    """(deletes, replaces, updates) for one managed entry."""
-    want = normalise(entry.value, entry.path)
-    diff = _diff(entry, want, observed)
+def _entry_ops(
+    entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None
+) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
+    """(deletes, replaces, updates) for one managed entry whose normalised value is `want`."""
     if diff is None:
         return [], [], [SetOp("update", entry.path, want, entry.owners)]
     deletes: set[GPath] = set()

@@ -19,12 +19,30 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+import grpc
+
 from .. import metrics
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, merge_conditions
 from ..gnmi.client import GnmiError
-from ..intent import Claim, GPath, ManagedEntry, ServiceKey, SetPlan, merge, observe, plan, preflight, render, verify
+from ..intent import (
+    Assessment,
+    Claim,
+    DeviceIntent,
+    Drift,
+    GPath,
+    ManagedEntry,
+    ServiceKey,
+    SetPlan,
+    assess,
+    merge,
+    observe,
+    plan,
+    preflight,
+    render,
+    verify,
+)
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
@@ -317,13 +335,15 @@ class NetworkReconciler:
             refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
         stale = dict(self._stale.get(device, {}))
         teardown = [e for r in leaving for e in r.rendered if e.device == device] + list(stale.values())
-        drift_before = _drift_by_owner(verify(intent, tree))
         # A `report` service that was applied before keeps its drift: reported, not reverted.
         report_only = {
             r.key for r in applying if r.spec and r.spec.driftPolicy == "report" and (r.key, device) in self._applied
         }
         teardown_paths = {e.path for e in teardown}
-        to_send = _reverting(plan(intent, tree, teardown), report_only, teardown_paths)
+        assessment = assess(intent, tree, teardown)
+        drifts = list(assessment.drifts)  # what differs now; replaced below by what the read-back shows
+        drift_before = _drift_by_owner(drifts)
+        to_send = _reverting(assessment.plan, report_only, teardown_paths)
 
         for r in live:  # dry runs: what the Set would carry if the service were applied now
             if r.spec is not None and r.spec.dryRun and r.key not in refused:
@@ -336,6 +356,8 @@ class NetworkReconciler:
                 self._plans[r.key][device] = plan(dry.intent, tree).for_owner(r.key).to_json()
 
         if not to_send.is_empty:
+            # Read back only the entries the Set writes into: the others were just found as intended.
+            read_back: list[GPath] | None = Assessment(to_send, ()).touched_entries(intent)
             try:
                 await self._send(session, to_send)
             except GnmiError as exc:
@@ -344,6 +366,7 @@ class NetworkReconciler:
                     return
                 rejected = await self._isolate(session, to_send, exc)
                 refused.update(rejected)
+                read_back = None  # the intent changed under the plan: read back everything
                 intent, _ = merge(device, claims(applying, refused))
                 rest = _reverting(plan(intent, tree, teardown), report_only, teardown_paths)
                 if not rest.is_empty:
@@ -356,8 +379,7 @@ class NetworkReconciler:
                 if (owner, device) in self._applied and owner in drift_before:
                     self._drift_reverted(device, owner, drift_before[owner])
             try:
-                tree = observe(await session.get_config())  # read back what the device now holds
-                stats.gets += 1
+                drifts = await self._read_back(session, intent, drifts, read_back)
             except GnmiError as exc:
                 self._transient(device, members, exc)
                 return
@@ -377,7 +399,7 @@ class NetworkReconciler:
         for path in stale:
             self._stale[device].pop(path, None)
 
-        remaining = _drift_by_owner(verify(intent, tree))
+        remaining = _drift_by_owner(drifts)
         for r in leaving:
             self._torn_down[r.key].add(device)
             self._maybe_finish_teardown(r)
@@ -402,6 +424,29 @@ class NetworkReconciler:
                     )
                 )
             self.publish(r)
+
+    async def _read_back(
+        self, session: DeviceSession, intent: DeviceIntent, before: list[Drift], paths: list[GPath] | None
+    ) -> list[Drift]:
+        """What still differs after a Set: the entries at `paths` read again from the device (all of them
+        when None), the others as they were before it."""
+        stats = self.stats[session.name]
+        if paths is not None:
+            if not paths:
+                return before  # the Set only removed what no service needs any more
+            try:
+                tree = observe(await session.get_entries(paths))
+                stats.gets += 1
+                written = set(paths)
+                untouched = [d for d in before if d.path not in written]
+                return sorted([*untouched, *verify(intent, tree, only=paths)], key=lambda d: d.path)
+            except GnmiError as exc:
+                if exc.code is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                # An entry the Set should have written is missing: compare the whole device.
+        tree = observe(await session.get_config())
+        stats.gets += 1
+        return verify(intent, tree)
 
     def _precedence(self, record: ServiceRecord, device: str) -> dt.datetime:
         """When the service's claim on `device` counts from. A service already configured there keeps its

@@ -162,6 +162,12 @@ class DeviceSession:
         """
         return await fetch_config(self.client)
 
+    async def get_entries(self, paths: list[GPath]) -> dict[str, Any]:
+        """A fresh read of some subtrees (e.g. the entries a Set just wrote), as one tree from one Get.
+        Every path must exist: a target answers NOT_FOUND for the whole request otherwise."""
+        notifications = await self.client.get([p.to_proto() for p in paths], "CONFIG")
+        return build_tree((GPath.from_proto(u.path), u.value) for n in notifications for u in n.updates)
+
 
 async def fetch_config(client: GnmiClient) -> dict[str, Any]:
     """The device's whole configuration as one tree, from one Get at the root."""

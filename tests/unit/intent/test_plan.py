@@ -11,6 +11,7 @@ from controller.intent import (
     GPath,
     ServiceKey,
     SetPlan,
+    assess,
     extract,
     merge,
     normalise,
@@ -320,3 +321,28 @@ def test_a_plan_splits_by_owner_and_shared_ops_stay_while_one_owner_wants_them()
     assert {op.path for op in without_a.operations} == {e.path for e in b.entries}
     assert VRF in {op.path for op in without_a.operations}
     assert result.without_owners({a.key, b.key}).is_empty
+
+
+def test_assess_gives_the_plan_and_the_drift_it_repairs_from_one_diff() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    tree = copy.deepcopy(configured(intent))
+    extract(tree, POLICY)["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]["cir"] = 1
+    result = assess(intent, tree)
+    assert result.plan == plan(intent, tree)
+    assert [d.path for d in result.drifts] == [d.path for d in verify(intent, tree)] == [POLICY]
+    assert result.touched_entries(intent) == [POLICY], "the read-back covers the written entry only"
+
+
+def test_verify_can_be_limited_to_some_entries() -> None:
+    intent = merge("pe1", [service("a", make_spec())]).intent
+    tree = copy.deepcopy(configured(intent))
+    del extract(tree, SUB)["config"]["description"]
+    assert [d.path for d in verify(intent, tree, only=[SUB])] == [SUB]
+    assert verify(intent, tree, only=[POLICY, QOS_IF]) == []
+
+
+def test_a_fresh_device_touches_every_entry() -> None:
+    intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
+    result = assess(intent, normalise(device_with_ports("Ethernet1")))
+    assert result.touched_entries(intent) == sorted(intent.entries)
+    assert len(result.drifts) == len(intent.entries)
