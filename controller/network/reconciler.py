@@ -162,6 +162,13 @@ class NetworkReconciler:
     _stale: dict[str, dict[GPath, ManagedEntry]] = field(default_factory=lambda: defaultdict(dict))
     # Devices whose NetworkDevice object a GET found missing (cleared when the object appears).
     _gone: set[str] = field(default_factory=set)
+    # Incremental passes: a service change or a subscription update re-checks only what it touched.
+    _full: set[str] = field(default_factory=set)  # devices whose next pass compares everything
+    _scope: dict[str, set[ServiceKey]] = field(default_factory=lambda: defaultdict(set))
+    _intents: dict[str, DeviceIntent] = field(default_factory=dict)  # as of the last pass
+    _drifts: dict[str, dict[GPath, Drift]] = field(default_factory=dict)  # what differed after it
+    _refusals: dict[str, dict[ServiceKey, tuple[str, str]]] = field(default_factory=dict)
+    _removed: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))  # our own deletes
     _looking_up: set[str] = field(default_factory=set)
 
     # -- inputs ---------------------------------------------------------------------------
@@ -190,7 +197,7 @@ class NetworkReconciler:
         if record.invalid is not None:
             self.publish(record)
         for device in touched:
-            self.mark_dirty(device)
+            self.mark_service(device, record.key)
         if record.deleting:
             self._maybe_finish_teardown(record)
 
@@ -246,6 +253,20 @@ class NetworkReconciler:
         self.mark_dirty(name)
 
     def mark_dirty(self, device: str) -> None:
+        """Compare the whole device with its intent at the next pass (a fresh Get)."""
+        self._full.add(device)
+        self._wake(device)
+
+    def mark_service(self, device: str, key: ServiceKey) -> None:
+        """Re-check one service's entries on `device` (and what else the pass finds changed)."""
+        self._scope[device].add(key)
+        self._wake(device)
+
+    def mark_changed(self, device: str) -> None:
+        """The subscription reported changes: re-check the entries they touched."""
+        self._wake(device)
+
+    def _wake(self, device: str) -> None:
         event = self._dirty.get(device)
         if event is None:
             event = self._dirty[device] = asyncio.Event()
@@ -317,43 +338,63 @@ class NetworkReconciler:
         def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:
             return [Claim(r.key, self._precedence(r, device), rendered[r.key]) for r in records if r.key not in exclude]
 
+        stale = dict(self._stale.get(device, {}))
+        teardown = [e for r in leaving for e in r.rendered if e.device == device] + list(stale.values())
+        scope = self._take_scope(device, session)
+        refused: dict[ServiceKey, tuple[str, str]] = {}
         try:
-            tree = observe(await session.get_config())
-            stats.gets += 1
+            if scope is None:
+                tree = observe(await session.get_config())
+                stats.gets += 1
+            else:
+                # From the subscription's cache: only the entries in scope, the ports they hang off
+                # and what is being removed. Entries outside it were found as intended before.
+                wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
+                ports = {port for p in wanted if (port := _port_config(p)) is not None}
+                tree = observe(session.snapshot(sorted(wanted | ports | {e.path for e in teardown})))
+                refused = {
+                    k: why
+                    for k, why in self._refusals.get(device, {}).items()
+                    if k not in scope and k in rendered and why[0] != "ConflictingClaim"
+                }
         except GnmiError as exc:
             self._transient(device, members, exc)
             return
 
         # Problems only the device reveals (a port it lacks) refuse that service alone, before merging,
         # so one bad service never blocks the batched Set of the others.
-        refused: dict[ServiceKey, tuple[str, str]] = {
-            owner: ("PortNotFound" if any("port" in p for p in problems) else "PreflightFailed", "; ".join(problems))
-            for owner, problems in preflight(device, [e for es in rendered.values() for e in es], tree).items()
-        }
+        checked = [e for k, es in rendered.items() if scope is None or k in scope for e in es]
+        refused.update(
+            (owner, ("PortNotFound" if any("port" in p for p in problems) else "PreflightFailed", "; ".join(problems)))
+            for owner, problems in preflight(device, checked, tree).items()
+        )
         intent, conflicts = merge(device, claims(applying, refused))
         for conflict in conflicts:
             refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
-        stale = dict(self._stale.get(device, {}))
-        teardown = [e for r in leaving for e in r.rendered if e.device == device] + list(stale.values())
+        checking = intent if scope is None else _restricted(intent, scope)
         # A `report` service that was applied before keeps its drift: reported, not reverted.
         report_only = {
             r.key for r in applying if r.spec and r.spec.driftPolicy == "report" and (r.key, device) in self._applied
         }
         teardown_paths = {e.path for e in teardown}
-        assessment = assess(intent, tree, teardown)
-        drifts = list(assessment.drifts)  # what differs now; replaced below by what the read-back shows
-        drift_before = _drift_by_owner(drifts)
+        assessment = assess(checking, tree, teardown)
+        # What differs now, within the scope, and as found before outside it; the read-back updates it.
+        earlier = self._drifts.get(device, {}) if scope is not None else {}
+        drifts = list(assessment.drifts) + [
+            d for path, d in earlier.items() if path in intent.entries and path not in checking.entries
+        ]
+        drift_before = _drift_by_owner(list(assessment.drifts))
         to_send = _reverting(assessment.plan, report_only, teardown_paths)
 
         for r in live:  # dry runs: what the Set would carry if the service were applied now
-            if r.spec is not None and r.spec.dryRun and r.key not in refused:
+            if r.spec is not None and r.spec.dryRun and r.key not in refused and (scope is None or r.key in scope):
                 dry = merge(
                     device, [*claims(applying, refused), Claim(r.key, self._precedence(r, device), rendered[r.key])]
                 )
                 lost = [c for c in dry.conflicts if c.service == r.key]
                 if lost:
                     refused[r.key] = ("ConflictingClaim", lost[0].message)
-                self._plans[r.key][device] = plan(dry.intent, tree).for_owner(r.key).to_json()
+                self._plans[r.key][device] = plan(_restricted(dry.intent, {r.key}), tree).for_owner(r.key).to_json()
 
         if not to_send.is_empty:
             # Read back only the entries the Set writes into: the others were just found as intended.
@@ -368,7 +409,8 @@ class NetworkReconciler:
                 refused.update(rejected)
                 read_back = None  # the intent changed under the plan: read back everything
                 intent, _ = merge(device, claims(applying, refused))
-                rest = _reverting(plan(intent, tree, teardown), report_only, teardown_paths)
+                checking = intent if scope is None else _restricted(intent, scope)
+                rest = _reverting(plan(checking, tree, teardown), report_only, teardown_paths)
                 if not rest.is_empty:
                     try:
                         await self._send(session, rest)
@@ -378,6 +420,7 @@ class NetworkReconciler:
             for owner in to_send.owners - set(refused):
                 if (owner, device) in self._applied and owner in drift_before:
                     self._drift_reverted(device, owner, drift_before[owner])
+            self._removed[device].update(op.path for op in to_send.deletes)
             try:
                 drifts = await self._read_back(session, intent, drifts, read_back)
             except GnmiError as exc:
@@ -398,12 +441,17 @@ class NetworkReconciler:
         # What the device held for earlier specs is gone now (or was never there).
         for path in stale:
             self._stale[device].pop(path, None)
+        self._intents[device] = intent
+        self._drifts[device] = {d.path: d for d in drifts}
+        self._refusals[device] = dict(refused)
 
         remaining = _drift_by_owner(drifts)
         for r in leaving:
             self._torn_down[r.key].add(device)
             self._maybe_finish_teardown(r)
         for r in live:
+            if scope is not None and r.key not in scope:
+                continue  # nothing it depends on changed: its status stands
             for ep in r.endpoints():
                 if ep[0] != device:
                     continue
@@ -424,6 +472,32 @@ class NetworkReconciler:
                     )
                 )
             self.publish(r)
+
+    def _take_scope(self, device: str, session: DeviceSession) -> set[ServiceKey] | None:
+        """The services this pass re-checks, or None for all of them (a whole-device comparison).
+
+        Everything after a (re)connect, a resync, a retry, or a change the controller cannot place;
+        otherwise the services changed since the last pass and the owners of the entries the
+        subscription reported changed (our own Set's echo included: cheap, from the cache)."""
+        scope = self._scope.pop(device, set())
+        changed = session.take_changed_paths()
+        full = device in self._full or device not in self._intents
+        self._full.discard(device)
+        if full:
+            self._removed.pop(device, None)
+            return None
+        entries = self._intents[device].entries
+        removed = self._removed.get(device, set())
+        for path in changed:
+            owner = next(
+                (entries[p].owners for n in range(len(path.elems), 0, -1) if (p := GPath(path.elems[:n])) in entries),
+                None,
+            )
+            if owner is not None:
+                scope.update(owner)
+            elif not any(r.is_prefix_of(path) for r in removed) and not _is_port_state(path):
+                return None  # e.g. a port deleted under our entries: compare everything
+        return scope
 
     async def _read_back(
         self, session: DeviceSession, intent: DeviceIntent, before: list[Drift], paths: list[GPath] | None
@@ -690,6 +764,25 @@ def oper_status_path(port: str, vlan: int) -> GPath:
         "state",
         "oper-status",
     )
+
+
+def _restricted(intent: DeviceIntent, keys: Collection[ServiceKey]) -> DeviceIntent:
+    """The part of `intent` that the services `keys` own (alone or shared)."""
+    return DeviceIntent(intent.device, {p: e for p, e in intent.entries.items() if any(o in keys for o in e.owners)})
+
+
+def _port_config(path: GPath) -> GPath | None:
+    """For an entry under a port, the port's config container: whether the port exists."""
+    if len(path.elems) > 2 and [e.name for e in path.elems[:2]] == ["interfaces", "interface"]:
+        return GPath(path.elems[:2]).child("config")
+    return None
+
+
+def _is_port_state(path: GPath) -> bool:
+    """A port's own operational state (not config, not one of our subinterfaces): nothing to re-check;
+    the subinterfaces' own oper-status lies inside their entries."""
+    names = [e.name for e in path.elems]
+    return names[:2] == ["interfaces", "interface"] and "subinterfaces" not in names and "state" in names
 
 
 def _reverting(full: SetPlan, report_only: Collection[ServiceKey], teardown_paths: Collection[GPath]) -> SetPlan:

@@ -22,6 +22,7 @@ import grpc
 from ..gnmi.client import Capabilities, GnmiClient, GnmiError, Notification, Target
 from ..intent.normalise import build_tree
 from ..intent.paths import ROOT, GPath
+from .leafcache import LeafCache
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,23 @@ class DeviceSession:
         on_change: Callable[[str], None],
         on_state: Callable[[str], None],
         backoff: Backoff | None = None,
+        on_update: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.target = target
         self._on_change = on_change
         self._on_state = on_state
+        # Updates after the initial sync: the reconciler looks only at what they touched (changed_paths).
+        self._on_update = on_update or on_change
         self._backoff = backoff or Backoff()
         self.client = GnmiClient(target, name)
         self.capabilities: Capabilities | None = None
         self.connected = False
         self.synced = False
         self.error: GnmiError | None = None
-        self.leaves: dict[GPath, Any] = {}
+        self.leaves = LeafCache()
         self.version = 0  # bumps on every change the subscription reports
-        self._tree: tuple[int, dict[str, Any]] | None = None
+        self.changed_paths: set[GPath] = set()  # reported since the reconciler last took them
         self._changed = asyncio.Event()  # set by every notification
         self._task: asyncio.Task[None] | None = None
 
@@ -122,17 +126,22 @@ class DeviceSession:
         if n.sync:
             self.synced = True
             self.version += 1
+            self.changed_paths.clear()  # a sync is followed by a whole-device pass
             self._on_change(self.name)
             return
         for path in n.deletes:
             gone = GPath.from_proto(path)
-            for leaf in [p for p in self.leaves if gone.is_prefix_of(p)]:
-                del self.leaves[leaf]
+            self.leaves.delete(gone)
+            if self.synced:
+                self.changed_paths.add(gone)
         for update in n.updates:
-            self.leaves[GPath.from_proto(update.path)] = update.value
+            leaf = GPath.from_proto(update.path)
+            self.leaves.set(leaf, update.value)
+            if self.synced:
+                self.changed_paths.add(leaf)
         self.version += 1
         if self.synced:
-            self._on_change(self.name)
+            self._on_update(self.name)
         self._changed.set()
 
     async def wait_for_leaves(self, paths: list[GPath], timeout: float) -> bool:
@@ -148,11 +157,14 @@ class DeviceSession:
             return False
 
     # -- what the reconciler uses --------------------------------------------------------
-    def observed(self) -> dict[str, Any]:
-        """The subscription's view as a tree (rebuilt only after changes)."""
-        if self._tree is None or self._tree[0] != self.version:
-            self._tree = (self.version, build_tree(self.leaves.items()))
-        return self._tree[1]
+    def take_changed_paths(self) -> set[GPath]:
+        taken, self.changed_paths = self.changed_paths, set()
+        return taken
+
+    def snapshot(self, paths: list[GPath]) -> dict[str, Any]:
+        """The subscription's view of some subtrees, as one tree: what a Get of them would return,
+        as of the last notification, at a cost proportional to their size."""
+        return build_tree((leaf, value) for path in paths for leaf, value in self.leaves.items_under(path))
 
     async def get_config(self) -> dict[str, Any]:
         """A fresh read of the device's whole configuration, as one tree.

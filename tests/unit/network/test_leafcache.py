@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from controller.intent import GPath
+from controller.network.leafcache import LeafCache
+
+SUB = "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index={}]"
+
+
+def filled(vlans: range) -> LeafCache:
+    cache = LeafCache()
+    for vlan in vlans:
+        cache.set(GPath.parse(SUB.format(vlan) + "/config/description"), f"svc {vlan}")
+        cache.set(GPath.parse(SUB.format(vlan) + "/config/enabled"), True)
+    return cache
+
+
+def test_a_subtree_holds_exactly_its_leaves_with_full_paths() -> None:
+    cache = filled(range(1, 1001))
+    found = dict(cache.items_under(GPath.parse(SUB.format(7))))
+    assert found == {
+        GPath.parse(SUB.format(7) + "/config/description"): "svc 7",
+        GPath.parse(SUB.format(7) + "/config/enabled"): True,
+    }
+    assert len(cache) == 2000 and len(list(cache.items())) == 2000
+
+
+def test_get_contains_set_again_and_delete_keep_the_count() -> None:
+    cache = filled(range(1, 4))
+    leaf = GPath.parse(SUB.format(2) + "/config/enabled")
+    assert leaf in cache and cache.get(leaf) is True
+    cache.set(leaf, False)
+    assert cache.get(leaf) is False and len(cache) == 6
+    cache.delete(GPath.parse(SUB.format(2)))
+    assert leaf not in cache and cache.get(leaf, "gone") == "gone" and len(cache) == 4
+    assert GPath.parse(SUB.format(2)) not in cache, "an inner node is not a leaf"
+    cache.delete(GPath.parse(SUB.format(99)))  # absent: nothing happens
+    assert len(cache) == 4
+    cache.delete(GPath())
+    assert len(cache) == 0 and list(cache.items()) == []
+
+
+def test_an_absent_subtree_is_empty() -> None:
+    assert list(filled(range(1, 3)).items_under(GPath.parse("qos"))) == []
