@@ -2,9 +2,11 @@
 
 Level-triggered: a device is marked dirty by a service change, a subscription update
 (drift, a port going down), a reconnect or the periodic resync, and its worker then
-reconciles the whole device: render -> merge -> fresh Get -> preflight -> plan ->
-one transactional Set -> read back -> verify -> status. Bursts of changes collapse
-into one pass, so a device gets one Set per burst, and none when nothing differs.
+reconciles it: render -> merge -> observe -> preflight -> plan -> one transactional Set
+-> read back what it wrote -> verify -> status. After a connect, a resync or a retry the
+pass compares the whole device (a fresh Get); otherwise only the services and entries that
+changed, observed through the subscription's cache. Bursts of changes collapse into one
+pass, so a device gets one Set per burst, and none when nothing differs.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The session connects (Capabilities), then holds an ON_CHANGE subscription over the
 paths this controller manages; every notification updates a leaf cache and wakes the
 reconciler, which is how out-of-band changes are seen within milliseconds. A lost
-session reconnects with jittered exponential backoff. The reconciler plans against a
-fresh Get, so a lagging cache can delay a repair but never cause a wrong Set.
+session reconnects with jittered exponential backoff. Incremental passes plan from this
+cache; every (re)connect and resync compares against a fresh Get, so a lagging cache can
+delay a repair, and a Set always writes whole intended values, never values read here.
 """
 
 from __future__ import annotations
