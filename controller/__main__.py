@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import crdgen
 
@@ -47,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync_seconds,
         peering=args.peering,
         priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         billing_sink_urls=args.billing_sink_url,
@@ -59,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     import controller.handlers  # noqa: F401 - registers every handler with Kopf
 
+    from .peering import own_identity
+
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
@@ -66,6 +69,9 @@ def _run(args: argparse.Namespace) -> int:
             standalone=not args.peering,
             priority=args.priority,
             peering_name=args.peering,
+            # The name Kopf gives this replica in the peering object, which controller/peering.py
+            # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
+            identity=cast(Any, own_identity()),
             liveness_endpoint=f"http://127.0.0.1:{args.health_port}/healthz" if args.health_port else None,
         )
     )
@@ -153,6 +159,13 @@ def _billing_flags(run: argparse.ArgumentParser, defaults: Any) -> None:
     )
 
 
+def _lifetime(text: str) -> int:
+    value = int(text)
+    if not 5 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be between 5 and 3600 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telco-controller", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.priority,
         help="this replica's peering priority; give each replica a distinct one (TELCO_PRIORITY)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=_lifetime,
+        default=defaults.peering_lifetime,
+        metavar="SECONDS",
+        help="how long a replica's peering keep-alive counts: a standby takes over at most this long after"
+        " the active replica dies; keep-alives are sent 5-10 s before it ends (TELCO_PEERING_LIFETIME;"
+        " default 15, Kopf's own is 60)",
     )
     run.add_argument(
         "--metrics-port",

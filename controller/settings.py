@@ -27,6 +27,9 @@ class Settings:
     health_port: int = int(_env("HEALTH_PORT", "0"))
     peering: str | None = os.environ.get("TELCO_PEERING") or None
     priority: int = int(_env("PRIORITY", "0"))
+    # Seconds a replica's peering keep-alive counts (Kopf's settings.peering.lifetime; its default is
+    # 60): a standby takes over at most this long after the active replica dies.
+    peering_lifetime: int = int(_env("PEERING_LIFETIME", "15"))
     # Billing (docs/commerce.md): where billing CloudEvents go, tax, and how often periods close.
     billing_sink_urls: list[str] = field(default_factory=lambda: _env_list("BILLING_SINK_URL"))
     billing_sink_mode: str = _env("BILLING_SINK_MODE", "structured")  # structured | binary

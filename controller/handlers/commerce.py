@@ -2,7 +2,8 @@
 
 Like the network handlers they take raw watch events (`on.event`): the CommerceController keeps
 indexes and reconciles level-triggered, writing its own status, finalizer and children. The
-NetworkService events it needs reach it through runtime.Controller.upsert_service.
+NetworkService events it needs reach it through runtime.Controller.upsert_service. Events go
+through the Replica (controller/peering.py), which drops them while this replica stands by.
 """
 
 from __future__ import annotations
@@ -12,34 +13,41 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, VERSION
+from ..peering import Replica
 from ..runtime import Controller
 
 
 @kopf.on.event(GROUP, VERSION, "productofferings")
 async def product_offering_event(event: Any, memo: Any, **_: Any) -> None:
-    controller: Controller = memo.controller
+    replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
+    name = obj["metadata"]["name"]
+    what = f"ProductOffering {name} ({event['type'] or 'listed'})"
     if event["type"] == "DELETED":
-        controller.commerce.remove_offering(obj["metadata"]["name"])
+        await replica.run(what, lambda c: c.commerce.remove_offering(name))
     else:
-        controller.commerce.upsert_offering(obj)
+        await replica.run(what, lambda c: c.commerce.upsert_offering(obj))
 
 
 @kopf.on.event(GROUP, VERSION, "subscriptions")
 async def subscription_event(event: Any, memo: Any, **_: Any) -> None:
-    controller: Controller = memo.controller
+    replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    what = f"Subscription {namespace}/{name} ({event['type'] or 'listed'})"
     if event["type"] == "DELETED":
-        controller.commerce.remove_subscription(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        await replica.run(what, lambda c: c.commerce.remove_subscription(namespace, name))
     else:
-        controller.commerce.upsert_subscription(obj)
+        await replica.run(what, lambda c: c.commerce.upsert_subscription(obj))
 
 
 @kopf.on.event(GROUP, VERSION, "invoices")
 async def invoice_event(event: Any, memo: Any, **_: Any) -> None:
-    controller: Controller = memo.controller
+    replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    what = f"Invoice {namespace}/{name} ({event['type'] or 'listed'})"
     if event["type"] == "DELETED":
-        controller.commerce.remove_invoice(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        await replica.run(what, lambda c: c.commerce.remove_invoice(namespace, name))
     else:
-        controller.commerce.upsert_invoice(obj)
+        await replica.run(what, lambda c: c.commerce.upsert_invoice(obj))

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from .. import metrics
+from ..peering import PeeringMonitor, Replica, own_identity
 from ..runtime import Controller
 from ..settings import Settings
 
@@ -25,18 +26,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if SETTINGS.peering:
         settings.peering.name = SETTINGS.peering
         settings.peering.priority = SETTINGS.priority
+        # How long a replica's keep-alive counts: a standby takes over this long after the active
+        # replica dies at the latest (Kopf's default is 60 s; keep-alives go 5-10 s before expiry).
+        settings.peering.lifetime = SETTINGS.peering_lifetime
         settings.peering.mandatory = True
     else:
         settings.peering.standalone = True
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
-    controller = Controller(SETTINGS)
-    controller.start()
-    memo.controller = controller
+    # The handlers reach the Controller through the Replica, one object for the whole run (Kopf gives
+    # each object a shallow copy of this memo): with peering it holds a Controller only while this
+    # replica is the active one (controller/peering.py).
+    replica: Replica[Controller] = Replica(lambda: Controller(SETTINGS))
+    memo.replica = replica
+    if SETTINGS.peering:
+        PeeringMonitor(
+            replica,
+            name=SETTINGS.peering,
+            identity=own_identity(),
+            priority=SETTINGS.priority,
+            namespaces=SETTINGS.namespaces,
+            clusterwide=settings.peering.clusterwide,
+        ).start()
+    else:
+        replica.resume("Active (standalone, no peering)")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller | None = getattr(memo, "controller", None)
-    if controller is not None:
-        await controller.close()
+    replica: Replica[Controller] | None = getattr(memo, "replica", None)
+    if replica is not None:
+        await replica.close()

@@ -3,6 +3,8 @@
 They use raw watch events (`on.event`) rather than Kopf's change handlers: the
 controller is level-triggered and writes its own status and finalizer, so Kopf keeps
 no per-object progress annotations and an object costs only the writes it needs.
+Events reach the Controller through the Replica (controller/peering.py), which drops
+them while this replica stands by for another one.
 """
 
 from __future__ import annotations
@@ -12,24 +14,29 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, VERSION
+from ..peering import Replica
 from ..runtime import Controller
 
 
 @kopf.on.event(GROUP, VERSION, "networkdevices")
 async def network_device_event(event: Any, memo: Any, **_: Any) -> None:
-    controller: Controller = memo.controller
+    replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
+    name = obj["metadata"]["name"]
+    what = f"NetworkDevice {name} ({event['type'] or 'listed'})"
     if event["type"] == "DELETED":
-        await controller.remove_device(obj["metadata"]["name"])
+        await replica.run(what, lambda c: c.remove_device(name))
     else:
-        await controller.upsert_device(obj)
+        await replica.run(what, lambda c: c.upsert_device(obj))
 
 
 @kopf.on.event(GROUP, VERSION, "networkservices")
 async def network_service_event(event: Any, memo: Any, **_: Any) -> None:
-    controller: Controller = memo.controller
+    replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    what = f"NetworkService {namespace}/{name} ({event['type'] or 'listed'})"
     if event["type"] == "DELETED":
-        controller.remove_service(obj["metadata"]["namespace"], obj["metadata"]["name"])
+        await replica.run(what, lambda c: c.remove_service(namespace, name))
     else:
-        await controller.upsert_service(obj)
+        await replica.run(what, lambda c: c.upsert_service(obj))
