@@ -19,7 +19,7 @@ from .commerce.runtime import CommerceController
 from .gnmi.client import Target
 from .intent.render import ServiceKey
 from .kube import FINALIZER, Conflict, Kube, NotFound, Ref
-from .network.devices import DeviceConfigError, device_status, target_for
+from .network.devices import DeviceConfigError, SecretUnavailable, device_status, target_for
 from .network.reconciler import NetworkReconciler, ServiceRecord
 from .network.session import DeviceSession
 from .settings import Settings
@@ -34,6 +34,17 @@ class DeviceRecord:
     body: dict[str, Any]
     target: Target | None = None
     config_error: str | None = None
+    # A Secret that cannot be read for now (API server down, timeout, 5xx): the target, session and
+    # config_error built before are kept; shown as WaitingForSecret only while there is no target yet.
+    secret_unavailable: str | None = None
+
+
+def lean(body: dict[str, Any]) -> dict[str, Any]:
+    """The object without its managedFields: kept for every object, they would be most of its memory."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -93,6 +104,7 @@ class Controller:
 
     # -- NetworkDevice -----------------------------------------------------------------------
     async def upsert_device(self, body: dict[str, Any]) -> None:
+        body = lean(body)
         name = body["metadata"]["name"]
         self.network.device_seen(name)
         known = self.devices.get(name)
@@ -110,19 +122,37 @@ class Controller:
         record = self.devices.get(name)
         if record is None:
             return
+        config_error: str | None = None
         try:
             spec = NetworkDeviceSpec.model_validate(record.body.get("spec", {}))
             target = await target_for(spec, self.kube)
-            record.config_error = None
         except ValidationError as exc:
-            target, record.config_error = None, validation_message(exc)
+            target, config_error = None, validation_message(exc)
         except DeviceConfigError as exc:
-            target, record.config_error = None, str(exc)
+            target, config_error = None, str(exc)
+        except SecretUnavailable as exc:
+            # Nothing is known to be wrong with the device: keep its target, session and status as they
+            # are (an API outage must not tear down healthy sessions); the next refresh tries again.
+            if record.secret_unavailable is None:
+                log.warning("NetworkDevice %s: %s; keeping its current session, if any", name, exc)
+            record.secret_unavailable = f"{exc}; trying again at the next resync"
+            if record.target is None:
+                self.publish_device(name)  # never had a target: WaitingForSecret (or its config error)
+            return
+        if record.secret_unavailable is not None:
+            log.info("NetworkDevice %s: its Secrets are readable again", name)
+        record.config_error, record.secret_unavailable = config_error, None
         if target != record.target:
             record.target = target
             await self.network.detach_session(name)
             if target is not None:
-                session = DeviceSession(name, target, on_change=self._device_changed, on_state=self.publish_device)
+                session = DeviceSession(
+                    name,
+                    target,
+                    on_change=self._device_changed,
+                    on_state=self.publish_device,
+                    on_update=self.network.mark_changed,
+                )
                 self.network.attach_session(session)
                 session.start()
         self.publish_device(name)
@@ -148,6 +178,7 @@ class Controller:
             current=current,
             session=self.network.sessions.get(name),
             config_error=record.config_error,
+            waiting=record.secret_unavailable,
             services=len(self.network.members(name)),
             now=self.now(),
         )
@@ -158,6 +189,7 @@ class Controller:
 
     # -- NetworkService -----------------------------------------------------------------------
     async def upsert_service(self, body: dict[str, Any]) -> None:
+        body = lean(body)
         self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
         meta = body["metadata"]
         key = ServiceKey(meta["namespace"], meta["name"])
@@ -199,3 +231,24 @@ class Controller:
     def remove_service(self, namespace: str, name: str) -> None:
         self.network.remove_service(ServiceKey(namespace, name))
         self.commerce.forget_service(namespace, name)
+
+    # -- peering (controller/peering.py): another replica is the active one ------------------------
+    async def pause(self) -> None:
+        """Stand down for good, writing nothing more: stop the resync, the billing loops, every reconcile
+        worker, device session and background write, and drop queued status writes (this replica's view
+        is stale now). Idempotent. The replica builds a new Controller from a fresh list on resume."""
+        if self._resync is not None:
+            self._resync.cancel()
+        await self.network.close()
+        await self.commerce.close()
+        # Neither close() cancels these: finalizer releases, look-ups and Events, queued status writes.
+        stray = [*getattr(self.network, "_background", ()), *getattr(self.writer, "_tasks", ())]
+        for task in stray:
+            task.cancel()
+        await asyncio.gather(*stray, *([self._resync] if self._resync else []), return_exceptions=True)
+        self.devices.clear()
+        self.network.services.clear()  # a release retry timer finds nothing left to do
+        for gauge in (metrics.DEVICES_REACHABLE, metrics.DEVICES_TOTAL, metrics.OUTBOX_DEPTH):
+            gauge.set(0)
+        metrics.OUTBOX_OLDEST_SECONDS.set(0)
+        self.kube.close()  # any call still under way fails instead of writing

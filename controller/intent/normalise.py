@@ -4,7 +4,8 @@ Devices differ from our rendering in form, not substance, and every difference o
 `normalise` removes them, on observed trees and on intent alike:
 
 - module prefixes: JSON_IETF (RFC 7951) qualifies member names (`openconfig-interfaces:interfaces`) and
-  identity values (`openconfig-network-instance-types:L3VRF`); both lose the module part;
+  identity values (`openconfig-network-instance-types:L3VRF`); both lose the module part, identity values
+  only on identityref leaves (a port may well be named `openconfig-if:eth1`: names and keys are kept);
 - `state` containers are dropped (operational data, never intent), then any container or list left empty;
 - numbers: RFC 7951 encodes 64-bit integers as strings (`"cir": "100000000"`), and path keys are always
   strings; known integer leaves become ints, known boolean leaves become bools;
@@ -43,6 +44,9 @@ INTEGER_LEAVES = frozenset(
     {"index", "vlan-id", "prefix-length", "subinterface", "sequence", "cir", "pir", "bc", "be", "mtu"}
 )
 BOOLEAN_LEAVES = frozenset({"enabled"})
+# identityref leaves (values `module:IDENTITY` in JSON_IETF): every `type` in the subset (interface, network
+# instance, scheduler). Only these lose a module prefix: names, keys and references are kept as they are.
+IDENTITY_LEAVES = frozenset({"type"})
 # Leaves the device sets when a config container omits them, by schema path of the container.
 DEFAULTS: dict[SchemaPath, JsonObject] = {
     ("interfaces", "interface", "config"): {"enabled": True},
@@ -133,7 +137,7 @@ def _normalise_leaf(value: JsonValue, name: str) -> JsonValue:
             return int(value)
     if name in BOOLEAN_LEAVES and value in ("true", "false"):
         return value == "true"
-    if isinstance(value, str) and (identity := _QUALIFIED_IDENTITY.match(value)):
+    if name in IDENTITY_LEAVES and isinstance(value, str) and (identity := _QUALIFIED_IDENTITY.match(value)):
         return identity.group(1)
     return value
 

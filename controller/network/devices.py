@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
+
+from cryptography import x509
+from kubernetes.client import ApiException
 
 from ..api.networkdevice import NetworkDeviceSpec
 from ..conditions import Cond, merge_conditions
 from ..gnmi.client import Target
-from ..kube import Kube
+from ..kube import Kube, NotFound
 from .session import DeviceSession
 
 # Models whose presence makes a device usable by this controller.
@@ -16,28 +20,54 @@ REQUIRED_MODELS = ("openconfig-interfaces", "openconfig-vlan", "openconfig-if-ip
 
 
 class DeviceConfigError(Exception):
-    """The NetworkDevice cannot be turned into a target (missing Secret or key); says which."""
+    """The NetworkDevice cannot be turned into a target (missing Secret or key, bad contents); says which."""
+
+
+class SecretUnavailable(Exception):
+    """A Secret could not be read for a reason that says nothing about the Secret (the API server is down
+    or overloaded, a timeout, our own token refused): keep what was built from it before and try again."""
+
+
+# API answers that are not about the Secret: timeout, our own credentials refused, throttled.
+_TRANSIENT_STATUSES = frozenset({401, 408, 429})
+
+
+def is_definitive(exc: Exception) -> bool:
+    """Whether a failed Secret read is the API server's answer about that Secret: it does not exist (404),
+    we may not read it (403), or another 4xx. Anything else (no connection, a timeout, 5xx, 429, 401, an
+    unexpected error) is transient: it may well succeed on the next try."""
+    if isinstance(exc, NotFound):
+        return True
+    if isinstance(exc, ApiException) and isinstance(exc.status, int):
+        return 400 <= exc.status < 500 and exc.status not in _TRANSIENT_STATUSES
+    return False
+
+
+async def _read_secret(kube: Kube, namespace: str, name: str) -> dict[str, bytes]:
+    try:
+        return await kube.read_secret(namespace, name)
+    except Exception as exc:
+        if is_definitive(exc):
+            raise DeviceConfigError(f"cannot read Secret {namespace}/{name}: {_short(exc)}") from None
+        raise SecretUnavailable(f"cannot read Secret {namespace}/{name} for now: {_short(exc)}") from None
 
 
 async def target_for(spec: NetworkDeviceSpec, kube: Kube) -> Target:
+    """The gNMI target the spec and its Secrets describe. Raises DeviceConfigError when they are wrong
+    (a definitive answer: fix the configuration), SecretUnavailable when a Secret cannot be read now."""
     ref = spec.credentialsSecretRef
-    try:
-        creds = await kube.read_secret(ref.namespace, ref.name)
-    except Exception as exc:
-        raise DeviceConfigError(f"cannot read Secret {ref.namespace}/{ref.name}: {_short(exc)}") from None
+    creds = await _read_secret(kube, ref.namespace, ref.name)
     missing = [k for k in ("username", "password") if k not in creds]
     if missing:
         raise DeviceConfigError(f"Secret {ref.namespace}/{ref.name} lacks key(s) {', '.join(missing)}")
     ca: bytes | None = None
     if spec.tls.caSecretRef is not None:
         ca_ref = spec.tls.caSecretRef
-        try:
-            ca_data = await kube.read_secret(ca_ref.namespace, ca_ref.name)
-        except Exception as exc:
-            raise DeviceConfigError(f"cannot read Secret {ca_ref.namespace}/{ca_ref.name}: {_short(exc)}") from None
+        ca_data = await _read_secret(kube, ca_ref.namespace, ca_ref.name)
         if "ca.crt" not in ca_data:
             raise DeviceConfigError(f"Secret {ca_ref.namespace}/{ca_ref.name} lacks key ca.crt")
         ca = ca_data["ca.crt"]
+        _check_pem_certificates(ca, ca_ref.namespace, ca_ref.name)
     return Target(
         address=spec.address,
         port=spec.port,
@@ -48,6 +78,18 @@ async def target_for(spec: NetworkDeviceSpec, kube: Kube) -> Target:
         server_name=spec.tls.serverName,
         timeout=float(spec.timeoutSeconds),
     )
+
+
+_FAQ_LINK = re.compile(r"\s*See https?://\S+ for more details\.")  # in cryptography's messages
+
+
+def _check_pem_certificates(data: bytes, namespace: str, name: str) -> None:
+    """gRPC reports a CA it cannot use only as a failed handshake; say what is wrong instead."""
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        detail = " ".join(_FAQ_LINK.sub("", str(exc)).split())[:200] or type(exc).__name__
+        raise DeviceConfigError(f"Secret {namespace}/{name} key ca.crt holds no PEM certificate: {detail}") from None
 
 
 def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
@@ -63,7 +105,8 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
 
 def _short(exc: Exception) -> str:
     reason = getattr(exc, "reason", None)
-    return str(reason or exc).splitlines()[0][:200]
+    lines = str(reason or exc).splitlines()
+    return lines[0][:200] if lines and lines[0] else type(exc).__name__
 
 
 def device_status(
@@ -73,13 +116,21 @@ def device_status(
     config_error: str | None,
     services: int,
     now: dt.datetime,
+    waiting: str | None = None,
 ) -> dict[str, Any]:
+    """`waiting`: why no target could be built yet although nothing says the configuration is wrong
+    (a Secret that cannot be read for now); shown only while there is no session."""
     conds: list[Cond]
     caps_status: dict[str, Any] | None = None
     if config_error is not None:
         conds = [
             Cond("Ready", "False", "InvalidConfiguration", config_error),
             Cond("Reachable", "Unknown", "InvalidConfiguration", config_error),
+        ]
+    elif session is None and waiting is not None:
+        conds = [
+            Cond("Ready", "Unknown", "WaitingForSecret", waiting),
+            Cond("Reachable", "Unknown", "WaitingForSecret", waiting),
         ]
     elif session is None or (not session.connected and session.error is None):
         conds = [Cond("Ready", "Unknown", "Connecting", ""), Cond("Reachable", "Unknown", "Connecting", "")]

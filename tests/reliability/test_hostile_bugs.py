@@ -137,8 +137,8 @@ def test_a_service_on_a_misconfigured_device_names_the_real_problem(r: Rig) -> N
         r.gone(name)
 
 
-@pytest.mark.bug("a CA Secret that holds no certificate is reported as a TLS handshake failure, not as bad config")
 def test_a_garbage_ca_is_a_configuration_error_naming_the_secret(r: Rig) -> None:
+    """Regression of bug 11 (docs/reliability.md): it was `Unreachable: Failed to create security handshaker`."""
     raw_secret(r, "hb-garbage-ca", {"ca.crt": b"-----BEGIN CERTIFICATE-----\nnot a cert\n-----END CERTIFICATE-----\n"})
     r.api.apply(aimed_at_r1(r, "hb-garbage", ca="hb-garbage-ca"))
     try:

@@ -13,7 +13,6 @@ import os
 import re
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pygnmi.spec.v080 import gnmi_pb2
@@ -152,7 +151,6 @@ def test_the_plan_round_trips_and_a_dry_run_status_fits_the_crd(raw: dict[str, A
     NetworkServiceStatus.model_validate({"plan": shown})
 
 
-@pytest.mark.bug("normalise strips `openconfig-x:` from any string, so a port named like an identity never converges")
 @SETTINGS
 @given(raw=specs)
 @example(raw={"serviceType": "l2vpn", "bandwidthMbps": 1,

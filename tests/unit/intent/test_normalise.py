@@ -36,6 +36,57 @@ def test_colons_in_port_names_and_descriptions_are_kept() -> None:
     }
 
 
+def test_only_identityref_leaves_lose_a_module_prefix() -> None:
+    """A port may be named like an identity (`openconfig-if:eth1`, which the CRD admits): its name, the
+    list keys and the references to it must stay as they are, or the port is never found (bug 12)."""
+    port = "openconfig-if:eth1"
+    tree = {
+        "interfaces": {
+            "interface": [
+                {"name": port, "config": {"name": port, "type": "iana-if-type:ethernetCsmacd"}},
+            ]
+        },
+        "qos": {
+            "interfaces": {
+                "interface": [
+                    {
+                        "interface-id": f"{port}.10",
+                        "config": {"interface-id": f"{port}.10"},
+                        "interface-ref": {"config": {"interface": port, "subinterface": 10}},
+                    }
+                ]
+            },
+            "scheduler-policies": {
+                "scheduler-policy": [
+                    {
+                        "name": f"{port}.10",
+                        "schedulers": {
+                            "scheduler": [
+                                {"sequence": 0, "config": {"type": "openconfig-qos-types:TWO_RATE_THREE_COLOR"}}
+                            ]
+                        },
+                    }
+                ]
+            },
+        },
+    }
+    result = normalise(tree)
+    interface = result["interfaces"]["interface"][0]
+    assert interface["name"] == interface["config"]["name"] == port
+    assert interface["config"]["type"] == "ethernetCsmacd"
+    qos = result["qos"]["interfaces"]["interface"][0]
+    assert qos["interface-id"] == qos["config"]["interface-id"] == f"{port}.10"
+    assert qos["interface-ref"]["config"]["interface"] == port
+    policy = result["qos"]["scheduler-policies"]["scheduler-policy"][0]
+    assert policy["name"] == f"{port}.10"
+    assert policy["schedulers"]["scheduler"][0]["config"]["type"] == "TWO_RATE_THREE_COLOR"
+    assert extract(result, GPath.of("interfaces", ("interface", {"name": port}))) == interface
+    # Descriptions are free text, never identities.
+    assert normalise({"config": {"description": "openconfig-x:Y"}}, SUB) == {
+        "config": {"description": "openconfig-x:Y", "enabled": True}
+    }
+
+
 def test_uint64_strings_and_string_booleans_become_numbers_and_booleans() -> None:
     at = GPath.parse("qos/scheduler-policies/scheduler-policy[name=x]/schedulers/scheduler[sequence=0]")
     observed = {
