@@ -92,15 +92,23 @@ class Controller:
         self.kube.close()
 
     async def _resync_loop(self) -> None:
-        """Level-triggered safety net: re-verify every device periodically (Gets only when in sync)."""
+        """Level-triggered safety net: re-read each device's Secrets and compare the whole device with its
+        intent once per period (Gets only when in sync). Devices are spread over the period, so a fleet's
+        whole-device passes never all land at once, with a change arriving meanwhile queued behind them."""
         while True:
-            await asyncio.sleep(self.settings.resync_seconds)
-            for name in list(self.devices):
+            names = list(self.devices)
+            for name in names:
+                await asyncio.sleep(self.settings.resync_seconds / len(names))
+                if name not in self.devices:
+                    continue
                 try:
                     await self.refresh_device(name)
                 except Exception:  # one device must never stop the resync of the others
                     log.exception("refreshing device %s failed", name)
-            self.network.resync()
+                self.network.mark_dirty(name)
+            if not names:
+                await asyncio.sleep(self.settings.resync_seconds)
+            self.network.resync(skip=names)  # devices that services name but no NetworkDevice defines
 
     # -- NetworkDevice -----------------------------------------------------------------------
     async def upsert_device(self, body: dict[str, Any]) -> None:
@@ -241,11 +249,9 @@ class Controller:
             self._resync.cancel()
         await self.network.close()
         await self.commerce.close()
-        # Neither close() cancels these: finalizer releases, look-ups and Events, queued status writes.
-        stray = [*getattr(self.network, "_background", ()), *getattr(self.writer, "_tasks", ())]
-        for task in stray:
-            task.cancel()
-        await asyncio.gather(*stray, *([self._resync] if self._resync else []), return_exceptions=True)
+        await self.writer.discard()
+        if self._resync is not None:
+            await asyncio.gather(self._resync, return_exceptions=True)
         self.devices.clear()
         self.network.services.clear()  # a release retry timer finds nothing left to do
         for gauge in (metrics.DEVICES_REACHABLE, metrics.DEVICES_TOTAL, metrics.OUTBOX_DEPTH):

@@ -40,8 +40,8 @@ class StatusWriter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
-        """Queue `desired` for `ref` unless the stored (or last written) status already has it."""
-        if not differs(desired, stored) or (ref in self._written and not differs(desired, self._written[ref])):
+        """Queue `desired` for `ref` unless the status, once our writes land, already has it."""
+        if not differs(desired, self.latest(ref, stored)):
             self._pending.pop(ref, None)
             return False
         self._pending[ref] = desired
@@ -54,7 +54,7 @@ class StatusWriter:
 
     def latest(self, ref: Ref, stored: dict[str, Any] | None) -> dict[str, Any]:
         """The status as it is once our writes land: `stored` (often a watch copy older than our last
-        write) overlaid with what was written or queued since. Computing the next status from this
+        write) overlaid with what was written, is being written or is queued. Computing the next status from this
         keeps condition timestamps stable instead of regenerating them from a stale copy."""
         current = dict(stored or {})
         for layer in (self._written.get(ref), self._pending.get(ref)):
@@ -70,9 +70,15 @@ class StatusWriter:
         try:
             while ref in self._pending:
                 desired = self._pending.pop(ref)
+                if log.isEnabledFor(logging.DEBUG):
+                    before = self._written.get(ref, {})
+                    changed = sorted(k for k in desired if differs({k: desired[k]}, before))
+                    log.debug("status of %s: writing %s", ref, changed)
+                # Counted as written from now on: a status computed while this write is in flight
+                # must build on it, or it regenerates timestamps and writes the same thing again.
+                self._written[ref] = desired
                 try:
                     await self._kube.patch_status(ref, desired)
-                    self._written[ref] = desired
                 except NotFound:
                     self.forget(ref)
                     return
@@ -82,6 +88,14 @@ class StatusWriter:
                     return
         finally:
             self._busy.discard(ref)
+
+    async def discard(self) -> None:
+        """Drop queued writes and cancel those under way (this replica's view is no longer the truth)."""
+        self._pending.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def flush(self) -> None:
         while self._tasks:

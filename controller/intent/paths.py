@@ -54,6 +54,18 @@ class PathElem:
             _check_name(key, "key name")
             _check_key_value(key, value)
         object.__setattr__(self, "keys", tuple(sorted(self.keys)))
+        object.__setattr__(self, "_hash", hash((self.name, self.keys)))
+
+    # Paths are dict keys everywhere (merge, plan, the leaf cache): hash once, compare hashes first.
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, PathElem):
+            return NotImplemented
+        return self._hash == other._hash and self.name == other.name and self.keys == other.keys  # type: ignore[attr-defined]
 
     @classmethod
     def of(cls, name: str, keys: Mapping[str, str] | None = None) -> PathElem:
@@ -68,6 +80,19 @@ class GPath:
     """A concrete gNMI path. Ordering puts a path right before the paths it is a prefix of."""
 
     elems: tuple[PathElem, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.elems))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, GPath):
+            return NotImplemented
+        return self._hash == other._hash and self.elems == other.elems  # type: ignore[attr-defined]
 
     @classmethod
     def parse(cls, text: str) -> GPath:

@@ -55,6 +55,12 @@ class ServiceKey:
     namespace: str
     name: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
+
+    def __hash__(self) -> int:  # a key of most of the reconciler's maps: hash once
+        return self._hash  # type: ignore[attr-defined]
+
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 

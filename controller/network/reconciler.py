@@ -152,7 +152,7 @@ class NetworkReconciler:
     device_facts: Callable[[str], DeviceFacts | None] = lambda name: None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
-    _applied: set[tuple[ServiceKey, str]] = field(default_factory=set)  # (service, device) verified once
+    _applied: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))  # devices verified once
     _torn_down: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     _dirty: dict[str, asyncio.Event] = field(default_factory=dict)
     _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -189,9 +189,8 @@ class NetworkReconciler:
             self._by_device[device].discard(record.key)
         for device in record.devices():
             self._by_device[device].add(record.key)
-        for key, device in list(self._applied):
-            if key == record.key and device not in record.devices():
-                self._applied.discard((key, device))
+        if record.key in self._applied:
+            self._applied[record.key] &= record.devices()
         touched = record.devices() | (old.devices() if old else set())
         self._outcomes[record.key] = {
             ep: o for ep, o in self._outcomes[record.key].items() if ep in set(record.endpoints())
@@ -240,7 +239,7 @@ class NetworkReconciler:
         self._outcomes.pop(key, None)
         self._plans.pop(key, None)
         self._torn_down.pop(key, None)
-        self._applied = {(k, d) for k, d in self._applied if k != key}
+        self._applied.pop(key, None)
         if record is not None:
             self.writer.forget(record.ref)
 
@@ -275,9 +274,10 @@ class NetworkReconciler:
             self._workers[device] = asyncio.create_task(self._worker(device), name=f"reconcile-{device}")
         event.set()
 
-    def resync(self) -> None:
+    def resync(self, skip: Collection[str] = ()) -> None:
         for device in set(self.sessions) | {d for r in self.services.values() for d in r.devices()}:
-            self.mark_dirty(device)
+            if device not in skip:
+                self.mark_dirty(device)
 
     async def close(self) -> None:
         for task in self._workers.values():
@@ -285,6 +285,11 @@ class NetworkReconciler:
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         for handle in self._retry.values():
             handle.cancel()
+        # Finalizer releases, device look-ups and Events still under way: a later run redoes what matters.
+        background = list(self._background)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
 
     # -- the per-device loop --------------------------------------------------------------
@@ -376,7 +381,9 @@ class NetworkReconciler:
         checking = intent if scope is None else _restricted(intent, scope)
         # A `report` service that was applied before keeps its drift: reported, not reverted.
         report_only = {
-            r.key for r in applying if r.spec and r.spec.driftPolicy == "report" and (r.key, device) in self._applied
+            r.key
+            for r in applying
+            if r.spec and r.spec.driftPolicy == "report" and device in self._applied.get(r.key, ())
         }
         teardown_paths = {e.path for e in teardown}
         assessment = assess(checking, tree, teardown)
@@ -420,7 +427,7 @@ class NetworkReconciler:
                         self._transient(device, members, again)
                         return
             for owner in to_send.owners - set(refused):
-                if (owner, device) in self._applied and owner in drift_before:
+                if device in self._applied.get(owner, ()) and owner in drift_before:
                     self._drift_reverted(device, owner, drift_before[owner])
             self._removed[device].update(op.path for op in to_send.deletes)
             try:
@@ -462,7 +469,7 @@ class NetworkReconciler:
                 )
                 self._outcomes[r.key][ep] = outcome
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
-                    self._applied.add((r.key, device))
+                    self._applied[r.key].add(device)
             if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
                 self._spawn(
@@ -528,7 +535,7 @@ class NetworkReconciler:
         """When the service's claim on `device` counts from. A service already configured there keeps its
         claim against any newcomer: creation times have one-second resolution, and a tie would
         otherwise go by name and could take a working service's port away."""
-        if (record.key, device) in self._applied or any(
+        if device in self._applied.get(record.key, ()) or any(
             e.get("applied") and e.get("device") == device for e in record.status.get("endpoints", []) or []
         ):
             return EPOCH

@@ -170,3 +170,29 @@ def _claim(r: ServiceRecord) -> Any:
     from controller.intent import Claim
 
     return Claim(r.key, CREATED, tuple(e for e in r.rendered if e.device == "pe1"))
+
+
+def test_a_status_equal_to_the_one_in_flight_is_not_written_again() -> None:
+    class SlowKube(FakeKube):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def patch_status(self, ref: Ref, status: dict[str, Any]) -> None:
+            await self.release.wait()
+            await super().patch_status(ref, status)
+
+    async def main() -> tuple[bool, dict[str, Any], int]:
+        kube = SlowKube()
+        writer = StatusWriter(kube)  # type: ignore[arg-type]
+        ref = Ref("networkservices", "svc", "ns")
+        writer.submit(ref, {"state": "active"}, {})
+        await asyncio.sleep(0)  # the write is now in flight
+        seen = writer.latest(ref, {})
+        again = writer.submit(ref, {"state": "active"}, {})  # e.g. computed from a stale watch copy
+        kube.release.set()
+        await writer.flush()
+        return again, seen, len(kube.patches)
+
+    again, seen, patches = asyncio.run(main())
+    assert seen == {"state": "active"} and not again and patches == 1
