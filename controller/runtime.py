@@ -218,7 +218,7 @@ class Controller:
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=list(meta.get("finalizers") or []),
             status=body.get("status") or {},
-            body=body,
+            body={k: body[k] for k in ("apiVersion", "kind", "metadata") if k in body},  # spec: parsed above
         )
         if record.deleting and FINALIZER not in record.finalizers:
             self.network.remove_service(key)  # nothing of ours to clean up

@@ -10,7 +10,8 @@ because those would make the string ambiguous or a wildcard, and managed paths a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pygnmi.spec.v080 import gnmi_pb2
@@ -38,12 +39,13 @@ def _check_key_value(key: str, value: str) -> None:
         )
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PathElem:
     """One step of a path: a node name and, for a list entry, its keys sorted by key name."""
 
     name: str
     keys: tuple[tuple[str, str], ...] = ()
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "element name")
@@ -58,14 +60,14 @@ class PathElem:
 
     # Paths are dict keys everywhere (merge, plan, the leaf cache): hash once, compare hashes first.
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined]
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
         if not isinstance(other, PathElem):
             return NotImplemented
-        return self._hash == other._hash and self.name == other.name and self.keys == other.keys  # type: ignore[attr-defined]
+        return self._hash == other._hash and self.name == other.name and self.keys == other.keys
 
     @classmethod
     def of(cls, name: str, keys: Mapping[str, str] | None = None) -> PathElem:
@@ -73,6 +75,13 @@ class PathElem:
 
     def to_string(self) -> str:
         return self.name + "".join(f"[{k}={v}]" for k, v in self.keys)
+
+
+@lru_cache(maxsize=4096)
+def _plain(name: str) -> PathElem:
+    """One shared element per key-less name (`config`, `state`, ...): a device's paths repeat them by the
+    hundred thousand in the subscription cache."""
+    return PathElem(name)
 
 
 @dataclass(frozen=True, order=True, repr=False)
@@ -120,7 +129,7 @@ class GPath:
                 continue
             if part.origin not in _OPENCONFIG_ORIGINS:
                 raise ValueError(f"gNMI path origin {part.origin!r} is not openconfig")
-            elems.extend(PathElem(e.name, tuple(e.key.items())) for e in part.elem)
+            elems.extend(PathElem(e.name, tuple(e.key.items())) if e.key else _plain(e.name) for e in part.elem)
         return cls(tuple(elems))
 
     @classmethod

@@ -12,7 +12,14 @@ from typing import Any
 
 from ..intent.paths import GPath, PathElem
 
-_VALUE = object()  # the key under which a node keeps its leaf value (never a PathElem)
+
+class _Leaf:
+    """A leaf's value, held directly by its parent node (a dict per leaf would triple the memory)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class LeafCache:
@@ -24,22 +31,31 @@ class LeafCache:
         return self._count
 
     def set(self, path: GPath, value: Any) -> None:
+        if not path.elems:
+            raise ValueError("a leaf cannot sit at the root path")
         node = self._root
-        for elem in path.elems:
-            node = node.setdefault(elem, {})
-        if _VALUE not in node:
-            self._count += 1
-        node[_VALUE] = value
+        for elem in path.elems[:-1]:
+            child = node.get(elem)
+            if not isinstance(child, dict):  # absent, or a leaf where a container now is
+                self._count -= isinstance(child, _Leaf)
+                child = node[elem] = {}
+            node = child
+        last = path.elems[-1]
+        held = node.get(last)
+        if isinstance(held, _Leaf):
+            held.value = value
+            return
+        if isinstance(held, dict):  # a container where a leaf now is
+            self._count -= sum(1 for _ in _values(held, ()))
+        node[last] = _Leaf(value)
+        self._count += 1
 
     def get(self, path: GPath, default: Any = None) -> Any:
-        node = self._node(path)
-        return default if node is None else node.get(_VALUE, default)
+        held = self._held(path)
+        return held.value if isinstance(held, _Leaf) else default
 
     def __contains__(self, path: object) -> bool:
-        if not isinstance(path, GPath):
-            return False
-        node = self._node(path)
-        return node is not None and _VALUE in node
+        return isinstance(path, GPath) and isinstance(self._held(path), _Leaf)
 
     def delete(self, prefix: GPath) -> None:
         """Drop `prefix` and everything under it (the root: everything)."""
@@ -50,26 +66,36 @@ class LeafCache:
         if parent is None:
             return
         gone = parent.pop(prefix.elems[-1], None)
-        if gone is not None:
+        if isinstance(gone, _Leaf):
+            self._count -= 1
+        elif gone is not None:
             self._count -= sum(1 for _ in _values(gone, ()))
 
     def items_under(self, prefix: GPath) -> Iterator[tuple[GPath, Any]]:
         """Every leaf at or under `prefix`, with its full path."""
-        node = self._node(prefix)
-        if node is None:
+        held = self._held(prefix) if prefix.elems else self._root
+        if isinstance(held, _Leaf):
+            return iter([(prefix, held.value)])
+        if held is None:
             return iter(())
-        return ((GPath(prefix.elems + rel), value) for rel, value in _values(node, ()))
+        return ((GPath(prefix.elems + rel), value) for rel, value in _values(held, ()))
 
     def items(self) -> Iterator[tuple[GPath, Any]]:
         return self.items_under(GPath())
 
     def _node(self, path: GPath) -> dict[Any, Any] | None:
-        node = self._root
+        """The container at `path` (None if absent or a leaf)."""
+        held = self._held(path) if path.elems else self._root
+        return held if isinstance(held, dict) else None
+
+    def _held(self, path: GPath) -> dict[Any, Any] | _Leaf | None:
+        node: Any = self._root
         for elem in path.elems:
-            child = node.get(elem)
-            if child is None:
+            if not isinstance(node, dict):
                 return None
-            node = child
+            node = node.get(elem)
+            if node is None:
+                return None
         return node
 
 
@@ -77,8 +103,8 @@ def _values(node: dict[Any, Any], at: tuple[PathElem, ...]) -> Iterable[tuple[tu
     stack = [(node, at)]
     while stack:
         current, where = stack.pop()
-        for key, child in current.items():
-            if key is _VALUE:
-                yield where, child
+        for elem, child in current.items():
+            if isinstance(child, _Leaf):
+                yield (*where, elem), child.value
             else:
-                stack.append((child, (*where, key)))
+                stack.append((child, (*where, elem)))
