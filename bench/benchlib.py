@@ -613,6 +613,19 @@ class BenchController(ControllerProcess):
             time.sleep(0.2)
         raise AssertionError(f"the controller did not reconcile {devices} devices within {timeout:.0f}s")
 
+    def wait_idle(self, window: float = 1.0, max_passes: int = 1, timeout: float = 60) -> float:
+        """Until the controller ran at most `max_passes` device passes in a `window` (the staggered resync
+        keeps it from ever being zero): the seconds it took."""
+        t0 = time.monotonic()
+        last = metric_sum(self.metrics(), "telco_reconcile_total")
+        while time.monotonic() - t0 < timeout:
+            time.sleep(window)
+            now = metric_sum(self.metrics(), "telco_reconcile_total")
+            if now - last <= max_passes:
+                return time.monotonic() - t0
+            last = now
+        return time.monotonic() - t0
+
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as resp:
             text = resp.read().decode()

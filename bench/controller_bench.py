@@ -313,6 +313,8 @@ def finish_profile(ctx: Ctx, run: NetworkRun, raw: Path) -> dict[str, Any]:
     run.controller.wait_up(len(run.names))
     verified = time.monotonic() - t0
     run.watch.quiet_for(3.0, 120)
+    run.controller.wait_idle()  # the re-list's passes are done too, not only the API writes
+    passes_settled = time.monotonic() - t0
     with run.watch.lock:
         last = max((t for t, _, _ in run.watch.events[events0:]), default=t0)
     d = B.stats_delta(B.fleet_stats(run.fleet, run.names), before)
@@ -320,6 +322,7 @@ def finish_profile(ctx: Ctx, run: NetworkRun, raw: Path) -> dict[str, Any]:
         "all_devices_verified_s": round(verified, 1),
         "last_write_s": round(last - t0, 1),
         "quiet_after_s": round(max(verified, last - t0), 1),
+        "passes_settled_s": round(passes_settled, 1),
         "networkservice_writes": len(run.watch.events) - events0,
         "set_rpcs": sum(x["set_rpcs"] for x in d.values()),
         "get_rpcs": sum(x["get_rpcs"] for x in d.values()),
@@ -375,6 +378,7 @@ def latency(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     assert run.controller is not None and run.watch is not None
     api, ctl, watch = run.plane.api, run.controller, run.watch
     watch.quiet_for(2.0, 30)
+    ctl.wait_idle()  # "an idle system": no passes left over from the previous scenario either
     samples: list[float] = []
     from_return: list[float] = []
     set_s: list[float] = []
@@ -916,7 +920,8 @@ def markdown(res: dict[str, Any]) -> str:
             (
                 "  controller restart on the converged system (adoption)",
                 f"quiet after {fmt(rs['quiet_after_s'])} s",
-                f"{rs['networkservice_writes']} NetworkService writes, {rs['set_rpcs']} Sets, {rs['get_rpcs']} Gets",
+                f"{rs['networkservice_writes']} NetworkService writes, {rs['set_rpcs']} Sets, {rs['get_rpcs']} Gets; "
+                f"device passes settled after {fmt(rs.get('passes_settled_s'))} s",
                 "",
             )
         )

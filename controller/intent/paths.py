@@ -77,11 +77,11 @@ class PathElem:
         return self.name + "".join(f"[{k}={v}]" for k, v in self.keys)
 
 
-@lru_cache(maxsize=4096)
-def _plain(name: str) -> PathElem:
-    """One shared element per key-less name (`config`, `state`, ...): a device's paths repeat them by the
-    hundred thousand in the subscription cache."""
-    return PathElem(name)
+@lru_cache(maxsize=65536)
+def _elem(name: str, keys: tuple[tuple[str, str], ...]) -> PathElem:
+    """Decoded elements, checked once and shared: a device's notifications repeat the same ones (`config`,
+    `interface[name=Ethernet1]`) by the hundred thousand, in the subscription cache too."""
+    return PathElem(name, keys)
 
 
 @dataclass(frozen=True, order=True, repr=False)
@@ -129,7 +129,7 @@ class GPath:
                 continue
             if part.origin not in _OPENCONFIG_ORIGINS:
                 raise ValueError(f"gNMI path origin {part.origin!r} is not openconfig")
-            elems.extend(PathElem(e.name, tuple(e.key.items())) if e.key else _plain(e.name) for e in part.elem)
+            elems.extend(_elem(e.name, tuple(e.key.items())) for e in part.elem)
         return cls(tuple(elems))
 
     @classmethod

@@ -35,6 +35,8 @@ from ..intent import (
     Drift,
     GPath,
     ManagedEntry,
+    MergeResult,
+    PathElem,
     ServiceKey,
     SetPlan,
     assess,
@@ -171,6 +173,7 @@ class NetworkReconciler:
     _drifts: dict[str, dict[GPath, Drift]] = field(default_factory=dict)  # what differed after it
     _refusals: dict[str, dict[ServiceKey, tuple[str, str]]] = field(default_factory=dict)
     _removed: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))  # our own deletes
+    _merged: dict[str, tuple[tuple[Any, ...], MergeResult]] = field(default_factory=dict)
     _looking_up: set[str] = field(default_factory=set)
 
     # -- inputs ---------------------------------------------------------------------------
@@ -375,7 +378,7 @@ class NetworkReconciler:
             (owner, ("PortNotFound" if any("port" in p for p in problems) else "PreflightFailed", "; ".join(problems)))
             for owner, problems in preflight(device, checked, tree).items()
         )
-        intent, conflicts = merge(device, claims(applying, refused))
+        intent, conflicts = self._merge(device, claims(applying, refused), applying)
         for conflict in conflicts:
             refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
         checking = intent if scope is None else _restricted(intent, scope)
@@ -481,6 +484,18 @@ class NetworkReconciler:
                     )
                 )
             self.publish(r)
+
+    def _merge(self, device: str, claims: list[Claim], records: list[ServiceRecord]) -> MergeResult:
+        """merge(), reused while the same versions of the same services claim the device: most passes
+        (our own Set's echo, oper-status, drift) change no claim, and merging is linear in the device."""
+        versions = {r.key: (r.uid, r.generation) for r in records}
+        signature = tuple((c.key, c.created, versions.get(c.key)) for c in claims)
+        cached = self._merged.get(device)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        result = merge(device, claims)
+        self._merged[device] = (signature, result)
+        return result
 
     def _take_scope(self, device: str, session: DeviceSession) -> set[ServiceKey] | None:
         """The services this pass re-checks, or None for all of them (a whole-device comparison).
@@ -780,10 +795,14 @@ def _restricted(intent: DeviceIntent, keys: Collection[ServiceKey]) -> DeviceInt
     return DeviceIntent(intent.device, {p: e for p, e in intent.entries.items() if any(o in keys for o in e.owners)})
 
 
+_CONFIG = PathElem("config")
+
+
 def _port_config(path: GPath) -> GPath | None:
     """For an entry under a port, the port's config container: whether the port exists."""
-    if len(path.elems) > 2 and [e.name for e in path.elems[:2]] == ["interfaces", "interface"]:
-        return GPath(path.elems[:2]).child("config")
+    elems = path.elems
+    if len(elems) > 2 and elems[0].name == "interfaces" and elems[1].name == "interface":
+        return GPath((elems[0], elems[1], _CONFIG))
     return None
 
 
