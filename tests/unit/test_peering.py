@@ -124,21 +124,27 @@ def test_events_are_dropped_while_standing_by_and_a_resume_builds_a_fresh_contro
     asyncio.run(go())
 
 
+async def pause_during_a_call(r: Any, call: str) -> int:
+    """Start a handler whose call `call` is under way, pause, and say how cancelled the handler's
+    task was left (Kopf's task must not stay cancelled: 0)."""
+    r.resume("Resuming")
+
+    async def handler() -> int:
+        await r.run("event", lambda c: getattr(c, call)("late"))
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()
+
+    handling = asyncio.create_task(handler())
+    await asyncio.sleep(0.01)
+    await r.pause("Pausing")
+    return await handling
+
+
 def test_a_pause_cancels_a_call_in_progress_and_the_handler_returns_normally() -> None:
     async def go() -> None:
         r, built = replica()
-        r.resume("Resuming")
-
-        async def handler() -> int:
-            await r.run("event", lambda c: c.slow("late"))
-            task = asyncio.current_task()
-            assert task is not None
-            return task.cancelling()
-
-        handling = asyncio.create_task(handler())
-        await asyncio.sleep(0.01)
-        await r.pause("Pausing")
-        assert await handling == 0  # Kopf's task is not left cancelled
+        assert await pause_during_a_call(r, "slow") == 0
         assert built[0].applied == [] and built[0].pauses == 1
 
     asyncio.run(go())
@@ -147,18 +153,7 @@ def test_a_pause_cancels_a_call_in_progress_and_the_handler_returns_normally() -
 def test_a_call_that_swallows_the_cancellation_ends_before_the_controller_stops() -> None:
     async def go() -> None:
         r, built = replica()
-        r.resume("Resuming")
-
-        async def handler() -> int:
-            await r.run("event", lambda c: c.stubborn("late"))
-            task = asyncio.current_task()
-            assert task is not None
-            return task.cancelling()
-
-        handling = asyncio.create_task(handler())
-        await asyncio.sleep(0.01)
-        await r.pause("Pausing")
-        assert await handling == 0
+        assert await pause_during_a_call(r, "stubborn") == 0
         assert built[0].applied == ["late"]
         await asyncio.sleep(0.01)
         assert built[0].pauses >= 1
