@@ -168,7 +168,8 @@ def test_the_generator_reaches_the_odd_corners() -> None:
     """The strategy really produces what the schema allows (a guard against a vacuous generator)."""
     seen: dict[str, bool] = {"slash": False, "colon": False, "l3vpn": False, "16": False}
 
-    @settings(max_examples=400 if FULL else 60, deadline=None, database=None)
+    # Derandomized: the same draws every run, so this guard cannot fail by an unlucky draw.
+    @settings(max_examples=400 if FULL else 100, deadline=None, database=None, derandomize=True)
     @given(raw=specs)
     def probe(raw: dict[str, Any]) -> None:
         ports = [e["port"] for e in raw["endpoints"]]
