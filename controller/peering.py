@@ -48,6 +48,13 @@ GROUPS = ("kopf.dev", "zalando.org")  # Kopf's peering CRDs: current and legacy 
 DROP_WARNING_AFTER = 10.0  # seconds standing by after which a delivered event means disagreement
 
 
+def describe(kind: str, obj: Mapping[str, Any], event_type: str | None) -> str:
+    """A watch event as the replica's log lines name it, e.g. `Subscription ns/a (MODIFIED)`."""
+    meta = obj["metadata"]
+    name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+    return f"{kind} {name} ({event_type or 'listed'})"
+
+
 @functools.cache
 def own_identity() -> str:
     """This replica's key in the peering object, given to Kopf too: POD_ID (the chart sets the pod

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, VERSION
-from ..peering import Replica
+from ..peering import Replica, describe
 from ..runtime import Controller
 
 
@@ -22,7 +22,7 @@ async def product_offering_event(event: Any, memo: Any, **_: Any) -> None:
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     name = obj["metadata"]["name"]
-    what = f"ProductOffering {name} ({event['type'] or 'listed'})"
+    what = describe("ProductOffering", obj, event["type"])
     if event["type"] == "DELETED":
         await replica.run(what, lambda c: c.commerce.remove_offering(name))
     else:
@@ -34,7 +34,7 @@ async def subscription_event(event: Any, memo: Any, **_: Any) -> None:
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    what = f"Subscription {namespace}/{name} ({event['type'] or 'listed'})"
+    what = describe("Subscription", obj, event["type"])
     if event["type"] == "DELETED":
         await replica.run(what, lambda c: c.commerce.remove_subscription(namespace, name))
     else:
@@ -46,7 +46,7 @@ async def invoice_event(event: Any, memo: Any, **_: Any) -> None:
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    what = f"Invoice {namespace}/{name} ({event['type'] or 'listed'})"
+    what = describe("Invoice", obj, event["type"])
     if event["type"] == "DELETED":
         await replica.run(what, lambda c: c.commerce.remove_invoice(namespace, name))
     else:

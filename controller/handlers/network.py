@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, VERSION
-from ..peering import Replica
+from ..peering import Replica, describe
 from ..runtime import Controller
 
 
@@ -23,7 +23,7 @@ async def network_device_event(event: Any, memo: Any, **_: Any) -> None:
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     name = obj["metadata"]["name"]
-    what = f"NetworkDevice {name} ({event['type'] or 'listed'})"
+    what = describe("NetworkDevice", obj, event["type"])
     if event["type"] == "DELETED":
         await replica.run(what, lambda c: c.remove_device(name))
     else:
@@ -35,7 +35,7 @@ async def network_service_event(event: Any, memo: Any, **_: Any) -> None:
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    what = f"NetworkService {namespace}/{name} ({event['type'] or 'listed'})"
+    what = describe("NetworkService", obj, event["type"])
     if event["type"] == "DELETED":
         await replica.run(what, lambda c: c.remove_service(namespace, name))
     else:

@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 from typing import Any
 
-from controller.peering import PeeringMonitor, Replica, judge, peers
+from controller.peering import PeeringMonitor, Replica, describe, judge, peers
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
 ME = "me@host/20261125120000/abcd"
@@ -241,3 +241,9 @@ def test_an_event_while_standing_by_is_applied_only_if_a_fresh_read_says_active(
         await monitor.close()
 
     asyncio.run(go())
+
+
+def test_events_are_named_with_their_namespace_when_they_have_one() -> None:
+    namespaced = {"metadata": {"namespace": "shop", "name": "acme"}}
+    assert describe("Subscription", namespaced, "MODIFIED") == "Subscription shop/acme (MODIFIED)"
+    assert describe("NetworkDevice", {"metadata": {"name": "pe1"}}, None) == "NetworkDevice pe1 (listed)"
