@@ -100,6 +100,14 @@ class SetPlan:
             tuple(filter(wanted, self.updates)),
         )
 
+    def entries_written(self, intent: DeviceIntent) -> list[GPath]:
+        """The managed entries of `intent` this plan writes into: what to read back after the Set."""
+        found: set[GPath] = set()
+        for op in self.operations:
+            elems = op.path.elems
+            found.update(p for n in range(len(elems) + 1) if (p := GPath(elems[:n])) in intent.entries)
+        return sorted(found)
+
     def to_json(self) -> list[dict[str, str | None]]:
         """Shaped like NetworkService status.plan items: op, device, path, value as a JSON string."""
         return [
@@ -129,14 +137,6 @@ class Assessment:
 
     plan: SetPlan
     drifts: tuple[Drift, ...]
-
-    def touched_entries(self, intent: DeviceIntent) -> list[GPath]:
-        """The managed entries the plan writes into: what to read back after the Set."""
-        found: set[GPath] = set()
-        for op in self.plan.operations:
-            elems = op.path.elems
-            found.update(p for n in range(len(elems) + 1) if (p := GPath(elems[:n])) in intent.entries)
-        return sorted(found)
 
 
 def assess(

@@ -29,7 +29,6 @@ from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, merge_conditions
 from ..gnmi.client import GnmiError
 from ..intent import (
-    Assessment,
     Claim,
     DeviceIntent,
     Drift,
@@ -183,7 +182,7 @@ class NetworkReconciler:
         if old is not None and old.same_intent(record):
             # Typically the watch echo of our own status write: nothing for the devices to do.
             if old.spec is not None:
-                record.__dict__["rendered"] = old.rendered
+                record.__dict__["rendered"] = old.rendered  # the same spec: keep its cached render
             if record.deleting:
                 self._maybe_finish_teardown(record)
             return
@@ -410,7 +409,7 @@ class NetworkReconciler:
 
         if not to_send.is_empty:
             # Read back only the entries the Set writes into: the others were just found as intended.
-            read_back: list[GPath] | None = Assessment(to_send, ()).touched_entries(intent)
+            read_back: list[GPath] | None = to_send.entries_written(intent)
             try:
                 await self._send(session, to_send)
             except GnmiError as exc:

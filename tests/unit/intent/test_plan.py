@@ -330,7 +330,7 @@ def test_assess_gives_the_plan_and_the_drift_it_repairs_from_one_diff() -> None:
     result = assess(intent, tree)
     assert result.plan == plan(intent, tree)
     assert [d.path for d in result.drifts] == [d.path for d in verify(intent, tree)] == [POLICY]
-    assert result.touched_entries(intent) == [POLICY], "the read-back covers the written entry only"
+    assert result.plan.entries_written(intent) == [POLICY], "the read-back covers the written entry only"
 
 
 def test_verify_can_be_limited_to_some_entries() -> None:
@@ -344,5 +344,5 @@ def test_verify_can_be_limited_to_some_entries() -> None:
 def test_a_fresh_device_touches_every_entry() -> None:
     intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
     result = assess(intent, normalise(device_with_ports("Ethernet1")))
-    assert result.touched_entries(intent) == sorted(intent.entries)
+    assert result.plan.entries_written(intent) == sorted(intent.entries)
     assert len(result.drifts) == len(intent.entries)
