@@ -62,11 +62,13 @@ def helm() -> Path:
 
 
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    # helm's own state stays inside this checkout, so another copy of the suite never shares it.
+    home = ROOT / ".local" / "helm"
     env = {
         **os.environ,
-        "HELM_CACHE_HOME": "/tmp/telco-helm/cache",
-        "HELM_CONFIG_HOME": "/tmp/telco-helm/config",
-        "HELM_DATA_HOME": "/tmp/telco-helm/data",
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
     }
     proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, env=env)
     if check and proc.returncode != 0:
