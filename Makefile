@@ -9,7 +9,7 @@ BIN := bin
 KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help setup bin crds lint test test-unit demo cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
+.PHONY: help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,10 +68,13 @@ cluster-up: setup ## start a detached local control plane; writes .local/kubecon
 cluster-down: $(VENV)/.installed ## stop it; no process, port or directory is left behind
 	@$(PY) -m localcluster down
 
-demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE=1 exits after the checks)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m controller demo $(if $(ONCE),--once,)
+demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE=1 exits after the checks; AT=TIME fakes the clock)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m controller demo $(if $(ONCE),--once,) $(if $(AT),--at $(AT),)
 
-bench: setup ## controller benchmarks side by side with baselines (~25 min; not part of make test)
+status: $(VENV)/.installed ## the dashboard tables (KUBECONFIG, else the running demo's .local/demo/kubeconfig)
+	@KUBECONFIG="$${KUBECONFIG:-$(CURDIR)/.local/demo/kubeconfig}" $(PY) -m controller status
+
+bench: setup ## controller benchmarks side by side with baselines (~13 min, 25 at most; not part of make test)
 	@$(PY) -m pip install -q -r bench/requirements.txt
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py
 

@@ -110,7 +110,20 @@ def _status(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.run(once=args.once)
+    return demo.run(once=args.once, at=args.at)
+
+
+def _instant(text: str) -> Any:
+    """An RFC 3339 instant with its offset, e.g. 2027-02-28T23:59:30Z."""
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time such as 2027-02-28T23:59:30Z") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset: add Z or +01:00")
+    return value
 
 
 def _billing_flags(run: argparse.ArgumentParser, defaults: Any) -> None:
@@ -245,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     crds.set_defaults(func=_crds)
     demo = sub.add_parser("demo", help="the quick start on a local control plane (what `make demo` runs)")
     demo.add_argument("--once", action="store_true", help="run the checks and exit instead of staying up")
+    demo.add_argument(
+        "--at",
+        type=_instant,
+        metavar="TIME",
+        help="run the demo and its controller as if the clock showed TIME (RFC 3339, e.g. 2027-02-28T23:59:30Z);"
+        " default: the real clock",
+    )
     demo.set_defaults(func=_demo)
     return parser
 

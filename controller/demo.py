@@ -5,6 +5,11 @@ USE_CURRENT_CONTEXT=1), a devicesim fleet, the CRDs and the controller; applies 
 quick-start scenario; shows progress while objects become Ready; prints what a
 dashboard would show, the billing events and the invoice; then stays up until
 Ctrl-C (or exits with --once, for CI and smoke tests).
+
+Everything dated or machine-specific in the scenario comes from the moment and the machine
+it runs on (controller/demo_scenario.py): free ports for the simulated routers, an invoice for
+the current month so far. `--at` runs the whole demo, controller included, as if it were
+another instant (the controller's clock offset), which is how the tests try month ends.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ import yaml
 from devicesim.fleet import FleetProcess
 from localcluster import ClusterError, LocalCluster
 
+from . import demo_scenario as scenario
 from . import status as status_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +82,11 @@ def progress(label: str, count: Callable[[], tuple[int, int]], timeout: float) -
         print()
 
 
+def _ready_now(kubeconfig: Path | None) -> dict[str, tuple[int, int]]:
+    """(Ready, present) per kind the scenario checks, read from the API server now."""
+    return {kind: ready_counter(kubeconfig, plural)() for kind, plural in scenario.READY_KINDS.items()}
+
+
 def ready_counter(kubeconfig: Path | None, plural: str) -> Callable[[], tuple[int, int]]:
     def count() -> tuple[int, int]:
         items = json.loads(kubectl(kubeconfig, "get", plural, "-A", "-o", "json"))["items"]
@@ -84,13 +96,53 @@ def ready_counter(kubeconfig: Path | None, plural: str) -> Callable[[], tuple[in
     return count
 
 
-def run(once: bool) -> int:
+def _free_port_fleet(source: Path, target: Path) -> Path:
+    """The fleet file with every device port left to the simulator (0: a free one at start)."""
+    fleet = yaml.safe_load(source.read_text())
+    for device in fleet["devices"]:
+        device.pop("port", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(fleet, sort_keys=False))
+    return target
+
+
+def _report(checks: list[scenario.Check]) -> None:
+    for check in checks:
+        print(f"    {'ok    ' if check.ok else 'FAILED'} {check.what} ({check.detail})")
+    failed = [c.what for c in checks if not c.ok]
+    if failed:
+        raise DemoError("demo check failed: " + "; ".join(failed))
+
+
+def _hints(kubeconfig: Path | None, admin_url: str) -> str:
+    """What to try next, each line runnable as printed from the checkout on a fresh machine."""
+    where = f"export KUBECONFIG={kubeconfig}" if kubeconfig else "# (your current kube context)"
+    return (
+        f"\nExplore (in another terminal, from {ROOT}):\n"
+        f"  {where}\n"
+        "  bin/kubectl get telco -A\n"
+        "  bin/kubectl describe subscription hq -n acme\n"
+        "  make status                      # the dashboard tables again\n"
+        f"  .venv/bin/devicesim admin --url {admin_url} dump pe1"
+    )
+
+
+def run(once: bool, at: datetime | None = None) -> int:
+    """The demo; `at` runs it (controller included) as if the clock showed that instant."""
     STATE.mkdir(parents=True, exist_ok=True)
+    offset = (at - datetime.now(UTC)).total_seconds() if at is not None else 0.0
+
+    def now() -> datetime:
+        return datetime.fromtimestamp(time.time() + offset, UTC)
+
     cluster: LocalCluster | None = None
     fleet: FleetProcess | None = None
     controller: subprocess.Popen[bytes] | None = None
     kubeconfig: Path | None = None
     try:
+        if at is not None:
+            moved = scenario.rfc3339(now().replace(microsecond=0))
+            step(f"the clock of this demo and its controller is set to {moved} (--at)")
         if os.environ.get("USE_CURRENT_CONTEXT") == "1":
             step("using the current kube context (USE_CURRENT_CONTEXT=1)")
         else:
@@ -98,10 +150,12 @@ def run(once: bool) -> int:
             kubeconfig = STATE / "kubeconfig"
             cluster = LocalCluster(kubeconfig=kubeconfig).start()
             print(f"    API server {cluster.server}")
-        step("starting devicesim: 3 simulated routers (examples/quickstart/fleet.yaml)")
-        fleet = FleetProcess(["--fleet", str(QUICKSTART / "fleet.yaml")], workdir=STATE / "devicesim").start()
+        step("starting devicesim: 3 simulated routers (examples/quickstart/fleet.yaml, on free ports)")
+        fleet_file = _free_port_fleet(QUICKSTART / "fleet.yaml", STATE / "fleet.yaml")
+        fleet = FleetProcess(["--fleet", str(fleet_file)], workdir=STATE / "devicesim").start()
         for name, info in fleet.devices.items():
-            print(f"    {name}: gNMI on {info.address}:{info.port} (TLS, CA {fleet.ca_path})")
+            print(f"    {name}: gNMI on {info.address} (TLS, CA {fleet.ca_path})")
+        device_ports = {name: info.port for name, info in fleet.devices.items()}
         step("installing the CRDs generated from controller/api")
         kubectl(kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
@@ -119,6 +173,8 @@ def run(once: bool) -> int:
         events_file.unlink(missing_ok=True)
         # A short billing interval so the demo's draft invoice fills within seconds.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TELCO_BILLING_INTERVAL_SECONDS": "3"}
+        if offset:
+            env["TELCO_CLOCK_OFFSET_SECONDS"] = repr(offset)
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with open(STATE / "controller.log", "wb") as log:
@@ -130,29 +186,49 @@ def run(once: bool) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        applied_at = now()
+        invoice_name = ""
+        applied: list[dict[str, Any]] = []
         for path in sorted(QUICKSTART.glob("[1-9]*.yaml")):
+            docs = scenario.adapt(yaml.safe_load_all(path.read_text()), applied_at, device_ports)
             step(f"applying {path.relative_to(ROOT)}")
-            kubectl(kubeconfig, "apply", "--server-side", "-f", str(path))
+            for doc in docs:
+                if doc["kind"] == "Invoice":
+                    invoice_name = doc["metadata"]["name"]
+                    period = doc["spec"]["billingPeriod"]
+                    print(
+                        f"    {invoice_name}: {period['startDateTime']} to {period['endDateTime']} (this month so far)"
+                    )
+            kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+            applied += docs
         step("waiting for the network and the orders to converge")
         progress("NetworkDevices Ready", ready_counter(kubeconfig, "networkdevices"), 60)
         progress("Subscriptions active", ready_counter(kubeconfig, "subscriptions"), 120)
+        subscriptions = sum(1 for d in applied if d["kind"] == "Subscription")
         # The quick-start NetworkService is a dry run: it reports its plan and stays not Ready.
         step("what a dashboard shows")
         print(status_view.render(status_view.collect_with_kubectl(lambda *a: kubectl(kubeconfig, *a))))
         step(f"billing events delivered (JSON Lines sink {events_file.relative_to(ROOT)})")
-        _wait_for_events(events_file, minimum=12, timeout=60)
+        events = _wait_for_events(events_file, lambda ev: scenario.event_checks(ev, subscriptions), timeout=60)
         print(status_view.render_events(events_file))
-        step("the invoice of examples/quickstart/50-invoice.yaml (a draft until November ends)")
-        invoice = _wait_for_invoice_lines(kubeconfig, "acme", "acme-001-2026-11-adhoc", 60)
+        step(f"the invoice of examples/quickstart/50-invoice.yaml ({invoice_name}, a draft until its period ends)")
+        invoice = _wait_for_invoice(kubeconfig, "acme", invoice_name, 60)
         print(status_view.render_invoice(invoice))
+        step("checking what the demo showed")
+        _report(
+            [
+                *scenario.ready_checks(applied, _ready_now(kubeconfig)),
+                *scenario.event_checks(events, subscriptions),
+                *scenario.invoice_checks(invoice),
+            ]
+        )
         if once:
             step("demo checks passed")
+            print("(--once: everything stops now; `make demo` keeps it up for you to explore like this:)")
+            print(_hints(kubeconfig, fleet.admin_url))
             return 0
-        where = f"export KUBECONFIG={kubeconfig}" if kubeconfig else "(your current context)"
-        print(
-            f"\nExplore:\n  {where}\n  kubectl get telco -A\n  python -m controller status\n"
-            f"  devicesim admin --url {fleet.admin_url} dump pe1\nPress Ctrl-C to stop everything."
-        )
+        print(_hints(kubeconfig, fleet.admin_url))
+        print("Press Ctrl-C to stop everything.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()
@@ -175,20 +251,27 @@ def run(once: bool) -> int:
     return 0
 
 
-def _wait_for_invoice_lines(kubeconfig: Path | None, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+def _wait_for_invoice(kubeconfig: Path | None, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    """The invoice once its checks hold, or as it is at the timeout (the checks then say what is wrong)."""
     deadline = time.monotonic() + timeout
     while True:
         invoice: dict[str, Any] = json.loads(kubectl(kubeconfig, "get", "invoice", name, "-n", namespace, "-o", "json"))
-        if (invoice.get("status") or {}).get("lines") or time.monotonic() > deadline:
+        if all(c.ok for c in scenario.invoice_checks(invoice)) or time.monotonic() > deadline:
             return invoice
         time.sleep(1)
 
 
-def _wait_for_events(path: Path, minimum: int, timeout: float) -> None:
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _wait_for_events(
+    path: Path, checks: Callable[[list[dict[str, Any]]], list[scenario.Check]], timeout: float
+) -> list[dict[str, Any]]:
+    """The events in the sink once `checks` hold, or as they are at the timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and sum(1 for _ in path.open()) >= minimum:
-            return
+    while True:
+        events = _read_events(path)
+        if all(c.ok for c in checks(events)) or time.monotonic() > deadline:
+            return events
         time.sleep(0.5)
-    have = sum(1 for _ in path.open()) if path.exists() else 0
-    raise DemoError(f"only {have} billing events reached {path} after {timeout:.0f}s (expected {minimum})")
