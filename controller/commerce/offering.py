@@ -10,7 +10,7 @@ affects subscriptions already accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -110,11 +110,6 @@ def next_sellability_change(spec: ProductOfferingSpec, now: datetime) -> datetim
 def counts_as_active(state: str | None) -> bool:
     """Whether a Subscription in `state` counts in activeSubscriptions (it has not ended)."""
     return state not in ENDED_STATES
-
-
-def count_active_subscriptions(states: Iterable[str | None]) -> int:
-    """activeSubscriptions from the `status.state` of the offering's Subscriptions (None: not yet seen)."""
-    return sum(1 for s in states if counts_as_active(s))
 
 
 def offering_status(

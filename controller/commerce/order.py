@@ -284,11 +284,6 @@ def endpoint_conflicts(order: OrderRecord, claims: Mapping[EndpointKey, OrderRec
     return tuple(conflicts)
 
 
-def endpoints_free(order: OrderRecord, claims: Mapping[EndpointKey, OrderRecord]) -> bool:
-    """Whether every endpoint of `order` is free for it (unclaimed, or claimed by itself or a later order)."""
-    return not endpoint_conflicts(order, claims)
-
-
 def _host_address_error(interface: ipaddress.IPv4Interface) -> str | None:
     network = interface.network
     if network.prefixlen == 0:
