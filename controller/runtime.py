@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import metrics
+from .api.common import validation_message
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
 from .billing.clock import OffsetClock
@@ -50,12 +51,6 @@ def lean(body: dict[str, Any]) -> dict[str, Any]:
 def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two versions of a NetworkDevice ask for the same session (only status or labels differ)."""
     return old["metadata"].get("uid") == new["metadata"].get("uid") and old.get("spec") == new.get("spec")
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line naming each bad field and what was expected."""
-    parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-    return "; ".join(parts)
 
 
 class Controller:
