@@ -26,7 +26,7 @@ import grpc
 from .. import metrics
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
-from ..conditions import Cond, merge_conditions
+from ..conditions import Cond, is_true, merge_conditions
 from ..gnmi.client import GnmiError
 from ..intent import (
     Claim,
@@ -843,11 +843,8 @@ def _ready_now(record: ServiceRecord, status: dict[str, Any]) -> bool:
     """Whether `status` says Ready for the record's current generation."""
     if status.get("observedGeneration") != record.generation:
         return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []) or [])
+    return is_true(status, "Ready")
 
 
 def _had_drift(status: dict[str, Any]) -> bool:
-    for cond in status.get("conditions", []) or []:
-        if cond.get("type") == "DriftDetected":
-            return cond.get("status") == "True"
-    return False
+    return is_true(status, "DriftDetected")
