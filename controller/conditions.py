@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from .times import rfc3339
+
 Status = Literal["True", "False", "Unknown"]
 
 
@@ -22,10 +24,6 @@ class Cond:
     status: Status
     reason: str
     message: str = ""
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_conditions(

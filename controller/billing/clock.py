@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from ..times import TimeError, ensure_utc
 
-class ClockError(ValueError):
-    """A time value that billing cannot use (naive, or moved backwards)."""
+# A time value that billing cannot use (naive, or a clock moved backwards): the one TimeError of
+# controller.times, so a naive instant is refused with the same error wherever it is checked.
+ClockError = TimeError
 
 
 class Clock(Protocol):
@@ -24,18 +26,6 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current instant as an aware UTC datetime."""
         ...
-
-
-def ensure_utc(value: datetime, field: str = "time") -> datetime:
-    """`value` converted to UTC; a naive datetime is an error naming `field`."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ClockError(f"{field}: {value.isoformat()} has no time zone; billing needs aware datetimes")
-    return value.astimezone(UTC)
-
-
-def to_second(value: datetime, field: str = "time") -> datetime:
-    """`value` in UTC truncated to the whole second (the precision of Kubernetes timestamps)."""
-    return ensure_utc(value, field).replace(microsecond=0)
 
 
 class WallClock:

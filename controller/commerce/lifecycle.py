@@ -26,10 +26,10 @@ from ..api.common import CONDITION_REASON
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec, SubscriptionState
-from ..conditions import Cond, Status, condition, is_true, merge_conditions, rfc3339
+from ..conditions import Cond, Status, condition, is_true, merge_conditions
+from ..times import parse_time, rfc3339, utc, whole_seconds
 from .offering import Sellability, next_sellability_change, sellability
 from .order import EndpointConflict, OrderError
-from .times import parse_time, utc, whole_seconds
 
 STATES: tuple[SubscriptionState, ...] = get_args(SubscriptionState)
 FINAL_STATES: frozenset[SubscriptionState] = frozenset({"terminated", "cancelled", "aborted"})

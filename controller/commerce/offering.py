@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
-from ..conditions import Cond, merge_conditions, rfc3339
-from .times import utc
+from ..conditions import Cond, merge_conditions
+from ..times import rfc3339, utc
 
 SELLING_STATUSES = ("Launched", "Active")
 NOT_YET_SELLING = ("In Study", "In Design", "In Test")

@@ -19,8 +19,7 @@ from typing import Any
 from ..api.common import API_VERSION
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec
-from ..conditions import rfc3339
-from .times import parse_time
+from ..times import parse_time, rfc3339
 
 SUBSCRIPTION_LABEL = "telco.intent.dev/subscription"
 OFFERING_LABEL = "telco.intent.dev/offering"

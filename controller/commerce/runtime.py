@@ -48,7 +48,7 @@ from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import PaymentPolicy, ProductOfferingSpec
 from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec
 from ..billing import events as ev
-from ..billing.clock import Clock, to_second
+from ..billing.clock import Clock
 from ..billing.events import BillingEvent, EventError, SubscriptionRef
 from ..billing.invoice import (
     ISSUED,
@@ -72,15 +72,15 @@ from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
 from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
-from ..conditions import Cond, merge_conditions, rfc3339
+from ..conditions import Cond, merge_conditions
 from ..intent.paths import GPath
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter, differs
+from ..times import parse_time, rfc3339, to_second, utc
 from . import lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
 from .offering import counts_as_active, next_sellability_change, offering_status
-from .times import parse_time, utc
 
 log = logging.getLogger(__name__)
 

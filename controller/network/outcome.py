@@ -13,7 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..conditions import Cond, merge_conditions, rfc3339
+from ..conditions import Cond, merge_conditions
+from ..times import rfc3339
 
 
 class Phase(StrEnum):

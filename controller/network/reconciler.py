@@ -49,6 +49,7 @@ from ..intent import (
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
+from ..times import parse_rfc3339
 from .outcome import EndpointOutcome, Phase, ServiceView, service_status
 from .session import DeviceSession
 
@@ -75,7 +76,7 @@ class ServiceRecord:
 
     @property
     def created_at(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.created.replace("Z", "+00:00")) if self.created else EPOCH
+        return parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
 
     @property
     def ref(self) -> Ref:
