@@ -58,7 +58,8 @@ class Controller:
         self.settings = settings
         self.kube = kube or Kube()
         self.writer = StatusWriter(self.kube)
-        # One clock for the whole controller: the wall clock, or a test's OffsetClock (docs/commerce.md).
+        # One clock for the whole controller: the wall clock plus the offset a test may set (0 in
+        # production), never going backwards (docs/commerce.md).
         self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
         self.network = NetworkReconciler(self.kube, self.writer, settings, clock=self.clock.now)
         self.network.on_device_pass = self.publish_device  # e.g. its service count, once per pass

@@ -1,12 +1,15 @@
 """Drive every device to the merged intent of the NetworkServices that use it.
 
 Level-triggered: a device is marked dirty by a service change, a subscription update
-(drift, a port going down), a reconnect or the periodic resync, and its worker then
-reconciles it: render -> merge -> observe -> preflight -> plan -> one transactional Set
--> read back what it wrote -> verify -> status. After a connect, a resync or a retry the
-pass compares the whole device (a fresh Get); otherwise only the services and entries that
-changed, observed through the subscription's cache. Bursts of changes collapse into one
-pass, so a device gets one Set per burst, and none when nothing differs.
+(drift, a port going down), a reconnect, a retry or the periodic resync, and its worker then
+reconciles it: render each service -> observe the device -> preflight (a service the device
+cannot take, e.g. for a missing port, is refused alone) -> merge the others' claims -> plan
+against what was observed -> one transactional Set -> read back and verify what it wrote ->
+status. After a connect, a resync or a retry the pass compares the whole device (a fresh Get);
+otherwise only the services and entries that changed, observed through the subscription's
+cache. Bursts of changes collapse into one pass, so a device gets one Set per burst (more only
+when the device refuses it: the owners are then tried one at a time so one bad service does not
+block the others), and none when nothing differs.
 """
 
 from __future__ import annotations
