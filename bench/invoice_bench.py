@@ -35,14 +35,11 @@ from controller.billing.invoice import BillingInput, TaxRule, catch_up, compute_
 from controller.billing.money import Money
 from controller.billing.money import total as sum_money
 from controller.billing.periods import Cycle
+from controller.times import rfc3339 as iso
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TZ = "Europe/Paris"
 MONTH = Cycle.of("month", 1, TZ).period_containing(datetime(2026, 11, 15, tzinfo=UTC))
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 OFFERING: dict[str, Any] = {

@@ -6,9 +6,12 @@ same state yields the same object and the controller writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+
+from .times import rfc3339
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -21,10 +24,6 @@ class Cond:
     status: Status
     reason: str
     message: str = ""
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_conditions(
@@ -47,13 +46,18 @@ def merge_conditions(
     return [by_type[t] for t in order]
 
 
-def condition(obj_status: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
-    for cond in (obj_status or {}).get("conditions", []) or []:
-        if cond.get("type") == type_:
+def condition(status: Mapping[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """A copy of the condition of type `type_` in an object's `status`; None if it has none.
+
+    Kubernetes keeps one condition per type (the list is a map keyed by type); entries that are
+    not objects are skipped."""
+    for cond in (status or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == type_:
             return dict(cond)
     return None
 
 
-def is_true(obj_status: dict[str, Any] | None, type_: str) -> bool:
-    cond = condition(obj_status, type_)
+def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
+    """Whether `status` holds a condition of type `type_` with status True."""
+    cond = condition(status, type_)
     return bool(cond and cond.get("status") == "True")

@@ -41,6 +41,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from .times import parse_time
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LIFETIME = 60  # what Kopf assumes for a peer whose entry names no lifetime
@@ -81,16 +83,6 @@ class Peer:
         return f"{self.identity} (priority {self.priority})"
 
 
-def _timestamp(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
 def peers(status: Mapping[str, Any] | None, now: dt.datetime) -> list[Peer]:
     """The entries of a peering object's status, as Kopf reads them (a missing lastseen is now,
     a missing lifetime 60 s); entries that are not peers are skipped."""
@@ -103,7 +95,7 @@ def peers(status: Mapping[str, Any] | None, now: dt.datetime) -> list[Peer]:
             lifetime = int(info.get("lifetime", DEFAULT_LIFETIME))
         except (TypeError, ValueError):
             continue
-        lastseen = _timestamp(info.get("lastseen")) or now
+        lastseen = parse_time(info.get("lastseen")) or now  # zone-less is UTC, as Kopf reads it
         out.append(Peer(str(identity), priority, lastseen + dt.timedelta(seconds=lifetime)))
     return out
 

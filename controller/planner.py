@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .api.common import validation_message
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
 from .gnmi.client import GnmiClient
@@ -22,7 +23,6 @@ from .intent import Claim, ServiceKey, merge, plan, preflight, render
 from .kube import Kube, Ref
 from .network.devices import target_for
 from .network.session import fetch_config
-from .runtime import validation_message
 
 
 class PlanError(Exception):

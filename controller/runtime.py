@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import metrics
+from .api.common import validation_message
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
 from .billing.clock import OffsetClock
@@ -52,18 +53,13 @@ def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return old["metadata"].get("uid") == new["metadata"].get("uid") and old.get("spec") == new.get("spec")
 
 
-def validation_message(exc: ValidationError) -> str:
-    """One line naming each bad field and what was expected."""
-    parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-    return "; ".join(parts)
-
-
 class Controller:
     def __init__(self, settings: Settings, kube: Kube | None = None) -> None:
         self.settings = settings
         self.kube = kube or Kube()
         self.writer = StatusWriter(self.kube)
-        # One clock for the whole controller: the wall clock, or a test's OffsetClock (docs/commerce.md).
+        # One clock for the whole controller: the wall clock plus the offset a test may set (0 in
+        # production), never going backwards (docs/commerce.md).
         self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
         self.network = NetworkReconciler(self.kube, self.writer, settings, clock=self.clock.now)
         self.network.on_device_pass = self.publish_device  # e.g. its service count, once per pass

@@ -8,23 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from .api import GROUP, VERSION
+from .conditions import condition
 
 KINDS = ("productofferings", "networkdevices", "subscriptions", "networkservices", "invoices")
 Items = dict[str, list[dict[str, Any]]]
 
 
 def condition_status(obj: dict[str, Any], type_: str) -> str:
-    for cond in (obj.get("status") or {}).get("conditions", []) or []:
-        if cond.get("type") == type_:
-            return str(cond.get("status"))
-    return "-"
+    """The status of the object's `type_` condition, "-" without one (a table cell)."""
+    cond = condition(obj.get("status"), type_)
+    return str(cond.get("status")) if cond is not None else "-"
 
 
 def _reason(obj: dict[str, Any], type_: str = "Ready") -> str:
-    for cond in (obj.get("status") or {}).get("conditions", []) or []:
-        if cond.get("type") == type_:
-            return str(cond.get("reason", ""))
-    return ""
+    cond = condition(obj.get("status"), type_)
+    return str(cond.get("reason", "")) if cond is not None else ""
 
 
 def collect(list_items: Callable[[str], list[dict[str, Any]]]) -> Items:

@@ -1,4 +1,4 @@
-"""Types shared by every kind: conditions, references, time periods, money.
+"""Types shared by every kind: conditions, references, time periods, money; and how a bad spec is reported.
 
 These pydantic models are the single source of truth for the API: `controller.crdgen`
 turns them into the CRDs in crds/, and the controller parses objects with them.
@@ -10,12 +10,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 GROUP = "telco.intent.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "telco"
+
+# A condition message names at most this many bad fields: enough to fix the spec, short enough to read.
+MAX_FIELD_ERRORS = 5
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line naming each bad field of a spec (as `spec.a.b`) and what was expected."""
+    parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:MAX_FIELD_ERRORS]]
+    return "; ".join(parts)
+
 
 # Kubernetes object names (DNS-1123 subdomain) and labels (DNS-1123 label).
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -1,21 +1,23 @@
 """Injectable time: billing never calls datetime.now() directly.
 
-Every function that needs "now" takes a `Clock` (or an explicit instant), so tests
-drive time with `FakeClock` and the controller passes `WallClock()`, or, in integration
-tests that must cross a month end without waiting, an `OffsetClock` (`from_env`).
+Every function that needs "now" takes a `Clock` (or an explicit instant), so unit tests
+drive time with `FakeClock`. The running controller has one clock, an `OffsetClock` built
+from its settings (controller/runtime.py): the wall clock itself unless an integration test
+that must cross a month end without waiting sets an offset, and never going backwards.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from ..times import TimeError, ensure_utc
 
-class ClockError(ValueError):
-    """A time value that billing cannot use (naive, or moved backwards)."""
+# A time value that billing cannot use (naive, or a clock moved backwards): the one TimeError of
+# controller.times, so a naive instant is refused with the same error wherever it is checked.
+ClockError = TimeError
 
 
 class Clock(Protocol):
@@ -26,20 +28,9 @@ class Clock(Protocol):
         ...
 
 
-def ensure_utc(value: datetime, field: str = "time") -> datetime:
-    """`value` converted to UTC; a naive datetime is an error naming `field`."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ClockError(f"{field}: {value.isoformat()} has no time zone; billing needs aware datetimes")
-    return value.astimezone(UTC)
-
-
-def to_second(value: datetime, field: str = "time") -> datetime:
-    """`value` in UTC truncated to the whole second (the precision of Kubernetes timestamps)."""
-    return ensure_utc(value, field).replace(microsecond=0)
-
-
 class WallClock:
-    """The real clock."""
+    """The wall clock as it is, backwards steps included. The controller does not run on it
+    (it runs on an OffsetClock, which holds still when the wall clock steps back)."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -69,14 +60,16 @@ class FakeClock:
 
 
 class OffsetClock:
-    """The wall clock moved forward by an offset: a test lever, never needed in production.
+    """The wall clock moved forward by an offset: the controller's clock, whose offset is 0 in
+    production (a non-zero offset is a test lever).
 
     The offset is `offset_seconds` plus, when `offset_file` is given, the number of seconds
     written in that file (re-read when the file changes, at most every `poll` seconds), so an
     integration test can move a running controller's time forward, e.g. past a month end,
-    without waiting. The controller builds it from TELCO_CLOCK_OFFSET_SECONDS and
-    TELCO_CLOCK_OFFSET_FILE (see `from_env`). Time never goes backwards: a smaller offset
-    holds the clock at the last instant it returned until the wall clock catches up.
+    without waiting. The controller builds it from its settings clock_offset_seconds and
+    clock_offset_file (TELCO_CLOCK_OFFSET_SECONDS, TELCO_CLOCK_OFFSET_FILE). Time never goes
+    backwards: a smaller offset, or the wall clock stepping back, holds the clock at the last
+    instant it returned until the wall clock catches up.
     """
 
     def __init__(self, offset_seconds: float = 0.0, offset_file: str | None = None, poll: float = 0.1) -> None:
@@ -122,14 +115,3 @@ class OffsetClock:
             return self._last
         self._last = moment
         return moment
-
-
-def from_env(environ: Mapping[str, str] | None = None) -> Clock:
-    """The controller's clock: the wall clock, unless the test-only TELCO_CLOCK_OFFSET_SECONDS or
-    TELCO_CLOCK_OFFSET_FILE move it (an OffsetClock)."""
-    env = os.environ if environ is None else environ
-    seconds = float(env.get("TELCO_CLOCK_OFFSET_SECONDS") or 0)
-    path = env.get("TELCO_CLOCK_OFFSET_FILE") or None
-    if not seconds and path is None:
-        return WallClock()
-    return OffsetClock(seconds, path)

@@ -19,9 +19,9 @@ from cloudevents.core.v1.event import CloudEvent
 
 from ..api.common import GROUP, VERSION
 from ..api.subscription import OutboxEvent
-from .clock import ensure_utc, to_second
+from ..times import ensure_utc, rfc3339, to_second
 from .money import Money
-from .periods import Period, rfc3339, stamp
+from .periods import Period, stamp
 
 Fact = Literal["activated", "suspended", "resumed", "terminated", "charge.period", "usage.rated", "sla.credit"]
 FACTS: tuple[Fact, ...] = (

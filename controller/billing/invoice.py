@@ -34,8 +34,8 @@ from ..api.common import TimePeriod
 from ..api.invoice import BillLine, InvoiceState, InvoiceStatus, Payment, SignedMoney, TaxItem
 from ..api.productoffering import PaymentPolicy, ProductOfferingPrice, ProductOfferingSpec
 from ..api.subscription import SubscriptionBilling
+from ..times import ensure_utc, to_second
 from . import events as ev
-from .clock import ensure_utc, to_second
 from .events import BillingEvent, SubscriptionRef, line_id, period_key
 from .ledger import Ledger, intersect
 from .money import CurrencyMismatch, Money, MoneyError, parse_decimal, round_half_up

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.subscription import LedgerInterval, ServiceLedger
-from .clock import ensure_utc, to_second
+from ..times import ensure_utc, to_second
 
 MAX_INTERVALS = 128
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..api.common import Condition
 from ..api.subscription import Outbox as OutboxStatus
-from .clock import ensure_utc, to_second
+from ..times import ensure_utc, to_second
 from .events import BillingEvent
 
 MAX_PENDING = 64

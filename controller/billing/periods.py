@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .clock import ensure_utc
+from ..times import ensure_utc, rfc3339
 
 PeriodType = Literal["day", "week", "month", "year"]
 PERIOD_TYPES: tuple[str, ...] = ("day", "week", "month", "year")
@@ -89,12 +89,6 @@ class Period:
 def stamp(instant: datetime) -> str:
     """Compact UTC stamp used in keys: 20261031T230000Z (whole seconds)."""
     return ensure_utc(instant).strftime("%Y%m%dT%H%M%SZ")
-
-
-def rfc3339(instant: datetime) -> str:
-    """RFC 3339 in UTC with a Z, whole seconds unless the instant has microseconds."""
-    text = ensure_utc(instant).isoformat()
-    return text.removesuffix("+00:00") + "Z"
 
 
 def seconds_between(start: datetime, end: datetime) -> int:

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..api.subscription import UsageCounter, UsageMeter, UsageWindow
-from .clock import ensure_utc, to_second
+from ..times import ensure_utc, to_second
 from .ledger import Span, clip, intersect
 from .money import Money, MoneyError, parse_decimal, round_half_up, to_minor
 from .periods import Cycle, Period, seconds_between

@@ -26,10 +26,10 @@ from ..api.common import CONDITION_REASON
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec, SubscriptionState
-from ..conditions import Cond, Status, merge_conditions, rfc3339
+from ..conditions import Cond, Status, condition, is_true, merge_conditions
+from ..times import parse_time, rfc3339, utc, whole_seconds
 from .offering import Sellability, next_sellability_change, sellability
 from .order import EndpointConflict, OrderError
-from .times import parse_time, utc, whole_seconds
 
 STATES: tuple[SubscriptionState, ...] = get_args(SubscriptionState)
 FINAL_STATES: frozenset[SubscriptionState] = frozenset({"terminated", "cancelled", "aborted"})
@@ -129,9 +129,8 @@ def observe_service(obj: Mapping[str, Any] | None, desired_spec: Mapping[str, An
         return ServiceObservation()
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
-    conds = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
-    ready = conds.get("Ready") or {}
-    degraded = conds.get("Degraded") or {}
+    ready = condition(status, "Ready") or {}
+    degraded = condition(status, "Degraded") or {}
     generation = meta.get("generation")
     current = generation is None or status.get("observedGeneration") == generation
     if desired_spec is not None:
@@ -232,10 +231,7 @@ def step(inputs: SubscriptionInputs) -> SubscriptionDecision:
         verdict=verdict,
         spec_moved=current.get("observedGeneration") not in (None, inputs.generation),
         accepted_before=bool(current.get("realizingService")) or inputs.service.exists,
-        was_on_hold=any(
-            isinstance(c, Mapping) and c.get("type") == "PaymentHold" and c.get("status") == "True"
-            for c in current.get("conditions") or []
-        ),
+        was_on_hold=is_true(current, "PaymentHold"),
     )
     facts: list[Fact] = []
     start_date = _stored_time(current.get("startDate"))
@@ -378,10 +374,9 @@ def _status(
     termination_date: str | None,
 ) -> dict[str, Any]:
     name = v.inputs.name
-    stored = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, Mapping)}
     service_ready = _service_ready_cond(state, v)
-    order = _order_cond(state, v, entered, stored)
-    ready = _ready_cond(state, v, entered, stored, service_ready, order, start_date, termination_date)
+    order = _order_cond(state, v, entered, current)
+    ready = _ready_cond(state, v, entered, current, service_ready, order, start_date, termination_date)
     overdue = f"billing account {v.spec.billingAccount.id} has an overdue invoice"
     if state not in FINAL_STATES:
         overdue += "; under the offering's payment policy the service stays suspended until it is paid"
@@ -420,7 +415,7 @@ def _service_ready_cond(state: SubscriptionState, v: _View) -> Cond:
 
 
 def _order_cond(
-    state: SubscriptionState, v: _View, entered: SubscriptionState | None, stored: Mapping[Any, Any]
+    state: SubscriptionState, v: _View, entered: SubscriptionState | None, current: Mapping[str, Any]
 ) -> Cond:
     name = v.inputs.name
     if state == "created":
@@ -441,7 +436,7 @@ def _order_cond(
             "terminated": Cond("OrderAccepted", "True", "Accepted", "the order was fulfilled and has ended"),
             "aborted": Cond("OrderAccepted", "True", "Accepted", "the order was accepted; provisioning failed"),
         }[state]
-        return default if entered == state else _kept(stored, default)
+        return default if entered == state else _kept(current, default)
     # An accepted order: the offering's sellability no longer matters; later changes may still be invalid.
     unapplied = "; the change is not applied and the service keeps its last accepted configuration"
     if state == "pendingTerminate":
@@ -467,7 +462,7 @@ def _ready_cond(
     state: SubscriptionState,
     v: _View,
     entered: SubscriptionState | None,
-    stored: Mapping[Any, Any],
+    current: Mapping[str, Any],
     service_ready: Cond,
     order: Cond,
     start_date: str | None,
@@ -510,12 +505,12 @@ def _ready_cond(
         default = Cond(
             "Ready", "False", "ProvisioningFailed", "provisioning failed; change the Subscription spec to retry"
         )
-    return default if entered == state else _kept(stored, default)
+    return default if entered == state else _kept(current, default)
 
 
-def _kept(stored: Mapping[Any, Any], default: Cond) -> Cond:
+def _kept(current: Mapping[str, Any], default: Cond) -> Cond:
     """The stored condition of `default`'s type, re-emitted as it was (a final state's record), else `default`."""
-    old = stored.get(default.type)
+    old = condition(current, default.type)
     if not old or old.get("status") not in ("True", "False", "Unknown") or not old.get("reason"):
         return default
     return Cond(default.type, old["status"], str(old["reason"]), str(old.get("message") or ""))

@@ -10,14 +10,14 @@ affects subscriptions already accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
-from ..conditions import Cond, merge_conditions, rfc3339
-from .times import utc
+from ..conditions import Cond, merge_conditions
+from ..times import rfc3339, utc
 
 SELLING_STATUSES = ("Launched", "Active")
 NOT_YET_SELLING = ("In Study", "In Design", "In Test")
@@ -110,11 +110,6 @@ def next_sellability_change(spec: ProductOfferingSpec, now: datetime) -> datetim
 def counts_as_active(state: str | None) -> bool:
     """Whether a Subscription in `state` counts in activeSubscriptions (it has not ended)."""
     return state not in ENDED_STATES
-
-
-def count_active_subscriptions(states: Iterable[str | None]) -> int:
-    """activeSubscriptions from the `status.state` of the offering's Subscriptions (None: not yet seen)."""
-    return sum(1 for s in states if counts_as_active(s))
 
 
 def offering_status(

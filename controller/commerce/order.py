@@ -19,8 +19,7 @@ from typing import Any
 from ..api.common import API_VERSION
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec
-from ..conditions import rfc3339
-from .times import parse_time
+from ..times import parse_time, rfc3339
 
 SUBSCRIPTION_LABEL = "telco.intent.dev/subscription"
 OFFERING_LABEL = "telco.intent.dev/offering"
@@ -282,11 +281,6 @@ def endpoint_conflicts(order: OrderRecord, claims: Mapping[EndpointKey, OrderRec
         if holder is not None and not holder.same_subscription(order) and holder.precedence < order.precedence:
             conflicts.append(EndpointConflict(key, holder))
     return tuple(conflicts)
-
-
-def endpoints_free(order: OrderRecord, claims: Mapping[EndpointKey, OrderRecord]) -> bool:
-    """Whether every endpoint of `order` is free for it (unclaimed, or claimed by itself or a later order)."""
-    return not endpoint_conflicts(order, claims)
 
 
 def _host_address_error(interface: ipaddress.IPv4Interface) -> str | None:

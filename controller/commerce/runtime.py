@@ -42,13 +42,13 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .. import metrics
-from ..api.common import API_VERSION, Condition
+from ..api.common import API_VERSION, Condition, validation_message
 from ..api.invoice import InvoiceSpec, InvoiceStatus
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import PaymentPolicy, ProductOfferingSpec
 from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec
 from ..billing import events as ev
-from ..billing.clock import Clock, to_second
+from ..billing.clock import Clock
 from ..billing.events import BillingEvent, EventError, SubscriptionRef
 from ..billing.invoice import (
     ISSUED,
@@ -72,15 +72,15 @@ from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
 from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
-from ..conditions import Cond, merge_conditions, rfc3339
+from ..conditions import Cond, merge_conditions
 from ..intent.paths import GPath
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter, differs
+from ..times import parse_time, rfc3339, to_second, utc
 from . import lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
 from .offering import counts_as_active, next_sellability_change, offering_status
-from .times import parse_time, utc
 
 log = logging.getLogger(__name__)
 
@@ -582,8 +582,7 @@ class CommerceController:
         try:
             spec, invalid = ProductOfferingSpec.model_validate(body.get("spec") or {}), None
         except ValidationError as exc:
-            parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-            spec, invalid = None, "; ".join(parts)
+            spec, invalid = None, validation_message(exc)
         self._offering_specs[str(meta.get("name"))] = (stamp, spec, invalid)
         return spec, invalid
 
@@ -632,7 +631,7 @@ class CommerceController:
         try:
             spec = SubscriptionSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            self._invalid_subscription(ref, body, generation, exc, now)
+            self._report_invalid_spec(ref, body, generation, exc, now)
             return
         uid = str(meta.get("uid") or "")
         offering_name = spec.productOffering.name
@@ -860,13 +859,13 @@ class CommerceController:
                 # large account after each of its subscriptions' writes would be quadratic.
                 self._invs.mark_after(inv_key, DRAFT_DELAY_SECONDS)
 
-    def _invalid_subscription(
+    def _report_invalid_spec(
         self, ref: Ref, body: Mapping[str, Any], generation: int, exc: ValidationError, now: datetime
     ) -> None:
-        parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+        """A spec that does not parse (Subscription or Invoice): Ready=False InvalidSpec naming the bad fields."""
         stored = dict(body.get("status") or {})
         conds = merge_conditions(
-            stored.get("conditions"), [Cond("Ready", "False", "InvalidSpec", "; ".join(parts))], generation, now
+            stored.get("conditions"), [Cond("Ready", "False", "InvalidSpec", validation_message(exc))], generation, now
         )
         self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored)
 
@@ -1039,11 +1038,7 @@ class CommerceController:
         try:
             spec = InvoiceSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            parts = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-            conds = merge_conditions(
-                stored_raw.get("conditions"), [Cond("Ready", "False", "InvalidSpec", "; ".join(parts))], generation, now
-            )
-            self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored_raw)
+            self._report_invalid_spec(ref, body, generation, exc, now)
             return
         account = spec.billingAccount
         stored: InvoiceStatus | None = None

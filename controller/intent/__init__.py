@@ -4,7 +4,7 @@ Per device: render (service -> entries) -> preflight (problems only the observed
 merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest) and verify (drift).
 """
 
-from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge, merge_all
+from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge
 from .normalise import Change, JsonObject, JsonValue, Observed, build_tree, extract, normalise, observe
 from .paths import ROOT, GPath, PathElem
 from .plan import Assessment, Drift, SetOp, SetPlan, assess, plan, verify
@@ -34,7 +34,6 @@ __all__ = [
     "build_tree",
     "extract",
     "merge",
-    "merge_all",
     "normalise",
     "observe",
     "plan",

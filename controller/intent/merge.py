@@ -119,13 +119,6 @@ def merge(device: str, claims: Iterable[Claim]) -> MergeResult:
     return MergeResult(DeviceIntent(device, MappingProxyType(entries)), tuple(conflicts))
 
 
-def merge_all(claims: Iterable[Claim]) -> dict[str, MergeResult]:
-    """`merge` for every device any claim renders to, by device name."""
-    claims = list(claims)
-    devices = sorted({e.device for c in claims for e in c.entries})
-    return {device: merge(device, claims) for device in devices}
-
-
 def _can_share(held: ManagedEntry, claim: ManagedEntry) -> bool:
     return held.shared and claim.shared and (held.value, held.delegated) == (claim.value, claim.delegated)
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..conditions import Cond, merge_conditions, rfc3339
+from ..conditions import Cond, merge_conditions
+from ..times import rfc3339
 
 
 class Phase(StrEnum):
@@ -24,7 +25,6 @@ class Phase(StrEnum):
     DRY_RUN = "DryRun"  # planned only
     PENDING = "Pending"  # not yet reconciled
     RETRYING = "Retrying"  # a transient failure; retried with backoff
-    TEARDOWN = "TearingDown"  # removing the configuration
     FAILED = "Failed"  # permanent: the device or a conflict refused it; fix the spec
 
 
@@ -68,7 +68,7 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
     ]
     drifts = [o for o in outcomes if o.drift]
     failed = [o for o in outcomes if o.phase is Phase.FAILED]
-    retrying = [o for o in outcomes if o.phase in (Phase.RETRYING, Phase.PENDING, Phase.TEARDOWN)]
+    retrying = [o for o in outcomes if o.phase in (Phase.RETRYING, Phase.PENDING)]
     applied = bool(outcomes) and all(o.phase in (Phase.APPLIED, Phase.DISABLED) for o in outcomes)
     down = [o for o in outcomes if o.phase is Phase.APPLIED and o.oper_up is False]
 

@@ -1,12 +1,15 @@
 """Drive every device to the merged intent of the NetworkServices that use it.
 
 Level-triggered: a device is marked dirty by a service change, a subscription update
-(drift, a port going down), a reconnect or the periodic resync, and its worker then
-reconciles it: render -> merge -> observe -> preflight -> plan -> one transactional Set
--> read back what it wrote -> verify -> status. After a connect, a resync or a retry the
-pass compares the whole device (a fresh Get); otherwise only the services and entries that
-changed, observed through the subscription's cache. Bursts of changes collapse into one
-pass, so a device gets one Set per burst, and none when nothing differs.
+(drift, a port going down), a reconnect, a retry or the periodic resync, and its worker then
+reconciles it: render each service -> observe the device -> preflight (a service the device
+cannot take, e.g. for a missing port, is refused alone) -> merge the others' claims -> plan
+against what was observed -> one transactional Set -> read back and verify what it wrote ->
+status. After a connect, a resync or a retry the pass compares the whole device (a fresh Get);
+otherwise only the services and entries that changed, observed through the subscription's
+cache. Bursts of changes collapse into one pass, so a device gets one Set per burst (more only
+when the device refuses it: the owners are then tried one at a time so one bad service does not
+block the others), and none when nothing differs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import grpc
 from .. import metrics
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
-from ..conditions import Cond, merge_conditions
+from ..conditions import Cond, is_true, merge_conditions
 from ..gnmi.client import GnmiError
 from ..intent import (
     Claim,
@@ -49,6 +52,7 @@ from ..intent import (
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
+from ..times import parse_rfc3339
 from .outcome import EndpointOutcome, Phase, ServiceView, service_status
 from .session import DeviceSession
 
@@ -75,7 +79,7 @@ class ServiceRecord:
 
     @property
     def created_at(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.created.replace("Z", "+00:00")) if self.created else EPOCH
+        return parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
 
     @property
     def ref(self) -> Ref:
@@ -843,11 +847,8 @@ def _ready_now(record: ServiceRecord, status: dict[str, Any]) -> bool:
     """Whether `status` says Ready for the record's current generation."""
     if status.get("observedGeneration") != record.generation:
         return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []) or [])
+    return is_true(status, "Ready")
 
 
 def _had_drift(status: dict[str, Any]) -> bool:
-    for cond in status.get("conditions", []) or []:
-        if cond.get("type") == "DriftDetected":
-            return cond.get("status") == "True"
-    return False
+    return is_true(status, "DriftDetected")

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from controller.conditions import Cond, is_true, merge_conditions
+import pytest
+
+from controller.conditions import Cond, condition, is_true, merge_conditions
 from controller.statuswriter import differs
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -33,3 +36,48 @@ def test_recomputing_the_same_status_is_not_a_change() -> None:
     assert differs({"conditions": again, "state": "inactive"}, stored)
     # A null in a merge patch deletes: absent and None are the same.
     assert not differs({"state": "active", "startDate": None}, {"state": "active"})
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Applied"}
+DRIFT = {"type": "DriftDetected", "status": "False", "reason": "InSync"}
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "found"),
+    [
+        ({"conditions": [DRIFT, READY]}, "Ready", READY),
+        ({"conditions": [DRIFT, READY]}, "DriftDetected", DRIFT),
+        ({"conditions": [DRIFT, READY]}, "Degraded", None),  # missing type
+        ({"conditions": []}, "Ready", None),
+        ({"conditions": None}, "Ready", None),  # a null list, as a merge patch leaves it
+        ({}, "Ready", None),  # no conditions yet
+        (None, "Ready", None),  # no status yet
+        ({"conditions": ["junk", 7, None, READY]}, "Ready", READY),  # entries that are not objects are skipped
+        ({"conditions": [{"status": "True"}, READY]}, "Ready", READY),  # an entry without a type
+    ],
+)
+def test_condition_finds_the_one_of_its_type(status: dict[str, Any] | None, type_: str, found: Any) -> None:
+    assert condition(status, type_) == found
+
+
+def test_condition_returns_a_copy() -> None:
+    status = {"conditions": [dict(READY)]}
+    found = condition(status, "Ready")
+    assert found is not None
+    found["status"] = "False"
+    assert status["conditions"][0]["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"conditions": [READY]}, True),
+        ({"conditions": [{**READY, "status": "False"}]}, False),
+        ({"conditions": [{**READY, "status": "Unknown"}]}, False),
+        ({"conditions": [{"type": "Ready"}]}, False),  # no status at all
+        ({"conditions": [DRIFT]}, False),  # missing
+        (None, False),
+    ],
+)
+def test_is_true(status: dict[str, Any] | None, expected: bool) -> None:
+    assert is_true(status, "Ready") is expected

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from controller.billing.clock import ClockError, FakeClock, WallClock, ensure_utc, to_second
+from controller.billing.clock import ClockError, FakeClock, WallClock
 from controller.billing.money import (
     CurrencyMismatch,
     Money,
@@ -19,6 +19,7 @@ from controller.billing.money import (
     round_half_up,
     total,
 )
+from controller.times import ensure_utc, to_second
 
 
 @pytest.mark.parametrize(

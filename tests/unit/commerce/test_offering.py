@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from controller.commerce.offering import (
-    count_active_subscriptions,
+    counts_as_active,
     next_sellability_change,
     offering_problems,
     offering_status,
@@ -182,19 +182,22 @@ def test_next_sellability_change() -> None:
     assert next_sellability_change(offering(), T0) is None
 
 
-def test_count_active_subscriptions() -> None:
-    states = [
-        None,
-        "created",
-        "pendingActive",
-        "active",
-        "suspended",
-        "pendingTerminate",
-        "terminated",
-        "cancelled",
-        "aborted",
-    ]
-    assert count_active_subscriptions(states) == 6
+@pytest.mark.parametrize(
+    ("state", "active"),
+    [
+        (None, True),  # not seen yet: it has not ended
+        ("created", True),
+        ("pendingActive", True),
+        ("active", True),
+        ("suspended", True),
+        ("pendingTerminate", True),
+        ("terminated", False),
+        ("cancelled", False),
+        ("aborted", False),
+    ],
+)
+def test_counts_as_active(state: str | None, active: bool) -> None:
+    assert counts_as_active(state) is active
 
 
 def test_sellability_is_in_utc_even_for_other_zones() -> None:

@@ -13,7 +13,6 @@ from controller.commerce.order import (
     OrderRecord,
     endpoint_claims,
     endpoint_conflicts,
-    endpoints_free,
     network_service_for,
     order_record,
     validate_order,
@@ -163,8 +162,7 @@ def test_earlier_order_keeps_the_endpoint() -> None:
     first, second = record("first", 0), record("second", 5)
     claims = endpoint_claims([second, first])
     assert claims[KEY] == first
-    assert endpoints_free(first, claims)
-    assert not endpoints_free(second, claims)
+    assert endpoint_conflicts(first, claims) == ()
     (conflict,) = endpoint_conflicts(second, claims)
     assert conflict == EndpointConflict(KEY, first)
     assert conflict.message == (
@@ -184,7 +182,7 @@ def test_ended_orders_release_their_endpoints(state: str) -> None:
     old, new = record("old", 0, state), record("new", 5)
     claims = endpoint_claims([old, new])
     assert claims[KEY] == new
-    assert endpoints_free(new, claims)
+    assert endpoint_conflicts(new, claims) == ()
 
 
 @pytest.mark.parametrize("state", ["pendingActive", "active", "suspended", "pendingTerminate"])
@@ -200,7 +198,7 @@ def test_an_accepted_order_keeps_its_endpoint_against_an_earlier_one(state: str)
 def test_an_order_is_free_against_later_ones_not_in_the_claims() -> None:
     later = record("later", 5)
     candidate = record("candidate", 0, "aborted")  # not holding, not in the claims
-    assert endpoints_free(candidate, endpoint_claims([later]))
+    assert endpoint_conflicts(candidate, endpoint_claims([later])) == ()
 
 
 def test_only_shared_endpoints_conflict() -> None:

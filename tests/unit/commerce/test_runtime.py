@@ -20,6 +20,7 @@ from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle
 from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
 from controller.commerce.runtime import CommerceController, KeyedRunner, _octets, spec_patch
+from controller.conditions import condition
 from controller.kube import FINALIZER, Conflict, NotFound, Ref
 from controller.settings import Settings
 from controller.statuswriter import StatusWriter
@@ -589,3 +590,41 @@ def test_build_deliverer_from_flags(mode: str, tmp_path: Path) -> None:
         f"file:{tmp_path / 'events.jsonl'}",
     ]
     assert build_deliverer(Settings(billing_sink_urls=[], billing_jsonl=None)) is None
+
+
+# --- specs that do not parse -------------------------------------------------------------------------
+
+
+def test_a_spec_that_does_not_parse_is_reported_naming_its_fields() -> None:
+    """Subscription, Invoice and ProductOffering: Ready=False InvalidSpec with one line per bad field."""
+
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body("broken", serviceCandidate={"serviceType": "l9vpn"}))
+        await w.put("subscriptions", subscription_body("bad", endpoints=[{"device": "pe1", "vlanId": 5000}]))
+        invoice = {
+            "apiVersion": API,
+            "kind": "Invoice",
+            "metadata": {"name": "inv", "namespace": "acme"},
+            "spec": {"billingPeriod": {"startDateTime": "not a time"}},
+        }
+        await w.put("invoices", invoice)
+        await w.idle()
+        messages = {}
+        for plural, name, namespace in (
+            ("subscriptions", "bad", "acme"),
+            ("invoices", "inv", "acme"),
+            ("productofferings", "broken", None),
+        ):
+            status = w.obj(plural, name, namespace)["status"]
+            ready = condition(status, "Ready")
+            assert ready is not None and ready["status"] == "False", (plural, status)
+            assert ready["reason"] == "InvalidSpec"
+            messages[plural] = ready["message"]
+        sub = messages["subscriptions"]
+        assert "spec.endpoints.0.port: Field required" in sub
+        assert "spec.endpoints.0.vlanId: Input should be less than or equal to 4094" in sub
+        assert "spec.billingAccount: Field required" in messages["invoices"]
+        assert "spec.billingPeriod.startDateTime: Input should be a valid datetime" in messages["invoices"]
+        assert "spec.serviceCandidate.serviceType:" in messages["productofferings"]
+
+    run(scenario)

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, merge, merge_all
+from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, merge
 
 from .helpers import CREATED, make_spec, service
 
@@ -67,8 +67,7 @@ def test_a_refused_service_contributes_nothing_on_that_device_but_keeps_other_de
         ),
         created=CREATED + timedelta(minutes=1),
     )
-    results = merge_all([both, holder])
-    assert set(results) == {"pe1", "pe2"}
+    results = {device: merge(device, [both, holder]) for device in ("pe1", "pe2")}
     assert results["pe1"].intent.services == {holder.key}
     assert not any("Ethernet2" in str(p) for p in results["pe1"].intent.entries)
     assert [c.service for c in results["pe1"].conflicts] == [both.key]
