@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller import __main__ as cli
-from controller.settings import Settings, SettingError, describe, options, resolve
+from controller.settings import SettingError, Settings, describe, options, resolve
 
 SETTINGS_DEFAULTS = {
     f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
