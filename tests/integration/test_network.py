@@ -21,6 +21,7 @@ from devicesim.fleet import FleetProcess
 from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
+from tests.unit.commerce.builders import offering_doc
 
 NS = "net-tests"
 SYSTEM = "telco-system"
@@ -360,19 +361,10 @@ def run_plan(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def offering_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "telco.intent.dev/v1alpha1",
-        "kind": "ProductOffering",
-        "metadata": {"name": name},
-        "spec": {
-            "name": name,
-            "lifecycleStatus": "Active",
-            "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 75},
-            "productOfferingPrice": [{"name": "Monthly fee", "priceType": "recurring",
-                                      "recurringChargePeriodType": "month",
-                                      "price": {"unit": "EUR", "value": "10.00"}}],
-        },
-    }
+    spec = offering_doc(name=name, lifecycleStatus="Active",
+                        serviceCandidate={"serviceType": "internetAccess", "bandwidthMbps": 75})
+    return {"apiVersion": "telco.intent.dev/v1alpha1", "kind": "ProductOffering", "metadata": {"name": name},
+            "spec": spec}
 
 
 def subscription_body(name: str, offering: str, endpoint: dict[str, Any]) -> dict[str, Any]:

@@ -18,54 +18,33 @@ from controller.api.subscription import SubscriptionSpec
 from controller.commerce import order
 from controller.intent import ServiceKey
 from controller.kube import NotFound, Ref
+from tests.unit.commerce.builders import endpoint, offering_doc
 
 API = "telco.intent.dev/v1alpha1"
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
 
 def service(name: str, vlan: int = 100, **spec: Any) -> dict[str, Any]:
-    endpoint = {"device": "pe1", "port": "Ethernet1", "vlanId": vlan, "ipv4Address": "192.0.2.1/30"}
-    return {
-        "apiVersion": API,
-        "kind": "NetworkService",
-        "metadata": {"name": name, "namespace": "acme"},
-        "spec": {"serviceType": "internetAccess", "bandwidthMbps": 50, "endpoints": [endpoint], **spec},
-    }
+    body = {"serviceType": "internetAccess", "bandwidthMbps": 50, "endpoints": [endpoint("pe1", vlan=vlan)], **spec}
+    return {"apiVersion": API, "kind": "NetworkService", "metadata": {"name": name, "namespace": "acme"}, "spec": body}
 
 
 def offering(name: str = "fiber", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "ProductOffering",
-        "metadata": {"name": name},
-        "spec": {
-            "name": "Fiber",
-            "lifecycleStatus": "Active",
-            "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
-            "productOfferingPrice": [
-                {
-                    "name": "Monthly fee",
-                    "priceType": "recurring",
-                    "recurringChargePeriodType": "month",
-                    "price": {"unit": "EUR", "value": "49.90"},
-                }
-            ],
-            **spec,
-        },
-    }
+    body = offering_doc(**{"lifecycleStatus": "Active", **spec})
+    return {"apiVersion": API, "kind": "ProductOffering", "metadata": {"name": name}, "spec": body}
 
 
 def subscription(name: str = "hq", vlan: int = 100, **spec: Any) -> dict[str, Any]:
+    body = {
+        "productOffering": {"name": "fiber"},
+        "billingAccount": {"id": "acme-1"},
+        "endpoints": [endpoint("pe1", vlan=vlan)],
+    }
     return {
         "apiVersion": API,
         "kind": "Subscription",
         "metadata": {"name": name, "namespace": "acme"},
-        "spec": {
-            "productOffering": {"name": "fiber"},
-            "billingAccount": {"id": "acme-1"},
-            "endpoints": [{"device": "pe1", "port": "Ethernet1", "vlanId": vlan, "ipv4Address": "192.0.2.1/30"}],
-            **spec,
-        },
+        "spec": {**body, **spec},
     }
 
 
