@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -38,7 +39,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from .handlers import lifecycle
 
-    settings = args.settings
+    try:
+        settings = settings_from_args(args, os.environ)
+    except SettingError as exc:
+        print(f"telco-controller run: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -256,15 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        try:
-            args.settings = settings_from_args(args, os.environ)
-        except SettingError as exc:
-            parser.error(str(exc))
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -150,9 +150,7 @@ def test_a_bad_environment_value_names_the_variable(env: str, value: str, expect
 
 def test_main_refuses_a_bad_environment_value(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.setenv("TELCO_PEERING_LIFETIME", "1")
-    with pytest.raises(SystemExit) as caught:
-        cli.main(["run"])
-    assert caught.value.code == 2
+    assert cli.main(["run"]) == 2
     assert "TELCO_PEERING_LIFETIME='1': expected between 5 and 3600" in capsys.readouterr().err
 
 
