@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, cast
 
 from . import crdgen
+from .settings import SettingError, Settings, describe, options, resolve
+
+_OPTIONS = {o.field: o for o in options()}
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -34,48 +38,51 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from .handlers import lifecycle
-    from .settings import Settings
 
+    try:
+        settings = settings_from_args(args, os.environ)
+    except SettingError as exc:
+        print(f"telco-controller run: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=getattr(logging, settings.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Kopf logs every event it dispatches at INFO: at thousands of objects that is much of the CPU.
     for noisy in ("kopf.objects", "kopf._core", "kopf._cogs", "kubernetes.client.rest"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    lifecycle.SETTINGS = Settings(
-        namespaces=args.namespace,
-        resync_seconds=args.resync_seconds,
-        peering=args.peering,
-        priority=args.priority,
-        peering_lifetime=args.peering_lifetime,
-        metrics_port=args.metrics_port,
-        metrics_address=args.metrics_address,
-        billing_sink_urls=args.billing_sink_url,
-        billing_sink_mode=args.billing_sink_mode,
-        billing_jsonl=args.billing_jsonl,
-        tax_category=args.tax_category,
-        tax_rate=args.tax_rate,
-        billing_interval_seconds=args.billing_interval_seconds,
-        usage_interval_seconds=args.usage_interval_seconds,
-    )
+    lifecycle.SETTINGS = settings
     import controller.handlers  # noqa: F401 - registers every handler with Kopf
 
     from .peering import own_identity
 
     asyncio.run(
         kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            standalone=not args.peering,
-            priority=args.priority,
-            peering_name=args.peering,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=not settings.peering,
+            priority=settings.priority,
+            peering_name=settings.peering,
             # The name Kopf gives this replica in the peering object, which controller/peering.py
             # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
             identity=cast(Any, own_identity()),
-            liveness_endpoint=f"http://127.0.0.1:{args.health_port}/healthz" if args.health_port else None,
+            liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
         )
     )
     return 0
+
+
+PLAN_DESCRIPTION = """\
+Print the gNMI Set that NetworkServices and Subscriptions would cause, against the devices' live
+configuration and the NetworkServices already in the cluster. Sends nothing to any device and
+writes nothing to the cluster. A Subscription is planned as the NetworkService the controller would
+make of it, with its ProductOffering from the same manifests or else from the cluster.
+
+exit status:
+  0  every service would apply cleanly
+  1  a service would be refused (a port/VLAN conflict, an endpoint held by another Subscription,
+     a device that would not take it, an offering not sellable) or is invalid
+  2  the plan could not be made: unreadable or missing input, no API server or device reachable
+"""
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -84,20 +91,23 @@ def _plan(args: argparse.Namespace) -> int:
     from . import planner
     from .kube import Kube
 
-    async def go() -> str:
-        kube = Kube()
+    async def go(docs: list[planner.Document]) -> list[dict[str, Any]]:
         try:
-            reports = await planner.compute(args.file, kube)
+            kube = Kube()
+        except Exception as exc:  # no kubeconfig, or an unreadable one
+            raise planner.PlanError(f"cannot connect to the API server: {exc}") from None
+        try:
+            return await planner.compute(docs, kube)
         finally:
             kube.close()
-        return planner.render_json(reports) if args.output == "json" else planner.render_text(reports)
 
     try:
-        print(asyncio.run(go()))
+        reports = asyncio.run(go(planner.load_documents(args.file)))
     except planner.PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return planner.EXIT_ERROR
+    print(planner.render_json(reports) if args.output == "json" else planner.render_text(reports))
+    return planner.exit_code(reports)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -126,137 +136,138 @@ def _instant(text: str) -> Any:
     return value
 
 
-def _billing_flags(run: argparse.ArgumentParser, defaults: Any) -> None:
-    """The `run` flags of the commercial layer (docs/commerce.md)."""
+class _NotGiven:
+    """The argparse default of a `run` flag: not on the command line (the environment or default decides)."""
+
+    def __repr__(self) -> str:
+        return "not given"
+
+
+NOT_GIVEN = _NotGiven()
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Ends every flag's help with its default, and a setting's with its environment variable too.
+
+    Both come from the parser's own defaults and from controller/settings.py, never from typed text.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or text == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
+            return text
+        option = _OPTIONS.get(action.dest)
+        if option is not None and action.default is NOT_GIVEN:
+            listed = ", comma-separated" if option.repeatable else ""
+            return f"{text} (env {option.env}{listed}; default {describe(option.default)})".replace("%", "%%")
+        if action.required:
+            return f"{text} (required)"
+        return f"{text} (default {describe(action.default)})".replace("%", "%%")
+
+
+class PlanHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """`plan`'s description keeps its line breaks (the exit-status table)."""
+
+
+class _Repeat(argparse.Action):
+    """Like action="append", but the first use replaces the NOT_GIVEN default."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        items = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*(items if isinstance(items, list) else []), values])
+
+
+def _add_setting_flags(run: argparse.ArgumentParser) -> None:
+    """One flag per Settings field (controller/settings.py), grouped as the settings are."""
     billing = run.add_argument_group("billing", "billing events, invoices and usage metering (docs/commerce.md)")
-    billing.add_argument(
-        "--billing-sink-url",
-        action="append",
-        default=list(defaults.billing_sink_urls),
-        metavar="URL",
-        help="POST billing CloudEvents to URL (repeatable; TELCO_BILLING_SINK_URL, comma-separated)",
-    )
-    billing.add_argument(
-        "--billing-sink-mode",
-        choices=["structured", "binary"],
-        default=defaults.billing_sink_mode,
-        help="CloudEvents HTTP content mode (TELCO_BILLING_SINK_MODE); default structured",
-    )
-    billing.add_argument(
-        "--billing-jsonl",
-        default=defaults.billing_jsonl,
-        metavar="PATH",
-        help="also append every billing CloudEvent to this JSON Lines file (TELCO_BILLING_JSONL)",
-    )
-    billing.add_argument(
-        "--tax-category", default=defaults.tax_category, help="tax applied to invoices (TELCO_TAX_CATEGORY)"
-    )
-    billing.add_argument(
-        "--tax-rate",
-        default=defaults.tax_rate,
-        metavar="PERCENT",
-        help='tax rate in percent, e.g. "20" (TELCO_TAX_RATE); unset: invoices carry no tax',
-    )
-    billing.add_argument(
-        "--billing-interval-seconds",
-        type=float,
-        default=defaults.billing_interval_seconds,
-        help="period of the billing pass: close ended periods, create and issue invoices, dunning"
-        " (TELCO_BILLING_INTERVAL_SECONDS)",
-    )
-    billing.add_argument(
-        "--usage-interval-seconds",
-        type=float,
-        default=defaults.usage_interval_seconds,
-        help="period of the octet-counter samples for usage-priced subscriptions (TELCO_USAGE_INTERVAL_SECONDS)",
-    )
+    testing = run.add_argument_group("testing", "for tests that must cross a month end without waiting")
+    for option in _OPTIONS.values():
+        group: argparse._ActionsContainer = run
+        if option.field.startswith(("billing_", "tax_", "usage_")):
+            group = billing
+        elif option.field.startswith("clock_"):
+            group = testing
+        names = [f"--{option.flag}"] if option.short is None else [option.short, f"--{option.flag}"]
+        parse = option.parse
+        kwargs: dict[str, Any] = {
+            "dest": option.field,
+            "default": NOT_GIVEN,
+            "help": option.help,
+            "metavar": option.metavar,
+            "action": _Repeat if option.repeatable else "store",
+        }
+        if option.choices is not None:
+            kwargs["choices"] = option.choices
+        else:
+            kwargs["type"] = _flag_type(parse)
+        group.add_argument(*names, **kwargs)
 
 
-def _lifetime(text: str) -> int:
-    value = int(text)
-    if not 5 <= value <= 3600:
-        raise argparse.ArgumentTypeError("must be between 5 and 3600 seconds")
-    return value
+def _flag_type(parse: Any) -> Any:
+    """argparse shows a ValueError's own message only for ArgumentTypeError."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def settings_from_args(args: argparse.Namespace, environ: Any) -> Settings:
+    """The `run` flags given on the command line, else TELCO_* in `environ`, else the defaults."""
+    given = {field: getattr(args, field) for field in _OPTIONS if getattr(args, field) is not NOT_GIVEN}
+    return resolve(given, environ)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="telco-controller", description=__doc__)
+    parser = argparse.ArgumentParser(prog="telco-controller", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    from .settings import Settings
-
-    defaults = Settings()
     run = sub.add_parser(
         "run",
         help="run the controller against the current kubeconfig (KUBECONFIG or in-cluster)",
-        description="Run the controller. Every flag also reads an environment variable TELCO_<NAME>.",
+        description="Run the controller. Every flag can also be set by its environment variable TELCO_<FLAG>;"
+        " a flag on the command line wins over the environment.",
+        formatter_class=HelpFormatter,
     )
-    run.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        help="watch only this namespace (repeatable); default: all namespaces",
-    )
-    run.add_argument(
-        "--resync-seconds",
-        type=float,
-        default=defaults.resync_seconds,
-        help="period of the level-triggered re-verification of every device (TELCO_RESYNC_SECONDS)",
-    )
-    run.add_argument(
-        "--peering",
-        default=defaults.peering,
-        help="Kopf peering object for active/standby replicas (TELCO_PEERING); default standalone",
-    )
-    run.add_argument(
-        "--priority",
-        type=int,
-        default=defaults.priority,
-        help="this replica's peering priority; give each replica a distinct one (TELCO_PRIORITY)",
-    )
-    run.add_argument(
-        "--peering-lifetime",
-        type=_lifetime,
-        default=defaults.peering_lifetime,
-        metavar="SECONDS",
-        help="how long a replica's peering keep-alive counts: a standby takes over at most this long after"
-        " the active replica dies; keep-alives are sent 5-10 s before it ends (TELCO_PEERING_LIFETIME;"
-        " default 15, Kopf's own is 60)",
-    )
-    run.add_argument(
-        "--metrics-port",
-        type=int,
-        default=defaults.metrics_port,
-        help="serve Prometheus metrics on 127.0.0.1:PORT (TELCO_METRICS_PORT); 0 disables",
-    )
-    run.add_argument(
-        "--metrics-address",
-        default=defaults.metrics_address,
-        help="address the metrics endpoint binds (TELCO_METRICS_ADDRESS); 0.0.0.0 in a pod",
-    )
-    run.add_argument(
-        "--health-port",
-        type=int,
-        default=defaults.health_port,
-        help="serve /healthz on 127.0.0.1:PORT for liveness probes (TELCO_HEALTH_PORT); 0 disables",
-    )
-    _billing_flags(run, defaults)
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_setting_flags(run)
     run.set_defaults(func=_run)
     plan = sub.add_parser(
         "plan",
-        help="print the gNMI Set a NetworkService would cause, against live device state (sends nothing)",
+        help="print the gNMI Set a NetworkService or Subscription would cause, against live device state"
+        " (sends nothing)",
+        description=PLAN_DESCRIPTION,
+        formatter_class=PlanHelpFormatter,
     )
-    plan.add_argument("-f", "--file", type=Path, required=True, help="YAML with one or more NetworkServices")
-    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="YAML or JSON with NetworkServices and/or Subscriptions, or a directory: every *.yaml, *.yml and"
+        " *.json in it, in name order",
+    )
+    plan.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format")
     plan.set_defaults(func=_plan)
-    status = sub.add_parser("status", help="tables of what a dashboard shows (subscriptions, services, devices)")
+    status = sub.add_parser(
+        "status",
+        help="tables of what a dashboard shows (subscriptions, services, devices)",
+        formatter_class=HelpFormatter,
+    )
     status.set_defaults(func=_status)
-    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the API models")
-    crds.add_argument("--write", type=Path, metavar="DIR", help="write one file per CRD into DIR instead")
+    crds = sub.add_parser(
+        "crds", help="print the CustomResourceDefinitions generated from the API models", formatter_class=HelpFormatter
+    )
+    crds.add_argument(
+        "--write", type=Path, metavar="DIR", help="write one file per CRD into DIR; unset: print them all to stdout"
+    )
     crds.add_argument("--reference", type=Path, metavar="FILE", help="with --write: also the Markdown API reference")
     crds.set_defaults(func=_crds)
-    demo = sub.add_parser("demo", help="the quick start on a local control plane (what `make demo` runs)")
+    demo = sub.add_parser(
+        "demo", help="the quick start on a local control plane (what `make demo` runs)", formatter_class=HelpFormatter
+    )
     demo.add_argument("--once", action="store_true", help="run the checks and exit instead of staying up")
     demo.add_argument(
         "--at",

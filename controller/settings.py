@@ -1,44 +1,237 @@
-"""Controller settings: flags with environment defaults (TELCO_*), documented in `run --help`."""
+"""Controller settings: one table from which `run`'s flags, their environment variables and help come.
+
+Every field of `Settings` is a `run` flag `--<flag>` and an environment variable `TELCO_<FLAG>`
+(dashes as underscores); a flag given on the command line beats the environment, which beats the
+default written here. `run --help` renders each default from this table, so the help cannot drift.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SINK_MODES = ("structured", "binary")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"TELCO_{name}", default)
+class SettingError(ValueError):
+    """An environment variable holds a value its setting cannot take; the message names both."""
 
 
-def _env_list(name: str) -> list[str]:
-    """A comma-separated TELCO_<name> as a list (the environment form of a repeatable flag)."""
-    return [v.strip() for v in os.environ.get(f"TELCO_{name}", "").split(",") if v.strip()]
+def _optional(text: str) -> str | None:
+    return text or None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"expected a port number 0-65535 (0 disables), got {text!r}")
+    return value
+
+
+def _lifetime(text: str) -> int:
+    value = int(text)
+    if not 5 <= value <= 3600:
+        raise ValueError(f"expected between 5 and 3600 seconds, got {text!r}")
+    return value
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    parse: Callable[[str], Any] = str,
+    flag: str | None = None,
+    short: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A Settings field with what its flag needs; a list default makes a repeatable flag."""
+    meta = {"help": help, "parse": parse, "flag": flag, "short": short, "metavar": metavar, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class Settings:
-    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
-    resync_seconds: float = float(_env("RESYNC_SECONDS", "30"))
-    debounce_seconds: float = float(_env("DEBOUNCE_SECONDS", "0.05"))
-    retry_initial_seconds: float = float(_env("RETRY_INITIAL_SECONDS", "0.5"))
-    retry_max_seconds: float = float(_env("RETRY_MAX_SECONDS", "30"))
-    metrics_port: int = int(_env("METRICS_PORT", "0"))  # 0: no metrics endpoint
-    metrics_address: str = _env("METRICS_ADDRESS", "127.0.0.1")  # 0.0.0.0 in a pod, for scraping
-    health_port: int = int(_env("HEALTH_PORT", "0"))
-    peering: str | None = os.environ.get("TELCO_PEERING") or None
-    priority: int = int(_env("PRIORITY", "0"))
-    # Seconds a replica's peering keep-alive counts (Kopf's settings.peering.lifetime; its default is
-    # 60): a standby takes over at most this long after the active replica dies.
-    peering_lifetime: int = int(_env("PEERING_LIFETIME", "15"))
+    # _setting returns a dataclasses.field (with a default_factory for a list), which ruff cannot see.
+    namespaces: list[str] = _setting(  # noqa: RUF009
+        [],
+        "watch only this namespace (repeatable); none: all namespaces",
+        flag="namespace",
+        short="-n",
+        metavar="NAMESPACE",
+    )
+    resync_seconds: float = _setting(
+        30.0, "period of the level-triggered re-verification of every device", parse=_finite, metavar="SECONDS"
+    )
+    debounce_seconds: float = _setting(
+        0.05,
+        "how long a device's reconcile waits after a change for the rest of a burst of changes",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    retry_initial_seconds: float = _setting(
+        0.5,
+        "first delay before a failed reconcile (of a device, Subscription, Invoice or ProductOffering) is retried;"
+        " doubles on each failure",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    retry_max_seconds: float = _setting(
+        30.0, "the longest delay between those retries", parse=_finite, metavar="SECONDS"
+    )
+    metrics_port: int = _setting(
+        0, "serve Prometheus metrics on --metrics-address:PORT; 0 disables", parse=_port, metavar="PORT"
+    )
+    metrics_address: str = _setting(
+        "127.0.0.1", "address the metrics endpoint binds; 0.0.0.0 in a pod, for scraping", metavar="ADDRESS"
+    )
+    health_port: int = _setting(
+        0, "serve /healthz on 127.0.0.1:PORT for liveness probes; 0 disables", parse=_port, metavar="PORT"
+    )
+    peering: str | None = _setting(
+        None, "Kopf peering object for active/standby replicas; unset: standalone", parse=_optional, metavar="NAME"
+    )
+    priority: int = _setting(
+        0, "this replica's peering priority; give each replica a distinct one", parse=int, metavar="NUMBER"
+    )
+    # Kopf's settings.peering.lifetime; its own default is 60.
+    peering_lifetime: int = _setting(
+        15,
+        "how long a replica's peering keep-alive counts: a standby takes over at most this long after the active"
+        " replica dies; keep-alives are sent 5-10 s before it ends; Kopf's own default is 60",
+        parse=_lifetime,
+        metavar="SECONDS",
+    )
+    log_level: str = _setting("info", "least severe log level printed", choices=LOG_LEVELS)
     # Billing (docs/commerce.md): where billing CloudEvents go, tax, and how often periods close.
-    billing_sink_urls: list[str] = field(default_factory=lambda: _env_list("BILLING_SINK_URL"))
-    billing_sink_mode: str = _env("BILLING_SINK_MODE", "structured")  # structured | binary
-    billing_jsonl: str | None = os.environ.get("TELCO_BILLING_JSONL") or None
-    tax_category: str = _env("TAX_CATEGORY", "VAT")
-    tax_rate: str | None = os.environ.get("TELCO_TAX_RATE") or None  # unset: bills carry no tax
-    billing_interval_seconds: float = float(_env("BILLING_INTERVAL_SECONDS", "60"))
-    usage_interval_seconds: float = float(_env("USAGE_INTERVAL_SECONDS", "300"))
-    billing_retry_seconds: float = float(_env("BILLING_RETRY_SECONDS", "5"))  # sink down: next attempt
+    billing_sink_urls: list[str] = _setting(  # noqa: RUF009
+        [], "POST billing CloudEvents to URL (repeatable)", flag="billing-sink-url", metavar="URL"
+    )
+    billing_sink_mode: str = _setting("structured", "CloudEvents HTTP content mode", choices=SINK_MODES)
+    billing_jsonl: str | None = _setting(
+        None, "also append every billing CloudEvent to this JSON Lines file", parse=_optional, metavar="PATH"
+    )
+    tax_category: str = _setting("VAT", "tax applied to invoices", metavar="CATEGORY")
+    tax_rate: str | None = _setting(
+        None, 'tax rate in percent, e.g. "20"; unset: invoices carry no tax', parse=_optional, metavar="PERCENT"
+    )
+    billing_interval_seconds: float = _setting(
+        60.0,
+        "period of the billing pass: close ended periods, create and issue invoices, dunning",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    usage_interval_seconds: float = _setting(
+        300.0,
+        "period of the octet-counter samples for usage-priced subscriptions",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    billing_retry_seconds: float = _setting(
+        5.0,
+        "longest wait between billing delivery passes when nothing new is queued: how soon a sink that was down"
+        " is tried again",
+        parse=_finite,
+        metavar="SECONDS",
+    )
     # Test-only: move the controller's clock forward (controller.billing.clock.OffsetClock).
-    clock_offset_seconds: float = float(_env("CLOCK_OFFSET_SECONDS", "0"))
-    clock_offset_file: str | None = os.environ.get("TELCO_CLOCK_OFFSET_FILE") or None
+    clock_offset_seconds: float = _setting(
+        0.0,
+        "test only: run the controller's clock this far ahead of the wall clock",
+        parse=float,
+        metavar="SECONDS",
+    )
+    clock_offset_file: str | None = _setting(
+        None,
+        "test only: read the clock offset in seconds from this file whenever it changes (time never goes back)",
+        parse=_optional,
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as the command line sees it."""
+
+    field: str
+    flag: str  # without the leading dashes
+    short: str | None
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any]
+    metavar: str | None
+    choices: tuple[str, ...] | None
+
+    @property
+    def repeatable(self) -> bool:
+        return isinstance(self.default, list)
+
+    def from_env(self, environ: Mapping[str, str]) -> Any:
+        """The value TELCO_<FLAG> gives, or the default when it is unset; a list is comma-separated."""
+        raw = environ.get(self.env)
+        if raw is None:
+            return self.default
+        try:
+            if self.repeatable:
+                return [self.parse(v.strip()) for v in raw.split(",") if v.strip()]
+            value = self.parse(raw)
+        except ValueError as exc:
+            raise SettingError(f"{self.env}={raw!r}: {exc}") from None
+        if self.choices is not None and value not in self.choices:
+            raise SettingError(f"{self.env}={raw!r}: expected one of {', '.join(self.choices)}")
+        return value
+
+
+def describe(value: Any) -> str:
+    """A default as `--help` prints it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else "none"
+    return str(value)
+
+
+def options() -> list[Option]:
+    """Every setting, in field order."""
+    result = []
+    for f in fields(Settings):
+        meta = f.metadata
+        flag = meta["flag"] or f.name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        result.append(
+            Option(
+                field=f.name,
+                flag=flag,
+                short=meta["short"],
+                env="TELCO_" + flag.upper().replace("-", "_"),
+                default=default,
+                help=meta["help"],
+                parse=meta["parse"],
+                metavar=meta["metavar"],
+                choices=meta["choices"],
+            )
+        )
+    return result
+
+
+def resolve(given: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Settings from the flags given (field name -> value; absent: not on the command line), else the
+    environment, else the defaults. Raises SettingError for an environment value a setting cannot take."""
+    return Settings(**{o.field: given[o.field] if o.field in given else o.from_env(environ) for o in options()})

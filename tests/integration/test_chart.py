@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.__main__ import build_parser
+from controller.__main__ import build_parser, settings_from_args
 from controller.api import GROUP, KINDS
 from tests.kube import Kubectl
 
@@ -230,9 +230,12 @@ def test_rendered_flags_parse_with_the_real_cli(helm: Path, tmp_path: Path, valu
     container = deployment(render(helm, tmp_path, values))["spec"]["template"]["spec"]["containers"][0]
     args = build_parser().parse_args([*container["args"], "--priority=42"])
     assert args.func.__name__ == "_run"
-    assert args.namespace == list((values or {}).get("watchNamespaces", []))
-    assert (args.health_port, args.metrics_port, args.resync_seconds) == (8081, 9090, 30.0)
-    assert args.peering == ("telco-intent" if values else None)
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    settings = settings_from_args(args, env)
+    assert settings.namespaces == list((values or {}).get("watchNamespaces", []))
+    assert (settings.health_port, settings.metrics_port, settings.resync_seconds) == (8081, 9090, 30.0)
+    assert settings.peering == ("telco-intent" if values else None)
+    assert settings.priority == 42
 
 
 def test_probe_command_checks_healthz(helm: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ real gNMI targets (devicesim): apply, merge, conflicts, dry run, drift, teardown
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from devicesim.fleet import FleetProcess
 from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
+from tests.unit.commerce.builders import offering_doc
 
 NS = "net-tests"
 SYSTEM = "telco-system"
@@ -352,27 +354,146 @@ def test_controller_killed_mid_rollout_converges_and_adopts(
         gone(api, name)
 
 
-def test_plan_cli_prints_the_set_without_sending(
-    api: Api, controller: ControllerProcess, admin: AdminClient, kubeconfig: Path, tmp_path: Path
-) -> None:
+def run_plan(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([sys.executable, "-m", "controller", "plan", *args], env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+def offering_body(name: str) -> dict[str, Any]:
+    spec = offering_doc(name=name, lifecycleStatus="Active",
+                        serviceCandidate={"serviceType": "internetAccess", "bandwidthMbps": 75})
+    return {"apiVersion": "telco.intent.dev/v1alpha1", "kind": "ProductOffering", "metadata": {"name": name},
+            "spec": spec}
+
+
+def subscription_body(name: str, offering: str, endpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "telco.intent.dev/v1alpha1",
+        "kind": "Subscription",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"productOffering": {"name": offering}, "billingAccount": {"id": "plan-tests"},
+                 "endpoints": [endpoint]},
+    }
+
+
+@pytest.fixture()
+def plan_holder(api: Api, controller: ControllerProcess) -> Iterator[str]:
+    """A Ready service holding nt-r1 Ethernet6 VLAN 420, for the plans to conflict with."""
     holder = unique("plan-holder")
     api.apply(service_body(holder, [ep("nt-r1", "Ethernet6", 420)]))
     ready(api, holder)
-    wanted = service_body("plan-me", [ep("nt-r1", "Ethernet6", 421)])
-    clash = service_body("plan-clash", [ep("nt-r1", "Ethernet6", 420, third=2)])
-    manifest = tmp_path / "services.yaml"
-    manifest.write_text(yaml.safe_dump_all([wanted, clash]))
-    before = admin.stats("nt-r1")["set_rpcs"]
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    out = subprocess.run([sys.executable, "-m", "controller", "plan", "-f", str(manifest)], env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "# net-tests/plan-me on nt-r1" in out
-    assert "update  interfaces/interface[name=Ethernet6]/subinterfaces/subinterface[index=421]" in out
-    assert "REFUSED" in out and holder in out, out
-    assert admin.stats("nt-r1")["set_rpcs"] == before, "plan must not send anything"
-    assert subif(admin, "nt-r1", "Ethernet6", 421) is None
+    yield holder
     api.delete("networkservices", holder, NS)
     gone(api, holder)
+
+
+def test_plan_cli_prints_the_set_without_sending_and_exits_by_verdict(
+    plan_holder: str, admin: AdminClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    wanted = service_body("plan-me", [ep("nt-r1", "Ethernet6", 421)])
+    clash = service_body("plan-clash", [ep("nt-r1", "Ethernet6", 420, third=2)])
+    invalid = service_body("plan-invalid", [ep("nt-r1", "Ethernet6", 5000)])
+    (tmp_path / "clean.yaml").write_text(yaml.safe_dump(wanted))
+    (tmp_path / "clash.yaml").write_text(yaml.safe_dump_all([wanted, clash]))
+    (tmp_path / "invalid.yaml").write_text(yaml.safe_dump(invalid))
+    before = admin.stats("nt-r1")["set_rpcs"]
+
+    clean = run_plan(kubeconfig, "-f", str(tmp_path / "clean.yaml"))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "# net-tests/plan-me on nt-r1" in clean.stdout
+    assert "update  interfaces/interface[name=Ethernet6]/subinterfaces/subinterface[index=421]" in clean.stdout
+    assert "REFUSED" not in clean.stdout and "plan: every service would apply cleanly" in clean.stdout
+
+    conflict = run_plan(kubeconfig, "-f", str(tmp_path / "clash.yaml"))
+    assert conflict.returncode == 1, conflict.stdout + conflict.stderr
+    assert "# net-tests/plan-clash on nt-r1\n  REFUSED:" in conflict.stdout and plan_holder in conflict.stdout
+    assert "subinterface[index=421]" in conflict.stdout, "the clean service in the same file is still planned"
+
+    bad = run_plan(kubeconfig, "-f", str(tmp_path / "invalid.yaml"))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "# net-tests/plan-invalid\n  INVALID: spec.endpoints.0.vlanId:" in bad.stdout
+
+    as_json = run_plan(kubeconfig, "-f", str(tmp_path / "clash.yaml"), "-o", "json")
+    assert as_json.returncode == 1
+    by_service = {r["service"]: r for r in json.loads(as_json.stdout)}
+    assert by_service["net-tests/plan-me"]["refused"] == [] and by_service["net-tests/plan-me"]["operations"]
+    assert by_service["net-tests/plan-clash"]["refused"] and not by_service["net-tests/plan-clash"]["operations"]
+
+    assert admin.stats("nt-r1")["set_rpcs"] == before, "plan must not send anything"
+    assert subif(admin, "nt-r1", "Ethernet6", 421) is None
+
+
+def test_plan_cli_renders_subscriptions_and_reads_directories(
+    api: Api, plan_holder: str, admin: AdminClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    offering = unique("plan-offer")
+    api.apply(offering_body(offering))
+    try:
+        ordered = subscription_body("plan-sub", offering, ep("nt-r2", "Ethernet7", 431))
+        taken = subscription_body("plan-sub-taken", offering, ep("nt-r1", "Ethernet6", 420, third=2))
+        (tmp_path / "order.yaml").write_text(yaml.safe_dump(ordered))
+        out = run_plan(kubeconfig, "-f", str(tmp_path / "order.yaml"), "-o", "json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        (report,) = json.loads(out.stdout)
+        assert (report["service"], report["from"], report["device"]) == (
+            "net-tests/plan-sub", "Subscription net-tests/plan-sub", "nt-r2")
+        paths = [op["path"] for op in report["operations"]]
+        assert "interfaces/interface[name=Ethernet7]/subinterfaces/subinterface[index=431]" in paths, paths
+        written = " ".join(str(op["value"]) for op in report["operations"])  # each value is JSON text
+        assert '"cir":75000000' in written, f"the offering's 75 Mbit/s is what the Set would write: {written}"
+
+        before = {d: admin.stats(d)["set_rpcs"] for d in DEVICES}
+        manifests = tmp_path / "manifests"
+        manifests.mkdir()
+        (manifests / "10-order.yaml").write_text(yaml.safe_dump(ordered))
+        (manifests / "20-taken.json").write_text(json.dumps(taken))
+        in_dir = service_body("plan-dir", [ep("nt-r3", "Ethernet7", 432)])
+        (manifests / "30-service.yml").write_text(yaml.safe_dump(in_dir))
+        (manifests / "README.md").write_text("not a manifest")
+        out = run_plan(kubeconfig, "-f", str(manifests))
+        assert out.returncode == 1, out.stdout + out.stderr
+        headers = [line for line in out.stdout.splitlines() if line.startswith("# ")]
+        assert headers == [
+            "# net-tests/plan-sub (from Subscription net-tests/plan-sub) on nt-r2",
+            "# net-tests/plan-sub-taken (from Subscription net-tests/plan-sub-taken) on nt-r1",
+            "# net-tests/plan-dir on nt-r3",
+        ], out.stdout
+        taken_part = out.stdout.split("# net-tests/plan-sub-taken")[1].split("# net-tests/plan-dir")[0]
+        assert "REFUSED:" in taken_part and plan_holder in taken_part, out.stdout
+        assert "subinterface[index=432]" in out.stdout.split("# net-tests/plan-dir")[1]
+        assert {d: admin.stats(d)["set_rpcs"] for d in DEVICES} == before, "plan must not send anything"
+        assert subif(admin, "nt-r2", "Ethernet7", 431) is None
+        assert api.get("networkservices", "plan-sub", NS) is None, "plan writes nothing to the cluster"
+    finally:
+        api.delete("productofferings", offering)
+
+
+def test_plan_cli_exits_2_when_it_cannot_plan(
+    api: Api, admin: AdminClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "service.yaml"
+    manifest.write_text(yaml.safe_dump(service_body("plan-err", [ep("nt-r3", "Ethernet8", 441)])))
+
+    missing = run_plan(kubeconfig, "-f", str(tmp_path / "nothing-here.yaml"))
+    assert missing.returncode == 2 and "nothing-here.yaml: no such file or directory" in missing.stderr
+
+    dead = yaml.safe_load(kubeconfig.read_text())
+    for cluster in dead["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    dead_path = tmp_path / "dead-kubeconfig"
+    dead_path.write_text(yaml.safe_dump(dead))
+    unreachable = run_plan(dead_path, "-f", str(manifest))
+    assert unreachable.returncode == 2, unreachable.stdout + unreachable.stderr
+    assert "cannot list networkservices from the API server" in unreachable.stderr
+
+    admin.down("nt-r3")
+    try:
+        device_down = run_plan(kubeconfig, "-f", str(manifest))
+    finally:
+        admin.up("nt-r3")
+    assert device_down.returncode == 2, device_down.stdout + device_down.stderr
+    assert "NetworkDevice nt-r3 at 127.0.0.1:" in device_down.stderr and "cannot read its config" in device_down.stderr
 
 
 def test_metrics_endpoint_exports_what_the_dashboard_reads(controller: ControllerProcess) -> None:
