@@ -273,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--at",
         type=_instant,
         metavar="TIME",
-        help="run the demo and its controller as if the clock showed TIME (RFC 3339, e.g. 2027-02-28T23:59:30Z);"
-        " default: the real clock",
+        help="run the demo and its controller as if the clock showed TIME (RFC 3339, e.g. 2027-02-28T23:59:30Z)"
+        " instead of the real clock",
     )
     demo.set_defaults(func=_demo)
     return parser

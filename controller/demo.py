@@ -34,6 +34,7 @@ from localcluster import ClusterError, LocalCluster
 
 from . import demo_scenario as scenario
 from . import status as status_view
+from .times import rfc3339
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
@@ -114,7 +115,7 @@ def _report(checks: list[scenario.Check]) -> None:
         raise DemoError("demo check failed: " + "; ".join(failed))
 
 
-def _hints(kubeconfig: Path | None, admin_url: str) -> str:
+def _hints(kubeconfig: Path | None, admin_url: str | None) -> str:
     """What to try next, each line runnable as printed from the checkout on a fresh machine."""
     where = f"export KUBECONFIG={kubeconfig}" if kubeconfig else "# (your current kube context)"
     return (
@@ -123,7 +124,7 @@ def _hints(kubeconfig: Path | None, admin_url: str) -> str:
         "  bin/kubectl get telco -A\n"
         "  bin/kubectl describe subscription hq -n acme\n"
         "  make status                      # the dashboard tables again\n"
-        f"  .venv/bin/devicesim admin --url {admin_url} dump pe1"
+        f"  .venv/bin/devicesim admin --url {admin_url or 'URL'} dump pe1"
     )
 
 
@@ -141,7 +142,7 @@ def run(once: bool, at: datetime | None = None) -> int:
     kubeconfig: Path | None = None
     try:
         if at is not None:
-            moved = scenario.rfc3339(now().replace(microsecond=0))
+            moved = rfc3339(now().replace(microsecond=0))
             step(f"the clock of this demo and its controller is set to {moved} (--at)")
         if os.environ.get("USE_CURRENT_CONTEXT") == "1":
             step("using the current kube context (USE_CURRENT_CONTEXT=1)")

@@ -13,13 +13,14 @@ It also decides whether what the demo shows at the end is what it should be (`in
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .billing.periods import Cycle, Period, load_zone, rfc3339
+from .billing.periods import Cycle, Period, load_zone
+from .times import rfc3339
 
 # The demo's orders become active within a minute or two; the invoice must still be open then.
 INVOICE_MARGIN = timedelta(hours=1)
@@ -144,7 +145,7 @@ def ready_checks(applied: Iterable[Mapping[str, Any]], ready: Mapping[str, tuple
     return checks
 
 
-def event_checks(events: list[Mapping[str, Any]], subscriptions: int) -> list[Check]:
+def event_checks(events: Sequence[Mapping[str, Any]], subscriptions: int) -> list[Check]:
     """Exactly one activation event per subscription, and no event id twice."""
     activations = [e for e in events if str(e.get("type", "")).endswith("subscription.activated.v1")]
     sources = {e.get("source") for e in activations}

@@ -28,12 +28,12 @@ from .api.productoffering import ProductOfferingSpec
 from .api.subscription import SubscriptionSpec
 from .commerce import order
 from .commerce.offering import sellability
-from .commerce.times import parse_time
 from .gnmi.client import GnmiClient
 from .intent import Claim, ServiceKey, merge, plan, preflight, render
 from .kube import Kube, NotFound, Ref
 from .network.devices import target_for
 from .network.session import fetch_config
+from .times import parse_time
 
 EXIT_CLEAN, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

@@ -20,7 +20,7 @@ cd "$here"
 kube=$(GOTOOLCHAIN=${GOTOOLCHAIN:-auto} go list -m -f '{{.Version}}' k8s.io/client-go)
 kube_minor=${kube#v0.}; kube_minor=${kube_minor%%.*}
 echo "==> building helm $helm from its Go module into $out"
-echo "    (the first build compiles helm and its dependencies: about 2 minutes on 2 cores; later runs take"
+echo "    (the first build compiles helm and its dependencies: 2-3 minutes on 2 cores; later runs take"
 echo "     seconds; a progress line follows every 15 s)"
 mkdir -p "$out"
 start=$(date +%s)

@@ -19,7 +19,7 @@ fi
 "$here/ensure-go.sh"
 minor=${k8s#v1.}; minor=${minor%%.*}
 echo "==> building kube-apiserver, kubectl $k8s and etcd $etcd from their Go modules into $out"
-echo "    (the first build downloads ~600 modules and compiles ~2,500 packages: about 10 minutes on 2 cores;"
+echo "    (the first build downloads ~270 modules and compiles ~2,300 packages: 5-10 minutes on 2 cores;"
 echo "     later runs reuse the Go caches and take seconds; a progress line follows every 15 s)"
 mkdir -p "$out"
 start=$(date +%s)
