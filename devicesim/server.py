@@ -500,7 +500,8 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
             while True:
                 req = await context.read()
                 if req is grpc.aio.EOF:
-                    session.queue.put_nowait(None)  # client closed its side: end the RPC
+                    # a half-close only ends the client's requests: the subscription lives until
+                    # the client cancels the RPC (gNMI spec 3.5.1), as the reference target does
                     return
                 if req.HasField("subscribe"):
                     session.drop(GnmiError(INVALID, "a SubscriptionList was already received on this "
