@@ -128,6 +128,19 @@ class Levers:
         return dict(self.__dict__)
 
 
+def _warm_models() -> O.OfficialModels:
+    """The official models with every position of the subset resolved (once per process)."""
+    global _warmed
+    models = O.models()
+    if not _warmed:
+        models.warm([tuple(n for n in S.schema_key(node) if n != "[]") for node in S.walk() if node.name])
+        _warmed = True
+    return models
+
+
+_warmed = False
+
+
 @dataclass
 class Device:
     spec: DeviceSpec
@@ -149,7 +162,7 @@ class Device:
         self.port = self.spec.port
         self.links = {p: True for p in self.spec.ports}
         self.boot_ns = time.time_ns()
-        self.official = O.models() if self.spec.strict else None
+        self.official = _warm_models() if self.spec.strict else None
         self.root = self.factory_root()
         if not self.empty:
             self.load()

@@ -120,6 +120,13 @@ class OfficialModels:
         self._nodes[shape] = got
         return got
 
+    def warm(self, shapes: list[tuple[str, ...]]) -> None:
+        """Load the bindings and resolve ``shapes`` now (before the fleet freezes its GC-tracked
+        objects at start-up: the bindings are ~10^6 objects the cyclic GC should not rescan)."""
+        for shape in shapes:
+            self.node(shape)
+            self.default(shape)
+
     def has(self, shape: tuple[str, ...]) -> bool:
         return self.node(shape) is not None
 
