@@ -15,7 +15,7 @@ from typing import Any
 
 from devicesim import schema as S
 from devicesim.admin import AdminClient, AdminError
-from devicesim.device import DEFAULT_PORTS
+from devicesim.device import DEFAULT_PORTS, ENCODINGS, PROFILES
 from devicesim.fleet import Fleet, load_fleet_file, make_specs
 
 SERVE_DESCRIPTION = """\
@@ -40,8 +40,11 @@ clients: username/password travel as gRPC metadata (default admin/admin); with T
 CA file (pygnmi: gNMIclient(..., path_cert=CA); grpc: ssl_channel_credentials(CA bytes)).
 
 fleet file (YAML):
-  defaults: {platform: sim-7000, ports: [Ethernet1, Ethernet2], username: admin, password: admin}
+  defaults: {platform: sim-7000, ports: [Ethernet1, Ethernet2], username: admin, password: admin,
+             profile: strict, encodings: [JSON, JSON_IETF]}
   devices:
+    - {name: xr1, encodings: [JSON_IETF]}      (advertises and accepts JSON_IETF only)
+    - {name: old1, profile: lenient}
     - {name: pe1, port: 50051}
     - {name: pe2, port: 50052, ports: [Ethernet1], credentials: {username: ops, password: s3cret},
        tls: {cert: pe2.crt, key: pe2.key}}
@@ -95,6 +98,12 @@ def serve_parser() -> argparse.ArgumentParser:
     g.add_argument("--platform", default="devicesim-7000", help="platform name reported in dumps")
     g.add_argument("--username", default="admin", help="gNMI username (metadata 'username', default admin)")
     g.add_argument("--password", default="admin", help="gNMI password (metadata 'password', default admin)")
+    g.add_argument("--profile", choices=PROFILES, default="strict",
+                   help="strict (default): like a real router - official OpenConfig model validation, "
+                        "YANG defaults, mirrored state, spec status codes; lenient: the forgiving "
+                        "behaviour the controller's tests pin (not for --fleet: set profile there)")
+    g.add_argument("--encodings", default=",".join(ENCODINGS), metavar="LIST",
+                   help="gNMI encodings every device advertises and accepts (default JSON,JSON_IETF)")
     t = p.add_argument_group("TLS")
     t.add_argument("--insecure", action="store_true", help="serve plaintext gRPC instead of TLS")
     t.add_argument("--ca-out", metavar="PATH", help="write the generated CA certificate here "
@@ -133,7 +142,8 @@ async def serve(args: argparse.Namespace) -> int:
     else:
         names = [n for n in (args.names or "").split(",") if n]
         specs = make_specs(len(names) if names else args.devices, args.base_port, names or None,
-                           args.ports, args.username, args.password, args.platform)
+                           args.ports, args.username, args.password, args.platform, args.profile,
+                           [e for e in args.encodings.split(",") if e])
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
     fleet = Fleet(specs, tls=not args.insecure, workdir=args.workdir, ca_out=args.ca_out,

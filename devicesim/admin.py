@@ -155,7 +155,7 @@ class AdminServer:
             for port in dev.links:
                 dev.links[port] = True
             dev.levers = Levers()
-            fresh = T.factory_root(dev.ports, dev.links)
+            fresh = dev.factory_root()
             dev.commit(fresh, T.diff_trees(dev.root, fresh))
             dev.stats = Stats()
             if dev.state_dir is not None:

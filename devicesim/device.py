@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from devicesim import official as O
 from devicesim import paths as P
 from devicesim import schema as S
 from devicesim import tree as T
@@ -26,6 +27,8 @@ from devicesim.errors import GnmiError
 log = logging.getLogger("devicesim")
 
 DEFAULT_PORTS = tuple(f"Ethernet{i}" for i in range(1, 9))
+PROFILES = ("strict", "lenient")
+ENCODINGS = ("JSON", "JSON_IETF")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,22 @@ class DeviceSpec:
     password: str = "admin"
     tls_cert: str | None = None  # PEM files; default: issued by the fleet's generated CA
     tls_key: str | None = None
+    # strict: behaves like a real router (official-model validation, YANG defaults, mirrored
+    # state, gNMI status codes); lenient: the forgiving behaviour the controller grew up with
+    profile: str = "strict"
+    encodings: tuple[str, ...] = ENCODINGS  # gNMI encodings the device advertises and accepts
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"device {self.name}: profile {self.profile!r} is not one of {', '.join(PROFILES)}")
+        bad = [e for e in self.encodings if e not in ENCODINGS]
+        if bad or not self.encodings:
+            raise ValueError(f"device {self.name}: encodings must be a non-empty list of {', '.join(ENCODINGS)}; "
+                             f"got {list(self.encodings)}")
+
+    @property
+    def strict(self) -> bool:
+        return self.profile == "strict"
 
 
 class OpLabel:
@@ -109,6 +128,19 @@ class Levers:
         return dict(self.__dict__)
 
 
+def _warm_models() -> O.OfficialModels:
+    """The official models with every position of the subset resolved (once per process)."""
+    global _warmed
+    models = O.models()
+    if not _warmed:
+        models.warm([tuple(n for n in S.schema_key(node) if n != "[]") for node in S.walk() if node.name])
+        _warmed = True
+    return models
+
+
+_warmed = False
+
+
 @dataclass
 class Device:
     spec: DeviceSpec
@@ -124,18 +156,26 @@ class Device:
     boot_ns: int = field(init=False)
     dirty: bool = field(init=False, default=False)
     _rates: dict[tuple[str, Any], int] | None = field(init=False, default=None)
+    official: O.OfficialModels | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.port = self.spec.port
         self.links = {p: True for p in self.spec.ports}
         self.boot_ns = time.time_ns()
-        self.root = T.factory_root(self.spec.ports, self.links)
+        self.official = _warm_models() if self.spec.strict else None
+        self.root = self.factory_root()
         if not self.empty:
             self.load()
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def factory_root(self) -> dict[str, Any]:
+        return T.factory_root(self.spec.ports, self.links, self.official)
+
+    def txn(self) -> T.Txn:
+        return T.Txn(self.root, self.spec.ports, self.links, self.official)
 
     @property
     def ports(self) -> Sequence[str]:
@@ -145,7 +185,7 @@ class Device:
 
     def apply(self, ops: Sequence[SetOp], source: str = "gnmi") -> int:
         """Apply a Set atomically and notify subscribers. Raises SetFailed; returns timestamp."""
-        txn = T.Txn(self.root, self.spec.ports, self.links)
+        txn = self.txn()
         try:
             for op in ops:
                 if op.kind == "delete":
@@ -181,7 +221,7 @@ class Device:
             raise GnmiError(grpc.StatusCode.NOT_FOUND,
                             f"{self.name} has no port {port!r} (ports: {', '.join(self.ports)})")
         self.links[port] = up
-        txn = T.Txn(self.root, self.spec.ports, self.links)
+        txn = self.txn()
         txn.touch_interface(port)
         self.commit(txn.root, txn.finish(validate=False))
 
@@ -199,7 +239,7 @@ class Device:
         """A restart: counters start again at zero; ``empty`` = a replaced box, factory config."""
         self.boot_ns = time.time_ns()
         if empty:
-            new = T.factory_root(self.spec.ports, self.links)
+            new = self.factory_root()
             self.dirty = True
         else:
             new = T.reset_counters(self.root)
@@ -254,7 +294,7 @@ class Device:
             return
         try:
             data = json.loads(path.read_text())
-            txn = T.Txn(self.root, self.spec.ports, self.links)
+            txn = self.txn()
             txn.replace(P.Pattern((), S.ROOT), data.get("config", {}), label="load")
             diff = txn.finish()
         except (GnmiError, ValueError, OSError) as err:

@@ -15,3 +15,7 @@ class GnmiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
+
+
+class UnknownMember(GnmiError):
+    """A member of a Set payload the schema does not know (a bad value, not a bad path)."""

@@ -39,7 +39,7 @@ import yaml
 from devicesim import paths as P
 from devicesim.admin import AdminClient, AdminServer
 from devicesim.certs import CertAuthority, load_pair
-from devicesim.device import DEFAULT_PORTS, Device, DeviceSpec, SetFailed, SetOp
+from devicesim.device import DEFAULT_PORTS, ENCODINGS, PROFILES, Device, DeviceSpec, SetFailed, SetOp
 from devicesim.errors import GnmiError
 from devicesim.server import start_server
 
@@ -78,17 +78,36 @@ class DeviceInfo:
 
 def make_specs(count: int, base_port: int = 0, names: Sequence[str] | None = None,
                ports: Sequence[str] = DEFAULT_PORTS, username: str = "admin", password: str = "admin",
-               platform: str = "devicesim-7000") -> list[DeviceSpec]:
+               platform: str = "devicesim-7000", profile: str = "strict",
+               encodings: Sequence[str] = ENCODINGS) -> list[DeviceSpec]:
     names = list(names) if names else [f"dev{i}" for i in range(1, count + 1)]
     if count and len(names) != count:
         raise ValueError(f"{count} devices but {len(names)} names")
     return [DeviceSpec(name=n, port=base_port + i if base_port else 0, platform=platform,
-                       ports=tuple(ports), username=username, password=password)
+                       ports=tuple(ports), username=username, password=password, profile=profile,
+                       encodings=tuple(encodings))
             for i, n in enumerate(names)]
 
 
 _SPEC_KEYS = {"name", "port", "platform", "ports", "port_count", "username", "password",
-              "credentials", "tls"}
+              "credentials", "tls", "profile", "encodings"}
+
+
+def _encodings_from(d: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``encodings: [JSON_IETF]`` or ``encodings: {JSON: false}`` (each one on or off)."""
+    raw = d.get("encodings")
+    if raw is None:
+        return ENCODINGS
+    if isinstance(raw, list) and all(isinstance(e, str) for e in raw):
+        return tuple(raw)
+    if isinstance(raw, dict) and all(isinstance(v, bool) for v in raw.values()):
+        unknown = set(raw) - set(ENCODINGS)
+        if unknown:
+            raise ValueError(f"{where}: encodings: unknown {', '.join(sorted(unknown))} "
+                             f"(expected {', '.join(ENCODINGS)})")
+        return tuple(e for e in ENCODINGS if raw.get(e, True))
+    raise ValueError(f"{where}: encodings must be a list such as [JSON_IETF] or a mapping such as "
+                     f"{{JSON: false}}; got {raw!r}")
 
 
 def _ports_from(d: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -125,6 +144,10 @@ def load_fleet_file(path: str | Path, base_port: int = 0) -> list[DeviceSpec]:
         creds = {**(defaults.get("credentials") or {}), **(d.get("credentials") or {})}
         tls = d.get("tls") or {}
         port = merged.get("port", base_port + i if base_port else 0)
+        where = f"{path}: device {d['name']}"
+        profile = str(merged.get("profile", "strict"))
+        if profile not in PROFILES:
+            raise ValueError(f"{where}: profile must be one of {', '.join(PROFILES)}; got {profile!r}")
         specs.append(DeviceSpec(
             name=str(d["name"]),
             port=int(port),
@@ -134,6 +157,8 @@ def load_fleet_file(path: str | Path, base_port: int = 0) -> list[DeviceSpec]:
             password=str(creds.get("password", merged.get("password", "admin"))),
             tls_cert=tls.get("cert"),
             tls_key=tls.get("key"),
+            profile=profile,
+            encodings=_encodings_from(d if "encodings" in d else defaults, where),
         ))
     return specs
 
@@ -159,8 +184,8 @@ class Fleet:
                  tls: bool = True, workdir: str | Path | None = None, ca_out: str | Path | None = None,
                  tls_cert: str | None = None, tls_key: str | None = None, tls_ca: str | None = None,
                  admin_port: int | None = 0, state_dir: str | Path | None = None, empty: bool = False,
-                 counter_interval: float = 1.0, host: str = HOST) -> None:
-        self.specs = list(specs) if specs is not None else make_specs(devices, base_port)
+                 counter_interval: float = 1.0, host: str = HOST, profile: str = "strict") -> None:
+        self.specs = list(specs) if specs is not None else make_specs(devices, base_port, profile=profile)
         names = [s.name for s in self.specs]
         if len(set(names)) != len(names):
             raise ValueError("device names must be unique")

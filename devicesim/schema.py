@@ -313,6 +313,10 @@ OC_QOS = "openconfig-qos"
 
 IF_TYPES = identity("iana-if-type", "ethernetCsmacd", "l3ipvlan", "softwareLoopback", "ieee8023adLag")
 NI_TYPES = identity("openconfig-network-instance-types", "L3VRF", "DEFAULT_INSTANCE")
+PROTOCOL_TYPES = identity("openconfig-policy-types", "BGP", "STATIC", "DIRECTLY_CONNECTED")
+ADDRESS_TYPES = enum("PRIMARY", "SECONDARY")
+ADDRESS_ORIGINS = enum("OTHER", "STATIC", "DHCP", "LINK_LAYER", "RANDOM")
+PROXY_ARP_MODES = enum("DISABLE", "REMOTE_ONLY", "ALL")
 SCHED_TYPES = identity("openconfig-qos-types", "ONE_RATE_TWO_COLOR", "TWO_RATE_THREE_COLOR")
 
 SUBIF_REF = Reference(
@@ -335,6 +339,8 @@ def _build() -> Container:
         container(
             "state",
             leaf("index", UINT32),
+            leaf("description", STRING),
+            leaf("enabled", BOOL),
             leaf("oper-status", OPER, operational=True),
             leaf("admin-status", OPER),
             counters(),
@@ -348,10 +354,18 @@ def _build() -> Container:
         ),
         container(
             "ipv4",
+            container("config", leaf("enabled", BOOL)),
+            container("state", leaf("enabled", BOOL), config=False),
+            container("proxy-arp",
+                      container("config", leaf("mode", PROXY_ARP_MODES)),
+                      container("state", leaf("mode", PROXY_ARP_MODES), config=False)),
             container("addresses", list_(
                 "address", ("ip",),
                 leaf("ip", IPV4),
-                container("config", leaf("ip", IPV4), leaf("prefix-length", uint(8, 0, 32))),
+                container("config", leaf("ip", IPV4), leaf("prefix-length", uint(8, 0, 32)),
+                          leaf("type", ADDRESS_TYPES)),
+                container("state", leaf("ip", IPV4), leaf("prefix-length", uint(8, 0, 32)),
+                          leaf("type", ADDRESS_TYPES), leaf("origin", ADDRESS_ORIGINS), config=False),
             )),
             module=OC_IP,
         ),
@@ -373,6 +387,9 @@ def _build() -> Container:
             container(
                 "state",
                 leaf("name", STRING),
+                leaf("type", IF_TYPES),
+                leaf("description", STRING),
+                leaf("enabled", BOOL),
                 leaf("oper-status", OPER, operational=True),
                 leaf("admin-status", OPER),
                 leaf("mtu", UINT16),
@@ -393,8 +410,26 @@ def _build() -> Container:
                 "config",
                 leaf("name", STRING),
                 leaf("type", NI_TYPES),
-                leaf("enabled", BOOL, default=True),
+                leaf("description", STRING),
+                leaf("route-distinguisher", STRING),
+                # removed in openconfig-network-instance 2.0.0; only lenient devices accept it
+                leaf("enabled", BOOL),
             ),
+            container("protocols", list_(
+                "protocol", ("identifier", "name"),
+                leaf("identifier", PROTOCOL_TYPES),
+                leaf("name", STRING),
+                container("config", leaf("identifier", PROTOCOL_TYPES), leaf("name", STRING)),
+                container("bgp",
+                          container("global", container("config", leaf("as", UINT32),
+                                                        leaf("router-id", IPV4))),
+                          container("neighbors", list_(
+                              "neighbor", ("neighbor-address",),
+                              leaf("neighbor-address", IPV4),
+                              container("config", leaf("neighbor-address", IPV4), leaf("peer-as", UINT32),
+                                        leaf("description", STRING), leaf("enabled", BOOL)),
+                          ))),
+            )),
             container("interfaces", list_(
                 "interface", ("id",),
                 leaf("id", STRING),

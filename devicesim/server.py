@@ -14,16 +14,17 @@ from typing import Any
 import grpc
 from pygnmi.spec.v080 import gnmi_pb2, gnmi_pb2_grpc
 
+from devicesim import official as O
 from devicesim import paths as P
 from devicesim import schema as S
 from devicesim import tree as T
 from devicesim.device import Device, OpLabel, SetFailed, SetOp
-from devicesim.errors import GnmiError
+from devicesim.errors import GnmiError, UnknownMember
 
 log = logging.getLogger("devicesim")
 
 GNMI_VERSION = "0.8.0"
-ENCODINGS = (gnmi_pb2.JSON, gnmi_pb2.JSON_IETF)
+OFFICIAL_ORIGINS = ("", "openconfig")  # gNMI 2.7.1: an unset origin means openconfig
 MIN_INTERVAL_NS = 100_000_000  # the fastest SAMPLE / heartbeat interval this target supports
 MAX_UPDATES_PER_NOTIFICATION = 2000
 MAX_QUEUED = 20_000  # a subscriber this far behind is disconnected (RESOURCE_EXHAUSTED)
@@ -42,11 +43,34 @@ SERVER_OPTIONS = [
 ]
 
 
-def _encoding_ok(enc: int) -> None:
-    if enc not in ENCODINGS:
-        name = gnmi_pb2.Encoding.Name(enc) if enc in gnmi_pb2.Encoding.values() else str(enc)
+def _encoding_ok(enc: int, device: Device) -> None:
+    """gNMI 3.3.1: an encoding the target does not support is answered with UNIMPLEMENTED."""
+    name = gnmi_pb2.Encoding.Name(enc) if enc in gnmi_pb2.Encoding.values() else str(enc)
+    if name not in device.spec.encodings:
         raise GnmiError(grpc.StatusCode.UNIMPLEMENTED,
-                        f"encoding {name} is not supported; supported encodings: JSON, JSON_IETF")
+                        f"encoding {name} is not supported; supported encodings: {', '.join(device.spec.encodings)}")
+
+
+def _origin_ok(device: Device, *paths: gnmi_pb2.Path | None) -> None:
+    """Strict devices serve the openconfig origin only (unset = openconfig, gNMI 2.7.1)."""
+    if not device.spec.strict:
+        return  # lenient: also a module name as origin (what pygnmi makes of "module:path")
+    for p in paths:
+        if p is not None and p.origin not in OFFICIAL_ORIGINS:
+            raise GnmiError(INVALID, f"origin {p.origin!r} is not supported by this target; it serves "
+                                     f"'openconfig' (an unset origin means openconfig)")
+
+
+def _official_only(device: Device, pats: list[P.Pattern], path: gnmi_pb2.Path) -> list[P.Pattern]:
+    """Strict: the schema positions the official models hold (a removed leaf is not served)."""
+    official = device.official
+    if official is None:
+        return pats
+    kept = [p for p in pats if not p.segs or official.has(T.names_of(p.segs))]
+    if not kept:
+        raise GnmiError(grpc.StatusCode.UNIMPLEMENTED,
+                        f"{P.proto_text(path)} is not in the OpenConfig models this target implements")
+    return kept
 
 
 def _has_wildcards(path: gnmi_pb2.Path) -> bool:
@@ -85,10 +109,11 @@ def resolve(prefix: gnmi_pb2.Path | None, path: gnmi_pb2.Path, list_end: str = "
     return hit
 
 
-def resolve_read(prefix: gnmi_pb2.Path | None, path: gnmi_pb2.Path) -> list[P.Pattern]:
+def resolve_read(prefix: gnmi_pb2.Path | None, path: gnmi_pb2.Path, device: Device) -> list[P.Pattern]:
     """Resolve a Get/Subscribe path; schema-unknown paths are UNIMPLEMENTED (spec 3.3.4)."""
+    _origin_ok(device, prefix, path)
     try:
-        return resolve(prefix, path)
+        return _official_only(device, resolve(prefix, path), path)
     except GnmiError as err:
         if err.code == grpc.StatusCode.NOT_FOUND:
             raise GnmiError(grpc.StatusCode.UNIMPLEMENTED,
@@ -128,10 +153,16 @@ def typed_value(leaf: S.Leaf, value: Any, ietf: bool) -> gnmi_pb2.TypedValue:
 _json_decode = json.JSONDecoder().decode
 
 
-def decode_value(val: gnmi_pb2.TypedValue, path: gnmi_pb2.Path) -> tuple[Any, bool]:
+def decode_value(val: gnmi_pb2.TypedValue, path: gnmi_pb2.Path,
+                 encodings: Sequence[str] = ("JSON", "JSON_IETF")) -> tuple[Any, bool]:
     """A Set payload as a Python value, and whether it is JSON_IETF."""
     which = val.WhichOneof("value")
     if which == "json_val" or which == "json_ietf_val":
+        enc = "JSON" if which == "json_val" else "JSON_IETF"
+        if enc not in encodings:
+            raise GnmiError(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{P.proto_text(path)}: encoding {enc} ({which}) is not supported; supported "
+                            f"encodings: {', '.join(encodings)}")
         raw = getattr(val, which)
         try:
             return _json_decode(raw.decode()), which == "json_ietf_val"
@@ -198,7 +229,7 @@ class Session:
             raise GnmiError(INVALID, "SubscriptionList without subscriptions")
         now = time.monotonic()
         for sub in sl.subscription:
-            pats = resolve_read(prefix, sub.path)
+            pats = resolve_read(prefix, sub.path, device)
             mode = sub.mode if self.mode == gnmi_pb2.SubscriptionList.STREAM else gnmi_pb2.ON_CHANGE
             e = Entry(pats, mode, suppress=sub.suppress_redundant)
             if self.mode == gnmi_pb2.SubscriptionList.STREAM:
@@ -354,10 +385,16 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
                            context: grpc.aio.ServicerContext) -> gnmi_pb2.CapabilityResponse:
         await self._auth(context)
         self.device.stats.capabilities_rpcs += 1
+        spec = self.device.spec
+        if spec.strict:  # the modules and revisions the official-model validator really holds
+            models = [gnmi_pb2.ModelData(name=name, organization="OpenConfig working group", version=rev)
+                      for name, rev in O.served_models()]
+        else:
+            models = [gnmi_pb2.ModelData(name=m.name, organization=m.organization, version=m.version)
+                      for m in S.MODELS]
         return gnmi_pb2.CapabilityResponse(
-            supported_models=[gnmi_pb2.ModelData(name=m.name, organization=m.organization, version=m.version)
-                              for m in S.MODELS],
-            supported_encodings=list(ENCODINGS),
+            supported_models=models,
+            supported_encodings=[gnmi_pb2.Encoding.Value(e) for e in spec.encodings],
             gNMI_version=GNMI_VERSION,
         )
 
@@ -372,7 +409,7 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
             raise  # unreachable: abort raises
 
     def _get(self, request: gnmi_pb2.GetRequest) -> gnmi_pb2.GetResponse:
-        _encoding_ok(request.encoding)
+        _encoding_ok(request.encoding, self.device)
         ietf = request.encoding == gnmi_pb2.JSON_IETF
         dtype = gnmi_pb2.GetRequest.DataType.Name(request.type)
         prefix = request.prefix if request.HasField("prefix") else None
@@ -380,7 +417,7 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
         root = self.device.root  # one consistent snapshot for the whole request
         out = gnmi_pb2.GetResponse()
         for path in request.path or [gnmi_pb2.Path()]:
-            pats = resolve_read(prefix, path)
+            pats = resolve_read(prefix, path, self.device)
             matches = [(segs, value, pat.node) for pat in pats for segs, value in T.expand(root, pat.segs)]
             if not matches:
                 raise GnmiError(grpc.StatusCode.NOT_FOUND,
@@ -415,10 +452,16 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
         dev.stats.set_replaces += len(request.replace)
         dev.stats.set_updates += len(request.update)
         try:
-            ops = build_ops(request)
+            ops = build_ops(request, dev)
             ts = dev.apply(ops)
         except SetFailed as failed:
             dev.stats.set_failed += 1
+            if dev.spec.strict:
+                # the failing operation's own code (gNMI 3.4.7): a payload the models reject is
+                # INVALID_ARGUMENT, also when it names an unknown member
+                err = failed.error
+                code = INVALID if isinstance(err, UnknownMember) else err.code
+                await context.abort(code, f"{failed.label}: {err.message} (no change applied)")
             await context.abort(grpc.StatusCode.ABORTED,
                                 f"{failed.label} failed: {failed.error.code.name}: {failed.error.message}"
                                 f" (no change applied)")
@@ -441,7 +484,7 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
                                          "(poll or aliases on a stream with no subscription)")
         sl = first.subscribe
         try:
-            _encoding_ok(sl.encoding)
+            _encoding_ok(sl.encoding, dev)
             session = Session(dev, sl)
         except GnmiError as err:
             await context.abort(err.code, err.message)
@@ -500,7 +543,8 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
             while True:
                 req = await context.read()
                 if req is grpc.aio.EOF:
-                    session.queue.put_nowait(None)  # client closed its side: end the RPC
+                    # a half-close only ends the client's requests: the subscription lives until
+                    # the client cancels the RPC (gNMI spec 3.5.1), as the reference target does
                     return
                 if req.HasField("subscribe"):
                     session.drop(GnmiError(INVALID, "a SubscriptionList was already received on this "
@@ -524,14 +568,16 @@ def _op_paths(request: gnmi_pb2.SetRequest) -> Iterable[tuple[str, gnmi_pb2.Path
         yield "update", u.path
 
 
-def build_ops(request: gnmi_pb2.SetRequest) -> list[SetOp]:
+def build_ops(request: gnmi_pb2.SetRequest, device: Device) -> list[SetOp]:
     """Resolve a SetRequest into operations; errors name the operation (raised as SetFailed)."""
     prefix = request.prefix if request.HasField("prefix") else None
+    encodings = device.spec.encodings
     pkey = prefix.SerializeToString(deterministic=True) if prefix is not None else b""
     ops: list[SetOp] = []
     for i, path in enumerate(request.delete):
         label = OpLabel("delete", i, partial(P.proto_text, path))
         try:
+            _origin_ok(device, prefix, path)
             ops.append(SetOp("delete", resolve(prefix, path, prefix_key=pkey), label=label))
         except GnmiError as err:
             raise SetFailed(str(label), err) from None
@@ -539,8 +585,9 @@ def build_ops(request: gnmi_pb2.SetRequest) -> list[SetOp]:
         for i, upd in enumerate(updates):
             label = OpLabel(kind, i, partial(P.proto_text, upd.path))
             try:
+                _origin_ok(device, prefix, upd.path)
                 pats = resolve(prefix, upd.path, "node", False, prefix_key=pkey)
-                value, ietf = decode_value(upd.val, upd.path)
+                value, ietf = decode_value(upd.val, upd.path, encodings)
                 ops.append(SetOp(kind, pats, value, ietf, label))
             except GnmiError as err:
                 raise SetFailed(str(label), err) from None

@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 
 from devicesim import schema as S
-from devicesim.errors import GnmiError
+from devicesim.errors import GnmiError, UnknownMember
+from devicesim.official import OfficialModels
 from devicesim.paths import WILD, Pattern, Segs, match_prefix, node_at, parse_text, segs_text
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -158,13 +159,13 @@ def _member_name(node: S.Container | S.ListNode, name: str, segs: Segs) -> S.Sch
         mod, _, bare = name.partition(":")
         child = node.children.get(bare)
         if child is None or child.module != mod:
-            raise GnmiError(NOT_FOUND, f"{segs_text(segs)}: unknown element {name!r} "
-                                       f"(not in the schema under {node.schema_path or '/'})")
+            raise UnknownMember(NOT_FOUND, f"{segs_text(segs)}: unknown element {name!r} "
+                                           f"(not in the schema under {node.schema_path or '/'})")
         return child
     child = node.children.get(bare)
     if child is None:
-        raise GnmiError(NOT_FOUND, f"{segs_text(segs)}: unknown element {name!r} "
-                                   f"(not in the schema under {node.schema_path or '/'})")
+        raise UnknownMember(NOT_FOUND, f"{segs_text(segs)}: unknown element {name!r} "
+                                       f"(not in the schema under {node.schema_path or '/'})")
     return child
 
 
@@ -349,6 +350,99 @@ def encode(node: S.SchemaNode, value: Any, *, entry: bool, dtype: str = "ALL", i
 
 
 # ---------------------------------------------------------------------------------------------
+# Strict devices: YANG defaults from the official models, state that mirrors config
+
+IF_SHAPE = ("interfaces", "interface")
+_subif = node_at(("interfaces", "interface", (WILD,), "subinterfaces", "subinterface"))
+_addr = node_at(("interfaces", "interface", (WILD,), "subinterfaces", "subinterface", (WILD,), "ipv4",
+                 "addresses", "address"))
+assert isinstance(_subif, S.ListNode) and isinstance(_addr, S.ListNode)
+SUBIF_LIST: S.ListNode = _subif
+ADDR_LIST: S.ListNode = _addr
+SUBIF_SHAPE = ("interfaces", "interface", "subinterfaces", "subinterface")
+ADDR_SHAPE = (*SUBIF_SHAPE, "ipv4", "addresses", "address")
+
+_names_cache: dict[Segs, tuple[str, ...]] = {}
+
+
+def names_of(segs: Segs) -> tuple[str, ...]:
+    """The schema position of a concrete path: its names without the list keys."""
+    got = _names_cache.get(segs)
+    if got is None:
+        got = tuple(s for s in segs if type(s) is str)
+        if len(_names_cache) >= 50_000:
+            _names_cache.clear()
+        _names_cache[segs] = got
+    return got
+
+
+_leaves: dict[tuple[str, ...], S.Leaf] = {}
+
+
+def _leaf_at(segs: Segs) -> S.Leaf:
+    names = names_of(segs)
+    leaf = _leaves.get(names)
+    if leaf is None:
+        node = node_at(segs)
+        assert isinstance(node, S.Leaf)
+        leaf = _leaves[names] = node
+    return leaf
+
+
+def _mirror(cfg: Mapping[str, Any], state: dict[str, Any], names: tuple[str, ...]) -> None:
+    for n in names:
+        if n in cfg:
+            state[n] = cfg[n]
+
+
+def fill_defaults(node: S.Container | S.ListNode, d: dict[str, Any], shape: tuple[str, ...],
+                  official: OfficialModels) -> dict[str, Any]:
+    """``d`` with the official YANG default of every missing config leaf of the subset, in the
+    containers below ``node`` (list entries below are filled on their own). ``d`` if none is missing."""
+    out = d
+    for ch in node.children.values():
+        if not ch.config or isinstance(ch, S.ListNode):
+            continue
+        if isinstance(ch, S.Leaf):
+            if ch.name not in d:
+                dv = official.default((*shape, ch.name))
+                if dv is not None:
+                    if out is d:
+                        out = dict(d)
+                    out[ch.name] = dv
+            continue
+        sub = d.get(ch.name, _EMPTY)
+        new = fill_defaults(ch, sub, (*shape, ch.name), official)
+        if new is not sub:
+            if out is d:
+                out = dict(d)
+            out[ch.name] = new
+    return out
+
+
+def strict_subinterface(sub: dict[str, Any], official: OfficialModels) -> dict[str, Any]:
+    """A subinterface as a real router reports it: defaults filled, ipv4 state mirroring config."""
+    sub = fill_defaults(SUBIF_LIST, sub, SUBIF_SHAPE, official)
+    ipv4 = sub.get("ipv4")
+    if not ipv4:
+        return sub
+    new = dict(ipv4)
+    cfg = ipv4.get("config", _EMPTY)
+    new["state"] = dict(cfg)
+    pa = ipv4.get("proxy-arp")
+    if pa and "config" in pa:
+        new["proxy-arp"] = {**pa, "state": dict(pa["config"])}
+    addrs = ipv4.get("addresses", _EMPTY).get("address")
+    if addrs:
+        new_addrs = {}
+        for k, a in addrs.items():
+            a = fill_defaults(ADDR_LIST, a, ADDR_SHAPE, official)
+            new_addrs[k] = {**a, "state": {**a.get("config", _EMPTY), "origin": "STATIC"}}
+        new["addresses"] = {**ipv4["addresses"], "address": new_addrs}
+    return {**sub, "ipv4": new}
+
+
+# ---------------------------------------------------------------------------------------------
 # Validation rules, compiled from the schema once
 
 
@@ -470,8 +564,11 @@ class Txn:
     a device with 8 subinterfaces as on one with 8000).
     """
 
-    def __init__(self, root: dict[str, Any], ports: Sequence[str], links: Mapping[str, bool]) -> None:
+    def __init__(self, root: dict[str, Any], ports: Sequence[str], links: Mapping[str, bool],
+                 official: OfficialModels | None = None) -> None:
         self.old = root
+        # strict devices: checked against the official models, YANG defaults and state filled in
+        self.official = official
         # dicts of the new tree that may be mutated in place; holding them keeps ids unique
         self.fresh: dict[int, dict[Any, Any]] = {}
         # id(copy) -> (the old dict it was copied from, keys written since)
@@ -840,7 +937,21 @@ class Txn:
         diff = self._diff(self.old, self.root, (), Diff())
         if validate:
             self._validate(diff)
+            if self.official is not None:
+                self._check_official(diff, self.official)
         return diff
+
+    def _check_official(self, diff: Diff, official: OfficialModels) -> None:
+        """Every changed config leaf must exist in the published models and fit its type there."""
+        for segs, value in diff.updates:
+            leaf = _leaf_at(segs)
+            if not leaf.config:
+                continue
+            t = leaf.type
+            reason = official.check(names_of(segs), value, t.identity_module if t.kind == "identity" else "")
+            if reason is not None:
+                rev = official.revisions.get(leaf.module)
+                self._fail(_invalid(segs, f"{reason} [{leaf.module}{'@' + rev if rev else ''}]"), segs)
 
     def _diff(self, old: dict[Any, Any], new: dict[Any, Any], segs: Segs, out: Diff) -> Diff:
         """``diff_trees`` that looks only at the keys written into dicts copied from ``old``."""
@@ -886,6 +997,13 @@ class Txn:
             "in-octets": 0, "out-octets": 0}
         state = {"name": name, "oper-status": oper, "admin-status": admin,
                  "mtu": cfg.get("mtu", 1500), "counters": counters}
+        official = self.official
+        if official is not None:
+            _mirror(cfg, state, ("type", "description", "enabled"))
+            filled = fill_defaults(IF_LIST, entry, IF_SHAPE, official)
+            if filled is not entry:
+                self._set(lst, key, self._own(dict(filled)))
+                entry = lst[key]
         if cur != state:
             e = self._mut_child(lst, key)
             self._set(e, "state", state)
@@ -903,7 +1021,15 @@ class Txn:
                 "in-octets": 0, "out-octets": 0}
             sstate = {"index": skey[0], "oper-status": "UP" if s_en and oper == "UP" else "DOWN",
                       "admin-status": "UP" if s_en else "DOWN", "counters": scounters}
-            if scur != sstate:
+            if official is not None:
+                _mirror(scfg, sstate, ("description", "enabled"))
+                new_sub = strict_subinterface({**sub, "state": sstate}, official)
+                if new_sub != sub:
+                    e = self._mut_child(lst, key)
+                    subs_c = self._mut_child(e, "subinterfaces")
+                    sl = self._mut_child(subs_c, "subinterface")
+                    self._set(sl, skey, self._own(new_sub))
+            elif scur != sstate:
                 e = self._mut_child(lst, key)
                 subs_c = self._mut_child(e, "subinterfaces")
                 sl = self._mut_child(subs_c, "subinterface")
@@ -1009,9 +1135,10 @@ class Txn:
 # Factory tree, config export, traffic
 
 
-def factory_root(ports: Sequence[str], links: Mapping[str, bool]) -> dict[str, Any]:
+def factory_root(ports: Sequence[str], links: Mapping[str, bool],
+                 official: OfficialModels | None = None) -> dict[str, Any]:
     """A device fresh from the box: every physical port with default config and its state."""
-    txn = Txn({}, ports, links)
+    txn = Txn({}, ports, links, official)
     txn.all_interfaces = True
     txn.finish(validate=False)
     return txn.root

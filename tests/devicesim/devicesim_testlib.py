@@ -127,6 +127,10 @@ class Stream:
                 break
         return got
 
+    def half_close(self) -> None:
+        """End the request stream (the client's WritesDone) without cancelling the RPC."""
+        self._out.put(None)
+
     def close(self) -> None:
         self._out.put(None)
         self.call.cancel()

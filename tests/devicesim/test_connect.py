@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import grpc
@@ -20,7 +21,7 @@ def test_capabilities_via_pygnmi(gnmi: gNMIclient) -> None:
     for name in ("openconfig-interfaces", "openconfig-if-ip", "openconfig-vlan",
                  "openconfig-network-instance", "openconfig-qos"):
         assert models[name]["organization"] == "OpenConfig working group"
-        assert models[name]["version"].count(".") == 2
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", models[name]["version"])  # the models' revision
     assert caps["supported_encodings"] == ["json", "json_ietf"]
     assert caps["gnmi_version"] == "0.8.0"
 

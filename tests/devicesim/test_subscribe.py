@@ -10,7 +10,7 @@ from pygnmi.client import gNMIclient
 from pygnmi.spec.v080 import gnmi_pb2
 
 from devicesim import DeviceInfo, Fleet
-from tests.devicesim.devicesim_testlib import Raw, leaves, path, path_str
+from tests.devicesim.devicesim_testlib import Raw, leaves, path, path_str, wait_for
 
 IF1 = "/interfaces/interface[name=Ethernet1]"
 SUB10 = f"{IF1}/subinterfaces/subinterface[index=10]"
@@ -244,14 +244,25 @@ def test_subscription_errors(raw: Raw) -> None:
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_client_half_close_ends_the_stream(raw: Raw, fleet: Fleet, dev: DeviceInfo) -> None:
-    stream = raw.subscribe(f"{IF1}/config/mtu")
-    stream.until_sync()
-    assert fleet.admin.dump(dev.name)["subscriptions"] == 1
-    stream._out.put(None)  # end the request stream without cancelling the RPC
-    with pytest.raises(StopIteration):
-        stream.next()
-    assert fleet.admin.dump(dev.name)["subscriptions"] == 0
+def test_stream_outlives_a_client_half_close(raw: Raw, fleet: Fleet, dev: DeviceInfo) -> None:
+    """Spec 3.5.1: a STREAM subscription ends when the client cancels, not when it half-closes."""
+    raw.set(update=[(f"{IF1}/config/description", "uplink")])
+    on_change = raw.subscribe(f"{IF1}/config/mtu")
+    sample = raw.subscribe(sub(f"{IF1}/config/description", gnmi_pb2.SAMPLE, sample_interval=100_000_000))
+    on_change.until_sync()
+    sample.until_sync()
+    assert fleet.admin.dump(dev.name)["subscriptions"] == 2
+    on_change.half_close()
+    sample.half_close()
+    time.sleep(0.3)  # let the target see the end of both request streams
+    raw.set(update=[(f"{IF1}/config/mtu", 9001)])
+    assert leaves([on_change.next().update]) == {f"{IF1}/config/mtu": 9001}
+    for _ in range(3):  # SAMPLE keeps sampling every 100 ms
+        assert leaves([sample.next(2.0).update]) == {f"{IF1}/config/description": "uplink"}
+    assert fleet.admin.dump(dev.name)["subscriptions"] == 2
+    on_change.call.cancel()
+    sample.call.cancel()
+    wait_for(lambda: fleet.admin.dump(dev.name)["subscriptions"] == 0)
 
 
 def test_many_subscribers_each_get_the_change(raw: Raw) -> None:

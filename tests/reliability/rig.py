@@ -196,7 +196,9 @@ class Rig:
     def start(self, controller: bool = True) -> Rig:
         self.api = Api(self.kubeconfig)
         self.api.ensure_namespace(self.namespace)
-        args = ["--names", ",".join(self.devices), "--password", self.password, *self.fleet_args]
+        # lenient until the controller stops sending removed leaves (issue 14)
+        args = ["--names", ",".join(self.devices), "--password", self.password, "--profile", "lenient"]
+        args += self.fleet_args
         self.fleet = FleetProcess(args, workdir=self.workdir)
         self.fleet.start()
         self.api.put_secret(self.secret_namespace, self.secret, {"username": "admin", "password": self.password})
