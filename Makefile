@@ -16,7 +16,7 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	@hack/ensure-python.sh $(PYTHON) $(VENV)
-	@echo "==> installing the project and its test/dev tools into $(VENV)"
+	@echo "==> installing the project and its test/dev tools into $(VENV) (first run: 1-3 minutes)"
 	@$(PY) -m pip install --progress-bar on -q --upgrade pip
 	@$(PY) -m pip install --progress-bar on -q -e '.[test,dev]'
 	@touch $@
