@@ -1,6 +1,7 @@
-"""The API: pydantic models of the five kinds, the single source of truth for the CRDs."""
+"""The API: pydantic models of the six kinds, the single source of truth for the CRDs."""
 
 from .common import API_VERSION, CATEGORY, GROUP, VERSION, Condition, CustomResource
+from .billingaccount import BillingAccount
 from .invoice import Invoice
 from .networkdevice import NetworkDevice
 from .networkservice import NetworkService
@@ -13,10 +14,12 @@ KINDS: tuple[type[CustomResource], ...] = (
     NetworkService,
     NetworkDevice,
     Invoice,
+    BillingAccount,
 )
 
 __all__ = [
     "API_VERSION",
+    "BillingAccount",
     "CATEGORY",
     "GROUP",
     "KINDS",
