@@ -1,7 +1,7 @@
 """The API: pydantic models of the six kinds, the single source of truth for the CRDs."""
 
-from .common import API_VERSION, CATEGORY, GROUP, VERSION, Condition, CustomResource
 from .billingaccount import BillingAccount
+from .common import API_VERSION, CATEGORY, GROUP, VERSION, Condition, CustomResource
 from .invoice import Invoice
 from .networkdevice import NetworkDevice
 from .networkservice import NetworkService
@@ -19,11 +19,11 @@ KINDS: tuple[type[CustomResource], ...] = (
 
 __all__ = [
     "API_VERSION",
-    "BillingAccount",
     "CATEGORY",
     "GROUP",
     "KINDS",
     "VERSION",
+    "BillingAccount",
     "Condition",
     "CustomResource",
     "Invoice",

@@ -13,7 +13,6 @@ from .common import (
     ApiModel,
     Conditions,
     CustomResource,
-    Money,
     PrinterColumn,
     TimePeriod,
     age_column,
@@ -111,8 +110,8 @@ class InvoiceSpec(ApiModel):
     )
     onHold: bool = Field(
         default=False,
-        description="Park a draft: it is neither recomputed nor issued while true (TMF678 onHold). Ignored once"
-        " issued.",
+        description="Hold a draft back (TMF678 onHold): it stays a draft, still recomputed, and is not issued"
+        " while true. Ignored once issued.",
     )
     payments: list[Payment] = Field(
         default_factory=list,

@@ -240,7 +240,8 @@ class SubscriptionSpec(ApiModel):
     def _one_account(self) -> SubscriptionSpec:
         if (self.billingAccount is None) == (self.billingAccountRef is None):
             raise ValueError(
-                "billingAccountRef: exactly one of billingAccountRef and the deprecated inline billingAccount is required"
+                "exactly one of billingAccountRef (a BillingAccount) and the deprecated inline billingAccount"
+                " is required"
             )
         return self
 

@@ -103,12 +103,13 @@ class SubscriptionRef:
         """From a Subscription as the API returns it (dict with metadata and spec)."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
-        account = (spec.get("billingAccount") or {}).get("id", "")
+        ref = spec.get("billingAccountRef")
+        account = (ref or {}).get("name", "") or (spec.get("billingAccount") or {}).get("id", "")
         for name, value in (
             ("metadata.namespace", meta.get("namespace")),
             ("metadata.name", meta.get("name")),
             ("metadata.uid", meta.get("uid")),
-            ("spec.billingAccount.id", account),
+            ("spec.billingAccountRef.name" if ref is not None else "spec.billingAccount.id", account),
         ):
             if not value:
                 raise EventError(f"{name}: is required to bill the subscription")

@@ -1,4 +1,4 @@
-"""Kopf handlers for ProductOffering, Subscription and Invoice: decode the event, call the controller.
+"""Kopf handlers for ProductOffering, BillingAccount, Subscription and Invoice: decode the event, call the controller.
 
 Like the network handlers they take raw watch events (`on.event`): the CommerceController keeps
 indexes and reconciles level-triggered, writing its own status, finalizer and children. The
@@ -51,3 +51,15 @@ async def invoice_event(event: Any, memo: Any, **_: Any) -> None:
         await replica.run(what, lambda c: c.commerce.remove_invoice(namespace, name))
     else:
         await replica.run(what, lambda c: c.commerce.upsert_invoice(obj))
+
+
+@kopf.on.event(GROUP, VERSION, "billingaccounts")
+async def billing_account_event(event: Any, memo: Any, **_: Any) -> None:
+    replica: Replica[Controller] = memo.replica
+    obj = dict(event["object"])
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    what = describe("BillingAccount", obj, event["type"])
+    if event["type"] == "DELETED":
+        await replica.run(what, lambda c: c.commerce.remove_account(namespace, name))
+    else:
+        await replica.run(what, lambda c: c.commerce.upsert_account(obj))
