@@ -22,6 +22,7 @@ from ..api.common import GROUP, VERSION
 from ..api.invoice import InvoiceStatus, Payment
 from ..times import ensure_utc, rfc3339, to_second
 from .events import MAX_DATA_KEYS, MAX_VALUE, BillingEvent, EventError
+from .money import Money
 from .periods import stamp
 
 InvoiceFact = Literal["issued", "sent", "paymentReceived", "settled", "overdue"]
@@ -119,7 +120,8 @@ def transition_events(
     for payment in payments:
         if payment.id in recorded:
             continue
-        data = {**bill, "paymentId": payment.id, **_amount("amount", payment.amount)}
+        amount = Money.from_api(payment.amount, f"spec.payments[{payment.id}].amount", signed=True)
+        data = {**bill, "paymentId": payment.id, "amount": amount.value_string(), "currency": amount.currency}
         if payment.reason:
             data["reason"] = payment.reason
         if payment.reverses:

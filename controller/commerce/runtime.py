@@ -1048,18 +1048,26 @@ class CommerceController:
         return out
 
     def _invoiced_through(self, namespace: str, account: str, charged: datetime | None) -> datetime | None:
-        """End of the latest issued onCycle invoice's period whose charges are recorded: ledger history
-        before it can no longer change any bill and is compacted away."""
+        """End of the latest issued onCycle invoice's period whose charges are recorded and whose corrections
+        window closed (a later bill of the account, which carries its late corrections, is issued too):
+        ledger history before it can no longer change any bill and is compacted away."""
         if charged is None:
             return None
-        latest: datetime | None = None
+        issued: list[tuple[str | None, datetime, datetime]] = []
         for key in self._invoices_by_account.get((namespace, account), ()):
             inv = self.invoices.get(key) or {}
             spec = inv.get("spec") or {}
-            if spec.get("runType") != "onCycle" or ((inv.get("status") or {}).get("state")) not in ISSUED:
+            if ((inv.get("status") or {}).get("state")) not in ISSUED:
                 continue
-            end = parse_time((spec.get("billingPeriod") or {}).get("endDateTime"))
-            if end is not None and end <= utc(charged) and (latest is None or end > latest):
+            bounds = spec.get("billingPeriod") or {}
+            start, end = parse_time(bounds.get("startDateTime")), parse_time(bounds.get("endDateTime"))
+            if start is not None and end is not None:
+                issued.append((spec.get("runType"), start, end))
+        latest: datetime | None = None
+        for run_type, _, end in issued:
+            if run_type != "onCycle" or end > utc(charged) or (latest is not None and end <= latest):
+                continue
+            if any(later_start >= end for _, later_start, _ in issued):
                 latest = end
         return latest
 
