@@ -2,8 +2,8 @@
 
 One fact, one id: UUIDv5 of (invoice uid, fact, occurrence key). The keys: issued and sent happen
 once per bill (""), paymentReceived once per payment id (a reversal is a payment entry of its own),
-settled once per settlement (its settledDate: a reversal can unsettle a bill and a later payment
-settle it again), overdue once per due date. `time` is when the fact occurred.
+settled once per settlement (keyed by the payment entry that completed it: a reversal can unsettle a
+bill and a later payment settle it again), overdue once per due date. `time` is when the fact occurred.
 
 `transition_events` compares the stored status with the next one; the caller adds the events to
 the invoice's outbox (status.outbox) and writes both in one resourceVersion-checked status write,
@@ -129,7 +129,9 @@ def transition_events(
         out.append(invoice_event(ref, "paymentReceived", payment.id, ensure_utc(payment.date), data))
     if new.settledDate is not None and new.settledDate != before.settledDate and new.state == "settled":
         data = {**bill, **_amount("amountPaid", new.amountPaid)}
-        out.append(invoice_event(ref, "settled", stamp(new.settledDate), new.settledDate, data))
+        # one settlement per payment entry that completed it (a reversal and a new payment settle again)
+        key = payments[-1].id if payments else ""
+        out.append(invoice_event(ref, "settled", key, new.settledDate, data))
     if new.overdue and not before.overdue and new.paymentDueDate is not None:
         data = {**bill, **_amount("amountDue", new.amountDue), "paymentDueDate": rfc3339(new.paymentDueDate)}
         at = overdue_at or new.paymentDueDate

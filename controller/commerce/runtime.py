@@ -791,8 +791,8 @@ class CommerceController:
         self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
     ) -> tuple[str, str | None]:
         """The time zone the subscription's periods are cut in, and the one to record in its status: the
-        inline account's (not recorded), else the one recorded at first use (so a BillingAccount deleted
-        later cannot move the periods), else its BillingAccount's, else UTC while the account is missing."""
+        inline account's (not recorded), else the one recorded when billing started (so a BillingAccount
+        deleted later cannot move the periods), else its BillingAccount's, else UTC while it is missing."""
         if spec.inline_time_zone is not None:
             return spec.inline_time_zone, None
         if billing.timeZone:
@@ -922,7 +922,7 @@ class CommerceController:
             usage=meter.to_status(),
             chargedThrough=charged,
             paymentHold=hold,
-            timeZone=recorded_zone,
+            timeZone=recorded_zone if ledger.start_date is not None else None,  # fixed once billing started
         ).model_dump(mode="json", exclude_none=True)
         new_billing.setdefault("paymentHold", None)
         status = dict(decision.status)
