@@ -257,7 +257,13 @@ def test_a_late_outage_lands_as_a_credit_line_on_the_next_bill() -> None:
         day3 = {"startDateTime": "2026-11-12T00:00:00Z", "endDateTime": "2026-11-13T00:00:00Z"}
         await w.put("invoices", invoice_body("day3", day3))
         await w.idle()
-        assert w.obj("invoices", "day2")["status"]["state"] == "validated"
-        assert not [ln for ln in w.obj("invoices", "day3")["status"]["lines"] if ln.get("corrects")]
+        day2 = w.obj("invoices", "day2")["status"]
+        # day 2 had no service: the correction alone makes it a credit bill, settled with nothing to pay
+        assert (day2["state"], day2["taxExcludedAmount"]["value"]) == ("settled", "-0.41")
+        day3_lines = w.obj("invoices", "day3")["status"]["lines"]
+        assert not [ln for ln in day3_lines if ln["name"].startswith("Correction")], "corrected once"
+        assert [(ln["corrects"], ln["taxExcludedAmount"]["value"]) for ln in day3_lines if ln.get("corrects")] == [
+            ("day2", "-0.41")
+        ], "and that credit is carried forward"
 
     run(scenario, clock)
