@@ -541,6 +541,9 @@ class CommerceController:
         self._invs.mark(key)
         if old is None or _dunning_signature(old) != _dunning_signature(body):
             self._mark_account(key[0], account)  # dunning follows the invoice's payment state
+            for other in self._invoices_by_account.get((key[0], account), ()):
+                if other != key:  # a credit balance to carry, or carried: the account's other bills see it
+                    self._invs.mark(other)
 
     def remove_invoice(self, namespace: str, name: str) -> None:
         key = (namespace, name)
