@@ -192,9 +192,8 @@ class BillingEvent:
         return cls(item.id, item.type, item.source, item.subject, ensure_utc(item.time), dict(item.data))
 
 
-def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
-    """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
-    payload = {"subscription": ref.qualified_name, "billingAccount": ref.account, **data}
+def checked_data(payload: dict[str, str]) -> dict[str, str]:
+    """An event's data within the outbox's bounds (status.billing.outbox.pending[].data), or EventError."""
     for name, value in payload.items():
         if not isinstance(value, str):
             raise EventError(f"data.{name}: {value!r} must be a string (amounts are decimal strings)")
@@ -202,6 +201,12 @@ def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data:
             raise EventError(f"data.{name}: {len(value)} characters, more than {MAX_VALUE}")
     if len(payload) > MAX_DATA_KEYS:
         raise EventError(f"data: {len(payload)} entries, more than {MAX_DATA_KEYS}")
+    return payload
+
+
+def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
+    """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
+    payload = checked_data({"subscription": ref.qualified_name, "billingAccount": ref.account, **data})
     return BillingEvent(
         id=event_id(ref.uid, fact, key),
         type=event_type(fact),

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ..api.common import GROUP, VERSION
 from ..api.invoice import InvoiceStatus, Payment
 from ..times import ensure_utc, rfc3339, to_second
-from .events import MAX_DATA_KEYS, MAX_VALUE, BillingEvent, EventError
+from .events import BillingEvent, EventError, checked_data
 from .money import Money
 from .periods import stamp
 
@@ -75,12 +75,7 @@ class InvoiceRef:
 def invoice_event(
     ref: InvoiceRef, fact: InvoiceFact, key: str, time: datetime, data: Mapping[str, str]
 ) -> BillingEvent:
-    payload = {"invoice": f"{ref.namespace}/{ref.name}", "billingAccount": ref.account, **data}
-    if len(payload) > MAX_DATA_KEYS:
-        raise EventError(f"data: {len(payload)} entries, more than {MAX_DATA_KEYS}")
-    for name, value in payload.items():
-        if len(value) > MAX_VALUE:
-            raise EventError(f"data.{name}: {len(value)} characters, more than {MAX_VALUE}")
+    payload = checked_data({"invoice": f"{ref.namespace}/{ref.name}", "billingAccount": ref.account, **data})
     return BillingEvent(
         id=invoice_event_id(ref.uid, fact, key),
         type=invoice_event_type(fact),

@@ -744,6 +744,16 @@ def issued_invoice(
     )
 
 
+def wait_condition(api: Api, namespace: str, name: str, type_: str, status: str, says: str) -> dict[str, Any]:
+    """The Subscription's condition `type_` once it has `status` and its message contains `says`."""
+
+    def probe() -> dict[str, Any] | None:
+        cond = condition(api.get("subscriptions", name, namespace), type_)
+        return cond if cond and cond["status"] == status and says in cond.get("message", "") else None
+
+    return wait_for(f"Subscription {namespace}/{name} {type_}={status} saying {says!r}", probe, 20)
+
+
 def patch_invoice(kubectl: Kubectl, namespace: str, name: str, kind: str, patch: Any) -> Any:
     return kubectl.run(
         "patch", "invoice", name, "-n", namespace, f"--type={kind}", "-p", json.dumps(patch), check=False
@@ -833,16 +843,7 @@ def test_billing_accounts_gate_orders_and_set_tax_and_terms(
     api.apply(offering(off, daily()))
     # an order for an account that does not exist waits, naming the field
     api.apply(subscription_for_account(ns, "site", off, "acct-eu", "cm-r2", "Ethernet6", 681))
-    ready = wait_for(
-        "Ready False naming the account",
-        lambda: (
-            (c := condition(api.get("subscriptions", "site", ns), "Ready"))
-            and c["status"] == "False"
-            and "spec.billingAccountRef.name" in c.get("message", "")
-            and c
-        ),
-        20,
-    )
+    ready = wait_condition(api, ns, "site", "Ready", "False", "spec.billingAccountRef.name")
     assert "BillingAccount acct-eu does not exist" in ready["message"]
     assert condition(get_sub(api, ns, "site"), "BillingAccount")["reason"] == "BillingAccountNotFound"
     assert api.get("networkservices", "site", ns) is None
@@ -900,16 +901,7 @@ def test_billing_accounts_gate_orders_and_set_tax_and_terms(
     # a Suspended account keeps the running service and takes no new order
     api.apply(billing_account(ns, "acct-eu", state="Suspended", taxRates=[{"taxCategory": "MWST", "taxRate": "8.1"}]))
     api.apply(subscription_for_account(ns, "second", off, "acct-eu", "cm-r2", "Ethernet7", 682))
-    refused = wait_for(
-        "the new order refused",
-        lambda: (
-            (c := condition(api.get("subscriptions", "second", ns), "OrderAccepted"))
-            and c["status"] == "False"
-            and "Suspended" in c.get("message", "")
-            and c
-        ),
-        20,
-    )
+    refused = wait_condition(api, ns, "second", "OrderAccepted", "False", "Suspended")
     assert "spec.billingAccountRef.name" in refused["message"]
     assert get_sub(api, ns, "site")["status"]["state"] == "active"
     for name in ("second", "site"):
