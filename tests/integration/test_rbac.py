@@ -148,7 +148,6 @@ ALLOWED = [
     ("get", "secrets", SECRETS_NS),
     ("list", "networkservices.telco.intent.dev", None),
     ("watch", "billingaccounts.telco.intent.dev", None),
-    ("patch", "billingaccounts.telco.intent.dev/status", "default"),
     ("patch", "networkdevices.telco.intent.dev/status", None),
     ("create", "events", "default"),
     ("patch", f"clusterkopfpeerings.kopf.dev/{RELEASE}", None),
