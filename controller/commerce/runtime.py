@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.billingaccount import BillingAccountSpec
 from ..api.common import API_VERSION, Condition, validation_message
 from ..api.invoice import BillLine, CarriedBalance, InvoiceSpec, InvoiceStatus
 from ..api.networkservice import NetworkServiceSpec
@@ -379,6 +380,7 @@ class CommerceController:
         self._delivered: dict[Key, set[str]] = defaultdict(set)  # at every sink, still in the outbox
         self._invoice_delivered: dict[Key, set[str]] = defaultdict(set)  # the same for invoice outboxes
         self._bill_views: dict[Key, tuple[str, BillView]] = {}
+        self._account_specs: dict[Key, tuple[str, BillingAccountSpec | None, str | None]] = {}
         self._samples: dict[Key, dict[str, _Sample]] = defaultdict(dict)  # usage samples not yet written
         self._created_invoices: set[Key] = set()
         self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
@@ -574,10 +576,22 @@ class CommerceController:
 
     def remove_account(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        self._account_specs.pop(key, None)
         if self.accounts.pop(key, None) is not None:
             self._account_changed(key)
         self._accts.forget(key)
         self.writer.forget(Ref("billingaccounts", name, namespace))
+
+    def _account_spec(self, key: Key) -> tuple[BillingAccountSpec | None, str | None]:
+        """The BillingAccount's spec (or why it does not parse), parsed once per resourceVersion: every pass of
+        its Subscriptions and Invoices asks."""
+        body = self.accounts.get(key)
+        if body is None:
+            return None, None
+        cached = self._account_specs.get(key)
+        if cached is None or cached[0] != _rv(body) or not _rv(body):
+            cached = self._account_specs[key] = (_rv(body), *parse_account(body))
+        return cached[1], cached[2]
 
     def _account_changed(self, key: Key) -> None:
         """Its subscriptions re-judge it (missing, suspended, currency) and its drafts take its tax and terms."""
@@ -654,7 +668,7 @@ class CommerceController:
             return
         now = self.clock.now()
         generation = int((body.get("metadata") or {}).get("generation") or 0)
-        spec, invalid = parse_account(body)
+        spec, invalid = self._account_spec(key)
         stored = dict(body.get("status") or {})
         count = sum(1 for k in self._by_account.get(key, ()) if k in self.subscriptions)
         status: dict[str, Any] = {"observedGeneration": generation, "subscriptions": count}
@@ -800,7 +814,7 @@ class CommerceController:
             return spec.inline_time_zone, None
         if billing.timeZone:
             return billing.timeZone, billing.timeZone
-        account, _ = parse_account(self.accounts.get((namespace, spec.account_id)))
+        account, _ = self._account_spec((namespace, spec.account_id))
         return (account.timeZone, account.timeZone) if account is not None else ("UTC", None)
 
     def _account_problem(
@@ -810,7 +824,7 @@ class CommerceController:
         if spec.billingAccountRef is None:
             return None
         name = spec.billingAccountRef.name
-        account, invalid = parse_account(self.accounts.get((namespace, name)))
+        account, invalid = self._account_spec((namespace, name))
         return account_problem(
             "spec.billingAccountRef.name", name, account, invalid, _offering_currency(offering), accepted
         )
@@ -1161,7 +1175,7 @@ class CommerceController:
         inputs: list[BillingInput] = []
         problems: list[str] = []
         zones: list[str] = []
-        account_spec, _ = parse_account(self.accounts.get((namespace, account)))
+        account_spec, _ = self._account_spec((namespace, account))
         for key in sorted(self._by_account.get((namespace, account), ())):
             sub = self.subscriptions.get(key)
             if sub is None:
@@ -1190,7 +1204,7 @@ class CommerceController:
         recorded = _billing_of(sub).get("timeZone")
         if recorded:
             return str(recorded)
-        account, _ = parse_account(self.accounts.get((namespace, _account(sub))))
+        account, _ = self._account_spec((namespace, _account(sub)))
         return account.timeZone if account is not None else "UTC"
 
     def _account_bills(self, namespace: str, account: str) -> list[BillView]:
@@ -1255,7 +1269,7 @@ class CommerceController:
         if stored_raw:
             with contextlib.suppress(ValidationError):
                 stored = InvoiceStatus.model_validate(stored_raw)
-        account_spec, account_invalid = parse_account(self.accounts.get((ns, account)))
+        account_spec, account_invalid = self._account_spec((ns, account))
         inputs, tz, problems = self.account_inputs(ns, account)
         grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
         payments = list(spec.payments)
