@@ -910,6 +910,75 @@ def test_billing_accounts_gate_orders_and_set_tax_and_terms(
     api.delete("productofferings", off)
 
 
+def test_held_invoice_is_issued_on_release_and_its_event_survives_a_crash(
+    api: Api,
+    kubectl: Kubectl,
+    controller: ControllerProcess,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    ns: str,
+) -> None:
+    off = unique("cm-hold")
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, "held", off, "acct-hold", "cm-r1", "Ethernet7", 691))
+    sub = wait_state(api, ns, "held", "active")
+    start = ts(sub["status"]["startDate"])
+    end = max(start + timedelta(seconds=5), controller_now(clock_file) + timedelta(seconds=2)).replace(microsecond=0)
+    inv = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Invoice",
+        "metadata": {"name": "held-adhoc", "namespace": ns},
+        "spec": {
+            "billingAccount": "acct-hold",
+            "onHold": True,
+            "billingPeriod": {
+                "startDateTime": (start - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        },
+    }
+    api.apply(inv)
+    wait_for("the period over", lambda: controller_now(clock_file) > end + timedelta(seconds=3), 30)
+    held = wait_for(
+        "held as a draft after its period",
+        lambda: (i := api.get("invoices", "held-adhoc", ns)) and (i.get("status") or {}).get("state") == "onHold" and i,
+        20,
+    )
+    assert condition(held, "Ready")["reason"] == "OnHold" and held["status"]["lines"]
+    assert not held["status"].get("billDate"), "not issued while held"
+    uid = held["metadata"]["uid"]
+    issued_id = invoice_event_id(uid, "issued")
+    receiver.down()
+    try:
+        kubectl.run("patch", "invoice", "held-adhoc", "-n", ns, "--type=merge", "-p", '{"spec":{"onHold":false}}')
+        wait_for(
+            "issued, its event in the invoice's outbox",
+            lambda: (
+                (i := api.get("invoices", "held-adhoc", ns))
+                and i["status"].get("state") == "validated"
+                and [e["id"] for e in i["status"]["outbox"].get("pending", [])] == [issued_id]
+            ),
+            30,
+        )
+        controller.kill9()  # after the write that issued the bill, before any delivery
+    finally:
+        receiver.up()
+    assert issued_id not in receiver.ids
+    controller.start()
+    wait_event(receiver, issued_id, timeout=40)
+    sent = wait_for(
+        "sent once the issued event reached the sink",
+        lambda: (i := api.get("invoices", "held-adhoc", ns)) and i["status"].get("state") == "sent" and i["status"],
+        30,
+    )
+    wait_event(receiver, invoice_event_id(uid, "sent"))
+    assert receiver.deliveries[(invoice_source(ns, "held-adhoc"), issued_id)] == 1
+    assert sent["sentDate"] and condition({"status": sent}, "Ready")["reason"] == "Sent"
+    api.delete("subscriptions", "held", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "held", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
 def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     api: Api,
     controller: ControllerProcess,
