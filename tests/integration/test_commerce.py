@@ -646,18 +646,7 @@ def test_overdue_invoice_suspends_and_settlement_resumes(
     sub = wait_state(api, ns, "shop", "active")
     start = ts(sub["status"]["startDate"])
     end = max(start + timedelta(seconds=10), controller_now(clock_file) + timedelta(seconds=3)).replace(microsecond=0)
-    inv = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Invoice",
-        "metadata": {"name": "shop-adhoc", "namespace": ns},
-        "spec": {
-            "billingAccount": "acct-dunning",
-            "billingPeriod": {
-                "startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        },
-    }
+    inv = adhoc_invoice(ns, "shop-adhoc", "acct-dunning", start, end)
     api.apply(inv)
     issued = wait_for(
         "issued and overdue at once (no payment term, no grace)",
@@ -719,24 +708,24 @@ def subscription_for_account(
     return body
 
 
+def adhoc_invoice(
+    namespace: str, name: str, account: str, start: datetime, end: datetime, **spec: Any
+) -> dict[str, Any]:
+    """An offCycle Invoice of `account` for [start, end)."""
+    period = {"startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Invoice",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"billingAccount": account, "billingPeriod": period, **spec},
+    }
+
+
 def issued_invoice(
     api: Api, clock_file: Path, namespace: str, name: str, account: str, start: datetime
 ) -> dict[str, Any]:
     end = max(start + timedelta(seconds=8), controller_now(clock_file) + timedelta(seconds=3)).replace(microsecond=0)
-    api.apply(
-        {
-            "apiVersion": GROUP_VERSION,
-            "kind": "Invoice",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "billingAccount": account,
-                "billingPeriod": {
-                    "startDateTime": (start - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                },
-            },
-        }
-    )
+    api.apply(adhoc_invoice(namespace, name, account, start - timedelta(minutes=1), end))
     return wait_for(
         f"invoice {name} issued and sent",
         lambda: (i := api.get("invoices", name, namespace)) and (i.get("status") or {}).get("state") == "sent" and i,
@@ -924,20 +913,7 @@ def test_held_invoice_is_issued_on_release_and_its_event_survives_a_crash(
     sub = wait_state(api, ns, "held", "active")
     start = ts(sub["status"]["startDate"])
     end = max(start + timedelta(seconds=5), controller_now(clock_file) + timedelta(seconds=2)).replace(microsecond=0)
-    inv = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Invoice",
-        "metadata": {"name": "held-adhoc", "namespace": ns},
-        "spec": {
-            "billingAccount": "acct-hold",
-            "onHold": True,
-            "billingPeriod": {
-                "startDateTime": (start - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        },
-    }
-    api.apply(inv)
+    api.apply(adhoc_invoice(ns, "held-adhoc", "acct-hold", start - timedelta(minutes=1), end, onHold=True))
     wait_for("the period over", lambda: controller_now(clock_file) > end + timedelta(seconds=3), 30)
     held = wait_for(
         "held as a draft after its period",
