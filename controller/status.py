@@ -67,7 +67,8 @@ def render(items: Items) -> str:
             name(o),
             (o.get("status") or {}).get("state", "-"),
             o["spec"]["productOffering"]["name"],
-            o["spec"]["billingAccount"]["id"],
+            (o["spec"].get("billingAccountRef") or {}).get("name")
+            or (o["spec"].get("billingAccount") or {}).get("id", "-"),
             condition_status(o, "ServiceReady"),
             str((o.get("status") or {}).get("startDate", "-")),
         ]

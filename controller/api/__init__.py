@@ -1,5 +1,6 @@
-"""The API: pydantic models of the five kinds, the single source of truth for the CRDs."""
+"""The API: pydantic models of the six kinds, the single source of truth for the CRDs."""
 
+from .billingaccount import BillingAccount
 from .common import API_VERSION, CATEGORY, GROUP, VERSION, Condition, CustomResource
 from .invoice import Invoice
 from .networkdevice import NetworkDevice
@@ -13,6 +14,7 @@ KINDS: tuple[type[CustomResource], ...] = (
     NetworkService,
     NetworkDevice,
     Invoice,
+    BillingAccount,
 )
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "GROUP",
     "KINDS",
     "VERSION",
+    "BillingAccount",
     "Condition",
     "CustomResource",
     "Invoice",

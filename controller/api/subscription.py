@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from .common import (
@@ -34,7 +34,7 @@ BILLING_ACCOUNT = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 
 
 class BillingAccountRef(ApiModel):
-    """The account charges go to (TMF666 BillingAccount reference)."""
+    """Deprecated inline account (an id and a time zone, no currency, tax or terms): use billingAccountRef."""
 
     id: str = Field(max_length=63, pattern=BILLING_ACCOUNT, description="Billing account identifier.")
     timeZone: str = Field(
@@ -159,6 +159,12 @@ class SubscriptionBilling(ApiModel):
     paymentHold: PaymentHold | None = Field(
         default=None, description="Set while suspended for non-payment; cleared when the account is settled."
     )
+    timeZone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The account time zone billing periods are cut in, recorded at first use so that a BillingAccount"
+        " deleted later cannot move them.",
+    )
 
 
 IMMUTABLE: JsonDict = {"rule": "self == oldSelf", "message": "is immutable; create a new Subscription instead"}
@@ -177,6 +183,17 @@ class SubscriptionSpec(ApiModel):
                     "fieldPath": ".requestedTerminationDate",
                 },
                 {
+                    "rule": "has(self.billingAccount) != has(self.billingAccountRef)",
+                    "message": "exactly one of billingAccountRef (a BillingAccount) and the deprecated inline"
+                    " billingAccount is required",
+                    "fieldPath": ".billingAccountRef",
+                },
+                {
+                    "rule": "has(self.billingAccountRef) == has(oldSelf.billingAccountRef)",
+                    "message": "the paying account is immutable; create a new Subscription instead",
+                    "fieldPath": ".billingAccountRef",
+                },
+                {
                     "rule": "!has(oldSelf.desiredState) || oldSelf.desiredState != 'terminated'"
                     " || self.desiredState == 'terminated'",
                     "message": "a terminated subscription cannot be reactivated",
@@ -190,8 +207,16 @@ class SubscriptionSpec(ApiModel):
         description="The ProductOffering ordered.",
         json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]},
     )
-    billingAccount: BillingAccountRef = Field(
-        description="Who pays.", json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]}
+    billingAccount: BillingAccountRef | None = Field(
+        default=None,
+        description="Deprecated: an inline account id and time zone, billed with the controller's tax flags."
+        " Use billingAccountRef.",
+        json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]},
+    )
+    billingAccountRef: LocalObjectReference | None = Field(
+        default=None,
+        description="The BillingAccount in this namespace that pays: its currency, time zone, tax and terms apply.",
+        json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]},
     )
     relatedParty: list[RelatedParty] = Field(default_factory=list, max_length=8, description="Related parties.")
     endpoints: list[Endpoint] = Field(
@@ -210,6 +235,28 @@ class SubscriptionSpec(ApiModel):
     desiredState: Literal["active", "suspended", "terminated"] = Field(
         default="active", description="What the customer wants now; terminated is final."
     )
+
+    @model_validator(mode="after")
+    def _one_account(self) -> SubscriptionSpec:
+        if (self.billingAccount is None) == (self.billingAccountRef is None):
+            raise ValueError(
+                "exactly one of billingAccountRef (a BillingAccount) and the deprecated inline billingAccount"
+                " is required"
+            )
+        return self
+
+    @property
+    def account_id(self) -> str:
+        """The paying account: the BillingAccount's name, or the deprecated inline id."""
+        if self.billingAccountRef is not None:
+            return self.billingAccountRef.name
+        assert self.billingAccount is not None
+        return self.billingAccount.id
+
+    @property
+    def inline_time_zone(self) -> str | None:
+        """The deprecated inline account's time zone (None when the account is a BillingAccount)."""
+        return self.billingAccount.timeZone if self.billingAccount is not None else None
 
 
 class SubscriptionStatus(ApiModel):
@@ -242,7 +289,7 @@ class Subscription(CustomResource):
         ready_column(),
         PrinterColumn(name="State", jsonPath=".status.state", description="TMF637 status."),
         PrinterColumn(name="Offering", jsonPath=".spec.productOffering.name", description="Offering ordered."),
-        PrinterColumn(name="Account", jsonPath=".spec.billingAccount.id", description="Billing account."),
+        PrinterColumn(name="Account", jsonPath=".spec.billingAccountRef.name", description="Billing account."),
         PrinterColumn(
             name="Service-Ready",
             jsonPath='.status.conditions[?(@.type=="ServiceReady")].status',

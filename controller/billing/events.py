@@ -103,12 +103,13 @@ class SubscriptionRef:
         """From a Subscription as the API returns it (dict with metadata and spec)."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
-        account = (spec.get("billingAccount") or {}).get("id", "")
+        ref = spec.get("billingAccountRef")
+        account = (ref or {}).get("name", "") or (spec.get("billingAccount") or {}).get("id", "")
         for name, value in (
             ("metadata.namespace", meta.get("namespace")),
             ("metadata.name", meta.get("name")),
             ("metadata.uid", meta.get("uid")),
-            ("spec.billingAccount.id", account),
+            ("spec.billingAccountRef.name" if ref is not None else "spec.billingAccount.id", account),
         ):
             if not value:
                 raise EventError(f"{name}: is required to bill the subscription")
@@ -191,9 +192,8 @@ class BillingEvent:
         return cls(item.id, item.type, item.source, item.subject, ensure_utc(item.time), dict(item.data))
 
 
-def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
-    """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
-    payload = {"subscription": ref.qualified_name, "billingAccount": ref.account, **data}
+def checked_data(payload: dict[str, str]) -> dict[str, str]:
+    """An event's data within the outbox's bounds (status.billing.outbox.pending[].data), or EventError."""
     for name, value in payload.items():
         if not isinstance(value, str):
             raise EventError(f"data.{name}: {value!r} must be a string (amounts are decimal strings)")
@@ -201,6 +201,12 @@ def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data:
             raise EventError(f"data.{name}: {len(value)} characters, more than {MAX_VALUE}")
     if len(payload) > MAX_DATA_KEYS:
         raise EventError(f"data: {len(payload)} entries, more than {MAX_DATA_KEYS}")
+    return payload
+
+
+def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
+    """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
+    payload = checked_data({"subscription": ref.qualified_name, "billingAccount": ref.account, **data})
     return BillingEvent(
         id=event_id(ref.uid, fact, key),
         type=event_type(fact),

@@ -29,7 +29,6 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
-from ..api.common import Money as ApiMoney
 from ..api.common import TimePeriod
 from ..api.invoice import BillLine, InvoiceState, InvoiceStatus, Payment, SignedMoney, TaxItem
 from ..api.productoffering import PaymentPolicy, ProductOfferingPrice, ProductOfferingSpec
@@ -55,13 +54,15 @@ LineType = Literal["recurringCharge", "oneTimeCharge", "usageCharge", "discount"
 _TYPE_ORDER = {"oneTimeCharge": 0, "recurringCharge": 1, "discount": 2, "usageCharge": 3, "credit": 4}
 ISSUED: frozenset[str] = frozenset({"validated", "sent", "partiallyPaid", "settled"})
 UNPAID: frozenset[str] = frozenset({"validated", "sent", "partiallyPaid"})
+# A reversal can take a paid bill back (settled -> partiallyPaid -> sent/validated): the payment states are
+# derived from the payments (`payment_state`), never stored as a one-way ratchet.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "new": frozenset({"onHold", "validated"}),
     "onHold": frozenset({"new", "validated"}),
     "validated": frozenset({"sent", "partiallyPaid", "settled"}),
     "sent": frozenset({"partiallyPaid", "settled"}),
-    "partiallyPaid": frozenset({"settled"}),
-    "settled": frozenset(),
+    "partiallyPaid": frozenset({"validated", "sent", "settled"}),
+    "settled": frozenset({"validated", "sent", "partiallyPaid"}),
 }
 
 
@@ -116,8 +117,11 @@ class BillingInput:
     time_zone: str = "UTC"
 
     @classmethod
-    def from_objects(cls, subscription: Mapping[str, Any], offering: Mapping[str, Any]) -> BillingInput:
-        """From a Subscription and its ProductOffering as the API returns them (dicts)."""
+    def from_objects(
+        cls, subscription: Mapping[str, Any], offering: Mapping[str, Any], time_zone: str | None = None
+    ) -> BillingInput:
+        """From a Subscription and its ProductOffering as the API returns them (dicts); `time_zone` is its
+        account's (default: the deprecated inline account's)."""
         billing = SubscriptionBilling.model_validate(((subscription.get("status") or {}).get("billing")) or {})
         spec = ProductOfferingSpec.model_validate(offering.get("spec") or {})
         return cls(
@@ -126,7 +130,8 @@ class BillingInput:
             offering=spec,
             ledger=Ledger.from_status(billing.ledger),
             meter=Meter.from_status(billing.usage),
-            time_zone=((subscription.get("spec") or {}).get("billingAccount") or {}).get("timeZone", "UTC"),
+            time_zone=time_zone
+            or ((subscription.get("spec") or {}).get("billingAccount") or {}).get("timeZone", "UTC"),
         )
 
     def prices(self, kind: str) -> list[tuple[int, ProductOfferingPrice]]:
@@ -381,16 +386,39 @@ def sum_lines(lines: Iterable[BillLine], currency: str) -> Money:
 
 
 def sum_payments(payments: Sequence[Payment | Mapping[str, Any]], currency: str) -> Money:
+    """What was paid: payments minus reversals. A reversal (negative amount) needs a reason; when it names
+    the payment it `reverses`, that must be an earlier payment it does not take back more than."""
     paid = Money.zero(currency)
+    seen: dict[str, Money] = {}  # payment id -> what remains of it after the reversals so far
     for i, payment in enumerate(payments):
         model = payment if isinstance(payment, Payment) else Payment.model_validate(payment)
-        amount = Money.from_api(model.amount, f"spec.payments[{i}].amount")
+        amount = Money.from_api(model.amount, f"spec.payments[{i}].amount", signed=True)
         if amount.amount != amount.rounded().amount:
             raise MoneyError(
                 f"spec.payments[{i}].amount.value", f"{model.amount.value} has more decimals than {amount.currency} has"
             )
         if amount.currency != currency:
             raise CurrencyMismatch(f"spec.payments[{i}].amount.unit", f"{amount.currency} is not the bill's {currency}")
+        if model.id in seen:
+            raise InvoiceError(f"spec.payments[{i}].id: {model.id!r} is recorded twice")
+        if amount.amount < 0:
+            if not (model.reason or "").strip():
+                raise InvoiceError(f"spec.payments[{i}].reason: a reversal (negative amount) needs a reason")
+            if model.reverses is not None:
+                left = seen.get(model.reverses)
+                if left is None or left.amount <= 0:
+                    raise InvoiceError(
+                        f"spec.payments[{i}].reverses: {model.reverses!r} is not an earlier payment of this invoice"
+                    )
+                if -amount.amount > left.amount:
+                    raise InvoiceError(
+                        f"spec.payments[{i}].amount.value: reverses {-amount} but only {left} of"
+                        f" {model.reverses!r} is left to reverse"
+                    )
+                seen[model.reverses] = left + amount
+        elif model.reverses is not None:
+            raise InvoiceError(f"spec.payments[{i}].reverses: only a reversal (negative amount) reverses a payment")
+        seen[model.id] = amount if amount.amount > 0 else Money.zero(currency)
         paid = paid + amount
     return paid
 
@@ -419,9 +447,11 @@ def compute_invoice(
     extra_lines: Sequence[BillLine] = (),
     time_zone: str = "UTC",
     currency: str | None = None,
+    payment_term_days: int | None = None,
 ) -> InvoiceDraft:
     """The invoice of `account` for `period` at `now`. `extra_lines` are corrections of earlier
-    issued bills (see `corrections`)."""
+    issued bills (see `corrections`) and credit balances carried forward. `payment_term_days` (the
+    BillingAccount's paymentPlan) wins over the offerings' terms."""
     for sub in subscriptions:
         if sub.ref.account != account:
             raise InvoiceError(f"subscription {sub.ref.qualified_name} bills account {sub.ref.account}, not {account}")
@@ -434,7 +464,7 @@ def compute_invoice(
         facts += rated.events
     for i, line in enumerate(extra_lines):
         if line.taxExcludedAmount.unit != code:
-            raise CurrencyMismatch(f"corrections[{i}].taxExcludedAmount.unit", f"is not the account's {code}")
+            raise CurrencyMismatch(f"extra_lines[{i}].taxExcludedAmount.unit", f"is not the account's {code}")
         lines.append(line)
     lines.sort(
         key=lambda ln: (ln.subscription, _TYPE_ORDER[ln.type], ln.periodCoverage.startDateTime or period.start, ln.id)
@@ -457,9 +487,11 @@ def compute_invoice(
         )
     included = subtotal + tax_total
     paid = sum_payments(payments, code)
-    term = max(
-        (s.offering.paymentPolicy.paymentTermDays for s in subscriptions), default=PaymentPolicy().paymentTermDays
-    )
+    term = payment_term_days
+    if term is None:
+        term = max(
+            (s.offering.paymentPolicy.paymentTermDays for s in subscriptions), default=PaymentPolicy().paymentTermDays
+        )
     return InvoiceDraft(
         name=invoice_name(account, period, time_zone),
         account=account,
@@ -498,29 +530,45 @@ def transition(current: str | None, target: InvoiceState) -> InvoiceState:
     return target
 
 
+def payment_state(issued: bool, on_hold: bool, sent: bool, paid: Money, included: Money) -> InvoiceState:
+    """The TMF678 state, derived: a draft is new (onHold when parked); an issued bill is settled when
+    nothing is due, partiallyPaid when something was paid, else sent once delivered, else validated."""
+    if not issued:
+        return "onHold" if on_hold else "new"
+    if (included - paid).amount <= 0:
+        return "settled"
+    if paid.amount > 0:
+        return "partiallyPaid"
+    return "sent" if sent else "validated"
+
+
 def _payment_fields(
     status: InvoiceStatus,
     payments: Sequence[Payment | Mapping[str, Any]],
     now: datetime,
     grace_days: int | None,
     time_zone: str,
+    on_hold: bool = False,
+    carried: Money | None = None,
 ) -> InvoiceStatus:
+    """amountPaid, amountDue, state, settledDate (and overdue) derived from the payments every time, so a
+    reversal takes a settled bill back. `carried` is a credit balance a later bill took over (negative)."""
     if status.taxIncludedAmount is None:
         return status
     included = Money.from_api(status.taxIncludedAmount, "status.taxIncludedAmount", signed=True)
     paid = sum_payments(payments, included.currency)
     due = included - paid
+    # a carried balance was a credit (nothing due): carrying it leaves the bill settled at zero
+    state = payment_state((status.state or "new") in ISSUED, on_hold, status.sentDate is not None, paid, included)
+    if carried is not None:
+        due = due - carried
+    settled = state == "settled"
     update: dict[str, Any] = {
-        "amountPaid": ApiMoney(**paid.to_api()),
+        "amountPaid": SignedMoney(**paid.to_api()),
         "amountDue": SignedMoney(**due.to_api()),
+        "state": state,
+        "settledDate": (status.settledDate or to_second(now)) if settled else None,
     }
-    state = status.state or "new"
-    if state in UNPAID:
-        if due.amount <= 0:
-            update["state"] = transition(state, "settled")
-            update["settledDate"] = status.settledDate or to_second(now)
-        elif paid.amount > 0 and state != "partiallyPaid":
-            update["state"] = transition(state, "partiallyPaid")
     result = status.model_copy(update=update)
     if grace_days is not None:
         result = result.model_copy(update={"overdue": is_overdue(result, now, grace_days, time_zone)})
@@ -534,8 +582,10 @@ def reconcile(
     now: datetime,
     grace_days: int | None = None,
     time_zone: str = "UTC",
+    on_hold: bool = False,
+    carried: Money | None = None,
 ) -> InvoiceStatus:
-    """The invoice's next status. A draft (new/onHold) takes the freshly computed lines and totals;
+    """The invoice's next status. A draft (new, or onHold while `on_hold`) takes the freshly computed lines and totals;
     an issued invoice keeps them (and ImmutableInvoice is raised if its digest no longer matches
     them), only the payment fields (amountPaid, amountDue, state, settledDate, and overdue when
     `grace_days` is given) move."""
@@ -546,7 +596,7 @@ def reconcile(
             raise ImmutableInvoice(
                 f"invoice {draft.name}: issued content differs from its digest {current.contentDigest}"
             )
-        return _payment_fields(current, payments, now, grace_days, time_zone)
+        return _payment_fields(current, payments, now, grace_days, time_zone, carried=carried)
     fresh = current.model_copy(
         update={
             "state": state,
@@ -558,7 +608,7 @@ def reconcile(
             "contentDigest": None,
         }
     )
-    return _payment_fields(fresh, payments, now, grace_days, time_zone)
+    return _payment_fields(fresh, payments, now, grace_days, time_zone, on_hold=on_hold)
 
 
 def add_days(instant: datetime, days: int, time_zone: str) -> datetime:
@@ -591,8 +641,13 @@ def issue(
     return issued.model_copy(update={"contentDigest": content_digest(issued)})
 
 
-def mark_sent(status: InvoiceStatus) -> InvoiceStatus:
-    return status.model_copy(update={"state": transition(status.state, "sent")})
+def mark_sent(status: InvoiceStatus, at: datetime) -> InvoiceStatus:
+    """The issued bill reached the billing sinks at `at`: validated becomes sent (a bill already paid
+    keeps its payment state; sentDate records the delivery either way)."""
+    if (status.state or "new") not in ISSUED:
+        raise InvalidTransition(f"status.state: {status.state or 'new'} -> sent is not allowed (not issued)")
+    state = transition(status.state, "sent") if status.state == "validated" else status.state
+    return status.model_copy(update={"state": state, "sentDate": status.sentDate or to_second(at, "at")})
 
 
 # -- corrections ----------------------------------------------------------------------------

@@ -377,7 +377,7 @@ def _status(
     service_ready = _service_ready_cond(state, v)
     order = _order_cond(state, v, entered, current)
     ready = _ready_cond(state, v, entered, current, service_ready, order, start_date, termination_date)
-    overdue = f"billing account {v.spec.billingAccount.id} has an overdue invoice"
+    overdue = f"billing account {v.spec.account_id} has an overdue invoice"
     if state not in FINAL_STATES:
         overdue += "; under the offering's payment policy the service stays suspended until it is paid"
     hold = (

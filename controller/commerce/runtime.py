@@ -42,12 +42,24 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.billingaccount import BillingAccountSpec
 from ..api.common import API_VERSION, Condition, validation_message
-from ..api.invoice import InvoiceSpec, InvoiceStatus
+from ..api.invoice import BillLine, CarriedBalance, InvoiceSpec, InvoiceStatus
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import PaymentPolicy, ProductOfferingSpec
 from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec
 from ..billing import events as ev
+from ..billing.account import (
+    AccountProblem,
+    BillView,
+    account_problem,
+    account_taxes,
+    balances,
+    carried_by,
+    carried_lines,
+    next_draft,
+    parse_account,
+)
 from ..billing.clock import Clock
 from ..billing.events import BillingEvent, EventError, SubscriptionRef
 from ..billing.invoice import (
@@ -57,15 +69,20 @@ from ..billing.invoice import (
     InvoiceDraft,
     InvoiceError,
     TaxRule,
+    account_currency,
     add_days,
     bill_period,
     catch_up,
     compute_invoice,
+    corrections,
     dunning_decision,
     invoice_name,
     issue,
+    mark_sent,
+    rate_subscription,
     reconcile,
 )
+from ..billing.invoice_events import INVOICE_TYPE_PREFIX, InvoiceRef, invoice_event_id, transition_events
 from ..billing.ledger import Ledger, LedgerError, LedgerFull
 from ..billing.money import Money, MoneyError
 from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
@@ -267,11 +284,17 @@ def _start_date(body: Mapping[str, Any]) -> datetime | None:
 
 
 def _account(body: Mapping[str, Any]) -> str:
-    return str((((body.get("spec") or {}).get("billingAccount")) or {}).get("id") or "")
+    """The account a Subscription bills: its BillingAccount's name, or the deprecated inline id."""
+    spec = body.get("spec") or {}
+    ref = spec.get("billingAccountRef") or {}
+    return str(ref.get("name") or (spec.get("billingAccount") or {}).get("id") or "")
 
 
-def _time_zone(body: Mapping[str, Any]) -> str:
-    return str((((body.get("spec") or {}).get("billingAccount")) or {}).get("timeZone") or "UTC")
+def _offering_currency(offering: ProductOfferingSpec | None) -> str | None:
+    for price in offering.productOfferingPrice if offering is not None else []:
+        if price.price is not None:
+            return price.price.unit
+    return None
 
 
 def _offering_of(body: Mapping[str, Any]) -> str:
@@ -346,6 +369,7 @@ class CommerceController:
         self.subscriptions: dict[Key, dict[str, Any]] = {}
         self.services: dict[Key, dict[str, Any]] = {}  # owned NetworkServices, by owner (namespace, subscription)
         self.invoices: dict[Key, dict[str, Any]] = {}
+        self.accounts: dict[Key, dict[str, Any]] = {}  # BillingAccounts, by (namespace, name)
         self._service_owner: dict[Key, Key] = {}  # NetworkService (namespace, name) -> owner key
         self._orders: dict[Key, order.OrderRecord] = {}
         self._claims: dict[order.EndpointKey, order.OrderRecord] | None = None
@@ -354,6 +378,9 @@ class CommerceController:
         self._invoices_by_account: dict[Key, set[Key]] = defaultdict(set)
         # work handed to a Subscription's next pass
         self._delivered: dict[Key, set[str]] = defaultdict(set)  # at every sink, still in the outbox
+        self._invoice_delivered: dict[Key, set[str]] = defaultdict(set)  # the same for invoice outboxes
+        self._bill_views: dict[Key, tuple[str, BillView]] = {}
+        self._account_specs: dict[Key, tuple[str, BillingAccountSpec | None, str | None]] = {}
         self._samples: dict[Key, dict[str, _Sample]] = defaultdict(dict)  # usage samples not yet written
         self._created_invoices: set[Key] = set()
         self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
@@ -362,6 +389,7 @@ class CommerceController:
         self._subs: KeyedRunner[Key] = KeyedRunner("Subscription", self._reconcile_subscription, 16, *retry)
         self._invs: KeyedRunner[Key] = KeyedRunner("Invoice", self._reconcile_invoice, 8, *retry)
         self._offs: KeyedRunner[str] = KeyedRunner("ProductOffering", self._publish_offering, 4, *retry)
+        self._accts: KeyedRunner[Key] = KeyedRunner("BillingAccount", self._publish_account, 4, *retry)
         self._outbox_signal = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -379,7 +407,7 @@ class CommerceController:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for runner in (self._subs, self._invs, self._offs):
+        for runner in (self._subs, self._invs, self._offs, self._accts):
             await runner.close()
         for task in list(self._background):
             task.cancel()
@@ -394,6 +422,7 @@ class CommerceController:
         watched = set(self.settings.namespaces)
         for plural, upsert in (
             ("productofferings", self.upsert_offering),
+            ("billingaccounts", self.upsert_account),
             ("networkservices", self.observe_service),
             ("invoices", self.upsert_invoice),
             ("subscriptions", self.upsert_subscription),
@@ -405,7 +434,7 @@ class CommerceController:
                         upsert(body)
             except Exception as exc:  # RBAC limited to namespaces, API hiccup: watch events fill in
                 log.warning("could not list %s at start (%s); relying on watch events", plural, exc)
-        for runner in (self._offs, self._subs, self._invs):
+        for runner in (self._offs, self._accts, self._subs, self._invs):
             runner.open()
         self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))
         self._tasks.append(asyncio.create_task(self._usage_loop(), name="usage-meter"))
@@ -448,6 +477,8 @@ class CommerceController:
             self._by_offering[_offering_of(old)].discard(key)
         self._by_account[(key[0], _account(body))].add(key)
         self._by_offering[_offering_of(body)].add(key)
+        if old is None:
+            self._accts.mark((key[0], _account(body)))  # it counts the subscriptions that bill it
         self._update_order(key, body)
         self._subs.mark(key)
         if old is None or _state(old) != _state(body) or _offering_of(old) != _offering_of(body):
@@ -462,6 +493,7 @@ class CommerceController:
             self._by_account[(namespace, _account(old))].discard(key)
             self._by_offering[_offering_of(old)].discard(key)
             self._offs.mark(_offering_of(old))
+            self._accts.mark((namespace, _account(old)))
         if self._orders.pop(key, None) is not None:
             self._claims = None
             self._wake_waiting_orders(key)
@@ -511,11 +543,16 @@ class CommerceController:
         self._invs.mark(key)
         if old is None or _dunning_signature(old) != _dunning_signature(body):
             self._mark_account(key[0], account)  # dunning follows the invoice's payment state
+            for other in self._invoices_by_account.get((key[0], account), ()):
+                if other != key:  # a credit balance to carry, or carried: the account's other bills see it
+                    self._invs.mark(other)
 
     def remove_invoice(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         old = self.invoices.pop(key, None)
         self._dunning_view.pop(key, None)
+        self._bill_views.pop(key, None)
+        self._invoice_delivered.pop(key, None)
         self._invs.forget(key)
         if old is not None:
             account = str((old.get("spec") or {}).get("billingAccount") or "")
@@ -525,6 +562,43 @@ class CommerceController:
     def _mark_account(self, namespace: str, account: str) -> None:
         for key in self._by_account.get((namespace, account), ()):
             self._subs.mark(key)
+        self._accts.mark((namespace, account))
+
+    def upsert_account(self, body: dict[str, Any]) -> None:
+        key = _key(body)
+        old = self.accounts.get(key)
+        if old is not None and _older(old, body):
+            return
+        self.accounts[key] = body
+        self._accts.mark(key)
+        if old is None or old.get("spec") != body.get("spec"):
+            self._account_changed(key)
+
+    def remove_account(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._account_specs.pop(key, None)
+        if self.accounts.pop(key, None) is not None:
+            self._account_changed(key)
+        self._accts.forget(key)
+        self.writer.forget(Ref("billingaccounts", name, namespace))
+
+    def _account_spec(self, key: Key) -> tuple[BillingAccountSpec | None, str | None]:
+        """The BillingAccount's spec (or why it does not parse), parsed once per resourceVersion: every pass of
+        its Subscriptions and Invoices asks."""
+        body = self.accounts.get(key)
+        if body is None:
+            return None, None
+        cached = self._account_specs.get(key)
+        if cached is None or cached[0] != _rv(body) or not _rv(body):
+            cached = self._account_specs[key] = (_rv(body), *parse_account(body))
+        return cached[1], cached[2]
+
+    def _account_changed(self, key: Key) -> None:
+        """Its subscriptions re-judge it (missing, suspended, currency) and its drafts take its tax and terms."""
+        for sub in self._by_account.get(key, ()):
+            self._subs.mark(sub)
+        for inv in self._invoices_by_account.get(key, ()):
+            self._invs.mark(inv)
 
     def _update_order(self, key: Key, body: Mapping[str, Any]) -> None:
         try:
@@ -586,6 +660,43 @@ class CommerceController:
         self._offering_specs[str(meta.get("name"))] = (stamp, spec, invalid)
         return spec, invalid
 
+    # -- BillingAccount ---------------------------------------------------------------------------
+    async def _publish_account(self, key: Key) -> None:
+        """The account's status: how many subscriptions bill it, its outstanding and credit balances."""
+        body = self.accounts.get(key)
+        if body is None:
+            return
+        now = self.clock.now()
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        spec, invalid = self._account_spec(key)
+        stored = dict(body.get("status") or {})
+        count = sum(1 for k in self._by_account.get(key, ()) if k in self.subscriptions)
+        status: dict[str, Any] = {"observedGeneration": generation, "subscriptions": count}
+        conds: list[Cond] = []
+        if spec is None:
+            conds.append(Cond("Ready", "False", "InvalidSpec", invalid or "spec does not parse"))
+        else:
+            bills = [b.status for b in self._account_bills(*key) if b.status is not None]
+            owed = balances(bills, spec.currency)
+            status["accountBalance"] = [
+                {"balanceType": "outstanding", "amount": owed.outstanding.to_api()},
+                {"balanceType": "credit", "amount": owed.credit.to_api()},
+            ]
+            takes = {"Active": "takes new orders", "Suspended": "keeps existing service, takes no new orders"}
+            conds.append(Cond("Ready", "True", spec.state, f"{spec.state}: {takes.get(spec.state, 'takes no orders')}"))
+            if spec.creditLimit is not None:
+                limit = Money.from_api(spec.creditLimit, "spec.creditLimit")
+                if limit.currency != spec.currency:
+                    message = f"spec.creditLimit.unit: {limit.currency} is not the account's {spec.currency}"
+                    conds.append(Cond("CreditLimit", "False", "CurrencyMismatch", message))
+                elif owed.outstanding.amount > limit.amount:
+                    message = f"outstanding {owed.outstanding} exceeds spec.creditLimit {limit}"
+                    conds.append(Cond("CreditLimit", "False", "Exceeded", message))
+                else:
+                    conds.append(Cond("CreditLimit", "True", "Within", f"outstanding {owed.outstanding} of {limit}"))
+        status["conditions"] = merge_conditions(stored.get("conditions"), conds, generation, now)
+        self.writer.submit(Ref("billingaccounts", key[1], key[0]), status, stored)
+
     # -- Subscription -----------------------------------------------------------------------------
     async def _reconcile_subscription(self, key: Key) -> None:
         for _ in range(6):
@@ -636,6 +747,9 @@ class CommerceController:
         uid = str(meta.get("uid") or "")
         offering_name = spec.productOffering.name
         offering, _ = self._parse_offering(self.offerings.get(offering_name))
+        billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
+        tz, recorded_zone = self._subscription_zone(ns, spec, billing)
+        problem = self._account_problem(ns, spec, offering, stored.get("state") not in (None, "created"))
         svc_body = self.services.get(key)
         if svc_body is not None and _owner_uid(svc_body) not in (None, uid):
             svc_body = None  # a NetworkService of an earlier Subscription by this name, not ours
@@ -644,12 +758,13 @@ class CommerceController:
         desired_spec: dict[str, Any] | None = None
         if offering is not None:
             errors = tuple(order.validate_order(name, spec, offering, current_svc_spec))
+            if problem is not None and stored.get("state") in (None, "created"):
+                errors += (order.OrderError(problem.field, problem.message),)  # no new order for a bad account
             if not errors:
                 desired_spec = order.network_service_for(name, ns, uid, spec, offering, True, current_svc_spec)["spec"]
         record = self._orders.get(key)
         conflicts = order.endpoint_conflicts(record, self.claims()) if record is not None else ()
-        billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
-        hold = self._payment_hold(ns, spec, offering, billing, stored.get("state"), now)
+        hold = self._payment_hold(ns, spec, offering, billing, stored.get("state"), now, tz)
         inputs = SubscriptionInputs(
             name=name,
             generation=generation,
@@ -664,8 +779,10 @@ class CommerceController:
             deleting=deleting,
         )
         decision = lifecycle.step(inputs)
-        account_ref = SubscriptionRef(ns, name, uid, spec.billingAccount.id)
-        result = self._billing(key, account_ref, spec, offering, billing, hold, inputs, decision, now)
+        account_ref = SubscriptionRef(ns, name, uid, spec.account_id)
+        result = self._billing(
+            key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem
+        )
         status, box, released, applied_samples = result
 
         if not deleting and FINALIZER not in finalizers and not released:
@@ -685,7 +802,32 @@ class CommerceController:
             remaining = [f for f in finalizers if f != FINALIZER]
             current = await self.kube.set_finalizers(ref, remaining, _rv(current))
             self.upsert_subscription(current)
-        self._schedule(key, inputs, spec, decision, now)
+        self._schedule(key, inputs, spec, decision, now, tz)
+
+    def _subscription_zone(
+        self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
+    ) -> tuple[str, str | None]:
+        """The time zone the subscription's periods are cut in, and the one to record in its status: the
+        inline account's (not recorded), else the one recorded when billing started (so a BillingAccount
+        deleted later cannot move the periods), else its BillingAccount's, else UTC while it is missing."""
+        if spec.inline_time_zone is not None:
+            return spec.inline_time_zone, None
+        if billing.timeZone:
+            return billing.timeZone, billing.timeZone
+        account, _ = self._account_spec((namespace, spec.account_id))
+        return (account.timeZone, account.timeZone) if account is not None else ("UTC", None)
+
+    def _account_problem(
+        self, namespace: str, spec: SubscriptionSpec, offering: ProductOfferingSpec | None, accepted: bool
+    ) -> AccountProblem | None:
+        """Why the Subscription cannot bill its BillingAccount (None for the deprecated inline account)."""
+        if spec.billingAccountRef is None:
+            return None
+        name = spec.billingAccountRef.name
+        account, invalid = self._account_spec((namespace, name))
+        return account_problem(
+            "spec.billingAccountRef.name", name, account, invalid, _offering_currency(offering), accepted
+        )
 
     def _billing(
         self,
@@ -698,13 +840,15 @@ class CommerceController:
         inputs: SubscriptionInputs,
         decision: SubscriptionDecision,
         now: datetime,
+        tz: str,
+        recorded_zone: str | None,
+        problem: AccountProblem | None,
     ) -> tuple[dict[str, Any] | None, Outbox, bool, dict[str, _Sample]]:
         """The whole status to write: the lifecycle's, with the ledger, outbox, usage, period close and
         payment hold of this pass. None when the transition cannot be recorded now (outbox or ledger
         full): then only the BillingDelivered condition is written, by the caller's status writer.
         Also whether the finalizer may go (final state, last period closed, every event delivered)."""
         stored = dict(inputs.status)
-        tz = spec.billingAccount.timeZone
         generation = inputs.generation
         box = Outbox.from_status(billing.outbox).mark_delivered(self._delivered.get(key, ()))
         ledger = Ledger.from_status(billing.ledger)
@@ -777,7 +921,7 @@ class CommerceController:
             except _BILLING_ERRORS as exc:
                 closed = False
                 log.warning("subscription %s/%s: period close failed: %s", key[0], key[1], exc)
-            through = self._invoiced_through(key[0], spec.billingAccount.id, charged)
+            through = self._invoiced_through(key[0], spec.account_id, charged)
             if through is not None and (ledger.billed_through is None or through > ledger.billed_through):
                 ledger = ledger.compact(through)
                 meter = meter.compact(through)
@@ -795,6 +939,7 @@ class CommerceController:
             usage=meter.to_status(),
             chargedThrough=charged,
             paymentHold=hold,
+            timeZone=recorded_zone if ledger.start_date is not None else None,  # fixed once billing started
         ).model_dump(mode="json", exclude_none=True)
         new_billing.setdefault("paymentHold", None)
         status = dict(decision.status)
@@ -806,6 +951,15 @@ class CommerceController:
         status["conditions"] = _set_condition(
             list(status.get("conditions") or []), stored.get("conditions"), delivered_cond, generation, now
         )
+        if spec.billingAccountRef is not None:
+            account_cond = (
+                Cond("BillingAccount", "False", problem.reason, f"{problem.field}: {problem.message}")
+                if problem is not None
+                else Cond("BillingAccount", "True", "Active", f"bills BillingAccount {spec.billingAccountRef.name}")
+            )
+            status["conditions"] = _set_condition(
+                status["conditions"], stored.get("conditions"), account_cond, generation, now
+            )
         drained = box.depth == 0 or self.deliverer is None
         released = decision.finished and closed and drained
         return status, box, released, applied
@@ -877,15 +1031,14 @@ class CommerceController:
         billing: SubscriptionBilling,
         state: str | None,
         now: datetime,
+        tz: str,
     ) -> PaymentHold | None:
         """Dunning: the payment hold after this pass, from the account's invoices and the offering's policy."""
         current = billing.paymentHold
         if offering is None:
             return current
-        invoices = self._account_invoice_statuses(namespace, spec.billingAccount.id)
-        decision = dunning_decision(
-            invoices, offering.paymentPolicy, current is not None, now, spec.billingAccount.timeZone
-        )
+        invoices = self._account_invoice_statuses(namespace, spec.account_id)
+        decision = dunning_decision(invoices, offering.paymentPolicy, current is not None, now, tz)
         if decision.action == "suspend" and state not in FINAL_STATES:
             return PaymentHold(since=to_second(now), invoices=list(decision.invoices)[:16])
         if decision.action == "resume":
@@ -912,18 +1065,26 @@ class CommerceController:
         return out
 
     def _invoiced_through(self, namespace: str, account: str, charged: datetime | None) -> datetime | None:
-        """End of the latest issued onCycle invoice's period whose charges are recorded: ledger history
-        before it can no longer change any bill and is compacted away."""
+        """End of the latest issued onCycle invoice's period whose charges are recorded and whose corrections
+        window closed (a later bill of the account, which carries its late corrections, is issued too):
+        ledger history before it can no longer change any bill and is compacted away."""
         if charged is None:
             return None
-        latest: datetime | None = None
+        issued: list[tuple[str | None, datetime, datetime]] = []
         for key in self._invoices_by_account.get((namespace, account), ()):
             inv = self.invoices.get(key) or {}
             spec = inv.get("spec") or {}
-            if spec.get("runType") != "onCycle" or ((inv.get("status") or {}).get("state")) not in ISSUED:
+            if ((inv.get("status") or {}).get("state")) not in ISSUED:
                 continue
-            end = parse_time((spec.get("billingPeriod") or {}).get("endDateTime"))
-            if end is not None and end <= utc(charged) and (latest is None or end > latest):
+            bounds = spec.get("billingPeriod") or {}
+            start, end = parse_time(bounds.get("startDateTime")), parse_time(bounds.get("endDateTime"))
+            if start is not None and end is not None:
+                issued.append((spec.get("runType"), start, end))
+        latest: datetime | None = None
+        for run_type, _, end in issued:
+            if run_type != "onCycle" or end > utc(charged) or (latest is not None and end <= latest):
+                continue
+            if any(later_start >= end for _, later_start, _ in issued):
                 latest = end
         return latest
 
@@ -981,6 +1142,7 @@ class CommerceController:
         spec: SubscriptionSpec,
         decision: SubscriptionDecision,
         now: datetime,
+        tz: str,
     ) -> None:
         moments: list[datetime] = []
         # next_wakeup only knows requested dates and, for orders not yet accepted, the offering's validFor
@@ -990,7 +1152,7 @@ class CommerceController:
                 moments.append(wake)
         if decision.state not in FINAL_STATES:
             with contextlib.suppress(PeriodError):
-                moments.append(bill_period(spec.billingAccount.timeZone, now).end)
+                moments.append(bill_period(tz, now).end)
         if moments:
             self._subs.mark_after(key, (min(moments) - now).total_seconds() + 1.0)
 
@@ -1008,25 +1170,87 @@ class CommerceController:
         raise RuntimeError(f"invoice {key[0]}/{key[1]} kept changing under every write")
 
     def account_inputs(self, namespace: str, account: str) -> tuple[list[BillingInput], str, list[str]]:
-        """The account's subscriptions as billing inputs, its time zone, and what could not be used."""
+        """The account's subscriptions as billing inputs, its time zone (its BillingAccount's, else its first
+        subscription's), and what could not be used."""
         inputs: list[BillingInput] = []
         problems: list[str] = []
         zones: list[str] = []
+        account_spec, _ = self._account_spec((namespace, account))
         for key in sorted(self._by_account.get((namespace, account), ())):
             sub = self.subscriptions.get(key)
             if sub is None:
                 continue
-            zones.append(_time_zone(sub))
+            zone = self._zone_of(namespace, sub)
+            zones.append(zone)
             offering = self.offerings.get(_offering_of(sub))
             if offering is None:
                 if _start_date(sub) is not None:
                     problems.append(f"subscription {key[1]}: ProductOffering {_offering_of(sub)} not found")
                 continue
             try:
-                inputs.append(BillingInput.from_objects(sub, offering))
+                inputs.append(BillingInput.from_objects(sub, offering, zone))
             except (ValidationError, *_BILLING_ERRORS) as exc:
                 problems.append(f"subscription {key[1]}: {exc}")
+        if account_spec is not None:
+            return inputs, account_spec.timeZone, problems
         return inputs, (zones[0] if zones else "UTC"), problems
+
+    def _zone_of(self, namespace: str, sub: Mapping[str, Any]) -> str:
+        """A Subscription's billing time zone from its object (see `_subscription_zone`)."""
+        spec = sub.get("spec") or {}
+        inline = spec.get("billingAccount")
+        if inline:
+            return str(inline.get("timeZone") or "UTC")
+        recorded = _billing_of(sub).get("timeZone")
+        if recorded:
+            return str(recorded)
+        account, _ = self._account_spec((namespace, _account(sub)))
+        return account.timeZone if account is not None else "UTC"
+
+    def _account_bills(self, namespace: str, account: str) -> list[BillView]:
+        """The account's invoices as carrying balances and corrections need them (parsed once per resourceVersion)."""
+        out: list[BillView] = []
+        for key in sorted(self._invoices_by_account.get((namespace, account), ())):
+            body = self.invoices.get(key)
+            if body is None:
+                continue
+            bounds = (body.get("spec") or {}).get("billingPeriod") or {}
+            start, end = parse_time(bounds.get("startDateTime")), parse_time(bounds.get("endDateTime"))
+            if start is None or end is None or end <= start:
+                continue
+            cached = self._bill_views.get(key)
+            if cached is None or cached[0] != _rv(body):
+                status: InvoiceStatus | None = None
+                with contextlib.suppress(ValidationError):
+                    status = InvoiceStatus.model_validate(body.get("status") or {}) if body.get("status") else None
+                uid = str((body.get("metadata") or {}).get("uid") or "")
+                cached = self._bill_views[key] = (_rv(body), BillView(key[1], uid, Period(start, end), status))
+            out.append(cached[1])
+        return out
+
+    def _corrections(
+        self, target: BillView, bills: list[BillView], inputs: list[BillingInput], now: datetime
+    ) -> list[BillLine]:
+        """Late corrections for the account's next draft: every issued bill before it is re-rated from the
+        subscriptions' ledgers as they are now; differences become credit or debit lines. Bills whose history
+        was compacted can no longer change and are skipped; lines of subscriptions that are gone are left alone."""
+        uid_of = {sub.ref.qualified_name: sub.ref.uid for sub in inputs}
+        issued: list[InvoiceStatus] = []
+        recomputed: list[BillLine] = []
+        for bill in bills:
+            status = bill.status
+            if status is None or (status.state or "new") not in ISSUED or bill.period.end > target.period.start:
+                continue
+            try:
+                lines = [ln for sub in inputs for ln in rate_subscription(sub, bill.period, now).lines]
+            except _BILLING_ERRORS:
+                continue  # compacted: that history is final
+            recomputed += lines
+            own = [ln for ln in status.lines if ln.subscription in uid_of]
+            issued.append(status.model_copy(update={"lines": own}))
+        if not issued:
+            return []
+        return corrections(issued, recomputed, target.period, uid_of)
 
     async def _invoice_pass(self, key: Key, body: dict[str, Any]) -> None:
         ns, name = key
@@ -1045,32 +1269,77 @@ class CommerceController:
         if stored_raw:
             with contextlib.suppress(ValidationError):
                 stored = InvoiceStatus.model_validate(stored_raw)
+        account_spec, account_invalid = self._account_spec((ns, account))
         inputs, tz, problems = self.account_inputs(ns, account)
         grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
         payments = list(spec.payments)
+        box = Outbox.from_status(stored.outbox if stored else None).mark_delivered(self._invoice_delivered.get(key, ()))
         new: InvoiceStatus
+        period: Period | None = None
         try:
             start, end = spec.billingPeriod.startDateTime, spec.billingPeriod.endDateTime
             if start is None or end is None:
                 raise InvoiceError("spec.billingPeriod: needs startDateTime and endDateTime")
             period = Period(to_second(start), to_second(end))
+            event_ref = InvoiceRef.from_object(body)
+            bills = self._account_bills(ns, account)
+            me = BillView(name, event_ref.uid, period, stored)
             if stored is not None and (stored.state or "new") in ISSUED:
-                new = reconcile(stored, _issued_draft(name, account, period, stored), payments, now, grace, tz)
+                base = stored
+                if base.sentDate is None and invoice_event_id(event_ref.uid, "issued") in box.recent:
+                    base = mark_sent(base, now)  # the issued bill reached every billing sink
+                carrier = carried_by(me, bills)
+                carried = Money.from_api(carrier[1], "carriedForward", signed=True) if carrier else None
+                draft_view = _issued_draft(name, account, period, base)
+                new = reconcile(base, draft_view, payments, now, grace, tz, carried=carried)
+                balance = CarriedBalance(invoice=carrier[0], amount=carrier[1]) if carrier else None
+                new = new.model_copy(update={"carriedForward": balance})
             else:
+                if account_invalid is not None:
+                    raise InvoiceError(f"BillingAccount {account}: {account_invalid}")
                 if problems:
                     raise InvoiceError("; ".join(problems))
-                currency = None if inputs else self._fallback_currency(ns, account)
+                currency = account_spec.currency if account_spec is not None else None
+                if currency is None and not inputs:
+                    currency = self._fallback_currency(ns, account)
+                code = account_currency(account, inputs, currency)
+                if currency is not None and code != currency:
+                    raise InvoiceError(
+                        f"BillingAccount {account} bills in {currency}; its subscriptions are priced in {code}"
+                    )
+                extra: list[BillLine] = []
+                if next_draft([*[b for b in bills if b.name != name], me]) == name:
+                    extra = carried_lines(me, bills, code) + self._corrections(me, bills, inputs, now)
+                terms = account_spec.paymentPlan if account_spec is not None else None
                 draft = compute_invoice(
-                    account, period, inputs, now, self.taxes, payments, time_zone=tz, currency=currency
+                    account,
+                    period,
+                    inputs,
+                    now,
+                    account_taxes(account_spec, self.taxes, period),
+                    payments,
+                    extra_lines=extra,
+                    time_zone=tz,
+                    currency=code,
+                    payment_term_days=terms.paymentTermDays if terms is not None else None,
                 )
-                new = reconcile(stored, draft, payments, now, grace, tz)
-                if now >= period.end:
+                new = reconcile(stored, draft, payments, now, grace, tz, on_hold=spec.onHold)
+                if now >= period.end and not spec.onHold:
                     new = reconcile(issue(new, draft, now, tz, bill_no=name), draft, payments, now, grace, tz)
                     due = rfc3339(new.paymentDueDate) if new.paymentDueDate else "on receipt"
                     self._spawn(self.kube.event(body, "Normal", "Issued", f"issued: {draft.tax_included}, due {due}"))
-            cond = _invoice_ready(new, period, tz)
+            overdue_at = add_days(new.paymentDueDate, grace, tz) if new.paymentDueDate else None
+            events = transition_events(event_ref, stored, new, payments, overdue_at)
+            new = new.model_copy(update={"recordedPayments": [p.id for p in payments]})
+            box = box.add(events, now)  # recorded in the same resourceVersion-checked write as the change
+            new = new.model_copy(update={"outbox": box.to_status()})
+            cond = _invoice_ready(new, period, tz, spec.onHold)
+        except OutboxFull as exc:
+            new = (stored or InvoiceStatus()).model_copy(update={"outbox": box.to_status()})
+            cond = Cond("Ready", "False", "OutboxFull", str(exc))
+            self._outbox_signal.set()
         except (ValidationError, *_BILLING_ERRORS) as exc:
-            new = stored or InvoiceStatus()
+            new = (stored or InvoiceStatus()).model_copy(update={"outbox": box.to_status()})
             cond = Cond("Ready", "False", type(exc).__name__, str(exc)[:4000])
             period = None
         out = new.model_dump(mode="json", exclude_none=True)
@@ -1081,6 +1350,11 @@ class CommerceController:
         if differs(out, stored_raw):
             after = await self.kube.patch_status(ref, out, _rv(body))
             self.writer.forget(ref)
+            delivered = self._invoice_delivered.get(key)
+            if delivered:
+                delivered &= set(box.ids)  # those left the outbox in this write
+            if box.pending:
+                self._outbox_signal.set()
             if stored is not None and stored.state != new.state and new.state == "settled":
                 self._spawn(self.kube.event(after, "Normal", "Settled", f"settled on {rfc3339(now)}"))
             self.upsert_invoice(after)
@@ -1148,7 +1422,7 @@ class CommerceController:
                 served.append((start, parse_time((sub.get("status") or {}).get("terminationDate"))))
         if not served:
             return 0
-        tz = _time_zone(subs[0])
+        _, tz, _ = self.account_inputs(namespace, account)
         try:
             cycle = Cycle.of("month", 1, tz)
         except PeriodError:
@@ -1223,7 +1497,22 @@ class CommerceController:
                 continue
             done = self._delivered.get(key, set())
             out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+        out += self._pending_invoice_events()
         out.sort(key=lambda item: item[0])
+        return out
+
+    def _pending_invoice_events(self) -> list[tuple[datetime, Key, BillingEvent]]:
+        out: list[tuple[datetime, Key, BillingEvent]] = []
+        for key, body in list(self.invoices.items()):
+            raw = ((body.get("status") or {}).get("outbox")) or {}
+            if not raw.get("pending"):
+                continue
+            try:
+                box = Outbox.from_status(raw)
+            except (ValidationError, *_BILLING_ERRORS):
+                continue
+            done = self._invoice_delivered.get(key, set())
+            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
         return out
 
     def _outbox_metrics(self, pending: list[tuple[datetime, Key, BillingEvent]]) -> None:
@@ -1244,12 +1533,20 @@ class CommerceController:
         metrics.BILLING_DELIVERED.inc(self.deliverer.metrics.delivered - before)
         done = set(report.delivered)
         touched: set[Key] = set()
+        touched_invoices: set[Key] = set()
         for _, key, event in batch:
-            if event.id in done:
+            if event.id not in done:
+                continue
+            if event.type.startswith(INVOICE_TYPE_PREFIX):
+                self._invoice_delivered[key].add(event.id)
+                touched_invoices.add(key)
+            else:
                 self._delivered[key].add(event.id)
                 touched.add(key)
         for key in touched:
             self._subs.mark(key)  # its next write removes them from the outbox
+        for key in touched_invoices:
+            self._invs.mark(key)  # the same, and an issued bill delivered becomes sent
         if report.errors != self._last_sink_errors:
             for sink, error in report.errors.items():
                 log.warning("billing sink %s: %s (%d events stay pending)", sink, error, len(report.pending))
@@ -1360,10 +1657,12 @@ def _issued_draft(name: str, account: str, period: Period, stored: InvoiceStatus
     )
 
 
-def _invoice_ready(status: InvoiceStatus, period: Period, tz: str) -> Cond:
+def _invoice_ready(status: InvoiceStatus, period: Period, tz: str, on_hold: bool = False) -> Cond:
     state = status.state or "new"
     total = status.taxIncludedAmount
     amount = f"{total.value} {total.unit}" if total else "nothing"
+    if state == "onHold":
+        return Cond("Ready", "True", "OnHold", f"draft on hold (spec.onHold): {amount} so far, not issued while held")
     if state not in ISSUED:
         return Cond(
             "Ready",
@@ -1378,8 +1677,9 @@ def _invoice_ready(status: InvoiceStatus, period: Period, tz: str) -> Cond:
     when = rfc3339(status.paymentDueDate) if status.paymentDueDate else "?"
     if status.overdue:
         return Cond("Ready", "True", "Overdue", f"{due_text} of {amount} overdue (due {when}, grace period over)")
-    reason = "PartiallyPaid" if state == "partiallyPaid" else "Issued"
-    return Cond("Ready", "True", reason, f"issued: {due_text} of {amount} due by {when}")
+    reason = {"partiallyPaid": "PartiallyPaid", "sent": "Sent"}.get(state, "Issued")
+    sent = f", sent {rfc3339(status.sentDate)}" if status.sentDate else ""
+    return Cond("Ready", "True", reason, f"issued{sent}: {due_text} of {amount} due by {when}")
 
 
 __all__ = ["CommerceController", "KeyedRunner", "build_deliverer", "spec_patch"]

@@ -1,4 +1,4 @@
-"""Kopf handlers for ProductOffering, Subscription and Invoice: decode the event, call the controller.
+"""Kopf handlers for ProductOffering, BillingAccount, Subscription and Invoice: decode the event, call the controller.
 
 Like the network handlers they take raw watch events (`on.event`): the CommerceController keeps
 indexes and reconciles level-triggered, writing its own status, finalizer and children. The
@@ -8,11 +8,13 @@ through the Replica (controller/peering.py), which drops them while this replica
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from ..api import GROUP, VERSION
+from ..commerce.runtime import CommerceController
 from ..peering import Replica, describe
 from ..runtime import Controller
 
@@ -29,25 +31,38 @@ async def product_offering_event(event: Any, memo: Any, **_: Any) -> None:
         await replica.run(what, lambda c: c.commerce.upsert_offering(obj))
 
 
-@kopf.on.event(GROUP, VERSION, "subscriptions")
-async def subscription_event(event: Any, memo: Any, **_: Any) -> None:
+async def _namespaced(
+    event: Any,
+    memo: Any,
+    kind: str,
+    upsert: Callable[[CommerceController, dict[str, Any]], None],
+    remove: Callable[[CommerceController, str, str], None],
+) -> None:
+    """A namespaced kind's watch event, handed to the commerce controller (through the Replica)."""
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    what = describe("Subscription", obj, event["type"])
+    what = describe(kind, obj, event["type"])
     if event["type"] == "DELETED":
-        await replica.run(what, lambda c: c.commerce.remove_subscription(namespace, name))
+        await replica.run(what, lambda c: remove(c.commerce, namespace, name))
     else:
-        await replica.run(what, lambda c: c.commerce.upsert_subscription(obj))
+        await replica.run(what, lambda c: upsert(c.commerce, obj))
+
+
+@kopf.on.event(GROUP, VERSION, "subscriptions")
+async def subscription_event(event: Any, memo: Any, **_: Any) -> None:
+    await _namespaced(
+        event, memo, "Subscription", CommerceController.upsert_subscription, CommerceController.remove_subscription
+    )
 
 
 @kopf.on.event(GROUP, VERSION, "invoices")
 async def invoice_event(event: Any, memo: Any, **_: Any) -> None:
-    replica: Replica[Controller] = memo.replica
-    obj = dict(event["object"])
-    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    what = describe("Invoice", obj, event["type"])
-    if event["type"] == "DELETED":
-        await replica.run(what, lambda c: c.commerce.remove_invoice(namespace, name))
-    else:
-        await replica.run(what, lambda c: c.commerce.upsert_invoice(obj))
+    await _namespaced(event, memo, "Invoice", CommerceController.upsert_invoice, CommerceController.remove_invoice)
+
+
+@kopf.on.event(GROUP, VERSION, "billingaccounts")
+async def billing_account_event(event: Any, memo: Any, **_: Any) -> None:
+    await _namespaced(
+        event, memo, "BillingAccount", CommerceController.upsert_account, CommerceController.remove_account
+    )

@@ -30,6 +30,7 @@ WAVES = {
     "Namespace": "0",
     "Secret": "1",
     "ProductOffering": "1",
+    "BillingAccount": "1",
     "NetworkDevice": "2",
     "Subscription": "3",
     "NetworkService": "4",

@@ -396,7 +396,7 @@ def test_get_telco_lists_every_kind_with_its_columns(crds: Kubectl) -> None:
     for path in manifests():
         crds.apply_file(path)
     out = crds.run("get", "telco", "-A").stdout
-    for kind in ("invoice", "networkdevice", "networkservice", "productoffering", "subscription"):
+    for kind in ("billingaccount", "invoice", "networkdevice", "networkservice", "productoffering", "subscription"):
         assert f"{kind}.telco.intent.dev/" in out, f"{kind} missing from `kubectl get telco`:\n{out}"
     header_lines = [line for line in out.splitlines() if line.startswith("NAMESPACE")]
     headers = " ".join(header_lines)
@@ -414,9 +414,13 @@ def test_get_telco_lists_every_kind_with_its_columns(crds: Kubectl) -> None:
 
 
 def test_explain_teaches_the_api(crds: Kubectl) -> None:
+    out = crds.run("explain", "subscription.spec.billingAccountRef").stdout
+    assert "The BillingAccount in this namespace that pays" in out
     out = crds.run("explain", "subscription.spec.billingAccount").stdout
-    assert "Who pays." in out
+    assert "Deprecated" in out
     assert re.search(r"timeZone\s+<string>", out)
+    out = crds.run("explain", "billingaccount.spec.taxRates").stdout
+    assert "Taxes of the account's jurisdiction" in out
     out = crds.run("explain", "productoffering.spec.productOfferingPrice.priceType").stdout
     assert "recurring (per period)" in out
 

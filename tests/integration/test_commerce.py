@@ -25,6 +25,7 @@ import yaml
 
 from controller.billing import events as ev
 from controller.billing.invoice import invoice_name
+from controller.billing.invoice_events import invoice_event_id
 from controller.billing.periods import Cycle, Period, stamp
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
@@ -37,6 +38,7 @@ DEVICES = ("cm-r1", "cm-r2")
 FINALIZER = "telco.intent.dev/cleanup"
 GROUP_VERSION = "telco.intent.dev/v1alpha1"
 TYPE = "dev.intent.telco.subscription.{}.v1"
+ISSUED = ("validated", "sent")  # sent once the issued bill's CloudEvent reached the sink
 pytestmark = pytest.mark.cluster
 
 
@@ -579,8 +581,8 @@ def test_off_cycle_invoice_lines_taxes_and_payments(
     )
     assert condition(draft, "Ready")["reason"] == "Draft"
     issued = wait_for(
-        "the invoice issued after its period",
-        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and i.get("status", {}).get("state") == "validated" and i,
+        "the invoice issued after its period (sent once its issued event reached the sink)",
+        lambda: (i := api.get("invoices", "lab-adhoc", ns)) and i.get("status", {}).get("state") in ISSUED and i,
         60,
     )["status"]
     lines = {line["type"]: line for line in issued["lines"]}
@@ -644,25 +646,14 @@ def test_overdue_invoice_suspends_and_settlement_resumes(
     sub = wait_state(api, ns, "shop", "active")
     start = ts(sub["status"]["startDate"])
     end = max(start + timedelta(seconds=10), controller_now(clock_file) + timedelta(seconds=3)).replace(microsecond=0)
-    inv = {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Invoice",
-        "metadata": {"name": "shop-adhoc", "namespace": ns},
-        "spec": {
-            "billingAccount": "acct-dunning",
-            "billingPeriod": {
-                "startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        },
-    }
+    inv = adhoc_invoice(ns, "shop-adhoc", "acct-dunning", start, end)
     api.apply(inv)
     issued = wait_for(
         "issued and overdue at once (no payment term, no grace)",
         lambda: (i := api.get("invoices", "shop-adhoc", ns)) and (i.get("status") or {}).get("overdue") is True and i,
         60,
     )["status"]
-    assert issued["state"] == "validated" and condition({"status": issued}, "Ready")["reason"] == "Overdue"
+    assert issued["state"] in ISSUED and condition({"status": issued}, "Ready")["reason"] == "Overdue"
 
     sub = wait_state(api, ns, "shop", "suspended")
     hold = condition(sub, "PaymentHold")
@@ -692,6 +683,278 @@ def test_overdue_invoice_suspends_and_settlement_resumes(
     api.delete("productofferings", off)
 
 
+INVOICE_TYPE = "dev.intent.telco.invoice.{}.v1"
+
+
+def invoice_source(namespace: str, name: str) -> str:
+    return f"/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/invoices/{name}"
+
+
+def billing_account(namespace: str, name: str, currency: str = "EUR", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "BillingAccount",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"name": f"Integration {name}", "currency": currency, **spec},
+    }
+
+
+def subscription_for_account(
+    namespace: str, name: str, offering_name: str, account: str, device: str, port: str, vlan: int
+) -> dict[str, Any]:
+    body = subscription(namespace, name, offering_name, account, device, port, vlan)
+    del body["spec"]["billingAccount"]
+    body["spec"]["billingAccountRef"] = {"name": account}
+    return body
+
+
+def adhoc_invoice(
+    namespace: str, name: str, account: str, start: datetime, end: datetime, **spec: Any
+) -> dict[str, Any]:
+    """An offCycle Invoice of `account` for [start, end)."""
+    period = {"startDateTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "endDateTime": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Invoice",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"billingAccount": account, "billingPeriod": period, **spec},
+    }
+
+
+def issued_invoice(
+    api: Api, clock_file: Path, namespace: str, name: str, account: str, start: datetime
+) -> dict[str, Any]:
+    end = max(start + timedelta(seconds=8), controller_now(clock_file) + timedelta(seconds=3)).replace(microsecond=0)
+    api.apply(adhoc_invoice(namespace, name, account, start - timedelta(minutes=1), end))
+    return wait_for(
+        f"invoice {name} issued and sent",
+        lambda: (i := api.get("invoices", name, namespace)) and (i.get("status") or {}).get("state") == "sent" and i,
+        60,
+    )
+
+
+def wait_condition(api: Api, namespace: str, name: str, type_: str, status: str, says: str) -> dict[str, Any]:
+    """The Subscription's condition `type_` once it has `status` and its message contains `says`."""
+
+    def probe() -> dict[str, Any] | None:
+        cond = condition(api.get("subscriptions", name, namespace), type_)
+        return cond if cond and cond["status"] == status and says in cond.get("message", "") else None
+
+    return wait_for(f"Subscription {namespace}/{name} {type_}={status} saying {says!r}", probe, 20)
+
+
+def patch_invoice(kubectl: Kubectl, namespace: str, name: str, kind: str, patch: Any) -> Any:
+    return kubectl.run(
+        "patch", "invoice", name, "-n", namespace, f"--type={kind}", "-p", json.dumps(patch), check=False
+    )
+
+
+def test_recorded_payments_cannot_be_rewritten_and_a_reversal_reopens_the_bill(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, receiver: CloudEventsReceiver, clock_file: Path, ns: str
+) -> None:
+    off = unique("cm-pay")
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, "pay", off, "acct-pay", "cm-r1", "Ethernet6", 671))
+    sub = wait_state(api, ns, "pay", "active")
+    inv = issued_invoice(api, clock_file, ns, "pay-adhoc", "acct-pay", ts(sub["status"]["startDate"]))
+    uid, total = inv["metadata"]["uid"], inv["status"]["taxIncludedAmount"]["value"]
+    wire = {"id": "wire-1", "amount": money(total), "date": "2026-01-01T00:00:00Z"}
+    patch_invoice(kubectl, ns, "pay-adhoc", "json", [{"op": "add", "path": "/spec/payments", "value": [wire]}])
+    wait_for(
+        "settled",
+        lambda: (api.get("invoices", "pay-adhoc", ns) or {}).get("status", {}).get("state") == "settled",
+        20,
+    )
+
+    # editing, removing one, removing all, or dropping the list: each refused, naming the field
+    edits = [
+        ("json", [{"op": "replace", "path": "/spec/payments/0/amount/value", "value": "0.01"}]),
+        ("json", [{"op": "remove", "path": "/spec/payments/0"}]),
+        ("merge", {"spec": {"payments": []}}),
+        ("merge", {"spec": {"payments": None}}),
+        ("merge", {"spec": {"payments": [{**wire, "date": "2026-01-02T00:00:00Z"}]}}),
+    ]
+    for kind, patch in edits:
+        refused = patch_invoice(kubectl, ns, "pay-adhoc", kind, patch)
+        assert refused.returncode != 0, f"{patch} was accepted"
+        assert (
+            "spec.payments" in refused.stderr and "recorded payments cannot be edited or removed" in refused.stderr
+        ), refused.stderr
+    stored = api.get("invoices", "pay-adhoc", ns)
+    assert stored is not None and stored["spec"]["payments"] == [wire], "the recorded payment is untouched"
+    no_reason = {"id": "back-1", "amount": money(f"-{total}"), "date": "2026-01-03T00:00:00Z"}
+    refused = patch_invoice(
+        kubectl, ns, "pay-adhoc", "json", [{"op": "add", "path": "/spec/payments/-", "value": no_reason}]
+    )
+    assert refused.returncode != 0 and "a reversal (negative amount) needs a reason" in refused.stderr, refused.stderr
+
+    reversal = {**no_reason, "reason": "transfer returned by the bank", "reverses": "wire-1"}
+    patch_invoice(kubectl, ns, "pay-adhoc", "json", [{"op": "add", "path": "/spec/payments/-", "value": reversal}])
+    back = wait_for(
+        "the reversal takes the bill back to sent",
+        lambda: (i := api.get("invoices", "pay-adhoc", ns)) and i["status"].get("state") == "sent" and i["status"],
+        20,
+    )
+    assert (back["amountPaid"]["value"], back["amountDue"]["value"]) == ("0.00", total)
+    assert "settledDate" not in back and condition({"status": back}, "Ready")["reason"] == "Sent"
+
+    source = invoice_source(ns, "pay-adhoc")
+    facts = [
+        ("issued", ""),
+        ("sent", ""),
+        ("paymentReceived", "wire-1"),
+        ("settled", "wire-1"),
+        ("paymentReceived", "back-1"),
+    ]
+    expected = {invoice_event_id(uid, fact, key): fact for fact, key in facts}
+    for event_id in expected:
+        wait_event(receiver, event_id)
+    wait_for(
+        "the invoice outbox drained",
+        lambda: not ((api.get("invoices", "pay-adhoc", ns) or {}).get("status", {}).get("outbox") or {}).get("pending"),
+        20,
+    )
+    events = [e for e in receiver.events if e.get_source() == source]
+    assert sorted(e.get_id() for e in events) == sorted(expected), "each state change once, under its own id"
+    assert all(e.get_type() == INVOICE_TYPE.format(expected[e.get_id()]) for e in events)
+    assert all(receiver.deliveries[(source, event_id)] == 1 for event_id in expected)
+    returned = next(e for e in events if e.get_data().get("paymentId") == "back-1")
+    assert returned.get_data()["amount"] == f"-{total}" and returned.get_data()["reason"] == reversal["reason"]
+    api.delete("subscriptions", "pay", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "pay", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
+def test_billing_accounts_gate_orders_and_set_tax_and_terms(
+    api: Api, controller: ControllerProcess, clock_file: Path, ns: str
+) -> None:
+    off = unique("cm-acct")
+    api.apply(offering(off, daily()))
+    # an order for an account that does not exist waits, naming the field
+    api.apply(subscription_for_account(ns, "site", off, "acct-eu", "cm-r2", "Ethernet6", 681))
+    ready = wait_condition(api, ns, "site", "Ready", "False", "spec.billingAccountRef.name")
+    assert "BillingAccount acct-eu does not exist" in ready["message"]
+    assert condition(get_sub(api, ns, "site"), "BillingAccount")["reason"] == "BillingAccountNotFound"
+    assert api.get("networkservices", "site", ns) is None
+
+    # an account in another currency: still refused, saying both currencies
+    api.apply(billing_account(ns, "acct-eu", "USD"))
+    account = wait_for(
+        "the currency mismatch reported",
+        lambda: (
+            (c := condition(api.get("subscriptions", "site", ns), "BillingAccount"))
+            and c["reason"] == "CurrencyMismatch"
+            and c
+        ),
+        20,
+    )
+    assert "bills in USD" in account["message"] and "priced in EUR" in account["message"]
+    api.delete("billingaccounts", "acct-eu", ns)
+    wait_for("the USD account gone", lambda: api.get("billingaccounts", "acct-eu", ns) is None, 20)
+
+    # the right account: accepted, active; the account's tax and terms apply to its bill
+    api.apply(
+        billing_account(
+            ns,
+            "acct-eu",
+            taxZone="CH",
+            taxRates=[{"taxCategory": "MWST", "taxRate": "8.1"}],
+            paymentPlan={"paymentTermDays": 7},
+        )
+    )
+    sub = wait_state(api, ns, "site", "active")
+    assert condition(sub, "BillingAccount")["status"] == "True"
+    assert sub["status"]["billing"]["timeZone"] == "UTC"
+    wait_for(
+        "the account counts its subscription",
+        lambda: ((api.get("billingaccounts", "acct-eu", ns) or {}).get("status") or {}).get("subscriptions") == 1,
+        20,
+    )
+    inv = issued_invoice(api, clock_file, ns, "site-adhoc", "acct-eu", ts(sub["status"]["startDate"]))["status"]
+    assert [(t["taxCategory"], t["taxRate"]) for t in inv["taxItem"]] == [("MWST", "8.1")], "not the --tax-rate flag"
+    assert ts(inv["paymentDueDate"]) - ts(inv["billDate"]) == timedelta(days=7)
+    wait_for(
+        "the outstanding balance on the account",
+        lambda: (
+            {
+                b["balanceType"]: b["amount"]["value"]
+                for b in ((api.get("billingaccounts", "acct-eu", ns) or {}).get("status") or {}).get(
+                    "accountBalance", []
+                )
+            }.get("outstanding")
+            == inv["amountDue"]["value"]
+        ),
+        20,
+    )
+
+    # a Suspended account keeps the running service and takes no new order
+    api.apply(billing_account(ns, "acct-eu", state="Suspended", taxRates=[{"taxCategory": "MWST", "taxRate": "8.1"}]))
+    api.apply(subscription_for_account(ns, "second", off, "acct-eu", "cm-r2", "Ethernet7", 682))
+    refused = wait_condition(api, ns, "second", "OrderAccepted", "False", "Suspended")
+    assert "spec.billingAccountRef.name" in refused["message"]
+    assert get_sub(api, ns, "site")["status"]["state"] == "active"
+    for name in ("second", "site"):
+        api.delete("subscriptions", name, ns)
+    wait_for("subscriptions gone", lambda: not list_items(api, "subscriptions", ns), 40)
+    api.delete("productofferings", off)
+
+
+def test_held_invoice_is_issued_on_release_and_its_event_survives_a_crash(
+    api: Api,
+    kubectl: Kubectl,
+    controller: ControllerProcess,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    ns: str,
+) -> None:
+    off = unique("cm-hold")
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, "held", off, "acct-hold", "cm-r1", "Ethernet7", 691))
+    sub = wait_state(api, ns, "held", "active")
+    start = ts(sub["status"]["startDate"])
+    end = max(start + timedelta(seconds=5), controller_now(clock_file) + timedelta(seconds=2)).replace(microsecond=0)
+    api.apply(adhoc_invoice(ns, "held-adhoc", "acct-hold", start - timedelta(minutes=1), end, onHold=True))
+    wait_for("the period over", lambda: controller_now(clock_file) > end + timedelta(seconds=3), 30)
+    held = wait_for(
+        "held as a draft after its period",
+        lambda: (i := api.get("invoices", "held-adhoc", ns)) and (i.get("status") or {}).get("state") == "onHold" and i,
+        20,
+    )
+    assert condition(held, "Ready")["reason"] == "OnHold" and held["status"]["lines"]
+    assert not held["status"].get("billDate"), "not issued while held"
+    uid = held["metadata"]["uid"]
+    issued_id = invoice_event_id(uid, "issued")
+    receiver.down()
+    try:
+        kubectl.run("patch", "invoice", "held-adhoc", "-n", ns, "--type=merge", "-p", '{"spec":{"onHold":false}}')
+        wait_for(
+            "issued, its event in the invoice's outbox",
+            lambda: (
+                (i := api.get("invoices", "held-adhoc", ns))
+                and i["status"].get("state") == "validated"
+                and [e["id"] for e in i["status"]["outbox"].get("pending", [])] == [issued_id]
+            ),
+            30,
+        )
+        controller.kill9()  # after the write that issued the bill, before any delivery
+    finally:
+        receiver.up()
+    assert issued_id not in receiver.ids
+    controller.start()
+    wait_event(receiver, issued_id, timeout=40)
+    sent = wait_for(
+        "sent once the issued event reached the sink",
+        lambda: (i := api.get("invoices", "held-adhoc", ns)) and i["status"].get("state") == "sent" and i["status"],
+        30,
+    )
+    wait_event(receiver, invoice_event_id(uid, "sent"))
+    assert receiver.deliveries[(invoice_source(ns, "held-adhoc"), issued_id)] == 1
+    assert sent["sentDate"] and condition({"status": sent}, "Ready")["reason"] == "Sent"
+    api.delete("subscriptions", "held", ns)
+    wait_for("subscription gone", lambda: api.get("subscriptions", "held", ns) is None, 40)
+    api.delete("productofferings", off)
+
+
 def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     api: Api,
     controller: ControllerProcess,
@@ -715,7 +978,7 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     name = invoice_name("ACME.Month", month, tz)
     inv = wait_for(
         f"the onCycle invoice {name}",
-        lambda: (i := api.get("invoices", name, ns)) and (i.get("status") or {}).get("state") == "validated" and i,
+        lambda: (i := api.get("invoices", name, ns)) and (i.get("status") or {}).get("state") in ISSUED and i,
         60,
     )
     assert inv["spec"]["runType"] == "onCycle"

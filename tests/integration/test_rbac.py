@@ -147,6 +147,7 @@ def denials(log: str) -> list[str]:
 ALLOWED = [
     ("get", "secrets", SECRETS_NS),
     ("list", "networkservices.telco.intent.dev", None),
+    ("watch", "billingaccounts.telco.intent.dev", None),
     ("patch", "networkdevices.telco.intent.dev/status", None),
     ("create", "events", "default"),
     ("patch", f"clusterkopfpeerings.kopf.dev/{RELEASE}", None),
@@ -160,6 +161,7 @@ DENIED = [
     ("delete", "networkdevices.telco.intent.dev", None),
     ("create", "networkdevices.telco.intent.dev", None),
     ("delete", "invoices.telco.intent.dev", "default"),
+    ("patch", "billingaccounts.telco.intent.dev", "default"),
     ("get", "pods", RELEASE_NS),
     ("list", "pods", None),
     ("create", "pods/exec", RELEASE_NS),

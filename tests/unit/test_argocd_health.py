@@ -100,6 +100,7 @@ def _healthy_status(kind: str) -> dict[str, Any]:
         "NetworkDevice": {"observedGeneration": 3, "conditions": ready},
         "ProductOffering": {"observedGeneration": 3, "sellable": True, "conditions": ready},
         "Invoice": {"observedGeneration": 3, "state": "sent", "conditions": ready},
+        "BillingAccount": {"observedGeneration": 3, "subscriptions": 2, "conditions": ready},
     }[kind]
 
 

@@ -83,7 +83,8 @@ argocd.argoproj.io/sync-wave: "-1"
 
 {{/*
 Rules on the namespaced kinds: Subscriptions are watched and finalized; their NetworkServices are
-created, patched and deleted; Invoices are created at period end (never deleted: billing data).
+created, patched and deleted; Invoices are created at period end (never deleted: billing data);
+BillingAccounts are only read (and their status written).
 */}}
 {{- define "telco-intent.namespacedRules" -}}
 - apiGroups: ["telco.intent.dev"]
@@ -96,7 +97,10 @@ created, patched and deleted; Invoices are created at period end (never deleted:
   resources: ["invoices"]
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["telco.intent.dev"]
-  resources: ["subscriptions/status", "networkservices/status", "invoices/status"]
+  resources: ["billingaccounts"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["telco.intent.dev"]
+  resources: ["subscriptions/status", "networkservices/status", "invoices/status", "billingaccounts/status"]
   verbs: ["patch"]
 {{- end }}
 

@@ -208,7 +208,8 @@ def test_issue_freezes_the_bill() -> None:
         reconcile(tampered, changed, [], DEC1)
     with pytest.raises(InvoiceError, match=r"cannot issue it before"):
         issue(InvoiceStatus(state="new"), draft, utc(2026, 11, 30), TZ)
-    assert mark_sent(status).state == "sent"
+    sent = mark_sent(status, utc(2026, 12, 2))
+    assert sent.state == "sent" and sent.sentDate == utc(2026, 12, 2)
 
 
 def pay(value: str, pid: str = "p1") -> dict[str, object]:

@@ -184,15 +184,17 @@ class World:
             self.ctl.upsert_invoice(obj)
         elif kind == "ProductOffering":
             self.ctl.upsert_offering(obj)
+        elif kind == "BillingAccount":
+            self.ctl.upsert_account(obj)
 
     async def open(self) -> None:
-        for runner in (self.ctl._subs, self.ctl._invs, self.ctl._offs):
+        for runner in (self.ctl._subs, self.ctl._invs, self.ctl._offs, self.ctl._accts):
             runner.open()
 
     async def idle(self) -> None:
         for _ in range(500):
             await asyncio.sleep(0.002)
-            runners = (self.ctl._subs, self.ctl._invs, self.ctl._offs)
+            runners = (self.ctl._subs, self.ctl._invs, self.ctl._offs, self.ctl._accts)
             if not any(r._running for r in runners) and not self.ctl.writer._busy:
                 await asyncio.sleep(0.002)
                 if not any(r._running for r in runners):
@@ -496,7 +498,18 @@ def test_month_end_creates_the_on_cycle_invoice_once() -> None:
         assert bill["status"]["taxExcludedAmount"]["value"] == "34.10"
         charges = [e for e in sub["billing"]["outbox"]["pending"] if e["type"].endswith("charge.period.v1")]
         assert [e["data"]["amount"] for e in charges] == ["34.10"]
-        assert sub["billing"]["ledger"]["billedThrough"] == "2026-12-01T00:00:00Z", "compacted after the bill"
+        # November's history stays until December's bill (which carries November's late corrections) is issued
+        assert "billedThrough" not in sub["billing"]["ledger"], "not compacted while corrections can come"
+        december = Cycle.of("month").next(month)
+        clock.set(december.end + timedelta(minutes=1))
+        for _ in range(3):
+            await w.ctl.billing_pass()
+            await w.idle()
+        assert w.obj("invoices", invoice_name("acme-1", december))["status"]["state"] == "validated"
+        await w.ctl.billing_pass()
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")["status"]
+        assert sub["billing"]["ledger"]["billedThrough"] == "2026-12-01T00:00:00Z", "compacted after the next bill"
 
     run(scenario, clock)
 
