@@ -1,0 +1,75 @@
+"""The validating admission webhook, served by Kopf (docs/admission.md).
+
+Imported only when --webhook-port is set: Kopf refuses to start with admission handlers and no server.
+Each handler reads what its decision needs from the API server, within a bound well inside the
+webhook's timeoutSeconds, and refuses naming the field; the decisions are in controller/admission.py.
+Every replica serves admission, the standby ones too: nothing here goes through the Replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from .. import admission
+from ..api import GROUP, VERSION
+from ..billing.clock import OffsetClock
+from ..kube import Kube
+
+log = logging.getLogger(__name__)
+
+# The chart's timeoutSeconds is 5 by default (10 at most): the reads must finish well before the API
+# server gives up on the webhook and applies the failurePolicy.
+READ_TIMEOUT_SECONDS = 3.0
+# 422 Unprocessable Entity, as for an object the schema refuses.
+REFUSED = 422
+UNAVAILABLE = 503
+
+
+class Admission:
+    """What the handlers share: an API client of their own (a standby replica has no Controller) and
+    the controller's clock (sellability depends on it; tests move it forward)."""
+
+    def __init__(self, kube: Kube, clock: OffsetClock) -> None:
+        self.kube = kube
+        self.clock = clock
+
+    async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
+        hook = admission.WEBHOOKS[plural]
+        request = admission.Request(plural, operation, new, old, self.clock.now())
+        if not admission.changes_intent(request):
+            return
+        problems = admission.review(request, await self._read(hook.reads))
+        if problems:
+            raise kopf.AdmissionError(admission.refusal(problems), code=REFUSED)
+
+    async def _read(self, plurals: tuple[str, ...]) -> admission.World:
+        try:
+            lists = await asyncio.wait_for(
+                asyncio.gather(*(self.kube.list_all(p, timeout=READ_TIMEOUT_SECONDS) for p in plurals)),
+                READ_TIMEOUT_SECONDS,
+            )
+        except Exception as exc:  # fail closed, as failurePolicy Fail does: we cannot tell
+            log.warning("admission: reading %s failed: %s", ", ".join(plurals), exc)
+            raise kopf.AdmissionError(
+                f"the admission webhook could not read {', '.join(plurals)} to check this request"
+                f" ({type(exc).__name__}); try again",
+                code=UNAVAILABLE,
+            ) from None
+        return admission.World(dict(zip(plurals, lists, strict=True)))
+
+
+def _register(plural: str) -> None:
+    @kopf.on.validate(GROUP, VERSION, plural, id=plural, operations=["CREATE", "UPDATE"])
+    async def validate(body: Any, memo: Any, **kwargs: Any) -> None:
+        checker: Admission = memo.admission
+        old = kwargs.get("old")
+        await checker.judge(plural, kwargs["operation"], dict(body), dict(old) if old is not None else None)
+
+
+for _plural in admission.WEBHOOKS:
+    _register(_plural)
