@@ -20,6 +20,7 @@ occurrence.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,12 @@ class PeriodError(ValueError):
 
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The zones of the IANA database as the tzdata package lists them (a dependency, so the list is the
+    same on every host); the host's zone directory also holds files that are no zone (localtime)."""
+    try:
+        return frozenset(importlib.resources.files("tzdata").joinpath("zones").read_text().split())
+    except (ModuleNotFoundError, OSError):  # no tzdata package: what the host's zone directories hold
+        return frozenset(zoneinfo.available_timezones())
 
 
 def is_known_zone(name: str) -> bool:
