@@ -20,6 +20,7 @@ subscriptions webhook reads "billingaccounts" too.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -544,3 +545,42 @@ def _listing(names: Sequence[str]) -> str:
 
 def _unique(problems: Iterable[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
+
+
+def webhook_configuration(
+    name: str,
+    base_url: str,
+    ca_bundle_pem: bytes,
+    *,
+    failure_policy: str = "Fail",
+    timeout_seconds: int = 5,
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration for a controller serving at `base_url` (e.g.
+    https://127.0.0.1:9443), as the local control plane registers it; the chart renders the same
+    webhooks (templates/validatingwebhook.yaml) but calls them through its Service."""
+    ca = base64.b64encode(ca_bundle_pem).decode()
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{hook.plural}.validate.telco.intent.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "timeoutSeconds": timeout_seconds,
+                "matchPolicy": "Equivalent",
+                "clientConfig": {"url": base_url.rstrip("/") + hook.path, "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["telco.intent.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [hook.plural],
+                    }
+                ],
+            }
+            for hook in WEBHOOKS.values()
+        ],
+    }

@@ -45,7 +45,11 @@ class Admission:
             return
         problems = admission.review(request, await self._read(hook.reads))
         if problems:
-            raise kopf.AdmissionError(admission.refusal(problems), code=REFUSED)
+            message = admission.refusal(problems)
+            meta = new.get("metadata") or {}
+            where = "/".join(str(p) for p in (meta.get("namespace"), meta.get("name")) if p)
+            log.info("admission: refused %s of %s %s: %s", operation, new.get("kind"), where, message)
+            raise kopf.AdmissionError(message, code=REFUSED)
 
     async def _read(self, plurals: tuple[str, ...]) -> admission.World:
         try:
@@ -61,6 +65,20 @@ class Admission:
                 code=UNAVAILABLE,
             ) from None
         return admission.World(dict(zip(plurals, lists, strict=True)))
+
+
+class _RefusalIsNoError(logging.Filter):
+    """Kopf logs every refused request as an ERROR ("Webhook ... failed permanently"); a refusal is the
+    webhook working, logged at INFO above, so Kopf's line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Webhook ") and "failed permanently" in text)
+
+
+logging.getLogger("kopf.objects").addFilter(_RefusalIsNoError())
+# One access line per admission request at INFO would be most of the log.
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _register(plural: str) -> None:

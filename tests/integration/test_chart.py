@@ -41,7 +41,7 @@ SHARDED_HA: dict[str, Any] = {
     "rbac": {"create": True, "secretNamespaces": ["chart-secrets"]},
     "metrics": {"enabled": True, "port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "dashboards": {"enabled": True},
-    "webhook": {"enabled": True, "certificateSecret": "telco-intent-webhook-tls"},
+    "webhook": {"enabled": True, "certificateSecret": "telco-intent-webhook-tls", "caBundle": "Q0E="},
 }
 
 
