@@ -24,6 +24,7 @@ from localcluster.cluster import free_port
 from localcluster.webhook import serving_certificate
 from tests.harness import Api, ControllerProcess, wait_for
 from tests.kube import Kubectl
+from tests.unit.commerce.builders import offering_doc
 
 NS = "adm-tests"
 API = "telco.intent.dev/v1alpha1"
@@ -32,19 +33,7 @@ CLEANUP = "telco.intent.dev/cleanup"
 
 
 def offering(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
-        "productOfferingPrice": [
-            {
-                "name": "Monthly fee",
-                "priceType": "recurring",
-                "recurringChargePeriodType": "month",
-                "price": {"unit": "EUR", "value": "49.90"},
-            }
-        ],
-        **spec,
-    }
+    body = offering_doc(name=name, **spec)
     return {"apiVersion": API, "kind": "ProductOffering", "metadata": {"name": name}, "spec": body}
 
 
@@ -220,9 +209,7 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str, list[str]]] = [
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize(
-    ("obj", "hook", "field", "words"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS]
-)
+@pytest.mark.parametrize(("obj", "hook", "field", "words"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS])
 def test_kubectl_apply_is_refused_naming_the_field(
     webhook: dict[str, Any], obj: dict[str, Any], hook: str, field: str, words: list[str]
 ) -> None:
@@ -277,10 +264,12 @@ def test_objects_from_before_the_webhook_are_left_alone(webhook: dict[str, Any])
         assert now["spec"] == old["spec"] and now["metadata"]["generation"] == old["metadata"]["generation"], key
     orphan = wait_for(
         "the controller's finalizer and status on adm-orphan",
-        lambda: (o := api.get("subscriptions", "adm-orphan", NS))
-        and CLEANUP in (o["metadata"].get("finalizers") or [])
-        and (o.get("status") or {}).get("conditions")
-        and o,
+        lambda: (
+            (o := api.get("subscriptions", "adm-orphan", NS))
+            and CLEANUP in (o["metadata"].get("finalizers") or [])
+            and (o.get("status") or {}).get("conditions")
+            and o
+        ),
         30,
         interval=0.2,
     )

@@ -19,6 +19,7 @@ from controller.admission import (
     refusal,
     review,
 )
+from tests.unit.commerce.builders import offering_doc
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 EARLIER = "2027-01-01T00:00:00Z"
@@ -36,20 +37,12 @@ def meta(name: str, namespace: str | None = "acme", created: str | None = None, 
 
 
 def offering(name: str = "fiber-100", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "Fiber 100",
-        "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
-        "productOfferingPrice": [
-            {
-                "name": "Monthly fee",
-                "priceType": "recurring",
-                "recurringChargePeriodType": "month",
-                "price": {"unit": "EUR", "value": "49.90"},
-            }
-        ],
+    return {
+        "apiVersion": API,
+        "kind": "ProductOffering",
+        "metadata": meta(name, None, EARLIER),
+        "spec": offering_doc(**spec),
     }
-    body.update(spec)
-    return {"apiVersion": API, "kind": "ProductOffering", "metadata": meta(name, None, EARLIER), "spec": body}
 
 
 def l3vpn_offering(name: str = "vpn-50") -> dict[str, Any]:
@@ -380,9 +373,7 @@ OFFERING_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("obj", "field", "words"), [c[1:] for c in OFFERING_CASES], ids=[c[0] for c in OFFERING_CASES]
-)
+@pytest.mark.parametrize(("obj", "field", "words"), [c[1:] for c in OFFERING_CASES], ids=[c[0] for c in OFFERING_CASES])
 def test_product_offering(obj: dict, field: str | None, words: list[str]) -> None:
     problems = create("productofferings", obj)
     if field is None:
@@ -408,9 +399,7 @@ INVOICE_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("obj", "others", "words"), [c[1:] for c in INVOICE_CASES], ids=[c[0] for c in INVOICE_CASES]
-)
+@pytest.mark.parametrize(("obj", "others", "words"), [c[1:] for c in INVOICE_CASES], ids=[c[0] for c in INVOICE_CASES])
 def test_off_cycle_invoice_once_per_account_and_period(obj: dict, others: list[dict], words: str | None) -> None:
     problems = create("invoices", obj, world(invoices=others))
     if words is None:
