@@ -23,8 +23,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ from .commerce.order import (
 )
 from .intent.merge import Claim, merge
 from .intent.paths import GPath
-from .intent.render import ServiceKey, render
+from .intent.render import ManagedEntry, ServiceKey, render
 from .times import beyond_computable, parse_time, rfc3339
 
 RERUN_ANNOTATION = "telco.intent.dev/rerun"
@@ -58,6 +58,16 @@ _LISTED = 8  # names listed in a message at most
 
 Obj = Mapping[str, Any]
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A NetworkService as merge() sees it: its key, precedence time, spec and rendered entries."""
+
+    key: ServiceKey
+    created: datetime | None
+    spec: NetworkServiceSpec
+    entries: tuple[ManagedEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class World:
-    """The cluster's objects a decision reads, by plural, as the API returns them."""
+    """The cluster's objects a decision reads, by plural, as the API returns them.
+
+    `renders` memoises each NetworkService's parsed spec and rendered entries by (namespace, name,
+    resourceVersion) across requests: a version's render never changes, and rendering every service on
+    a device is most of a decision's cost. Pass the same dict to successive Worlds to keep it.
+    """
 
     objects: Mapping[str, Sequence[Obj]]
+    renders: MutableMapping[tuple[str, str, str], Rendered | None] = field(default_factory=dict)
 
     def of(self, plural: str) -> Sequence[Obj]:
         return self.objects.get(plural, ())
@@ -335,15 +351,15 @@ def _network_problems(
     reconciler does), and IPv4 subnets overlapping another service's in the same routing instance."""
     devices = {e.device for e in spec.endpoints}
     others = [
-        (ServiceKey(*_identity(o)), _created(o, created), s)
+        r
         for o in world.of("networkservices")
-        if ServiceKey(*_identity(o)) != key
-        and (s := _spec_or_none(NetworkServiceSpec, o)) is not None
-        and not s.dryRun
-        and any(e.device in devices for e in s.endpoints)
+        if (r := _rendered(o, world)) is not None
+        and r.key != key
+        and not r.spec.dryRun
+        and any(e.device in devices for e in r.spec.endpoints)
     ]
-    claims = [Claim(k, c, tuple(render(k, s))) for k, c, s in others]
     mine = Claim(key, created, tuple(render(key, spec)))
+    claims = _entangled(mine, [Claim(r.key, r.created or created, r.entries) for r in others])
     problems: list[Problem] = []
     for device in sorted(devices):
         for conflict in merge(device, [*claims, mine]).conflicts:
@@ -351,6 +367,7 @@ def _network_problems(
                 continue
             i = _endpoint_at(key, spec, device, conflict.path)
             if i not in skip:
+                skip = skip | {i}  # its subinterface is someone else's: its address is beside the point
                 problems.append(
                     Problem(
                         f"spec.endpoints[{i}]",
@@ -362,16 +379,54 @@ def _network_problems(
         if endpoint.ipv4Address is None or i in skip:
             continue
         mine_net = ipaddress.IPv4Interface(endpoint.ipv4Address)
-        for other_key, _, other in others:
-            if _instance(other) != instance:
+        for other in others:
+            if _instance(other.spec) != instance:
                 continue
-            for theirs in other.endpoints:
+            for theirs in other.spec.endpoints:
                 if theirs.device != endpoint.device or theirs.ipv4Address is None:
                     continue
                 their_net = ipaddress.IPv4Interface(theirs.ipv4Address)
                 if mine_net.network.overlaps(their_net.network):
-                    problems.append(_overlap(i, mine_net, their_net, f"NetworkService {other_key}", endpoint, spec))
+                    problems.append(_overlap(i, mine_net, their_net, f"NetworkService {other.key}", endpoint, spec))
     return problems
+
+
+def _entangled(mine: Claim, claims: Sequence[Claim]) -> list[Claim]:
+    """The claims that can affect whether merge() admits `mine`: those sharing a path with it, those
+    sharing a path with them, and so on. Whether a claim holds its entries depends only on the claims it
+    shares paths with, so merging this part alone gives `mine` the outcome merging all of them would."""
+    by_path: dict[tuple[str, GPath], list[int]] = {}
+    for i, claim in enumerate(claims):
+        for entry in claim.entries:
+            by_path.setdefault((entry.device, entry.path), []).append(i)
+    picked: set[int] = set()
+    frontier = [(e.device, e.path) for e in mine.entries]
+    while frontier:
+        for i in by_path.get(frontier.pop(), ()):
+            if i not in picked:
+                picked.add(i)
+                frontier += [(e.device, e.path) for e in claims[i].entries]
+    return [claims[i] for i in sorted(picked)]
+
+
+def _rendered(obj: Obj, world: World) -> Rendered | None:
+    """The NetworkService parsed and rendered, memoised by version; None for a spec that does not parse."""
+    namespace, name = _identity(obj)
+    meta = obj.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "")
+    memo = (namespace, name, version)
+    if version and memo in world.renders:
+        return world.renders[memo]
+    spec = _spec_or_none(NetworkServiceSpec, obj)
+    key = ServiceKey(namespace, name)
+    result = (
+        None
+        if spec is None
+        else Rendered(key, parse_time(meta.get("creationTimestamp")), spec, tuple(render(key, spec)))
+    )
+    if version:
+        world.renders[memo] = result
+    return result
 
 
 def _own_overlaps(spec: NetworkServiceSpec) -> list[Problem]:

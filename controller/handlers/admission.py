@@ -27,6 +27,8 @@ READ_TIMEOUT_SECONDS = 3.0
 # 422 Unprocessable Entity, as for an object the schema refuses.
 REFUSED = 422
 UNAVAILABLE = 503
+# Rendered NetworkService versions kept between requests (a few KB each).
+RENDERS_KEPT = 50_000
 
 
 class Admission:
@@ -36,6 +38,7 @@ class Admission:
     def __init__(self, kube: Kube, clock: OffsetClock) -> None:
         self.kube = kube
         self.clock = clock
+        self.renders: dict[Any, Any] = {}  # World.renders, kept across requests
 
     async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
@@ -64,7 +67,9 @@ class Admission:
                 f" ({type(exc).__name__}); try again",
                 code=UNAVAILABLE,
             ) from None
-        return admission.World(dict(zip(plurals, lists, strict=True)))
+        if len(self.renders) > RENDERS_KEPT:  # versions long replaced pile up: start afresh
+            self.renders.clear()
+        return admission.World(dict(zip(plurals, lists, strict=True)), self.renders)
 
 
 class _RefusalIsNoError(logging.Filter):

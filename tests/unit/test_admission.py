@@ -316,6 +316,26 @@ def test_network_service_admitted(obj: dict, w: World) -> None:
     assert create("networkservices", obj, w) == []
 
 
+def test_a_service_that_lost_its_claim_holds_nothing() -> None:
+    """merge() decides: "chain" (vlans 100 and 200) lost vlan 100 to "first", so it holds neither, and
+    vlan 200 is free; only the claims entangled with the candidate are merged, with the same outcome."""
+    chain = service("chain", "beta", LATER, endpoints=[endpoint(vlan=100, ip=None), endpoint(vlan=200, ip=None)],
+                    serviceType="l2vpn")  # fmt: skip
+    first = service("first", "beta", EARLIER, serviceType="l2vpn", endpoints=[endpoint(vlan=100, ip=None)])
+    candidate = service("new", serviceType="l2vpn", endpoints=[endpoint(vlan=200, ip=None)])
+    assert create("networkservices", candidate, world(networkservices=[first, chain])) == []
+    one(create("networkservices", candidate, world(networkservices=[chain])), "spec.endpoints[0]", "beta/chain")
+
+
+def test_renders_are_memoised_by_version() -> None:
+    held = service("first", "beta", EARLIER)
+    held["metadata"]["resourceVersion"] = "7"
+    w = world(networkservices=[held])
+    one(create("networkservices", service(), w), "spec.endpoints[0]", "beta/first")
+    assert list(w.renders) == [("beta", "first", "7")]
+    one(create("networkservices", service(), w), "spec.endpoints[0]", "beta/first")  # from the memo
+
+
 # --- NetworkDevice -----------------------------------------------------------------------------
 
 DEVICE_CASES = [
