@@ -15,14 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
-from kubernetes.client import ApiException
 
-from controller.admission import RERUN_ANNOTATION, webhook_configuration
-from localcluster.cluster import free_port
-from localcluster.webhook import serving_certificate
-from tests.harness import Api, ControllerProcess, wait_for
+from controller.admission import RERUN_ANNOTATION
+from tests.harness import Api, ControllerProcess, registered_webhook, wait_for
 from tests.kube import Kubectl
 from tests.unit.commerce.builders import offering_doc
 
@@ -98,30 +94,16 @@ def webhook(crds: Kubectl, kubeconfig: Path, tmp_path_factory: pytest.TempPathFa
     api.ensure_namespace(NS)
     crds.apply(BEFORE)
     before = {_ref(o): crds.get(_kind(o), o["metadata"]["name"], o["metadata"].get("namespace")) for o in BEFORE}
-    certs = tmp_path_factory.mktemp("webhook-certs")
-    ca = serving_certificate(certs)
-    port = free_port()
     log = tmp_path_factory.mktemp("adm-controller") / "controller.log"
-    proc = ControllerProcess(
-        kubeconfig, log, "-n", NS, "--webhook-port", str(port), "--webhook-cert-dir", str(certs)
-    ).start()
-    admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
-    admission.create_validating_webhook_configuration(
-        webhook_configuration(CONFIG, f"https://127.0.0.1:{port}", ca, timeout_seconds=5)
-    )
-    state = {"api": api, "kubectl": crds, "proc": proc, "port": port, "before": before}
+    proc = ControllerProcess(kubeconfig, log, "-n", NS, webhook=True).start()
+    state = {"api": api, "kubectl": crds, "proc": proc, "port": proc.webhook_port, "before": before}
     try:
-        wait_serving(crds, port)
-        yield state
+        with registered_webhook(api, proc, CONFIG):
+            wait_serving(crds, proc.webhook_port)
+            yield state
     finally:
-        proc = state["proc"]
-        try:
-            admission.delete_validating_webhook_configuration(CONFIG)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        proc.stop()
-        print(f"--- controller log ({log}) ---\n" + proc.logs()[-8000:])
+        state["proc"].stop()
+        print(f"--- controller log ({log}) ---\n" + state["proc"].logs()[-8000:])
 
 
 def wait_serving(kubectl: Kubectl, port: int, timeout: float = 60) -> None:
@@ -294,8 +276,7 @@ def test_admission_survives_a_controller_restart(webhook: dict[str, Any]) -> Non
     assert result.returncode != 0 and "failed calling webhook" in result.stderr, result.stderr  # failurePolicy Fail
     assert time.monotonic() - started < 15  # bounded by the webhook's timeoutSeconds, not hanging
     kubectl.run("delete", "networkservice", "adm-good-svc", "-n", NS, "--ignore-not-found", "--wait=false")
-    restarted = ControllerProcess(proc.kubeconfig, proc.log_path, *proc.args).start()
-    webhook["proc"] = restarted
+    webhook["proc"] = proc.start()  # the same port and certificate
     wait_serving(kubectl, webhook["port"])
     stderr = refused(kubectl, subscription("adm-after", "adm-gone"))
     assert "spec.productOffering.name: ProductOffering adm-gone does not exist" in stderr
