@@ -25,7 +25,7 @@ import contextlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -54,6 +54,10 @@ from .times import beyond_computable, parse_time, rfc3339
 
 RERUN_ANNOTATION = "telco.intent.dev/rerun"
 DEFAULT_INSTANCE = "the default routing instance"
+# The object under review competes as the newest of all (an unaccepted order created after every other
+# object): what another object holds stays its own, whichever was created first. On UPDATE the stored
+# version is judged the same way, so only what the change newly takes is refused.
+NEWEST = datetime.max.replace(tzinfo=UTC)
 _LISTED = 8  # names listed in a message at most
 
 Obj = Mapping[str, Any]
@@ -183,8 +187,8 @@ def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem
             )
         )
     problems += _device_problems(spec.endpoints, world)
-    created = _created(obj, now)
-    me = OrderRecord(namespace, name, created, _endpoint_keys(spec.endpoints), (obj.get("status") or {}).get("state"))
+    created = NEWEST  # judged as the newest order: a change never takes what another order holds
+    me = OrderRecord(namespace, name, created, _endpoint_keys(spec.endpoints))
     others = [r for r in _order_records(world) if not r.same_subscription(me)]
     held = endpoint_conflicts(me, endpoint_claims([*others, me]))
     problems += _held_by_subscription(spec.endpoints, held)
@@ -239,7 +243,7 @@ def network_service_problems(obj: Obj, world: World, now: datetime) -> list[Prob
     problems += _held_by_subscription(spec.endpoints, held)
     if not spec.dryRun:  # a dry run claims nothing; its status shows what it would collide with
         taken = {i for i, _ in _conflicting_endpoints(spec.endpoints, held)}
-        problems += _network_problems(key, _created(obj, now), spec, world, skip=taken)
+        problems += _network_problems(key, NEWEST, spec, world, skip=taken)
         problems += _own_overlaps(spec)
     return problems
 
@@ -576,11 +580,6 @@ def _spec_or_none(model: type[M], obj: Obj) -> M | None:
 def _identity(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
-
-
-def _created(obj: Obj, default: datetime) -> datetime:
-    """Its creationTimestamp; an object being created has none yet and comes after every other."""
-    return parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or parse_time(default) or default
 
 
 def _same_intent(hook: Webhook, old: Obj, new: Obj) -> bool:

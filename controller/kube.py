@@ -91,6 +91,13 @@ class Kube:
         result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **extra)
         return [dict(item) for item in result.get("items", [])]
 
+    async def list_in(self, plural: str, namespace: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every object of a namespaced kind in `namespace`; `timeout` bounds the call in seconds."""
+        extra = {} if timeout is None else {"_request_timeout": timeout}
+        fn = self.custom.list_namespaced_custom_object
+        result = await self._run(fn, GROUP, VERSION, namespace, plural, **extra)
+        return [dict(item) for item in result.get("items", [])]
+
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
     ) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from .. import admission
-from ..api import GROUP, VERSION
+from ..api import GROUP, KINDS, VERSION
 from ..billing.clock import OffsetClock
 from ..kube import Kube
 
@@ -27,6 +27,7 @@ READ_TIMEOUT_SECONDS = 3.0
 # 422 Unprocessable Entity, as for an object the schema refuses.
 REFUSED = 422
 UNAVAILABLE = 503
+NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespaced")
 # Rendered NetworkService versions kept between requests (a few KB each).
 RENDERS_KEPT = 50_000
 
@@ -35,9 +36,12 @@ class Admission:
     """What the handlers share: an API client of their own (a standby replica has no Controller) and
     the controller's clock (sellability depends on it; tests move it forward)."""
 
-    def __init__(self, kube: Kube, clock: OffsetClock) -> None:
+    def __init__(self, kube: Kube, clock: OffsetClock, namespaces: list[str] | None = None) -> None:
         self.kube = kube
         self.clock = clock
+        # A controller watching some namespaces may list namespaced kinds only there (the chart's Roles),
+        # so it judges against those; the cluster-scoped kinds are read cluster-wide in both modes.
+        self.namespaces = list(namespaces or [])
         self.renders: dict[Any, Any] = {}  # World.renders, kept across requests
 
     async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -56,10 +60,7 @@ class Admission:
 
     async def _read(self, plurals: tuple[str, ...]) -> admission.World:
         try:
-            lists = await asyncio.wait_for(
-                asyncio.gather(*(self.kube.list_all(p, timeout=READ_TIMEOUT_SECONDS) for p in plurals)),
-                READ_TIMEOUT_SECONDS,
-            )
+            lists = await asyncio.wait_for(asyncio.gather(*(self._list(p) for p in plurals)), READ_TIMEOUT_SECONDS)
         except Exception as exc:  # fail closed, as failurePolicy Fail does: we cannot tell
             log.warning("admission: reading %s failed: %s", ", ".join(plurals), exc)
             raise kopf.AdmissionError(
@@ -70,6 +71,14 @@ class Admission:
         if len(self.renders) > RENDERS_KEPT:  # versions long replaced pile up: start afresh
             self.renders.clear()
         return admission.World(dict(zip(plurals, lists, strict=True)), self.renders)
+
+    async def _list(self, plural: str) -> list[dict[str, Any]]:
+        if not self.namespaces or plural not in NAMESPACED:
+            return await self.kube.list_all(plural, timeout=READ_TIMEOUT_SECONDS)
+        found = await asyncio.gather(
+            *(self.kube.list_in(plural, ns, timeout=READ_TIMEOUT_SECONDS) for ns in self.namespaces)
+        )
+        return [obj for objects in found for obj in objects]
 
 
 class _RefusalIsNoError(logging.Filter):

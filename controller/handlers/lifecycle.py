@@ -74,7 +74,8 @@ def serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
         pkeyfile=str(cert_dir / "tls.key"),
         file_check_interval=CERT_CHECK_SECONDS,
     )
-    memo.admission = Admission(Kube(), OffsetClock(SETTINGS.clock_offset_seconds, SETTINGS.clock_offset_file))
+    clock = OffsetClock(SETTINGS.clock_offset_seconds, SETTINGS.clock_offset_file)
+    memo.admission = Admission(Kube(), clock, SETTINGS.namespaces)
 
 
 @kopf.on.cleanup()

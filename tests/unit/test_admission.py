@@ -259,6 +259,22 @@ def test_an_accepted_order_keeps_its_endpoint_against_an_older_unaccepted_one() 
     assert update("subscriptions", old, new, w) == []
 
 
+def test_an_older_order_may_not_take_a_newer_orders_endpoint() -> None:
+    """By precedence the older, accepted order would win and evict the newer one: a change never takes
+    what another object holds, whoever was first."""
+    w = world(subscriptions=[subscription("newer", "beta", LATER, "pendingActive", endpoints=[endpoint(vlan=300)])])
+    old = subscription(created=EARLIER, state="active")
+    new = subscription(created=EARLIER, state="active", endpoints=[endpoint(vlan=300, ip="192.0.2.5/30")])
+    one(update("subscriptions", old, new, w), "spec.endpoints[0]", "held by Subscription beta/newer")
+
+
+def test_an_older_service_may_not_take_a_newer_services_subinterface() -> None:
+    newer = service("newer", "beta", LATER, endpoints=[endpoint(vlan=300, ip="198.51.100.1/30")])
+    old = service("older", "acme", EARLIER)
+    new = service("older", "acme", EARLIER, endpoints=[endpoint(vlan=300)])
+    one(update("networkservices", old, new, world(networkservices=[newer, old])), "spec.endpoints[0]", "beta/newer")
+
+
 # --- NetworkService ----------------------------------------------------------------------------
 
 SERVICE_REFUSALS = [
