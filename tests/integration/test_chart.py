@@ -556,14 +556,14 @@ def test_webhook_with_cert_manager(helm: Path, tmp_path: Path) -> None:
             "certificateSecret": "telco-intent-webhook-tls",
             "certManager": {"enabled": True, "issuerRef": {"name": "ca-issuer", "kind": "ClusterIssuer"}},
             "failurePolicy": "Ignore",
-            "timeoutSeconds": 3,
+            "timeoutSeconds": 8,
         }
     }
     docs = render(helm, tmp_path, values)
     (config,) = only(docs, "ValidatingWebhookConfiguration")
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NS}/telco-intent-webhook"
     assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
-    assert {(w["failurePolicy"], w["timeoutSeconds"]) for w in config["webhooks"]} == {("Ignore", 3)}
+    assert {(w["failurePolicy"], w["timeoutSeconds"]) for w in config["webhooks"]} == {("Ignore", 8)}
     (cert,) = only(docs, "Certificate")
     assert cert["spec"]["secretName"] == "telco-intent-webhook-tls"
     assert cert["spec"]["issuerRef"] == {"name": "ca-issuer", "kind": "ClusterIssuer"}
