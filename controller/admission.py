@@ -136,9 +136,25 @@ class Webhook:
         """The URL path the API server posts to (Kopf routes it to the handler of that id)."""
         return f"/{self.plural}"
 
+    @property
+    def match_condition(self) -> str:
+        """CEL the API server evaluates before calling the webhook: only a create, a spec change, or a
+        change of whether an annotation the check reads is set reaches it (`changes_intent`, as far as
+        the API server can tell). A finalizer or label write never does, so it goes through while no
+        replica answers."""
+        changed = ["request.operation == 'CREATE'", "object.spec != oldObject.spec"]
+        for key in self.annotations:
+            changed.append(f"{_annotated('object', key)} != {_annotated('oldObject', key)}")
+        return " || ".join(changed)
+
+
+def _annotated(obj: str, key: str) -> str:
+    return f"('annotations' in {obj}.metadata && '{key}' in {obj}.metadata.annotations)"
+
 
 def changes_intent(request: Request) -> bool:
-    """False for an UPDATE of metadata only (a finalizer, a label): admitted without reading anything."""
+    """False for an UPDATE of metadata only (a finalizer, a label): admitted without reading anything.
+    The registration's match_condition keeps most such requests from reaching the webhook at all."""
     old = request.old
     return not (
         request.operation == "UPDATE" and old is not None and _same_intent(WEBHOOKS[request.plural], old, request.new)
@@ -626,6 +642,7 @@ def webhook_configuration(
                 "timeoutSeconds": timeout_seconds,
                 "matchPolicy": "Equivalent",
                 "clientConfig": {"url": base_url.rstrip("/") + hook.path, "caBundle": ca},
+                "matchConditions": [{"name": "intent-changed", "expression": hook.match_condition}],
                 "rules": [
                     {
                         "apiGroups": ["telco.intent.dev"],

@@ -275,7 +275,12 @@ def test_admission_survives_a_controller_restart(webhook: dict[str, Any]) -> Non
     result = kubectl.apply(subscription("adm-while-down"), check=False)
     assert result.returncode != 0 and "failed calling webhook" in result.stderr, result.stderr  # failurePolicy Fail
     assert time.monotonic() - started < 15  # bounded by the webhook's timeoutSeconds, not hanging
-    kubectl.run("delete", "networkservice", "adm-good-svc", "-n", NS, "--ignore-not-found", "--wait=false")
+    # A metadata-only change never calls the webhook (matchConditions): labels, and the finalizer an
+    # operator clears to complete a deletion, go through while no controller answers.
+    kubectl.run("label", "subscription", "adm-good", "-n", NS, "while-down=yes")
+    patch = json.dumps({"metadata": {"finalizers": None}})
+    kubectl.run("patch", "networkservice", "adm-good-svc", "-n", NS, "--type=merge", "-p", patch)
+    kubectl.run("delete", "networkservice", "adm-good-svc", "-n", NS, "--wait=true", "--timeout=30s")
     webhook["proc"] = proc.start()  # the same port and certificate
     wait_serving(kubectl, webhook["port"])
     stderr = refused(kubectl, subscription("adm-after", "adm-gone"))

@@ -524,6 +524,8 @@ def test_webhook_configuration_is_the_controllers_table(helm: Path, tmp_path: Pa
     assert [w["name"] for w in config["webhooks"]] == [w["name"] for w in local["webhooks"]]
     for chart_hook, local_hook, hook in zip(config["webhooks"], local["webhooks"], WEBHOOKS.values(), strict=True):
         assert chart_hook["rules"] == local_hook["rules"]
+        assert chart_hook["matchConditions"] == local_hook["matchConditions"]
+        assert chart_hook["matchConditions"] == [{"name": "intent-changed", "expression": hook.match_condition}]
         assert chart_hook["clientConfig"]["service"] == {
             "name": "telco-intent-webhook",
             "namespace": NS,
