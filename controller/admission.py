@@ -256,8 +256,8 @@ def network_service_problems(obj: Obj, world: World, now: datetime) -> list[Prob
     held = tuple(
         EndpointConflict(k, holder) for k in _endpoint_keys(spec.endpoints) if (holder := claims.get(k)) is not None
     )
-    problems += _held_by_subscription(spec.endpoints, held)
     if not spec.dryRun:  # a dry run claims nothing; its status shows what it would collide with
+        problems += _held_by_subscription(spec.endpoints, held)
         taken = {i for i, _ in _conflicting_endpoints(spec.endpoints, held)}
         problems += _network_problems(key, NEWEST, spec, world, skip=taken)
         problems += _own_overlaps(spec)

@@ -321,6 +321,8 @@ SERVICE_ADMITTED = [
                                     endpoints=[endpoint(vlan=100, ip="198.51.100.1/30")])])),
     ("a dry run on a taken endpoint: its status shows the conflict", service(dryRun=True),
      world(networkservices=[service("first", "beta", EARLIER)])),
+    ("a dry run on an ordered endpoint", service(dryRun=True),
+     world(subscriptions=[subscription("hq", "beta", EARLIER, "active")])),
     ("l2vpn without addresses next to an address user",
      service(serviceType="l2vpn", endpoints=[endpoint(vlan=300, ip=None)]),
      world(networkservices=[service("first", "beta", EARLIER)])),
