@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,9 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     lifecycle.SETTINGS = settings
     import controller.handlers  # noqa: F401 - registers every handler with Kopf
+
+    if settings.webhook_port:  # the validating webhook's handlers (Kopf refuses them without a server)
+        importlib.import_module("controller.handlers.admission")
 
     from .peering import own_identity
 

@@ -85,9 +85,17 @@ class Kube:
             )
         )
 
-    async def list_all(self, plural: str) -> list[dict[str, Any]]:
-        """Every object of a kind in the cluster (all namespaces)."""
-        result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+    async def list_all(self, plural: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind in the cluster (all namespaces); `timeout` bounds the call in seconds."""
+        extra = {} if timeout is None else {"_request_timeout": timeout}
+        result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **extra)
+        return [dict(item) for item in result.get("items", [])]
+
+    async def list_in(self, plural: str, namespace: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every object of a namespaced kind in `namespace`; `timeout` bounds the call in seconds."""
+        extra = {} if timeout is None else {"_request_timeout": timeout}
+        fn = self.custom.list_namespaced_custom_object
+        result = await self._run(fn, GROUP, VERSION, namespace, plural, **extra)
         return [dict(item) for item in result.get("items", [])]
 
     async def patch_status(

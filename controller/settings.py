@@ -100,6 +100,23 @@ class Settings:
     health_port: int = _setting(
         0, "serve /healthz on 127.0.0.1:PORT for liveness probes; 0 disables", parse=_port, metavar="PORT"
     )
+    # Validating admission webhook (docs/admission.md); the chart registers it with the API server.
+    webhook_port: int = _setting(
+        0,
+        "serve the validating admission webhook over HTTPS on --webhook-address:PORT; 0 disables",
+        parse=_port,
+        metavar="PORT",
+    )
+    webhook_address: str = _setting(
+        "127.0.0.1", "address the webhook binds; 0.0.0.0 in a pod, for the API server", metavar="ADDRESS"
+    )
+    webhook_cert_dir: str | None = _setting(
+        None,
+        "directory with the webhook's serving certificate tls.crt and key tls.key (a kubernetes.io/tls Secret"
+        " or cert-manager Certificate mounted there); re-read when they change; required with --webhook-port",
+        parse=_optional,
+        metavar="DIR",
+    )
     peering: str | None = _setting(
         None, "Kopf peering object for active/standby replicas; unset: standalone", parse=_optional, metavar="NAME"
     )
@@ -233,5 +250,12 @@ def options() -> list[Option]:
 
 def resolve(given: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
     """Settings from the flags given (field name -> value; absent: not on the command line), else the
-    environment, else the defaults. Raises SettingError for an environment value a setting cannot take."""
-    return Settings(**{o.field: given[o.field] if o.field in given else o.from_env(environ) for o in options()})
+    environment, else the defaults. Raises SettingError for an environment value a setting cannot take,
+    or for settings that cannot go together."""
+    settings = Settings(**{o.field: given[o.field] if o.field in given else o.from_env(environ) for o in options()})
+    if settings.webhook_port and not settings.webhook_cert_dir:
+        raise SettingError(
+            "--webhook-port needs --webhook-cert-dir (TELCO_WEBHOOK_CERT_DIR): the API server calls webhooks"
+            " over HTTPS only"
+        )
+    return settings

@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 EXAMPLE = "2026-12-01T09:30:00Z"
+# The latest instant the code computes with: billing steps periods of up to 36 years
+# (recurringChargePeriodLength) and shifts by a zone's offset, which must stay inside year 9999.
+LATEST = datetime(9900, 1, 1, tzinfo=UTC)
 
 
 class TimeError(ValueError):
@@ -35,6 +38,17 @@ def utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def beyond_computable(moment: datetime) -> str | None:
+    """Why `moment` lies beyond what the controller can compute with (see LATEST); None when it does not."""
+    try:
+        instant = utc(moment)
+    except OverflowError:  # e.g. 9999-12-31T23:30:00-01:00 is in the year 10000 in UTC
+        return f"{moment.isoformat()} is past the year 9999 in UTC; expected a time before {rfc3339(LATEST)}"
+    if instant >= LATEST:
+        return f"{rfc3339(instant)} is too far ahead to bill against; expected a time before {rfc3339(LATEST)}"
+    return None
 
 
 def whole_seconds(moment: datetime) -> datetime:

@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client import ApiException
 
+from controller.admission import webhook_configuration
+from localcluster.cluster import free_port
+from localcluster.webhook import serving_certificate
+
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "telco.intent.dev", "v1alpha1"
 T = TypeVar("T")
@@ -120,14 +124,34 @@ def is_ready(obj: dict[str, Any] | None) -> bool:
 
 
 class ControllerProcess:
-    """`python -m controller run` against the test cluster, logging to a file."""
+    """`python -m controller run` against the test cluster, logging to a file.
 
-    def __init__(self, kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    With `webhook=True` it also serves the admission webhook on a free port of 127.0.0.1, with a
+    certificate from a CA made for it (`webhook_url`, `webhook_ca`); a restart keeps both.
+    `registered_webhook` registers it with the API server.
+    """
+
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None, webhook: bool = False
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = list(args)
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.webhook_url: str | None = None
+        self.webhook_ca: bytes | None = None
+        if webhook:
+            certs = log_path.parent / f"{log_path.stem}-webhook-certs"
+            self.webhook_ca = serving_certificate(certs)
+            port = free_port()
+            self.webhook_url = f"https://127.0.0.1:{port}"
+            self.args += ["--webhook-port", str(port), "--webhook-cert-dir", str(certs)]
+
+    @property
+    def webhook_port(self) -> int:
+        assert self.webhook_url is not None, "started without webhook=True"
+        return int(self.webhook_url.rsplit(":", 1)[1])
 
     def start(self) -> ControllerProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
@@ -159,6 +183,23 @@ class ControllerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def registered_webhook(api: Api, proc: ControllerProcess, name: str) -> Iterator[None]:
+    """The controller's webhooks registered with the API server by URL (failurePolicy Fail, 5 s), removed
+    afterwards: while registered, every create and spec change of the five kinds goes through them."""
+    assert proc.webhook_url is not None and proc.webhook_ca is not None, "started without webhook=True"
+    admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
+    admission.create_validating_webhook_configuration(webhook_configuration(name, proc.webhook_url, proc.webhook_ca))
+    try:
+        yield
+    finally:
+        try:
+            admission.delete_validating_webhook_configuration(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 @contextlib.contextmanager

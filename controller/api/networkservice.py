@@ -72,6 +72,12 @@ class NetworkServiceSpec(ApiModel):
                     "fieldPath": ".vrf",
                 },
                 {
+                    # On the spec, not the field: a field's self == oldSelf does not run when it is removed.
+                    "rule": "!has(oldSelf.vrf) || (has(self.vrf) && self.vrf == oldSelf.vrf)",
+                    "message": "vrf is immutable: it can be neither changed nor removed",
+                    "fieldPath": ".vrf",
+                },
+                {
                     "rule": "self.serviceType == 'l2vpn' || self.endpoints.all(e, has(e.ipv4Address))",
                     "message": "internetAccess and l3vpn endpoints need ipv4Address",
                     "fieldPath": ".endpoints",
@@ -93,8 +99,7 @@ class NetworkServiceSpec(ApiModel):
         default=None,
         max_length=63,
         pattern=DNS_LABEL,
-        description="L3VRF network instance the subinterfaces join.",
-        json_schema_extra={"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "vrf is immutable"}]},
+        description="L3VRF network instance the subinterfaces join; immutable once set (the spec's rule).",
     )
     adminState: Literal["enabled", "disabled"] = Field(
         default="enabled", description="disabled keeps the configuration but shuts the subinterfaces."

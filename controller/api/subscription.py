@@ -40,8 +40,11 @@ class BillingAccountRef(ApiModel):
     timeZone: str = Field(
         default="UTC",
         max_length=64,
-        pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$",
-        description="IANA time zone in which the account's billing periods start and end.",
+        # Only the characters zone names use; whether the zone exists is the zone database's call (the
+        # admission webhook and billing/periods.py ask it): a pattern refused EST5EDT, admitted Etc/GMT+13.
+        pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+        description="IANA time zone in which the account's billing periods start and end, as the time zone"
+        " database (tzdata) lists it, e.g. Europe/Paris or EST5EDT.",
     )
 
 

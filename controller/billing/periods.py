@@ -19,6 +19,9 @@ occurrence.
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +40,28 @@ class PeriodError(ValueError):
     """Invalid period definition; the message names the field."""
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """The zones of the IANA database as the tzdata package lists them (a dependency, so the list is the
+    same on every host); the host's zone directory also holds files that are no zone (localtime)."""
+    try:
+        return frozenset(importlib.resources.files("tzdata").joinpath("zones").read_text().split())
+    except (ModuleNotFoundError, OSError):  # no tzdata package: what the host's zone directories hold
+        return frozenset(zoneinfo.available_timezones())
+
+
+def is_known_zone(name: str) -> bool:
+    """Whether the zone database (tzdata) lists `name` (EST5EDT: yes; Etc/GMT+13, posixrules, localtime: no)."""
+    return name in _zone_names()
+
+
 def load_zone(name: str, field: str = "billingAccount.timeZone") -> ZoneInfo:
-    """The IANA zone `name`, or PeriodError naming `field`."""
+    """The IANA zone `name` as the zone database lists it, or PeriodError naming `field`.
+
+    A file under the zone directory that is not a listed zone (posixrules, localtime) is refused too.
+    """
+    if not is_known_zone(name):
+        raise PeriodError(f"{field}: {name!r} is not a known IANA time zone")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
+from ..billing.money import MoneyError, parse_currency
 from ..conditions import Cond, merge_conditions
-from ..times import rfc3339, utc
+from ..times import beyond_computable, rfc3339, utc
 
 SELLING_STATUSES = ("Launched", "Active")
 NOT_YET_SELLING = ("In Study", "In Design", "In Test")
@@ -45,6 +46,19 @@ def offering_problems(spec: ProductOfferingSpec) -> list[str]:
     currencies = sorted({p.price.unit for p in prices if p.price is not None})
     if len(currencies) > 1:
         problems.append(f"productOfferingPrice: all prices must use one currency, found {', '.join(currencies)}")
+    first_named: dict[str, int] = {}
+    for i, p in enumerate(prices):
+        if p.price is not None:
+            try:
+                parse_currency(p.price.unit, f"productOfferingPrice[{i}].price.unit")
+            except MoneyError as exc:  # the billing code could not round or rate it
+                problems.append(str(exc))
+        j = first_named.setdefault(p.name, i)
+        if j != i:
+            problems.append(
+                f"productOfferingPrice[{i}].name: {p.name!r} is also the name of productOfferingPrice[{j}];"
+                " price names must be unique (bill lines tell prices apart by name)"
+            )
     if not any(p.priceType == "recurring" for p in prices):
         problems.append("productOfferingPrice: an offering needs at least one recurring price")
     for i, p in enumerate(prices):
@@ -160,6 +174,14 @@ def _bounds(period: TimePeriod | None) -> tuple[datetime | None, datetime | None
 
 
 def _period_problems(period: TimePeriod | None, where: str) -> list[str]:
+    if period is not None:
+        far = [
+            f"{where}.{name}: {why}"
+            for name in ("startDateTime", "endDateTime")
+            if (moment := getattr(period, name)) is not None and (why := beyond_computable(moment)) is not None
+        ]
+        if far:
+            return far
     start, end = _bounds(period)
     if start is not None and end is not None and end <= start:
         return [f"{where}.endDateTime: must be after startDateTime ({rfc3339(start)})"]

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from .. import metrics
+from ..billing.clock import OffsetClock
+from ..kube import Kube
 from ..peering import PeeringMonitor, Replica, own_identity
 from ..runtime import Controller
 from ..settings import Settings
 
 SETTINGS = Settings()  # replaced by the CLI before kopf starts
+# How often the webhook server looks for a renewed certificate (cert-manager renews well before expiry).
+CERT_CHECK_SECONDS = 60.0
 
 
 @kopf.on.startup()
@@ -34,6 +39,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.standalone = True
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
+    if SETTINGS.webhook_port:
+        serve_admission(settings, memo)
     # The handlers reach the Controller through the Replica, one object for the whole run (Kopf gives
     # each object a shallow copy of this memo): with peering it holds a Controller only while this
     # replica is the active one (controller/peering.py).
@@ -50,6 +57,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ).start()
     else:
         replica.resume("Active (standalone, no peering)")
+
+
+def serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
+    """Kopf's webhook server on --webhook-address:--webhook-port with the certificate in --webhook-cert-dir,
+    re-read when cert-manager renews it. It opens its port only once Kopf has scanned the resources, so a
+    connection refused means "not serving yet" rather than a 404. The chart or the tests register it."""
+    from .admission import Admission  # importing it registered the handlers (controller/__main__.py)
+
+    assert SETTINGS.webhook_cert_dir is not None  # settings.resolve refuses a port without a cert dir
+    cert_dir = Path(SETTINGS.webhook_cert_dir)
+    settings.admission.server = kopf.WebhookServer(
+        addr=SETTINGS.webhook_address,
+        port=SETTINGS.webhook_port,
+        certfile=str(cert_dir / "tls.crt"),
+        pkeyfile=str(cert_dir / "tls.key"),
+        file_check_interval=CERT_CHECK_SECONDS,
+    )
+    clock = OffsetClock(SETTINGS.clock_offset_seconds, SETTINGS.clock_offset_file)
+    memo.admission = Admission(Kube(), clock, SETTINGS.namespaces)
 
 
 @kopf.on.cleanup()

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from controller.__main__ import build_parser, settings_from_args
+from controller.admission import WEBHOOKS, webhook_configuration
 from controller.api import GROUP, KINDS
 from tests.kube import Kubectl
 
@@ -41,7 +42,7 @@ SHARDED_HA: dict[str, Any] = {
     "rbac": {"create": True, "secretNamespaces": ["chart-secrets"]},
     "metrics": {"enabled": True, "port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "dashboards": {"enabled": True},
-    "webhook": {"enabled": True, "certificateSecret": "telco-intent-webhook-tls"},
+    "webhook": {"enabled": True, "certificateSecret": "telco-intent-webhook-tls", "caBundle": "Q0E="},
 }
 
 
@@ -508,6 +509,82 @@ def test_server_side_dry_run(peering_crds: Kubectl, helm: Path, tmp_path: Path, 
     applied = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(applied) == len(docs), result.stdout
     assert all("(server dry run)" in line for line in applied), result.stdout
+
+
+# -- the validating webhook ----------------------------------------------------------------------
+
+
+def test_webhook_configuration_is_the_controllers_table(helm: Path, tmp_path: Path) -> None:
+    """Every webhook the controller serves (controller/admission.py) is registered at its path, for its kind
+    only, through the webhook Service, with the failure policy and bounded timeout from the values; the
+    local control plane's registration (webhook_configuration) has the same webhooks and rules."""
+    docs = render(helm, tmp_path, SHARDED_HA)
+    (config,) = only(docs, "ValidatingWebhookConfiguration")
+    local = webhook_configuration("x", "https://127.0.0.1:1", b"CA")
+    assert [w["name"] for w in config["webhooks"]] == [w["name"] for w in local["webhooks"]]
+    for chart_hook, local_hook, hook in zip(config["webhooks"], local["webhooks"], WEBHOOKS.values(), strict=True):
+        assert chart_hook["rules"] == local_hook["rules"]
+        assert chart_hook["matchConditions"] == local_hook["matchConditions"]
+        assert chart_hook["matchConditions"] == [{"name": "intent-changed", "expression": hook.match_condition}]
+        assert chart_hook["clientConfig"]["service"] == {
+            "name": "telco-intent-webhook",
+            "namespace": NS,
+            "path": hook.path,
+            "port": 443,
+        }
+        assert chart_hook["clientConfig"]["caBundle"] == "Q0E="
+        assert (chart_hook["failurePolicy"], chart_hook["timeoutSeconds"]) == ("Fail", 5)
+        assert chart_hook["sideEffects"] == "None" and chart_hook["admissionReviewVersions"] == ["v1"]
+        namespaced = hook.plural in ("subscriptions", "networkservices", "invoices")
+        selector = chart_hook.get("namespaceSelector")
+        assert (selector is not None) == namespaced, hook.plural  # a shard judges only its namespaces
+        if selector is not None:
+            assert selector["matchExpressions"][0]["values"] == SHARDED_HA["watchNamespaces"]
+    (service,) = [d for d in only(docs, "Service") if d["metadata"]["name"] == "telco-intent-webhook"]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    container = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    args = build_parser().parse_args([*container["args"], "--priority=1"])
+    settings = settings_from_args(args, env)
+    assert (settings.webhook_port, settings.webhook_address) == (9443, "0.0.0.0")
+    assert settings.webhook_cert_dir == "/etc/telco-intent/webhook"
+    assert not only(render(helm, tmp_path), "ValidatingWebhookConfiguration")  # off by default
+
+
+def test_webhook_with_cert_manager(helm: Path, tmp_path: Path) -> None:
+    values = {
+        "webhook": {
+            "enabled": True,
+            "certificateSecret": "telco-intent-webhook-tls",
+            "certManager": {"enabled": True, "issuerRef": {"name": "ca-issuer", "kind": "ClusterIssuer"}},
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 8,
+        }
+    }
+    docs = render(helm, tmp_path, values)
+    (config,) = only(docs, "ValidatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NS}/telco-intent-webhook"
+    assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
+    assert {(w["failurePolicy"], w["timeoutSeconds"]) for w in config["webhooks"]} == {("Ignore", 8)}
+    (cert,) = only(docs, "Certificate")
+    assert cert["spec"]["secretName"] == "telco-intent-webhook-tls"
+    assert cert["spec"]["issuerRef"] == {"name": "ca-issuer", "kind": "ClusterIssuer"}
+    assert f"telco-intent-webhook.{NS}.svc" in cert["spec"]["dnsNames"]
+
+
+@pytest.mark.parametrize(
+    ("webhook", "expected"),
+    [
+        ({"enabled": True, "certificateSecret": "s"}, "needs webhook.caBundle"),
+        ({"enabled": True, "certificateSecret": "s", "caBundle": "Q0E=", "timeoutSeconds": 30}, "timeoutSeconds"),
+        ({"enabled": True, "certificateSecret": "s", "caBundle": "Q0E=", "failurePolicy": "Maybe"}, "failurePolicy"),
+    ],
+    ids=["no-ca", "timeout-bounded", "policy-enum"],
+)
+def test_webhook_values_refused(helm: Path, tmp_path: Path, webhook: dict[str, Any], expected: str) -> None:
+    values = values_file(tmp_path, {"webhook": webhook})
+    proc = run_helm(helm, "template", "x", str(CHART), "--values", str(values), check=False)
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
 
 
 # -- docs/deploy.md's values reference is generated from the schema --------------------------------

@@ -24,7 +24,7 @@ import yaml
 from kubernetes.client import ApiException
 
 from localcluster.cluster import free_port
-from tests.harness import GROUP, VERSION, Api
+from tests.harness import GROUP, VERSION, Api, registered_webhook
 from tests.integration.test_chart import helm as helm  # the session fixture that builds bin/helm
 from tests.integration.test_chart import render
 from tests.kube import Kubectl
@@ -110,7 +110,7 @@ def r(
         controller_env=env,
         fleet_args=("--names", ",".join([*DEVICES, "rb-untrusted"])),
     ) as the_rig:
-        the_rig.start_controller()
+        the_rig.start_controller(webhook=True)  # registered only by the webhook test below
         yield the_rig
 
 
@@ -132,6 +132,31 @@ def test_everything_works_with_the_charts_rbac(r: Rig) -> None:
     peering = r.api.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", RELEASE)
     assert "telco-intent-rbac-test" in (peering.get("status") or {}), peering
     assert not denials(r.logs()), "the controller hit RBAC denials:\n" + "\n".join(denials(r.logs())[:10])
+
+
+def test_the_webhook_reads_what_it_needs_with_the_charts_rbac(r: Rig, kubeconfig: Path) -> None:
+    """A refusal that needs the cluster's NetworkDevices, and an admission that needs every kind the
+    webhook reads: under the chart's rules neither fails to read (that would be a 503 "could not read")."""
+    assert r.controller is not None
+    kubectl = Kubectl(kubeconfig)
+    ghost = r.service(unique("rbac-ghost"), [ep("rb-ghost", "Ethernet1", 701)])
+    good = r.service(unique("rbac-adm"), [ep("rb-r1", "Ethernet2", 702)])
+    with registered_webhook(r.api, r.controller, "telco-intent-test-rbac-admission"):
+        refused = wait_for(
+            "the webhook refusing a service on an unknown device",
+            lambda: (out := kubectl.apply(ghost, check=False)).returncode != 0 and "denied the request" in out.stderr
+            and out.stderr,
+            60,
+            interval=0.5,
+        )
+        assert "spec.endpoints[0].device: NetworkDevice rb-ghost does not exist" in refused, refused
+        admitted = kubectl.apply(good, check=False)
+        assert admitted.returncode == 0, admitted.stderr
+        r.ready(good["metadata"]["name"], timeout=30)
+    r.delete(good["metadata"]["name"])
+    r.gone(good["metadata"]["name"], 30)
+    assert "could not read" not in r.logs()
+    assert not denials(r.logs()), "the webhook hit RBAC denials:\n" + "\n".join(denials(r.logs())[:10])
 
 
 # Other test modules leave NetworkDevices whose Secrets live in namespaces this release may not read

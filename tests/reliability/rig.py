@@ -219,7 +219,10 @@ class Rig:
         body["spec"].update(spec)
         return body
 
-    def start_controller(self, *extra: str, log_name: str = "controller.log", wait: bool = True) -> ControllerProcess:
+    def start_controller(
+        self, *extra: str, log_name: str = "controller.log", wait: bool = True, webhook: bool = False
+    ) -> ControllerProcess:
+        """The controller; with `webhook` it also serves admission (tests.harness.registered_webhook)."""
         self.metrics_port = free_port()
         scope = ["-n", self.namespace] if self.namespaced else []
         proc = ControllerProcess(
@@ -231,6 +234,7 @@ class Rig:
             *self.controller_args,
             *extra,
             env=self.controller_env,
+            webhook=webhook,
         )
         self.controller = proc.start()
         if wait:

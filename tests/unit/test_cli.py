@@ -187,3 +187,33 @@ def test_run_hands_the_settings_to_the_handlers_and_kopf(monkeypatch: pytest.Mon
     assert started["namespaces"] == ["shop"] and started["clusterwide"] is False
     assert started["liveness_endpoint"] == "http://127.0.0.1:8181/healthz"
     assert started["standalone"] is True
+
+
+def test_a_webhook_port_without_a_certificate_is_refused() -> None:
+    with pytest.raises(SettingError, match="--webhook-port needs --webhook-cert-dir"):
+        resolve({"webhook_port": 9443}, {})
+    assert resolve({"webhook_port": 9443}, {"TELCO_WEBHOOK_CERT_DIR": "/certs"}).webhook_cert_dir == "/certs"
+    assert resolve({}, {}).webhook_port == 0  # off unless asked for
+
+
+def test_run_serves_the_webhook_only_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """With --webhook-port the admission handlers are registered with Kopf; without, Kopf would refuse
+    to start (admission handlers but no server), so they are not."""
+    import sys
+
+    import kopf
+
+    from controller.handlers import lifecycle
+
+    monkeypatch.setattr(lifecycle, "SETTINGS", lifecycle.SETTINGS)
+    monkeypatch.delitem(sys.modules, "controller.handlers.admission", raising=False)
+
+    async def operator(**kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    assert cli.main(["run"]) == 0
+    assert "controller.handlers.admission" not in sys.modules
+    assert cli.main(["run", "--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)]) == 0
+    assert "controller.handlers.admission" in sys.modules
+    assert lifecycle.SETTINGS.webhook_port == 9443

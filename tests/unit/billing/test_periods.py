@@ -117,3 +117,14 @@ def test_period_keys_and_overlap() -> None:
     assert a.to_api() == {"startDateTime": "2026-01-01T00:00:00Z", "endDateTime": "2026-02-01T00:00:00Z"}
     assert Period(a.start.astimezone(load_zone("Asia/Tokyo")), a.end).start.tzinfo == UTC
     assert a.seconds == 31 * DAY and (a.end - a.start) == timedelta(days=31)
+
+
+@pytest.mark.parametrize("name", ["EST5EDT", "Etc/GMT+12", "Etc/GMT-14", "America/Port-au-Prince", "UTC"])
+def test_zones_the_database_lists_load(name: str) -> None:
+    assert load_zone(name).key == name
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "Etc/GMT+13", "posixrules", "localtime", "../etc/passwd"])
+def test_names_the_database_does_not_list_are_refused_naming_the_field(name: str) -> None:
+    with pytest.raises(PeriodError, match=r"^billingAccount.timeZone: .* is not a known IANA time zone"):
+        load_zone(name)

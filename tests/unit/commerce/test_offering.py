@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from controller.billing.money import MINOR_UNITS
 from controller.commerce.offering import (
     counts_as_active,
     next_sellability_change,
@@ -204,3 +205,25 @@ def test_sellability_is_in_utc_even_for_other_zones() -> None:
     tokyo = T0.astimezone(timezone(timedelta(hours=9)))
     spec = offering(validFor=WINDOW)
     assert sellability(spec, tokyo) == sellability(spec, T0.astimezone(UTC))
+
+
+def test_what_billing_cannot_compute_makes_the_offering_unusable() -> None:
+    """Issue 19 cases 4-6: the offering was Ready and sellable, then billing failed every pass."""
+    monthly = {"priceType": "recurring", "recurringChargePeriodType": "month", "price": {"unit": "EUR", "value": "1"}}
+    spec = offering(
+        productOfferingPrice=[
+            {**monthly, "name": "fee"},
+            {**monthly, "name": "fee", "recurringChargePeriodType": "year"},
+        ],
+        validFor={"endDateTime": "9999-12-31T23:30:00-01:00"},
+    )
+    problems = offering_problems(spec)
+    assert "productOfferingPrice[1].name: 'fee' is also the name of productOfferingPrice[0];" in problems[0]
+    assert problems[1].startswith("validFor.endDateTime: 9999-12-31T23:30:00-01:00 is past the year 9999 in UTC")
+    assert len(problems) == 2
+    verdict = sellability(spec, T0)
+    assert (verdict.sellable, verdict.reason) == (False, "InvalidSpec")
+    zzz = offering(productOfferingPrice=[{**monthly, "name": "fee", "price": {"unit": "ZZZ", "value": "1"}}])
+    assert offering_problems(zzz) == [
+        f"productOfferingPrice[0].price.unit: currency ZZZ is not supported (known: {', '.join(sorted(MINOR_UNITS))})"
+    ]

@@ -1,0 +1,657 @@
+"""Admission decisions: what the validating webhook refuses, as pure functions of the object and the cluster.
+
+The webhook (controller/handlers/admission.py) reads the objects a decision needs from the API server
+(`Webhook.reads`), calls `review` and refuses the request with the problems, each naming its field.
+The checks are the controller's own judgement, never a second copy of it: offering usability and
+sellability (commerce/offering.py), order validation and endpoint claims (commerce/order.py), device
+path conflicts (intent/merge.py over intent/render.py), zones (billing/periods.py) and the range of
+computable times (times.py). The controller's conditions stay the second line of defence: two requests
+admitted at the same moment can still collide, and the controller then decides by precedence.
+
+On UPDATE a request is refused only for problems it introduces: a problem the stored object already
+has (its offering was retired since, say) never blocks a finalizer write, a label change or the
+deletion that follows. A request that changes neither spec nor the annotations a check reads is
+allowed without reading anything.
+
+Where the BillingAccount check goes: when the BillingAccount kind exists, `subscription_problems`
+gains an account lookup (missing, suspended, other currency) next to the offering lookup, and the
+subscriptions webhook reads "billingaccounts" too.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .api.invoice import InvoiceSpec
+from .api.networkdevice import NetworkDeviceSpec
+from .api.networkservice import Endpoint, NetworkServiceSpec
+from .api.productoffering import ProductOfferingSpec
+from .api.subscription import SubscriptionSpec
+from .billing.periods import is_known_zone
+from .commerce.offering import offering_problems, sellability
+from .commerce.order import (
+    EndpointConflict,
+    OrderRecord,
+    endpoint_claims,
+    endpoint_conflicts,
+    endpoint_key,
+    network_service_for,
+    order_record,
+    validate_order,
+)
+from .intent.merge import Claim, merge
+from .intent.paths import GPath
+from .intent.render import ManagedEntry, ServiceKey, render
+from .times import beyond_computable, parse_time, rfc3339
+
+RERUN_ANNOTATION = "telco.intent.dev/rerun"
+DEFAULT_INSTANCE = "the default routing instance"
+# The object under review competes as the newest of all (an unaccepted order created after every other
+# object): what another object holds stays its own, whichever was created first. On UPDATE the stored
+# version is judged the same way, so only what the change newly takes is refused.
+NEWEST = datetime.max.replace(tzinfo=UTC)
+_LISTED = 8  # names listed in a message at most
+
+Obj = Mapping[str, Any]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A NetworkService as merge() sees it: its key, precedence time, spec and rendered entries."""
+
+    key: ServiceKey
+    created: datetime | None
+    spec: NetworkServiceSpec
+    entries: tuple[ManagedEntry, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a request is refused: the field at fault (as `spec.a[0].b`) and what is expected of it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class World:
+    """The cluster's objects a decision reads, by plural, as the API returns them.
+
+    `renders` memoises each NetworkService's parsed spec and rendered entries by (namespace, name,
+    resourceVersion) across requests: a version's render never changes, and rendering every service on
+    a device is most of a decision's cost. Pass the same dict to successive Worlds to keep it.
+    """
+
+    objects: Mapping[str, Sequence[Obj]]
+    renders: MutableMapping[tuple[str, str, str], Rendered | None] = field(default_factory=dict)
+
+    def of(self, plural: str) -> Sequence[Obj]:
+        return self.objects.get(plural, ())
+
+    def find(self, plural: str, namespace: str | None, name: str) -> Obj | None:
+        for obj in self.of(plural):
+            meta = obj.get("metadata") or {}
+            if meta.get("name") == name and meta.get("namespace") == namespace:
+                return obj
+        return None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One admission request: CREATE (old is None) or UPDATE of a main resource (not status)."""
+
+    plural: str
+    operation: str
+    new: Obj
+    old: Obj | None
+    now: datetime
+
+
+Check = Callable[[Obj, World, datetime], list[Problem]]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One webhook of the ValidatingWebhookConfiguration: the kind it judges, with what it reads."""
+
+    plural: str
+    reads: tuple[str, ...]
+    check: Check
+    annotations: tuple[str, ...] = ()  # annotations the check reads: a change of one is re-judged
+
+    @property
+    def path(self) -> str:
+        """The URL path the API server posts to (Kopf routes it to the handler of that id)."""
+        return f"/{self.plural}"
+
+    @property
+    def match_condition(self) -> str:
+        """CEL the API server evaluates before calling the webhook: only a create, a spec change, or a
+        change of whether an annotation the check reads is set reaches it (`changes_intent`, as far as
+        the API server can tell). A finalizer or label write never does, so it goes through while no
+        replica answers."""
+        changed = ["request.operation == 'CREATE'", "object.spec != oldObject.spec"]
+        for key in self.annotations:
+            changed.append(f"{_annotated('object', key)} != {_annotated('oldObject', key)}")
+        return " || ".join(changed)
+
+
+def _annotated(obj: str, key: str) -> str:
+    return f"('annotations' in {obj}.metadata && '{key}' in {obj}.metadata.annotations)"
+
+
+def changes_intent(request: Request) -> bool:
+    """False for an UPDATE of metadata only (a finalizer, a label): admitted without reading anything.
+    The registration's match_condition keeps most such requests from reaching the webhook at all."""
+    old = request.old
+    return not (
+        request.operation == "UPDATE" and old is not None and _same_intent(WEBHOOKS[request.plural], old, request.new)
+    )
+
+
+def review(request: Request, world: World) -> list[Problem]:
+    """The problems that refuse `request`; empty: admitted."""
+    hook = WEBHOOKS[request.plural]
+    old = request.old
+    if not changes_intent(request):
+        return []
+    problems = _unique(hook.check(request.new, world, request.now))
+    if request.operation == "UPDATE" and old is not None:
+        before = set(hook.check(old, world, request.now))
+        problems = [p for p in problems if p not in before]
+    return problems
+
+
+def refusal(problems: Iterable[Problem]) -> str:
+    """The message the API server shows the user for a refused request."""
+    return "; ".join(str(p) for p in problems)
+
+
+# --- Subscription ----------------------------------------------------------------------------
+
+
+def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
+    namespace, name = _identity(obj)
+    spec, problems = _parse(SubscriptionSpec, obj)
+    if spec is None:
+        return problems
+    problems += _time_problems(
+        {
+            "spec.requestedStartDate": spec.requestedStartDate,
+            "spec.requestedTerminationDate": spec.requestedTerminationDate,
+        }
+    )
+    zone = spec.billingAccount.timeZone
+    if not is_known_zone(zone):
+        problems.append(
+            Problem(
+                "spec.billingAccount.timeZone",
+                f"{zone!r} is not a zone the time zone database (tzdata) lists;"
+                " expected an IANA name such as Europe/Paris, America/New_York or EST5EDT",
+            )
+        )
+    problems += _device_problems(spec.endpoints, world)
+    created = NEWEST  # judged as the newest order: a change never takes what another order holds
+    me = OrderRecord(namespace, name, created, _endpoint_keys(spec.endpoints))
+    others = [r for r in _order_records(world) if not r.same_subscription(me)]
+    held = endpoint_conflicts(me, endpoint_claims([*others, me]))
+    problems += _held_by_subscription(spec.endpoints, held)
+
+    offering_name = spec.productOffering.name
+    offering = world.find("productofferings", None, offering_name)
+    if offering is None:
+        problems.append(Problem("spec.productOffering.name", f"ProductOffering {offering_name} does not exist"))
+        return problems
+    try:
+        offering_spec = ProductOfferingSpec.model_validate(offering.get("spec") or {})
+    except ValidationError:
+        problems.append(
+            Problem("spec.productOffering.name", f"ProductOffering {offering_name} has an invalid spec; see its status")
+        )
+        return problems
+    verdict = sellability(offering_spec, now)
+    if not verdict.sellable:
+        problems.append(
+            Problem(
+                "spec.productOffering.name", f"ProductOffering {offering_name} takes no new orders: {verdict.message}"
+            )
+        )
+    owned = world.find("networkservices", namespace, name)
+    current_service = (owned or {}).get("spec")
+    order_errors = validate_order(name, spec, offering_spec, current_service)
+    problems += [Problem(e.field, e.message) for e in order_errors]
+    if not order_errors:
+        body = network_service_for(name, namespace, "", spec, offering_spec, True, current_service)
+        service = NetworkServiceSpec.model_validate(body["spec"])
+        taken = {i for i, _ in _conflicting_endpoints(spec.endpoints, held)}
+        problems += _network_problems(ServiceKey(namespace, name), created, service, world, skip=taken)
+    return problems
+
+
+# --- NetworkService --------------------------------------------------------------------------
+
+
+def network_service_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
+    namespace, name = _identity(obj)
+    spec, problems = _parse(NetworkServiceSpec, obj)
+    if spec is None:
+        return problems
+    problems += _device_problems(spec.endpoints, world)
+    key = ServiceKey(namespace, name)
+    # Held by a Subscription other than the one that owns this service (same namespace and name),
+    # which may not have made its own NetworkService yet.
+    claims = endpoint_claims(r for r in _order_records(world) if (r.namespace, r.name) != (namespace, name))
+    held = tuple(
+        EndpointConflict(k, holder) for k in _endpoint_keys(spec.endpoints) if (holder := claims.get(k)) is not None
+    )
+    if not spec.dryRun:  # a dry run claims nothing; its status shows what it would collide with
+        problems += _held_by_subscription(spec.endpoints, held)
+        taken = {i for i, _ in _conflicting_endpoints(spec.endpoints, held)}
+        problems += _network_problems(key, NEWEST, spec, world, skip=taken)
+        problems += _own_overlaps(spec)
+    return problems
+
+
+# --- NetworkDevice ---------------------------------------------------------------------------
+
+
+def network_device_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
+    _, name = _identity(obj)
+    spec, problems = _parse(NetworkDeviceSpec, obj)
+    if spec is None:
+        return problems
+    target = _gnmi_target(spec.address, spec.port)
+    for other in world.of("networkdevices"):
+        other_name = (other.get("metadata") or {}).get("name")
+        if other_name == name:
+            continue
+        other_spec = _spec_or_none(NetworkDeviceSpec, other)
+        if other_spec is not None and _gnmi_target(other_spec.address, other_spec.port) == target:
+            problems.append(
+                Problem(
+                    "spec.address",
+                    f"{spec.address}:{spec.port} is already the gNMI target of NetworkDevice {other_name};"
+                    " two NetworkDevices for one device would fight over its configuration",
+                )
+            )
+    return problems
+
+
+# --- ProductOffering -------------------------------------------------------------------------
+
+
+def product_offering_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
+    spec, problems = _parse(ProductOfferingSpec, obj)
+    if spec is None:
+        return problems
+    for text in offering_problems(spec):  # "productOfferingPrice[0].price.unit: ..." and the like
+        where, _, message = text.partition(": ")
+        problems.append(Problem(f"spec.{where}", message))
+    return problems
+
+
+# --- Invoice ---------------------------------------------------------------------------------
+
+
+def invoice_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
+    namespace, name = _identity(obj)
+    spec, problems = _parse(InvoiceSpec, obj)
+    if spec is None:
+        return problems
+    period = spec.billingPeriod
+    times: dict[str, datetime | None] = {
+        "spec.billingPeriod.startDateTime": period.startDateTime,
+        "spec.billingPeriod.endDateTime": period.endDateTime,
+    }
+    times |= {f"spec.payments[{i}].date": p.date for i, p in enumerate(spec.payments)}
+    far = _time_problems(times)
+    if far:
+        return problems + far
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if spec.runType != "offCycle" or annotations.get(RERUN_ANNOTATION):
+        return problems
+    raw = obj.get("spec") or {}
+    mine = _period_key(raw)
+    for other in world.of("invoices"):
+        meta = other.get("metadata") or {}
+        theirs = other.get("spec") or {}
+        if (
+            meta.get("namespace") == namespace
+            and meta.get("name") != name
+            and theirs.get("runType", "offCycle") == "offCycle"
+            and theirs.get("billingAccount") == raw.get("billingAccount")
+            and _period_key(theirs) == mine
+        ):
+            problems.append(
+                Problem(
+                    "spec.billingPeriod",
+                    f"Invoice {meta.get('name')} already bills account {spec.billingAccount} off-cycle for"
+                    f" {rfc3339(period.startDateTime or now)} to {rfc3339(period.endDateTime or now)};"
+                    f" a deliberate rerun needs the annotation {RERUN_ANNOTATION}: <reason>",
+                )
+            )
+    return problems
+
+
+WEBHOOKS: dict[str, Webhook] = {
+    hook.plural: hook
+    for hook in (
+        Webhook(
+            "subscriptions",
+            ("productofferings", "subscriptions", "networkservices", "networkdevices"),
+            subscription_problems,
+        ),
+        Webhook("networkservices", ("subscriptions", "networkservices", "networkdevices"), network_service_problems),
+        Webhook("networkdevices", ("networkdevices",), network_device_problems),
+        Webhook("productofferings", (), product_offering_problems),
+        Webhook("invoices", ("invoices",), invoice_problems, annotations=(RERUN_ANNOTATION,)),
+    )
+}
+
+
+# --- shared steps ----------------------------------------------------------------------------
+
+
+def _network_problems(
+    key: ServiceKey, created: datetime, spec: NetworkServiceSpec, world: World, skip: set[int]
+) -> list[Problem]:
+    """Endpoints whose device entries another NetworkService holds (intent/merge.py decides, as the
+    reconciler does), and IPv4 subnets overlapping another service's in the same routing instance."""
+    devices = {e.device for e in spec.endpoints}
+    others = [
+        r
+        for o in world.of("networkservices")
+        if (r := _rendered(o, world)) is not None
+        and r.key != key
+        and not r.spec.dryRun
+        and any(e.device in devices for e in r.spec.endpoints)
+    ]
+    mine = Claim(key, created, tuple(render(key, spec)))
+    claims = _entangled(mine, [Claim(r.key, r.created or created, r.entries) for r in others])
+    problems: list[Problem] = []
+    for device in sorted(devices):
+        for conflict in merge(device, [*claims, mine]).conflicts:
+            if conflict.service != key:
+                continue
+            i = _endpoint_at(key, spec, device, conflict.path)
+            if i not in skip:
+                skip = skip | {i}  # its subinterface is someone else's: its address is beside the point
+                problems.append(
+                    Problem(
+                        f"spec.endpoints[{i}]",
+                        f"{conflict.path} on device {device} is held by NetworkService {conflict.holder}",
+                    )
+                )
+    instance = _instance(spec)
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.ipv4Address is None or i in skip:
+            continue
+        mine_net = ipaddress.IPv4Interface(endpoint.ipv4Address)
+        for other in others:
+            if _instance(other.spec) != instance:
+                continue
+            for theirs in other.spec.endpoints:
+                if theirs.device != endpoint.device or theirs.ipv4Address is None:
+                    continue
+                their_net = ipaddress.IPv4Interface(theirs.ipv4Address)
+                if mine_net.network.overlaps(their_net.network):
+                    problems.append(_overlap(i, mine_net, their_net, f"NetworkService {other.key}", endpoint, spec))
+    return problems
+
+
+def _entangled(mine: Claim, claims: Sequence[Claim]) -> list[Claim]:
+    """The claims that can affect whether merge() admits `mine`: those sharing a path with it, those
+    sharing a path with them, and so on. Whether a claim holds its entries depends only on the claims it
+    shares paths with, so merging this part alone gives `mine` the outcome merging all of them would."""
+    by_path: dict[tuple[str, GPath], list[int]] = {}
+    for i, claim in enumerate(claims):
+        for entry in claim.entries:
+            by_path.setdefault((entry.device, entry.path), []).append(i)
+    picked: set[int] = set()
+    frontier = [(e.device, e.path) for e in mine.entries]
+    while frontier:
+        for i in by_path.get(frontier.pop(), ()):
+            if i not in picked:
+                picked.add(i)
+                frontier += [(e.device, e.path) for e in claims[i].entries]
+    return [claims[i] for i in sorted(picked)]
+
+
+def _rendered(obj: Obj, world: World) -> Rendered | None:
+    """The NetworkService parsed and rendered, memoised by version; None for a spec that does not parse."""
+    namespace, name = _identity(obj)
+    meta = obj.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "")
+    memo = (namespace, name, version)
+    if version and memo in world.renders:
+        return world.renders[memo]
+    spec = _spec_or_none(NetworkServiceSpec, obj)
+    key = ServiceKey(namespace, name)
+    result = (
+        None
+        if spec is None
+        else Rendered(key, parse_time(meta.get("creationTimestamp")), spec, tuple(render(key, spec)))
+    )
+    if version:
+        world.renders[memo] = result
+    return result
+
+
+def _own_overlaps(spec: NetworkServiceSpec) -> list[Problem]:
+    """Two endpoints of one service with overlapping subnets on one device (commerce/order.py checks the
+    same for a Subscription's endpoints, before it becomes a NetworkService)."""
+    problems = []
+    for i, a in enumerate(spec.endpoints):
+        for j, b in enumerate(spec.endpoints[:i]):
+            if a.device == b.device and a.ipv4Address and b.ipv4Address:
+                mine, theirs = ipaddress.IPv4Interface(a.ipv4Address), ipaddress.IPv4Interface(b.ipv4Address)
+                if mine.network.overlaps(theirs.network):
+                    problems.append(_overlap(i, mine, theirs, f"spec.endpoints[{j}]", a, spec))
+                    break
+    return problems
+
+
+def _overlap(
+    i: int,
+    mine: ipaddress.IPv4Interface,
+    theirs: ipaddress.IPv4Interface,
+    holder: str,
+    endpoint: Endpoint,
+    spec: NetworkServiceSpec,
+) -> Problem:
+    instance = f"VRF {spec.vrf}" if spec.serviceType == "l3vpn" else DEFAULT_INSTANCE
+    return Problem(
+        f"spec.endpoints[{i}].ipv4Address",
+        f"{mine} overlaps {theirs} of {holder} on device {endpoint.device} in {instance};"
+        " one routing instance of a device cannot hold overlapping subnets",
+    )
+
+
+def _instance(spec: NetworkServiceSpec) -> str | None:
+    """The routing instance its subinterfaces join: the VRF of an l3vpn, else the default one (None)."""
+    return spec.vrf if spec.serviceType == "l3vpn" else None
+
+
+def _endpoint_at(key: ServiceKey, spec: NetworkServiceSpec, device: str, path: GPath) -> int:
+    """The index of the endpoint whose rendered entries include `path` on `device`."""
+    for i, endpoint in enumerate(spec.endpoints):
+        if endpoint.device == device:
+            alone = spec.model_copy(update={"endpoints": [endpoint]})
+            if any(e.path == path for e in render(key, alone)):
+                return i
+    return 0  # not reached: every conflict is on a path some endpoint rendered
+
+
+def _device_problems(endpoints: Sequence[Endpoint], world: World) -> list[Problem]:
+    """Endpoints on a NetworkDevice that does not exist, or on a port the device's status does not list."""
+    devices = {(d.get("metadata") or {}).get("name"): d for d in world.of("networkdevices")}
+    problems = []
+    for i, endpoint in enumerate(endpoints):
+        device = devices.get(endpoint.device)
+        if device is None:
+            known = _listing(sorted(str(n) for n in devices if n))
+            problems.append(
+                Problem(f"spec.endpoints[{i}].device", f"NetworkDevice {endpoint.device} does not exist ({known})")
+            )
+            continue
+        ports = listed_ports(device)
+        if ports is not None and endpoint.port not in ports:
+            problems.append(
+                Problem(
+                    f"spec.endpoints[{i}].port",
+                    f"device {endpoint.device} has no port {endpoint.port} ({_listing(sorted(ports))})",
+                )
+            )
+    return problems
+
+
+def listed_ports(device: Obj) -> frozenset[str] | None:
+    """The port names a NetworkDevice's status lists (`status.ports`: names, or objects with a name),
+    or None while it lists none: then no port is refused for being unknown."""
+    ports = (device.get("status") or {}).get("ports")
+    if not isinstance(ports, list) or not ports:
+        return None
+    names = {p if isinstance(p, str) else p.get("name") for p in ports if isinstance(p, str | dict)}
+    return frozenset(n for n in names if isinstance(n, str))
+
+
+def _held_by_subscription(endpoints: Sequence[Endpoint], held: Sequence[EndpointConflict]) -> list[Problem]:
+    return [Problem(f"spec.endpoints[{i}]", c.message) for i, c in _conflicting_endpoints(endpoints, held)]
+
+
+def _conflicting_endpoints(
+    endpoints: Sequence[Endpoint], held: Sequence[EndpointConflict]
+) -> list[tuple[int, EndpointConflict]]:
+    by_key = {c.endpoint: c for c in held}
+    return [
+        (i, by_key[k]) for i, e in enumerate(endpoints) if (k := endpoint_key(e.device, e.port, e.vlanId)) in by_key
+    ]
+
+
+def _endpoint_keys(endpoints: Sequence[Endpoint]) -> tuple[tuple[str, str, int], ...]:
+    return tuple(endpoint_key(e.device, e.port, e.vlanId) for e in endpoints)
+
+
+def _order_records(world: World) -> list[OrderRecord]:
+    records = []
+    for obj in world.of("subscriptions"):
+        try:
+            records.append(order_record(obj))
+        except (ValueError, TypeError):  # no creationTimestamp, or a malformed endpoint: holds nothing
+            continue
+    return records
+
+
+def _gnmi_target(address: str, port: int) -> tuple[str, int]:
+    """How two NetworkDevices are told to be one device: the address normalised (case, a trailing dot,
+    the many spellings of one IPv6 address) and the port. Names are not resolved."""
+    host = address.lower().rstrip(".")
+    with contextlib.suppress(ValueError):  # a name, not an address
+        host = str(ipaddress.ip_address(host))
+    return host, port
+
+
+def _period_key(raw_spec: Obj) -> tuple[datetime | None, datetime | None]:
+    period = raw_spec.get("billingPeriod") or {}
+    try:
+        return parse_time(period.get("startDateTime")), parse_time(period.get("endDateTime"))
+    except OverflowError:
+        return None, None
+
+
+def _time_problems(times: Mapping[str, datetime | None]) -> list[Problem]:
+    return [
+        Problem(field, why)
+        for field, moment in times.items()
+        if moment is not None and (why := beyond_computable(moment)) is not None
+    ]
+
+
+def _parse(model: type[M], obj: Obj) -> tuple[M | None, list[Problem]]:
+    try:
+        return model.model_validate(obj.get("spec") or {}), []
+    except ValidationError as exc:
+        return None, [Problem("spec." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+
+
+def _spec_or_none(model: type[M], obj: Obj) -> M | None:
+    try:
+        return model.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return None
+
+
+def _identity(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _same_intent(hook: Webhook, old: Obj, new: Obj) -> bool:
+    def annotations(obj: Obj) -> dict[str, Any]:
+        given = (obj.get("metadata") or {}).get("annotations") or {}
+        return {k: given.get(k) for k in hook.annotations}
+
+    return old.get("spec") == new.get("spec") and annotations(old) == annotations(new)
+
+
+def _listing(names: Sequence[str]) -> str:
+    if not names:
+        return "there are none"
+    more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
+    return "known: " + ", ".join(names[:_LISTED]) + more
+
+
+def _unique(problems: Iterable[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+def webhook_configuration(
+    name: str,
+    base_url: str,
+    ca_bundle_pem: bytes,
+    *,
+    failure_policy: str = "Fail",
+    timeout_seconds: int = 5,
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration for a controller serving at `base_url` (e.g.
+    https://127.0.0.1:9443), as the local control plane registers it; the chart renders the same
+    webhooks (templates/validatingwebhook.yaml) but calls them through its Service."""
+    ca = base64.b64encode(ca_bundle_pem).decode()
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{hook.plural}.validate.telco.intent.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "timeoutSeconds": timeout_seconds,
+                "matchPolicy": "Equivalent",
+                "clientConfig": {"url": base_url.rstrip("/") + hook.path, "caBundle": ca},
+                "matchConditions": [{"name": "intent-changed", "expression": hook.match_condition}],
+                "rules": [
+                    {
+                        "apiGroups": ["telco.intent.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [hook.plural],
+                    }
+                ],
+            }
+            for hook in WEBHOOKS.values()
+        ],
+    }

@@ -1,0 +1,107 @@
+"""The validating admission webhook, served by Kopf (docs/admission.md).
+
+Imported only when --webhook-port is set: Kopf refuses to start with admission handlers and no server.
+Each handler reads what its decision needs from the API server, within a bound well inside the
+webhook's timeoutSeconds, and refuses naming the field; the decisions are in controller/admission.py.
+Every replica serves admission, the standby ones too: nothing here goes through the Replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from .. import admission
+from ..api import GROUP, KINDS, VERSION
+from ..billing.clock import OffsetClock
+from ..kube import Kube
+
+log = logging.getLogger(__name__)
+
+# The chart's timeoutSeconds is 5 by default (10 at most): the reads must finish well before the API
+# server gives up on the webhook and applies the failurePolicy.
+READ_TIMEOUT_SECONDS = 3.0
+# 422 Unprocessable Entity, as for an object the schema refuses.
+REFUSED = 422
+UNAVAILABLE = 503
+NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespaced")
+# Rendered NetworkService versions kept between requests (a few KB each).
+RENDERS_KEPT = 50_000
+
+
+class Admission:
+    """What the handlers share: an API client of their own (a standby replica has no Controller) and
+    the controller's clock (sellability depends on it; tests move it forward)."""
+
+    def __init__(self, kube: Kube, clock: OffsetClock, namespaces: list[str] | None = None) -> None:
+        self.kube = kube
+        self.clock = clock
+        # A controller watching some namespaces may list namespaced kinds only there (the chart's Roles),
+        # so it judges against those; the cluster-scoped kinds are read cluster-wide in both modes.
+        self.namespaces = list(namespaces or [])
+        self.renders: dict[Any, Any] = {}  # World.renders, kept across requests
+
+    async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
+        hook = admission.WEBHOOKS[plural]
+        request = admission.Request(plural, operation, new, old, self.clock.now())
+        if not admission.changes_intent(request):
+            return
+        problems = admission.review(request, await self._read(hook.reads))
+        if problems:
+            message = admission.refusal(problems)
+            meta = new.get("metadata") or {}
+            where = "/".join(str(p) for p in (meta.get("namespace"), meta.get("name")) if p)
+            log.info("admission: refused %s of %s %s: %s", operation, new.get("kind"), where, message)
+            raise kopf.AdmissionError(message, code=REFUSED)
+
+    async def _read(self, plurals: tuple[str, ...]) -> admission.World:
+        try:
+            lists = await asyncio.wait_for(asyncio.gather(*(self._list(p) for p in plurals)), READ_TIMEOUT_SECONDS)
+        except Exception as exc:  # fail closed, as failurePolicy Fail does: we cannot tell
+            log.warning("admission: reading %s failed: %s", ", ".join(plurals), exc)
+            raise kopf.AdmissionError(
+                f"the admission webhook could not read {', '.join(plurals)} to check this request"
+                f" ({type(exc).__name__}); try again",
+                code=UNAVAILABLE,
+            ) from None
+        if len(self.renders) > RENDERS_KEPT:  # versions long replaced pile up: start afresh
+            self.renders.clear()
+        return admission.World(dict(zip(plurals, lists, strict=True)), self.renders)
+
+    async def _list(self, plural: str) -> list[dict[str, Any]]:
+        if not self.namespaces or plural not in NAMESPACED:
+            return await self.kube.list_all(plural, timeout=READ_TIMEOUT_SECONDS)
+        found = await asyncio.gather(
+            *(self.kube.list_in(plural, ns, timeout=READ_TIMEOUT_SECONDS) for ns in self.namespaces)
+        )
+        return [obj for objects in found for obj in objects]
+
+
+class _RefusalIsNoError(logging.Filter):
+    """Kopf logs every refused request as an ERROR ("Webhook ... failed permanently"); a refusal is the
+    webhook working, logged at INFO above, so Kopf's line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Webhook ") and "failed permanently" in text)
+
+
+logging.getLogger("kopf.objects").addFilter(_RefusalIsNoError())
+# One access line per admission request at INFO would be most of the log.
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _register(plural: str) -> None:
+    @kopf.on.validate(GROUP, VERSION, plural, id=plural, operations=["CREATE", "UPDATE"])
+    async def validate(body: Any, memo: Any, **kwargs: Any) -> None:
+        checker: Admission = memo.admission
+        old = kwargs.get("old")
+        await checker.judge(plural, kwargs["operation"], dict(body), dict(old) if old is not None else None)
+
+
+for _plural in admission.WEBHOOKS:
+    _register(_plural)

@@ -1,0 +1,289 @@
+"""The validating admission webhook against the real API server: registered for this module with a CA
+the test makes, served by `python -m controller run --webhook-port`, exercised by `kubectl apply`.
+
+What is refused names the field; what existed before the webhook is left alone (the controller's
+finalizer and status writes on it go through, and it can still be deleted); a controller restart
+brings admission back, and while no controller answers, failurePolicy Fail refuses creates.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.admission import RERUN_ANNOTATION
+from tests.harness import Api, ControllerProcess, registered_webhook, wait_for
+from tests.kube import Kubectl
+from tests.unit.commerce.builders import offering_doc
+
+NS = "adm-tests"
+API = "telco.intent.dev/v1alpha1"
+CONFIG = "telco-intent-test-admission"
+CLEANUP = "telco.intent.dev/cleanup"
+
+
+def offering(name: str, **spec: Any) -> dict[str, Any]:
+    body = offering_doc(name=name, **spec)
+    return {"apiVersion": API, "kind": "ProductOffering", "metadata": {"name": name}, "spec": body}
+
+
+def device(name: str, address: str, port: int = 9339) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "NetworkDevice",
+        "metadata": {"name": name},
+        "spec": {"address": address, "port": port, "credentialsSecretRef": {"name": "none", "namespace": NS}},
+    }
+
+
+def endpoint(vlan: int, ip: str | None, device_name: str = "adm-pe1", port: str = "Ethernet1") -> dict[str, Any]:
+    doc: dict[str, Any] = {"device": device_name, "port": port, "vlanId": vlan}
+    if ip is not None:
+        doc["ipv4Address"] = ip
+    return doc
+
+
+def subscription(name: str, offering_name: str = "adm-fiber", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "productOffering": {"name": offering_name},
+        "billingAccount": {"id": "adm-1"},
+        "endpoints": [endpoint(500, "172.16.5.1/30")],
+        **spec,
+    }
+    return {"apiVersion": API, "kind": "Subscription", "metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def service(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"serviceType": "internetAccess", "bandwidthMbps": 10, **spec}
+    return {"apiVersion": API, "kind": "NetworkService", "metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def invoice(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if annotations:
+        meta["annotations"] = annotations
+    spec = {
+        "billingAccount": "adm-1",
+        "billingPeriod": {"startDateTime": "2026-10-01T00:00:00Z", "endDateTime": "2026-11-01T00:00:00Z"},
+        "runType": "offCycle",
+    }
+    return {"apiVersion": API, "kind": "Invoice", "metadata": meta, "spec": spec}
+
+
+# Written before the webhook exists: some of them it would refuse today.
+BEFORE = [
+    offering("adm-fiber"),
+    offering("adm-retired", lifecycleStatus="Retired"),
+    device("adm-pe1", "192.0.2.101"),
+    service("adm-legacy", endpoints=[endpoint(100, "10.93.10.1/30")]),
+    service("adm-vpn", serviceType="l3vpn", vrf="red", endpoints=[endpoint(300, "10.77.0.1/30")]),
+    subscription("adm-orphan", "adm-gone", endpoints=[endpoint(200, "172.16.2.1/30")]),
+    invoice("adm-inv-1"),
+]
+
+
+@pytest.fixture(scope="module")
+def webhook(crds: Kubectl, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    api = Api(kubeconfig)
+    api.ensure_namespace(NS)
+    crds.apply(BEFORE)
+    before = {_ref(o): crds.get(_kind(o), o["metadata"]["name"], o["metadata"].get("namespace")) for o in BEFORE}
+    log = tmp_path_factory.mktemp("adm-controller") / "controller.log"
+    proc = ControllerProcess(kubeconfig, log, "-n", NS, webhook=True).start()
+    state = {"api": api, "kubectl": crds, "proc": proc, "port": proc.webhook_port, "before": before}
+    try:
+        with registered_webhook(api, proc, CONFIG):
+            wait_serving(crds, proc.webhook_port)
+            yield state
+    finally:
+        state["proc"].stop()
+        print(f"--- controller log ({log}) ---\n" + state["proc"].logs()[-8000:])
+
+
+def wait_serving(kubectl: Kubectl, port: int, timeout: float = 60) -> None:
+    """Until the webhook answers: a port accepting connections, then a server dry run it refuses."""
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(f"the webhook listening on 127.0.0.1:{port}", listening, timeout)
+    probe = subscription("adm-probe", "adm-gone")
+    wait_for(
+        "the webhook refusing a Subscription for a missing offering",
+        lambda: "denied the request" in kubectl.apply(probe, check=False, dry_run=True).stderr,
+        timeout,
+        interval=0.5,
+    )
+
+
+def _kind(obj: dict[str, Any]) -> str:
+    return str(obj["kind"]).lower() + "s"
+
+
+def _ref(obj: dict[str, Any]) -> str:
+    return f"{_kind(obj)}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
+def refused(kubectl: Kubectl, obj: dict[str, Any] | list[dict[str, Any]]) -> str:
+    result = kubectl.apply(obj, check=False)
+    assert result.returncode != 0, f"admitted, expected a refusal:\n{result.stdout}"
+    return result.stderr
+
+
+# (id, object, webhook, field, words in the message)
+REFUSALS: list[tuple[str, dict[str, Any], str, str, list[str]]] = [
+    ("order for a missing offering", subscription("adm-s1", "adm-gone"), "subscriptions",
+     "spec.productOffering.name", ["ProductOffering adm-gone does not exist"]),
+    ("order for a retired offering", subscription("adm-s2", "adm-retired"), "subscriptions",
+     "spec.productOffering.name", ["takes no new orders", "Retired"]),
+    ("order on a port and VLAN a NetworkService holds",
+     subscription("adm-s3", endpoints=[endpoint(100, "172.16.3.1/30")]), "subscriptions",
+     "spec.endpoints[0]", ["held by NetworkService adm-tests/adm-legacy"]),
+    ("order on a port and VLAN another Subscription holds",
+     subscription("adm-s4", endpoints=[endpoint(200, "172.16.4.1/30")]), "subscriptions",
+     "spec.endpoints[0]", ["held by Subscription adm-tests/adm-orphan"]),
+    ("order on an unknown device", subscription("adm-s5", endpoints=[endpoint(501, None, "adm-ghost")]),
+     "subscriptions", "spec.endpoints[0].device", ["NetworkDevice adm-ghost does not exist"]),
+    ("time zone not in tzdata (issue 19 case 7)",
+     subscription("adm-s6", billingAccount={"id": "adm-1", "timeZone": "Mars/Olympus_Mons"}), "subscriptions",
+     "spec.billingAccount.timeZone", ["'Mars/Olympus_Mons'"]),
+    ("Etc/GMT+13 (issue 19 case 7)",
+     subscription("adm-s7", billingAccount={"id": "adm-1", "timeZone": "Etc/GMT+13"}), "subscriptions",
+     "spec.billingAccount.timeZone", ["'Etc/GMT+13'"]),
+    ("termination past year 9999 in UTC (issue 19 case 6)",
+     subscription("adm-s8", requestedTerminationDate="9999-12-31T23:30:00-01:00"), "subscriptions",
+     "spec.requestedTerminationDate", ["past the year 9999"]),
+    ("service on an unknown device", service("adm-n1", endpoints=[endpoint(600, "172.16.6.1/30", "adm-ghost")]),
+     "networkservices", "spec.endpoints[0].device", ["NetworkDevice adm-ghost does not exist"]),
+    ("the same IPv4 subnet on another subinterface (issue 19 case 1)",
+     service("adm-n2", endpoints=[endpoint(101, "10.93.10.1/30")]), "networkservices",
+     "spec.endpoints[0].ipv4Address", ["overlaps 10.93.10.1/30 of NetworkService adm-tests/adm-legacy"]),
+    ("a second NetworkDevice for adm-pe1's gNMI endpoint (issue 19 case 2)", device("adm-pe1-twin", "192.0.2.101"),
+     "networkdevices", "spec.address", ["already the gNMI target of NetworkDevice adm-pe1"]),
+    ("a second off-cycle invoice for the account and period (issue 19 case 3)", invoice("adm-inv-2"), "invoices",
+     "spec.billingPeriod", ["Invoice adm-inv-1 already bills account adm-1", RERUN_ANNOTATION]),
+    ("an offering priced in ZZZ (issue 19 case 4)",
+     offering("adm-zzz", productOfferingPrice=[{"name": "fee", "priceType": "recurring",
+                                                "recurringChargePeriodType": "month",
+                                                "price": {"unit": "ZZZ", "value": "1.00"}}]),
+     "productofferings", "spec.productOfferingPrice[0].price.unit", ["currency ZZZ is not supported"]),
+    ("two prices with one name (issue 19 case 5)",
+     offering("adm-twice", productOfferingPrice=[
+         {"name": "fee", "priceType": "recurring", "recurringChargePeriodType": "month",
+          "price": {"unit": "EUR", "value": "1.00"}},
+         {"name": "fee", "priceType": "recurring", "recurringChargePeriodType": "year",
+          "price": {"unit": "EUR", "value": "10.00"}}]),
+     "productofferings", "spec.productOfferingPrice[1].name", ["'fee' is also the name of productOfferingPrice[0]"]),
+    ("an offering valid until past year 9999 (issue 19 case 6)",
+     offering("adm-forever", validFor={"endDateTime": "9999-12-31T23:30:00-01:00"}), "productofferings",
+     "spec.validFor.endDateTime", ["past the year 9999"]),
+]  # fmt: skip
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(("obj", "hook", "field", "words"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS])
+def test_kubectl_apply_is_refused_naming_the_field(
+    webhook: dict[str, Any], obj: dict[str, Any], hook: str, field: str, words: list[str]
+) -> None:
+    kubectl: Kubectl = webhook["kubectl"]
+    stderr = refused(kubectl, obj)
+    assert f'admission webhook "{hook}.validate.telco.intent.dev" denied the request' in stderr, stderr
+    assert f"{field}: " in stderr, stderr
+    for word in words:
+        assert word in stderr, (word, stderr)
+    meta = obj["metadata"]
+    assert webhook["api"].get(_kind(obj), meta["name"], meta.get("namespace")) is None  # nothing was stored
+
+
+@pytest.mark.cluster
+def test_good_objects_are_admitted(webhook: dict[str, Any]) -> None:
+    kubectl: Kubectl = webhook["kubectl"]
+    good = [
+        subscription("adm-good", billingAccount={"id": "adm-1", "timeZone": "EST5EDT"}),
+        service("adm-good-svc", endpoints=[endpoint(700, "172.16.7.1/30")]),
+        device("adm-pe2", "192.0.2.102"),
+        invoice("adm-inv-rerun", annotations={RERUN_ANNOTATION: "tax rate corrected"}),
+    ]
+    for obj in good:
+        result = kubectl.apply(obj, check=False)
+        assert result.returncode == 0, (obj["metadata"]["name"], result.stderr)
+
+
+@pytest.mark.cluster
+def test_removing_vrf_while_switching_to_l2vpn_is_refused(webhook: dict[str, Any]) -> None:
+    """Issue 19 case 8: a JSON patch removing spec.vrf passed `self == oldSelf` (which does not run on removal)."""
+    kubectl: Kubectl = webhook["kubectl"]
+    patch = [{"op": "replace", "path": "/spec/serviceType", "value": "l2vpn"}, {"op": "remove", "path": "/spec/vrf"}]
+    result = kubectl.run(
+        "patch", "networkservice", "adm-vpn", "-n", NS, "--type=json", "-p", json.dumps(patch), check=False
+    )
+    assert result.returncode != 0
+    assert "spec.vrf" in result.stderr and "vrf is immutable: it can be neither changed nor removed" in result.stderr
+    assert kubectl.get("networkservice", "adm-vpn", NS)["spec"]["vrf"] == "red"
+
+
+@pytest.mark.cluster
+def test_objects_from_before_the_webhook_are_left_alone(webhook: dict[str, Any]) -> None:
+    """The Subscription for a missing offering predates the webhook: its spec is untouched, the controller
+    writes its finalizer and status through the webhook, a label change is admitted, and it can be
+    deleted; only a change that adds a problem would be refused."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    for key, old in webhook["before"].items():
+        plural, namespace, name = key.split("/")
+        now = api.get(plural, name, namespace or None)
+        assert now is not None, key
+        assert now["spec"] == old["spec"] and now["metadata"]["generation"] == old["metadata"]["generation"], key
+    orphan = wait_for(
+        "the controller's finalizer and status on adm-orphan",
+        lambda: (
+            (o := api.get("subscriptions", "adm-orphan", NS))
+            and CLEANUP in (o["metadata"].get("finalizers") or [])
+            and (o.get("status") or {}).get("conditions")
+            and o
+        ),
+        30,
+        interval=0.2,
+    )
+    ready = next(c for c in orphan["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "adm-gone" in ready["message"]  # the second line of defence
+    kubectl.run("label", "subscription", "adm-orphan", "-n", NS, "tier=gold")
+    moved = subscription("adm-orphan", "adm-gone", endpoints=[endpoint(200, "172.16.2.1/30", "adm-ghost")])
+    stderr = refused(kubectl, moved)  # moving it onto a device that does not exist is a new problem
+    assert "spec.endpoints[0].device: NetworkDevice adm-ghost does not exist" in stderr, stderr
+    assert "spec.productOffering.name" not in stderr, stderr  # the old problem is not the reason
+    kubectl.run("delete", "subscription", "adm-orphan", "-n", NS, "--wait=true", "--timeout=60s")
+    assert api.get("subscriptions", "adm-orphan", NS) is None
+
+
+@pytest.mark.cluster
+def test_admission_survives_a_controller_restart(webhook: dict[str, Any]) -> None:
+    kubectl: Kubectl = webhook["kubectl"]
+    proc: ControllerProcess = webhook["proc"]
+    proc.stop()
+    started = time.monotonic()
+    result = kubectl.apply(subscription("adm-while-down"), check=False)
+    assert result.returncode != 0 and "failed calling webhook" in result.stderr, result.stderr  # failurePolicy Fail
+    assert time.monotonic() - started < 15  # bounded by the webhook's timeoutSeconds, not hanging
+    # A metadata-only change never calls the webhook (matchConditions): labels, and the finalizer an
+    # operator clears to complete a deletion, go through while no controller answers.
+    kubectl.run("label", "subscription", "adm-good", "-n", NS, "while-down=yes")
+    patch = json.dumps({"metadata": {"finalizers": None}})
+    kubectl.run("patch", "networkservice", "adm-good-svc", "-n", NS, "--type=merge", "-p", patch)
+    kubectl.run("delete", "networkservice", "adm-good-svc", "-n", NS, "--wait=true", "--timeout=30s")
+    webhook["proc"] = proc.start()  # the same port and certificate
+    wait_serving(kubectl, webhook["port"])
+    stderr = refused(kubectl, subscription("adm-after", "adm-gone"))
+    assert "spec.productOffering.name: ProductOffering adm-gone does not exist" in stderr
+    result = kubectl.apply(subscription("adm-after-good", endpoints=[endpoint(800, "172.16.8.1/30")]), check=False)
+    assert result.returncode == 0, result.stderr
