@@ -13,9 +13,8 @@ has (its offering was retired since, say) never blocks a finalizer write, a labe
 deletion that follows. A request that changes neither spec nor the annotations a check reads is
 allowed without reading anything.
 
-Where the BillingAccount check goes: when the BillingAccount kind exists, `subscription_problems`
-gains an account lookup (missing, suspended, other currency) next to the offering lookup, and the
-subscriptions webhook reads "billingaccounts" too.
+A Subscription's BillingAccount is judged by billing/account.py's `account_problem` (missing, invalid,
+closed or suspended for a new order, another currency than the offering's), as the controller does.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import Endpoint, NetworkServiceSpec
 from .api.productoffering import ProductOfferingSpec
 from .api.subscription import SubscriptionSpec
+from .billing.account import account_problem, offering_currency, parse_account
 from .billing.periods import is_known_zone
 from .commerce.offering import offering_problems, sellability
 from .commerce.order import (
@@ -193,12 +193,11 @@ def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem
             "spec.requestedTerminationDate": spec.requestedTerminationDate,
         }
     )
-    zone = spec.billingAccount.timeZone
-    if not is_known_zone(zone):
+    if spec.billingAccount is not None and not is_known_zone(spec.billingAccount.timeZone):
         problems.append(
             Problem(
                 "spec.billingAccount.timeZone",
-                f"{zone!r} is not a zone the time zone database (tzdata) lists;"
+                f"{spec.billingAccount.timeZone!r} is not a zone the time zone database (tzdata) lists;"
                 " expected an IANA name such as Europe/Paris, America/New_York or EST5EDT",
             )
         )
@@ -221,6 +220,7 @@ def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem
             Problem("spec.productOffering.name", f"ProductOffering {offering_name} has an invalid spec; see its status")
         )
         return problems
+    problems += _account_problems(namespace, spec, offering_spec, world, _was_accepted(obj, world))
     verdict = sellability(offering_spec, now)
     if not verdict.sellable:
         problems.append(
@@ -238,6 +238,26 @@ def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem
         taken = {i for i, _ in _conflicting_endpoints(spec.endpoints, held)}
         problems += _network_problems(ServiceKey(namespace, name), created, service, world, skip=taken)
     return problems
+
+
+def _was_accepted(obj: Obj, world: World) -> bool:
+    """The stored order was accepted already (a Suspended account keeps serving it)."""
+    namespace, name = _identity(obj)
+    stored = world.find("subscriptions", namespace, name)
+    return ((stored or {}).get("status") or {}).get("state") not in (None, "created")
+
+
+def _account_problems(
+    namespace: str | None, spec: SubscriptionSpec, offering: ProductOfferingSpec, world: World, accepted: bool
+) -> list[Problem]:
+    if spec.billingAccountRef is None:
+        return []  # the deprecated inline account: nothing to look up
+    name = spec.billingAccountRef.name
+    account, invalid = parse_account(world.find("billingaccounts", namespace, name))
+    problem = account_problem(
+        "spec.billingAccountRef.name", name, account, invalid, offering_currency(offering), accepted
+    )
+    return [] if problem is None else [Problem(problem.field, problem.message)]
 
 
 # --- NetworkService --------------------------------------------------------------------------
@@ -350,7 +370,7 @@ WEBHOOKS: dict[str, Webhook] = {
     for hook in (
         Webhook(
             "subscriptions",
-            ("productofferings", "subscriptions", "networkservices", "networkdevices"),
+            ("productofferings", "subscriptions", "networkservices", "networkdevices", "billingaccounts"),
             subscription_problems,
         ),
         Webhook("networkservices", ("subscriptions", "networkservices", "networkdevices"), network_service_problems),

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ..api.billingaccount import BillingAccountSpec
 from ..api.common import TimePeriod, validation_message
 from ..api.invoice import BillLine, InvoiceStatus, SignedMoney
+from ..api.productoffering import ProductOfferingSpec
 from ..times import ensure_utc
 from .events import line_id
 from .invoice import ISSUED, TaxRule
@@ -60,6 +61,14 @@ def account_taxes(spec: BillingAccountSpec | None, default: Sequence[TaxRule], p
     if spec is not None and _exempt(spec, period):
         return []
     return rules
+
+
+def offering_currency(offering: ProductOfferingSpec | None) -> str | None:
+    """The currency an offering is priced in (that of its first priced entry), None without prices."""
+    for price in offering.productOfferingPrice if offering is not None else []:
+        if price.price is not None:
+            return price.price.unit
+    return None
 
 
 def account_problem(

@@ -58,6 +58,7 @@ from ..billing.account import (
     carried_by,
     carried_lines,
     next_draft,
+    offering_currency,
     parse_account,
 )
 from ..billing.clock import Clock
@@ -288,13 +289,6 @@ def _account(body: Mapping[str, Any]) -> str:
     spec = body.get("spec") or {}
     ref = spec.get("billingAccountRef") or {}
     return str(ref.get("name") or (spec.get("billingAccount") or {}).get("id") or "")
-
-
-def _offering_currency(offering: ProductOfferingSpec | None) -> str | None:
-    for price in offering.productOfferingPrice if offering is not None else []:
-        if price.price is not None:
-            return price.price.unit
-    return None
 
 
 def _offering_of(body: Mapping[str, Any]) -> str:
@@ -826,7 +820,7 @@ class CommerceController:
         name = spec.billingAccountRef.name
         account, invalid = self._account_spec((namespace, name))
         return account_problem(
-            "spec.billingAccountRef.name", name, account, invalid, _offering_currency(offering), accepted
+            "spec.billingAccountRef.name", name, account, invalid, offering_currency(offering), accepted
         )
 
     def _billing(

@@ -56,6 +56,7 @@ def subscription(name: str, offering_name: str = "adm-fiber", **spec: Any) -> di
         "endpoints": [endpoint(500, "172.16.5.1/30")],
         **spec,
     }
+    body = {k: v for k, v in body.items() if v is not None}  # None: leave the field out
     return {"apiVersion": API, "kind": "Subscription", "metadata": {"name": name, "namespace": NS}, "spec": body}
 
 
@@ -160,6 +161,9 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str, list[str]]] = [
     ("Etc/GMT+13 (issue 19 case 7)",
      subscription("adm-s7", billingAccount={"id": "adm-1", "timeZone": "Etc/GMT+13"}), "subscriptions",
      "spec.billingAccount.timeZone", ["'Etc/GMT+13'"]),
+    ("order on a BillingAccount that does not exist",
+     subscription("adm-s9", billingAccount=None, billingAccountRef={"name": "adm-nobody"}), "subscriptions",
+     "spec.billingAccountRef.name", ["BillingAccount adm-nobody does not exist"]),
     ("termination past year 9999 in UTC (issue 19 case 6)",
      subscription("adm-s8", requestedTerminationDate="9999-12-31T23:30:00-01:00"), "subscriptions",
      "spec.requestedTerminationDate", ["past the year 9999"]),

@@ -18,6 +18,7 @@ from controller.admission import (
     listed_ports,
     refusal,
     review,
+    subscription_problems,
 )
 from tests.unit.commerce.builders import offering_doc
 
@@ -487,3 +488,45 @@ def test_listed_ports_reads_names_or_objects_and_none_when_unlisted() -> None:
 def test_refusal_joins_the_problems() -> None:
     text = refusal([Problem("spec.a", "is wrong"), Problem("spec.b[0]", "too")])
     assert text == "spec.a: is wrong; spec.b[0]: too"
+
+
+def account(name: str = "acme-001", namespace: str = "acme", currency: str = "EUR", state: str | None = None) -> dict:
+    spec: dict[str, Any] = {"name": "Acme Corp", "currency": currency, "timeZone": "Europe/Paris"}
+    if state is not None:
+        spec["state"] = state
+    return {"apiVersion": API, "kind": "BillingAccount", "metadata": meta(name, namespace, EARLIER), "spec": spec}
+
+
+def by_account(name: str = "acme-001", **extra: Any) -> dict[str, Any]:
+    obj = subscription(**extra)
+    del obj["spec"]["billingAccount"]
+    obj["spec"]["billingAccountRef"] = {"name": name}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("w", "words"),
+    [
+        (world(), ["BillingAccount acme-001", "does not exist"]),
+        (world(billingaccounts=[account(namespace="globex")]), ["does not exist in this namespace"]),
+        (world(billingaccounts=[account(state="Closed")]), ["Closed", "no new orders"]),
+        (world(billingaccounts=[account(state="Suspended")]), ["Suspended", "no new orders"]),
+        (world(billingaccounts=[account(currency="USD")]), ["bills in USD", "priced in EUR"]),
+    ],
+)
+def test_an_order_its_billing_account_cannot_take_is_refused(w: World, words: list[str]) -> None:
+    one(create("subscriptions", by_account(), w), "spec.billingAccountRef.name", *words)
+
+
+def test_an_order_on_a_good_account_is_admitted_and_a_suspended_one_keeps_an_accepted_order() -> None:
+    assert create("subscriptions", by_account(), world(billingaccounts=[account()])) == []
+    accepted = by_account(state="active")
+    changed = copy.deepcopy(accepted)
+    changed["spec"]["endpoints"][0]["vlanId"] = 101
+    w = world(billingaccounts=[account(state="Suspended")], subscriptions=[accepted])
+    # judged on its own (not only as "nothing new"): the stored order is active, so the account serves it
+    assert [str(p) for p in subscription_problems(changed, w, NOW)] == []
+    pending = by_account(state="created")
+    assert subscription_problems(
+        pending, world(billingaccounts=[account(state="Suspended")], subscriptions=[pending]), NOW
+    )
