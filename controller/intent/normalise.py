@@ -51,7 +51,6 @@ IDENTITY_LEAVES = frozenset({"type"})
 DEFAULTS: dict[SchemaPath, JsonObject] = {
     ("interfaces", "interface", "config"): {"enabled": True},
     ("interfaces", "interface", "subinterfaces", "subinterface", "config"): {"enabled": True},
-    ("network-instances", "network-instance", "config"): {"enabled": True},
 }
 # An identity qualified by a standard module name; a bare `x:y` (a port such as `et-0:1`) is left alone.
 _QUALIFIED_IDENTITY = re.compile(r"^(?:openconfig|ietf|iana)-[a-z0-9-]+:([A-Za-z_][A-Za-z0-9_.-]*)$")

@@ -26,7 +26,9 @@ IPv4 address A with prefix length L) of service `<namespace>/<name>`, with X = f
 Only for serviceType l3vpn, with vrf R:
 
 `network-instances/network-instance[name=R]` (shared by every service in R; it stays while one remains)
-    {"name": R, "config": {"name": R, "type": "L3VRF", "enabled": true}}
+    {"name": R, "config": {"name": R, "type": "L3VRF"}}
+    (no `config/enabled`: openconfig-network-instance 2.0.0 removed it, and current devices refuse it.)
+    Created only when the device lacks it; a VRF the controller did not create is used as it is.
     Its "interfaces" list is not owned by this entry: each member is its own entry, and members the
     controller did not write are left alone.
 
@@ -42,6 +44,19 @@ from controller.api.networkservice import Endpoint, NetworkServiceSpec
 
 from .normalise import JsonObject
 from .paths import GPath
+
+# Schema paths of the managed entries render produces: ownership never reaches above them.
+ENTRY_ROOTS = frozenset(
+    {
+        ("interfaces", "interface", "subinterfaces", "subinterface"),
+        ("qos", "scheduler-policies", "scheduler-policy"),
+        ("qos", "interfaces", "interface"),
+        ("network-instances", "network-instance"),
+        ("network-instances", "network-instance", "interfaces", "interface"),
+    }
+)
+# Entries several services share: created only when absent, removed only when nothing foreign remains.
+SHARED_ROOTS = frozenset({("network-instances", "network-instance")})
 
 BURST_MILLISECONDS = 10
 MIN_BURST_BYTES = 1500
@@ -110,7 +125,7 @@ def _endpoint_entries(key: ServiceKey, spec: NetworkServiceSpec, endpoint: Endpo
     ]
     if spec.serviceType == "l3vpn" and spec.vrf is not None:
         vrf = network_instance_path(spec.vrf)
-        vrf_value = {"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF", "enabled": True}}
+        vrf_value = {"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF"}}
         member = {"id": name, "config": {"id": name, "interface": port, "subinterface": vlan}}
         entries += [
             ManagedEntry(device, vrf, vrf_value, key, shared=True, delegated=("interfaces",)),

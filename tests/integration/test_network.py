@@ -33,8 +33,8 @@ METRICS_PORT = free_port()
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProcess]:
     workdir = tmp_path_factory.mktemp("fleet")
     proc = FleetProcess(
-        # lenient until the controller stops sending removed leaves (issue 14)
-        ["--devices", str(len(DEVICES)), "--names", ",".join(DEVICES), "--profile", "lenient"], workdir=workdir
+        # strict: validated against the official OpenConfig models, YANG defaults filled, like a real router
+        ["--devices", str(len(DEVICES)), "--names", ",".join(DEVICES), "--profile", "strict"], workdir=workdir
     )
     try:
         proc.start()

@@ -118,8 +118,9 @@ def test_state_is_dropped_and_empty_containers_vanish() -> None:
 
 def test_enabled_defaults_to_true_where_the_device_would_fill_it() -> None:
     assert normalise({"config": {"index": 5}}, SUB) == {"config": {"index": 5, "enabled": True}}
+    # network-instance config/enabled no longer exists in the models: nothing is filled in for it.
     assert normalise({"config": {"name": "blue"}}, GPath.parse("network-instances/network-instance[name=blue]")) == {
-        "config": {"name": "blue", "enabled": True}
+        "config": {"name": "blue"}
     }
     # Not in containers without such a default.
     at = GPath.parse("qos/interfaces/interface[interface-id=x]")

@@ -88,7 +88,8 @@ def test_l3vpn_adds_a_shared_vrf_once_per_device_and_a_member_per_endpoint() -> 
         ("pe1", "network-instances/network-instance[name=blue]"),
         ("pe2", "network-instances/network-instance[name=blue]"),
     ]
-    assert all(e.value == {"name": "blue", "config": {"name": "blue", "type": "L3VRF", "enabled": True}} for e in vrfs)
+    # No config/enabled: openconfig-network-instance 2.0.0 removed it and current devices refuse it.
+    assert all(e.value == {"name": "blue", "config": {"name": "blue", "type": "L3VRF"}} for e in vrfs)
     assert all(e.delegated == ("interfaces",) for e in vrfs)
     vrf_path = GPath.parse("network-instances/network-instance[name=blue]")
     members = {
