@@ -182,6 +182,7 @@ class NetworkReconciler:
     _intents: dict[str, DeviceIntent] = field(default_factory=dict)  # as of the last pass
     _drifts: dict[str, dict[GPath, Drift]] = field(default_factory=dict)  # what differed after it
     _refusals: dict[str, dict[ServiceKey, tuple[str, str]]] = field(default_factory=dict)
+    _refused_at: dict[str, dict[ServiceKey, int]] = field(default_factory=dict)  # the generation refused
     _removed: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))  # our own deletes
     _merged: dict[str, tuple[tuple[Any, ...], MergeResult]] = field(default_factory=dict)
     _looking_up: set[str] = field(default_factory=set)
@@ -399,10 +400,16 @@ class NetworkReconciler:
                 wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
                 ports = {port for p in wanted if (port := _port_config(p)) is not None}
                 tree = observe(session.snapshot(sorted(wanted | ports | retired_roots)))
+                # A refusal stands until the next whole-device pass (a reconnect, a resync, a retry) or a new
+                # spec: the same Set would only be refused again. A conflict is re-judged when in scope.
                 refused = {
                     k: why
                     for k, why in self._refusals.get(device, {}).items()
-                    if k not in scope and k in rendered and why[0] != "ConflictingClaim"
+                    if k in rendered
+                    and (
+                        (k not in scope and why[0] != "ConflictingClaim")
+                        or (why[0] == "DeviceRejected" and self._refused_generation(device, k))
+                    )
                 }
         except GnmiError as exc:
             self._transient(device, members, exc)
@@ -500,6 +507,7 @@ class NetworkReconciler:
         self._intents[device] = intent
         self._drifts[device] = {d.path: d for d in drifts}
         self._refusals[device] = dict(refused)
+        self._refused_at[device] = {k: self.services[k].generation for k in refused if k in self.services}
 
         remaining = _drift_by_owner(drifts)
         for r in leaving:
@@ -591,6 +599,11 @@ class NetworkReconciler:
         tree = observe(await session.get_config())
         stats.gets += 1
         return verify(intent, tree, created=self._created[session.name])
+
+    def _refused_generation(self, device: str, key: ServiceKey) -> bool:
+        """Whether the service's current generation is the one the device refused."""
+        record = self.services.get(key)
+        return record is not None and self._refused_at.get(device, {}).get(key) == record.generation
 
     def _is_settled(self, record: ServiceRecord, device: str) -> bool:
         """Whether the service's current spec was verified on `device` (by this run, or by the one whose
