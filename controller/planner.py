@@ -30,6 +30,7 @@ from .commerce import order
 from .commerce.offering import sellability
 from .gnmi.client import GnmiClient
 from .intent import Claim, ServiceKey, merge, plan, preflight, render
+from .intent.rfc7951 import negotiate
 from .kube import Kube, NotFound, Ref
 from .network.devices import target_for
 from .network.session import fetch_config
@@ -181,7 +182,8 @@ class _Cluster:
             raise PlanError(f"NetworkDevice {device}: {exc}") from None
         client = GnmiClient(target, device)
         try:
-            return await fetch_config(client)
+            encoding = negotiate(target.encoding, (await client.capabilities()).encodings)
+            return await fetch_config(client, encoding)
         except Exception as exc:
             raise PlanError(
                 f"NetworkDevice {device} at {spec.address}:{spec.port}: cannot read its config: {exc}"

@@ -47,9 +47,10 @@ from ..intent import (
     plan,
     preflight,
     render,
+    rfc7951,
     verify,
 )
-from ..intent.normalise import normalise
+from ..intent.normalise import build_tree, extract, normalise
 from ..intent.ownership import entry_root, from_status, leaf_paths, shared_root, to_status
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
@@ -399,7 +400,14 @@ class NetworkReconciler:
                 # and what is being removed. Entries outside it were found as intended before.
                 wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
                 ports = {port for p in wanted if (port := _port_config(p)) is not None}
-                tree = observe(session.snapshot(sorted(wanted | ports | retired_roots)))
+                snapshot = session.snapshot(sorted(wanted | ports | retired_roots))
+                tree = observe(snapshot)
+                unseen = sorted(p for p in ports if tree.extract(p) is None)
+                if unseen:
+                    # The subscription never reported these ports: ask the device rather than call them missing.
+                    found = await self._read_ports(session, unseen)
+                    if found:
+                        tree = observe(build_tree(found, snapshot))
                 # A refusal stands until the next whole-device pass (a reconnect, a resync, a retry) or a new
                 # spec: the same Set would only be refused again. A conflict is re-judged when in scope.
                 refused = {
@@ -605,6 +613,21 @@ class NetworkReconciler:
         record = self.services.get(key)
         return record is not None and self._refused_at.get(device, {}).get(key) == record.generation
 
+    async def _read_ports(self, session: DeviceSession, ports: list[GPath]) -> list[tuple[GPath, Any]]:
+        """The config of each port the device has, one Get per port (a Get of several answers NOT_FOUND
+        for all when one is missing)."""
+        found: list[tuple[GPath, Any]] = []
+        for port in ports:
+            try:
+                value = extract(await session.get_entries([port]), port)
+                if value is not None:
+                    found.append((port, value))
+            except GnmiError as exc:
+                if exc.code is not grpc.StatusCode.NOT_FOUND:
+                    raise
+            self.stats[session.name].gets += 1
+        return found
+
     def _is_settled(self, record: ServiceRecord, device: str) -> bool:
         """Whether the service's current spec was verified on `device` (by this run, or by the one whose
         status says so): only then is a difference drift."""
@@ -647,10 +670,17 @@ class NetworkReconciler:
         stats = self.stats[session.name]
         stats.sets += 1
         stats.set_ops += len(set_plan.operations)
+        ietf = session.encoding == rfc7951.JSON_IETF
         await session.client.set(
             deletes=[op.path.to_proto() for op in set_plan.deletes],
-            replaces=[(op.path.to_proto(), op.value) for op in set_plan.replaces],
-            updates=[(op.path.to_proto(), op.value) for op in set_plan.updates],
+            replaces=[
+                (op.path.to_proto(), rfc7951.encode(op.value, op.path) if ietf else op.value)
+                for op in set_plan.replaces
+            ],
+            updates=[
+                (op.path.to_proto(), rfc7951.encode(op.value, op.path) if ietf else op.value) for op in set_plan.updates
+            ],
+            encoding=session.encoding,
         )
 
     async def _isolate(
@@ -699,7 +729,14 @@ class NetworkReconciler:
         oper_up = None if oper is None else str(oper).upper() == "UP"
         phase = Phase.APPLIED if record.spec.adminState == "enabled" else Phase.DISABLED
         return EndpointOutcome(
-            device, port, vlan, phase, "Applied", oper_up=oper_up, drift=drift if report_only else None
+            device,
+            port,
+            vlan,
+            phase,
+            "Applied",
+            oper_up=oper_up,
+            oper_required=session.target.reports_oper_status,
+            drift=drift if report_only else None,
         )
 
     def _device_unavailable(self, device: str, members: list[ServiceRecord], session: DeviceSession | None) -> None:

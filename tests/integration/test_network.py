@@ -655,3 +655,60 @@ def test_suspend_resume_and_spec_changes_are_not_drift(
     assert drift is not None and drift["status"] == "False"
     api.delete("networkservices", name, NS)
     gone(api, name)
+
+
+MIXED = {"nt-x1": "JSON_IETF", "nt-j1": "JSON", "nt-l1": "JSON_IETF"}  # the encoding each one negotiates
+
+
+@pytest.fixture(scope="module")
+def mixed_fleet(tmp_path_factory: pytest.TempPathFactory, api: Api) -> Iterator[FleetProcess]:
+    """A JSON_IETF-only strict device (the IOS XR case), a JSON-only strict one and a lenient one."""
+    workdir = tmp_path_factory.mktemp("mixed")
+    (workdir / "fleet.yaml").write_text(yaml.safe_dump({"devices": [
+        {"name": "nt-x1", "profile": "strict", "encodings": ["JSON_IETF"]},
+        {"name": "nt-j1", "profile": "strict", "encodings": ["JSON"]},
+        {"name": "nt-l1", "profile": "lenient"},
+    ]}))
+    proc = FleetProcess(["--fleet", str(workdir / "fleet.yaml")], workdir=workdir)
+    proc.start()
+    assert proc.ca_path is not None
+    api.put_secret(SYSTEM, "nt-mixed-ca", {"ca.crt": Path(proc.ca_path).read_text()})
+    for name in MIXED:
+        api.apply(device_body(name, proc.devices[name].port, ca="nt-mixed-ca"))
+    yield proc
+    for name in MIXED:
+        api.delete("networkdevices", name)
+    proc.stop()
+
+
+def test_a_mixed_fleet_negotiates_each_device_and_converges(
+    api: Api, controller: ControllerProcess, mixed_fleet: FleetProcess
+) -> None:
+    admin = mixed_fleet.admin
+    for name, encoding in MIXED.items():
+        wait_for(f"{name} Ready with {encoding}", lambda n=name, e=encoding: (d := api.get("networkdevices", n))
+                 and is_ready(d) and d["status"].get("encoding") == e, 30)
+    name = unique("mixed")
+    endpoints = [ep(device, "Ethernet2", 480) for device in MIXED]
+    api.apply(service_body(name, endpoints, serviceType="l3vpn", vrf="mixed", bandwidthMbps=5000))
+    ready(api, name, timeout=30)
+    for device in MIXED:
+        sub = subif(admin, device, "Ethernet2", 480)
+        assert sub is not None and sub["config"]["description"].startswith("telco-intent"), device
+        policy = {p["name"]: p for p in admin.dump(device)["config"]["qos"]["scheduler-policies"]["scheduler-policy"]}
+        rates = policy["Ethernet2.480"]["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]
+        assert int(rates["cir"]) == 5_000_000_000, "a uint64 beyond 32 bits, a string in JSON_IETF"
+    sets = {d: admin.stats(d)["set_rpcs"] for d in MIXED}
+    time.sleep(3)
+    assert {d: admin.stats(d)["set_rpcs"] for d in MIXED} == sets, "idle: no Set on any device"
+    # The NetworkDevice may pin the encoding; its status shows the one in use.
+    body = device_body("nt-l1", mixed_fleet.devices["nt-l1"].port, ca="nt-mixed-ca")
+    body["spec"]["encoding"] = "JSON"
+    api.apply(body)
+    wait_for("nt-l1 on JSON", lambda: (d := api.get("networkdevices", "nt-l1")) and d["status"].get("encoding")
+             == "JSON" and is_ready(d), 30)
+    ready(api, name)
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+    for device in MIXED:
+        assert subif(admin, device, "Ethernet2", 480) is None, device
