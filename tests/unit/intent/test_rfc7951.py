@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.intent import GPath, normalise, render
-from controller.intent import yang_facts, yanggen
+from controller.intent import GPath, normalise, render, yang_facts, yanggen
 from controller.intent.render import ServiceKey
 from controller.intent.rfc7951 import encode, negotiate
 
