@@ -3,8 +3,9 @@
 The facts (`yang_facts.FACTS`, generated from the official models by `yanggen`) say, per schema position,
 which module defines the node and what a leaf's type is. Encoding qualifies a member name with its
 module where the module differs from its parent's (and always at the top of the value), qualifies
-identityref values with the identity's module, and writes 64-bit integers as strings. Decoding is `normalise`, from the same facts (names lose their module, leaves take the type the
-facts give); positions the facts do not hold (what the controller never writes) keep their form.
+identityref values with the identity's module, and writes 64-bit integers as strings. Decoding is
+`normalise`, from the same facts (names lose their module, leaves take the type the facts give);
+positions the facts do not hold (what the controller never writes) keep their form.
 """
 
 from __future__ import annotations
