@@ -8,6 +8,7 @@ IPv4 address A with prefix length L) of service `<namespace>/<name>`, with X = f
     {"index": V,
      "config": {"index": V, "description": "telco-intent <namespace>/<name>", "enabled": adminState == "enabled"},
      "vlan": {"match": {"single-tagged": {"config": {"vlan-id": V}}}},
+             (on a device advertising openconfig-vlan < 3.0.0: "vlan": {"config": {"vlan-id": V}})
      "ipv4": {"addresses": {"address": [{"ip": A, "config": {"ip": A, "prefix-length": L}}]}}}
     (no "ipv4" without an address)
 
@@ -38,6 +39,7 @@ Only for serviceType l3vpn, with vrf R:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.api.networkservice import Endpoint, NetworkServiceSpec
@@ -132,6 +134,34 @@ def _endpoint_entries(key: ServiceKey, spec: NetworkServiceSpec, endpoint: Endpo
             ManagedEntry(device, vrf.child("interfaces").child("interface", {"id": name}), member, key),
         ]
     return entries
+
+
+# openconfig-vlan before 3.0.0 matched a subinterface's VLAN with `vlan/config/vlan-id`; 3.0.0 moved it
+# to `vlan/match/single-tagged/config/vlan-id`. Devices say which they run in Capabilities (ModelData).
+LEGACY_VLAN_BEFORE = (3, 0, 0)
+
+
+def uses_legacy_vlan(models: Iterable[tuple[str, str, str]]) -> bool:
+    """Whether a device's Capabilities (name, organization, version) advertise an openconfig-vlan older
+    than 3.0.0 (an `openconfig-version` such as 2.0.0). A revision date, or no version, is taken as current."""
+    for name, _, version in models:
+        if name == "openconfig-vlan":
+            parts = version.split(".")
+            if len(parts) == 3 and all(p.isdigit() for p in parts):
+                return tuple(int(p) for p in parts) < LEGACY_VLAN_BEFORE
+    return False
+
+
+def with_legacy_vlan(entries: Iterable[ManagedEntry]) -> tuple[ManagedEntry, ...]:
+    """The entries as a device with a pre-3.0.0 openconfig-vlan takes them: `vlan/config/vlan-id`."""
+    out = []
+    for entry in entries:
+        single = entry.value.get("vlan", {}).get("match", {}).get("single-tagged")
+        if single is not None:
+            value = {**entry.value, "vlan": {"config": {"vlan-id": single["config"]["vlan-id"]}}}
+            entry = ManagedEntry(entry.device, entry.path, value, entry.owner, entry.shared, entry.delegated)
+        out.append(entry)
+    return tuple(out)
 
 
 def port_path(port: str) -> GPath:

@@ -51,6 +51,12 @@ FACTS: dict[str, dict[str, Any]] = {
         "module": "openconfig-if-ip",
     },
     "interfaces/interface/subinterfaces/subinterface/vlan": {"module": "openconfig-vlan"},
+    "interfaces/interface/subinterfaces/subinterface/vlan/config": {"module": "openconfig-vlan"},
+    "interfaces/interface/subinterfaces/subinterface/vlan/config/vlan-id": {
+        "kind": "int",
+        "module": "openconfig-vlan",
+        "wide": False,
+    },
     "interfaces/interface/subinterfaces/subinterface/vlan/match": {"module": "openconfig-vlan"},
     "interfaces/interface/subinterfaces/subinterface/vlan/match/single-tagged": {"module": "openconfig-vlan"},
     "interfaces/interface/subinterfaces/subinterface/vlan/match/single-tagged/config": {"module": "openconfig-vlan"},

@@ -19,7 +19,7 @@ from typing import Any
 
 from controller.api.networkservice import NetworkServiceSpec
 
-from .render import ServiceKey, render
+from .render import ServiceKey, render, with_legacy_vlan
 
 OUTPUT = Path(__file__).with_name("yang_facts.py")
 
@@ -70,7 +70,8 @@ def rendered_positions() -> set[tuple[str, ...]]:
     for sample in SAMPLES:
         endpoints = [{"device": "pe1", "port": "Ethernet1", "vlanId": 100, **e} for e in sample["endpoints"]]
         spec = NetworkServiceSpec.model_validate({**sample, "bandwidthMbps": 10, "endpoints": endpoints})
-        for entry in render(ServiceKey("ns", "sample"), spec):
+        entries = render(ServiceKey("ns", "sample"), spec)
+        for entry in (*entries, *with_legacy_vlan(entries)):
             names = tuple(e.name for e in entry.path.elems)
             found.update(names[:n] for n in range(1, len(names) + 1))
             _walk(entry.value, names, found)

@@ -52,6 +52,7 @@ from ..intent import (
 )
 from ..intent.normalise import build_tree, extract, normalise
 from ..intent.ownership import entry_root, from_status, leaf_paths, shared_root, to_status
+from ..intent.render import uses_legacy_vlan, with_legacy_vlan
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
@@ -172,6 +173,8 @@ class NetworkReconciler:
     _retired: dict[str, dict[ServiceKey, set[GPath]]] = field(default_factory=lambda: defaultdict(dict))
     # Shared entries (VRFs) the controller created, by device: only those are ever removed.
     _created: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))
+    # Devices whose Capabilities advertise an openconfig-vlan older than 3.0.0 (the legacy VLAN form).
+    _legacy_vlan: dict[str, bool] = field(default_factory=dict)
     # The generation of each service last verified on each device: a difference while a newer spec is
     # being applied is the controller's own change, never drift.
     _settled: dict[ServiceKey, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
@@ -257,10 +260,15 @@ class NetworkReconciler:
         created = self._created.get(device, set())
         return {
             leaf
-            for e in record.rendered
-            if e.device == device and (not e.shared or e.path in created)
+            for e in self._device_entries(record, device)
+            if not e.shared or e.path in created
             for leaf in _entry_leaves(e)
         }
+
+    def _device_entries(self, record: ServiceRecord, device: str) -> tuple[ManagedEntry, ...]:
+        """The service's render for `device`, in the form the device's models take."""
+        mine = tuple(e for e in record.rendered if e.device == device)
+        return with_legacy_vlan(mine) if self._legacy_vlan.get(device) else mine
 
     def device_seen(self, device: str) -> None:
         """The NetworkDevice object exists (a watch event)."""
@@ -378,7 +386,8 @@ class NetworkReconciler:
             return
         live = [r for r in members if not r.deleting and r.spec is not None]
         leaving = [r for r in members if r.deleting and device not in self._torn_down[r.key]]
-        rendered = {r.key: tuple(e for e in r.rendered if e.device == device) for r in live}
+        self._legacy_vlan[device] = uses_legacy_vlan(session.capabilities.models if session.capabilities else ())
+        rendered = {r.key: self._device_entries(r, device) for r in live}
         applying = [r for r in live if r.spec is not None and not r.spec.dryRun]
 
         def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from controller.intent import GPath, merge, plan
+from controller.intent import Claim, GPath, merge, plan
+from controller.intent.render import with_legacy_vlan
 from controller.intent.rfc7951 import encode
 from devicesim.official import OfficialModels
 
@@ -92,10 +94,13 @@ def _defining_module(models: OfficialModels, shape: Shape) -> str:
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(services=service_sets())
+@given(services=service_sets(), legacy_vlan=st.booleans())
 def test_every_set_value_is_valid_current_openconfig_in_both_encodings(
-    models: OfficialModels, services: list[Any]
+    models: OfficialModels, services: list[Any], legacy_vlan: bool
 ) -> None:
+    """Also in the legacy VLAN form (`vlan/config/vlan-id`), which the current models still hold."""
+    if legacy_vlan:
+        services = [Claim(c.key, c.created, with_legacy_vlan(c.entries)) for c in services]
     for device in DEVICES:
         intent = merge(device, services).intent
         for path, value in wire_values(plan(intent, device_with_ports(*PORTS))):

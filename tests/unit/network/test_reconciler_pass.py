@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from controller.gnmi.client import GnmiError, Target
+from controller.gnmi.client import Capabilities, GnmiError, Target
 from controller.intent import DeviceIntent, GPath, ServiceKey, build_tree, extract
 from controller.network.leafcache import LeafCache
 from controller.network.outcome import Phase
@@ -42,7 +42,7 @@ class ScriptedSession:
 
     connected = synced = True
     error = None
-    capabilities = None
+    capabilities: Capabilities | None = None
     encoding = "JSON"
 
     def __init__(self, device: dict[str, Any], cached: dict[str, Any], refuse: bool = False) -> None:
@@ -162,3 +162,20 @@ def test_the_owned_record_in_status_names_exactly_what_was_written() -> None:
         "qos/interfaces/interface[interface-id=Ethernet1.100]"}
     assert "config/description" in entries[sub] and "ipv4/addresses/address[ip=192.0.2.1]/config/ip" in entries[sub]
     assert ServiceKey("ns", "svc") == KEY
+
+
+def test_a_device_on_a_pre_3_openconfig_vlan_gets_the_legacy_vlan_form() -> None:
+    session = ScriptedSession(device_with_ports("Ethernet1"), device_with_ports("Ethernet1"))
+    session.capabilities = Capabilities("0.8.0", ["JSON"], [("openconfig-vlan", "OpenConfig working group", "2.0.0")])
+
+    async def body(rec: NetworkReconciler) -> dict[str, Any]:
+        rec.upsert_service(record(1, endpoints=ENDPOINT))
+        await rec._reconcile("pe1")
+        return rec.writer.latest(rec.services[KEY].ref, {})
+
+    status = run_passes(session, body)
+    path = GPath.parse("interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]")
+    sub = extract(session.device, path)
+    assert sub is not None and sub["vlan"] == {"config": {"vlan-id": 100}}
+    leaves = {leaf for o in status["owned"] for e in o["entries"] for leaf in e["leaves"]}
+    assert "vlan/config/vlan-id" in leaves and not any("single-tagged" in leaf for leaf in leaves)
