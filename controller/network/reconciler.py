@@ -41,11 +41,8 @@ from ..intent import (
     PathElem,
     ServiceKey,
     SetPlan,
-    assess,
     merge,
     observe,
-    plan,
-    preflight,
     render,
     rfc7951,
     verify,
@@ -57,6 +54,8 @@ from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
 from ..times import parse_rfc3339
+from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
+from .devicepass import precedence as claim_precedence
 from .outcome import EndpointOutcome, Phase, ServiceView, service_status
 from .session import DeviceSession
 
@@ -390,9 +389,6 @@ class NetworkReconciler:
         rendered = {r.key: self._device_entries(r, device) for r in live}
         applying = [r for r in live if r.spec is not None and not r.spec.dryRun]
 
-        def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:
-            return [Claim(r.key, self._precedence(r, device), rendered[r.key]) for r in records if r.key not in exclude]
-
         retired = {k: set(leaves) for k, leaves in self._retired.get(device, {}).items()}
         for r in leaving:
             retired.setdefault(r.key, set()).update(self.owned_leaves(r, device))
@@ -434,44 +430,47 @@ class NetworkReconciler:
 
         # Problems only the device reveals (a port it lacks) refuse that service alone, before merging,
         # so one bad service never blocks the batched Set of the others.
-        checked = [e for k, es in rendered.items() if scope is None or k in scope for e in es]
-        refused.update(
-            (owner, ("PortNotFound" if any("port" in p for p in problems) else "PreflightFailed", "; ".join(problems)))
-            for owner, problems in preflight(device, checked, tree).items()
-        )
-        intent, conflicts = self._merge(device, claims(applying, refused), applying)
-        for conflict in conflicts:
-            refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
-        checking = intent if scope is None else _restricted(intent, scope)
-        # A `report` service that was applied before keeps its drift: reported, not reverted.
-        report_only = {
-            r.key for r in applying if r.spec and r.spec.driftPolicy == "report" and self._is_settled(r, device)
-        }
-        assessment = assess(checking, tree, retired, created, intent.needed)
-        # What differs now, within the scope, and as found before outside it; the read-back updates it.
-        earlier = self._drifts.get(device, {}) if scope is not None else {}
-        drifts = list(assessment.drifts) + [
-            d for path, d in earlier.items() if path in intent.entries and path not in checking.entries
+        members_now = [
+            Member(
+                r.key,
+                self._precedence(r, device),
+                rendered[r.key],
+                dry_run=bool(r.spec and r.spec.dryRun),
+                # A `report` service whose spec was verified keeps its drift: reported, not reverted.
+                report_only=bool(r.spec and r.spec.driftPolicy == "report") and self._is_settled(r, device),
+                # While a new spec (a suspend, a resume, a changed order) is being applied, the
+                # difference is the controller's own change, not drift.
+                settled=self._is_settled(r, device),
+            )
+            for r in live
         ]
-        # Drift is a difference from what the controller verified for the spec it still has: while a new
-        # spec (a suspend, a resume, a changed order) is being applied, the difference is its own change.
-        drift_before = {
-            k: what
-            for k, what in _drift_by_owner(list(assessment.drifts)).items()
-            if k in self.services and self._is_settled(self.services[k], device)
-        }
-        to_send = _reverting(assessment.plan, report_only)
 
-        for r in live:  # dry runs: what the Set would carry if the service were applied now
-            if r.spec is not None and r.spec.dryRun and r.key not in refused and (scope is None or r.key in scope):
-                dry = merge(
-                    device, [*claims(applying, refused), Claim(r.key, self._precedence(r, device), rendered[r.key])]
-                )
-                lost = [c for c in dry.conflicts if c.service == r.key]
-                if lost:
-                    refused[r.key] = ("ConflictingClaim", lost[0].message)
-                dry_plan = plan(_restricted(dry.intent, {r.key}), tree, created=created, needed=dry.intent.needed)
-                self._plans[r.key][device] = dry_plan.for_owner(r.key).to_json()
+        def run_pass(refusals: dict[ServiceKey, tuple[str, str]]) -> DevicePass:
+            return device_pass(
+                device,
+                tree,
+                members_now,
+                retired=retired,
+                created=created,
+                refused=refusals,
+                scope=scope,
+                merge_claims=lambda claims: self._merge(device, claims, applying),
+            )
+
+        result = run_pass(refused)
+        refused = dict(result.refused)
+        intent, checking = result.intent, result.assessment
+        # What differs now, within the scope, and as found before outside it; the read-back updates it.
+        scoped = intent.entries if scope is None else restricted(intent, scope).entries
+        earlier = self._drifts.get(device, {}) if scope is not None else {}
+        drifts = list(checking.drifts) + [
+            d for path, d in earlier.items() if path in intent.entries and path not in scoped
+        ]
+        report_only = {m.key for m in members_now if m.report_only}
+        drift_before = dict(result.reverted)
+        to_send = result.send
+        for key, dry_plan in result.dry_runs.items():
+            self._plans[key][device] = dry_plan.to_json()
 
         if not to_send.is_empty:
             # Read back only the entries the Set writes into: the others were just found as intended.
@@ -485,9 +484,8 @@ class NetworkReconciler:
                 rejected = await self._isolate(session, to_send, exc)
                 refused.update(rejected)
                 read_back = None  # the intent changed under the plan: read back everything
-                intent, _ = merge(device, claims(applying, refused))
-                checking = intent if scope is None else _restricted(intent, scope)
-                rest = _reverting(plan(checking, tree, retired, created, intent.needed), report_only)
+                again_pass = run_pass(refused)
+                intent, rest = again_pass.intent, again_pass.send
                 if not rest.is_empty:
                     try:
                         await self._send(session, rest)
@@ -643,9 +641,7 @@ class NetworkReconciler:
         known = self._settled.get(record.key, {}).get(device)
         if known is not None:
             return known == record.generation
-        return record.status.get("observedGeneration") == record.generation and any(
-            e.get("applied") and e.get("device") == device for e in record.status.get("endpoints", []) or []
-        )
+        return record.status.get("observedGeneration") == record.generation and applied_in_status(record.status, device)
 
     def _track_created(self, device: str, intent: DeviceIntent, sent: SetPlan) -> None:
         """A shared entry written whole was absent: the controller created it, and may remove it later."""
@@ -654,14 +650,9 @@ class NetworkReconciler:
                 self._created[device].add(op.path)
 
     def _precedence(self, record: ServiceRecord, device: str) -> dt.datetime:
-        """When the service's claim on `device` counts from. A service already configured there keeps its
-        claim against any newcomer: creation times have one-second resolution, and a tie would
-        otherwise go by name and could take a working service's port away."""
-        if device in self._applied.get(record.key, ()) or any(
-            e.get("applied") and e.get("device") == device for e in record.status.get("endpoints", []) or []
-        ):
-            return EPOCH
-        return record.created_at
+        """When the service's claim on `device` counts from (see devicepass.precedence)."""
+        applied = device in self._applied.get(record.key, ()) or applied_in_status(record.status, device)
+        return claim_precedence(record.created_at, applied)
 
     def _drift_reverted(self, device: str, owner: ServiceKey, what: str) -> None:
         self.stats[device].drift_repairs += 1
@@ -931,11 +922,6 @@ def oper_status_path(port: str, vlan: int) -> GPath:
     )
 
 
-def _restricted(intent: DeviceIntent, keys: Collection[ServiceKey]) -> DeviceIntent:
-    """The part of `intent` that the services `keys` own (alone or shared)."""
-    return DeviceIntent(intent.device, {p: e for p, e in intent.entries.items() if any(o in keys for o in e.owners)})
-
-
 _CONFIG = PathElem("config")
 
 
@@ -952,13 +938,6 @@ def _is_port_state(path: GPath) -> bool:
     the subinterfaces' own oper-status lies inside their entries."""
     names = [e.name for e in path.elems]
     return names[:2] == ["interfaces", "interface"] and "subinterfaces" not in names and "state" in names
-
-
-def _reverting(full: SetPlan, report_only: Collection[ServiceKey]) -> SetPlan:
-    """The plan minus the drift repairs of `report` services; removing what a service no longer
-    needs (an endpoint it moved away from) is not a drift repair and always goes."""
-    kept = full.without_owners(report_only)
-    return SetPlan(full.device, full.deletes, kept.replaces, kept.updates)
 
 
 def _entry_leaves(entry: ManagedEntry) -> list[GPath]:

@@ -11,7 +11,8 @@ from controller.intent.merge import merge
 from controller.intent.ownership import entry_root, to_status
 from controller.intent.render import qos_name, scheduler_policy_path
 from controller.kube import Ref
-from controller.network.reconciler import NetworkReconciler, ServiceRecord, _entry_leaves, _reverting
+from controller.network.devicepass import without_reverts
+from controller.network.reconciler import NetworkReconciler, ServiceRecord, _entry_leaves
 from controller.settings import Settings
 from controller.statuswriter import StatusWriter
 from tests.unit.intent.helpers import CREATED, make_spec
@@ -187,7 +188,7 @@ def test_a_report_service_keeps_its_drift_but_loses_what_it_moved_away_from() ->
         }
     }
     full = plan(intent, device, {KEY: {leaf for e in old.rendered for leaf in _entry_leaves(e)}})
-    kept = _reverting(full, {KEY})
+    kept = without_reverts(full, {KEY})
     assert isinstance(kept, SetPlan)
     assert [op.path.to_string() for op in kept.deletes] == [
         "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]"
