@@ -32,7 +32,7 @@ from controller.intent import (
     verify,
 )
 
-from .helpers import CREATED, apply_set, device_list_keys, device_with_ports, key_text, make_spec, port
+from .helpers import CREATED, apply_set, device_list_keys, device_with_ports, key_text, make_spec, owned_on, port
 
 DEVICES = ["pe1", "pe2"]
 PORTS = ["Ethernet1", "Ethernet2", "ge-0/0/1"]
@@ -191,19 +191,6 @@ def as_leaf_path(path: GPath) -> tuple[tuple[str, tuple[tuple[str, str], ...]], 
     return tuple((e.name, e.keys) for e in path.elems)
 
 
-def owned_by(claims: list[Claim], device: str, created: set[GPath]) -> dict[ServiceKey, set[GPath]]:
-    """The leaves earlier services wrote on `device` (a shared VRF's only where the controller created it)."""
-    return {
-        c.key: {
-            leaf
-            for e in c.entries
-            if e.device == device and (not e.shared or e.path in created)
-            for leaf in leaf_paths(e.path, normalise(e.value, e.path))
-        }
-        for c in claims
-    }
-
-
 def foreign(leaf: Leaf, gone: set[Any]) -> bool:
     """Nothing the intent writes or a delete removes lies at or above the leaf."""
     return not any(leaf[0][:n] in gone for n in range(1, len(leaf[0]) + 1))
@@ -225,7 +212,7 @@ def test_applying_the_plan_reaches_the_intent_and_touches_only_owned_leaves(
         refused = preflight(device, mine, observed).keys()
         intent = merge(device, [s for s in current if s.key not in refused]).intent
         created = {p for p in managed_before if p.elems[0].name == "network-instances" and len(p.elems) == 2}
-        retired = owned_by(previous, device, created)
+        retired = owned_on(device, *previous, created=tuple(created))
         result = plan(intent, observed, retired, created)
         for op in result.operations:
             event(f"{op.op} at depth {len(op.path.elems)}")
