@@ -180,6 +180,11 @@ def network_instance_path(vrf: str) -> GPath:
     return GPath.of("network-instances", ("network-instance", {"name": vrf}))
 
 
+def counters_path(port: str, vlan: int) -> GPath:
+    """The octet counters of one service subinterface (what usage-priced billing reads)."""
+    return _subinterface_path(port, vlan).child("state").child("counters")
+
+
 def _subinterface_path(port: str, vlan: int) -> GPath:
     return port_path(port).child("subinterfaces").child("subinterface", {"index": str(vlan)})
 
