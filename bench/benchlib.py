@@ -115,8 +115,8 @@ def device_names(count: int) -> list[str]:
 def start_fleet(names: list[str], workdir: Path) -> FleetProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     return FleetProcess(
-        # lenient until the controller stops sending removed leaves (issue 14)
-        ["--devices", str(len(names)), "--names", ",".join(names), "--profile", "lenient"],
+        # strict: the network scenarios run against official-model validation and YANG defaults
+        ["--devices", str(len(names)), "--names", ",".join(names), "--profile", "strict"],
         workdir=workdir,
         timeout=180,
     ).start()

@@ -29,8 +29,12 @@ from .api.subscription import SubscriptionSpec
 from .commerce import order
 from .commerce.offering import sellability
 from .gnmi.client import GnmiClient
-from .intent import Claim, ServiceKey, merge, plan, preflight, render
+from .intent import GPath, ManagedEntry, ServiceKey, observe, render
+from .intent.ownership import from_status, shared_root
+from .intent.render import uses_legacy_vlan, with_legacy_vlan
+from .intent.rfc7951 import negotiate
 from .kube import Kube, NotFound, Ref
+from .network.devicepass import Member, applied_in_status, device_pass, precedence
 from .network.devices import target_for
 from .network.session import fetch_config
 from .times import parse_time
@@ -147,6 +151,7 @@ class _Cluster:
         self.kube = kube
         self._lists: dict[str, list[dict[str, Any]]] = {}
         self._configs: dict[str, dict[str, Any] | str] = {}
+        self.legacy_vlan: dict[str, bool] = {}  # devices advertising openconfig-vlan < 3.0.0
 
     async def list(self, plural: str) -> list[dict[str, Any]]:
         if plural not in self._lists:
@@ -181,7 +186,9 @@ class _Cluster:
             raise PlanError(f"NetworkDevice {device}: {exc}") from None
         client = GnmiClient(target, device)
         try:
-            return await fetch_config(client)
+            caps = await client.capabilities()
+            self.legacy_vlan[device] = uses_legacy_vlan(caps.models)
+            return await fetch_config(client, negotiate(target.encoding, caps.encodings))
         except Exception as exc:
             raise PlanError(
                 f"NetworkDevice {device} at {spec.address}:{spec.port}: cannot read its config: {exc}"
@@ -278,9 +285,18 @@ def _report(want: Wanted, device: str | None, refused: list[str], ops: list[dict
     }
 
 
-def _existing_claims(existing: list[dict[str, Any]], wanted_keys: set[ServiceKey]) -> list[Claim]:
-    """The cluster's live NetworkServices (but those the manifests replace) as the merge sees them."""
-    claims = []
+@dataclass(frozen=True)
+class _Existing:
+    """A live NetworkService of the cluster (one the manifests do not replace), as the device pass sees it."""
+
+    key: ServiceKey
+    created: dt.datetime
+    entries: tuple[ManagedEntry, ...]
+    status: dict[str, Any]
+
+
+def _existing_services(existing: list[dict[str, Any]], wanted_keys: set[ServiceKey]) -> list[_Existing]:
+    found = []
     for other in existing:
         meta = other.get("metadata") or {}
         key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
@@ -292,21 +308,33 @@ def _existing_claims(existing: list[dict[str, Any]], wanted_keys: set[ServiceKey
         except ValidationError:
             continue
         if not spec.dryRun:
-            claims.append(Claim(key, created, tuple(render(key, spec))))
-    return claims
+            found.append(_Existing(key, created, tuple(render(key, spec)), other.get("status") or {}))
+    return found
+
+
+def _created_shared(existing: list[_Existing], device: str) -> set[GPath]:
+    """The shared entries (VRFs) the controller created on `device`, as the services' status.owned records."""
+    return {
+        root
+        for e in existing
+        for leaf in from_status(e.status.get("owned")).get(device, ())
+        if (root := shared_root(leaf)) is not None
+    }
 
 
 async def compute(docs: list[Document], kube: Kube) -> list[dict[str, Any]]:
     """One report per (service, device), and one per invalid service: the plan's operations and any refusal.
 
     The manifests' services are planned as if applied together in manifest order: each is merged with
-    the cluster's NetworkServices and with the manifests' services before it.
+    the cluster's NetworkServices and with the manifests' services before it, by the same device pass the
+    controller runs (so a service configured on a device keeps its claim there, as it does in the controller).
     """
     cluster = _Cluster(kube)
     now = dt.datetime.now(dt.UTC)
     wanted = await wanted_services(docs, cluster, now)
     planned = {w.key for w in wanted if w.spec is not None}
-    claims = _existing_claims(await cluster.list("networkservices"), planned)
+    existing = _existing_services(await cluster.list("networkservices"), planned)
+    earlier: list[tuple[ServiceKey, dt.datetime, tuple[ManagedEntry, ...]]] = []
     reports: list[dict[str, Any]] = []
     for i, want in enumerate(wanted):
         if want.spec is None:
@@ -320,13 +348,23 @@ async def compute(docs: list[Document], kube: Kube) -> list[dict[str, Any]]:
             if isinstance(tree, str):
                 reports.append(_report(want, device, [tree], []))
                 continue
-            mine = tuple(e for e in entries if e.device == device)
-            problems = preflight(device, mine, tree).get(want.key, [])
-            result = merge(device, [*claims, Claim(want.key, created, mine)])
-            refused = problems + [c.message for c in result.conflicts if c.service == want.key]
-            ops = [] if refused else plan(result.intent, tree).for_owner(want.key).to_json()
+
+            def on_device(all_entries: tuple[ManagedEntry, ...], device: str = device) -> tuple[ManagedEntry, ...]:
+                mine = tuple(e for e in all_entries if e.device == device)
+                return with_legacy_vlan(mine) if cluster.legacy_vlan.get(device) else mine
+
+            members = [
+                Member(e.key, precedence(e.created, applied_in_status(e.status, device)), on_device(e.entries))
+                for e in existing
+            ]
+            members += [Member(key, at, on_device(es)) for key, at, es in earlier]
+            members.append(Member(want.key, created, on_device(entries), dry_run=True))
+            result = device_pass(device, observe(tree), members, created=_created_shared(existing, device))
+            refusal = result.refused.get(want.key)
+            refused = [refusal[1]] if refusal else []
+            ops = [] if refused else result.dry_runs[want.key].to_json()
             reports.append(_report(want, device, refused, ops))
-        claims.append(Claim(want.key, created, entries))
+        earlier.append((want.key, created, entries))
     return reports
 
 

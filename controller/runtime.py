@@ -61,10 +61,16 @@ class Controller:
         # One clock for the whole controller: the wall clock plus the offset a test may set (0 in
         # production), never going backwards (docs/commerce.md).
         self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
-        self.network = NetworkReconciler(self.kube, self.writer, settings, clock=self.clock.now)
-        self.network.on_device_pass = self.publish_device  # e.g. its service count, once per pass
         self.devices: dict[str, DeviceRecord] = {}
-        self.network.device_facts = self.devices.get
+        # Built with its callbacks: the device count per pass, and what is known of each NetworkDevice.
+        self.network = NetworkReconciler(
+            self.kube,
+            self.writer,
+            settings,
+            clock=self.clock.now,
+            on_device_pass=self.publish_device,
+            device_facts=self.devices.get,
+        )
         self.commerce = CommerceController(
             self.kube, self.writer, settings, self.clock, sessions=lambda: self.network.sessions
         )

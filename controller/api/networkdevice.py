@@ -63,6 +63,16 @@ class NetworkDeviceSpec(ApiModel):
         description="Secret with keys username and password, sent as gNMI RPC metadata."
     )
     timeoutSeconds: int = Field(default=5, ge=1, le=120, description="Deadline for every gNMI RPC.")
+    encoding: Literal["auto", "JSON", "JSON_IETF"] = Field(
+        default="auto",
+        description="gNMI encoding of values in Set, Get and Subscribe. auto: JSON_IETF (RFC 7951) when the"
+        " device advertises it, else JSON; the one in use is shown in status.encoding.",
+    )
+    reportsOperStatus: bool = Field(
+        default=True,
+        description="Whether the platform reports subinterface oper-status. With true (the default) a"
+        " service is Ready only once the device reports UP; false for platforms that never report it.",
+    )
 
 
 class ModelData(ApiModel):
@@ -91,6 +101,9 @@ class NetworkDeviceStatus(ApiModel):
     conditions: Conditions = Field(default_factory=list)
     capabilities: DeviceCapabilities | None = Field(default=None, description="gNMI Capabilities.")
     services: int | None = Field(default=None, ge=0, description="NetworkServices with endpoints here.")
+    encoding: str | None = Field(
+        default=None, max_length=16, description="The gNMI encoding in use, negotiated from Capabilities."
+    )
 
 
 class NetworkDevice(CustomResource):

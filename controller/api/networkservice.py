@@ -132,6 +132,23 @@ class PlannedOperation(ApiModel):
     value: str | None = Field(default=None, max_length=8192, description="JSON value (absent for delete).")
 
 
+class OwnedEntry(ApiModel):
+    """One managed entry on a device and the leaves in it the controller wrote."""
+
+    path: str = Field(max_length=1024, description="gNMI path of the entry (a subinterface, a VRF, ...).")
+    leaves: list[str] = Field(
+        default_factory=list, max_length=256, description="The leaves written, relative to the entry."
+    )
+
+
+class OwnedOnDevice(ApiModel):
+    """What the controller wrote for this service on one device: only these leaves are ever compared,
+    changed or removed; everything else on the device belongs to someone else."""
+
+    device: str = Field(max_length=253, description="NetworkDevice name.")
+    entries: list[OwnedEntry] = Field(default_factory=list, max_length=128, description="Entries written.")
+
+
 class NetworkServiceStatus(ApiModel):
     """What the controller observed about the service."""
 
@@ -144,6 +161,11 @@ class NetworkServiceStatus(ApiModel):
     endpoints: list[EndpointStatus] = Field(default_factory=list, max_length=16, description="Per endpoint.")
     plan: list[PlannedOperation] = Field(
         default_factory=list, max_length=256, description="The Set a dry run would send."
+    )
+    owned: list[OwnedOnDevice] = Field(
+        default_factory=list,
+        max_length=32,
+        description="The leaves the controller wrote for this service, per device (it survives restarts).",
     )
 
 

@@ -91,7 +91,7 @@ from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
 from ..conditions import Cond, merge_conditions
-from ..intent.paths import GPath
+from ..intent.render import counters_path
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter, differs
@@ -1574,9 +1574,9 @@ class CommerceController:
                 if session is None or not getattr(session, "connected", False):
                     continue
                 port, vlan = endpoint.get("port"), endpoint.get("vlanId")
-                path = GPath.parse(
-                    f"interfaces/interface[name={port}]/subinterfaces/subinterface[index={vlan}]/state/counters"
-                )
+                if not isinstance(port, str) or not isinstance(vlan, int):
+                    continue  # a malformed endpoint: its Subscription's status says so
+                path = counters_path(port, vlan)
                 jobs.append((key, f"{endpoint.get('device')}/{port}/{vlan}", session, path.to_proto()))
         limit = asyncio.Semaphore(16)
 
@@ -1584,7 +1584,8 @@ class CommerceController:
             key, counter, session, path = job
             async with limit:
                 try:
-                    notifications = await session.client.get([path], "STATE")
+                    # In the encoding negotiated with the device: a JSON_IETF-only router refuses JSON.
+                    notifications = await session.client.get([path], "STATE", getattr(session, "encoding", "JSON"))
                 except Exception as exc:
                     log.debug("usage sample %s failed: %s", counter, exc)
                     return key, counter, {}

@@ -67,6 +67,8 @@ class Target:
     ca_pem: bytes | None = field(default=None, repr=False)
     server_name: str | None = None
     timeout: float = 5.0
+    encoding: str = "auto"  # auto (negotiated from Capabilities), JSON or JSON_IETF
+    reports_oper_status: bool = True
 
     @property
     def endpoint(self) -> str:
@@ -120,8 +122,10 @@ def decode(value: gnmi_pb2.TypedValue) -> Any:
     return getattr(value, kind)
 
 
-def json_value(value: Any) -> gnmi_pb2.TypedValue:
-    return gnmi_pb2.TypedValue(json_val=json.dumps(value, separators=(",", ":")).encode())
+def json_value(value: Any, encoding: str = "JSON") -> gnmi_pb2.TypedValue:
+    """A value as `json_val`, or as `json_ietf_val` (the value must already be in RFC 7951 form)."""
+    data = json.dumps(value, separators=(",", ":")).encode()
+    return gnmi_pb2.TypedValue(json_ietf_val=data) if encoding == "JSON_IETF" else gnmi_pb2.TypedValue(json_val=data)
 
 
 class GnmiClient:
@@ -171,9 +175,11 @@ class GnmiClient:
             models=[(m.name, m.organization, m.version) for m in resp.supported_models],
         )
 
-    async def get(self, paths: Sequence[Path], data_type: str = "CONFIG") -> list[Notification]:
+    async def get(self, paths: Sequence[Path], data_type: str = "CONFIG", encoding: str = "JSON") -> list[Notification]:
         request = gnmi_pb2.GetRequest(
-            path=list(paths), type=gnmi_pb2.GetRequest.DataType.Value(data_type), encoding=gnmi_pb2.JSON
+            path=list(paths),
+            type=gnmi_pb2.GetRequest.DataType.Value(data_type),
+            encoding=gnmi_pb2.Encoding.Value(encoding),
         )
         resp = await self._call("Get", request)
         return [_notification(n) for n in resp.notification]
@@ -183,18 +189,20 @@ class GnmiClient:
         deletes: Sequence[Path] = (),
         replaces: Sequence[tuple[Path, Any]] = (),
         updates: Sequence[tuple[Path, Any]] = (),
+        encoding: str = "JSON",
     ) -> int:
-        """Send one transactional SetRequest; returns the device's timestamp of the commit."""
+        """Send one transactional SetRequest; returns the device's timestamp of the commit. Values go as
+        `json_ietf_val` with encoding JSON_IETF (already in RFC 7951 form), else as `json_val`."""
         request = gnmi_pb2.SetRequest(
             delete=list(deletes),
-            replace=[gnmi_pb2.Update(path=p, val=json_value(v)) for p, v in replaces],
-            update=[gnmi_pb2.Update(path=p, val=json_value(v)) for p, v in updates],
+            replace=[gnmi_pb2.Update(path=p, val=json_value(v, encoding)) for p, v in replaces],
+            update=[gnmi_pb2.Update(path=p, val=json_value(v, encoding)) for p, v in updates],
         )
         resp = await self._call("Set", request)
         metrics.GNMI_SET_OPERATIONS.labels(self.name).inc(len(deletes) + len(replaces) + len(updates))
         return int(resp.timestamp or time.time_ns())
 
-    async def subscribe(self, paths: Sequence[Path]) -> AsyncIterator[Notification]:
+    async def subscribe(self, paths: Sequence[Path], encoding: str = "JSON") -> AsyncIterator[Notification]:
         """ON_CHANGE stream over `paths`: the initial state, a sync marker, then changes.
 
         No deadline here (a stream lives long); keepalives detect a dead peer.
@@ -203,7 +211,7 @@ class GnmiClient:
             subscribe=gnmi_pb2.SubscriptionList(
                 subscription=[gnmi_pb2.Subscription(path=p, mode=gnmi_pb2.ON_CHANGE) for p in paths],
                 mode=gnmi_pb2.SubscriptionList.STREAM,
-                encoding=gnmi_pb2.JSON,
+                encoding=gnmi_pb2.Encoding.Value(encoding),
             )
         )
         # Write the request on the open call and never half-close our side: some targets end a

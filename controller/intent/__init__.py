@@ -1,11 +1,13 @@
 """The pure domain core between NetworkServices and device configuration; no I/O.
 
 Per device: render (service -> entries) -> preflight (problems only the observed device reveals) ->
-merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest) and verify (drift).
+merge (the services left -> DeviceIntent, Conflicts) -> plan (minimal SetRequest over the leaves the
+controller owns, see ownership) and verify (drift).
 """
 
 from .merge import Claim, Conflict, DeviceEntry, DeviceIntent, MergeResult, merge
 from .normalise import Change, JsonObject, JsonValue, Observed, build_tree, extract, normalise, observe
+from .ownership import OwnedLeaves, leaf_paths
 from .paths import ROOT, GPath, PathElem
 from .plan import Assessment, Drift, SetOp, SetPlan, assess, plan, verify
 from .preflight import preflight
@@ -26,6 +28,7 @@ __all__ = [
     "ManagedEntry",
     "MergeResult",
     "Observed",
+    "OwnedLeaves",
     "PathElem",
     "ServiceKey",
     "SetOp",
@@ -33,6 +36,7 @@ __all__ = [
     "assess",
     "build_tree",
     "extract",
+    "leaf_paths",
     "merge",
     "normalise",
     "observe",

@@ -15,7 +15,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import NamedTuple
 
-from .normalise import JsonObject
+from .normalise import JsonObject, normalise
+from .ownership import leaf_paths
 from .paths import GPath
 from .render import ManagedEntry, ServiceKey
 
@@ -77,14 +78,15 @@ class DeviceIntent:
     def services(self) -> frozenset[ServiceKey]:
         return frozenset(owner for entry in self.entries.values() for owner in entry.owners)
 
-    def covers(self, path: GPath) -> bool:
-        """Whether deleting `path` would remove a managed entry."""
-        return path in self._prefixes
-
     @cached_property
-    def _prefixes(self) -> frozenset[GPath]:
-        """Every path a managed entry lies at or under (teardown asks once per entry it removes)."""
-        return frozenset(GPath(e.elems[:n]) for e in self.entries for n in range(len(e.elems) + 1))
+    def needed(self) -> frozenset[GPath]:
+        """Every leaf the intent writes, and every path one lies under: what no retirement may delete."""
+        return frozenset(
+            GPath(leaf.elems[:n])
+            for entry in self.entries.values()
+            for leaf in leaf_paths(entry.path, normalise(entry.value, entry.path))
+            for n in range(len(leaf.elems) + 1)
+        )
 
 
 class MergeResult(NamedTuple):

@@ -8,11 +8,12 @@ Devices differ from our rendering in form, not substance, and every difference o
   only on identityref leaves (a port may well be named `openconfig-if:eth1`: names and keys are kept);
 - `state` containers are dropped (operational data, never intent), then any container or list left empty;
 - numbers: RFC 7951 encodes 64-bit integers as strings (`"cir": "100000000"`), and path keys are always
-  strings; known integer leaves become ints, known boolean leaves become bools;
+  strings; leaves take the type the official models give their position (`yang_facts`, generated from
+  the models by `yanggen`), identityrefs lose their module;
 - defaults the device fills in (`enabled` is true when absent) are filled on both sides;
 - list entries are sorted by their keys, leaf-lists by value, so order never matters.
 
-The schema knowledge below covers the OpenConfig subset that `render` writes; anything else keeps its form.
+The schema facts cover the OpenConfig nodes that `render` writes; anything else keeps its form.
 Trees are JSON values: dicts, lists, str, int, float, bool. Functions return new trees, never mutate.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .paths import ROOT, GPath
+from .yang_facts import FACTS
 
 JsonValue = Any  # a JSON value: dict[str, JsonValue] | list[JsonValue] | str | int | float | bool
 JsonObject = dict[str, Any]
@@ -40,21 +42,11 @@ LIST_KEYS: dict[SchemaPath, tuple[str, ...]] = {
     ("qos", "scheduler-policies", "scheduler-policy", "schedulers", "scheduler"): ("sequence",),
     ("qos", "interfaces", "interface"): ("interface-id",),
 }
-INTEGER_LEAVES = frozenset(
-    {"index", "vlan-id", "prefix-length", "subinterface", "sequence", "cir", "pir", "bc", "be", "mtu"}
-)
-BOOLEAN_LEAVES = frozenset({"enabled"})
-# identityref leaves (values `module:IDENTITY` in JSON_IETF): every `type` in the subset (interface, network
-# instance, scheduler). Only these lose a module prefix: names, keys and references are kept as they are.
-IDENTITY_LEAVES = frozenset({"type"})
 # Leaves the device sets when a config container omits them, by schema path of the container.
 DEFAULTS: dict[SchemaPath, JsonObject] = {
     ("interfaces", "interface", "config"): {"enabled": True},
     ("interfaces", "interface", "subinterfaces", "subinterface", "config"): {"enabled": True},
-    ("network-instances", "network-instance", "config"): {"enabled": True},
 }
-# An identity qualified by a standard module name; a bare `x:y` (a port such as `et-0:1`) is left alone.
-_QUALIFIED_IDENTITY = re.compile(r"^(?:openconfig|ietf|iana)-[a-z0-9-]+:([A-Za-z_][A-Za-z0-9_.-]*)$")
 
 
 def strip_module(name: str) -> str:
@@ -95,7 +87,7 @@ def _normalise(value: JsonValue, where: SchemaPath) -> JsonValue:
         return _normalise_container(value, where)
     if isinstance(value, list):
         return _normalise_list(value, where)
-    return _normalise_leaf(value, where[-1] if where else "")
+    return _normalise_leaf(value, where)
 
 
 def _normalise_container(node: JsonObject, where: SchemaPath) -> JsonObject:
@@ -129,16 +121,20 @@ def _entry_order(list_schema: SchemaPath, entry: JsonObject) -> tuple[tuple[int,
     return (*order, (2, 0, canonical_json(entry)))
 
 
-def _normalise_leaf(value: JsonValue, name: str) -> JsonValue:
-    if name in INTEGER_LEAVES and not isinstance(value, bool):
+def _normalise_leaf(value: JsonValue, where: SchemaPath) -> JsonValue:
+    """A leaf in the type the official models give its position (`yang_facts`); unknown positions (what
+    the controller never writes) keep their form."""
+    found = FACTS.get("/".join(where))
+    kind = None if found is None else found.get("kind")
+    if kind == "int" and not isinstance(value, bool):
         if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
             return int(value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
-    if name in BOOLEAN_LEAVES and value in ("true", "false"):
+    elif kind == "bool" and value in ("true", "false"):
         return value == "true"
-    if name in IDENTITY_LEAVES and isinstance(value, str) and (identity := _QUALIFIED_IDENTITY.match(value)):
-        return identity.group(1)
+    elif kind == "identityref" and isinstance(value, str) and ":" in value:
+        return value.rpartition(":")[2]
     return value
 
 

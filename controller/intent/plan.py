@@ -1,20 +1,21 @@
 """The minimal gNMI SetRequest that turns a device's observed configuration into its intent.
 
-Each managed entry is compared with what the device holds at its path, both normalised, with a JSON patch
-computed over trees whose lists are keyed by their list keys (so a diff names entries, never shifting
-indices). The patch is then lifted to gNMI operations:
+The controller plans over what it owns only (see `ownership`). Each managed entry is compared with what
+the device holds at its path, both normalised, with a JSON patch over trees whose lists are keyed by
+their list keys (so a diff names entries, never shifting indices). Only the leaves the intent writes
+count: whatever else the device holds there (YANG defaults it fills in, what an operator added) is not
+drift and is never replaced. The patch is lifted to gNMI operations:
 
 - entry absent on the device: one `update` of the whole entry;
-- leaves changed or missing: `update` of the smallest containers (or list entries) holding them; never of a
-  bare leaf, because pygnmi sends a Python str unquoted;
-- leaves or list entries the device has that the intent lacks: `replace` of the smallest container holding
-  them, since replace resets omitted leaves and drops unlisted entries. At the root of an entry with
-  delegated members (a VRF) a replace would wipe those members, so the extra member is deleted instead;
-- teardown paths (entries a departed or changed service used to need) that the device still holds and
-  that no entry still needs: `delete`. A VRF goes whole once no service needs it, with any member
-  someone else added to it.
+- owned leaves changed or missing: `update` of the smallest containers (or list entries) holding them,
+  carrying only owned leaves (an update merges, so foreign leaves stay); never of a bare leaf, because
+  pygnmi sends a Python str unquoted;
+- a shared entry (a VRF) the controller did not create is used as it is: created only when absent;
+- owned leaves no remaining intent needs (of a departed service, or of a spec that changed): `delete` of
+  the outermost list entry the controller created that nothing needs, or of the bare leaf; a VRF only
+  when the controller created it and nothing foreign remains in it.
 
-Nothing outside managed entries is touched. A gNMI Set applies deletes, then replaces, then updates, each
+Nothing outside owned leaves is touched. A gNMI Set applies deletes, then replaces, then updates, each
 list in the order given; ops are sorted by path so a container comes before what lies under it, and the
 same inputs always produce the same request.
 """
@@ -40,8 +41,9 @@ from .normalise import (
     observe,
     schema_path,
 )
+from .ownership import OwnedLeaves, is_shared, retirement
 from .paths import GPath, PathElem
-from .render import ManagedEntry, ServiceKey
+from .render import ServiceKey
 
 Operation = Literal["delete", "replace", "update"]
 Pointer = tuple[str, ...]  # JSON pointer parts into a keyed tree
@@ -140,56 +142,64 @@ class Assessment:
 
 
 def assess(
-    intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()
+    intent: DeviceIntent,
+    observed_tree: JsonValue | Observed,
+    retired: OwnedLeaves | None = None,
+    created: Collection[GPath] = (),
+    needed: Collection[GPath] | None = None,
 ) -> Assessment:
     """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`, and
     the drift it repairs, from one diff per managed entry.
 
-    `teardown` lists entries the device may still hold from earlier renders (of deleted services, or of
-    services whose spec changed); entries on other devices, still in the intent, or absent are skipped.
+    `retired`: leaves services owned that may no longer be needed (departed services, changed specs);
+    those no entry of `needed` (default: `intent.needed`; pass the whole device's when `intent` is a
+    part of it) still needs are deleted. `created`: the shared entries the controller created on the
+    device (others are used as the device has them).
     """
     observed = observe(observed_tree)
-    deletes: dict[GPath, SetOp] = {}
-    replaces: list[SetOp] = []
     updates: list[SetOp] = []
     drifts: list[Drift] = []
     for entry in intent.entries.values():
         want = normalise(entry.value, entry.path)
-        diff = _diff(entry, want, observed)
+        diff = _diff(entry, want, observed, created)
         drift = _drift(intent.device, entry, diff)
         if drift is None:
             continue
         drifts.append(drift)
-        entry_deletes, entry_replaces, entry_updates = _entry_ops(entry, want, diff)
-        deletes.update((op.path, op) for op in entry_deletes)
-        replaces += entry_replaces
-        updates += entry_updates
-    for op in _teardown_deletes(intent, observed, teardown):
-        deletes[op.path] = op
-    set_plan = SetPlan(
-        intent.device,
-        tuple(sorted(deletes.values(), key=lambda o: o.path)),
-        tuple(sorted(replaces, key=lambda o: o.path)),
-        tuple(sorted(updates, key=lambda o: o.path)),
-    )
+        updates += _entry_updates(entry, want, diff)
+    deletes = [
+        SetOp("delete", path, None, owners)
+        for path, owners in retirement(intent.needed if needed is None else needed, observed, retired or {}).items()
+    ]
+    set_plan = SetPlan(intent.device, tuple(deletes), (), tuple(sorted(updates, key=lambda o: o.path)))
     return Assessment(set_plan, tuple(drifts))
 
 
-def plan(intent: DeviceIntent, observed_tree: JsonValue | Observed, teardown: Iterable[ManagedEntry] = ()) -> SetPlan:
+def plan(
+    intent: DeviceIntent,
+    observed_tree: JsonValue | Observed,
+    retired: OwnedLeaves | None = None,
+    created: Collection[GPath] = (),
+    needed: Collection[GPath] | None = None,
+) -> SetPlan:
     """The minimal SetRequest taking `observed_tree` (the device's config from the root) to `intent`."""
-    return assess(intent, observed_tree, teardown).plan
+    return assess(intent, observed_tree, retired, created, needed).plan
 
 
 def verify(
-    intent: DeviceIntent, observed_tree: JsonValue | Observed, only: Iterable[GPath] | None = None
+    intent: DeviceIntent,
+    observed_tree: JsonValue | Observed,
+    only: Iterable[GPath] | None = None,
+    created: Collection[GPath] = (),
 ) -> list[Drift]:
-    """The managed entries (all, or those at the paths `only`) `observed_tree` does not hold as intended,
-    in path order."""
+    """The managed entries (all, or those at the paths `only`) whose owned leaves `observed_tree` does not
+    hold as intended, in path order."""
     observed = observe(observed_tree)
     entries = intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only))]
     drifts = []
     for entry in entries:
-        drift = _drift(intent.device, entry, _diff(entry, normalise(entry.value, entry.path), observed))
+        diff = _diff(entry, normalise(entry.value, entry.path), observed, created)
+        drift = _drift(intent.device, entry, diff)
         if drift is not None:
             drifts.append(drift)
     return drifts
@@ -198,7 +208,7 @@ def verify(
 def _drift(device: str, entry: DeviceEntry, diff: _EntryDiff | None) -> Drift | None:
     if diff is None:
         return Drift(device, entry.path, entry.owners, "missing on the device")
-    if diff.changed or diff.extra:
+    if diff.changed:
         return Drift(device, entry.path, entry.owners, diff.describe())
     return None
 
@@ -255,17 +265,15 @@ def _addressable(tree: JsonValue, pointer: Pointer) -> list[tuple[int, GPath]]:
 
 @dataclass(frozen=True)
 class _EntryDiff:
-    """How the device's copy of an entry differs: pointers into the keyed intent and the keyed observed."""
+    """Where the device's copy of an entry lacks or differs from an owned leaf: pointers into the keyed
+    intent."""
 
     want: JsonValue
-    have: JsonValue
     changed: tuple[Pointer, ...]
-    extra: tuple[Pointer, ...]
 
     def describe(self) -> str:
-        """E.g. `differs at two-rate-three-color/config: cir, pir; unexpected config: description`."""
+        """E.g. `differs at two-rate-three-color/config: cir, pir`."""
         groups = [f"differs at {g}" for g in _grouped(self.want, self.changed)]
-        groups += [f"unexpected {g}" for g in _grouped(self.have, self.extra)]
         shown = "; ".join(groups[:_MAX_DESCRIBED])
         return shown if len(groups) <= _MAX_DESCRIBED else f"{shown}; and {len(groups) - _MAX_DESCRIBED} more"
 
@@ -282,72 +290,37 @@ def _grouped(tree: JsonValue, pointers: Iterable[Pointer]) -> list[str]:
     ]
 
 
-def _diff(entry: DeviceEntry, want: JsonValue, observed: Observed) -> _EntryDiff | None:
-    """How the device's copy differs from `want` (the normalised entry value); None when it lacks the entry."""
+def _diff(
+    entry: DeviceEntry, want: JsonValue, observed: Observed, created: Collection[GPath] = ()
+) -> _EntryDiff | None:
+    """How the device's copy differs from `want` (the normalised entry value) in the leaves the intent
+    writes; None when it lacks the entry. A shared entry the controller did not create counts as held."""
     have = observed.extract(entry.path)
     if have is None:
         return None
     where = schema_path(entry.path)
+    keyed_want = _keyed(want, where)
+    if is_shared(entry.path) and entry.path not in created:
+        return _EntryDiff(keyed_want, ())
     have = {name: value for name, value in have.items() if name not in entry.delegated}
-    keyed_want, keyed_have = _keyed(want, where), _keyed(have, where)
+    keyed_have = _keyed(have, where)
     changed: list[Pointer] = []
-    extra: list[Pointer] = []
     for op in jsonpatch.make_patch(keyed_have, keyed_want):
-        pointer = tuple(jsonpatch.JsonPointer(op["path"]).parts)
-        if op["op"] in ("add", "replace"):
-            changed.append(pointer)
-        elif op["op"] == "remove":
-            extra.append(pointer)
-        elif op["op"] == "move":
-            changed.append(pointer)
-            extra.append(tuple(jsonpatch.JsonPointer(op["from"]).parts))
-        else:
+        # `remove`: something the intent does not write (a default, a foreign leaf): not ours.
+        if op["op"] in ("add", "replace", "move"):
+            changed.append(tuple(jsonpatch.JsonPointer(op["path"]).parts))
+        elif op["op"] != "remove":
             raise ValueError(f"unexpected JSON patch operation {op['op']!r}")
-    return _EntryDiff(keyed_want, keyed_have, tuple(changed), tuple(extra))
+    return _EntryDiff(keyed_want, tuple(changed))
 
 
-def _entry_ops(
-    entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None
-) -> tuple[list[SetOp], list[SetOp], list[SetOp]]:
-    """(deletes, replaces, updates) for one managed entry whose normalised value is `want`."""
+def _entry_updates(entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None) -> list[SetOp]:
+    """The updates that put back one managed entry's owned leaves (normalised value `want`)."""
     if diff is None:
-        return [], [], [SetOp("update", entry.path, want, entry.owners)]
-    deletes: set[GPath] = set()
-    replace_at: set[GPath] = set()
-    update_at: set[GPath] = set()
-    for pointer in diff.extra:
-        container = next(path for length, path in reversed(_addressable(diff.have, pointer)) if length < len(pointer))
-        if container.elems or not entry.delegated:
-            replace_at.add(container)
-            continue
-        # Replacing the root would reset the delegated members: delete the extra member instead.
-        deletes.add(GPath((PathElem(pointer[0]),)))
-        if pointer[0] in want:
-            update_at.add(GPath())
-    for pointer in diff.changed:
-        update_at.add(_addressable(diff.want, pointer)[-1][1])
-    replace_at = _outermost(replace_at)
-    update_at = {u for u in _outermost(update_at) if not any(r.is_prefix_of(u) for r in replace_at)}
-
-    def ops(op: Operation, targets: set[GPath]) -> list[SetOp]:
-        return [
-            SetOp(op, entry.path.join(t), None if op == "delete" else extract(want, t), entry.owners)
-            for t in sorted(targets)
-        ]
-
-    return ops("delete", deletes), ops("replace", replace_at), ops("update", update_at)
+        return [SetOp("update", entry.path, want, entry.owners)]
+    targets = _outermost({_addressable(diff.want, pointer)[-1][1] for pointer in diff.changed})
+    return [SetOp("update", entry.path.join(t), extract(want, t), entry.owners) for t in sorted(targets)]
 
 
 def _outermost(paths: set[GPath]) -> set[GPath]:
     return {p for p in paths if not any(q != p and q.is_prefix_of(p) for q in paths)}
-
-
-def _teardown_deletes(intent: DeviceIntent, observed: Observed, teardown: Iterable[ManagedEntry]) -> list[SetOp]:
-    owners: dict[GPath, list[ServiceKey]] = {}
-    for entry in teardown:
-        still_needed = intent.covers(entry.path)
-        if entry.device == intent.device and not still_needed and observed.extract(entry.path) is not None:
-            owners.setdefault(entry.path, []).append(entry.owner)
-    # Deleting a container deletes what lies under it.
-    kept = _outermost(set(owners))
-    return [SetOp("delete", path, None, tuple(sorted(set(owners[path])))) for path in sorted(kept)]

@@ -8,6 +8,7 @@ IPv4 address A with prefix length L) of service `<namespace>/<name>`, with X = f
     {"index": V,
      "config": {"index": V, "description": "telco-intent <namespace>/<name>", "enabled": adminState == "enabled"},
      "vlan": {"match": {"single-tagged": {"config": {"vlan-id": V}}}},
+             (on a device advertising openconfig-vlan < 3.0.0: "vlan": {"config": {"vlan-id": V}})
      "ipv4": {"addresses": {"address": [{"ip": A, "config": {"ip": A, "prefix-length": L}}]}}}
     (no "ipv4" without an address)
 
@@ -26,7 +27,9 @@ IPv4 address A with prefix length L) of service `<namespace>/<name>`, with X = f
 Only for serviceType l3vpn, with vrf R:
 
 `network-instances/network-instance[name=R]` (shared by every service in R; it stays while one remains)
-    {"name": R, "config": {"name": R, "type": "L3VRF", "enabled": true}}
+    {"name": R, "config": {"name": R, "type": "L3VRF"}}
+    (no `config/enabled`: openconfig-network-instance 2.0.0 removed it, and current devices refuse it.)
+    Created only when the device lacks it; a VRF the controller did not create is used as it is.
     Its "interfaces" list is not owned by this entry: each member is its own entry, and members the
     controller did not write are left alone.
 
@@ -36,12 +39,26 @@ Only for serviceType l3vpn, with vrf R:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller.api.networkservice import Endpoint, NetworkServiceSpec
 
 from .normalise import JsonObject
 from .paths import GPath
+
+# Schema paths of the managed entries render produces: ownership never reaches above them.
+ENTRY_ROOTS = frozenset(
+    {
+        ("interfaces", "interface", "subinterfaces", "subinterface"),
+        ("qos", "scheduler-policies", "scheduler-policy"),
+        ("qos", "interfaces", "interface"),
+        ("network-instances", "network-instance"),
+        ("network-instances", "network-instance", "interfaces", "interface"),
+    }
+)
+# Entries several services share: created only when absent, removed only when nothing foreign remains.
+SHARED_ROOTS = frozenset({("network-instances", "network-instance")})
 
 BURST_MILLISECONDS = 10
 MIN_BURST_BYTES = 1500
@@ -110,13 +127,41 @@ def _endpoint_entries(key: ServiceKey, spec: NetworkServiceSpec, endpoint: Endpo
     ]
     if spec.serviceType == "l3vpn" and spec.vrf is not None:
         vrf = network_instance_path(spec.vrf)
-        vrf_value = {"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF", "enabled": True}}
+        vrf_value = {"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF"}}
         member = {"id": name, "config": {"id": name, "interface": port, "subinterface": vlan}}
         entries += [
             ManagedEntry(device, vrf, vrf_value, key, shared=True, delegated=("interfaces",)),
             ManagedEntry(device, vrf.child("interfaces").child("interface", {"id": name}), member, key),
         ]
     return entries
+
+
+# openconfig-vlan before 3.0.0 matched a subinterface's VLAN with `vlan/config/vlan-id`; 3.0.0 moved it
+# to `vlan/match/single-tagged/config/vlan-id`. Devices say which they run in Capabilities (ModelData).
+LEGACY_VLAN_BEFORE = (3, 0, 0)
+
+
+def uses_legacy_vlan(models: Iterable[tuple[str, str, str]]) -> bool:
+    """Whether a device's Capabilities (name, organization, version) advertise an openconfig-vlan older
+    than 3.0.0 (an `openconfig-version` such as 2.0.0). A revision date, or no version, is taken as current."""
+    for name, _, version in models:
+        if name == "openconfig-vlan":
+            parts = version.split(".")
+            if len(parts) == 3 and all(p.isdigit() for p in parts):
+                return tuple(int(p) for p in parts) < LEGACY_VLAN_BEFORE
+    return False
+
+
+def with_legacy_vlan(entries: Iterable[ManagedEntry]) -> tuple[ManagedEntry, ...]:
+    """The entries as a device with a pre-3.0.0 openconfig-vlan takes them: `vlan/config/vlan-id`."""
+    out = []
+    for entry in entries:
+        single = entry.value.get("vlan", {}).get("match", {}).get("single-tagged")
+        if single is not None:
+            value = {**entry.value, "vlan": {"config": {"vlan-id": single["config"]["vlan-id"]}}}
+            entry = ManagedEntry(entry.device, entry.path, value, entry.owner, entry.shared, entry.delegated)
+        out.append(entry)
+    return tuple(out)
 
 
 def port_path(port: str) -> GPath:
@@ -133,6 +178,11 @@ def qos_interface_path(name: str) -> GPath:
 
 def network_instance_path(vrf: str) -> GPath:
     return GPath.of("network-instances", ("network-instance", {"name": vrf}))
+
+
+def counters_path(port: str, vlan: int) -> GPath:
+    """The octet counters of one service subinterface (what usage-priced billing reads)."""
+    return _subinterface_path(port, vlan).child("state").child("counters")
 
 
 def _subinterface_path(port: str, vlan: int) -> GPath:

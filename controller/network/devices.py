@@ -77,6 +77,8 @@ async def target_for(spec: NetworkDeviceSpec, kube: Kube) -> Target:
         ca_pem=ca,
         server_name=spec.tls.serverName,
         timeout=float(spec.timeoutSeconds),
+        encoding=spec.encoding,
+        reports_oper_status=spec.reportsOperStatus,
     )
 
 
@@ -167,4 +169,6 @@ def device_status(
     }
     if caps_status is not None:
         status["capabilities"] = caps_status
+    if session is not None and session.connected:
+        status["encoding"] = session.encoding
     return status

@@ -36,7 +36,8 @@ class EndpointOutcome:
     phase: Phase
     reason: str  # CamelCase, e.g. Applied, DeviceUnreachable, PortNotFound, ConflictingClaim
     message: str = ""
-    oper_up: bool | None = None
+    oper_up: bool | None = None  # None: the device has not reported the subinterface's oper-status
+    oper_required: bool = True  # False: the platform never reports it (NetworkDevice reportsOperStatus)
     drift: str | None = None  # what differs while the policy is `report`
 
 
@@ -71,6 +72,7 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
     retrying = [o for o in outcomes if o.phase in (Phase.RETRYING, Phase.PENDING)]
     applied = bool(outcomes) and all(o.phase in (Phase.APPLIED, Phase.DISABLED) for o in outcomes)
     down = [o for o in outcomes if o.phase is Phase.APPLIED and o.oper_up is False]
+    unknown = [o for o in outcomes if o.phase is Phase.APPLIED and o.oper_up is None and o.oper_required]
 
     if view.invalid is not None:
         state, operating = "designed", "failed"
@@ -123,6 +125,15 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
             Cond("Progressing", "False", "OperDown", "configuration applied; waiting for the link"),
             Cond("Degraded", "True", "OperDown", _summary(down, "oper-status DOWN")),
         ]
+    elif unknown:
+        # Configured, but nothing says the link carries traffic: Ready promises UP, not "no news".
+        state, operating = "active", "starting"
+        what = "oper-status not reported by the device"
+        conds = [
+            Cond("Ready", "False", "OperStatusUnknown", _summary(unknown, what)),
+            Cond("Progressing", "True", "OperStatusUnknown", "configuration applied; waiting for the oper-status"),
+            Cond("Degraded", "False", "AsExpected", ""),
+        ]
     else:
         state, operating = "active", "running"
         conds = [
@@ -130,11 +141,14 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
             Cond("Progressing", "False", "Applied", ""),
             Cond("Degraded", "False", "AsExpected", ""),
         ]
-    conds.append(
-        Cond("DriftDetected", "True", "DriftDetected", _summary(drifts, None))
-        if drifts
-        else Cond("DriftDetected", "False", "InSync", "")
-    )
+    if drifts:
+        conds.append(Cond("DriftDetected", "True", "DriftDetected", _summary(drifts, None)))
+    elif failed or view.invalid is not None:
+        # Nothing was compared: "in sync" beside a refusal would contradict it.
+        reason = "InvalidSpec" if view.invalid is not None else failed[0].reason
+        conds.append(Cond("DriftDetected", "Unknown", reason, "not compared while the configuration is refused"))
+    else:
+        conds.append(Cond("DriftDetected", "False", "InSync", ""))
     ready = conds[0].status == "True"
     status: dict[str, Any] = {
         "observedGeneration": view.generation,

@@ -41,18 +41,21 @@ from ..intent import (
     PathElem,
     ServiceKey,
     SetPlan,
-    assess,
     merge,
     observe,
-    plan,
-    preflight,
     render,
+    rfc7951,
     verify,
 )
+from ..intent.normalise import build_tree, extract, normalise
+from ..intent.ownership import entry_root, from_status, leaf_paths, shared_root, to_status
+from ..intent.render import uses_legacy_vlan, with_legacy_vlan
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
 from ..times import parse_rfc3339
+from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
+from .devicepass import precedence as claim_precedence
 from .outcome import EndpointOutcome, Phase, ServiceView, service_status
 from .session import DeviceSession
 
@@ -165,8 +168,15 @@ class NetworkReconciler:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _releasing: set[ServiceKey] = field(default_factory=set)
     _by_device: dict[str, set[ServiceKey]] = field(default_factory=lambda: defaultdict(set))
-    # Entries a service's earlier spec put on a device that its current spec no longer needs.
-    _stale: dict[str, dict[GPath, ManagedEntry]] = field(default_factory=lambda: defaultdict(dict))
+    # Leaves services owned on a device that their current spec may no longer need, until a pass removes them.
+    _retired: dict[str, dict[ServiceKey, set[GPath]]] = field(default_factory=lambda: defaultdict(dict))
+    # Shared entries (VRFs) the controller created, by device: only those are ever removed.
+    _created: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))
+    # Devices whose Capabilities advertise an openconfig-vlan older than 3.0.0 (the legacy VLAN form).
+    _legacy_vlan: dict[str, bool] = field(default_factory=dict)
+    # The generation of each service last verified on each device: a difference while a newer spec is
+    # being applied is the controller's own change, never drift.
+    _settled: dict[ServiceKey, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     # Devices whose NetworkDevice object a GET found missing (cleared when the object appears).
     _gone: set[str] = field(default_factory=set)
     # Incremental passes: a service change or a subscription update re-checks only what it touched.
@@ -175,6 +185,7 @@ class NetworkReconciler:
     _intents: dict[str, DeviceIntent] = field(default_factory=dict)  # as of the last pass
     _drifts: dict[str, dict[GPath, Drift]] = field(default_factory=dict)  # what differed after it
     _refusals: dict[str, dict[ServiceKey, tuple[str, str]]] = field(default_factory=dict)
+    _refused_at: dict[str, dict[ServiceKey, int]] = field(default_factory=dict)  # the generation refused
     _removed: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))  # our own deletes
     _merged: dict[str, tuple[tuple[Any, ...], MergeResult]] = field(default_factory=dict)
     _looking_up: set[str] = field(default_factory=set)
@@ -209,7 +220,7 @@ class NetworkReconciler:
             self._maybe_finish_teardown(record)
 
     def _remember_stale(self, old: ServiceRecord | None, record: ServiceRecord) -> None:
-        """Keep what the previous spec needed and the new one does not, for the devices to drop."""
+        """Keep the leaves the previous spec owned that the new one may not need, for the devices to drop."""
         if record.spec is None:
             # An unusable spec changes nothing on the devices until it is fixed: what they hold is still
             # the last usable render, which the fixed spec is compared with.
@@ -217,18 +228,46 @@ class NetworkReconciler:
                 record.__dict__["rendered"] = old.rendered
             return
         if old is not None and old.uid == record.uid:
-            before: tuple[ManagedEntry, ...] = old.rendered
+            before = {d: self.owned_leaves(old, d) for d in old.devices()}
         elif old is None:
-            # First sight (e.g. after a restart): the stored status may name endpoints the spec dropped.
-            before = tuple(e for ep in record.applied_elsewhere() for e in _render_endpoint(record, ep))
+            before = self._owned_from_status(record)
         else:
             return
-        if not before:
-            return
-        kept = {(e.device, e.path) for e in record.rendered}
-        for entry in before:
-            if (entry.device, entry.path) not in kept:
-                self._stale[entry.device].setdefault(entry.path, entry)
+        for device, leaves in before.items():
+            gone = leaves - self.owned_leaves(record, device)
+            if gone:
+                self._retired[device].setdefault(record.key, set()).update(gone)
+
+    def _owned_from_status(self, record: ServiceRecord) -> dict[str, set[GPath]]:
+        """First sight (e.g. after a restart): what the stored status says the controller owns for the
+        service, and which shared entries it created. A status from before ownership was recorded names
+        only endpoints: what the spec would have rendered for those it dropped."""
+        if "owned" not in record.status:
+            return {
+                d: {leaf for e in _render_endpoint(record, ep) if not e.shared for leaf in _entry_leaves(e)}
+                for ep in record.applied_elsewhere()
+                for d in (ep[0],)
+            }
+        owned = from_status(record.status.get("owned"))
+        for device, leaves in owned.items():
+            self._created[device].update(r for leaf in leaves if (r := shared_root(leaf)) is not None)
+        return owned
+
+    def owned_leaves(self, record: ServiceRecord, device: str) -> set[GPath]:
+        """The leaves the service's current render writes on `device`: a shared entry's only when the
+        controller created it there."""
+        created = self._created.get(device, set())
+        return {
+            leaf
+            for e in self._device_entries(record, device)
+            if not e.shared or e.path in created
+            for leaf in _entry_leaves(e)
+        }
+
+    def _device_entries(self, record: ServiceRecord, device: str) -> tuple[ManagedEntry, ...]:
+        """The service's render for `device`, in the form the device's models take."""
+        mine = tuple(e for e in record.rendered if e.device == device)
+        return with_legacy_vlan(mine) if self._legacy_vlan.get(device) else mine
 
     def device_seen(self, device: str) -> None:
         """The NetworkDevice object exists (a watch event)."""
@@ -246,6 +285,7 @@ class NetworkReconciler:
         self._plans.pop(key, None)
         self._torn_down.pop(key, None)
         self._applied.pop(key, None)
+        self._settled.pop(key, None)
         if record is not None:
             self.writer.forget(record.ref)
 
@@ -345,14 +385,15 @@ class NetworkReconciler:
             return
         live = [r for r in members if not r.deleting and r.spec is not None]
         leaving = [r for r in members if r.deleting and device not in self._torn_down[r.key]]
-        rendered = {r.key: tuple(e for e in r.rendered if e.device == device) for r in live}
+        self._legacy_vlan[device] = uses_legacy_vlan(session.capabilities.models if session.capabilities else ())
+        rendered = {r.key: self._device_entries(r, device) for r in live}
         applying = [r for r in live if r.spec is not None and not r.spec.dryRun]
 
-        def claims(records: list[ServiceRecord], exclude: Collection[ServiceKey]) -> list[Claim]:
-            return [Claim(r.key, self._precedence(r, device), rendered[r.key]) for r in records if r.key not in exclude]
-
-        stale = dict(self._stale.get(device, {}))
-        teardown = [e for r in leaving for e in r.rendered if e.device == device] + list(stale.values())
+        retired = {k: set(leaves) for k, leaves in self._retired.get(device, {}).items()}
+        for r in leaving:
+            retired.setdefault(r.key, set()).update(self.owned_leaves(r, device))
+        retired_roots = {root for leaves in retired.values() for leaf in leaves if (root := entry_root(leaf))}
+        created = self._created[device]
         scope = self._take_scope(device, session)
         refused: dict[ServiceKey, tuple[str, str]] = {}
         try:
@@ -364,11 +405,24 @@ class NetworkReconciler:
                 # and what is being removed. Entries outside it were found as intended before.
                 wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
                 ports = {port for p in wanted if (port := _port_config(p)) is not None}
-                tree = observe(session.snapshot(sorted(wanted | ports | {e.path for e in teardown})))
+                snapshot = session.snapshot(sorted(wanted | ports | retired_roots))
+                tree = observe(snapshot)
+                unseen = sorted(p for p in ports if tree.extract(p) is None)
+                if unseen:
+                    # The subscription never reported these ports: ask the device rather than call them missing.
+                    found = await self._read_ports(session, unseen)
+                    if found:
+                        tree = observe(build_tree(found, snapshot))
+                # A refusal stands until the next whole-device pass (a reconnect, a resync, a retry) or a new
+                # spec: the same Set would only be refused again. A conflict is re-judged when in scope.
                 refused = {
                     k: why
                     for k, why in self._refusals.get(device, {}).items()
-                    if k not in scope and k in rendered and why[0] != "ConflictingClaim"
+                    if k in rendered
+                    and (
+                        (k not in scope and why[0] != "ConflictingClaim")
+                        or (why[0] == "DeviceRejected" and self._refused_generation(device, k))
+                    )
                 }
         except GnmiError as exc:
             self._transient(device, members, exc)
@@ -376,40 +430,47 @@ class NetworkReconciler:
 
         # Problems only the device reveals (a port it lacks) refuse that service alone, before merging,
         # so one bad service never blocks the batched Set of the others.
-        checked = [e for k, es in rendered.items() if scope is None or k in scope for e in es]
-        refused.update(
-            (owner, ("PortNotFound" if any("port" in p for p in problems) else "PreflightFailed", "; ".join(problems)))
-            for owner, problems in preflight(device, checked, tree).items()
-        )
-        intent, conflicts = self._merge(device, claims(applying, refused), applying)
-        for conflict in conflicts:
-            refused.setdefault(conflict.service, ("ConflictingClaim", conflict.message))
-        checking = intent if scope is None else _restricted(intent, scope)
-        # A `report` service that was applied before keeps its drift: reported, not reverted.
-        report_only = {
-            r.key
-            for r in applying
-            if r.spec and r.spec.driftPolicy == "report" and device in self._applied.get(r.key, ())
-        }
-        teardown_paths = {e.path for e in teardown}
-        assessment = assess(checking, tree, teardown)
-        # What differs now, within the scope, and as found before outside it; the read-back updates it.
-        earlier = self._drifts.get(device, {}) if scope is not None else {}
-        drifts = list(assessment.drifts) + [
-            d for path, d in earlier.items() if path in intent.entries and path not in checking.entries
+        members_now = [
+            Member(
+                r.key,
+                self._precedence(r, device),
+                rendered[r.key],
+                dry_run=bool(r.spec and r.spec.dryRun),
+                # A `report` service whose spec was verified keeps its drift: reported, not reverted.
+                report_only=bool(r.spec and r.spec.driftPolicy == "report") and self._is_settled(r, device),
+                # While a new spec (a suspend, a resume, a changed order) is being applied, the
+                # difference is the controller's own change, not drift.
+                settled=self._is_settled(r, device),
+            )
+            for r in live
         ]
-        drift_before = _drift_by_owner(list(assessment.drifts))
-        to_send = _reverting(assessment.plan, report_only, teardown_paths)
 
-        for r in live:  # dry runs: what the Set would carry if the service were applied now
-            if r.spec is not None and r.spec.dryRun and r.key not in refused and (scope is None or r.key in scope):
-                dry = merge(
-                    device, [*claims(applying, refused), Claim(r.key, self._precedence(r, device), rendered[r.key])]
-                )
-                lost = [c for c in dry.conflicts if c.service == r.key]
-                if lost:
-                    refused[r.key] = ("ConflictingClaim", lost[0].message)
-                self._plans[r.key][device] = plan(_restricted(dry.intent, {r.key}), tree).for_owner(r.key).to_json()
+        def run_pass(refusals: dict[ServiceKey, tuple[str, str]]) -> DevicePass:
+            return device_pass(
+                device,
+                tree,
+                members_now,
+                retired=retired,
+                created=created,
+                refused=refusals,
+                scope=scope,
+                merge_claims=lambda claims: self._merge(device, claims, applying),
+            )
+
+        result = run_pass(refused)
+        refused = dict(result.refused)
+        intent, checking = result.intent, result.assessment
+        # What differs now, within the scope, and as found before outside it; the read-back updates it.
+        scoped = intent.entries if scope is None else restricted(intent, scope).entries
+        earlier = self._drifts.get(device, {}) if scope is not None else {}
+        drifts = list(checking.drifts) + [
+            d for path, d in earlier.items() if path in intent.entries and path not in scoped
+        ]
+        report_only = {m.key for m in members_now if m.report_only}
+        drift_before = dict(result.reverted)
+        to_send = result.send
+        for key, dry_plan in result.dry_runs.items():
+            self._plans[key][device] = dry_plan.to_json()
 
         if not to_send.is_empty:
             # Read back only the entries the Set writes into: the others were just found as intended.
@@ -423,9 +484,8 @@ class NetworkReconciler:
                 rejected = await self._isolate(session, to_send, exc)
                 refused.update(rejected)
                 read_back = None  # the intent changed under the plan: read back everything
-                intent, _ = merge(device, claims(applying, refused))
-                checking = intent if scope is None else _restricted(intent, scope)
-                rest = _reverting(plan(checking, tree, teardown), report_only, teardown_paths)
+                again_pass = run_pass(refused)
+                intent, rest = again_pass.intent, again_pass.send
                 if not rest.is_empty:
                     try:
                         await self._send(session, rest)
@@ -433,9 +493,10 @@ class NetworkReconciler:
                         self._transient(device, members, again)
                         return
             for owner in to_send.owners - set(refused):
-                if device in self._applied.get(owner, ()) and owner in drift_before:
+                if owner in drift_before:
                     self._drift_reverted(device, owner, drift_before[owner])
             self._removed[device].update(op.path for op in to_send.deletes)
+            self._track_created(device, intent, to_send)
             try:
                 drifts = await self._read_back(session, intent, drifts, read_back)
             except GnmiError as exc:
@@ -453,12 +514,15 @@ class NetworkReconciler:
                 timeout=0.5,
             )
         stats.retry_attempt = 0
-        # What the device held for earlier specs is gone now (or was never there).
-        for path in stale:
-            self._stale[device].pop(path, None)
+        # What the device held for earlier specs is gone now (or was never there, or is not ours alone).
+        pending = self._retired.get(device, {})
+        for key in retired:
+            pending.pop(key, None)
+        created.intersection_update(intent.entries)
         self._intents[device] = intent
         self._drifts[device] = {d.path: d for d in drifts}
         self._refusals[device] = dict(refused)
+        self._refused_at[device] = {k: self.services[k].generation for k in refused if k in self.services}
 
         remaining = _drift_by_owner(drifts)
         for r in leaving:
@@ -476,6 +540,7 @@ class NetworkReconciler:
                 self._outcomes[r.key][ep] = outcome
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
                     self._applied[r.key].add(device)
+                    self._settled[r.key][device] = r.generation
             if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
                 self._spawn(
@@ -540,24 +605,54 @@ class NetworkReconciler:
                 stats.gets += 1
                 written = set(paths)
                 untouched = [d for d in before if d.path not in written]
-                return sorted([*untouched, *verify(intent, tree, only=paths)], key=lambda d: d.path)
+                created = self._created[session.name]
+                return sorted([*untouched, *verify(intent, tree, only=paths, created=created)], key=lambda d: d.path)
             except GnmiError as exc:
                 if exc.code is not grpc.StatusCode.NOT_FOUND:
                     raise
                 # An entry the Set should have written is missing: compare the whole device.
         tree = observe(await session.get_config())
         stats.gets += 1
-        return verify(intent, tree)
+        return verify(intent, tree, created=self._created[session.name])
+
+    def _refused_generation(self, device: str, key: ServiceKey) -> bool:
+        """Whether the service's current generation is the one the device refused."""
+        record = self.services.get(key)
+        return record is not None and self._refused_at.get(device, {}).get(key) == record.generation
+
+    async def _read_ports(self, session: DeviceSession, ports: list[GPath]) -> list[tuple[GPath, Any]]:
+        """The config of each port the device has, one Get per port (a Get of several answers NOT_FOUND
+        for all when one is missing)."""
+        found: list[tuple[GPath, Any]] = []
+        for port in ports:
+            try:
+                value = extract(await session.get_entries([port]), port)
+                if value is not None:
+                    found.append((port, value))
+            except GnmiError as exc:
+                if exc.code is not grpc.StatusCode.NOT_FOUND:
+                    raise
+            self.stats[session.name].gets += 1
+        return found
+
+    def _is_settled(self, record: ServiceRecord, device: str) -> bool:
+        """Whether the service's current spec was verified on `device` (by this run, or by the one whose
+        status says so): only then is a difference drift."""
+        known = self._settled.get(record.key, {}).get(device)
+        if known is not None:
+            return known == record.generation
+        return record.status.get("observedGeneration") == record.generation and applied_in_status(record.status, device)
+
+    def _track_created(self, device: str, intent: DeviceIntent, sent: SetPlan) -> None:
+        """A shared entry written whole was absent: the controller created it, and may remove it later."""
+        for op in sent.updates:
+            if op.path in intent.entries and shared_root(op.path) == op.path:
+                self._created[device].add(op.path)
 
     def _precedence(self, record: ServiceRecord, device: str) -> dt.datetime:
-        """When the service's claim on `device` counts from. A service already configured there keeps its
-        claim against any newcomer: creation times have one-second resolution, and a tie would
-        otherwise go by name and could take a working service's port away."""
-        if device in self._applied.get(record.key, ()) or any(
-            e.get("applied") and e.get("device") == device for e in record.status.get("endpoints", []) or []
-        ):
-            return EPOCH
-        return record.created_at
+        """When the service's claim on `device` counts from (see devicepass.precedence)."""
+        applied = device in self._applied.get(record.key, ()) or applied_in_status(record.status, device)
+        return claim_precedence(record.created_at, applied)
 
     def _drift_reverted(self, device: str, owner: ServiceKey, what: str) -> None:
         self.stats[device].drift_repairs += 1
@@ -575,10 +670,17 @@ class NetworkReconciler:
         stats = self.stats[session.name]
         stats.sets += 1
         stats.set_ops += len(set_plan.operations)
+        ietf = session.encoding == rfc7951.JSON_IETF
         await session.client.set(
             deletes=[op.path.to_proto() for op in set_plan.deletes],
-            replaces=[(op.path.to_proto(), op.value) for op in set_plan.replaces],
-            updates=[(op.path.to_proto(), op.value) for op in set_plan.updates],
+            replaces=[
+                (op.path.to_proto(), rfc7951.encode(op.value, op.path) if ietf else op.value)
+                for op in set_plan.replaces
+            ],
+            updates=[
+                (op.path.to_proto(), rfc7951.encode(op.value, op.path) if ietf else op.value) for op in set_plan.updates
+            ],
+            encoding=session.encoding,
         )
 
     async def _isolate(
@@ -627,7 +729,14 @@ class NetworkReconciler:
         oper_up = None if oper is None else str(oper).upper() == "UP"
         phase = Phase.APPLIED if record.spec.adminState == "enabled" else Phase.DISABLED
         return EndpointOutcome(
-            device, port, vlan, phase, "Applied", oper_up=oper_up, drift=drift if report_only else None
+            device,
+            port,
+            vlan,
+            phase,
+            "Applied",
+            oper_up=oper_up,
+            oper_required=session.target.reports_oper_status,
+            drift=drift if report_only else None,
         )
 
     def _device_unavailable(self, device: str, members: list[ServiceRecord], session: DeviceSession | None) -> None:
@@ -736,9 +845,29 @@ class NetworkReconciler:
         )
         outcomes = [known.get(ep) or EndpointOutcome(*ep, Phase.PENDING, "Pending") for ep in record.endpoints()]
         status = service_status(view, outcomes, self.clock())
+        status["owned"] = self._owned_status(record, current)
         self.writer.submit(record.ref, status, current)
         if self.on_service_status is not None:
             self.on_service_status(record, status)
+
+    def _owned_status(self, record: ServiceRecord, current: dict[str, Any]) -> list[dict[str, Any]]:
+        """`status.owned`: the leaves the controller wrote for the service on each device, and those it
+        still has to remove; for a device not reconciled yet in this run, what the stored status said."""
+        previous: dict[str, set[GPath]] | None = None
+        by_device: dict[str, set[GPath]] = {}
+        devices = set(record.devices()) | {d for d, pending in self._retired.items() if record.key in pending}
+        if any(d not in self._intents for d in record.devices()) or "owned" in current:
+            previous = from_status(current.get("owned"))
+            devices |= {d for d in previous if d not in self._intents}
+        for device in devices:
+            leaves = set(self._retired.get(device, {}).get(record.key, ()))
+            if device in self._applied.get(record.key, ()):
+                leaves |= self.owned_leaves(record, device)
+            elif device not in self._intents and previous is not None:
+                leaves |= previous.get(device, set())
+            if leaves:
+                by_device[device] = leaves
+        return to_status(by_device)
 
     def _maybe_finish_teardown(self, record: ServiceRecord) -> None:
         if record.devices() <= self._torn_down[record.key] and record.key not in self._releasing:
@@ -793,11 +922,6 @@ def oper_status_path(port: str, vlan: int) -> GPath:
     )
 
 
-def _restricted(intent: DeviceIntent, keys: Collection[ServiceKey]) -> DeviceIntent:
-    """The part of `intent` that the services `keys` own (alone or shared)."""
-    return DeviceIntent(intent.device, {p: e for p, e in intent.entries.items() if any(o in keys for o in e.owners)})
-
-
 _CONFIG = PathElem("config")
 
 
@@ -816,13 +940,8 @@ def _is_port_state(path: GPath) -> bool:
     return names[:2] == ["interfaces", "interface"] and "subinterfaces" not in names and "state" in names
 
 
-def _reverting(full: SetPlan, report_only: Collection[ServiceKey], teardown_paths: Collection[GPath]) -> SetPlan:
-    """The plan minus the drift repairs of `report` services; removing what a service no longer
-    needs (an endpoint it moved away from) is not a drift repair and always goes."""
-    kept = full.without_owners(report_only)
-    deletes = {op.path: op for op in kept.deletes}
-    deletes.update((op.path, op) for op in full.deletes if op.path in teardown_paths)
-    return SetPlan(full.device, tuple(sorted(deletes.values(), key=lambda o: o.path)), kept.replaces, kept.updates)
+def _entry_leaves(entry: ManagedEntry) -> list[GPath]:
+    return list(leaf_paths(entry.path, normalise(entry.value, entry.path)))
 
 
 def _render_endpoint(record: ServiceRecord, endpoint: Endpoint) -> list[ManagedEntry]:

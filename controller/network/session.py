@@ -23,6 +23,7 @@ import grpc
 from ..gnmi.client import Capabilities, GnmiClient, GnmiError, Notification, Target
 from ..intent.normalise import build_tree
 from ..intent.paths import ROOT, GPath
+from ..intent.rfc7951 import negotiate
 from .leafcache import LeafCache
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class DeviceSession:
         self._backoff = backoff or Backoff()
         self.client = GnmiClient(target, name)
         self.capabilities: Capabilities | None = None
+        self.encoding = negotiate(target.encoding, [])  # settled by each connect's Capabilities
         self.connected = False
         self.synced = False
         self.error: GnmiError | None = None
@@ -97,9 +99,10 @@ class DeviceSession:
         while True:
             try:
                 self.capabilities = await self.client.capabilities()
+                self.encoding = negotiate(self.target.encoding, self.capabilities.encodings)
                 self._set_state(connected=True, error=None)
                 attempt = 0
-                async for notification in self.client.subscribe(paths):
+                async for notification in self.client.subscribe(paths, self.encoding):
                     self._apply(notification)
                 raise GnmiError("Subscribe", grpc.StatusCode.UNAVAILABLE, "the device closed the subscription")
             except GnmiError as exc:
@@ -173,18 +176,18 @@ class DeviceSession:
         One Get at the root: a Get naming `qos` on a device without QoS config fails
         with NOT_FOUND (as the spec says), so asking per root would need three RPCs.
         """
-        return await fetch_config(self.client)
+        return await fetch_config(self.client, self.encoding)
 
     async def get_entries(self, paths: list[GPath]) -> dict[str, Any]:
         """A fresh read of some subtrees (e.g. the entries a Set just wrote), as one tree from one Get.
         Every path must exist: a target answers NOT_FOUND for the whole request otherwise."""
-        notifications = await self.client.get([p.to_proto() for p in paths], "CONFIG")
+        notifications = await self.client.get([p.to_proto() for p in paths], "CONFIG", self.encoding)
         return build_tree((GPath.from_proto(u.path), u.value) for n in notifications for u in n.updates)
 
 
-async def fetch_config(client: GnmiClient) -> dict[str, Any]:
+async def fetch_config(client: GnmiClient, encoding: str = "JSON") -> dict[str, Any]:
     """The device's whole configuration as one tree, from one Get at the root."""
-    notifications = await client.get([ROOT.to_proto()], "CONFIG")
+    notifications = await client.get([ROOT.to_proto()], "CONFIG", encoding)
     return build_tree((GPath.from_proto(u.path), u.value) for n in notifications for u in n.updates)
 
 

@@ -52,11 +52,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProcess]:
     fleet_file.write_text(
         yaml.safe_dump(
             {
-                # lenient until the controller stops sending removed leaves (issue 14)
+                # strict: official-model validation and YANG defaults, like a real router
                 "defaults": {
                     "port_count": 8,
                     "credentials": {"username": "admin", "password": "admin"},
-                    "profile": "lenient",
+                    "profile": "strict",
                 },
                 "devices": [{"name": name} for name in DEVICES],
             }

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -33,8 +34,8 @@ METRICS_PORT = free_port()
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetProcess]:
     workdir = tmp_path_factory.mktemp("fleet")
     proc = FleetProcess(
-        # lenient until the controller stops sending removed leaves (issue 14)
-        ["--devices", str(len(DEVICES)), "--names", ",".join(DEVICES), "--profile", "lenient"], workdir=workdir
+        # strict: validated against the official OpenConfig models, YANG defaults filled, like a real router
+        ["--devices", str(len(DEVICES)), "--names", ",".join(DEVICES), "--profile", "strict"], workdir=workdir
     )
     try:
         proc.start()
@@ -504,3 +505,210 @@ def test_metrics_endpoint_exports_what_the_dashboard_reads(controller: Controlle
     assert 'telco_reconcile_total{kind="NetworkDevice",result="ok"}' in text
     assert 'telco_gnmi_rpc_duration_seconds_bucket{device="nt-r1"' in text
     assert "telco_devices_reachable" in text and "telco_kube_writes_total" in text
+
+
+def operator_view(admin: AdminClient, device: str, vrf: str, port: str) -> dict[str, Any]:
+    """What operators wrote on the device, as the device holds it (config only)."""
+    config = admin.dump(device)["config"]
+    ports = {i["name"]: i for i in config["interfaces"]["interface"]}
+    subs = {s["index"]: s for s in ports[port].get("subinterfaces", {}).get("subinterface", [])}
+    vrfs = {n["name"]: n for n in config.get("network-instances", {}).get("network-instance", [])}
+    return {
+        "description": ports[port]["config"].get("description"),
+        "subinterface 900": subs.get(900),
+        "vrf config": vrfs[vrf]["config"] if vrf in vrfs else None,
+        "vrf protocols": vrfs[vrf].get("protocols") if vrf in vrfs else None,
+    }
+
+
+def member(admin: AdminClient, device: str, vrf: str, member_id: str) -> dict[str, Any] | None:
+    for n in admin.dump(device)["config"].get("network-instances", {}).get("network-instance", []):
+        if n["name"] == vrf:
+            for m in n.get("interfaces", {}).get("interface", []):
+                if m["id"] == member_id:
+                    return dict(m)
+    return None
+
+
+def test_operator_config_survives_create_drift_repair_spec_change_and_teardown(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    """Defects 3 and 4 of issue 14, on a strict device that fills YANG defaults: what the controller did
+    not write is never drift, never replaced and never deleted, byte for byte."""
+    device, port, vrf = "nt-r1", "Ethernet5", unique("op-vrf")
+    vrf_path = f"/network-instances/network-instance[name={vrf}]"
+    bgp = f"{vrf_path}/protocols/protocol[identifier=BGP][name=bgp]"
+    admin.config(device, update=[
+        (f"/interfaces/interface[name={port}]/config/description", "core uplink (operator)"),
+        (f"/interfaces/interface[name={port}]/subinterfaces/subinterface[index=900]/config", {"description": "mgmt"}),
+        (f"{vrf_path}/config", {"name": vrf, "type": "L3VRF", "route-distinguisher": "65000:42"}),
+        (f"{bgp}/config", {"identifier": "BGP", "name": "bgp"}),
+        (f"{bgp}/bgp/neighbors/neighbor[neighbor-address=198.51.100.1]/config",
+         {"neighbor-address": "198.51.100.1", "peer-as": 64512}),
+    ])
+    before = operator_view(admin, device, vrf, port)
+    assert before["vrf protocols"] and before["subinterface 900"], before
+    name = unique("owned")
+    body = service_body(name, [ep(device, port, 450)], serviceType="l3vpn", vrf=vrf)
+    try:
+        api.apply(body)
+        ready(api, name)
+        assert operator_view(admin, device, vrf, port) == before, "create touched operator config"
+        assert member(admin, device, vrf, f"{port}.450") is not None
+        svc = api.get("networkservices", name, NS)
+        owned = {e["path"]: e["leaves"] for o in svc["status"]["owned"] for e in o["entries"]}  # type: ignore[index]
+        assert not any(path.endswith(f"network-instance[name={vrf}]") for path in owned), "the VRF is the operator's"
+        sub = f"interfaces/interface[name={port}]/subinterfaces/subinterface[index=450]"
+        assert "config/description" in owned[sub] and "ipv4/config/enabled" not in owned[sub], owned[sub]
+
+        # At idle nothing is sent, although the device reports leaves the controller never wrote.
+        sets = admin.stats(device)["set_rpcs"]
+        time.sleep(3)
+        assert admin.stats(device)["set_rpcs"] == sets, "a strict device's defaults must not look like drift"
+
+        # Drift repair of our member entry and subinterface config leaves the VRF's operator config alone.
+        admin.delete(device, f"{vrf_path}/interfaces/interface[id={port}.450]")
+        admin.set(device, f"/{sub}/config", {"description": "changed by hand"})
+        wait_for("the member and description put back", lambda: member(admin, device, vrf, f"{port}.450")
+                 and (s := subif(admin, device, port, 450)) and s["config"]["description"].startswith("telco-intent"))
+        assert operator_view(admin, device, vrf, port) == before, "drift repair touched operator config"
+
+        # A spec change writes only what changed.
+        body["spec"]["bandwidthMbps"] = 80
+        api.apply(body)
+        wait_for("the new rate", lambda: any(
+            p["name"] == f"{port}.450" and int(p["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]["cir"])
+            == 80_000_000 for p in admin.dump(device)["config"]["qos"]["scheduler-policies"]["scheduler-policy"]))
+        ready(api, name)
+        assert operator_view(admin, device, vrf, port) == before, "a spec change touched operator config"
+    finally:
+        api.delete("networkservices", name, NS)
+    gone(api, name)
+    assert subif(admin, device, port, 450) is None and member(admin, device, vrf, f"{port}.450") is None
+    assert operator_view(admin, device, vrf, port) == before, "teardown removed the operator's VRF or its config"
+    admin.config(device, delete=[vrf_path, f"/interfaces/interface[name={port}]/subinterfaces/subinterface[index=900]",
+                                 f"/interfaces/interface[name={port}]/config/description"])
+
+
+def test_a_vrf_the_controller_created_goes_with_its_last_service_unless_an_operator_added_to_it(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    device = "nt-r2"
+    for keep in (False, True):
+        vrf, name = unique("ctl-vrf"), unique("vrf-svc")
+        api.apply(service_body(name, [ep(device, "Ethernet1", 460)], serviceType="l3vpn", vrf=vrf))
+        ready(api, name)
+        svc = api.get("networkservices", name, NS)
+        owned = [e["path"] for o in svc["status"]["owned"] for e in o["entries"]]  # type: ignore[index]
+        assert f"network-instances/network-instance[name={vrf}]" in owned, "created by the controller: recorded"
+        vrf_path = f"/network-instances/network-instance[name={vrf}]"
+        if keep:
+            admin.set(device, f"{vrf_path}/config", {"route-distinguisher": "65000:7"})
+        api.delete("networkservices", name, NS)
+        gone(api, name)
+        instances = admin.dump(device)["config"].get("network-instances", {}).get("network-instance", [])
+        left = {n["name"]: n for n in instances}
+        if keep:
+            assert left[vrf]["config"]["route-distinguisher"] == "65000:7" and not left[vrf].get("interfaces")
+            admin.delete(device, vrf_path)
+        else:
+            assert vrf not in left, "the controller created it and nothing foreign is in it: it goes"
+
+
+def metric(name: str, **labels: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and line.split("}")[0][len(name) + 1:] == want:
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_suspend_resume_and_spec_changes_are_not_drift(
+    api: Api, controller: ControllerProcess, admin: AdminClient
+) -> None:
+    """Issue 18 part 3: the controller's own changes are never counted or reported as drift."""
+    device, name = "nt-r3", unique("suspend")
+    body = service_body(name, [ep(device, "Ethernet4", 470)])
+    api.apply(body)
+    ready(api, name)
+    drift_before = metric("telco_drift_events_total", device=device, action="reverted")
+    for state in ("disabled", "enabled", "disabled", "enabled"):
+        body["spec"]["adminState"] = state
+        api.apply(body)
+        enabled = state == "enabled"
+        wait_for(f"adminState {state} applied", lambda e=enabled: (s := subif(admin, device, "Ethernet4", 470))
+                 and s["config"]["enabled"] == e)
+        if state == "disabled":
+            wait_for("AdminDisabled", lambda: (c := condition(api.get("networkservices", name, NS), "Ready"))
+                     and c["reason"] == "AdminDisabled")
+        else:
+            ready(api, name)
+    body["spec"]["bandwidthMbps"] = 70
+    api.apply(body)
+    wait_for("the new spec applied", lambda: (s := api.get("networkservices", name, NS))
+             and s["status"].get("observedGeneration") == s["metadata"]["generation"] and is_ready(s))
+    reasons = {e.reason for e in api.events(NS, name)}
+    assert "DriftReverted" not in reasons and "DriftDetected" not in reasons, reasons
+    assert metric("telco_drift_events_total", device=device, action="reverted") == drift_before
+    drift = condition(api.get("networkservices", name, NS), "DriftDetected")
+    assert drift is not None and drift["status"] == "False"
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+
+
+MIXED = {"nt-x1": "JSON_IETF", "nt-j1": "JSON", "nt-l1": "JSON_IETF"}  # the encoding each one negotiates
+
+
+@pytest.fixture(scope="module")
+def mixed_fleet(tmp_path_factory: pytest.TempPathFactory, api: Api) -> Iterator[FleetProcess]:
+    """A JSON_IETF-only strict device (the IOS XR case), a JSON-only strict one and a lenient one."""
+    workdir = tmp_path_factory.mktemp("mixed")
+    (workdir / "fleet.yaml").write_text(yaml.safe_dump({"devices": [
+        {"name": "nt-x1", "profile": "strict", "encodings": ["JSON_IETF"]},
+        {"name": "nt-j1", "profile": "strict", "encodings": ["JSON"]},
+        {"name": "nt-l1", "profile": "lenient"},
+    ]}))
+    proc = FleetProcess(["--fleet", str(workdir / "fleet.yaml")], workdir=workdir)
+    proc.start()
+    assert proc.ca_path is not None
+    api.put_secret(SYSTEM, "nt-mixed-ca", {"ca.crt": Path(proc.ca_path).read_text()})
+    for name in MIXED:
+        api.apply(device_body(name, proc.devices[name].port, ca="nt-mixed-ca"))
+    yield proc
+    for name in MIXED:
+        api.delete("networkdevices", name)
+    proc.stop()
+
+
+def test_a_mixed_fleet_negotiates_each_device_and_converges(
+    api: Api, controller: ControllerProcess, mixed_fleet: FleetProcess
+) -> None:
+    admin = mixed_fleet.admin
+    for name, encoding in MIXED.items():
+        wait_for(f"{name} Ready with {encoding}", lambda n=name, e=encoding: (d := api.get("networkdevices", n))
+                 and is_ready(d) and d["status"].get("encoding") == e, 30)
+    name = unique("mixed")
+    endpoints = [ep(device, "Ethernet2", 480) for device in MIXED]
+    api.apply(service_body(name, endpoints, serviceType="l3vpn", vrf="mixed", bandwidthMbps=5000))
+    ready(api, name, timeout=30)
+    for device in MIXED:
+        sub = subif(admin, device, "Ethernet2", 480)
+        assert sub is not None and sub["config"]["description"].startswith("telco-intent"), device
+        policy = {p["name"]: p for p in admin.dump(device)["config"]["qos"]["scheduler-policies"]["scheduler-policy"]}
+        rates = policy["Ethernet2.480"]["schedulers"]["scheduler"][0]["two-rate-three-color"]["config"]
+        assert int(rates["cir"]) == 5_000_000_000, "a uint64 beyond 32 bits, a string in JSON_IETF"
+    sets = {d: admin.stats(d)["set_rpcs"] for d in MIXED}
+    time.sleep(3)
+    assert {d: admin.stats(d)["set_rpcs"] for d in MIXED} == sets, "idle: no Set on any device"
+    # The NetworkDevice may pin the encoding; its status shows the one in use.
+    body = device_body("nt-l1", mixed_fleet.devices["nt-l1"].port, ca="nt-mixed-ca")
+    body["spec"]["encoding"] = "JSON"
+    api.apply(body)
+    wait_for("nt-l1 on JSON", lambda: (d := api.get("networkdevices", "nt-l1")) and d["status"].get("encoding")
+             == "JSON" and is_ready(d), 30)
+    ready(api, name)
+    api.delete("networkservices", name, NS)
+    gone(api, name)
+    for device in MIXED:
+        assert subif(admin, device, "Ethernet2", 480) is None, device

@@ -196,8 +196,8 @@ class Rig:
     def start(self, controller: bool = True) -> Rig:
         self.api = Api(self.kubeconfig)
         self.api.ensure_namespace(self.namespace)
-        # lenient until the controller stops sending removed leaves (issue 14)
-        args = ["--names", ",".join(self.devices), "--password", self.password, "--profile", "lenient"]
+        # strict: official-model validation and YANG defaults, like a real router
+        args = ["--names", ",".join(self.devices), "--password", self.password, "--profile", "strict"]
         args += self.fleet_args
         self.fleet = FleetProcess(args, workdir=self.workdir)
         self.fleet.start()

@@ -205,6 +205,7 @@ class FakeSession:
     synced: bool = False
     error: GnmiError | None = None
     capabilities: Capabilities | None = None
+    encoding: str = "JSON"
 
 
 CAPS = Capabilities("0.8.0", ["JSON_IETF"], [(m, "OpenConfig", "1.0.0") for m in REQUIRED_MODELS])

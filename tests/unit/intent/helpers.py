@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.api.networkservice import NetworkServiceSpec
-from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, SetPlan, render
+from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, SetPlan, leaf_paths, normalise, render
 
 CREATED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -153,3 +153,16 @@ def _merge_into(node: dict[str, Any], value: dict[str, Any], context: tuple[str,
 
 def entries_on(device: str, *services: Claim) -> list[ManagedEntry]:
     return [e for s in services for e in s.entries if e.device == device]
+
+
+def owned_on(device: str, *services: Claim, created: tuple[GPath, ...] = ()) -> dict[ServiceKey, set[GPath]]:
+    """The leaves the services' renders wrote on `device` (a shared VRF's only when in `created`)."""
+    return {
+        s.key: {
+            leaf
+            for e in s.entries
+            if e.device == device and (not e.shared or e.path in created)
+            for leaf in leaf_paths(e.path, normalise(e.value, e.path))
+        }
+        for s in services
+    }

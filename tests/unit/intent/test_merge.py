@@ -131,9 +131,13 @@ def test_creation_time_must_be_timezone_aware() -> None:
         Claim(ServiceKey("ns", "a"), datetime(2024, 1, 1), ())
 
 
-def test_covers_tells_whether_a_delete_would_remove_managed_config() -> None:
+def test_needed_holds_every_leaf_the_intent_writes_and_every_path_above_one() -> None:
     intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
-    assert intent.covers(VRF_BLUE)
-    assert intent.covers(GPath.parse("network-instances"))
-    assert not intent.covers(VRF_BLUE.child("interfaces").child("interface", {"id": "Ethernet9.9"}))
-    assert not intent.covers(GPath.parse("qos/interfaces/interface[interface-id=Ethernet9.9]"))
+    assert VRF_BLUE in intent.needed and VRF_BLUE.child("config").child("type") in intent.needed
+    assert GPath.parse("network-instances") in intent.needed
+    sub = GPath.parse("interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]")
+    assert sub.join(GPath.parse("ipv4/addresses/address[ip=192.0.2.1]/config/prefix-length")) in intent.needed
+    assert sub.join(GPath.parse("ipv4/addresses/address[ip=192.0.2.9]")) not in intent.needed
+    assert sub.join(GPath.parse("ipv4/config/enabled")) not in intent.needed, "a default the device fills in"
+    assert VRF_BLUE.child("interfaces").child("interface", {"id": "Ethernet9.9"}) not in intent.needed
+    assert GPath.parse("qos/interfaces/interface[interface-id=Ethernet9.9]") not in intent.needed

@@ -19,7 +19,7 @@ from controller.intent import (
     verify,
 )
 
-from .helpers import CREATED, apply_set, device_with_ports, entries_on, make_spec, service
+from .helpers import CREATED, apply_set, device_with_ports, make_spec, owned_on, service
 
 SUB = GPath.parse("interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]")
 POLICY = GPath.parse("qos/scheduler-policies/scheduler-policy[name=Ethernet1.100]")
@@ -57,7 +57,6 @@ def test_equal_config_in_json_ietf_form_with_state_is_not_drift() -> None:
     rates["state"] = {"cir": "1"}
     vrf = extract(ietf, VRF)
     vrf["config"]["type"] = "openconfig-network-instance-types:L3VRF"
-    del vrf["config"]["enabled"]
     ietf["interfaces"]["interface"].reverse()
     ietf = {f"openconfig-{name}:{name}": value for name, value in ietf.items()}
     assert plan(intent, ietf).is_empty
@@ -96,49 +95,55 @@ def test_a_disabled_service_updates_the_subinterface_config() -> None:
     assert result.updates[0].value == {"index": 100, "description": "telco-intent acme/a", "enabled": False}
 
 
-def test_an_extra_description_out_of_band_replaces_the_config_container() -> None:
+def test_foreign_leaves_in_a_managed_entry_are_neither_drift_nor_replaced() -> None:
     intent = merge("pe1", [service("a", make_spec())]).intent
     tree = configured(intent)
     extract(tree, QOS_IF)["config"]["description"] = "set by hand"
-    result = plan(intent, tree)
-    assert ops(result) == [("replace", f"{QOS_IF}/config")]
-    assert result.replaces[0].value == {"interface-id": "Ethernet1.100"}
-    (drift,) = verify(intent, tree)
-    assert (drift.path, drift.description) == (QOS_IF, "unexpected config: description")
+    sub = extract(tree, SUB)
+    # What a strict device fills in (YANG defaults), and an address an operator added.
+    sub["ipv4"]["config"] = {"enabled": True}
+    sub["ipv4"]["proxy-arp"] = {"config": {"mode": "DISABLE"}}
+    sub["ipv4"]["addresses"]["address"][0]["config"]["type"] = "PRIMARY"
+    sub["ipv4"]["addresses"]["address"].append({"ip": "198.51.100.1", "config": {"ip": "198.51.100.1"}})
+    assert plan(intent, tree).is_empty
+    assert verify(intent, tree) == []
 
 
-def test_an_extra_ipv4_address_replaces_the_addresses_container() -> None:
+def test_a_changed_owned_leaf_is_updated_alone_and_foreign_siblings_stay() -> None:
     intent = merge("pe1", [service("a", make_spec())]).intent
     tree = configured(intent)
-    addresses = extract(tree, SUB)["ipv4"]["addresses"]["address"]
-    addresses.append({"ip": "198.51.100.1", "config": {"ip": "198.51.100.1", "prefix-length": 24}})
+    extract(tree, SUB)["config"].update(description="changed", mtu=9000)
     result = plan(intent, tree)
-    assert ops(result) == [("replace", f"{SUB}/ipv4/addresses")]
-    assert result.replaces[0].value == {
-        "address": [{"ip": "192.0.2.1", "config": {"ip": "192.0.2.1", "prefix-length": 30}}]
-    }
-    assert verify(intent, apply_set(tree, result)) == []
+    assert ops(result) == [("update", f"{SUB}/config")]
+    assert result.updates[0].value == {"index": 100, "description": "telco-intent acme/a", "enabled": True}
+    after = apply_set(tree, result)
+    assert verify(intent, after) == [] and extract(after, SUB)["config"]["mtu"] == 9000
 
 
-def test_a_changed_address_replaces_rather_than_adds() -> None:
-    before = merge("pe1", [service("a", make_spec())]).intent
+def test_a_changed_address_deletes_the_owned_old_one_and_adds_the_new() -> None:
+    old = service("a", make_spec())
     spec = make_spec(endpoints=[{"device": "pe1", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.9/29"}])
     after = merge("pe1", [service("a", spec)]).intent
-    result = plan(after, configured(before))
-    assert ops(result) == [("replace", f"{SUB}/ipv4/addresses")]
-    assert verify(after, apply_set(configured(before), result)) == []
+    tree = configured(merge("pe1", [old]).intent)
+    result = plan(after, tree, owned_on("pe1", old))
+    assert ops(result) == [
+        ("delete", f"{SUB}/ipv4/addresses/address[ip=192.0.2.1]"),
+        ("update", f"{SUB}/ipv4/addresses/address[ip=192.0.2.9]"),
+    ]
+    assert verify(after, apply_set(tree, result)) == []
+    # Without the record of what the controller wrote, the old address is someone else's: left alone.
+    assert ops(plan(after, tree)) == [("update", f"{SUB}/ipv4/addresses/address[ip=192.0.2.9]")]
 
 
-def test_an_address_on_an_l2vpn_subinterface_replaces_the_whole_entry() -> None:
+def test_an_address_dropped_from_the_spec_is_deleted_and_the_subinterface_stays() -> None:
+    old = service("a", make_spec())
     l2 = make_spec(serviceType="l2vpn", endpoints=[{"device": "pe1", "port": "Ethernet1", "vlanId": 100}])
-    before = merge("pe1", [service("a", make_spec())]).intent
     after = merge("pe1", [service("a", l2)]).intent
-    result = plan(after, configured(before))
-    assert ops(result) == [("replace", str(SUB))]
-    assert "ipv4" not in result.replaces[0].value
+    result = plan(after, configured(merge("pe1", [old]).intent), owned_on("pe1", old))
+    assert ops(result) == [("delete", f"{SUB}/ipv4/addresses/address[ip=192.0.2.1]")]
 
 
-def test_extra_config_at_the_root_of_a_vrf_is_deleted_and_foreign_members_are_left_alone() -> None:
+def test_foreign_config_under_a_vrf_is_left_alone_and_an_owned_leaf_is_put_back() -> None:
     intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
     tree = configured(intent)
     vrf = extract(tree, VRF)
@@ -146,20 +151,24 @@ def test_extra_config_at_the_root_of_a_vrf_is_deleted_and_foreign_members_are_le
     vrf["interfaces"]["interface"].append(
         {"id": "Ethernet2.1", "config": {"id": "Ethernet2.1", "interface": "Ethernet2"}}
     )
-    vrf["config"]["description"] = "x"
-    result = plan(intent, tree)
-    assert ops(result) == [("delete", f"{VRF}/protocols"), ("replace", f"{VRF}/config")]
+    vrf["config"]["route-distinguisher"] = "65000:42"
+    assert plan(intent, tree, created=(VRF,)).is_empty
+    del vrf["config"]["type"]
+    result = plan(intent, tree, created=(VRF,))
+    assert ops(result) == [("update", f"{VRF}/config")]
+    assert result.updates[0].value == {"name": "blue", "type": "L3VRF"}, "only owned leaves are sent"
     after = apply_set(tree, result)
-    assert verify(intent, after) == []
-    assert extract(after, VRF.child("interfaces").child("interface", {"id": "Ethernet2.1"})) is not None
+    assert extract(after, VRF)["config"]["route-distinguisher"] == "65000:42"
+    assert extract(after, VRF)["protocols"] == vrf["protocols"]
 
 
-def test_a_vrf_missing_its_config_is_updated_without_touching_members() -> None:
+def test_a_vrf_the_controller_did_not_create_is_used_as_it_is_and_created_when_absent() -> None:
     intent = merge("pe1", [service("a", make_spec(serviceType="l3vpn", vrf="blue"))]).intent
     tree = configured(intent)
-    del extract(tree, VRF)["config"]
-    result = plan(intent, tree)
-    assert ops(result) == [("update", f"{VRF}/config")]
+    del extract(tree, VRF)["config"]["type"]
+    assert ops(plan(intent, tree)) == [], "an operator's VRF: nothing of it is ours to write"
+    del tree["network-instances"]["network-instance"][0]
+    assert ("update", str(VRF)) in ops(plan(intent, tree))
 
 
 def test_teardown_on_a_shared_device_removes_exactly_the_departed_service() -> None:
@@ -178,7 +187,7 @@ def test_teardown_on_a_shared_device_removes_exactly_the_departed_service() -> N
     base["qos"] = {"scheduler-policies": {"scheduler-policy": [{"name": "manual", "config": {"name": "manual"}}]}}
     tree = configured(merge("pe1", [a, b]).intent, base)
     remaining = merge("pe1", [b]).intent
-    result = plan(remaining, tree, entries_on("pe1", a))
+    result = plan(remaining, tree, owned_on("pe1", a, created=(VRF,)), created=(VRF,))
     assert ops(result) == [
         ("delete", str(SUB)),
         ("delete", f"{VRF}/interfaces/interface[id=Ethernet1.100]"),
@@ -189,12 +198,21 @@ def test_teardown_on_a_shared_device_removes_exactly_the_departed_service() -> N
     assert result.for_owner(b.key).is_empty
     assert result.owners == {a.key}
     after = apply_set(tree, result)
-    assert verify(remaining, after) == []
+    assert verify(remaining, after, created=(VRF,)) == []
     assert extract(after, VRF) is not None
     assert extract(after, GPath.parse("interfaces/interface[name=Ethernet1]/config/description")) == "uplink"
     assert extract(after, GPath.parse("qos/scheduler-policies/scheduler-policy[name=manual]")) is not None
-    # Once b goes too, the VRF goes with its last member.
-    last = plan(merge("pe1", []).intent, after, entries_on("pe1", b))
+    # An operator's BGP under the VRF: when b goes too, its member goes and the VRF stays.
+    with_bgp = copy.deepcopy(after)
+    extract(with_bgp, VRF)["protocols"] = {"protocol": [{"identifier": "BGP", "name": "bgp"}]}
+    kept = plan(merge("pe1", []).intent, with_bgp, owned_on("pe1", b, created=(VRF,)), created=(VRF,))
+    assert ("delete", f"{VRF}/interfaces/interface[id=Ethernet2.7]") in ops(kept)
+    assert ("delete", str(VRF)) not in ops(kept)
+    # A VRF the controller did not create stays too, even once empty.
+    foreign = plan(merge("pe1", []).intent, after, owned_on("pe1", b))
+    assert ("delete", str(VRF)) not in ops(foreign)
+    # It created this one and nothing foreign is left in it: the VRF goes with its last member.
+    last = plan(merge("pe1", []).intent, after, owned_on("pe1", b, created=(VRF,)), created=(VRF,))
     assert ops(last) == [
         ("delete", "interfaces/interface[name=Ethernet2]/subinterfaces/subinterface[index=7]"),
         ("delete", str(VRF)),
@@ -209,13 +227,23 @@ def test_teardown_of_absent_paths_other_devices_or_still_claimed_paths_is_a_no_o
     intent = merge("pe1", [later]).intent
     tree = configured(merge("pe1", [a]).intent)
     # a is gone and the refused service now holds the same paths: update them, delete nothing.
-    result = plan(intent, tree, entries_on("pe1", a))
+    result = plan(intent, tree, owned_on("pe1", a))
     assert result.deletes == ()
-    assert plan(merge("pe1", []).intent, device_with_ports("Ethernet1"), entries_on("pe1", a)).is_empty
+    assert plan(merge("pe1", []).intent, device_with_ports("Ethernet1"), owned_on("pe1", a)).is_empty
     other_device = service(
         "x", make_spec(endpoints=[{"device": "pe2", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.1/30"}])
     )
-    assert plan(merge("pe1", [a]).intent, tree, other_device.entries).is_empty
+    assert plan(merge("pe1", [a]).intent, tree, owned_on("pe1", other_device)).is_empty
+
+
+def test_a_retired_leaf_never_reaches_above_its_entry() -> None:
+    """The port a departed subinterface hung off is not the controller's: it is never deleted."""
+    a = service("a", make_spec())
+    tree = configured(merge("pe1", [a]).intent)
+    result = plan(merge("pe1", []).intent, tree, owned_on("pe1", a))
+    assert ("delete", str(SUB)) in ops(result)
+    assert all(op.path != SUB.parent.parent for op in result.deletes)
+    assert extract(apply_set(tree, result), SUB.parent.parent) is not None
 
 
 def test_dry_run_rendering_matches_planned_operations() -> None:
@@ -223,10 +251,9 @@ def test_dry_run_rendering_matches_planned_operations() -> None:
     after = merge("pe1", [service("a", make_spec(bandwidthMbps=1))]).intent
     tree = configured(before)
     extract(tree, QOS_IF)["config"]["description"] = "x"
-    result = plan(after, tree, [])
+    result = plan(after, tree)
     rendered = result.to_json()
     assert rendered == [
-        {"op": "replace", "device": "pe1", "path": f"{QOS_IF}/config", "value": '{"interface-id":"Ethernet1.100"}'},
         {
             "op": "update",
             "device": "pe1",
@@ -235,7 +262,7 @@ def test_dry_run_rendering_matches_planned_operations() -> None:
         },
     ]
     assert all(json.loads(item["value"]) for item in rendered if item["value"])
-    assert result.describe().splitlines()[0] == f'replace pe1 {QOS_IF}/config {{"interface-id":"Ethernet1.100"}}'
+    assert result.describe().splitlines()[0].startswith(f"update pe1 {POLICY}/schedulers")
 
 
 def test_verify_names_entries_owners_and_what_differs() -> None:
@@ -256,29 +283,34 @@ def test_verify_names_entries_owners_and_what_differs() -> None:
     )
 
 
-def test_a_delegated_root_member_that_intent_also_sets_is_deleted_then_rewritten() -> None:
+def test_a_foreign_leaf_list_value_is_left_alone_and_a_missing_owned_one_is_sent() -> None:
     owner = ServiceKey("ns", "a")
     path = GPath.parse("things/thing[name=t]")
-    entry = DeviceEntry(path, {"name": "t", "tags": ["a"]}, (owner,), delegated=("members",))
-    intent = DeviceIntent("pe1", {path: entry})
-    tree = {"things": {"thing": [{"name": "t", "tags": ["a", "b"], "members": {"m": 1}}]}}
-    result = plan(intent, tree)
-    assert ops(result) == [("delete", f"{path}/tags"), ("update", str(path))]
-    after = apply_set(normalise(tree), result)
-    assert verify(intent, after) == []
-    assert extract(after, path)["members"] == {"m": 1}
+    intent = DeviceIntent("pe1", {path: DeviceEntry(path, {"name": "t", "tags": ["a"]}, (owner,))})
+    assert plan(intent, {"things": {"thing": [{"name": "t", "tags": ["a", "b"], "members": {"m": 1}}]}}).is_empty
+    result = plan(intent, {"things": {"thing": [{"name": "t", "tags": ["b"]}]}})
+    assert ops(result) == [("update", str(path))]
 
 
-def test_entries_with_keys_no_path_can_carry_are_replaced_through_their_container() -> None:
+def test_an_unaddressable_foreign_entry_is_not_drift() -> None:
     intent = merge("pe1", [service("a", make_spec())]).intent
     tree = configured(intent)
     extract(tree, SUB)["ipv4"]["addresses"]["address"].append({"ip": "fe80::1]", "config": {"ip": "fe80::1]"}})
-    assert ops(plan(intent, tree)) == [("replace", f"{SUB}/ipv4/addresses")]
-    (drift,) = verify(intent, tree)
-    assert drift.description.startswith("unexpected ipv4/addresses: address/")
+    assert plan(intent, tree).is_empty and verify(intent, tree) == []
 
 
 def test_a_drift_description_lists_at_most_three_places() -> None:
+    owner = ServiceKey("ns", "a")
+    path = GPath.parse("things/thing[name=t]")
+    value = {"name": "t", **{c: {"x": 1} for c in "abcd"}}
+    intent = DeviceIntent("pe1", {path: DeviceEntry(path, value, (owner,))})
+    tree = {"things": {"thing": [{"name": "t", **{c: {"x": 2, "foreign": 1} for c in "abcd"}}]}}
+    (drift,) = verify(intent, tree)
+    assert drift.description == "differs at a: x; differs at b: x; differs at c: x; and 1 more"
+    assert ops(plan(intent, tree)) == [("update", f"{path}/{c}") for c in "abcd"]
+
+
+def test_drift_names_each_owned_container_that_differs() -> None:
     intent = merge("pe1", [service("a", make_spec())]).intent
     tree = configured(intent)
     sub = extract(tree, SUB)
@@ -286,20 +318,17 @@ def test_a_drift_description_lists_at_most_three_places() -> None:
     sub["config"]["mtu"] = 1500
     del sub["vlan"]
     sub["ipv4"]["addresses"]["address"][0]["config"]["prefix-length"] = 31
-    sub["ipv4"]["addresses"]["address"].append({"ip": "198.51.100.1", "config": {"ip": "198.51.100.1"}})
     (drift,) = verify(intent, tree)
     assert drift.description == (
         "differs at config: description; "
         "differs at ipv4/addresses/address[ip=192.0.2.1]/config: prefix-length; "
-        "differs at vlan; and 2 more"
+        "differs at vlan"
     )
-    result = plan(intent, tree)
-    assert ops(result) == [
-        ("replace", f"{SUB}/config"),
-        ("replace", f"{SUB}/ipv4/addresses"),
+    assert ops(plan(intent, tree)) == [
+        ("update", f"{SUB}/config"),
+        ("update", f"{SUB}/ipv4/addresses/address[ip=192.0.2.1]/config"),
         ("update", f"{SUB}/vlan"),
     ]
-    assert verify(intent, apply_set(tree, result)) == []
 
 
 def test_a_plan_splits_by_owner_and_shared_ops_stay_while_one_owner_wants_them() -> None:

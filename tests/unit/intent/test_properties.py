@@ -3,7 +3,8 @@
 The device starts from what earlier services left behind, plus unmanaged configuration, plus random
 out-of-band edits, in JSON or JSON_IETF form. The controller's flow is preflight, merge, plan; the
 reference target in helpers.apply_set applies the plan. Afterwards the intent must verify, a second
-plan must be empty, and nothing the intent does not manage may have changed.
+plan must be empty, nothing is ever replaced, deletes remove only what earlier services owned, and no
+leaf the intent does not write (defaults, operators' edits, even inside managed entries) may have changed.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from hypothesis import strategies as st
 
 from controller.intent import (
     Claim,
-    DeviceIntent,
     GPath,
-    ManagedEntry,
     ServiceKey,
     build_tree,
     extract,
+    leaf_paths,
     merge,
     normalise,
     plan,
@@ -32,7 +32,7 @@ from controller.intent import (
     verify,
 )
 
-from .helpers import CREATED, apply_set, device_list_keys, device_with_ports, key_text, make_spec, port
+from .helpers import CREATED, apply_set, device_list_keys, device_with_ports, key_text, make_spec, owned_on, port
 
 DEVICES = ["pe1", "pe2"]
 PORTS = ["Ethernet1", "Ethernet2", "ge-0/0/1"]
@@ -187,18 +187,18 @@ def leaves(
     return found
 
 
-def managed(leaf: Leaf, intent: DeviceIntent, removed: list[GPath]) -> bool:
-    path = leaf[0]
-    for entry in intent.entries.values():
-        owned = tuple((e.name, e.keys) for e in entry.path.elems)
-        if path[: len(owned)] == owned and path[len(owned)][0] not in entry.delegated:
-            return True
-    return any(path[: len(p.elems)] == tuple((e.name, e.keys) for e in p.elems) for p in removed)
+def as_leaf_path(path: GPath) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    return tuple((e.name, e.keys) for e in path.elems)
+
+
+def foreign(leaf: Leaf, gone: set[Any]) -> bool:
+    """Nothing the intent writes or a delete removes lies at or above the leaf."""
+    return not any(leaf[0][:n] in gone for n in range(1, len(leaf[0]) + 1))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(current=service_sets(), data=st.data())
-def test_applying_the_plan_reaches_the_intent_and_touches_nothing_else(
+def test_applying_the_plan_reaches_the_intent_and_touches_only_owned_leaves(
     current: list[Claim], data: st.DataObject
 ) -> None:
     # Often the same services as before with drift only; otherwise services came, went or changed.
@@ -211,22 +211,31 @@ def test_applying_the_plan_reaches_the_intent_and_touches_nothing_else(
         mine = [e for s in current for e in s.entries if e.device == device]
         refused = preflight(device, mine, observed).keys()
         intent = merge(device, [s for s in current if s.key not in refused]).intent
-        teardown: list[ManagedEntry] = [e for s in previous for e in s.entries]
-        result = plan(intent, observed, teardown)
+        created = {p for p in managed_before if p.elems[0].name == "network-instances" and len(p.elems) == 2}
+        retired = owned_on(device, *previous, created=tuple(created))
+        result = plan(intent, observed, retired, created)
         for op in result.operations:
             event(f"{op.op} at depth {len(op.path.elems)}")
         event(f"refused by preflight: {bool(refused)}")
         event(f"shared entries: {any(len(owners) > 1 for owners in intent.owners.values())}")
-        assert all(isinstance(op.value, dict) for op in result.replaces + result.updates)
+        assert not result.replaces, "the controller never replaces: a replace drops what others wrote"
+        assert all(isinstance(op.value, dict) for op in result.updates)
 
         after = normalise(apply_set(normalise(observed), result))
-        assert verify(intent, after) == []
-        assert plan(intent, after, teardown).is_empty
-        removed = [e.path for e in teardown if e.device == device and not intent.covers(e.path)]
-        assert all(extract(after, path) is None for path in removed)
-        unmanaged_before = {leaf for leaf in leaves(normalise(observed)) if not managed(leaf, intent, removed)}
-        unmanaged_after = {leaf for leaf in leaves(after) if not managed(leaf, intent, removed)}
-        assert unmanaged_after == unmanaged_before
+        assert verify(intent, after, created=created) == []
+        assert plan(intent, after, retired, created).is_empty
+        # Deletes remove only what earlier services owned and nothing still needs.
+        owned_before = {leaf for leaves in retired.values() for leaf in leaves}
+        for op in result.deletes:
+            assert op.path not in intent.needed
+            assert any(op.path.is_prefix_of(leaf) for leaf in owned_before), f"{op.path} was never ours"
+        # Every leaf the intent does not write and no delete removed is as it was: defaults, operators'.
+        written = {as_leaf_path(leaf) for e in intent.entries.values() for leaf in leaf_paths(e.path, e.value)}
+        gone = written | {as_leaf_path(op.path) for op in result.deletes}
+
+        assert {x for x in leaves(after) if foreign(x, gone)} == {
+            x for x in leaves(normalise(observed)) if foreign(x, gone)
+        }
 
 
 @settings(max_examples=100, deadline=None)

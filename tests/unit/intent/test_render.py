@@ -88,7 +88,8 @@ def test_l3vpn_adds_a_shared_vrf_once_per_device_and_a_member_per_endpoint() -> 
         ("pe1", "network-instances/network-instance[name=blue]"),
         ("pe2", "network-instances/network-instance[name=blue]"),
     ]
-    assert all(e.value == {"name": "blue", "config": {"name": "blue", "type": "L3VRF", "enabled": True}} for e in vrfs)
+    # No config/enabled: openconfig-network-instance 2.0.0 removed it and current devices refuse it.
+    assert all(e.value == {"name": "blue", "config": {"name": "blue", "type": "L3VRF"}} for e in vrfs)
     assert all(e.delegated == ("interfaces",) for e in vrfs)
     vrf_path = GPath.parse("network-instances/network-instance[name=blue]")
     members = {
@@ -146,3 +147,23 @@ def test_every_rendered_list_has_known_keys() -> None:
 def test_paths_parse_back() -> None:
     for entry in render(KEY, make_spec(serviceType="l3vpn", vrf="blue")):
         assert GPath.parse(entry.path.to_string()) == entry.path
+
+
+def test_the_vlan_form_follows_the_openconfig_vlan_version_a_device_advertises() -> None:
+    from controller.intent.render import uses_legacy_vlan, with_legacy_vlan
+
+    def caps(version: str) -> list[tuple[str, str, str]]:
+        return [("openconfig-interfaces", "OpenConfig working group", "3.7.1"),
+                ("openconfig-vlan", "OpenConfig working group", version)]
+
+    assert uses_legacy_vlan(caps("2.0.0")) and uses_legacy_vlan(caps("1.1.0"))
+    assert not uses_legacy_vlan(caps("3.0.0")) and not uses_legacy_vlan(caps("3.2.2"))
+    assert not uses_legacy_vlan(caps("2023-02-07")), "a revision date: the current models"
+    assert not uses_legacy_vlan([]), "no openconfig-vlan advertised: the current form"
+    entries = render(KEY, make_spec())
+    legacy = with_legacy_vlan(entries)
+    sub = next(e for e in legacy if "subinterface" in e.path.to_string())
+    assert sub.value["vlan"] == {"config": {"vlan-id": 100}}
+    assert next(e for e in entries if e.path == sub.path).value["vlan"] == {
+        "match": {"single-tagged": {"config": {"vlan-id": 100}}}}, "the render itself is unchanged"
+    assert [e.value for e in legacy if e.path != sub.path] == [e.value for e in entries if e.path != sub.path]

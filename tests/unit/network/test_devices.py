@@ -171,6 +171,7 @@ class FakeSession:
     synced = True
     error = None
     capabilities = None
+    encoding = "JSON"
 
     def __init__(self, name: str = "pe1", target: Target | None = None, **callbacks: Any) -> None:
         self.name, self.target = name, target

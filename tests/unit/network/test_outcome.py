@@ -62,3 +62,25 @@ def test_disabled_invalid_and_drift() -> None:
     )
     assert conds(drift)["DriftDetected"] == ("True", "DriftDetected")
     assert conds(drift)["Ready"][0] == "True"
+
+
+def test_a_missing_oper_status_is_unknown_not_up() -> None:
+    """Issue 14 defect 6: configured without a reported oper-status is not Ready."""
+    silent = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied")], T0)
+    assert conds(silent)["Ready"] == ("False", "OperStatusUnknown")
+    assert conds(silent)["Progressing"] == ("True", "OperStatusUnknown")
+    assert "oper-status not reported" in silent["conditions"][0]["message"]
+    assert "operStatus" not in silent["endpoints"][0] and silent["readySince"] is None
+    # A platform declared never to report it (NetworkDevice reportsOperStatus: false) is Ready on config.
+    declared = EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_required=False)
+    assert conds(service_status(view(), [declared], T0))["Ready"] == ("True", "Applied")
+
+
+def test_a_refused_service_claims_no_drift_state() -> None:
+    """Issue 14 defect 7: DriftDetected=False/InSync beside DeviceRejected contradicted it."""
+    failed = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.FAILED, "DeviceRejected", "bad")], T0)
+    assert conds(failed)["DriftDetected"] == ("Unknown", "DeviceRejected")
+    invalid = service_status(view(invalid="spec.endpoints: too short"), [], T0)
+    assert conds(invalid)["DriftDetected"] == ("Unknown", "InvalidSpec")
+    ok = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=True)], T0)
+    assert conds(ok)["DriftDetected"] == ("False", "InSync")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controller.intent import ServiceKey, SetPlan, plan
+from controller.intent import GPath, ServiceKey, SetPlan, plan
 from controller.intent.merge import merge
+from controller.intent.ownership import entry_root, to_status
 from controller.intent.render import qos_name, scheduler_policy_path
 from controller.kube import Ref
-from controller.network.reconciler import NetworkReconciler, ServiceRecord, _reverting
+from controller.network.devicepass import without_reverts
+from controller.network.reconciler import NetworkReconciler, ServiceRecord, _entry_leaves
 from controller.settings import Settings
 from controller.statuswriter import StatusWriter
 from tests.unit.intent.helpers import CREATED, make_spec
@@ -52,7 +54,13 @@ def reconciler() -> NetworkReconciler:
 
 
 def stale_paths(rec: NetworkReconciler, device: str = "pe1") -> set[str]:
-    return {p.to_string() for p in rec._stale.get(device, {})}
+    """The managed entries whose leaves wait to be removed from `device`."""
+    return {
+        root.to_string()
+        for leaves in rec._retired.get(device, {}).values()
+        for leaf in leaves
+        if (root := entry_root(leaf)) is not None
+    }
 
 
 def run(body: Any) -> Any:
@@ -96,6 +104,41 @@ def test_after_a_restart_the_stored_status_names_what_the_old_spec_applied() -> 
         return stale_paths(rec)
 
     assert any("subinterface[index=100]" in p for p in run(body))
+
+
+def test_after_a_restart_the_recorded_ownership_names_exactly_what_to_remove() -> None:
+    before = record(1, endpoints=[{"device": "pe1", "port": "Ethernet1", "vlanId": 100, "ipv4Address": "192.0.2.1/30"}])
+
+    def body(rec: NetworkReconciler) -> set[str]:
+        owned = to_status({"pe1": rec.owned_leaves(before, "pe1")})
+        status = {"owned": owned, "endpoints": [{"device": "pe1", "port": "Ethernet1", "vlanId": 100, "applied": True}]}
+        # The same endpoint without its address: only the address entry is to go, never the subinterface.
+        rec.upsert_service(record(2, status=status, endpoints=endpoint(100)))
+        return {p.to_string() for leaves in rec._retired["pe1"].values() for p in leaves}
+
+    retired = run(body)
+    sub = "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]"
+    assert retired == {
+        f"{sub}/ipv4/addresses/address[ip=192.0.2.1]/ip",
+        f"{sub}/ipv4/addresses/address[ip=192.0.2.1]/config/ip",
+        f"{sub}/ipv4/addresses/address[ip=192.0.2.1]/config/prefix-length",
+    }
+
+
+def test_a_recorded_vrf_leaf_means_the_controller_created_that_vrf() -> None:
+    vrf = make_spec(serviceType="l3vpn", vrf="blue", endpoints=endpoint(100)).model_dump()
+
+    def body(rec: NetworkReconciler) -> tuple[bool, bool]:
+        rec._created["pe1"].add(GPath.parse("network-instances/network-instance[name=blue]"))
+        owned = to_status({"pe1": rec.owned_leaves(record(1, **vrf), "pe1")})
+        fresh = reconciler()
+        fresh.upsert_service(record(1, status={"owned": owned}, **vrf))
+        without = reconciler()
+        without.upsert_service(record(1, status={"owned": owned[:0]}, **vrf))
+        blue = GPath.parse("network-instances/network-instance[name=blue]")
+        return blue in fresh._created["pe1"], blue in without._created["pe1"]
+
+    assert run(body) == (True, False)
 
 
 def test_an_unapplied_or_current_endpoint_in_status_is_not_stale() -> None:
@@ -144,9 +187,8 @@ def test_a_report_service_keeps_its_drift_but_loses_what_it_moved_away_from() ->
             ]
         }
     }
-    teardown = list(old.rendered)
-    full = plan(intent, device, teardown)
-    kept = _reverting(full, {KEY}, {e.path for e in teardown})
+    full = plan(intent, device, {KEY: {leaf for e in old.rendered for leaf in _entry_leaves(e)}})
+    kept = without_reverts(full, {KEY})
     assert isinstance(kept, SetPlan)
     assert [op.path.to_string() for op in kept.deletes] == [
         "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]"
