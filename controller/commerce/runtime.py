@@ -94,7 +94,7 @@ from ..conditions import Cond, merge_conditions
 from ..intent.paths import GPath
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
-from ..statuswriter import StatusWriter, differs
+from ..statuswriter import StatusWriter, differs, with_removals
 from ..times import parse_time, rfc3339, to_second, utc
 from . import lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
@@ -377,6 +377,8 @@ class CommerceController:
         self._account_specs: dict[Key, tuple[str, BillingAccountSpec | None, str | None]] = {}
         self._samples: dict[Key, dict[str, _Sample]] = defaultdict(dict)  # usage samples not yet written
         self._created_invoices: set[Key] = set()
+        # Forged status copies (a status write that was not ours) the next write of the object must undo.
+        self._forged: dict[tuple[str, Key], dict[str, Any]] = {}
         self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
         self._offering_specs: dict[str, tuple[tuple[str, Any], ProductOfferingSpec | None, str | None]] = {}
         retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
@@ -439,11 +441,29 @@ class CommerceController:
         task.add_done_callback(self._background.discard)
 
     # -- watch events -------------------------------------------------------------------------------
+    def _trusted(self, plural: str, key: Key, body: dict[str, Any], record: bool = True) -> dict[str, Any]:
+        """`body` as the controller may act on it. When its status is not the one our last write left (someone
+        else wrote it): report that and make the next write undo it. With `record` (a status that is the
+        controller's record: state, ledger, outbox) carry on from our own last write instead, so those are
+        never taken from a status we did not write; otherwise (a status recomputed from the spec each pass)
+        the pass recomputes it against the forged copy, which then differs."""
+        ref = Ref(plural, key[1], key[0] or None)
+        forged = self.writer.forgery(ref, _rv(body), body.get("status"))
+        if not forged:
+            return body
+        self.writer.report_forgery(body, forged)
+        self.writer.distrust(ref, body.get("status"))
+        if not record:
+            return body
+        self._forged[(plural, key)] = dict(body.get("status") or {})
+        return {**body, "status": self.writer.ours(ref)}
+
     def upsert_offering(self, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         old = self.offerings.get(name)
         if old is not None and _older(old, body):
             return
+        body = self._trusted("productofferings", ("", name), body, record=False)
         self.offerings[name] = body
         self._offs.mark(name)
         generation = (body.get("metadata") or {}).get("generation")
@@ -465,6 +485,7 @@ class CommerceController:
             return
         if old is not None and _rv(old) == _rv(body) and _rv(body):
             return  # our own write, already indexed
+        body = self._trusted("subscriptions", key, body)
         self.subscriptions[key] = body
         if old is not None:
             self._by_account[(key[0], _account(old))].discard(key)
@@ -494,6 +515,8 @@ class CommerceController:
         self._delivered.pop(key, None)
         self._samples.pop(key, None)
         self._subs.forget(key)
+        self._forged.pop(("subscriptions", key), None)
+        self.writer.forget(Ref("subscriptions", name, namespace))
 
     def observe_service(self, body: dict[str, Any]) -> None:
         """A NetworkService event (from runtime.Controller): index it under its owning Subscription."""
@@ -529,6 +552,7 @@ class CommerceController:
             return
         if old is not None and _rv(old) == _rv(body) and _rv(body):
             return
+        body = self._trusted("invoices", key, body)
         self.invoices[key] = body
         account = str((body.get("spec") or {}).get("billingAccount") or "")
         if old is not None:
@@ -548,6 +572,8 @@ class CommerceController:
         self._bill_views.pop(key, None)
         self._invoice_delivered.pop(key, None)
         self._invs.forget(key)
+        self._forged.pop(("invoices", key), None)
+        self.writer.forget(Ref("invoices", name, namespace))
         if old is not None:
             account = str((old.get("spec") or {}).get("billingAccount") or "")
             self._invoices_by_account[(namespace, account)].discard(key)
@@ -786,8 +812,9 @@ class CommerceController:
             return
 
         current = body
-        if status is not None and differs(status, stored):
-            current = await self.kube.patch_status(ref, status, _rv(body))
+        forged = self._forged.get(("subscriptions", key))
+        if status is not None and (differs(status, stored) or forged is not None):
+            current = await self._guarded_status_write(ref, key, with_removals(status, forged), _rv(body))
             self._after_subscription_write(key, body, current, decision, box, applied_samples)
         if status is None:
             return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
@@ -797,6 +824,20 @@ class CommerceController:
             current = await self.kube.set_finalizers(ref, remaining, _rv(current))
             self.upsert_subscription(current)
         self._schedule(key, inputs, spec, decision, now, tz)
+
+    async def _guarded_status_write(
+        self, ref: Ref, key: Key, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """The one resourceVersion-guarded status write of a Subscription or Invoice pass; announced to the
+        status writer first, so its watch event, arriving before this returns, is not taken for a forgery."""
+        self.writer.writing(ref, status)
+        try:
+            after = await self.kube.patch_status(ref, status, resource_version)
+        except BaseException:
+            self.writer.landed(ref, None)
+            raise
+        self._forged.pop((ref.plural, key), None)
+        return after
 
     def _subscription_zone(
         self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
@@ -981,7 +1022,9 @@ class CommerceController:
         box: Outbox,
         applied: Mapping[str, _Sample],
     ) -> None:
-        self.writer.forget(Ref("subscriptions", key[1], key[0]))  # its memory of our last write is stale
+        ref = Ref("subscriptions", key[1], key[0])
+        self.writer.forget(ref)  # its memory of our last write is stale
+        self.writer.landed(ref, after)  # what a newer copy must still show, or it was forged
         pending = set(box.ids)
         delivered = self._delivered.get(key)
         if delivered:
@@ -1341,9 +1384,11 @@ class CommerceController:
         out["conditions"] = merge_conditions(stored_raw.get("conditions"), [cond], generation, now)
         for field_name in stored_raw:
             out.setdefault(field_name, None)
-        if differs(out, stored_raw):
-            after = await self.kube.patch_status(ref, out, _rv(body))
+        forged = self._forged.get(("invoices", key))
+        if differs(out, stored_raw) or forged is not None:
+            after = await self._guarded_status_write(ref, key, with_removals(out, forged), _rv(body))
             self.writer.forget(ref)
+            self.writer.landed(ref, after)
             delivered = self._invoice_delivered.get(key)
             if delivered:
                 delivered &= set(box.ids)  # those left the outbox in this write
