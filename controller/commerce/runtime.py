@@ -87,6 +87,7 @@ from ..billing.invoice_events import INVOICE_TYPE_PREFIX, InvoiceRef, invoice_ev
 from ..billing.ledger import Ledger, LedgerError, LedgerFull
 from ..billing.money import Money, MoneyError
 from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
+from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
@@ -105,6 +106,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 K = TypeVar("K", bound=Hashable)
 ACCOUNT_LABEL = "telco.intent.dev/billing-account"
+RELEASE_QUARANTINED = "telco.intent.dev/release-quarantined"  # ids, comma-separated (docs/billing.md)
 RUN_TYPE_LABEL = "telco.intent.dev/run-type"
 MAX_DELIVERY_BATCH = 2000
 DRAFT_DELAY_SECONDS = 5.0
@@ -357,6 +359,12 @@ class CommerceController:
         self.clock = clock
         self._sessions: Callable[[], Mapping[str, Any]] = sessions or (lambda: {})
         self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
+        self.keyring = Keyring.load(settings.billing_signing_key_file)
+        if not self.keyring.enabled:
+            log.warning(
+                "no --billing-signing-key-file: outbox entries are neither signed nor checked, so a forged"
+                " entry in a status would be delivered (docs/billing.md)"
+            )
         self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
         # indexes, fed by watch events
         self.offerings: dict[str, dict[str, Any]] = {}
@@ -885,7 +893,7 @@ class CommerceController:
         Also whether the finalizer may go (final state, last period closed, every event delivered)."""
         stored = dict(inputs.status)
         generation = inputs.generation
-        box = Outbox.from_status(billing.outbox).mark_delivered(self._delivered.get(key, ()))
+        box = self._checked_outbox(billing.outbox, self._delivered.get(key, ()), self.subscriptions.get(key) or {}, now)
         ledger = Ledger.from_status(billing.ledger)
         meter = Meter.from_status(billing.usage)
         svc = inputs.service
@@ -995,9 +1003,36 @@ class CommerceController:
             status["conditions"] = _set_condition(
                 status["conditions"], stored.get("conditions"), account_cond, generation, now
             )
-        drained = box.depth == 0 or self.deliverer is None
+        # Quarantined entries hold a deletion too: they may be genuine (docs/billing.md), and go with the object.
+        drained = (box.depth == 0 and not box.quarantined) or self.deliverer is None
         released = decision.finished and closed and drained
         return status, box, released, applied
+
+    def _checked_outbox(self, raw: Any, delivered: Iterable[str], body: Mapping[str, Any], now: datetime) -> Outbox:
+        """The object's outbox as this pass may use it: delivered ids removed, the quarantined entries an
+        operator released (annotation) signed and pending again, and every pending entry without a valid
+        proof of origin moved to quarantine, each reported (log, metric, Warning Event)."""
+        box = Outbox.from_status(raw, self.keyring).mark_delivered(delivered)
+        meta = body.get("metadata") or {}
+        what = f"{body.get('kind') or 'object'} {meta.get('namespace')}/{meta.get('name')}"
+        asked = str((meta.get("annotations") or {}).get(RELEASE_QUARANTINED) or "")
+        if asked and box.quarantined:
+            box, released = box.release(i.strip() for i in asked.split(",") if i.strip())
+            if released:
+                message = f"released from quarantine by annotation {RELEASE_QUARANTINED}: {', '.join(released)}"
+                log.warning("%s: %s", what, message)
+                self._spawn(self.kube.event(dict(body), "Warning", "QuarantineReleased", message))
+        box, moved = box.quarantine(now)
+        for q in moved:
+            event = q.entry.event
+            message = (
+                f"outbox entry {event.id} ({event.type}, source {event.source}) quarantined, not delivered:"
+                f" {EXPLANATIONS[q.reason]}"
+            )
+            log.warning("%s: %s; data %s", what, message, dict(event.data))
+            metrics.BILLING_QUARANTINED.inc()
+            self._spawn(self.kube.event(dict(body), "Warning", "EventQuarantined", message))
+        return box
 
     def _delivered_condition(self, box: Outbox, stored: Mapping[str, Any], generation: int, now: datetime) -> Cond:
         if box.pending and self.deliverer is None:
@@ -1310,7 +1345,7 @@ class CommerceController:
         inputs, tz, problems = self.account_inputs(ns, account)
         grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
         payments = list(spec.payments)
-        box = Outbox.from_status(stored.outbox if stored else None).mark_delivered(self._invoice_delivered.get(key, ()))
+        box = self._checked_outbox(stored.outbox if stored else None, self._invoice_delivered.get(key, ()), body, now)
         new: InvoiceStatus
         period: Period | None = None
         try:
@@ -1531,11 +1566,11 @@ class CommerceController:
             if not raw:
                 continue
             try:
-                box = Outbox.from_status(_billing_of(body).get("outbox"))
+                box = Outbox.from_status(_billing_of(body).get("outbox"), self.keyring)
             except (ValidationError, *_BILLING_ERRORS):
                 continue
             done = self._delivered.get(key, set())
-            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+            out += [(e.queued_at, key, e.event) for e in box.deliverable() if e.event.id not in done]
         out += self._pending_invoice_events()
         out.sort(key=lambda item: item[0])
         return out
@@ -1547,11 +1582,11 @@ class CommerceController:
             if not raw.get("pending"):
                 continue
             try:
-                box = Outbox.from_status(raw)
+                box = Outbox.from_status(raw, self.keyring)
             except (ValidationError, *_BILLING_ERRORS):
                 continue
             done = self._invoice_delivered.get(key, set())
-            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+            out += [(e.queued_at, key, e.event) for e in box.deliverable() if e.event.id not in done]
         return out
 
     def _outbox_metrics(self, pending: list[tuple[datetime, Key, BillingEvent]]) -> None:
