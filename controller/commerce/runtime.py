@@ -87,8 +87,8 @@ from ..billing.invoice_events import INVOICE_TYPE_PREFIX, InvoiceRef, invoice_ev
 from ..billing.ledger import Ledger, LedgerError, LedgerFull
 from ..billing.money import Money, MoneyError
 from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
-from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.periods import Cycle, Period, PeriodError
+from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
 from ..conditions import Cond, merge_conditions
