@@ -100,6 +100,7 @@ from ..times import parse_time, rfc3339, to_second, utc
 from . import lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
 from .offering import counts_as_active, next_sellability_change, offering_status
+from .release import FORCE_RELEASE, force_release, holding
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,7 @@ class CommerceController:
         self._created_invoices: set[Key] = set()
         # Forged status copies (a status write that was not ours) the next write of the object must undo.
         self._forged: dict[tuple[str, Key], dict[str, Any]] = {}
+        self._force_refused: set[tuple[Ref, str]] = set()  # force-release annotations refused (reported once)
         self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
         self._offering_specs: dict[str, tuple[tuple[str, Any], ProductOfferingSpec | None, str | None]] = {}
         retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
@@ -812,6 +814,8 @@ class CommerceController:
             key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem
         )
         status, box, released, applied_samples = result
+        forced = not released and self._force_release(ref, body, deleting, box)
+        released = released or forced
 
         if not deleting and FINALIZER not in finalizers and not released:
             # Our finalizer first: a deletion then always goes through pendingTerminate and the terminated fact.
@@ -824,7 +828,7 @@ class CommerceController:
         if status is not None and (differs(status, stored) or forged is not None):
             current = await self._guarded_status_write(ref, key, with_removals(status, forged), _rv(body))
             self._after_subscription_write(key, body, current, decision, box, applied_samples)
-        if status is None:
+        if status is None and not forced:
             return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
         await self._apply_child(key, uid, spec, offering, decision.child, svc_body)
         if released and FINALIZER in finalizers:
@@ -846,6 +850,31 @@ class CommerceController:
             raise
         self._forged.pop((ref.plural, key), None)
         return after
+
+    def _force_release(self, ref: Ref, body: Mapping[str, Any], deleting: bool, box: Outbox) -> bool:
+        """Whether an operator's force-release annotation ends this terminating Subscription's hold now; the
+        step is audited: a Warning Event and a log line with the reason and every event it abandons."""
+        meta = body.get("metadata") or {}
+        verdict = force_release(meta.get("annotations"), deleting)
+        if verdict is None:
+            return False
+        if not verdict.honoured:
+            if (ref, _rv(body)) not in self._force_refused:  # once per version, not every pass
+                self._force_refused.add((ref, _rv(body)))
+                log.warning("%s: %s", ref, verdict.refused)
+                self._spawn(self.kube.event(dict(body), "Warning", "ForceReleaseRefused", str(verdict.refused)))
+            return False
+        abandoned = [e.event for e in box.pending] + [q.entry.event for q in box.quarantined]
+        message = (
+            f"finalizer removed by {FORCE_RELEASE} ({verdict.reason!r}) before billing finished:"
+            f" {len(box.pending)} pending and {len(box.quarantined)} quarantined outbox entries abandoned"
+            f"{' (' + ', '.join(e.id for e in abandoned) + ')' if abandoned else ''}; periods not closed are not billed"
+        )
+        log.warning("%s: %s", ref, message)
+        for event in abandoned:  # the log keeps them whole: the object that held them is going
+            log.warning("%s: abandoned billing event %s", ref, event.to_json())
+        self._spawn(self.kube.event(dict(body), "Warning", "ForceReleased", message))
+        return True
 
     def _subscription_zone(
         self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
@@ -943,6 +972,7 @@ class CommerceController:
         charged = billing.chargedThrough
         final = decision.state in FINAL_STATES
         closed = True  # every period that can be charged has its events in the outbox
+        billing_error: str | None = None
         if offering is not None and ledger.start_date is not None:
             horizon = now
             if final:
@@ -963,6 +993,7 @@ class CommerceController:
                     self._subs.mark_after(key, 1.0)
             except _BILLING_ERRORS as exc:
                 closed = False
+                billing_error = f"{type(exc).__name__}: {exc}"
                 log.warning("subscription %s/%s: period close failed: %s", key[0], key[1], exc)
             through = self._invoiced_through(key[0], spec.account_id, charged)
             if through is not None and (ledger.billed_through is None or through > ledger.billed_through):
@@ -1006,6 +1037,16 @@ class CommerceController:
         # Quarantined entries hold a deletion too: they may be genuine (docs/billing.md), and go with the object.
         drained = (box.depth == 0 and not box.quarantined) or self.deliverer is None
         released = decision.finished and closed and drained
+        if inputs.deleting and not released:
+            # Never a silent hang: say what holds the finalizer, and how an operator can end it.
+            reason, message = holding(closed, drained, len(box.quarantined), billing_error)
+            status["conditions"] = _set_condition(
+                status["conditions"],
+                stored.get("conditions"),
+                Cond("Released", "False", reason, message),
+                generation,
+                now,
+            )
         return status, box, released, applied
 
     def _checked_outbox(self, raw: Any, delivered: Iterable[str], body: Mapping[str, Any], now: datetime) -> Outbox:
