@@ -1,0 +1,269 @@
+"""Status is the controller's (issue 19, case 9): forged status against the real API server, the running
+controller, devicesim and a real CloudEvents receiver.
+
+Each case forges a status with `kubectl patch --subresource=status` -- what any holder of */status can do
+-- and checks the controller rewrites it from its own records (Warning Event StatusForged), that a forged
+billing event never reaches the sink, both while the controller runs and across a restart (proof of
+origin: the entry is quarantined, reported and kept), and that an operator's force-release completes a
+deletion a billing error or a quarantined entry holds, leaving an Event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.billing.proof import key_id
+from tests.harness import Api, ControllerProcess, condition, is_ready, wait_for
+from tests.integration.test_api import SERVICE, variant
+from tests.integration.test_commerce import (  # noqa: F401 -- the module's fixtures
+    DEVICES,
+    adhoc_invoice,
+    admin,
+    api,
+    clock_file,
+    controller,
+    controller_now,
+    daily,
+    fleet,
+    money,
+    ns,
+    offering,
+    receiver,
+    source_of,
+    subscription,
+    ts,
+    unique,
+    wait_state,
+)
+from tests.kube import Kubectl
+from tests.support.cloudevents_receiver import CloudEventsReceiver
+
+pytestmark = pytest.mark.cluster
+FORCE_RELEASE = "telco.intent.dev/force-release"
+
+
+def forge(kubectl: Kubectl, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """A status write by someone other than the controller, through the status subresource."""
+    kubectl.run(
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def events_of(api: Api, namespace: str, name: str, reason: str) -> list[Any]:
+    return [e for e in api.events(namespace, name) if e.reason == reason]
+
+
+def wait_event_reason(api: Api, namespace: str, name: str, reason: str, timeout: float = 20) -> Any:
+    return wait_for(f"Event {reason} on {namespace}/{name}", lambda: events_of(api, namespace, name, reason), timeout)
+
+
+def stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
+    """`probe` holds for `seconds` (checked every 0.2 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), what
+        time.sleep(0.2)
+
+
+def ready_cond(api: Api, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return condition(api.get(plural, name, namespace), "Ready")
+
+
+def test_a_forged_ready_on_a_service_whose_port_does_not_exist_is_rewritten(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, ns: str
+) -> None:
+    body = variant(variant(SERVICE, "metadata.namespace", ns), "metadata.name", "no-port")
+    body = variant(body, "spec.endpoints.0", {"device": DEVICES[0], "port": "Ethernet99", "vlanId": 700})
+    api.apply(body)
+    before = wait_for(
+        "no-port Ready=False",
+        lambda: (c := ready_cond(api, "networkservices", ns, "no-port")) and c["status"] == "False" and c,
+        30,
+    )
+    forged = {**before, "status": "True", "reason": "Configured", "message": "forged"}
+    forge(kubectl, "networkservice", ns, "no-port", {"conditions": [forged], "state": "active"})
+    after = wait_for(
+        "the forged Ready rewritten",
+        lambda: (c := ready_cond(api, "networkservices", ns, "no-port")) and c["status"] == "False" and c,
+        20,
+    )
+    assert after["reason"] == before["reason"]
+    assert (api.get("networkservices", "no-port", ns) or {})["status"].get("state") != "active"
+    message = wait_event_reason(api, ns, "no-port", "StatusForged").message
+    assert "status.conditions" in message and "status.state" in message
+    stays(
+        "the rewrite holds",
+        lambda: (ready_cond(api, "networkservices", ns, "no-port") or {}).get("status") == "False",
+        3,
+    )
+    api.delete("networkservices", "no-port", ns)
+
+
+def test_a_draft_invoice_forged_to_settled_with_nothing_due_is_rewritten(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, clock_file: Any, ns: str
+) -> None:
+    off = unique("fs-inv")
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, "inv", off, "acct-forge-inv", DEVICES[0], "Ethernet7", 702))
+    sub = wait_state(api, ns, "inv", "active")
+    start = ts(sub["status"]["startDate"]) - timedelta(minutes=1)
+    end = (controller_now(clock_file) + timedelta(hours=1)).replace(microsecond=0)  # a draft for the test's length
+    api.apply(adhoc_invoice(ns, "draft", "acct-forge-inv", start, end))
+    draft = wait_for(
+        "the draft computed",
+        lambda: (i := api.get("invoices", "draft", ns)) and (i.get("status") or {}).get("amountDue") and i,
+        30,
+    )
+    genuine = draft["status"]
+    assert genuine["state"] != "settled"
+    forge(kubectl, "invoice", ns, "draft", {"state": "settled", "amountDue": money("0.00")})
+
+    def restored() -> dict[str, Any] | None:
+        status = (api.get("invoices", "draft", ns) or {}).get("status") or {}
+        return status if status.get("state") == genuine["state"] and status.get("amountDue") != money("0.00") else None
+
+    wait_for("the forged settlement rewritten", restored, 20)
+    wait_event_reason(api, ns, "draft", "StatusForged")
+    assert not events_of(api, ns, "draft", "Settled"), "the forged settlement was adopted"
+    stays("the draft stays unsettled", lambda: restored() is not None, 3)
+
+
+def test_a_forged_active_state_on_an_order_for_a_missing_offering_is_rewritten(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, ns: str
+) -> None:
+    api.apply(subscription(ns, "orphan", unique("fs-missing"), "acct-forge-orphan", DEVICES[0], "Ethernet8", 703))
+    genuine = wait_for(
+        "the order judged",
+        lambda: (s := api.get("subscriptions", "orphan", ns)) and (s.get("status") or {}).get("state") and s,
+        20,
+    )["status"]["state"]
+    assert genuine != "active"
+    forge(kubectl, "subscription", ns, "orphan", {"state": "active"})
+    wait_state(api, ns, "orphan", genuine, 20)
+    wait_event_reason(api, ns, "orphan", "StatusForged")
+    assert api.get("networkservices", "orphan", ns) is None  # nothing was built on the forged state
+
+
+def forged_entry(namespace: str, victim: str, event_id: str, key_file: Path) -> dict[str, Any]:
+    """A charge of -99999.00 under another subscription's source, with a proof naming the controller's key
+    (its id is no secret) but not made with it."""
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {
+        "id": event_id,
+        "type": "dev.intent.telco.subscription.charge.period.v1",
+        "source": source_of(namespace, victim),
+        "subject": "acct-victim",
+        "time": now,
+        "data": {"amount": "-99999.00", "currency": "EUR"},
+        "queuedAt": now,
+        "proof": f"v1:{key_id(key_file.read_text().strip().encode())}:" + "0" * 64,
+    }
+
+
+def outbox(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    return ((((api.get("subscriptions", name, namespace) or {}).get("status") or {}).get("billing")) or {}).get(
+        "outbox"
+    ) or {}
+
+
+def test_a_forged_outbox_entry_never_reaches_the_sink_while_running_or_after_a_restart(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, receiver: CloudEventsReceiver, ns: str
+) -> None:
+    off = unique("fs-box")
+    api.apply(offering(off))
+    api.apply(subscription(ns, "box", off, "acct-forge-box", DEVICES[0], "Ethernet5", 704))
+    wait_state(api, ns, "box", "active")
+    wait_for("its activation delivered", lambda: not outbox(api, ns, "box").get("pending"), 30)
+    counted = outbox(api, ns, "box").get("deliveredCount")
+
+    # While it runs: the forged status is not the one the controller wrote; it is rewritten away.
+    forge(
+        kubectl,
+        "subscription",
+        ns,
+        "box",
+        {"billing": {"outbox": {"pending": [forged_entry(ns, "victim", "f-1", controller.signing_key_file)]}}},
+    )
+    wait_event_reason(api, ns, "box", "StatusForged")
+    wait_for("the forged entry removed", lambda: not outbox(api, ns, "box").get("pending"), 20)
+
+    # Across a restart the controller has no memory of its last write: the proof of origin decides.
+    controller.stop()
+    forge(
+        kubectl,
+        "subscription",
+        ns,
+        "box",
+        {"billing": {"outbox": {"pending": [forged_entry(ns, "victim", "f-2", controller.signing_key_file)]}}},
+    )
+    controller.start()
+    wait_for(f"NetworkDevice {DEVICES[0]} Ready", lambda: is_ready(api.get("networkdevices", DEVICES[0])), 30)
+    quarantined = wait_for("f-2 quarantined", lambda: outbox(api, ns, "box").get("quarantined"), 30)
+    assert [(q["id"], q["reason"]) for q in quarantined] == [("f-2", "BadProof")]
+    assert not outbox(api, ns, "box").get("pending")
+    assert "does not match" in wait_event_reason(api, ns, "box", "EventQuarantined").message
+    delivered = condition(api.get("subscriptions", "box", ns), "BillingDelivered")
+    assert delivered is not None and (delivered["status"], delivered["reason"]) == ("False", "Quarantined")
+    time.sleep(2)  # several delivery rounds (TELCO_BILLING_RETRY_SECONDS=0.5)
+    assert not [e for e in receiver.events if e.get_id() in ("f-1", "f-2")], "a forged entry was delivered"
+    assert outbox(api, ns, "box").get("deliveredCount") == counted, "a forged entry was counted as delivered"
+
+    # A quarantined entry holds the deletion (it may be genuine); the operator's step completes it.
+    api.delete("subscriptions", "box", ns)
+    held = wait_for(
+        "the deletion held, and why",
+        lambda: (c := condition(api.get("subscriptions", "box", ns), "Released")) and c["status"] == "False" and c,
+        30,
+    )
+    assert held["reason"] == "Quarantined" and FORCE_RELEASE in held["message"]
+    kubectl.run("annotate", "subscription", "box", "-n", ns, f"{FORCE_RELEASE}=forged entries inspected, not ours")
+    wait_for("the Subscription gone", lambda: api.get("subscriptions", "box", ns) is None, 30)
+    released = wait_event_reason(api, ns, "box", "ForceReleased")
+    assert "forged entries inspected, not ours" in released.message and "f-2" in released.message
+    assert "abandoned billing event" in controller.logs()
+
+
+def test_force_release_completes_a_deletion_a_billing_error_holds_and_is_refused_on_a_live_object(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, ns: str
+) -> None:
+    off = unique("fs-zzz")
+    price = {"name": "Monthly fee", "priceType": "recurring", "recurringChargePeriodType": "month"}
+    api.apply(offering(off, {**price, "price": money("10.00", "ZZZ")}))
+    api.apply(subscription(ns, "zzz", off, "acct-forge-zzz", DEVICES[0], "Ethernet4", 705))
+    wait_state(api, ns, "zzz", "active")
+
+    kubectl.run("annotate", "subscription", "zzz", "-n", ns, f"{FORCE_RELEASE}=too early")
+    refused = wait_event_reason(api, ns, "zzz", "ForceReleaseRefused")
+    assert "only on a terminating object" in refused.message
+    assert (api.get("subscriptions", "zzz", ns) or {})["status"]["state"] == "active"
+    kubectl.run("annotate", "subscription", "zzz", "-n", ns, f"{FORCE_RELEASE}-")
+
+    api.delete("subscriptions", "zzz", ns)
+    held = wait_for(
+        "the deletion held by the billing error, and why",
+        lambda: (
+            (c := condition(api.get("subscriptions", "zzz", ns), "Released")) and c["reason"] == "BillingError" and c
+        ),
+        30,
+    )
+    assert held["status"] == "False" and "ZZZ" in held["message"] and FORCE_RELEASE in held["message"]
+    assert controller.alive()
+    kubectl.run("annotate", "subscription", "zzz", "-n", ns, f"{FORCE_RELEASE}=currency ZZZ cannot be billed")
+    wait_for("the Subscription gone", lambda: api.get("subscriptions", "zzz", ns) is None, 30)
+    wait_for("its NetworkService gone", lambda: api.get("networkservices", "zzz", ns) is None, 30)
+    assert "currency ZZZ cannot be billed" in wait_event_reason(api, ns, "zzz", "ForceReleased").message
