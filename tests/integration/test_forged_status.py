@@ -41,13 +41,14 @@ from tests.support.cloudevents_receiver import CloudEventsReceiver
 
 pytestmark = pytest.mark.cluster
 # The commerce module's fixtures: a devicesim fleet, a CloudEvents receiver and a controller of this module.
-fleet, receiver, clock_file, api, controller, ns = (
+fleet, receiver, clock_file, api, controller, ns, admin = (
     commerce.fleet,
     commerce.receiver,
     commerce.clock_file,
     commerce.api,
     commerce.controller,
     commerce.ns,
+    commerce.admin,
 )
 FORCE_RELEASE = "telco.intent.dev/force-release"
 
@@ -84,7 +85,7 @@ def stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.2)
 
 
-def ready_cond(api: Api, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+def ready_cond(api: Api, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
     return condition(api.get(plural, name, namespace), "Ready")
 
 
@@ -260,3 +261,115 @@ def test_force_release_is_refused_on_a_live_subscription(
     assert sub["status"]["state"] == "active" and "telco.intent.dev/cleanup" in sub["metadata"]["finalizers"]
     assert controller.alive()
     kubectl.run("annotate", "subscription", "live", "-n", ns, f"{FORCE_RELEASE}-")  # or the deletion would honour it
+
+
+# --- neighbours: other kinds, other forged shapes -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        pytest.param({"conditions": []}, id="conditions-removed"),
+        pytest.param(
+            {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "Forged",
+                        "message": "forged",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            },
+            id="ready-false",
+        ),
+    ],
+)
+def test_a_forged_device_status_is_rewritten_from_its_session(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, forged: dict[str, Any]
+) -> None:
+    name = DEVICES[1]
+    wait_for(f"{name} Ready", lambda: is_ready(api.get("networkdevices", name)), 30)
+    kubectl.run(
+        "patch", "networkdevice", name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": forged})
+    )
+    wait_for(f"{name} Ready again", lambda: is_ready(api.get("networkdevices", name)), 20)
+    assert (ready_cond(api, "networkdevices", None, name) or {}).get("reason") != "Forged"
+
+
+def test_a_forged_offering_status_is_rewritten(api: Api, kubectl: Kubectl, controller: ControllerProcess) -> None:
+    off = unique("fs-off")
+    api.apply(offering(off))
+    wait_for(f"{off} Ready", lambda: is_ready(api.get("productofferings", off)), 20)
+    kubectl.run(
+        "patch",
+        "productoffering",
+        off,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [], "activeSubscriptions": 999}}),
+    )
+    wait_for(f"{off} Ready again", lambda: is_ready(api.get("productofferings", off)), 20)
+    assert (api.get("productofferings", off) or {})["status"].get("activeSubscriptions") != 999
+    api.delete("productofferings", off)
+
+
+def test_a_forged_invoice_outbox_entry_is_never_delivered(
+    api: Api, kubectl: Kubectl, controller: ControllerProcess, receiver: CloudEventsReceiver, clock_file: Any, ns: str
+) -> None:
+    off = unique("fs-ibox")
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, "ibox", off, "acct-forge-ibox", DEVICES[1], "Ethernet3", 706))
+    sub = wait_state(api, ns, "ibox", "active")
+    start = ts(sub["status"]["startDate"]) - timedelta(minutes=1)
+    end = (controller_now(clock_file) + timedelta(hours=1)).replace(microsecond=0)
+    api.apply(adhoc_invoice(ns, "ibox-draft", "acct-forge-ibox", start, end))
+    wait_for(
+        "the draft computed",
+        lambda: ((api.get("invoices", "ibox-draft", ns) or {}).get("status") or {}).get("amountDue"),
+        30,
+    )
+    entry = forged_entry(ns, "v", "f-inv", controller.signing_key_file)
+    entry["type"] = "dev.intent.telco.invoice.issued.v1"
+    kubectl.run(
+        "patch",
+        "invoice",
+        "ibox-draft",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"outbox": {"pending": [entry]}}}),
+    )
+    wait_event_reason(api, ns, "ibox-draft", "StatusForged")
+    wait_for(
+        "the forged entry removed",
+        lambda: (
+            not (
+                (((api.get("invoices", "ibox-draft", ns) or {}).get("status") or {}).get("outbox") or {}).get("pending")
+            )
+        ),
+        20,
+    )
+    time.sleep(1.5)
+    assert not [e for e in receiver.events if e.get_id() == "f-inv"]
+
+
+def test_after_the_forgeries_the_controller_is_alive_quiet_and_sent_nothing_malformed(
+    api: Api, controller: ControllerProcess, admin: Any
+) -> None:
+    assert controller.alive()
+    logs = controller.logs()
+    assert "Traceback" not in logs, logs[logs.index("Traceback") - 400 :][:3000]
+    for name in DEVICES:
+        stats = admin.stats(name)
+        assert stats.get("set_failed", 0) == 0, (name, stats)
+    # Bounded: no rewrite loop -- a quiet window costs (almost) no Set and no forgery report.
+    before = {name: admin.stats(name)["set_rpcs"] for name in DEVICES}
+    reports = controller.logs().count("changed by a writer other than the controller")
+    time.sleep(6)  # more than one resync period (5 s)
+    assert all(admin.stats(name)["set_rpcs"] - before[name] <= 2 for name in DEVICES)
+    assert controller.logs().count("changed by a writer other than the controller") == reports
