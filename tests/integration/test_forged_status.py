@@ -120,32 +120,38 @@ def test_a_forged_ready_on_a_service_whose_port_does_not_exist_is_rewritten(
     api.delete("networkservices", "no-port", ns)
 
 
+def draft_invoice(api: Api, clock_file: Any, ns: str, name: str, device: str, port: str, vlan: int) -> dict[str, Any]:
+    """A draft offCycle Invoice (its period ends after the test) of an active subscription's account."""
+    off = unique(f"fs-{name}")
+    account = f"acct-forge-{name}"
+    api.apply(offering(off, daily()))
+    api.apply(subscription(ns, name, off, account, device, port, vlan))
+    sub = wait_state(api, ns, name, "active")
+    start = ts(sub["status"]["startDate"]) - timedelta(minutes=1)
+    end = (controller_now(clock_file) + timedelta(hours=1)).replace(microsecond=0)
+    api.apply(adhoc_invoice(ns, f"{name}-draft", account, start, end))
+    return wait_for(
+        "the draft computed",
+        lambda: (i := api.get("invoices", f"{name}-draft", ns)) and (i.get("status") or {}).get("amountDue") and i,
+        30,
+    )
+
+
 def test_a_draft_invoice_forged_to_settled_with_nothing_due_is_rewritten(
     api: Api, kubectl: Kubectl, controller: ControllerProcess, clock_file: Any, ns: str
 ) -> None:
-    off = unique("fs-inv")
-    api.apply(offering(off, daily()))
-    api.apply(subscription(ns, "inv", off, "acct-forge-inv", DEVICES[0], "Ethernet7", 702))
-    sub = wait_state(api, ns, "inv", "active")
-    start = ts(sub["status"]["startDate"]) - timedelta(minutes=1)
-    end = (controller_now(clock_file) + timedelta(hours=1)).replace(microsecond=0)  # a draft for the test's length
-    api.apply(adhoc_invoice(ns, "draft", "acct-forge-inv", start, end))
-    draft = wait_for(
-        "the draft computed",
-        lambda: (i := api.get("invoices", "draft", ns)) and (i.get("status") or {}).get("amountDue") and i,
-        30,
-    )
+    draft = draft_invoice(api, clock_file, ns, "inv", DEVICES[0], "Ethernet7", 702)
     genuine = draft["status"]
     assert genuine["state"] != "settled"
-    forge(kubectl, "invoice", ns, "draft", {"state": "settled", "amountDue": money("0.00")})
+    forge(kubectl, "invoice", ns, "inv-draft", {"state": "settled", "amountDue": money("0.00")})
 
     def restored() -> dict[str, Any] | None:
-        status = (api.get("invoices", "draft", ns) or {}).get("status") or {}
+        status = (api.get("invoices", "inv-draft", ns) or {}).get("status") or {}
         return status if status.get("state") == genuine["state"] and status.get("amountDue") != money("0.00") else None
 
     wait_for("the forged settlement rewritten", restored, 20)
-    wait_event_reason(api, ns, "draft", "StatusForged")
-    assert not events_of(api, ns, "draft", "Settled"), "the forged settlement was adopted"
+    wait_event_reason(api, ns, "inv-draft", "StatusForged")
+    assert not events_of(api, ns, "inv-draft", "Settled"), "the forged settlement was adopted"
     stays("the draft stays unsettled", lambda: restored() is not None, 3)
 
 
@@ -319,18 +325,7 @@ def test_a_forged_offering_status_is_rewritten(api: Api, kubectl: Kubectl, contr
 def test_a_forged_invoice_outbox_entry_is_never_delivered(
     api: Api, kubectl: Kubectl, controller: ControllerProcess, receiver: CloudEventsReceiver, clock_file: Any, ns: str
 ) -> None:
-    off = unique("fs-ibox")
-    api.apply(offering(off, daily()))
-    api.apply(subscription(ns, "ibox", off, "acct-forge-ibox", DEVICES[1], "Ethernet3", 706))
-    sub = wait_state(api, ns, "ibox", "active")
-    start = ts(sub["status"]["startDate"]) - timedelta(minutes=1)
-    end = (controller_now(clock_file) + timedelta(hours=1)).replace(microsecond=0)
-    api.apply(adhoc_invoice(ns, "ibox-draft", "acct-forge-ibox", start, end))
-    wait_for(
-        "the draft computed",
-        lambda: ((api.get("invoices", "ibox-draft", ns) or {}).get("status") or {}).get("amountDue"),
-        30,
-    )
+    draft_invoice(api, clock_file, ns, "ibox", DEVICES[1], "Ethernet3", 706)
     entry = forged_entry(ns, "v", "f-inv", controller.signing_key_file)
     entry["type"] = "dev.intent.telco.invoice.issued.v1"
     kubectl.run(
