@@ -38,11 +38,13 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf
 
+    from .billing.proof import Keyring, SigningKeyError
     from .handlers import lifecycle
 
     try:
         settings = settings_from_args(args, os.environ)
-    except SettingError as exc:
+        Keyring.load(settings.billing_signing_key_file)  # a key that cannot be used stops the start, not a pass
+    except (SettingError, SigningKeyError) as exc:
         print(f"telco-controller run: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(

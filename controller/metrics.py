@@ -56,6 +56,18 @@ BILLING_DELIVERED = Counter(
     "telco_billing_events_delivered_total", "Billing events delivered to every sink.", registry=REGISTRY
 )
 
+STATUS_FORGERIES = Counter(
+    "telco_status_forgeries_total",
+    "Status writes by someone other than the controller, found and rewritten, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+BILLING_QUARANTINED = Counter(
+    "telco_billing_events_quarantined_total",
+    "Outbox entries without a valid proof of origin, set aside instead of delivered.",
+    registry=REGISTRY,
+)
+
 
 def serve(port: int, address: str = "127.0.0.1") -> None:
     start_http_server(port, addr=address, registry=REGISTRY)

@@ -120,6 +120,12 @@ class Controller:
         known = self.devices.get(name)
         if known is not None and _same_device_intent(known.body, body):
             known.body = body  # e.g. the echo of our own status write: the target cannot have changed
+            ref = Ref("networkdevices", name)
+            forged = self.writer.forgery(ref, str(body["metadata"].get("resourceVersion") or ""), body.get("status"))
+            if forged:  # someone else wrote its status: recompute it from the session, rewrite it
+                self.writer.report_forgery(body, forged)
+                self.writer.distrust(ref, body.get("status"))
+                self.publish_device(name)
             return
         record = known or DeviceRecord(name, body)
         record.body = body

@@ -140,6 +140,14 @@ class Settings:
     billing_jsonl: str | None = _setting(
         None, "also append every billing CloudEvent to this JSON Lines file", parse=_optional, metavar="PATH"
     )
+    billing_signing_key_file: str | None = _setting(
+        None,
+        "file (a mounted Secret) with the HMAC keys that sign every outbox entry, one per line, the first"
+        " signing; entries without a valid proof are quarantined, never delivered; unset: entries are neither"
+        " signed nor checked (docs/billing.md)",
+        parse=_optional,
+        metavar="PATH",
+    )
     tax_category: str = _setting("VAT", "tax applied to invoices", metavar="CATEGORY")
     tax_rate: str | None = _setting(
         None, 'tax rate in percent, e.g. "20"; unset: invoices carry no tax', parse=_optional, metavar="PERCENT"

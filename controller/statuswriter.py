@@ -4,6 +4,12 @@ The reconcilers compute the whole desired status on every pass (level-triggered)
 this turns that into the minimum of API writes: none when the stored status already
 equals the desired one, and while a write is in flight newer desires for the same
 object coalesce into one follow-up write of the latest.
+
+Status is the controller's (docs/reliability.md): the writer also remembers what each of its writes
+left stored, at which resourceVersion, so a watch copy that is newer than that write and carries a
+different status -- a write by someone else -- is recognised as a forgery (`forgery`) instead of
+being overlaid with the last write and trusted. The echo of our own write (same resourceVersion,
+or a copy not newer than it) is never one, so idle objects still cost no writes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
+from . import metrics
 from .kube import Kube, NotFound, Ref
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,29 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def with_removals(desired: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """`desired` plus a null for every key `stored` has and `desired` does not (recursively in objects):
+    a merge patch that turns `stored` into exactly `desired`, e.g. to undo keys a forger added."""
+    out = dict(desired)
+    for key, value in (stored or {}).items():
+        if key not in out:
+            out[key] = None
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = with_removals(out[key], value)
+    return out
+
+
+def newer(resource_version: str, than: str) -> bool:
+    """Whether `resource_version` is later than `than` (the API server's are etcd revisions: integers)."""
+    return resource_version.isdigit() and than.isdigit() and int(resource_version) > int(than)
+
+
+def changed_keys(status: dict[str, Any] | None, ours: dict[str, Any]) -> list[str]:
+    """Top-level status keys whose value differs from the status our last write left stored."""
+    mine, theirs = _clean(ours), _clean(status or {})
+    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+
+
 def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
     stored = _clean(stored or {})
     return any(_clean(v) != stored.get(k) for k, v in desired.items())
@@ -38,9 +68,16 @@ class StatusWriter:
         self._written: dict[Ref, dict[str, Any]] = {}
         self._busy: set[Ref] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # (resourceVersion, status) our last write left stored: what a newer copy must still show.
+        self._landed: dict[Ref, tuple[str, dict[str, Any]]] = {}
+        self._direct: dict[Ref, dict[str, Any]] = {}  # a status write made outside this writer, under way
+        self._overwrite: dict[Ref, dict[str, Any]] = {}  # forged copies the next write must undo entirely
 
     def submit(self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
         """Queue `desired` for `ref` unless the status, once our writes land, already has it."""
+        forged = self._overwrite.pop(ref, None)
+        if forged is not None:
+            desired = with_removals(desired, forged)
         if not differs(desired, self.latest(ref, stored)):
             self._pending.pop(ref, None)
             return False
@@ -65,6 +102,62 @@ class StatusWriter:
     def forget(self, ref: Ref) -> None:
         self._written.pop(ref, None)
         self._pending.pop(ref, None)
+        self._landed.pop(ref, None)
+        self._overwrite.pop(ref, None)
+
+    # -- proof that a stored status is ours ----------------------------------------------------------
+    def writing(self, ref: Ref, status: dict[str, Any]) -> None:
+        """A status write for `ref` made outside this writer (e.g. resourceVersion-guarded) starts now."""
+        self._direct[ref] = status
+
+    def landed(self, ref: Ref, body: dict[str, Any] | None) -> None:
+        """Our status write for `ref` returned `body`: remember the status it stored, and at which version."""
+        self._direct.pop(ref, None)
+        if body is None:
+            return
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        self._landed[ref] = (rv, _clean(body.get("status") or {}))
+
+    def ours(self, ref: Ref) -> dict[str, Any] | None:
+        """The status our last write left stored (None: none seen in this run, e.g. after a restart)."""
+        landed = self._landed.get(ref)
+        return dict(landed[1]) if landed else None
+
+    def forgery(self, ref: Ref, resource_version: str, status: dict[str, Any] | None) -> list[str]:
+        """The status keys someone else changed: non-empty when this copy is newer than our last write
+        and shows a status that write did not leave, and no write of ours that could explain it is under
+        way. Empty for our own echo, an older copy, or when this run wrote nothing yet."""
+        landed = self._landed.get(ref)
+        if landed is None or not newer(resource_version, landed[0]):
+            return []
+        keys = changed_keys(status, landed[1])
+        if not keys:
+            return []
+        in_flight = [self._direct.get(ref), self._written.get(ref) if ref in self._busy else None]
+        if any(w is not None and not differs(w, status) for w in in_flight):
+            return []  # the watch event of a write still under way: ours
+        return keys
+
+    def report_forgery(self, body: dict[str, Any], keys: list[str]) -> None:
+        """Say so (log, metric, Warning Event): a status write that was not the controller's."""
+        meta = body.get("metadata") or {}
+        kind = str(body.get("kind") or "object")
+        name = "/".join(p for p in (meta.get("namespace"), meta.get("name")) if p)
+        message = (
+            f"status.{', status.'.join(keys)} changed by a writer other than the controller; "
+            "rewritten from the controller's own records (only the controller may write status)"
+        )
+        log.warning("%s %s: %s", kind, name, message)
+        metrics.STATUS_FORGERIES.labels(kind).inc()
+        task = asyncio.create_task(self._kube.event(body, "Warning", "StatusForged", message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def distrust(self, ref: Ref, forged: dict[str, Any] | None) -> None:
+        """A forged copy is stored: stop overlaying our last write on it, so the next status computed for
+        `ref` is compared with what is really stored, and make that write undo every forged key."""
+        self._written.pop(ref, None)
+        self._overwrite[ref] = dict(forged or {})
 
     async def _drain(self, ref: Ref) -> None:
         try:
@@ -78,7 +171,7 @@ class StatusWriter:
                 # must build on it, or it regenerates timestamps and writes the same thing again.
                 self._written[ref] = desired
                 try:
-                    await self._kube.patch_status(ref, desired)
+                    self.landed(ref, await self._kube.patch_status(ref, desired))
                 except NotFound:
                     self.forget(ref)
                     return

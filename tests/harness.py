@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -137,7 +138,13 @@ class ControllerProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.args = list(args)
-        self.env = env or {}
+        # The billing signing key (a mounted Secret in a cluster): every test controller signs its outbox entries
+        # unless the test names its own key file. Kept across restarts, as a Secret would be.
+        key_file = log_path.parent / f"{log_path.stem}-billing-signing-key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32) + "\n")
+        self.signing_key_file = key_file
+        self.env = {"TELCO_BILLING_SIGNING_KEY_FILE": str(key_file), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.webhook_url: str | None = None
         self.webhook_ca: bytes | None = None

@@ -99,6 +99,19 @@ class OutboxEvent(ApiModel):
         default_factory=dict, max_length=16, description="Event data; amounts are decimal strings."
     )
     queuedAt: datetime = Field(description="When the event entered the outbox.")
+    proof: str | None = Field(
+        default=None,
+        max_length=96,
+        description="Proof of origin: v1:<key id>:<HMAC-SHA-256 of id, source, subject, type, time and data>"
+        " under the controller's billing signing key. Entries without a valid one are quarantined, never sent.",
+    )
+
+
+class QuarantinedEvent(OutboxEvent):
+    """An outbox entry set aside undelivered: it has no valid proof of origin (docs/billing.md)."""
+
+    reason: Literal["Unsigned", "UnknownKey", "BadProof"] = Field(description="Why its proof was not accepted.")
+    quarantinedAt: datetime = Field(description="When the controller set it aside.")
 
 
 class Outbox(ApiModel):
@@ -113,6 +126,13 @@ class Outbox(ApiModel):
     deliveredCount: int = Field(default=0, ge=0, description="Events delivered to every sink so far.")
     recentlyDelivered: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=64, description="Ids delivered most recently (adding them again is a no-op)."
+    )
+    quarantined: list[QuarantinedEvent] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Entries found without a valid proof of origin: never delivered, kept for an operator to"
+        " inspect; annotation telco.intent.dev/release-quarantined (ids, comma-separated) re-signs and sends them.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
     )
 
 

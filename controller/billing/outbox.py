@@ -10,6 +10,11 @@ source + id.
 The outbox is bounded. Adding past `MAX_PENDING` raises `OutboxFull` and adds nothing: the
 caller must not record the transition either (it retries later) and reports the
 BillingDelivered condition as False/OutboxFull. Nothing is dropped.
+
+Every entry carries a proof of origin (billing/proof.py) when a signing key is configured. An entry
+without a valid one is moved to `quarantined` (`quarantine`), never delivered, and stays there, visible,
+until an operator releases it (`release`, which re-signs it); when the quarantine is full it stays
+pending, still undeliverable (`deliverable` skips it): never dropped.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from typing import Any
 
 from ..api.common import Condition
 from ..api.subscription import Outbox as OutboxStatus
+from ..api.subscription import QuarantinedEvent
 from ..times import ensure_utc, to_second
 from .events import BillingEvent
+from .proof import Keyring
 
 MAX_PENDING = 64
 RECENT = 64
+MAX_QUARANTINED = 64
 CONDITION_TYPE = "BillingDelivered"
 
 
@@ -45,6 +53,14 @@ class OutboxFull(RuntimeError):
 class Entry:
     event: BillingEvent
     queued_at: datetime
+    proof: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    entry: Entry
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +70,76 @@ class Outbox:
     pending: tuple[Entry, ...] = field(default=())
     delivered_count: int = 0
     recent: tuple[str, ...] = field(default=())
+    quarantined: tuple[Quarantined, ...] = field(default=())
+    keyring: Keyring = field(default=Keyring(), compare=False)
 
     @classmethod
-    def from_status(cls, status: OutboxStatus | dict[str, Any] | None) -> Outbox:
+    def from_status(cls, status: OutboxStatus | dict[str, Any] | None, keyring: Keyring | None = None) -> Outbox:
+        keys = keyring or Keyring()
         if status is None:
-            return cls()
+            return cls(keyring=keys)
         model = status if isinstance(status, OutboxStatus) else OutboxStatus.model_validate(status)
         return cls(
-            pending=tuple(Entry(BillingEvent.from_outbox(e), ensure_utc(e.queuedAt)) for e in model.pending),
+            pending=tuple(_entry(e) for e in model.pending),
             delivered_count=model.deliveredCount,
             recent=tuple(model.recentlyDelivered),
+            quarantined=tuple(Quarantined(_entry(q), q.reason, ensure_utc(q.quarantinedAt)) for q in model.quarantined),
+            keyring=keys,
         )
 
     def to_status(self) -> OutboxStatus:
         return OutboxStatus(
-            pending=[e.event.to_outbox(e.queued_at) for e in self.pending],
+            pending=[_outbox_event(e) for e in self.pending],
             deliveredCount=self.delivered_count,
             recentlyDelivered=list(self.recent),
+            quarantined=[
+                QuarantinedEvent(
+                    **_outbox_event(q.entry).model_dump(), reason=q.reason, quarantinedAt=to_second(q.at, "at")
+                )
+                for q in self.quarantined
+            ],
+        )
+
+    def problem(self, entry: Entry) -> str | None:
+        """Why `entry` may not be delivered (no valid proof of origin), or None."""
+        return self.keyring.problem(entry.event, entry.proof)
+
+    def deliverable(self) -> list[Entry]:
+        """Pending entries with a valid proof (all of them when signing is not configured), oldest first."""
+        return [e for e in self.pending if self.problem(e) is None]
+
+    def quarantine(self, now: datetime) -> tuple[Outbox, list[Quarantined]]:
+        """Move pending entries without a valid proof to `quarantined` (while it has room); and those moved."""
+        room = MAX_QUARANTINED - len(self.quarantined)
+        moved: list[Quarantined] = []
+        kept: list[Entry] = []
+        for entry in self.pending:
+            reason = self.problem(entry)
+            if reason is not None and len(moved) < room:
+                moved.append(Quarantined(entry, reason, to_second(now, "now")))
+            else:
+                kept.append(entry)
+        if not moved:
+            return self, []
+        return replace(self, pending=tuple(kept), quarantined=self.quarantined + tuple(moved)), moved
+
+    def release(self, ids: Iterable[str]) -> tuple[Outbox, list[str]]:
+        """Put the quarantined entries an operator named back in the outbox, signed now; and their ids."""
+        wanted = set(ids)
+        back = [q.entry for q in self.quarantined if q.entry.event.id in wanted]
+        known = set(self.ids)
+        back = [e for e in back if e.event.id not in known]
+        if not back:
+            return self, []
+        released = {e.event.id for e in back}
+        signed = tuple(replace(e, proof=self.keyring.sign(e.event)) for e in back)
+        return (
+            replace(
+                self,
+                pending=self.pending + signed,
+                quarantined=tuple(q for q in self.quarantined if q.entry.event.id not in released),
+            ),
+            sorted(released),
         )
 
     @property
@@ -92,7 +161,7 @@ class Outbox:
             if event.id in known:
                 continue
             known.add(event.id)
-            new.append(Entry(event, queued_at))
+            new.append(Entry(event, queued_at, self.keyring.sign(event)))
         if not new:
             return self
         if len(self.pending) + len(new) > MAX_PENDING:
@@ -104,9 +173,9 @@ class Outbox:
         return len(self.pending) + len({e.id for e in events} - known) <= MAX_PENDING
 
     def take(self, limit: int | None = None) -> list[BillingEvent]:
-        """Pending events, oldest first (at most `limit`)."""
-        entries = self.pending if limit is None else self.pending[:limit]
-        return [e.event for e in entries]
+        """Deliverable pending events, oldest first (at most `limit`)."""
+        entries = self.deliverable()
+        return [e.event for e in (entries if limit is None else entries[:limit])]
 
     def mark_delivered(self, ids: Iterable[str]) -> Outbox:
         """Remove the events delivered to every sink; unknown ids are ignored."""
@@ -138,7 +207,14 @@ class Outbox:
     ) -> Condition:
         """The BillingDelivered condition. The message names the oldest pending event's queue time
         (not its age), so the status does not churn; lastTransitionTime moves only on a flip."""
-        if full:
+        if self.quarantined:
+            status, reason = "False", "Quarantined"
+            message = (
+                f"{len(self.quarantined)} outbox entries without a valid proof of origin are quarantined, not"
+                " delivered (outbox.quarantined); inspect them, then release genuine ones with the annotation"
+                " telco.intent.dev/release-quarantined (docs/billing.md)"
+            )
+        elif full:
             status, reason = "False", "OutboxFull"
             message = f"{self.depth} billing events pending (limit {MAX_PENDING}); new transitions wait for delivery"
         elif self.pending:
@@ -161,3 +237,11 @@ class Outbox:
             reason=reason,
             message=message,
         )
+
+
+def _entry(item: Any) -> Entry:
+    return Entry(BillingEvent.from_outbox(item), ensure_utc(item.queuedAt), item.proof)
+
+
+def _outbox_event(entry: Entry) -> Any:
+    return entry.event.to_outbox(entry.queued_at).model_copy(update={"proof": entry.proof})

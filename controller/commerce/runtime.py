@@ -88,23 +88,26 @@ from ..billing.ledger import Ledger, LedgerError, LedgerFull
 from ..billing.money import Money, MoneyError
 from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
 from ..billing.periods import Cycle, Period, PeriodError
+from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
 from ..conditions import Cond, merge_conditions
 from ..intent.render import counters_path
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
-from ..statuswriter import StatusWriter, differs
+from ..statuswriter import StatusWriter, differs, with_removals
 from ..times import parse_time, rfc3339, to_second, utc
 from . import lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
 from .offering import counts_as_active, next_sellability_change, offering_status
+from .release import FORCE_RELEASE, force_release, holding
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 K = TypeVar("K", bound=Hashable)
 ACCOUNT_LABEL = "telco.intent.dev/billing-account"
+RELEASE_QUARANTINED = "telco.intent.dev/release-quarantined"  # ids, comma-separated (docs/billing.md)
 RUN_TYPE_LABEL = "telco.intent.dev/run-type"
 MAX_DELIVERY_BATCH = 2000
 DRAFT_DELAY_SECONDS = 5.0
@@ -357,6 +360,12 @@ class CommerceController:
         self.clock = clock
         self._sessions: Callable[[], Mapping[str, Any]] = sessions or (lambda: {})
         self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
+        self.keyring = Keyring.load(settings.billing_signing_key_file)
+        if not self.keyring.enabled:
+            log.warning(
+                "no --billing-signing-key-file: outbox entries are neither signed nor checked, so a forged"
+                " entry in a status would be delivered (docs/billing.md)"
+            )
         self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
         # indexes, fed by watch events
         self.offerings: dict[str, dict[str, Any]] = {}
@@ -377,6 +386,9 @@ class CommerceController:
         self._account_specs: dict[Key, tuple[str, BillingAccountSpec | None, str | None]] = {}
         self._samples: dict[Key, dict[str, _Sample]] = defaultdict(dict)  # usage samples not yet written
         self._created_invoices: set[Key] = set()
+        # Forged status copies (a status write that was not ours) the next write of the object must undo.
+        self._forged: dict[tuple[str, Key], dict[str, Any]] = {}
+        self._force_refused: set[tuple[Ref, str]] = set()  # force-release annotations refused (reported once)
         self._dunning_view: dict[Key, tuple[str, InvoiceStatus]] = {}
         self._offering_specs: dict[str, tuple[tuple[str, Any], ProductOfferingSpec | None, str | None]] = {}
         retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
@@ -439,11 +451,29 @@ class CommerceController:
         task.add_done_callback(self._background.discard)
 
     # -- watch events -------------------------------------------------------------------------------
+    def _trusted(self, plural: str, key: Key, body: dict[str, Any], record: bool = True) -> dict[str, Any]:
+        """`body` as the controller may act on it. When its status is not the one our last write left (someone
+        else wrote it): report that and make the next write undo it. With `record` (a status that is the
+        controller's record: state, ledger, outbox) carry on from our own last write instead, so those are
+        never taken from a status we did not write; otherwise (a status recomputed from the spec each pass)
+        the pass recomputes it against the forged copy, which then differs."""
+        ref = Ref(plural, key[1], key[0] or None)
+        forged = self.writer.forgery(ref, _rv(body), body.get("status"))
+        if not forged:
+            return body
+        self.writer.report_forgery(body, forged)
+        self.writer.distrust(ref, body.get("status"))
+        if not record:
+            return body
+        self._forged[(plural, key)] = dict(body.get("status") or {})
+        return {**body, "status": self.writer.ours(ref)}
+
     def upsert_offering(self, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         old = self.offerings.get(name)
         if old is not None and _older(old, body):
             return
+        body = self._trusted("productofferings", ("", name), body, record=False)
         self.offerings[name] = body
         self._offs.mark(name)
         generation = (body.get("metadata") or {}).get("generation")
@@ -465,6 +495,7 @@ class CommerceController:
             return
         if old is not None and _rv(old) == _rv(body) and _rv(body):
             return  # our own write, already indexed
+        body = self._trusted("subscriptions", key, body)
         self.subscriptions[key] = body
         if old is not None:
             self._by_account[(key[0], _account(old))].discard(key)
@@ -494,6 +525,8 @@ class CommerceController:
         self._delivered.pop(key, None)
         self._samples.pop(key, None)
         self._subs.forget(key)
+        self._forged.pop(("subscriptions", key), None)
+        self.writer.forget(Ref("subscriptions", name, namespace))
 
     def observe_service(self, body: dict[str, Any]) -> None:
         """A NetworkService event (from runtime.Controller): index it under its owning Subscription."""
@@ -529,6 +562,7 @@ class CommerceController:
             return
         if old is not None and _rv(old) == _rv(body) and _rv(body):
             return
+        body = self._trusted("invoices", key, body)
         self.invoices[key] = body
         account = str((body.get("spec") or {}).get("billingAccount") or "")
         if old is not None:
@@ -548,6 +582,8 @@ class CommerceController:
         self._bill_views.pop(key, None)
         self._invoice_delivered.pop(key, None)
         self._invs.forget(key)
+        self._forged.pop(("invoices", key), None)
+        self.writer.forget(Ref("invoices", name, namespace))
         if old is not None:
             account = str((old.get("spec") or {}).get("billingAccount") or "")
             self._invoices_by_account[(namespace, account)].discard(key)
@@ -778,6 +814,8 @@ class CommerceController:
             key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem
         )
         status, box, released, applied_samples = result
+        forced = not released and self._force_release(ref, body, deleting, box)
+        released = released or forced
 
         if not deleting and FINALIZER not in finalizers and not released:
             # Our finalizer first: a deletion then always goes through pendingTerminate and the terminated fact.
@@ -786,10 +824,11 @@ class CommerceController:
             return
 
         current = body
-        if status is not None and differs(status, stored):
-            current = await self.kube.patch_status(ref, status, _rv(body))
+        forged = self._forged.get(("subscriptions", key))
+        if status is not None and (differs(status, stored) or forged is not None):
+            current = await self._guarded_status_write(ref, key, with_removals(status, forged), _rv(body))
             self._after_subscription_write(key, body, current, decision, box, applied_samples)
-        if status is None:
+        if status is None and not forced:
             return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
         await self._apply_child(key, uid, spec, offering, decision.child, svc_body)
         if released and FINALIZER in finalizers:
@@ -797,6 +836,45 @@ class CommerceController:
             current = await self.kube.set_finalizers(ref, remaining, _rv(current))
             self.upsert_subscription(current)
         self._schedule(key, inputs, spec, decision, now, tz)
+
+    async def _guarded_status_write(
+        self, ref: Ref, key: Key, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """The one resourceVersion-guarded status write of a Subscription or Invoice pass; announced to the
+        status writer first, so its watch event, arriving before this returns, is not taken for a forgery."""
+        self.writer.writing(ref, status)
+        try:
+            after = await self.kube.patch_status(ref, status, resource_version)
+        except BaseException:
+            self.writer.landed(ref, None)
+            raise
+        self._forged.pop((ref.plural, key), None)
+        return after
+
+    def _force_release(self, ref: Ref, body: Mapping[str, Any], deleting: bool, box: Outbox) -> bool:
+        """Whether an operator's force-release annotation ends this terminating Subscription's hold now; the
+        step is audited: a Warning Event and a log line with the reason and every event it abandons."""
+        meta = body.get("metadata") or {}
+        verdict = force_release(meta.get("annotations"), deleting)
+        if verdict is None:
+            return False
+        if not verdict.honoured:
+            if (ref, _rv(body)) not in self._force_refused:  # once per version, not every pass
+                self._force_refused.add((ref, _rv(body)))
+                log.warning("%s: %s", ref, verdict.refused)
+                self._spawn(self.kube.event(dict(body), "Warning", "ForceReleaseRefused", str(verdict.refused)))
+            return False
+        abandoned = [e.event for e in box.pending] + [q.entry.event for q in box.quarantined]
+        message = (
+            f"finalizer removed by {FORCE_RELEASE} ({verdict.reason!r}) before billing finished:"
+            f" {len(box.pending)} pending and {len(box.quarantined)} quarantined outbox entries abandoned"
+            f"{' (' + ', '.join(e.id for e in abandoned) + ')' if abandoned else ''}; periods not closed are not billed"
+        )
+        log.warning("%s: %s", ref, message)
+        for event in abandoned:  # the log keeps them whole: the object that held them is going
+            log.warning("%s: abandoned billing event %s", ref, event.to_json())
+        self._spawn(self.kube.event(dict(body), "Warning", "ForceReleased", message))
+        return True
 
     def _subscription_zone(
         self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
@@ -844,7 +922,7 @@ class CommerceController:
         Also whether the finalizer may go (final state, last period closed, every event delivered)."""
         stored = dict(inputs.status)
         generation = inputs.generation
-        box = Outbox.from_status(billing.outbox).mark_delivered(self._delivered.get(key, ()))
+        box = self._checked_outbox(billing.outbox, self._delivered.get(key, ()), self.subscriptions.get(key) or {}, now)
         ledger = Ledger.from_status(billing.ledger)
         meter = Meter.from_status(billing.usage)
         svc = inputs.service
@@ -894,6 +972,7 @@ class CommerceController:
         charged = billing.chargedThrough
         final = decision.state in FINAL_STATES
         closed = True  # every period that can be charged has its events in the outbox
+        billing_error: str | None = None
         if offering is not None and ledger.start_date is not None:
             horizon = now
             if final:
@@ -914,6 +993,7 @@ class CommerceController:
                     self._subs.mark_after(key, 1.0)
             except _BILLING_ERRORS as exc:
                 closed = False
+                billing_error = f"{type(exc).__name__}: {exc}"
                 log.warning("subscription %s/%s: period close failed: %s", key[0], key[1], exc)
             through = self._invoiced_through(key[0], spec.account_id, charged)
             if through is not None and (ledger.billed_through is None or through > ledger.billed_through):
@@ -954,9 +1034,46 @@ class CommerceController:
             status["conditions"] = _set_condition(
                 status["conditions"], stored.get("conditions"), account_cond, generation, now
             )
-        drained = box.depth == 0 or self.deliverer is None
+        # Quarantined entries hold a deletion too: they may be genuine (docs/billing.md), and go with the object.
+        drained = (box.depth == 0 and not box.quarantined) or self.deliverer is None
         released = decision.finished and closed and drained
+        if inputs.deleting and not released:
+            # Never a silent hang: say what holds the finalizer, and how an operator can end it.
+            reason, message = holding(closed, drained, len(box.quarantined), billing_error)
+            status["conditions"] = _set_condition(
+                status["conditions"],
+                stored.get("conditions"),
+                Cond("Released", "False", reason, message),
+                generation,
+                now,
+            )
         return status, box, released, applied
+
+    def _checked_outbox(self, raw: Any, delivered: Iterable[str], body: Mapping[str, Any], now: datetime) -> Outbox:
+        """The object's outbox as this pass may use it: delivered ids removed, the quarantined entries an
+        operator released (annotation) signed and pending again, and every pending entry without a valid
+        proof of origin moved to quarantine, each reported (log, metric, Warning Event)."""
+        box = Outbox.from_status(raw, self.keyring).mark_delivered(delivered)
+        meta = body.get("metadata") or {}
+        what = f"{body.get('kind') or 'object'} {meta.get('namespace')}/{meta.get('name')}"
+        asked = str((meta.get("annotations") or {}).get(RELEASE_QUARANTINED) or "")
+        if asked and box.quarantined:
+            box, released = box.release(i.strip() for i in asked.split(",") if i.strip())
+            if released:
+                message = f"released from quarantine by annotation {RELEASE_QUARANTINED}: {', '.join(released)}"
+                log.warning("%s: %s", what, message)
+                self._spawn(self.kube.event(dict(body), "Warning", "QuarantineReleased", message))
+        box, moved = box.quarantine(now)
+        for q in moved:
+            event = q.entry.event
+            message = (
+                f"outbox entry {event.id} ({event.type}, source {event.source}) quarantined, not delivered:"
+                f" {EXPLANATIONS[q.reason]}"
+            )
+            log.warning("%s: %s; data %s", what, message, dict(event.data))
+            metrics.BILLING_QUARANTINED.inc()
+            self._spawn(self.kube.event(dict(body), "Warning", "EventQuarantined", message))
+        return box
 
     def _delivered_condition(self, box: Outbox, stored: Mapping[str, Any], generation: int, now: datetime) -> Cond:
         if box.pending and self.deliverer is None:
@@ -981,7 +1098,9 @@ class CommerceController:
         box: Outbox,
         applied: Mapping[str, _Sample],
     ) -> None:
-        self.writer.forget(Ref("subscriptions", key[1], key[0]))  # its memory of our last write is stale
+        ref = Ref("subscriptions", key[1], key[0])
+        self.writer.forget(ref)  # its memory of our last write is stale
+        self.writer.landed(ref, after)  # what a newer copy must still show, or it was forged
         pending = set(box.ids)
         delivered = self._delivered.get(key)
         if delivered:
@@ -1267,7 +1386,7 @@ class CommerceController:
         inputs, tz, problems = self.account_inputs(ns, account)
         grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
         payments = list(spec.payments)
-        box = Outbox.from_status(stored.outbox if stored else None).mark_delivered(self._invoice_delivered.get(key, ()))
+        box = self._checked_outbox(stored.outbox if stored else None, self._invoice_delivered.get(key, ()), body, now)
         new: InvoiceStatus
         period: Period | None = None
         try:
@@ -1341,9 +1460,11 @@ class CommerceController:
         out["conditions"] = merge_conditions(stored_raw.get("conditions"), [cond], generation, now)
         for field_name in stored_raw:
             out.setdefault(field_name, None)
-        if differs(out, stored_raw):
-            after = await self.kube.patch_status(ref, out, _rv(body))
+        forged = self._forged.get(("invoices", key))
+        if differs(out, stored_raw) or forged is not None:
+            after = await self._guarded_status_write(ref, key, with_removals(out, forged), _rv(body))
             self.writer.forget(ref)
+            self.writer.landed(ref, after)
             delivered = self._invoice_delivered.get(key)
             if delivered:
                 delivered &= set(box.ids)  # those left the outbox in this write
@@ -1486,11 +1607,11 @@ class CommerceController:
             if not raw:
                 continue
             try:
-                box = Outbox.from_status(_billing_of(body).get("outbox"))
+                box = Outbox.from_status(_billing_of(body).get("outbox"), self.keyring)
             except (ValidationError, *_BILLING_ERRORS):
                 continue
             done = self._delivered.get(key, set())
-            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+            out += [(e.queued_at, key, e.event) for e in box.deliverable() if e.event.id not in done]
         out += self._pending_invoice_events()
         out.sort(key=lambda item: item[0])
         return out
@@ -1502,11 +1623,11 @@ class CommerceController:
             if not raw.get("pending"):
                 continue
             try:
-                box = Outbox.from_status(raw)
+                box = Outbox.from_status(raw, self.keyring)
             except (ValidationError, *_BILLING_ERRORS):
                 continue
             done = self._invoice_delivered.get(key, set())
-            out += [(e.queued_at, key, e.event) for e in box.pending if e.event.id not in done]
+            out += [(e.queued_at, key, e.event) for e in box.deliverable() if e.event.id not in done]
         return out
 
     def _outbox_metrics(self, pending: list[tuple[datetime, Key, BillingEvent]]) -> None:

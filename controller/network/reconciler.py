@@ -198,6 +198,11 @@ class NetworkReconciler:
             # Typically the watch echo of our own status write: nothing for the devices to do.
             if old.spec is not None:
                 record.__dict__["rendered"] = old.rendered  # the same spec: keep its cached render
+            forged = self.writer.forgery(record.ref, record.resource_version, record.status)
+            if forged:  # someone else wrote status: recompute it from our own outcomes, rewrite it
+                self.writer.report_forgery({**record.body, "status": record.status}, forged)
+                self.writer.distrust(record.ref, record.status)
+                self.publish(record)
             if record.deleting:
                 self._maybe_finish_teardown(record)
             return

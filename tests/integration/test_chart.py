@@ -7,6 +7,7 @@ enough for the controller to run is checked elsewhere.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -296,6 +297,49 @@ def test_rbac_has_no_wildcards_and_secrets_are_get_only(helm: Path, tmp_path: Pa
             assert "delete" not in rule["verbs"]
 
 
+@pytest.mark.parametrize("values", [None, SHARDED_HA], ids=["default", "sharded-ha"])
+def test_status_write_is_granted_to_the_controller_alone(helm: Path, tmp_path: Path, values: dict | None) -> None:
+    """Status is the controller's (docs/reliability.md): every role granting a */status subresource is bound
+    to the controller's ServiceAccount and nothing else; the chart makes no aggregated or user-facing role."""
+    docs = render(helm, tmp_path, values)
+    status_roles = {
+        (role["kind"], role["metadata"].get("namespace"), role["metadata"]["name"])
+        for role, rule in rbac_rules(docs)
+        if any(r.endswith("/status") for r in rule["resources"])
+    }
+    assert status_roles
+    sa = only(docs, "ServiceAccount")[0]["metadata"]["name"]
+    for role in (d for d in docs if d["kind"] in ("Role", "ClusterRole")):
+        assert "aggregationRule" not in role and not any(
+            k.startswith("rbac.authorization.k8s.io/aggregate-to") for k in role["metadata"].get("labels", {})
+        ), role["metadata"]["name"]
+    bound = set()
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        if (ref["kind"], namespace, ref["name"]) in status_roles:
+            assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [("ServiceAccount", sa)], binding
+            bound.add((ref["kind"], namespace, ref["name"]))
+    assert bound == status_roles
+
+
+def test_the_billing_signing_key_is_a_kept_secret_mounted_for_the_controller(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path)
+    (secret,) = [d for d in only(docs, "Secret") if d["metadata"]["name"].endswith("-billing-signing")]
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["data"]["keys"])) >= 16
+    pod = deployment(docs)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TELCO_BILLING_SIGNING_KEY_FILE"] == "/etc/telco-intent/billing-signing/keys"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "billing-signing"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    theirs = render(helm, tmp_path, {"billingSigning": {"existingSecret": "my-billing-keys"}})
+    assert not [d for d in only(theirs, "Secret") if d["metadata"]["name"].endswith("-billing-signing")]
+    (volume,) = [v for v in deployment(theirs)["spec"]["template"]["spec"]["volumes"] if v["name"] == "billing-signing"]
+    assert volume["secret"]["secretName"] == "my-billing-keys"
+
+
 def test_clusterwide_rbac_covers_every_kind_with_a_cluster_role(helm: Path, tmp_path: Path) -> None:
     docs = render(helm, tmp_path)
     (cluster_role,) = only(docs, "ClusterRole")
@@ -357,6 +401,7 @@ def test_sync_waves(helm: Path, tmp_path: Path) -> None:
         "RoleBinding",
         "KopfPeering",
         "ClusterKopfPeering",
+        "Secret",  # the billing signing key, mounted by the controller's pods
     }
     for doc in docs:
         wave = (doc["metadata"].get("annotations") or {}).get(WAVE)

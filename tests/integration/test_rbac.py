@@ -11,6 +11,7 @@ default (credentials are never sent to an unverified device).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -79,8 +80,9 @@ def identity(chart: list[dict[str, Any]], crds: Kubectl, tmp_path_factory: pytes
     return path
 
 
-def deployment_flags(chart: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
-    """The rendered Deployment's `run` flags and plain env, with loopback ports for this machine."""
+def deployment_flags(chart: list[dict[str, Any]], workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """The rendered Deployment's `run` flags and plain env, with loopback ports for this machine and the
+    rendered billing signing Secret written where the env names its mount (under `workdir` here)."""
     (deployment,) = [d for d in chart if d["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     args = [a for a in container["args"] if not a.startswith(("--metrics-port", "--health-port"))]
@@ -88,6 +90,11 @@ def deployment_flags(chart: list[dict[str, Any]]) -> tuple[list[str], dict[str, 
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env["TELCO_METRICS_ADDRESS"] = "127.0.0.1"  # every server on loopback here
     env.update(POD_NAME="telco-intent-rbac-test", POD_ID="telco-intent-rbac-test", POD_NAMESPACE=RELEASE_NS)
+    if "TELCO_BILLING_SIGNING_KEY_FILE" in env:
+        (secret,) = [d for d in chart if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-billing-signing")]
+        key_file = workdir / "billing-signing-keys"
+        key_file.write_bytes(base64.b64decode(secret["data"]["keys"]))
+        env["TELCO_BILLING_SIGNING_KEY_FILE"] = str(key_file)
     return [*args[1:], f"--health-port={free_port()}", "--priority=1"], env
 
 
@@ -95,7 +102,7 @@ def deployment_flags(chart: list[dict[str, Any]]) -> tuple[list[str], dict[str, 
 def r(
     chart: list[dict[str, Any]], identity: Path, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rig]:
-    flags, env = deployment_flags(chart)
+    flags, env = deployment_flags(chart, tmp_path_factory.mktemp("rbac-mounts"))
     with rig(
         kubeconfig,
         tmp_path_factory.mktemp("rbac"),

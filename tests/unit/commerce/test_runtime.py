@@ -99,6 +99,8 @@ class FakeKube:
             obj["metadata"]["finalizers"] = list(meta["finalizers"])
         if "labels" in meta:
             obj["metadata"]["labels"] = _merge(obj["metadata"].get("labels") or {}, meta["labels"])
+        if "annotations" in meta:
+            obj["metadata"]["annotations"] = _merge(obj["metadata"].get("annotations") or {}, meta["annotations"])
         if "spec" in body:
             obj["spec"] = _merge(obj.get("spec") or {}, body["spec"])
             obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
@@ -639,5 +641,54 @@ def test_a_spec_that_does_not_parse_is_reported_naming_its_fields() -> None:
         assert "spec.billingAccount: Field required" in messages["invoices"]
         assert "spec.billingPeriod.startDateTime: Input should be a valid datetime" in messages["invoices"]
         assert "spec.serviceCandidate.serviceType:" in messages["productofferings"]
+
+    run(scenario)
+
+
+def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_until_force_released(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cases 4/5 of issue 19: never a hung finalizer. The final period cannot be rated (here: an unknown
+    currency); the deletion is held, says why and retries; the operator's annotation completes it."""
+    from controller.billing.money import MoneyError
+    from controller.commerce import runtime as commerce_runtime
+    from controller.commerce.release import FORCE_RELEASE
+
+    calls = 0
+
+    def unbillable(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        raise MoneyError("productOfferingPrice[0].price.unit", "currency ZZZ is not supported")
+
+    async def scenario(w: World) -> None:
+        await activate(w)
+        ref = Ref("subscriptions", "hq", "acme")
+        monkeypatch.setattr(commerce_runtime, "catch_up", unbillable)
+        await w.kube.patch(ref, {"metadata": {"annotations": {FORCE_RELEASE: "too early"}}})
+        await w.idle()
+        assert (
+            "ForceReleaseRefused",
+            f"metadata.annotations[{FORCE_RELEASE}]: honoured only on a terminating object (delete it first)",
+        ) in w.kube.events
+        assert FINALIZER in w.obj("subscriptions", "hq")["metadata"]["finalizers"]
+        await w.kube.patch(ref, {"metadata": {"annotations": {FORCE_RELEASE: None}}})
+        await w.kube.delete(ref)
+        await w.kube.set_finalizers(Ref("networkservices", "hq", "acme"), [], "")
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")
+        held = condition(sub["status"], "Released")
+        assert held is not None and (held["status"], held["reason"]) == ("False", "BillingError")
+        assert "currency ZZZ is not supported" in held["message"] and FORCE_RELEASE in held["message"]
+        before = calls
+        w.ctl._subs.mark(("acme", "hq"))  # what the next billing pass does
+        await w.idle()
+        assert calls > before, "retried"
+        assert w.has("subscriptions", "hq"), "still held: the error persists"
+        await w.kube.patch(ref, {"metadata": {"annotations": {FORCE_RELEASE: "ZZZ cannot be billed"}}})
+        await w.idle()
+        assert not w.has("subscriptions", "hq"), "the operator's step completed the deletion"
+        forced = [m for r, m in w.kube.events if r == "ForceReleased"]
+        assert len(forced) == 1 and "'ZZZ cannot be billed'" in forced[0]
 
     run(scenario)
