@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -107,6 +108,14 @@ def _free_port_fleet(source: Path, target: Path) -> Path:
     return target
 
 
+def _signing_key(path: Path) -> Path:
+    """The demo's billing signing key, made once and kept (as a Secret would be) so a restart verifies."""
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    return path
+
+
 def _report(checks: list[scenario.Check]) -> None:
     for check in checks:
         print(f"    {'ok    ' if check.ok else 'FAILED'} {check.what} ({check.detail})")
@@ -176,6 +185,8 @@ def run(once: bool, at: datetime | None = None) -> int:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TELCO_BILLING_INTERVAL_SECONDS": "3"}
         if offset:
             env["TELCO_CLOCK_OFFSET_SECONDS"] = repr(offset)
+        # Billing events carry a proof of origin (docs/billing.md); in a cluster the key is a Secret.
+        env["TELCO_BILLING_SIGNING_KEY_FILE"] = str(_signing_key(STATE / "billing-signing.key"))
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with open(STATE / "controller.log", "wb") as log:
