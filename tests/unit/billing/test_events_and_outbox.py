@@ -62,7 +62,14 @@ def test_cloudevent_attributes() -> None:
     assert [ev.event_type(f) for f in ev.FACTS] == [
         f"dev.intent.telco.subscription.{f}.v1"
         for f in (
-            "activated", "suspended", "resumed", "terminated", "changed", "charge.period", "usage.rated", "sla.credit"
+            "activated",
+            "suspended",
+            "resumed",
+            "terminated",
+            "changed",
+            "charge.period",
+            "usage.rated",
+            "sla.credit",
         )
     ]
 
