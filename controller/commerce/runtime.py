@@ -1473,8 +1473,12 @@ class CommerceController:
             self._invs.mark(key)  # issues drafts whose period ended, flags overdue bills
         created = 0
         for (ns, account), keys in list(self._by_account.items()):
-            if keys:
+            if not keys:
+                continue
+            try:
                 created += await self._on_cycle_invoices(ns, account, now)
+            except Exception as exc:  # e.g. Forbidden in a namespace being deleted: the other accounts go on
+                log.warning("billing pass: onCycle invoices of %s/%s failed: %s", ns, account, str(exc)[:300])
         self.passes += 1
         log.info(
             "billing pass %d: %d subscriptions, %d invoices, %d onCycle invoices created",
