@@ -811,6 +811,15 @@ class CommerceController:
         if status is not None and differs(status, stored):
             current = await self.kube.patch_status(ref, status, _rv(body))
             self._after_subscription_write(key, body, current, decision, box, applied_samples)
+            for change in plan.changes:
+                reason = {"upgrade": "Upgraded", "downgrade": "Downgraded"}.get(change.direction, "OfferingRevised")
+                before, after = change.previous, change.current
+                message = (
+                    f"{before.offering} ({changes.rate_of(before)} Mbit/s) -> {after.offering}"
+                    f" ({changes.rate_of(after)} Mbit/s, revision {after.revision}) at {rfc3339(change.at)}"
+                    f" ({change.policy})"
+                )
+                self._spawn(self.kube.event(current, "Normal", reason, message))
         if status is None:
             return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
         await self._apply_child(key, uid, spec, offering, decision.child, svc_body)

@@ -1082,6 +1082,12 @@ def test_upgrade_is_in_place_stays_ready_and_bills_prorated_charge_and_credit(
     assert (data["direction"], data["fromOffering"], data["toOffering"]) == ("upgrade", small, big)
     key = f"{stamp(changed_at)}/{big}/{plans[1]['revision']}"
     assert event[0].get_id() == ev.event_id(uid, "changed", key)
+    upgraded = wait_for(
+        "an Upgraded Event for kubectl describe",
+        lambda: [e for e in api.core.list_namespaced_event(ns).items if e.reason == "Upgraded"],
+        20,
+    )
+    assert upgraded[0].involved_object.name == "office" and big in upgraded[0].message
 
     inv = issued_invoice(api, clock_file, ns, "office-adhoc", "acct-up", start)
     end = ts(inv["spec"]["billingPeriod"]["endDateTime"])
@@ -1155,6 +1161,34 @@ def test_template_edit_with_new_orders_only_leaves_existing_subscribers_alone(
     # on the device the existing subscriber keeps its 100 Mbit/s policy
     assert str(100 * 10**6) in qos_policy(admin, "cm-r1", "Ethernet6", 711)
     assert str(300 * 10**6) in qos_policy(admin, "cm-r1", "Ethernet6", 712)
+    api.delete("productofferings", off)
+
+
+def test_move_to_another_port_is_one_set_and_stays_ready(
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+) -> None:
+    off = unique("cm-move")
+    api.apply(per_second("1", off, 100))
+    body = subscription(ns, "mover", off, "acct-move", "cm-r2", "Ethernet8", 731)
+    api.apply(body)
+    wait_state(api, ns, "mover", "active")
+    wait_for("the service Ready", lambda: is_ready(api.get("networkservices", "mover", ns)), 20)
+    sets_before = set_rpcs(admin, "cm-r2")
+    with ReadyWatch(api, ns, "mover") as watch:
+        body["spec"]["endpoints"][0].update({"port": "Ethernet7", "vlanId": 732})
+        api.apply(body)
+        wait_for(
+            "the new subinterface configured and the old one removed",
+            lambda: (
+                subif(admin, "cm-r2", "Ethernet7", 732) is not None and subif(admin, "cm-r2", "Ethernet8", 731) is None
+            ),
+            30,
+        )
+        wait_for("the service Ready on the new port", lambda: is_ready(api.get("networkservices", "mover", ns)), 20)
+        time.sleep(1.0)
+    assert watch.samples > 5 and not watch.not_ready, f"left Ready during the move: {watch.not_ready[:3]}"
+    assert set_rpcs(admin, "cm-r2")[0] - sets_before[0] == 1, "make-before-break in one transactional Set"
+    assert get_sub(api, ns, "mover")["status"]["state"] == "active"
     api.delete("productofferings", off)
 
 
