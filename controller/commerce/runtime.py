@@ -838,9 +838,12 @@ class CommerceController:
         requested, _ = self._parse_offering(self.offerings.get(spec.productOffering.name))
         current = billing.plans[-1].offering if billing.plans else spec.productOffering.name
         current_offering, _ = self._parse_offering(self.offerings.get(current))
-        status = SubscriptionStatus.model_validate(
-            {k: stored.get(k) for k in ("pendingChange", "templateRollout") if stored.get(k)}
-        )
+        try:
+            status = SubscriptionStatus.model_validate(
+                {k: stored.get(k) for k in ("pendingChange", "templateRollout") if stored.get(k)}
+            )
+        except ValidationError:  # written by another version: decided afresh (a scheduled time is re-derived)
+            status = SubscriptionStatus()
         return changes.plan_step(
             billing.plans,
             requested=spec.productOffering.name,
