@@ -31,6 +31,8 @@ PEAK_AT_LEAST_COMMITTED: JsonDict = {
     "fieldPath": ".peakBandwidthMbps",
 }
 DriftPolicy = Literal["revert", "report"]
+ChangeTiming = Literal["immediate", "endOfPeriod"]
+RolloutPolicy = Literal["newOrdersOnly", "nextPeriod", "immediate"]
 
 
 class UnitOfMeasure(ApiModel):
@@ -85,7 +87,10 @@ class ProductOfferingPrice(ApiModel):
     )
     price: Money | None = Field(default=None, description="Amount charged (or, for a discount, deducted).")
     percentage: str | None = Field(
-        default=None, pattern=PERCENT, description='Discount in percent of the recurring charge, e.g. "20".'
+        default=None,
+        pattern=PERCENT,
+        max_length=8,
+        description='Discount in percent of the recurring charge, e.g. "20".',
     )
     unitOfMeasure: UnitOfMeasure | None = Field(default=None, description="Usage unit the price applies to.")
     validFor: TimePeriod | None = Field(
@@ -104,21 +109,28 @@ class ServiceCandidate(ApiModel):
     driftPolicy: DriftPolicy = Field(
         default="revert", description="What the controller does when the device drifts from intent."
     )
+    bandwidthOptionsMbps: list[CommittedMbps] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other committed rates a Subscription may choose in spec.bandwidthMbps at the same prices"
+        " (bandwidthMbps is always allowed).",
+    )
 
 
 class ServiceLevelAgreement(ApiModel):
     """Availability promise and the credit owed when it is missed."""
 
     availabilityTarget: str = Field(
-        pattern=PERCENT, description='Promised availability per billing period in percent, e.g. "99.9".'
+        pattern=PERCENT, max_length=8, description='Promised availability per billing period in percent, e.g. "99.9".'
     )
     creditPercent: str = Field(
         pattern=PERCENT,
+        max_length=8,
         description="Credit in percent of the period's recurring charge per started 0.1 percentage point"
         " of availability below target.",
     )
     creditCapPercent: str = Field(
-        default="100", pattern=PERCENT, description="Maximum credit in percent of the recurring charge."
+        default="100", pattern=PERCENT, max_length=8, description="Maximum credit in percent of the recurring charge."
     )
 
 
@@ -132,6 +144,21 @@ class PaymentPolicy(ApiModel):
         default=14, ge=0, le=365, description="Days after the payment due date before an invoice is overdue."
     )
     paymentTermDays: int = Field(default=30, ge=0, le=365, description="Days from bill date to payment due.")
+
+
+class ChangePolicy(ApiModel):
+    """When a change of a live Subscription away from this offering (or of its bandwidth) takes effect."""
+
+    upgrade: ChangeTiming = Field(
+        default="immediate",
+        description="A change to a higher recurring price (or, at equal price, a higher rate): immediate (prorated"
+        " charge and a credit for the unused part of the period) or endOfPeriod.",
+    )
+    downgrade: ChangeTiming = Field(
+        default="endOfPeriod",
+        description="A change to a lower recurring price or rate: endOfPeriod (shown in status.pendingChange until"
+        " then) or immediate.",
+    )
 
 
 class ProductOfferingSpec(ApiModel):
@@ -156,6 +183,16 @@ class ProductOfferingSpec(ApiModel):
     )
     paymentPolicy: PaymentPolicy = Field(
         default_factory=PaymentPolicy, description="Payment terms and what non-payment does."
+    )
+    changePolicy: ChangePolicy = Field(
+        default_factory=ChangePolicy, description="When upgrades and downgrades from this offering take effect."
+    )
+    rolloutPolicy: RolloutPolicy = Field(
+        default="newOrdersOnly",
+        description="How an edit of serviceCandidate reaches existing Subscriptions: newOrdersOnly (never; they keep"
+        " the template they were provisioned with), nextPeriod (each at the start of its next billing period) or"
+        " immediate. Price edits never re-rate delivered time: they apply from the moment the controller sees them"
+        " (or from a price's validFor).",
     )
 
     model_config = ConfigDict(

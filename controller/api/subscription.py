@@ -19,6 +19,7 @@ from .common import (
     ready_column,
 )
 from .networkservice import ENDPOINTS_UNIQUE, Endpoint
+from .productoffering import ProductOfferingPrice, ServiceCandidate, ServiceLevelAgreement
 
 SubscriptionState = Literal[
     "created",
@@ -170,6 +171,50 @@ class PaymentHold(ApiModel):
     )
 
 
+class PlanVersion(ApiModel):
+    """The offering version a subscription was on from `since`: the prices, SLA and template in force then.
+
+    A copy, so that editing (or deleting) the ProductOffering never re-rates time already delivered."""
+
+    offering: str = Field(max_length=253, description="The ProductOffering's name.")
+    revision: str = Field(max_length=64, description="Digest of the prices, SLA, template and rate recorded here.")
+    since: datetime | None = Field(
+        default=None, description="When this version took effect; unset for the first (from the start)."
+    )
+    bandwidthMbps: int | None = Field(
+        default=None, ge=1, le=400_000, description="The rate chosen by spec.bandwidthMbps; unset: the template's."
+    )
+    serviceCandidate: ServiceCandidate = Field(description="The network template provisioned in this version.")
+    productOfferingPrice: list[ProductOfferingPrice] = Field(
+        min_length=1, max_length=16, description="The prices rated in this version."
+    )
+    serviceLevelAgreement: ServiceLevelAgreement | None = Field(default=None, description="The SLA in this version.")
+
+
+class PendingChange(ApiModel):
+    """An order change not yet in force: a downgrade waiting for the period end, or one that was refused."""
+
+    direction: Literal["upgrade", "downgrade"] = Field(description="Whether the change raises or lowers the plan.")
+    offering: str = Field(max_length=253, description="The ProductOffering changed to.")
+    bandwidthMbps: int | None = Field(default=None, ge=1, le=400_000, description="The rate changed to.")
+    state: Literal["scheduled", "refused"] = Field(description="scheduled: takes effect at effective; refused: never.")
+    effective: datetime | None = Field(default=None, description="When a scheduled change takes effect.")
+    message: str = Field(default="", max_length=1024, description="Why and when, in words.")
+
+
+class TemplateRollout(ApiModel):
+    """How the latest edit of the offering's serviceCandidate reaches this subscription."""
+
+    policy: Literal["newOrdersOnly", "nextPeriod", "immediate"] = Field(description="The offering's rolloutPolicy.")
+    state: Literal["current", "held", "scheduled"] = Field(
+        description="current: provisioned with the offering's template; held: kept on its own (newOrdersOnly);"
+        " scheduled: applied at effective."
+    )
+    revision: str = Field(max_length=64, description="The offering revision whose template is held or scheduled.")
+    effective: datetime | None = Field(default=None, description="When a scheduled template is applied.")
+    message: str = Field(default="", max_length=1024, description="What is provisioned and why.")
+
+
 class SubscriptionBilling(ApiModel):
     """Billing state of the subscription; every change is written together with the events it implies."""
 
@@ -187,6 +232,12 @@ class SubscriptionBilling(ApiModel):
         max_length=64,
         description="The account time zone billing periods are cut in, recorded at first use so that a BillingAccount"
         " deleted later cannot move them.",
+    )
+    plans: list[PlanVersion] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The offering versions in force, oldest first; each interval is rated at the version in force"
+        " during it. Versions that ended before ledger.billedThrough are dropped with the ledger history.",
     )
 
 
@@ -227,8 +278,8 @@ class SubscriptionSpec(ApiModel):
     )
 
     productOffering: LocalObjectReference = Field(
-        description="The ProductOffering ordered.",
-        json_schema_extra={"x-kubernetes-validations": [IMMUTABLE]},
+        description="The ProductOffering ordered. Changing it on a live subscription is an upgrade or downgrade"
+        " (TMF622 modify): see the offering's changePolicy and status.pendingChange.",
     )
     billingAccount: BillingAccountRef | None = Field(
         default=None,
@@ -249,6 +300,13 @@ class SubscriptionSpec(ApiModel):
         json_schema_extra={"x-kubernetes-validations": [ENDPOINTS_UNIQUE]},
     )
     vrf: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL, description="VRF for l3vpn offerings.")
+    bandwidthMbps: int | None = Field(
+        default=None,
+        ge=1,
+        le=400_000,
+        description="Committed rate chosen among the offering's serviceCandidate.bandwidthOptionsMbps; unset: the"
+        " offering's bandwidthMbps.",
+    )
     requestedStartDate: datetime | None = Field(
         default=None, description="Earliest activation; unset means as soon as possible."
     )
@@ -298,6 +356,12 @@ class SubscriptionStatus(ApiModel):
     nextBillDate: datetime | None = Field(default=None, description="End of the current billing period.")
     billing: SubscriptionBilling | None = Field(
         default=None, description="Service ledger, usage meter and event outbox billing derives from."
+    )
+    pendingChange: PendingChange | None = Field(
+        default=None, description="A change of offering or rate that is scheduled (downgrade) or was refused."
+    )
+    templateRollout: TemplateRollout | None = Field(
+        default=None, description="Whether the offering's current serviceCandidate is provisioned, held or scheduled."
     )
 
 

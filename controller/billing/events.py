@@ -23,12 +23,15 @@ from ..times import ensure_utc, rfc3339, to_second
 from .money import Money
 from .periods import Period, stamp
 
-Fact = Literal["activated", "suspended", "resumed", "terminated", "charge.period", "usage.rated", "sla.credit"]
+Fact = Literal[
+    "activated", "suspended", "resumed", "terminated", "changed", "charge.period", "usage.rated", "sla.credit"
+]
 FACTS: tuple[Fact, ...] = (
     "activated",
     "suspended",
     "resumed",
     "terminated",
+    "changed",
     "charge.period",
     "usage.rated",
     "sla.credit",
@@ -244,6 +247,30 @@ def resumed(ref: SubscriptionRef, at: datetime, reason: str) -> BillingEvent:
 def terminated(ref: SubscriptionRef, at: datetime) -> BillingEvent:
     """The subscription ended; once per subscription."""
     return make_event(ref, "terminated", "", at, {"terminationDate": rfc3339(to_second(at))})
+
+
+def changed(
+    ref: SubscriptionRef,
+    at: datetime,
+    direction: str,
+    policy: str,
+    previous: tuple[str, str, int],
+    current: tuple[str, str, int],
+) -> BillingEvent:
+    """A new offering version took effect at `at`: an upgrade, a downgrade or a revision of the offering.
+    `previous` and `current` are (offering, revision, Mbit/s); one id per (instant, version)."""
+    data = {
+        "direction": direction,
+        "policy": policy,
+        "effective": rfc3339(to_second(at)),
+        "fromOffering": previous[0],
+        "fromRevision": previous[1],
+        "fromBandwidthMbps": str(previous[2]),
+        "toOffering": current[0],
+        "toRevision": current[1],
+        "toBandwidthMbps": str(current[2]),
+    }
+    return make_event(ref, "changed", f"{stamp(at)}/{current[0]}/{current[1]}", at, data)
 
 
 # -- periodic facts -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -31,14 +31,14 @@ from typing import Any, Literal
 
 from ..api.common import TimePeriod
 from ..api.invoice import BillLine, InvoiceState, InvoiceStatus, Payment, SignedMoney, TaxItem
-from ..api.productoffering import PaymentPolicy, ProductOfferingPrice, ProductOfferingSpec
-from ..api.subscription import SubscriptionBilling
-from ..times import ensure_utc, to_second
+from ..api.productoffering import PaymentPolicy, ProductOfferingPrice, ProductOfferingSpec, ServiceLevelAgreement
+from ..api.subscription import PlanVersion, SubscriptionBilling
+from ..times import ensure_utc, rfc3339, to_second
 from . import events as ev
 from .events import BillingEvent, SubscriptionRef, line_id, period_key
 from .ledger import Ledger, intersect
 from .money import CurrencyMismatch, Money, MoneyError, parse_decimal, round_half_up
-from .periods import Cycle, Period, load_zone
+from .periods import Cycle, Period, load_zone, stamp
 from .rating import (
     Meter,
     discount_amount,
@@ -106,56 +106,116 @@ class TaxRule:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceVersion:
+    """The prices and SLA of one offering version, in force during [start, end) (None: unbounded)."""
+
+    offering_name: str
+    prices: tuple[ProductOfferingPrice, ...]
+    sla: ServiceLevelAgreement | None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def of(self, kind: str) -> list[tuple[int, ProductOfferingPrice]]:
+        return [(i, p) for i, p in enumerate(self.prices) if p.priceType == kind]
+
+    def field(self, index: int) -> str:
+        return f"productoffering/{self.offering_name}.spec.productOfferingPrice[{index}]"
+
+    def money(self, index: int) -> Money:
+        return Money.from_api(self.prices[index].price, f"{self.field(index)}.price")
+
+    def in_force(self, instant: datetime) -> bool:
+        return (self.start is None or self.start <= instant) and (self.end is None or instant < self.end)
+
+    def clip(self, span: Period) -> Period | None:
+        start = max(span.start, self.start) if self.start is not None else span.start
+        end = min(span.end, self.end) if self.end is not None else span.end
+        return Period(start, end) if start < end else None
+
+
+@dataclass(frozen=True, slots=True)
 class BillingInput:
-    """One subscription as billing sees it."""
+    """One subscription as billing sees it.
+
+    `plans` are the offering versions recorded in its status (oldest first); each interval is rated at
+    the version in force during it. Without recorded versions, `offering` is in force throughout."""
 
     ref: SubscriptionRef
     offering_name: str
-    offering: ProductOfferingSpec
+    offering: ProductOfferingSpec | None
     ledger: Ledger
     meter: Meter = field(default_factory=Meter)
     time_zone: str = "UTC"
+    plans: tuple[PlanVersion, ...] = ()
 
     @classmethod
     def from_objects(
-        cls, subscription: Mapping[str, Any], offering: Mapping[str, Any], time_zone: str | None = None
+        cls, subscription: Mapping[str, Any], offering: Mapping[str, Any] | None, time_zone: str | None = None
     ) -> BillingInput:
         """From a Subscription and its ProductOffering as the API returns them (dicts); `time_zone` is its
-        account's (default: the deprecated inline account's)."""
+        account's (default: the deprecated inline account's). The offering may be None when the
+        subscription recorded its versions."""
         billing = SubscriptionBilling.model_validate(((subscription.get("status") or {}).get("billing")) or {})
-        spec = ProductOfferingSpec.model_validate(offering.get("spec") or {})
+        spec = ProductOfferingSpec.model_validate(offering.get("spec") or {}) if offering is not None else None
+        if spec is None and not billing.plans:
+            raise InvoiceError("the subscription's ProductOffering is gone and it recorded no offering version")
+        name = ((offering or {}).get("metadata") or {}).get("name", "")
+        if billing.plans:
+            name = name or billing.plans[-1].offering
         return cls(
             ref=SubscriptionRef.from_object(subscription),
-            offering_name=(offering.get("metadata") or {}).get("name", ""),
+            offering_name=name,
             offering=spec,
             ledger=Ledger.from_status(billing.ledger),
             meter=Meter.from_status(billing.usage),
             time_zone=time_zone
             or ((subscription.get("spec") or {}).get("billingAccount") or {}).get("timeZone", "UTC"),
+            plans=tuple(billing.plans),
         )
 
-    def prices(self, kind: str) -> list[tuple[int, ProductOfferingPrice]]:
-        return [(i, p) for i, p in enumerate(self.offering.productOfferingPrice) if p.priceType == kind]
+    @property
+    def payment_policy(self) -> PaymentPolicy:
+        return self.offering.paymentPolicy if self.offering is not None else PaymentPolicy()
+
+    @property
+    def versions(self) -> list[PriceVersion]:
+        """The price versions in force, oldest first; consecutive versions with the same prices are one."""
+        if not self.plans:
+            assert self.offering is not None
+            return [
+                PriceVersion(
+                    self.offering_name, tuple(self.offering.productOfferingPrice), self.offering.serviceLevelAgreement
+                )
+            ]
+        out: list[PriceVersion] = []
+        for i, plan in enumerate(self.plans):
+            start = to_second(plan.since) if plan.since is not None and i > 0 else None
+            prices, sla = tuple(plan.productOfferingPrice), plan.serviceLevelAgreement
+            if out and (out[-1].offering_name, out[-1].prices, out[-1].sla) == (plan.offering, prices, sla):
+                continue
+            if out:
+                out[-1] = replace(out[-1], end=start)
+            out.append(PriceVersion(plan.offering, prices, sla, start))
+        return out
+
+    def version_at(self, instant: datetime) -> PriceVersion:
+        versions = self.versions
+        return next((v for v in versions if v.in_force(instant)), versions[-1])
 
     @property
     def currency(self) -> str:
-        """The offering's currency (all its prices share one)."""
+        """The offering's currency (all its prices, in every version, share one)."""
         found: dict[str, str] = {}
-        for i, price in enumerate(self.offering.productOfferingPrice):
-            if price.price is not None:
-                found.setdefault(price.price.unit, f"productOfferingPrice[{i}].price.unit")
+        for version in self.versions:
+            for i, price in enumerate(version.prices):
+                if price.price is not None:
+                    found.setdefault(price.price.unit, f"{version.field(i)}.price.unit")
         if len(found) != 1:
             raise MoneyError(
                 f"productoffering/{self.offering_name}.spec.productOfferingPrice",
                 f"needs exactly one currency, has {sorted(found) or 'none'}",
             )
         return next(iter(found))
-
-    def money(self, index: int) -> Money:
-        price = self.offering.productOfferingPrice[index]
-        return Money.from_api(
-            price.price, f"productoffering/{self.offering_name}.spec.productOfferingPrice[{index}].price"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,82 +247,125 @@ def _coverage(period: Period) -> TimePeriod:
 
 def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated:
     """Lines of `sub` for bill period `period` as known at `now`, and the events of its facts
-    that are closed at `now` (the handler adds those to the outbox; re-adding is a no-op)."""
+    that are closed at `now` (the handler adds those to the outbox; re-adding is a no-op).
+
+    Each interval is rated at the offering version in force during it. Where a version ends inside a
+    charge period (an upgrade, an immediate downgrade, a price revision), its line charges the period
+    as if it had run to the end and a credit line gives back the unused part; the next version's line
+    charges its prorated rest. The sum is exactly each part at its own price (cumulative rounding)."""
     now = ensure_utc(now, "now")
-    _check_names(sub)
+    versions = sub.versions
+    for version in versions:
+        _check_names(version)
     currency = sub.currency
     ref, ledger = sub.ref, sub.ledger
     lines: list[BillLine] = []
     events: list[BillingEvent] = []
     net_recurring = Money.zero(currency)
 
-    # one-time charges, at activation (startDate)
+    # one-time charges, at activation (startDate), at the version in force then
     start = ledger.start_date
     if start is not None and period.contains(start) and start <= now:
         activation = ev.event_id(ref.uid, "activated", "")
-        for index, price in sub.prices("oneTime"):
+        first = sub.version_at(start)
+        for index, price in first.of("oneTime"):
             if not _applies(price, Period(start, start + timedelta(seconds=1))):
                 continue
-            amount = one_time_charge(sub.money(index))
+            amount = one_time_charge(first.money(index))
             lines.append(
                 _line(
                     sub, "oneTimeCharge", price.name, price.name, TimePeriod(startDateTime=start), amount, [activation]
                 )
             )
 
-    # recurring charges and their discounts, per charge period overlapping the bill period
-    discounts = sub.prices("discount")
-    for rank, (index, price) in enumerate(sub.prices("recurring")):
-        field_ = f"productoffering/{sub.offering_name}.spec.productOfferingPrice[{index}]"
-        cycle = Cycle.for_price(price, sub.time_zone, field_)
-        unit_price = sub.money(index)
-        for charge_period in cycle.periods(period.start, period.end):
-            coverage = charge_period.intersect(period)
-            assert coverage is not None
-            billable = intersect(
-                ledger.billable(coverage.start, coverage.end, now), valid_spans(price.validFor, coverage)
-            )
-            if not billable:
-                continue
-            amount = recurring_charge(unit_price, charge_period, billable)
-            charge_id = ev.charge_period_id(ref, price.name, coverage)
-            key = period_key(coverage, price.name)
-            lines.append(_line(sub, "recurringCharge", key, price.name, _coverage(coverage), amount, [charge_id]))
-            discount_total = Money.zero(currency)
-            for d_index, discount in discounts:
-                if discount.price is not None and rank != 0:
-                    continue  # a fixed discount applies to the first recurring price only
-                off = discount_amount(
-                    discount, unit_price, charge_period, billable, f"{field_[: field_.rindex('[')]}[{d_index}]"
-                )
-                off = min(off, amount - discount_total)
-                if off.is_zero():
+    # recurring charges and their discounts, per version and charge period overlapping the bill period
+    for version in versions:
+        in_period = version.clip(period)
+        if in_period is None:
+            continue
+        discounts = version.of("discount")
+        for rank, (index, price) in enumerate(version.of("recurring")):
+            field_ = version.field(index)
+            cycle = Cycle.for_price(price, sub.time_zone, field_)
+            unit_price = version.money(index)
+            for charge_period in cycle.periods(in_period.start, in_period.end):
+                coverage = charge_period.intersect(period)
+                assert coverage is not None
+                part = version.clip(coverage)
+                if part is None:
                     continue
-                discount_total = discount_total + off
-                lines.append(
-                    _line(
-                        sub,
-                        "discount",
-                        f"{discount.name}/{key}",
-                        f"{discount.name} ({price.name})",
-                        _coverage(coverage),
-                        -off,
-                        [charge_id],
+                validity = valid_spans(price.validFor, coverage)
+                billable = intersect(ledger.billable(part.start, part.end, now), validity)
+                unused = intersect([(part.end, coverage.end)], validity) if part.end < coverage.end else []
+                if not billable:
+                    continue
+                amount = recurring_charge(unit_price, charge_period, billable)
+                label, key, name = price.name, period_key(coverage, price.name), price.name
+                if part.start > coverage.start and version.start is not None and version.start > coverage.start:
+                    label = f"{price.name} from {stamp(part.start)}"
+                    key = period_key(coverage, label)
+                    name = f"{price.name} ({version.offering_name}, prorated from {rfc3339(part.start)})"
+                charge_id = ev.charge_period_id(ref, label, coverage)
+                if unused:
+                    given_back = recurring_charge(unit_price, charge_period, unused)
+                    lines.append(
+                        _line(
+                            sub,
+                            "recurringCharge",
+                            key,
+                            f"{name} ({version.offering_name})" if name == price.name else name,
+                            _coverage(coverage),
+                            amount + given_back,
+                            [charge_id],
+                        )
                     )
-                )
-            net_recurring = net_recurring + amount - discount_total
-            if coverage.end <= now:
-                seconds = sum(int((e - s).total_seconds()) for s, e in billable)
-                events.append(
-                    ev.charge_period(ref, price.name, charge_period, coverage, amount, discount_total, seconds)
-                )
+                    lines.append(
+                        _line(
+                            sub,
+                            "credit",
+                            f"unused/{key}",
+                            f"Unused {price.name} ({version.offering_name}) from {rfc3339(part.end)}",
+                            _coverage(Period(part.end, coverage.end)),
+                            -given_back,
+                            [charge_id],
+                        )
+                    )
+                else:
+                    lines.append(_line(sub, "recurringCharge", key, name, _coverage(coverage), amount, [charge_id]))
+                discount_total = Money.zero(currency)
+                for d_index, discount in discounts:
+                    if discount.price is not None and rank != 0:
+                        continue  # a fixed discount applies to the first recurring price only
+                    off = discount_amount(discount, unit_price, charge_period, billable, version.field(d_index))
+                    off = min(off, amount - discount_total)
+                    if off.is_zero():
+                        continue
+                    discount_total = discount_total + off
+                    lines.append(
+                        _line(
+                            sub,
+                            "discount",
+                            f"{discount.name}/{key}",
+                            f"{discount.name} ({price.name})",
+                            _coverage(coverage),
+                            -off,
+                            [charge_id],
+                        )
+                    )
+                net_recurring = net_recurring + amount - discount_total
+                if coverage.end <= now:
+                    seconds = sum(int((e - s).total_seconds()) for s, e in billable)
+                    events.append(
+                        ev.charge_period(ref, label, charge_period, coverage, amount, discount_total, seconds)
+                    )
 
-    # usage charges, from the octets measured in the bill period
-    for index, price in sub.prices("usage"):
+    # usage charges, from the octets measured in the bill period, at the version in force at its end
+    last = sub.version_at(period.end - timedelta(seconds=1))
+    for index, price in last.of("usage"):
         octets = sub.meter.octets_in(period)
         if not octets or price.unitOfMeasure is None or not _applies(price, period):
             continue
-        amount = usage_charge(sub.money(index), octets, price.unitOfMeasure)
+        amount = usage_charge(last.money(index), octets, price.unitOfMeasure)
         usage_id = ev.usage_rated_id(ref, price.name, period)
         lines.append(
             _line(sub, "usageCharge", period_key(period, price.name), price.name, _coverage(period), amount, [usage_id])
@@ -277,12 +380,12 @@ def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated
             )
 
     # SLA credit, once per (subscription, bill period), when the period is over
-    sla = sub.offering.serviceLevelAgreement
+    sla = last.sla
     if sla is not None and period.end <= now and ledger.start_date is not None:
         active = ledger.active_seconds(period.start, period.end, now)
         down = ledger.unavailable_seconds(period.start, period.end, now)
         credit = sla_credit(
-            sla, active, down, net_recurring, f"productoffering/{sub.offering_name}.spec.serviceLevelAgreement"
+            sla, active, down, net_recurring, f"productoffering/{last.offering_name}.spec.serviceLevelAgreement"
         )
         if not credit.amount.is_zero():
             credit_id = ev.sla_credit_id(ref, period)
@@ -316,13 +419,13 @@ def _applies(price: ProductOfferingPrice, period: Period) -> bool:
     return bool(valid_spans(price.validFor, period))
 
 
-def _check_names(sub: BillingInput) -> None:
+def _check_names(version: PriceVersion) -> None:
     seen: dict[tuple[str, str], int] = {}
-    for index, price in enumerate(sub.offering.productOfferingPrice):
+    for index, price in enumerate(version.prices):
         key = (price.priceType, price.name)
         if key in seen:
             raise InvoiceError(
-                f"productoffering/{sub.offering_name}.spec.productOfferingPrice[{index}].name: "
+                f"{version.field(index)}.name: "
                 f"{price.name!r} repeats productOfferingPrice[{seen[key]}]; price names identify billing facts"
             )
         seen[key] = index
@@ -489,9 +592,7 @@ def compute_invoice(
     paid = sum_payments(payments, code)
     term = payment_term_days
     if term is None:
-        term = max(
-            (s.offering.paymentPolicy.paymentTermDays for s in subscriptions), default=PaymentPolicy().paymentTermDays
-        )
+        term = max((s.payment_policy.paymentTermDays for s in subscriptions), default=PaymentPolicy().paymentTermDays)
     return InvoiceDraft(
         name=invoice_name(account, period, time_zone),
         account=account,

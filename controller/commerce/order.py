@@ -98,6 +98,18 @@ def validate_order(
                     " order a new Subscription for another VRF",
                 )
             )
+    if sub_spec.bandwidthMbps is not None:
+        allowed = sorted(
+            {offering_spec.serviceCandidate.bandwidthMbps, *offering_spec.serviceCandidate.bandwidthOptionsMbps}
+        )
+        if sub_spec.bandwidthMbps not in allowed:
+            errors.append(
+                OrderError(
+                    "spec.bandwidthMbps",
+                    f"{sub_spec.bandwidthMbps} is not a rate offering {offering_name} sells; expected one of"
+                    f" {', '.join(map(str, allowed))}",
+                )
+            )
     networks: list[tuple[int, str, ipaddress.IPv4Interface]] = []
     for i, endpoint in enumerate(sub_spec.endpoints):
         where = f"spec.endpoints[{i}].ipv4Address"
@@ -150,12 +162,13 @@ def network_service_for(
         raise errors[0]
     candidate = offering_spec.serviceCandidate
     offering_name = sub_spec.productOffering.name
+    rate = sub_spec.bandwidthMbps or candidate.bandwidthMbps
     spec: dict[str, Any] = {
         "serviceType": candidate.serviceType,
         "endpoints": [e.model_dump(exclude_none=True) for e in sub_spec.endpoints],
-        "bandwidthMbps": candidate.bandwidthMbps,
+        "bandwidthMbps": rate,
     }
-    if candidate.peakBandwidthMbps is not None:
+    if candidate.peakBandwidthMbps is not None and candidate.peakBandwidthMbps >= rate:
         spec["peakBandwidthMbps"] = candidate.peakBandwidthMbps
     if candidate.serviceType == "l3vpn":
         spec["vrf"] = sub_spec.vrf

@@ -43,11 +43,11 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api.billingaccount import BillingAccountSpec
-from ..api.common import API_VERSION, Condition, validation_message
+from ..api.common import API_VERSION, Condition, LocalObjectReference, validation_message
 from ..api.invoice import BillLine, CarriedBalance, InvoiceSpec, InvoiceStatus
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import PaymentPolicy, ProductOfferingSpec
-from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec
+from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec, SubscriptionStatus
 from ..billing import events as ev
 from ..billing.account import (
     AccountProblem,
@@ -97,7 +97,7 @@ from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter, differs, with_removals
 from ..times import parse_time, rfc3339, to_second, utc
-from . import lifecycle, order
+from . import changes, lifecycle, order
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
 from .offering import counts_as_active, next_sellability_change, offering_status
 from .release import FORCE_RELEASE, force_release, holding
@@ -296,6 +296,13 @@ def _account(body: Mapping[str, Any]) -> str:
 
 def _offering_of(body: Mapping[str, Any]) -> str:
     return str((((body.get("spec") or {}).get("productOffering")) or {}).get("name") or "")
+
+
+def _offerings_of(body: Mapping[str, Any]) -> set[str]:
+    """The offering ordered and the one whose version is in force (they differ while a change is pending)."""
+    plans = _billing_of(body).get("plans") or []
+    in_force = (plans[-1] or {}).get("offering") if plans else None
+    return {_offering_of(body), *([in_force] if in_force else [])}
 
 
 def _state(body: Mapping[str, Any]) -> str | None:
@@ -499,9 +506,11 @@ class CommerceController:
         self.subscriptions[key] = body
         if old is not None:
             self._by_account[(key[0], _account(old))].discard(key)
-            self._by_offering[_offering_of(old)].discard(key)
+            for name in _offerings_of(old):
+                self._by_offering[name].discard(key)
         self._by_account[(key[0], _account(body))].add(key)
-        self._by_offering[_offering_of(body)].add(key)
+        for name in _offerings_of(body):  # an edit of either the ordered or the in-force offering wakes it
+            self._by_offering[name].add(key)
         if old is None:
             self._accts.mark((key[0], _account(body)))  # it counts the subscriptions that bill it
         self._update_order(key, body)
@@ -516,7 +525,8 @@ class CommerceController:
         old = self.subscriptions.pop(key, None)
         if old is not None:
             self._by_account[(namespace, _account(old))].discard(key)
-            self._by_offering[_offering_of(old)].discard(key)
+            for offering_name in _offerings_of(old):
+                self._by_offering[offering_name].discard(key)
             self._offs.mark(_offering_of(old))
             self._accts.mark((namespace, _account(old)))
         if self._orders.pop(key, None) is not None:
@@ -775,10 +785,11 @@ class CommerceController:
             self._report_invalid_spec(ref, body, generation, exc, now)
             return
         uid = str(meta.get("uid") or "")
-        offering_name = spec.productOffering.name
-        offering, _ = self._parse_offering(self.offerings.get(offering_name))
         billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
         tz, recorded_zone = self._subscription_zone(ns, spec, billing)
+        plan = self._plan_step(spec, stored, billing, now, tz)
+        # From here on the order is the version in force: its offering, template, prices and rate.
+        spec, offering = self._in_force(spec, plan)
         problem = self._account_problem(ns, spec, offering, stored.get("state") not in (None, "created"))
         svc_body = self.services.get(key)
         if svc_body is not None and _owner_uid(svc_body) not in (None, uid):
@@ -811,11 +822,16 @@ class CommerceController:
         decision = lifecycle.step(inputs)
         account_ref = SubscriptionRef(ns, name, uid, spec.account_id)
         result = self._billing(
-            key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem
+            key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem, plan
         )
         status, box, released, applied_samples = result
         forced = not released and self._force_release(ref, body, deleting, box)
         released = released or forced
+        if status is not None:
+            status["pendingChange"] = plan.pending.model_dump(mode="json", exclude_none=True) if plan.pending else None
+            status["templateRollout"] = (
+                plan.rollout.model_dump(mode="json", exclude_none=True) if plan.rollout else None
+            )
 
         if not deleting and FINALIZER not in finalizers and not released:
             # Our finalizer first: a deletion then always goes through pendingTerminate and the terminated fact.
@@ -828,6 +844,15 @@ class CommerceController:
         if status is not None and (differs(status, stored) or forged is not None):
             current = await self._guarded_status_write(ref, key, with_removals(status, forged), _rv(body))
             self._after_subscription_write(key, body, current, decision, box, applied_samples)
+            for change in plan.changes:
+                reason = {"upgrade": "Upgraded", "downgrade": "Downgraded"}.get(change.direction, "OfferingRevised")
+                before, after = change.previous, change.current
+                message = (
+                    f"{before.offering} ({changes.rate_of(before)} Mbit/s) -> {after.offering}"
+                    f" ({changes.rate_of(after)} Mbit/s, revision {after.revision}) at {rfc3339(change.at)}"
+                    f" ({change.policy})"
+                )
+                self._spawn(self.kube.event(current, "Normal", reason, message))
         if status is None and not forced:
             return  # blocked (outbox or ledger full): nothing else moves until delivery frees room
         await self._apply_child(key, uid, spec, offering, decision.child, svc_body)
@@ -876,6 +901,52 @@ class CommerceController:
         self._spawn(self.kube.event(dict(body), "Warning", "ForceReleased", message))
         return True
 
+    def _plan_step(
+        self, spec: SubscriptionSpec, stored: Mapping[str, Any], billing: SubscriptionBilling, now: datetime, tz: str
+    ) -> changes.PlanOutcome:
+        """The offering versions after this pass: the order's changes and the offerings' edits (see changes)."""
+        if billing.plans and stored.get("state") in FINAL_STATES:
+            return changes.PlanOutcome(tuple(billing.plans))  # ended: its versions are history
+        requested, _ = self._parse_offering(self.offerings.get(spec.productOffering.name))
+        current = billing.plans[-1].offering if billing.plans else spec.productOffering.name
+        current_offering, _ = self._parse_offering(self.offerings.get(current))
+        try:
+            status = SubscriptionStatus.model_validate(
+                {k: stored.get(k) for k in ("pendingChange", "templateRollout") if stored.get(k)}
+            )
+        except ValidationError:  # written by another version: decided afresh (a scheduled time is re-derived)
+            status = SubscriptionStatus()
+        return changes.plan_step(
+            billing.plans,
+            requested=spec.productOffering.name,
+            requested_offering=requested,
+            bandwidth=spec.bandwidthMbps,
+            current_offering=current_offering,
+            stored_pending=status.pendingChange,
+            stored_rollout=status.templateRollout,
+            billing_started=billing.ledger.startDate is not None,
+            now=now,
+            period_end=bill_period(tz, now).end,
+        )
+
+    def _in_force(
+        self, spec: SubscriptionSpec, plan: changes.PlanOutcome
+    ) -> tuple[SubscriptionSpec, ProductOfferingSpec | None]:
+        """The order as the version in force sells it: its offering and rate, and that offering's spec with
+        the version's prices and template (the version alone when the offering was deleted)."""
+        current = plan.current
+        if current is None:
+            offering, _ = self._parse_offering(self.offerings.get(spec.productOffering.name))
+            return spec, offering
+        live, _ = self._parse_offering(self.offerings.get(current.offering))
+        in_force = spec.model_copy(
+            update={
+                "productOffering": LocalObjectReference(name=current.offering),
+                "bandwidthMbps": current.bandwidthMbps,
+            }
+        )
+        return in_force, changes.as_offering(current, live)
+
     def _subscription_zone(
         self, namespace: str, spec: SubscriptionSpec, billing: SubscriptionBilling
     ) -> tuple[str, str | None]:
@@ -915,6 +986,7 @@ class CommerceController:
         tz: str,
         recorded_zone: str | None,
         problem: AccountProblem | None,
+        plan: changes.PlanOutcome,
     ) -> tuple[dict[str, Any] | None, Outbox, bool, dict[str, _Sample]]:
         """The whole status to write: the lifecycle's, with the ledger, outbox, usage, period close and
         payment hold of this pass. None when the transition cannot be recorded now (outbox or ledger
@@ -941,6 +1013,17 @@ class CommerceController:
             e
             for f in decision.facts
             if (e := ev.for_fact(ref, f.kind, f.at, f.detail, offering=spec.productOffering.name)) is not None
+        ]
+        facts += [
+            ev.changed(
+                ref,
+                c.at,
+                c.direction,
+                c.policy,
+                (c.previous.offering, c.previous.revision, changes.rate_of(c.previous)),
+                (c.current.offering, c.current.revision, changes.rate_of(c.current)),
+            )
+            for c in plan.changes
         ]
         try:
             box = box.add(facts, now)
@@ -970,6 +1053,7 @@ class CommerceController:
             applied = samples  # not active any more: the samples are moot
 
         charged = billing.chargedThrough
+        plans = plan.plans
         final = decision.state in FINAL_STATES
         closed = True  # every period that can be charged has its events in the outbox
         billing_error: str | None = None
@@ -980,7 +1064,7 @@ class CommerceController:
                 end = parse_time(decision.status.get("terminationDate")) or now
                 horizon = max(now, bill_period(tz, end).end)
             try:
-                inp = BillingInput(ref, spec.productOffering.name, offering, ledger, meter, tz)
+                inp = BillingInput(ref, spec.productOffering.name, offering, ledger, meter, tz, plan.plans)
                 catch = catch_up(inp, to_second(charged) if charged else None, horizon)
                 if catch.events or catch.charged_through != charged:
                     if box.would_fit(catch.events):
@@ -999,6 +1083,7 @@ class CommerceController:
             if through is not None and (ledger.billed_through is None or through > ledger.billed_through):
                 ledger = ledger.compact(through)
                 meter = meter.compact(through)
+                plans = changes.compact_plans(plans, through)
         elif final and ledger.start_date is not None:
             log.warning(
                 "subscription %s/%s: ProductOffering %s is gone, its final period cannot be rated",
@@ -1014,6 +1099,7 @@ class CommerceController:
             chargedThrough=charged,
             paymentHold=hold,
             timeZone=recorded_zone if ledger.start_date is not None else None,  # fixed once billing started
+            plans=list(plans),
         ).model_dump(mode="json", exclude_none=True)
         new_billing.setdefault("paymentHold", None)
         status = dict(decision.status)
@@ -1296,7 +1382,7 @@ class CommerceController:
             zone = self._zone_of(namespace, sub)
             zones.append(zone)
             offering = self.offerings.get(_offering_of(sub))
-            if offering is None:
+            if offering is None and not _billing_of(sub).get("plans"):
                 if _start_date(sub) is not None:
                     problems.append(f"subscription {key[1]}: ProductOffering {_offering_of(sub)} not found")
                 continue
@@ -1384,7 +1470,7 @@ class CommerceController:
                 stored = InvoiceStatus.model_validate(stored_raw)
         account_spec, account_invalid = self._account_spec((ns, account))
         inputs, tz, problems = self.account_inputs(ns, account)
-        grace = max((i.offering.paymentPolicy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
+        grace = max((i.payment_policy.gracePeriodDays for i in inputs), default=PaymentPolicy().gracePeriodDays)
         payments = list(spec.payments)
         box = self._checked_outbox(stored.outbox if stored else None, self._invoice_delivered.get(key, ()), body, now)
         new: InvoiceStatus
@@ -1514,8 +1600,12 @@ class CommerceController:
             self._invs.mark(key)  # issues drafts whose period ended, flags overdue bills
         created = 0
         for (ns, account), keys in list(self._by_account.items()):
-            if keys:
+            if not keys:
+                continue
+            try:
                 created += await self._on_cycle_invoices(ns, account, now)
+            except Exception as exc:  # e.g. Forbidden in a namespace being deleted: the other accounts go on
+                log.warning("billing pass: onCycle invoices of %s/%s failed: %s", ns, account, str(exc)[:300])
         self.passes += 1
         log.info(
             "billing pass %d: %d subscriptions, %d invoices, %d onCycle invoices created",

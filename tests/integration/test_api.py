@@ -337,13 +337,6 @@ def test_the_valid_probes_are_accepted(namespace: Kubectl) -> None:
 
 IMMUTABLE: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
     (
-        "subscription-offering",
-        SUBSCRIPTION,
-        "spec.productOffering",
-        {"name": "other"},
-        ["spec.productOffering", "immutable"],
-    ),
-    (
         "subscription-account",
         SUBSCRIPTION,
         "spec.billingAccount",
@@ -366,6 +359,17 @@ IMMUTABLE: list[tuple[str, dict[str, Any], str, Any, list[str]]] = [
         ["spec.vrf", "immutable"],
     ),
 ]
+
+
+def test_a_subscriptions_offering_and_rate_can_change(namespace: Kubectl) -> None:
+    """An upgrade or downgrade is a change of the live order (TMF622 modify), not a new Subscription."""
+    obj = variant(SUBSCRIPTION, "metadata.name", "modify-offering")
+    namespace.apply(obj)
+    try:
+        changed = variant(variant(obj, "spec.productOffering", {"name": "other"}), "spec.bandwidthMbps", 200)
+        assert "serverside-applied" in namespace.apply(changed).stdout
+    finally:
+        namespace.run("delete", "subscription", "modify-offering", "-n", NS, "--wait=false", check=False)
 
 
 @pytest.mark.parametrize(("case", "base", "path", "value", "expected"), IMMUTABLE, ids=[c[0] for c in IMMUTABLE])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from controller.billing import events as ev
 from controller.billing.invoice import invoice_name
 from controller.billing.invoice_events import invoice_event_id
 from controller.billing.periods import Cycle, Period, stamp
+from controller.intent.render import qos_name
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
 from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
@@ -953,6 +955,295 @@ def test_held_invoice_is_issued_on_release_and_its_event_survives_a_crash(
     api.delete("subscriptions", "held", ns)
     wait_for("subscription gone", lambda: api.get("subscriptions", "held", ns) is None, 40)
     api.delete("productofferings", off)
+
+
+# --- order changes and offering revisions (issue 15) ---------------------------------------------
+
+
+def per_second(value: str, name: str, mbps: int, **spec: Any) -> dict[str, Any]:
+    """An offering billed per delivered second (a daily price of value * 86400)."""
+    body = offering(name, daily(f"{int(value) * 86400}.00"), **spec)
+    body["spec"]["serviceCandidate"]["bandwidthMbps"] = mbps
+    return body
+
+
+def ready_since(obj: dict[str, Any] | None) -> tuple[str, str] | None:
+    cond = condition(obj, "Ready")
+    return (cond["status"], cond["lastTransitionTime"]) if cond else None
+
+
+class ReadyWatch:
+    """Polls the Subscription's and its NetworkService's Ready conditions until stopped; records any
+    moment either was not True."""
+
+    def __init__(self, api: Api, namespace: str, name: str) -> None:
+        import threading
+
+        self.api, self.namespace, self.name = api, namespace, name
+        self.not_ready: list[tuple[str, Any]] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for plural in ("subscriptions", "networkservices"):
+                cond = condition(self.api.get(plural, self.name, self.namespace), "Ready")
+                if not cond or cond["status"] != "True":
+                    self.not_ready.append((plural, cond))
+            self.samples += 1
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> ReadyWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def set_rpcs(admin: AdminClient, device: str) -> tuple[int, int]:
+    stats = admin.stats(device)
+    return int(stats["set_rpcs"]), int(stats["set_deletes"])
+
+
+def qos_policy(admin: AdminClient, device: str, port: str, vlan: int) -> str:
+    """The device's scheduler policy of one subinterface, as JSON text ("" when it has none)."""
+    policies = admin.dump(device)["config"].get("qos", {}).get("scheduler-policies", {}).get("scheduler-policy", [])
+    name = qos_name(port, vlan)
+    return next((json.dumps(p) for p in policies if p.get("name") == name), "")
+
+
+def sum_lines(lines: list[dict[str, Any]]) -> int:
+    """The lines' total in cents."""
+    return sum(round(float(line["taxExcludedAmount"]["value"]) * 100) for line in lines)
+
+
+# The ns fixture deletes each test's Subscriptions through the controller; the offerings are cluster-wide.
+
+
+def test_upgrade_is_in_place_stays_ready_and_bills_prorated_charge_and_credit(
+    api: Api,
+    controller: ControllerProcess,
+    admin: AdminClient,
+    receiver: CloudEventsReceiver,
+    clock_file: Path,
+    ns: str,
+) -> None:
+    small, big = unique("cm-biz100"), unique("cm-biz1g")
+    api.apply(per_second("1", small, 100))
+    api.apply(per_second("2", big, 1000))
+    body = subscription(ns, "office", small, "acct-up", "cm-r2", "Ethernet5", 691)
+    api.apply(body)
+    sub = wait_state(api, ns, "office", "active")
+    wait_for("the service Ready", lambda: is_ready(api.get("networkservices", "office", ns)), 20)
+    uid = sub["metadata"]["uid"]
+    start = ts(sub["status"]["startDate"])
+    wait_for("a few seconds delivered", lambda: controller_now(clock_file) > start + timedelta(seconds=3), 10)
+    sub = get_sub(api, ns, "office")
+    before = (ready_since(sub), ready_since(api.get("networkservices", "office", ns)))
+    sets_before = set_rpcs(admin, "cm-r2")
+
+    with ReadyWatch(api, ns, "office") as watch:
+        body["spec"]["productOffering"] = {"name": big}
+        api.apply(body)
+        svc = wait_for(
+            "the NetworkService updated in place to 1000 Mbit/s and Ready on it",
+            lambda: (
+                (s := api.get("networkservices", "office", ns))
+                and s["spec"]["bandwidthMbps"] == 1000
+                and is_ready(s)
+                and s
+            ),
+            30,
+        )
+        wait_for(
+            "the device holds the 1 Gbit/s policy",
+            lambda: str(1000 * 10**6) in qos_policy(admin, "cm-r2", "Ethernet5", 691),
+            20,
+        )
+        time.sleep(1.0)  # and a while after: nothing flaps once the change settled
+    assert watch.samples > 5 and not watch.not_ready, f"left Ready during the upgrade: {watch.not_ready[:3]}"
+    sub = get_sub(api, ns, "office")
+    after = (ready_since(sub), ready_since(svc))
+    assert after == before, "no Ready transition on the Subscription or its NetworkService"
+    sets, deletes = set_rpcs(admin, "cm-r2")
+    assert (sets - sets_before[0], deletes - sets_before[1]) == (1, 0), "one Set, replacing nothing away"
+    assert svc["metadata"]["uid"] == api.get("networkservices", "office", ns)["metadata"]["uid"], "same object"
+
+    plans = sub["status"]["billing"]["plans"]
+    assert [p["offering"] for p in plans] == [small, big]
+    changed_at = ts(plans[1]["since"])
+    assert sub["status"].get("pendingChange") is None
+    event = wait_for("the changed event", lambda: received(receiver, source_of(ns, "office"), "changed"), 20)
+    assert len(event) == 1
+    data = event[0].get_data()
+    assert (data["direction"], data["fromOffering"], data["toOffering"]) == ("upgrade", small, big)
+    key = f"{stamp(changed_at)}/{big}/{plans[1]['revision']}"
+    assert event[0].get_id() == ev.event_id(uid, "changed", key)
+    upgraded = wait_for(
+        "an Upgraded Event for kubectl describe",
+        lambda: [e for e in api.core.list_namespaced_event(ns).items if e.reason == "Upgraded"],
+        20,
+    )
+    assert upgraded[0].involved_object.name == "office" and big in upgraded[0].message
+
+    inv = issued_invoice(api, clock_file, ns, "office-adhoc", "acct-up", start)
+    end = ts(inv["spec"]["billingPeriod"]["endDateTime"])
+    lines = {(line["type"], line["name"]): line for line in inv["status"]["lines"]}
+    credit = lines.get(("credit", f"Unused Daily fee ({small}) from {rfc(changed_at)}"))
+    assert credit is not None and credit["taxExcludedAmount"]["value"].startswith("-"), lines.keys()
+    assert ("recurringCharge", f"Daily fee ({big}, prorated from {rfc(changed_at)})") in lines, lines.keys()
+    assert ("recurringCharge", f"Daily fee ({small})") in lines, lines.keys()
+    # each second at the price in force: 1.00 before the upgrade, 2.00 after (a day boundary only splits lines)
+    expected = int((changed_at - start).total_seconds()) * 100 + int((end - changed_at).total_seconds()) * 200
+    assert sum_lines(inv["status"]["lines"]) == expected
+    for name in (small, big):
+        api.delete("productofferings", name)
+
+
+def rfc(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_offering_price_edit_does_not_rerate_delivered_time(
+    api: Api, controller: ControllerProcess, clock_file: Path, ns: str
+) -> None:
+    off = unique("cm-reprice")
+    api.apply(per_second("1", off, 100))
+    api.apply(subscription(ns, "shop", off, "acct-price", "cm-r1", "Ethernet5", 701))
+    sub = wait_state(api, ns, "shop", "active")
+    start = ts(sub["status"]["startDate"])
+    wait_for("a few seconds delivered", lambda: controller_now(clock_file) > start + timedelta(seconds=3), 10)
+    api.apply(per_second("3", off, 100))
+    sub = wait_for(
+        "a second version recorded",
+        lambda: (s := get_sub(api, ns, "shop")) and len(s["status"]["billing"].get("plans", [])) == 2 and s,
+        20,
+    )
+    old, new = sub["status"]["billing"]["plans"]
+    assert old["productOfferingPrice"][0]["price"]["value"] == "86400.00", "the price billed before is kept"
+    assert new["productOfferingPrice"][0]["price"]["value"] == "259200.00"
+    edited = ts(new["since"])
+    assert edited >= start + timedelta(seconds=3)
+    inv = issued_invoice(api, clock_file, ns, "shop-adhoc", "acct-price", start)
+    end = ts(inv["spec"]["billingPeriod"]["endDateTime"])
+    expected = int((edited - start).total_seconds()) * 100 + int((end - edited).total_seconds()) * 300
+    assert sum_lines(inv["status"]["lines"]) == expected, "1.00/s until the edit, 3.00/s after"
+    api.delete("productofferings", off)
+
+
+def test_template_edit_with_new_orders_only_leaves_existing_subscribers_alone(
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+) -> None:
+    off = unique("cm-template")
+    api.apply(per_second("1", off, 100))  # rolloutPolicy defaults to newOrdersOnly
+    api.apply(subscription(ns, "early", off, "acct-tpl", "cm-r1", "Ethernet6", 711))
+    wait_state(api, ns, "early", "active")
+    api.apply(per_second("1", off, 300))
+    sub = wait_for(
+        "the rollout held for the existing subscriber",
+        lambda: (
+            (s := get_sub(api, ns, "early")) and (s["status"].get("templateRollout") or {}).get("state") == "held" and s
+        ),
+        20,
+    )
+    assert sub["status"]["templateRollout"]["policy"] == "newOrdersOnly"
+    api.apply(subscription(ns, "late", off, "acct-tpl", "cm-r1", "Ethernet6", 712))
+    wait_state(api, ns, "late", "active")
+    assert api.get("networkservices", "late", ns)["spec"]["bandwidthMbps"] == 300, "a new order gets the new template"
+    assert api.get("networkservices", "early", ns)["spec"]["bandwidthMbps"] == 100, "the existing one keeps its own"
+    assert [
+        p["serviceCandidate"]["bandwidthMbps"] for p in get_sub(api, ns, "early")["status"]["billing"]["plans"]
+    ] == [100]
+    assert get_sub(api, ns, "late")["status"]["templateRollout"]["state"] == "current"
+    # on the device the existing subscriber keeps its 100 Mbit/s policy
+    assert str(100 * 10**6) in qos_policy(admin, "cm-r1", "Ethernet6", 711)
+    assert str(300 * 10**6) in qos_policy(admin, "cm-r1", "Ethernet6", 712)
+    api.delete("productofferings", off)
+
+
+def test_move_to_another_port_is_one_set_and_stays_ready(
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+) -> None:
+    off = unique("cm-move")
+    api.apply(per_second("1", off, 100))
+    body = subscription(ns, "mover", off, "acct-move", "cm-r2", "Ethernet8", 731)
+    api.apply(body)
+    wait_state(api, ns, "mover", "active")
+    wait_for("the service Ready", lambda: is_ready(api.get("networkservices", "mover", ns)), 20)
+    sets_before = set_rpcs(admin, "cm-r2")
+    with ReadyWatch(api, ns, "mover") as watch:
+        body["spec"]["endpoints"][0].update({"port": "Ethernet7", "vlanId": 732})
+        api.apply(body)
+        wait_for(
+            "the new subinterface configured and the old one removed",
+            lambda: (
+                subif(admin, "cm-r2", "Ethernet7", 732) is not None and subif(admin, "cm-r2", "Ethernet8", 731) is None
+            ),
+            30,
+        )
+        wait_for("the service Ready on the new port", lambda: is_ready(api.get("networkservices", "mover", ns)), 20)
+        time.sleep(1.0)
+    assert watch.samples > 5 and not watch.not_ready, f"left Ready during the move: {watch.not_ready[:3]}"
+    assert set_rpcs(admin, "cm-r2")[0] - sets_before[0] == 1, "make-before-break in one transactional Set"
+    assert get_sub(api, ns, "mover")["status"]["state"] == "active"
+    api.delete("productofferings", off)
+
+
+def test_downgrade_waits_for_the_period_end(
+    api: Api, controller: ControllerProcess, receiver: CloudEventsReceiver, clock_file: Path, ns: str
+) -> None:
+    """Moves the controller's clock to the month end (forward only), like the month-end test."""
+    big, small = unique("cm-down1g"), unique("cm-down100")
+    api.apply(per_second("2", big, 1000))
+    api.apply(per_second("1", small, 100))
+    body = subscription(ns, "branch", big, "acct-down", "cm-r2", "Ethernet7", 721)
+    api.apply(body)
+    sub = wait_state(api, ns, "branch", "active")
+    body["spec"]["productOffering"] = {"name": small}
+    api.apply(body)
+    sub = wait_for(
+        "the downgrade scheduled",
+        lambda: (s := get_sub(api, ns, "branch")) and (s["status"].get("pendingChange") or {}).get("state") and s,
+        20,
+    )
+    pending = sub["status"]["pendingChange"]
+    month = Cycle.of("month", 1, "UTC").period_containing(controller_now(clock_file))
+    assert (pending["state"], pending["direction"], pending["offering"]) == ("scheduled", "downgrade", small)
+    assert ts(pending["effective"]) == month.end
+    assert api.get("networkservices", "branch", ns)["spec"]["bandwidthMbps"] == 1000, "still on 1G until then"
+    assert condition(sub, "Ready")["status"] == "True"
+
+    jump = (month.end + timedelta(seconds=5) - controller_now(clock_file)).total_seconds()
+    clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
+    sub = wait_for(
+        "the downgrade in force at the period end",
+        lambda: (s := get_sub(api, ns, "branch")) and len(s["status"]["billing"]["plans"]) == 2 and s,
+        30,
+    )
+    assert sub["status"].get("pendingChange") is None
+    assert ts(sub["status"]["billing"]["plans"][1]["since"]) == month.end
+    wait_for(
+        "the service on 100 Mbit/s",
+        lambda: api.get("networkservices", "branch", ns)["spec"]["bandwidthMbps"] == 100,
+        20,
+    )
+    changed = wait_for("the changed event", lambda: received(receiver, source_of(ns, "branch"), "changed"), 20)
+    assert changed[0].get_time() == month.end and changed[0].get_data()["policy"] == "endOfPeriod"
+    # the month that ended is billed whole at the 1G price: no credit line
+    charge = wait_event(
+        receiver,
+        ev.charge_period_id(
+            ev.SubscriptionRef(ns, "branch", sub["metadata"]["uid"], "acct-down"),
+            "Daily fee",
+            Period(month.end - timedelta(days=1), month.end),
+        ),
+    )
+    assert charge.get_data()["amount"] == f"{int(charge.get_data()['billableSeconds']) * 2}.00"
+    for name in (big, small):
+        api.delete("productofferings", name)
 
 
 def test_month_end_produces_the_on_cycle_invoice_exactly_once(

@@ -61,7 +61,16 @@ def test_cloudevent_attributes() -> None:
     assert ce.get_data() == {"subscription": "acme/fiber-1", "billingAccount": "acme-001", "reason": "nonPayment"}
     assert [ev.event_type(f) for f in ev.FACTS] == [
         f"dev.intent.telco.subscription.{f}.v1"
-        for f in ("activated", "suspended", "resumed", "terminated", "charge.period", "usage.rated", "sla.credit")
+        for f in (
+            "activated",
+            "suspended",
+            "resumed",
+            "terminated",
+            "changed",
+            "charge.period",
+            "usage.rated",
+            "sla.credit",
+        )
     ]
 
 

@@ -227,3 +227,29 @@ def test_order_record_from_object() -> None:
 def test_later_creation_loses_even_by_a_second() -> None:
     first, second = record("b-first", 0), OrderRecord("a", "a", at(0) + timedelta(seconds=1), (KEY,))
     assert endpoint_claims([second, first])[KEY] == first
+
+
+FLEXIBLE = {
+    "serviceType": "internetAccess",
+    "bandwidthMbps": 100,
+    "peakBandwidthMbps": 150,
+    "bandwidthOptionsMbps": [50, 200],
+}
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rate", "peak"),
+    [(None, 100, 150), (100, 100, 150), (50, 50, 150), (200, 200, None)],  # a peak below the rate is dropped
+)
+def test_the_chosen_rate_is_rendered(chosen: int | None, rate: int, peak: int | None) -> None:
+    spec = network_service_for(
+        "hq", "acme", "uid-1", subscription(bandwidthMbps=chosen), offering(serviceCandidate=FLEXIBLE), True
+    )["spec"]
+    assert (spec["bandwidthMbps"], spec.get("peakBandwidthMbps")) == (rate, peak)
+
+
+def test_a_rate_the_offering_does_not_sell_names_the_field_and_the_choices() -> None:
+    errors = validate_order("hq", subscription(bandwidthMbps=300), offering(serviceCandidate=FLEXIBLE))
+    assert errors == [
+        OrderError("spec.bandwidthMbps", "300 is not a rate offering fiber-100 sells; expected one of 50, 100, 200")
+    ]

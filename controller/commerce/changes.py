@@ -1,0 +1,343 @@
+"""Order changes on a live Subscription (TMF622 modify) and offering revisions, as plan versions.
+
+Pure: the recorded versions, the requested offering and rate, the live offerings and the clock come in;
+the versions to record, what is pending and the change facts come out.
+
+A *plan version* (`PlanVersion`, kept in `status.billing.plans`) is a copy of what the subscription was
+sold from a moment on: the offering's prices and SLA, its network template and the chosen rate. Billing
+rates each interval at the version in force during it, and the NetworkService is rendered from the
+current version, so an edit of the ProductOffering reaches a subscription only through a new version:
+
+- a price or SLA edit: a new version from the moment the controller sees it (never re-rating the past);
+- a template edit: by the offering's `rolloutPolicy` (newOrdersOnly: never; nextPeriod: at the start of
+  the subscription's next billing period; immediate: now);
+- a change of `spec.productOffering` or `spec.bandwidthMbps`: an upgrade or a downgrade, in force now or at
+  the end of the billing period by the `changePolicy` of the offering being left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Literal
+
+from ..api.productoffering import ChangePolicy, ProductOfferingSpec
+from ..api.subscription import PendingChange, PlanVersion, TemplateRollout
+from ..times import rfc3339, to_second
+from .offering import sellability
+
+MAX_PLANS = 16
+_BEGINNING = datetime.min.replace(tzinfo=UTC)  # the first version is in force from the start
+Direction = Literal["upgrade", "downgrade", "revision"]
+# Recurring prices compared per month: a mean Gregorian month is 365.2425 / 12 days.
+_PER_MONTH: dict[str, Fraction] = {
+    "day": Fraction(3652425, 120000),
+    "week": Fraction(3652425, 120000 * 7),
+    "month": Fraction(1),
+    "year": Fraction(1, 12),
+}
+
+
+def revision(plan_fields: PlanVersion | ProductOfferingSpec, bandwidth: int | None = None) -> str:
+    """A short digest of what a version bills and provisions (prices, SLA, template, rate)."""
+    if isinstance(plan_fields, PlanVersion):
+        prices, sla, candidate = (
+            plan_fields.productOfferingPrice,
+            plan_fields.serviceLevelAgreement,
+            plan_fields.serviceCandidate,
+        )
+        bandwidth = plan_fields.bandwidthMbps
+    else:
+        prices, sla, candidate = (
+            plan_fields.productOfferingPrice,
+            plan_fields.serviceLevelAgreement,
+            plan_fields.serviceCandidate,
+        )
+    body = {
+        "prices": [p.model_dump(mode="json", exclude_none=True) for p in prices],
+        "sla": sla.model_dump(mode="json") if sla is not None else None,
+        "template": candidate.model_dump(mode="json", exclude_none=True),
+        "bandwidth": bandwidth,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def snapshot(offering: str, spec: ProductOfferingSpec, bandwidth: int | None, since: datetime | None) -> PlanVersion:
+    """The version of `offering` as published in `spec`, with the chosen rate, in force from `since`."""
+    return PlanVersion(
+        offering=offering,
+        revision=revision(spec, bandwidth),
+        since=to_second(since) if since is not None else None,
+        bandwidthMbps=bandwidth,
+        serviceCandidate=spec.serviceCandidate,
+        productOfferingPrice=list(spec.productOfferingPrice),
+        serviceLevelAgreement=spec.serviceLevelAgreement,
+    )
+
+
+def as_offering(plan: PlanVersion, live: ProductOfferingSpec | None) -> ProductOfferingSpec:
+    """The offering as this version sells and provisions it: the live offering's terms (payment policy,
+    lifecycle) with the version's prices, SLA and template; the version alone when the offering is gone."""
+    fields = {
+        "serviceCandidate": plan.serviceCandidate,
+        "productOfferingPrice": plan.productOfferingPrice,
+        "serviceLevelAgreement": plan.serviceLevelAgreement,
+    }
+    if live is not None:
+        return live.model_copy(update=fields)
+    return ProductOfferingSpec(name=plan.offering, **fields)
+
+
+def rate_of(plan: PlanVersion) -> int:
+    """The committed rate the version provisions."""
+    return plan.bandwidthMbps or plan.serviceCandidate.bandwidthMbps
+
+
+def monthly_price(plan: PlanVersion) -> Fraction:
+    """The version's recurring prices summed per mean month (to compare plans, never to bill)."""
+    total = Fraction(0)
+    for price in plan.productOfferingPrice:
+        if price.priceType == "recurring" and price.price is not None and price.recurringChargePeriodType:
+            per = _PER_MONTH[price.recurringChargePeriodType] / price.recurringChargePeriodLength
+            total += Fraction(price.price.value) * per
+    return total
+
+
+def classify(current: PlanVersion, target: PlanVersion) -> Literal["upgrade", "downgrade"]:
+    """A change to a lower recurring price, or at equal price to a lower rate, is a downgrade."""
+    if (monthly_price(target), rate_of(target)) < (monthly_price(current), rate_of(current)):
+        return "downgrade"
+    return "upgrade"
+
+
+def currency_of(prices: Sequence[object]) -> str | None:
+    units = {p.price.unit for p in prices if getattr(p, "price", None) is not None}  # type: ignore[attr-defined]
+    return next(iter(units)) if len(units) == 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """A new version took effect at `at` (the fact behind a subscription.changed event)."""
+
+    direction: Direction
+    at: datetime
+    previous: PlanVersion
+    current: PlanVersion
+    policy: str  # immediate | endOfPeriod | newOrdersOnly | nextPeriod | priceRevision
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    plans: tuple[PlanVersion, ...]
+    pending: PendingChange | None = None
+    rollout: TemplateRollout | None = None
+    changes: tuple[PlanChange, ...] = ()
+    wake_at: datetime | None = None  # a scheduled change or rollout falls due then
+
+    @property
+    def current(self) -> PlanVersion | None:
+        return self.plans[-1] if self.plans else None
+
+
+def plan_step(
+    plans: Sequence[PlanVersion],
+    *,
+    requested: str,
+    requested_offering: ProductOfferingSpec | None,
+    bandwidth: int | None,
+    current_offering: ProductOfferingSpec | None,
+    stored_pending: PendingChange | None,
+    stored_rollout: TemplateRollout | None,
+    billing_started: bool,
+    now: datetime,
+    period_end: datetime,
+) -> PlanOutcome:
+    """The plan versions after this pass.
+
+    `requested_offering` is the live spec of `requested` (spec.productOffering), `current_offering` the
+    live spec of the current version's offering (None when gone). Before billing starts the order is
+    simply re-read (no change is a change until something was delivered). `period_end` is the end of the
+    billing period containing `now`: where endOfPeriod changes and nextPeriod rollouts land.
+    """
+    now = to_second(now)
+    if not plans or not billing_started:
+        if requested_offering is None:
+            return PlanOutcome(())  # nothing delivered yet: nothing to remember
+        first = snapshot(requested, requested_offering, bandwidth, None)
+        return PlanOutcome((first,), rollout=_rollout(first, requested_offering, None, None))
+    versions = list(plans)
+    changes: list[PlanChange] = []
+    wake: list[datetime] = []
+
+    # 1. the current offering was edited: prices from now, the template by its rollout policy
+    current = versions[-1]
+    scheduled: datetime | None = None
+    if current_offering is not None:
+        priced = (current_offering.productOfferingPrice, current_offering.serviceLevelAgreement) != (
+            current.productOfferingPrice,
+            current.serviceLevelAgreement,
+        )
+        template = current.serviceCandidate
+        applied_at: datetime | None = now if priced else None
+        policy = "priceRevision"
+        if current_offering.serviceCandidate != current.serviceCandidate:
+            target_rev = revision(current_offering, current.bandwidthMbps)
+            if current_offering.rolloutPolicy == "immediate":
+                template, applied_at, policy = current_offering.serviceCandidate, now, "immediate"
+            elif current_offering.rolloutPolicy == "nextPeriod":
+                due = period_end
+                if stored_rollout is not None and stored_rollout.revision == target_rev and stored_rollout.effective:
+                    due = to_second(stored_rollout.effective)
+                if due <= now:
+                    template, policy = current_offering.serviceCandidate, "nextPeriod"
+                    applied_at = now if priced else max(due, _since(current))
+                else:
+                    scheduled = due
+                    wake.append(due)
+        if applied_at is not None:
+            revised = PlanVersion(
+                offering=current.offering,
+                revision="",
+                since=applied_at,
+                bandwidthMbps=current.bandwidthMbps,
+                serviceCandidate=template,
+                productOfferingPrice=current_offering.productOfferingPrice,
+                serviceLevelAgreement=current_offering.serviceLevelAgreement,
+            )
+            revised = revised.model_copy(update={"revision": revision(revised)})
+            if revised.revision != current.revision and _room(versions):
+                _append(versions, revised)
+                changes.append(PlanChange("revision", applied_at, current, revised, policy))
+
+    # 2. the order itself changed: another offering or another rate
+    pending: PendingChange | None = None
+    current = versions[-1]
+    if requested != current.offering or bandwidth != current.bandwidthMbps:
+        refusal = _refusal(current, requested, requested_offering, bandwidth, now, len(versions))
+        if refusal is not None:
+            pending = PendingChange(
+                direction="upgrade", offering=requested, bandwidthMbps=bandwidth, state="refused", message=refusal
+            )
+        else:
+            assert requested_offering is not None
+            target = snapshot(requested, requested_offering, bandwidth, now)
+            direction = classify(current, target)
+            policy_of = current_offering.changePolicy if current_offering is not None else ChangePolicy()
+            timing = policy_of.upgrade if direction == "upgrade" else policy_of.downgrade
+            due = now
+            if timing == "endOfPeriod":
+                due = period_end
+                if (
+                    stored_pending is not None
+                    and stored_pending.state == "scheduled"
+                    and (stored_pending.offering, stored_pending.bandwidthMbps) == (requested, bandwidth)
+                    and stored_pending.effective is not None
+                ):
+                    due = to_second(stored_pending.effective)
+            if due <= now:
+                at = max(due, _since(current))
+                target = target.model_copy(update={"since": at})
+                _append(versions, target)
+                changes.append(PlanChange(direction, at, current, target, timing))
+            else:
+                wake.append(due)
+                pending = PendingChange(
+                    direction=direction,
+                    offering=requested,
+                    bandwidthMbps=bandwidth,
+                    state="scheduled",
+                    effective=due,
+                    message=f"{direction} from {_describe(current)} to {_describe(target)} at {rfc3339(due)}"
+                    f" (changePolicy.{direction} of offering {current.offering} is endOfPeriod)",
+                )
+    final = versions[-1]
+    final_live = current_offering if final.offering == current.offering else requested_offering
+    rollout = _rollout(final, final_live, current_offering.rolloutPolicy if current_offering else None, scheduled)
+    return PlanOutcome(tuple(versions), pending, rollout, tuple(changes), min(wake) if wake else None)
+
+
+def compact_plans(plans: Sequence[PlanVersion], through: datetime) -> tuple[PlanVersion, ...]:
+    """Drop versions that ended by `through` (their time is invoiced and compacted from the ledger)."""
+    through = to_second(through)
+    kept = [p for i, p in enumerate(plans) if i + 1 >= len(plans) or _since(plans[i + 1]) > through]
+    return tuple(kept)
+
+
+def _since(plan: PlanVersion) -> datetime:
+    return to_second(plan.since) if plan.since is not None else _BEGINNING
+
+
+def _room(versions: Sequence[PlanVersion]) -> bool:
+    return len(versions) < MAX_PLANS
+
+
+def _append(versions: list[PlanVersion], plan: PlanVersion) -> None:
+    """Append, replacing a version that would have lasted no time at all."""
+    if versions and versions[-1].since is not None and plan.since is not None and plan.since <= versions[-1].since:
+        versions[-1] = plan.model_copy(update={"since": versions[-1].since})
+    else:
+        versions.append(plan)
+
+
+def _refusal(
+    current: PlanVersion,
+    requested: str,
+    offering: ProductOfferingSpec | None,
+    bandwidth: int | None,
+    now: datetime,
+    recorded: int,
+) -> str | None:
+    if offering is None:
+        return (
+            f"spec.productOffering.name: ProductOffering {requested} not found; the subscription stays on"
+            f" {_describe(current)}"
+        )
+    if requested != current.offering:
+        verdict = sellability(offering, now)
+        if not verdict.sellable:
+            return f"spec.productOffering.name: {verdict.message}; the subscription stays on {_describe(current)}"
+    allowed = {offering.serviceCandidate.bandwidthMbps, *offering.serviceCandidate.bandwidthOptionsMbps}
+    if bandwidth is not None and bandwidth not in allowed:
+        return f"spec.bandwidthMbps: {bandwidth} is not a rate offering {requested} sells"
+    have, want = currency_of(current.productOfferingPrice), currency_of(offering.productOfferingPrice)
+    if have != want:
+        return f"spec.productOffering.name: offering {requested} bills in {want}, the subscription in {have}"
+    if recorded >= MAX_PLANS:
+        return f"status.billing.plans: {MAX_PLANS} versions since the last invoice; change again after it is issued"
+    return None
+
+
+def _describe(plan: PlanVersion) -> str:
+    return f"{plan.offering} at {rate_of(plan)} Mbit/s"
+
+
+def _rollout(
+    plan: PlanVersion, live: ProductOfferingSpec | None, policy: str | None, scheduled: datetime | None
+) -> TemplateRollout | None:
+    if live is None or plan.offering is None:
+        return None
+    rollout_policy = policy or live.rolloutPolicy
+    target = revision(live, plan.bandwidthMbps)
+    if live.serviceCandidate == plan.serviceCandidate:
+        return TemplateRollout(
+            policy=rollout_policy, state="current", revision=target, message="provisioned with the offering's template"
+        )
+    if scheduled is not None:
+        return TemplateRollout(
+            policy=rollout_policy,
+            state="scheduled",
+            revision=target,
+            effective=scheduled,
+            message=f"the offering's new template is applied at {rfc3339(scheduled)} (rolloutPolicy nextPeriod)",
+        )
+    return TemplateRollout(
+        policy=rollout_policy,
+        state="held",
+        revision=target,
+        message=f"the offering's template changed; rolloutPolicy {rollout_policy} keeps this subscription on the"
+        f" template it was provisioned with ({plan.serviceCandidate.bandwidthMbps} Mbit/s)",
+    )
