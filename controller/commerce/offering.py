@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
-from ..conditions import Cond, merge_conditions
+from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..times import rfc3339, utc
 
 SELLING_STATUSES = ("Launched", "Active")
@@ -140,6 +140,9 @@ def offering_status(
     conds = [
         ready,
         Cond("Sellable", "True" if verdict.sellable else "False", verdict.reason, verdict.message),
+        stalled("InvalidSpec", f"{ready.message}; fix the ProductOffering spec")
+        if ready.status == "False"
+        else NOT_STALLED,
     ]
     return {
         **current,

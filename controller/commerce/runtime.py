@@ -72,7 +72,7 @@ from ..billing.outbox import MAX_PENDING, Outbox, OutboxFull
 from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
-from ..conditions import Cond, merge_conditions
+from ..conditions import Cond, merge_conditions, stalled
 from ..intent.paths import GPath
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
@@ -864,9 +864,13 @@ class CommerceController:
     ) -> None:
         """A spec that does not parse (Subscription or Invoice): Ready=False InvalidSpec naming the bad fields."""
         stored = dict(body.get("status") or {})
-        conds = merge_conditions(
-            stored.get("conditions"), [Cond("Ready", "False", "InvalidSpec", validation_message(exc))], generation, now
-        )
+        message = validation_message(exc)
+        kind = "Subscription" if ref.plural == "subscriptions" else "Invoice"
+        desired = [
+            Cond("Ready", "False", "InvalidSpec", message),
+            stalled("InvalidSpec", f"{message}; fix the {kind} spec"),
+        ]
+        conds = merge_conditions(stored.get("conditions"), desired, generation, now)
         self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored)
 
     def _payment_hold(
