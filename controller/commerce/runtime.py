@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .. import metrics
+from ..announce import Notice, stalled_notice
 from ..api.common import API_VERSION, Condition, validation_message
 from ..api.invoice import InvoiceSpec, InvoiceStatus
 from ..api.networkservice import NetworkServiceSpec
@@ -846,11 +847,19 @@ class CommerceController:
         self.upsert_subscription(after)
         if box.pending:
             self._outbox_signal.set()
+        stalled = stalled_notice(before.get("status"), after.get("status"))
         for fact in decision.facts:
             reason = fact.kind.capitalize()
             detail = ", ".join(f"{k}={v}" for k, v in sorted(fact.detail.items()) if v)
             message = f"{fact.kind} at {rfc3339(fact.at)}" + (f" ({detail})" if detail else "")
+            if fact.kind == "aborted":
+                # A failed provisioning needs a person: one Warning, saying what failed and what to do.
+                message = f"{message}: {stalled.message}" if stalled else message
+                stalled = Notice("Warning", reason, message)
+                continue
             self._spawn(self.kube.event(after, "Normal", reason, message))
+        if self.writer.announcer is not None:
+            self.writer.announcer.post(after, stalled)
         account = _account(after)
         for inv_key in self._invoices_by_account.get((key[0], account), ()):
             inv = self.invoices.get(inv_key)

@@ -401,7 +401,7 @@ def test_subscription_lifecycle_end_to_end(
 
 
 def test_retired_offering_refuses_new_orders_and_keeps_existing(
-    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str, crds: Kubectl
 ) -> None:
     off = unique("cm-legacy")
     api.apply(offering(off))
@@ -434,7 +434,18 @@ def test_retired_offering_refuses_new_orders_and_keeps_existing(
     new = get_sub(api, ns, "new")
     assert new["status"]["state"] == "created"
     assert condition(new, "Ready")["status"] == "False"
+    assert condition(new, "Stalled")["status"] == "True"
     assert api.get("networkservices", "new", ns) is None, "no NetworkService for a refused order"
+    # What a person reads: REASON beside READY in `kubectl get`, one Warning naming the offering in describe.
+    table = crds.run("get", "subscription", "new", "-n", ns).stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "READY", "REASON"] and table[1].split()[:3] == ["new", "False", "Retired"]
+    described = wait_for("the Warning event", lambda: (
+        out := crds.run("describe", "subscription", "new", "-n", ns).stdout) and "Warning" in out and out, 20)
+    warnings = [line for line in described.splitlines() if line.strip().startswith("Warning")]
+    assert len(warnings) == 1 and "Retired" in warnings[0] and off in warnings[0], described
+    assert "choose a sellable ProductOffering" in warnings[0]
+    normal_old = crds.run("describe", "subscription", "old", "-n", ns).stdout
+    assert "Warning" not in normal_old and "Activated" in normal_old
     assert subif(admin, "cm-r2", "Ethernet2", 612) is None
 
     old = get_sub(api, ns, "old")

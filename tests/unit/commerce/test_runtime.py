@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from controller.announce import Announcer
 from controller.billing import events as ev
 from controller.billing.clock import FakeClock, OffsetClock
 from controller.billing.events import BillingEvent
@@ -50,6 +51,7 @@ class FakeKube:
         self.rv = itertools.count(1)
         self.status_writes: list[tuple[Ref, dict[str, Any]]] = []
         self.events: list[tuple[str, str]] = []
+        self.typed_events: list[tuple[str, str, str, str]] = []
         self.conflicts = 0  # fail the next N resourceVersion-checked status writes as if someone wrote first
         self.on_write: Callable[[dict[str, Any]], None] | None = None  # the "watch": every stored change
 
@@ -130,6 +132,7 @@ class FakeKube:
 
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((reason, message))
+        self.typed_events.append((obj["metadata"]["name"], type_, reason, message))
 
 
 class MemorySink:
@@ -159,7 +162,7 @@ class World:
         deliverer = Deliverer([self.sink], policy=RetryPolicy(attempts=1, base_delay=0.001, max_delay=0.001))
         self.ctl = CommerceController(
             self.kube,  # type: ignore[arg-type]
-            StatusWriter(self.kube),  # type: ignore[arg-type]
+            StatusWriter(self.kube, Announcer(self.kube)),  # type: ignore[arg-type]
             settings,
             clock,
             deliverer=deliverer,
@@ -513,6 +516,45 @@ def test_retired_offering_refuses_new_orders() -> None:
         assert not w.has("networkservices", "late")
         offering = w.obj("productofferings", "fiber", None)["status"]
         assert offering["sellable"] is False and offering["activeSubscriptions"] == 1
+
+    run(scenario)
+
+
+def test_a_refused_order_and_an_aborted_one_each_post_one_warning() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body(lifecycleStatus="Retired"))
+        await w.put("subscriptions", subscription_body("late"))
+        await w.idle()
+        for key in list(w.ctl.subscriptions):
+            w.ctl._subs.mark(key)  # another pass over the same refusal: no second Warning
+        await w.idle()
+        warnings = [e for e in w.kube.typed_events if e[1] == "Warning"]
+        assert [(e[0], e[2]) for e in warnings] == [("late", "Retired")]
+        assert "ProductOffering fiber" in warnings[0][3] and "choose a sellable ProductOffering" in warnings[0][3]
+
+        await w.put("productofferings", offering_body("fiber2"))
+        await w.put("subscriptions", subscription_body("doomed", productOffering={"name": "fiber2"}))
+        await w.idle()
+        ref = Ref("networkservices", "doomed", "acme")
+        svc = w.kube._get(ref)
+        failed = {"status": "False", "lastTransitionTime": "2026-11-10T12:00:00Z", "reason": "PortNotFound"}
+        message = "pe1/Ethernet1.100: port Ethernet1 does not exist on device pe1"
+        await w.kube.patch_status(
+            ref,
+            {
+                "observedGeneration": svc["metadata"]["generation"],
+                "conditions": [
+                    {"type": "Ready", **failed, "message": message},
+                    {"type": "Degraded", **failed, "status": "True", "message": message},
+                ],
+            },
+        )
+        await w.idle()
+        assert w.obj("subscriptions", "doomed")["status"]["state"] == "aborted"
+        about = [e for e in w.kube.typed_events if e[0] == "doomed"]
+        assert [(e[1], e[2]) for e in about if e[2] == "Aborted"] == [("Warning", "Aborted")], about
+        assert len([e for e in about if e[1] == "Warning"]) == 1, "one Warning for one failure"
+        assert "port Ethernet1 does not exist" in about[-1][3] and "change the Subscription spec" in about[-1][3]
 
     run(scenario)
 
