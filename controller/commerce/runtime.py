@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
@@ -307,8 +308,16 @@ def build_deliverer(settings: Settings) -> Deliverer | None:
     """The sinks the flags name: HTTP CloudEvents sinks and a JSON Lines file; None without any."""
     sinks: list[Sink] = []
     mode: Mode = "binary" if settings.billing_sink_mode == "binary" else "structured"
+    headers = {"Authorization": settings.billing_sink_auth_header} if settings.billing_sink_auth_header else {}
+    tls: ssl.SSLContext | bool = True
+    if settings.billing_sink_ca_file:
+        try:
+            tls = ssl.create_default_context(cafile=settings.billing_sink_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"--billing-sink-ca-file {settings.billing_sink_ca_file}: not a readable PEM CA: {exc}"
+            raise ValueError(message) from exc
     for url in dict.fromkeys(settings.billing_sink_urls):
-        sinks.append(HttpSink(url, mode=mode))
+        sinks.append(HttpSink(url, mode=mode, headers=headers, ssl=tls))
     if settings.billing_jsonl:
         sinks.append(JsonlSink(settings.billing_jsonl))
     return Deliverer(sinks) if sinks else None
@@ -665,7 +674,7 @@ class CommerceController:
             deleting=deleting,
         )
         decision = lifecycle.step(inputs)
-        account_ref = SubscriptionRef(ns, name, uid, spec.billingAccount.id)
+        account_ref = SubscriptionRef(ns, name, uid, spec.billingAccount.id, self.settings.cluster_identity or "")
         result = self._billing(key, account_ref, spec, offering, billing, hold, inputs, decision, now)
         status, box, released, applied_samples = result
 
@@ -758,17 +767,20 @@ class CommerceController:
         final = decision.state in FINAL_STATES
         closed = True  # every period that can be charged has its events in the outbox
         if offering is not None and ledger.start_date is not None:
-            horizon = now
+            horizon = ended = now
             if final:
                 # The final period is closed at termination: nothing can be added to it any more.
-                end = parse_time(decision.status.get("terminationDate")) or now
-                horizon = max(now, bill_period(tz, end).end)
+                ended = min(now, parse_time(decision.status.get("terminationDate")) or now)
+                horizon = max(now, bill_period(tz, ended).end)
             try:
                 inp = BillingInput(ref, spec.productOffering.name, offering, ledger, meter, tz)
                 catch = catch_up(inp, to_second(charged) if charged else None, horizon)
-                if catch.events or catch.charged_through != charged:
-                    if box.would_fit(catch.events):
-                        box = box.add(catch.events, now)
+                # CloudEvents `time` is when the fact occurred: a final period rated ahead occurred when
+                # the subscription ended; its coverage is in the data.
+                closing = [ev.occurred_by(e, ended) for e in catch.events]
+                if closing or catch.charged_through != charged:
+                    if box.would_fit(closing):
+                        box = box.add(closing, now)
                         charged = catch.charged_through
                     else:
                         closed = False  # waits until delivery makes room

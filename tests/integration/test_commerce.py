@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,9 @@ FINALIZER = "telco.intent.dev/cleanup"
 GROUP_VERSION = "telco.intent.dev/v1alpha1"
 TYPE = "dev.intent.telco.subscription.{}.v1"
 pytestmark = pytest.mark.cluster
+
+# --cluster-identity: the billing events' source is an absolute URI (the CloudEvents recommendation).
+CLUSTER = "https://k8s.cm-test.example"
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -129,6 +133,8 @@ def controller(
         "1",
         "--usage-interval-seconds",
         "1",
+        "--cluster-identity",
+        CLUSTER,
         env={"TELCO_CLOCK_OFFSET_FILE": str(clock_file), "TELCO_BILLING_RETRY_SECONDS": "0.5"},
     )
     with serving(proc, api, DEVICES) as running:
@@ -278,7 +284,7 @@ def wait_event(rx: CloudEventsReceiver, event_id: str, timeout: float = 30) -> A
 
 
 def source_of(namespace: str, name: str) -> str:
-    return f"/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
+    return f"{CLUSTER}/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
 
 
 def ts(value: str) -> datetime:
@@ -395,6 +401,12 @@ def test_subscription_lifecycle_end_to_end(
     # the final (partial) month is closed at termination: its charge event is delivered
     charge = wait_for("the final period charge", lambda: received(receiver, source, "charge.period"), 20)
     assert len(charge) == 1 and charge[0].get_data()["price"] == "Monthly fee"
+    # `time` is when the charge occurred (the termination), not the end of the period it covers,
+    # which may be weeks ahead; the coverage is in the data.
+    ended = ts(sub["status"]["terminationDate"])
+    assert charge[0].get_time() == ended, (charge[0].get_time(), charge[0].get_data())
+    assert ts(charge[0].get_data()["coverageEnd"]) >= ended
+    assert ts(charge[0].get_data()["coverageStart"]) <= ended
     assert_one_id_per_fact(receiver, source)
     assert not receiver.redeliveries, receiver.redeliveries
     api.delete("productofferings", off)
@@ -708,6 +720,7 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     controller: ControllerProcess,
     receiver: CloudEventsReceiver,
     clock_file: Path,
+    admin: AdminClient,
     ns: str,
 ) -> None:
     """Moves the controller's clock past the month end (forward only): keep this test last."""
@@ -715,11 +728,32 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     tz = "Europe/Paris"
     api.apply(offering(off))
     api.apply(subscription(ns, "dc", off, "ACME.Month", "cm-r1", "Ethernet4", 661, tz=tz))
+    # Beside it, a metered subscription with an SLA it misses: its usage.rated and sla.credit facts
+    # are produced by this live run when the month closes.
+    metered = unique("cm-metered")
+    usage = {"name": "Traffic", "priceType": "usage", "unitOfMeasure": {"amount": 1, "units": "GB"}}
+    sla = {"availabilityTarget": "100", "creditPercent": "10"}
+    prices = [*offering(metered)["spec"]["productOfferingPrice"], {**usage, "price": money("0.02")}]
+    api.apply(offering(metered, *prices, serviceLevelAgreement=sla))
+    api.apply(subscription(ns, "meter", metered, "ACME.Meter", "cm-r1", "Ethernet5", 662, tz=tz))
     sub = wait_state(api, ns, "dc", "active")
     uid = sub["metadata"]["uid"]
     start = ts(sub["status"]["startDate"])
     month = Cycle.of("month", 1, tz).period_containing(controller_now(clock_file))
     assert month.contains(start)
+    wait_state(api, ns, "meter", "active")
+    wait_for(
+        "usage measured on the metered subscription",
+        lambda: any(
+            int(w["octets"]) > 0 for w in get_sub(api, ns, "meter")["status"]["billing"]["usage"].get("windows", [])
+        ),
+        30,
+    )
+    admin.link("cm-r1", "Ethernet5", False)  # an outage the SLA does not allow
+    wait_for("the metered service down", lambda: not is_ready(api.get("networkservices", "meter", ns)), 20)
+    time.sleep(2.5)  # the ledger counts whole seconds
+    admin.link("cm-r1", "Ethernet5", True)
+    wait_for("the metered service back", lambda: is_ready(api.get("networkservices", "meter", ns)), 20)
     jump = (month.end + timedelta(seconds=20) - controller_now(clock_file)).total_seconds()
     clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
 
@@ -744,8 +778,22 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     assert ts(sub["status"]["billing"]["chargedThrough"]) == month.end
     assert ts(sub["status"]["nextBillDate"]) > month.end
 
+    # usage.rated and sla.credit: produced, delivered, dated when the month closed, with the period in the data
+    meter_source = source_of(ns, "meter")
+    for fact in ("usage.rated", "sla.credit"):
+        (event,) = wait_for(f"the {fact} event", lambda f=fact: received(receiver, meter_source, f), 60)
+        assert event.get_source().startswith("https://"), "an absolute URI with --cluster-identity"
+        assert event.get_time() == month.end, (fact, event.get_time())
+        data = event.get_data()
+        assert (ts(data["periodStart"]), ts(data["periodEnd"])) == (month.start, month.end)
+    rated = received(receiver, meter_source, "usage.rated")[0].get_data()
+    assert int(rated["octets"]) > 0 and rated["price"] == "Traffic"
+    credit = received(receiver, meter_source, "sla.credit")[0].get_data()
+    assert int(credit["unavailableSeconds"]) > 0 and credit["availabilityTarget"] == "100"
+
     def on_cycle() -> list[str]:
-        return [i["metadata"]["name"] for i in list_items(api, "invoices", ns)]
+        invoices = list_items(api, "invoices", ns)
+        return [i["metadata"]["name"] for i in invoices if i["spec"]["billingAccount"] == "ACME.Month"]
 
     mark = len(controller.logs())
     wait_for("three more billing passes", lambda: billing_passes(controller, mark) >= 3, 30)
@@ -761,5 +809,8 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     issued = api.get("invoices", name, ns)
     assert issued is not None and issued["status"]["contentDigest"] == inv["status"]["contentDigest"]
     api.delete("subscriptions", "dc", ns)
+    api.delete("subscriptions", "meter", ns)
     wait_for("subscription gone", lambda: api.get("subscriptions", "dc", ns) is None, 40)
+    wait_for("metered subscription gone", lambda: api.get("subscriptions", "meter", ns) is None, 40)
     api.delete("productofferings", off)
+    api.delete("productofferings", metered)

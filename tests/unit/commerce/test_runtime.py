@@ -634,6 +634,28 @@ def test_build_deliverer_from_flags(mode: str, tmp_path: Path) -> None:
     assert build_deliverer(Settings(billing_sink_urls=[], billing_jsonl=None)) is None
 
 
+def test_build_deliverer_sends_the_auth_header_and_trusts_the_ca_file(tmp_path: Path) -> None:
+    from controller.commerce.runtime import build_deliverer
+    from localcluster.pki import CertificateAuthority
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(CertificateAuthority("billing sinks").cert_pem)
+    settings = Settings(
+        billing_sink_urls=["https://127.0.0.1:1/"],
+        billing_sink_auth_header="Bearer t0ken",
+        billing_sink_ca_file=str(ca),
+    )
+    deliverer = build_deliverer(settings)
+    assert deliverer is not None
+    (sink,) = deliverer.sinks
+    event = ev.activated(ev.SubscriptionRef("acme", "hq", "u1", "a"), T0, "fiber")
+    headers, _ = sink.encode(event)  # type: ignore[attr-defined]
+    assert headers["Authorization"] == "Bearer t0ken"
+    assert sink._ssl.get_ca_certs()[0]["subject"] == ((("commonName", "billing sinks"),),)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"--billing-sink-ca-file .*: not a readable PEM CA"):
+        build_deliverer(Settings(billing_sink_urls=["https://x/"], billing_sink_ca_file=str(tmp_path / "absent")))
+
+
 # --- specs that do not parse -------------------------------------------------------------------------
 
 
