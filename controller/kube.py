@@ -90,6 +90,11 @@ class Kube:
         result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
         return [dict(item) for item in result.get("items", [])]
 
+    async def list_in(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a namespaced kind in one namespace (what a Role allows)."""
+        result = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+        return [dict(item) for item in result.get("items", [])]
+
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
     ) -> dict[str, Any]:

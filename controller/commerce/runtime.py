@@ -401,20 +401,23 @@ class CommerceController:
         """Prime the indexes with one list per kind, so the first passes see offerings and services
         (a Subscription judged before its NetworkService was seen would record a false outage), then
         run, and start the periodic billing and usage passes."""
-        watched = set(self.settings.namespaces)
-        for plural, upsert in (
-            ("productofferings", self.upsert_offering),
-            ("networkservices", self.observe_service),
-            ("invoices", self.upsert_invoice),
-            ("subscriptions", self.upsert_subscription),
+        watched = sorted(set(self.settings.namespaces))
+        for plural, upsert, namespaced in (
+            ("productofferings", self.upsert_offering, False),
+            ("networkservices", self.observe_service, True),
+            ("invoices", self.upsert_invoice, True),
+            ("subscriptions", self.upsert_subscription, True),
         ):
-            try:
-                for body in await self.kube.list_all(plural):
-                    namespace = (body.get("metadata") or {}).get("namespace")
-                    if not watched or namespace is None or namespace in watched:
-                        upsert(body)
-            except Exception as exc:  # RBAC limited to namespaces, API hiccup: watch events fill in
-                log.warning("could not list %s at start (%s); relying on watch events", plural, exc)
+            # With --namespace the chart grants namespaced kinds per namespace only: list each of them.
+            for namespace in watched if namespaced and watched else [None]:
+                try:
+                    bodies = await (self.kube.list_in(plural, namespace) if namespace else self.kube.list_all(plural))
+                except Exception as exc:  # an API hiccup: watch events fill in
+                    where = f" in {namespace}" if namespace else ""
+                    log.warning("could not list %s%s at start (%s); relying on watch events", plural, where, exc)
+                    continue
+                for body in bodies:
+                    upsert(body)
         for runner in (self._offs, self._subs, self._invs):
             runner.open()
         self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))

@@ -52,6 +52,7 @@ class FakeKube:
         self.status_writes: list[tuple[Ref, dict[str, Any]]] = []
         self.events: list[tuple[str, str]] = []
         self.typed_events: list[tuple[str, str, str, str]] = []
+        self.lists: list[tuple[str, str | None]] = []
         self.conflicts = 0  # fail the next N resourceVersion-checked status writes as if someone wrote first
         self.on_write: Callable[[dict[str, Any]], None] | None = None  # the "watch": every stored change
 
@@ -77,7 +78,12 @@ class FakeKube:
         return copy.deepcopy(self._get(ref))
 
     async def list_all(self, plural: str) -> list[dict[str, Any]]:
+        self.lists.append((plural, None))
         return [copy.deepcopy(o) for (p, _, _), o in self.objects.items() if p == plural]
+
+    async def list_in(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        self.lists.append((plural, namespace))
+        return [copy.deepcopy(o) for (p, ns, _), o in self.objects.items() if p == plural and ns == namespace]
 
     async def patch_status(self, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> Any:
         obj = self._get(ref)
@@ -557,6 +563,27 @@ def test_a_refused_order_and_an_aborted_one_each_post_one_warning() -> None:
         assert "port Ethernet1 does not exist" in about[-1][3] and "change the Subscription spec" in about[-1][3]
 
     run(scenario)
+
+
+def test_startup_lists_namespaced_kinds_per_watched_namespace_only() -> None:
+    """With --namespace the chart grants Roles in those namespaces only: a cluster-wide list of a
+    namespaced kind would be refused (403) and lose the startup index that prevents false outages."""
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        kube = FakeKube()
+        settings = Settings(namespaces=["acme", "beta"], billing_interval_seconds=3600, usage_interval_seconds=3600)
+        ctl = CommerceController(kube, StatusWriter(kube), settings, FakeClock(T0))  # type: ignore[arg-type]
+        await kube.create(subscription_body("hq"), "subscriptions", "acme")
+        await ctl._startup()
+        assert ("acme", "hq") in ctl.subscriptions
+        await ctl.close()
+        return kube.lists
+
+    lists = asyncio.run(scenario())
+    assert ("productofferings", None) in lists, "a cluster-scoped kind is listed cluster-wide (ClusterRole)"
+    for plural in ("networkservices", "invoices", "subscriptions"):
+        assert (plural, None) not in lists
+        assert {(plural, "acme"), (plural, "beta")} <= set(lists)
 
 
 # --- small parts -------------------------------------------------------------------------------------
