@@ -456,9 +456,15 @@ def _common() -> list[Case]:
     return out
 
 
-CASES: list[Case] = [*SUBSCRIPTIONS, *SERVICES, *DEVICES, *OFFERINGS, *INVOICES, *_common()]
-# Before the controller's first status write kstatus has nothing to read and says Current (its rule for
-# objects without status); Argo CD waits. Listed apart so the kstatus test can name the limitation.
+# Before the controller's first status write the API server shows the CRDs' status default
+# (crdgen.UNPROCESSED_STATUS): observedGeneration 0, below metadata.generation.
+UNPROCESSED = [
+    Case(f"{kind}-unprocessed", live(kind, {"observedGeneration": 0}), "Progressing", "InProgress", "generation 3")
+    for kind in KINDS_HEALTHY
+]
+CASES: list[Case] = [*SUBSCRIPTIONS, *SERVICES, *DEVICES, *OFFERINGS, *INVOICES, *_common(), *UNPROCESSED]
+# Without that default (CRDs installed by an older release) kstatus has nothing to read and says Current
+# (its rule for objects without status); Argo CD waits. Listed apart so the kstatus test names it.
 NO_STATUS = [
     Case(f"{kind}-no-status", live(kind, None), "Progressing", "Current", "report a status") for kind in KINDS_HEALTHY
 ]

@@ -68,6 +68,6 @@ def test_argocd_engine_and_sync_waves(argocd: dict[str, dict[str, Any]], case: C
     assert got["status"] == case.argocd, got
     assert case.says in got["message"], got
     # gitops-engine's sync context: Healthy completes the task, Degraded fails it, anything else waits.
-    steady = not case.name.endswith(("-deleting", "-stale-generation", "-no-status", "-provisioning"))
+    steady = not case.name.endswith(("-deleting", "-stale-generation", "-no-status", "-unprocessed", "-provisioning"))
     if steady and case.argocd != "Progressing":
         assert got["wave"] in ("completes", "fails"), f"a sync wave would wait for ever behind {case.name}"
