@@ -30,6 +30,7 @@ from controller.commerce.order import EndpointConflict, OrderRecord
 from controller.gnmi.client import Capabilities, GnmiError
 from controller.network.devices import REQUIRED_MODELS, device_status
 from controller.network.outcome import EndpointOutcome, Phase, ServiceView, service_status
+from tests.unit.commerce.builders import offering_doc
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 GENERATION = 3
@@ -64,20 +65,7 @@ def live(kind: str, status: dict[str, Any] | None, spec: dict[str, Any] | None =
 
 
 def _offering(**over: Any) -> ProductOfferingSpec:
-    doc: dict[str, Any] = {
-        "name": "Fiber 100",
-        "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
-        "productOfferingPrice": [
-            {
-                "name": "Monthly fee",
-                "priceType": "recurring",
-                "recurringChargePeriodType": "month",
-                "price": {"unit": "EUR", "value": "49.90"},
-            }
-        ],
-        **over,
-    }
-    return ProductOfferingSpec.model_validate(doc)
+    return ProductOfferingSpec.model_validate(offering_doc(**over))
 
 
 def _order(**over: Any) -> SubscriptionInputs:

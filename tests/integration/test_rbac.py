@@ -61,20 +61,26 @@ def identity(chart: list[dict[str, Any]], crds: Kubectl, tmp_path_factory: pytes
     docs = [d for d in chart if d["kind"] in RBAC_KINDS]
     assert {d["kind"] for d in docs} == RBAC_KINDS, sorted({d["kind"] for d in chart})
     crds.apply(docs)
+    return service_account_kubeconfig(crds, RELEASE, RELEASE_NS, tmp_path_factory.mktemp("identity"))
+
+
+def service_account_kubeconfig(admin: Kubectl, name: str, namespace: str, directory: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of ServiceAccount namespace/name, in `directory`."""
+    api = Api(admin.kubeconfig)
     token = api.core.create_namespaced_service_account_token(
-        RELEASE, RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
+        name, namespace, {"spec": {"expirationSeconds": 3600}}
     ).status.token
-    admin = yaml.safe_load(crds.kubeconfig.read_text())
-    config = {
+    config = yaml.safe_load(admin.kubeconfig.read_text())
+    identity = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": admin["clusters"],
+        "clusters": config["clusters"],
         "users": [{"name": "controller", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "controller"}}],
+        "contexts": [{"name": "sa", "context": {"cluster": config["clusters"][0]["name"], "user": "controller"}}],
         "current-context": "sa",
     }
-    path = tmp_path_factory.mktemp("identity") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(identity))
     path.chmod(0o600)
     return path
 
@@ -122,8 +128,11 @@ def test_everything_works_with_the_charts_rbac(r: Rig) -> None:
     device = r.api.get("networkdevices", "rb-r1")
     assert condition(device, "Reachable")["status"] == "True"  # type: ignore[index]
     # Drift reverted: an Event written with the chart's rules.
-    r.admin.set("rb-r1", "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=700]/config",
-                {"description": "by hand"})
+    r.admin.set(
+        "rb-r1",
+        "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=700]/config",
+        {"description": "by hand"},
+    )
     wait_for("a DriftReverted Event", lambda: any(e.reason == "DriftReverted" for e in r.api.events(r.namespace, name)))
     r.delete(name)
     r.gone(name, 30)
@@ -232,8 +241,15 @@ def test_tls_is_verified_by_default_and_credentials_never_reach_an_unverified_de
     del body["spec"]["tls"]  # defaults: TLS on, verified against the system trust store
     r.api.apply(body)
     try:
-        cond = wait_for("the untrusted device refused", lambda: (c := condition(
-            r.api.get("networkdevices", "rb-untrusted"), "Reachable")) and c["status"] == "False" and c, 30)
+        cond = wait_for(
+            "the untrusted device refused",
+            lambda: (
+                (c := condition(r.api.get("networkdevices", "rb-untrusted"), "Reachable"))
+                and c["status"] == "False"
+                and c
+            ),
+            30,
+        )
         assert cond["reason"] == "Unreachable"
         time.sleep(2)
         stats = r.stats("rb-untrusted")
@@ -255,8 +271,14 @@ def test_the_password_is_never_in_the_log_events_or_status(r: Rig, identity: Pat
     name = unique("leak")
     r.apply(r.service(name, [ep("rb-r2", "Ethernet2", 710)]))
     r.ready(name, timeout=30)
-    wait_for("Unauthenticated", lambda: (c := condition(r.api.get("networkdevices", "rb-wrong-password"),
-                                                          "Reachable")) and c["reason"] == "Unauthenticated", 30)
+    wait_for(
+        "Unauthenticated",
+        lambda: (
+            (c := condition(r.api.get("networkdevices", "rb-wrong-password"), "Reachable"))
+            and c["reason"] == "Unauthenticated"
+        ),
+        30,
+    )
     statuses = {
         plural: r.api.custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
         for plural in ("networkdevices", "networkservices", "subscriptions", "invoices", "productofferings")

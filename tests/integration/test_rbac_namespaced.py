@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.harness import GROUP, VERSION, Api
 from tests.integration.test_chart import helm as helm  # the session fixture that builds bin/helm
 from tests.integration.test_chart import render
-from tests.integration.test_rbac import denials_outside, deployment_flags
+from tests.integration.test_rbac import denials_outside, deployment_flags, service_account_kubeconfig
 from tests.kube import Kubectl
 from tests.reliability.rig import Rig, condition, rig, unique, wait_for
 from tests.unit.commerce.builders import offering_doc
@@ -52,22 +51,7 @@ def identity(chart: list[dict[str, Any]], crds: Kubectl, tmp_path_factory: pytes
     granted = {r for rule in cluster_role["rules"] for r in rule["resources"]}
     assert not granted & {"subscriptions", "networkservices", "invoices"}, "namespaced kinds only via Roles"
     crds.apply(docs)
-    token = api.core.create_namespaced_service_account_token(
-        RELEASE, RELEASE_NS, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    admin = yaml.safe_load(crds.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": "controller", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "controller"}}],
-        "current-context": "sa",
-    }
-    path = tmp_path_factory.mktemp("identity") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(crds, RELEASE, RELEASE_NS, tmp_path_factory.mktemp("identity"))
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +78,29 @@ def r(
 
 def test_an_order_goes_through_without_a_single_denial(r: Rig) -> None:
     offering = unique("rbn-fiber")
-    r.api.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ProductOffering", "metadata": {"name": offering},
-                 "spec": offering_doc(lifecycleStatus="Active")})
+    r.api.apply(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ProductOffering",
+            "metadata": {"name": offering},
+            "spec": offering_doc(lifecycleStatus="Active"),
+        }
+    )
     name = unique("rbn-sub")
-    r.api.apply({
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Subscription",
-        "metadata": {"name": name, "namespace": WATCHED},
-        "spec": {"productOffering": {"name": offering}, "billingAccount": {"id": "shard-1"},
-                 "endpoints": [{"device": "rbn-r1", "port": "Ethernet1", "vlanId": 710,
-                                "ipv4Address": "100.66.71.1/30"}]},
-    })
+    r.api.apply(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Subscription",
+            "metadata": {"name": name, "namespace": WATCHED},
+            "spec": {
+                "productOffering": {"name": offering},
+                "billingAccount": {"id": "shard-1"},
+                "endpoints": [
+                    {"device": "rbn-r1", "port": "Ethernet1", "vlanId": 710, "ipv4Address": "100.66.71.1/30"}
+                ],
+            },
+        }
+    )
 
     def status() -> dict[str, Any]:
         return (r.api.get("subscriptions", name, WATCHED) or {}).get("status") or {}
