@@ -114,6 +114,13 @@ class Settings:
     health_port: int = _setting(
         0, "serve /healthz on 127.0.0.1:PORT for liveness probes; 0 disables", parse=_port, metavar="PORT"
     )
+    web_port: int = _setting(
+        0,
+        "serve a read-only HTML page (customers, devices, what is not Ready and why) on --web-address:PORT; 0 disables",
+        parse=_port,
+        metavar="PORT",
+    )
+    web_address: str = _setting("127.0.0.1", "address the web page binds", metavar="ADDRESS")
     peering: str | None = _setting(
         None, "Kopf peering object for active/standby replicas; unset: standalone", parse=_optional, metavar="NAME"
     )

@@ -12,8 +12,11 @@ is the time the controller sees. The month-end test moves it and runs last.
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +32,7 @@ from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle, Period, stamp
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
+from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
 from tests.support.cloudevents_receiver import CloudEventsReceiver
@@ -112,11 +116,17 @@ def api(crds: Kubectl, fleet: FleetProcess) -> Api:
 
 
 @pytest.fixture(scope="module")
+def web_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
 def controller(
     api: Api,
     kubeconfig: Path,
     receiver: CloudEventsReceiver,
     clock_file: Path,
+    web_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControllerProcess]:
     log = tmp_path_factory.mktemp("cm-controller") / "controller.log"
@@ -135,6 +145,8 @@ def controller(
         "1",
         "--cluster-identity",
         CLUSTER,
+        "--web-port",
+        str(web_port),
         env={"TELCO_CLOCK_OFFSET_FILE": str(clock_file), "TELCO_BILLING_RETRY_SECONDS": "0.5"},
     )
     with serving(proc, api, DEVICES) as running:
@@ -471,6 +483,44 @@ def test_retired_offering_refuses_new_orders_and_keeps_existing(
     api.delete("subscriptions", "new", ns)
     api.delete("subscriptions", "old", ns)
     wait_for("both subscriptions gone", lambda: not list_items(api, "subscriptions", ns), 40)
+    api.delete("productofferings", off)
+
+
+def test_the_web_view_shows_a_person_customers_devices_and_what_is_not_ready(
+    api: Api, controller: ControllerProcess, ns: str, web_port: int
+) -> None:
+    """The read-only page (run --web-port), loaded in headless Chromium as a person would open it."""
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    assert browser, "the web view test needs Debian's chromium-headless-shell (apt-get install chromium-headless-shell)"
+    off = unique("cm-web")
+    api.apply(offering(off))
+    api.apply(subscription(ns, "web-ok", off, "acct-web", "cm-r1", "Ethernet6", 671))
+    api.apply(subscription(ns, "web-orphan", "cm-no-such-offering", "acct-web", "cm-r2", "Ethernet6", 672))
+    wait_state(api, ns, "web-ok", "active")
+    wait_for("the orphan order stalled", lambda: (c := condition(get_sub(api, ns, "web-orphan"), "Stalled"))
+             and c["status"] == "True", 20)
+
+    def seen() -> str:
+        dom = subprocess.run(
+            [browser, "--no-sandbox", "--disable-gpu", "--dump-dom", f"http://127.0.0.1:{web_port}/"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        body = dom[dom.index("<body>") :]
+        return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+    text = wait_for("the page listing both orders", lambda: (t := seen()) and f"{ns}/web-orphan" in t and t, 20)
+    customer = text[text.index("Integration Test Corp") : text.index("Devices")]
+    assert f"{ns}/web-ok {off} active True Active active running" in customer
+    assert f"{ns}/web-orphan cm-no-such-offering created False OfferingNotFound no service" in customer
+    devices = text[text.index("Devices") : text.index("Not Ready")]
+    assert re.search(rf"cm-r1 Ready True .*Ethernet6\.671 {ns}/web-ok True Applied", devices), devices
+    stuck = text[text.index("Not Ready") :]
+    assert f"Subscription {ns}/web-orphan OfferingNotFound ProductOffering cm-no-such-offering does not exist" in stuck
+    assert "create the ProductOffering" in stuck
+    for name in ("web-ok", "web-orphan"):
+        api.delete("subscriptions", name, ns)
+    wait_for("both gone", lambda: not {"web-ok", "web-orphan"} & {s["metadata"]["name"] for s in
+                                           list_items(api, "subscriptions", ns)}, 40)
     api.delete("productofferings", off)
 
 
