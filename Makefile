@@ -71,6 +71,7 @@ test-argocd-engine: $(VENV)/.installed $(BIN)/kstatus $(BIN)/argocd-health ## th
 	@TELCO_ARGOCD_ENGINE=$(CURDIR)/$(BIN)/argocd-health $(VENV)/bin/pytest tests/integration/test_gitops_tools.py $(PYTEST_ARGS)
 
 test: setup $(BIN)/kstatus ## the whole suite: unit tests and integration tests against a real local control plane
+	@hack/ensure-chromium.sh
 	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
