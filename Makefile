@@ -9,7 +9,8 @@ BIN := bin
 KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
+
+.PHONY: test-argocd-engine help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,7 +56,22 @@ lint: $(VENV)/.installed ## ruff and mypy
 	@$(VENV)/bin/ruff format --check controller localcluster
 	@$(VENV)/bin/mypy $(PACKAGES)
 
-test: setup ## the whole suite: unit tests and integration tests against a real local control plane
+$(BIN)/kstatus: hack/kstatus/go.mod hack/kstatus/go.sum hack/kstatus/main.go ## kstatus of live objects with sigs.k8s.io/cli-utils (tests/integration/test_gitops_tools.py)
+	@hack/localcluster/ensure-go.sh
+	@mkdir -p $(BIN)
+	@cd hack/kstatus && GOTOOLCHAIN=$${GOTOOLCHAIN:-auto} CGO_ENABLED=0 go build -trimpath -o $(CURDIR)/$(BIN)/kstatus .
+
+$(BIN)/argocd-health: hack/argocd-health/go.mod hack/argocd-health/go.sum hack/argocd-health/main.go
+	@hack/localcluster/ensure-go.sh
+	@mkdir -p $(BIN)
+	@echo "==> building Argo CD's Lua health engine (argo-cd v3 util/lua + gitops-engine): minutes when cold"
+	@cd hack/argocd-health && GOTOOLCHAIN=$${GOTOOLCHAIN:-auto} CGO_ENABLED=0 go build -trimpath -o $(CURDIR)/$(BIN)/argocd-health .
+
+test-argocd-engine: $(VENV)/.installed $(BIN)/kstatus $(BIN)/argocd-health ## the health table in Argo CD's own Lua engine and in kstatus (heavy cold build, not in make test)
+	@TELCO_ARGOCD_ENGINE=$(CURDIR)/$(BIN)/argocd-health $(VENV)/bin/pytest tests/integration/test_gitops_tools.py $(PYTEST_ARGS)
+
+test: setup $(BIN)/kstatus ## the whole suite: unit tests and integration tests against a real local control plane
+	@hack/ensure-chromium.sh
 	@echo "==> running the test suite (starts its own kube-apiserver and etcd on loopback)"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -61,3 +61,28 @@ def is_true(status: Mapping[str, Any] | None, type_: str) -> bool:
     """Whether `status` holds a condition of type `type_` with status True."""
     cond = condition(status, type_)
     return bool(cond and cond.get("status") == "True")
+
+
+# kstatus (sigs.k8s.io/cli-utils: Flux, kpt, `kubectl wait`) reads a custom resource as Failed when its
+# Stalled condition is True and as Current when Ready is True; Ready=False alone reads as InProgress.
+# Every kind therefore writes Stalled: True exactly when a person must act (a refusal or failure that
+# waiting cannot fix), with a message naming what is wrong and what to do. Argo CD's health scripts
+# read the same condition, so both tools agree.
+NOT_STALLED = Cond("Stalled", "False", "AsExpected", "")
+
+
+def stalled(reason: str, message: str) -> Cond:
+    """The Stalled=True condition: a person must act on `message` before anything progresses."""
+    return Cond("Stalled", "True", reason, message)
+
+
+def stalled_transition(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The Stalled condition of `after` when it newly reads True (or True for another reason) compared
+    with `before`: what deserves one Warning event. None when nothing turned stalled."""
+    new = condition(after, "Stalled")
+    if not new or new.get("status") != "True":
+        return None
+    old = condition(before, "Stalled")
+    if old and old.get("status") == "True" and old.get("reason") == new.get("reason"):
+        return None
+    return new

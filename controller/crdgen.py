@@ -87,9 +87,16 @@ def openapi_schema(model: type[CustomResource]) -> dict[str, Any]:
             "kind": {"type": "string", "description": props["kind"]["description"]},
             "metadata": {"type": "object"},
             "spec": _convert(props["spec"], defs, "spec"),
-            "status": _convert(props["status"], defs, "status"),
+            "status": {**_convert(props["status"], defs, "status"), "default": UNPROCESSED_STATUS},
         },
     }
+
+
+# What an object the controller has not processed yet reads as (the API server applies the default on
+# every read, so a watch sees it too): observedGeneration 0 < metadata.generation tells kstatus (Flux,
+# kpt) and the Argo CD scripts that the controller has work to do. Without it, kstatus reads an object
+# without status or conditions as Current before the controller ever saw it.
+UNPROCESSED_STATUS = {"observedGeneration": 0}
 
 
 def crd(model: type[CustomResource]) -> dict[str, Any]:

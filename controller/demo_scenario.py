@@ -122,7 +122,7 @@ def invoice_checks(invoice: Mapping[str, Any], expected_one_time: str = "Install
     ]
 
 
-# The kinds whose every applied object must end Ready (the dry-run NetworkService never does).
+# The kinds whose every applied object must end Ready (NetworkServices are mostly made by the subscriptions).
 READY_KINDS = {"NetworkDevice": "networkdevices", "Subscription": "subscriptions"}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import metrics
+from .announce import Announcer
 from .api.common import validation_message
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import NetworkServiceSpec
@@ -57,7 +58,7 @@ class Controller:
     def __init__(self, settings: Settings, kube: Kube | None = None) -> None:
         self.settings = settings
         self.kube = kube or Kube()
-        self.writer = StatusWriter(self.kube)
+        self.writer = StatusWriter(self.kube, Announcer(self.kube))
         # One clock for the whole controller: the wall clock plus the offset a test may set (0 in
         # production), never going backwards (docs/commerce.md).
         self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)

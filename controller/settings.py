@@ -8,6 +8,7 @@ default written here. `run --help` renders each default from this table, so the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -36,6 +37,19 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise ValueError(f"expected a port number 0-65535 (0 disables), got {text!r}")
     return value
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s?#]+$")
+
+
+def _absolute_uri(text: str) -> str | None:
+    if not text:
+        return None
+    if not _SCHEME.match(text):
+        raise ValueError(
+            f"expected an absolute URI without query or fragment, e.g. https://k8s.example.net, got {text!r}"
+        )
+    return text.rstrip("/")
 
 
 def _lifetime(text: str) -> int:
@@ -117,6 +131,13 @@ class Settings:
         parse=_optional,
         metavar="DIR",
     )
+    web_port: int = _setting(
+        0,
+        "serve a read-only HTML page (customers, devices, what is not Ready and why) on --web-address:PORT; 0 disables",
+        parse=_port,
+        metavar="PORT",
+    )
+    web_address: str = _setting("127.0.0.1", "address the web page binds", metavar="ADDRESS")
     peering: str | None = _setting(
         None, "Kopf peering object for active/standby replicas; unset: standalone", parse=_optional, metavar="NAME"
     )
@@ -147,6 +168,27 @@ class Settings:
         " signed nor checked (docs/billing.md)",
         parse=_optional,
         metavar="PATH",
+    )
+    billing_sink_auth_header: str | None = _setting(
+        None,
+        'Authorization header value sent to every --billing-sink-url, e.g. "Bearer <token>"; give it as the'
+        " environment variable (from a Secret), not on the command line",
+        parse=_optional,
+        metavar="VALUE",
+    )
+    billing_sink_ca_file: str | None = _setting(
+        None,
+        "PEM file of the CA that signs the billing sinks' certificates; unset: the system's CAs",
+        parse=_optional,
+        metavar="PATH",
+    )
+    cluster_identity: str | None = _setting(
+        None,
+        "absolute URI naming this cluster, e.g. https://k8s.example.net; billing CloudEvents' source becomes"
+        " it followed by the object's API path (an absolute URI, as the CloudEvents spec recommends);"
+        " unset: the API path alone. Consumers deduplicate on source + id: set it before the first event",
+        parse=_absolute_uri,
+        metavar="URI",
     )
     tax_category: str = _setting("VAT", "tax applied to invoices", metavar="CATEGORY")
     tax_rate: str | None = _setting(

@@ -25,6 +25,35 @@ def _reason(obj: dict[str, Any], type_: str = "Ready") -> str:
     return str(cond.get("reason", "")) if cond is not None else ""
 
 
+KIND_OF = {
+    "productofferings": "ProductOffering",
+    "networkdevices": "NetworkDevice",
+    "subscriptions": "Subscription",
+    "networkservices": "NetworkService",
+    "invoices": "Invoice",
+}
+
+
+def not_ready(items: Items) -> list[tuple[str, str, str, str]]:
+    """(kind, name, reason, message) of every object whose Ready condition is not True; the message is
+    the Stalled one (what to do) when a person must act, else Ready's."""
+    rows = []
+    for plural in KINDS:
+        for obj in items.get(plural, []):
+            status = obj.get("status") or {}
+            ready = condition(status, "Ready")
+            if ready is not None and ready.get("status") == "True":
+                continue
+            stalled = condition(status, "Stalled")
+            why = stalled if stalled is not None and stalled.get("status") == "True" else ready
+            meta = obj.get("metadata") or {}
+            name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta.get("name"))
+            reason = str((why or {}).get("reason") or "NotReported")
+            message = str((why or {}).get("message") or "the controller has not reported on it yet")
+            rows.append((KIND_OF[plural], name, reason, message))
+    return rows
+
+
 def collect(list_items: Callable[[str], list[dict[str, Any]]]) -> Items:
     return {plural: list_items(plural) for plural in KINDS}
 
@@ -110,6 +139,8 @@ def render(items: Items) -> str:
         for o in items["invoices"]
     ]
     sections.append("INVOICES\n" + table(["NAME", "ACCOUNT", "STATE", "TOTAL"], invoices))
+    stuck = [[kind, name, reason, message[:160]] for kind, name, reason, message in not_ready(items)]
+    sections.append("NOT READY\n" + table(["KIND", "NAME", "REASON", "MESSAGE"], stuck))
     return "\n\n".join(sections)
 
 

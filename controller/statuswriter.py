@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from . import metrics
+from .announce import Announcer
 from .kube import Kube, NotFound, Ref
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,12 @@ def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
 
 
 class StatusWriter:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, announcer: Announcer | None = None) -> None:
         self._kube = kube
+        # Posts the Warning a write deserves (the object turned Stalled), judged against `_before`:
+        # the status as it was when the first desire since the last write was queued.
+        self.announcer = announcer
+        self._before: dict[Ref, dict[str, Any]] = {}
         self._pending: dict[Ref, dict[str, Any]] = {}
         self._written: dict[Ref, dict[str, Any]] = {}
         self._busy: set[Ref] = set()
@@ -78,9 +83,11 @@ class StatusWriter:
         forged = self._overwrite.pop(ref, None)
         if forged is not None:
             desired = with_removals(desired, forged)
-        if not differs(desired, self.latest(ref, stored)):
+        base = self.latest(ref, stored)
+        if not differs(desired, base):
             self._pending.pop(ref, None)
             return False
+        self._before.setdefault(ref, base)
         self._pending[ref] = desired
         if ref not in self._busy:
             self._busy.add(ref)
@@ -104,6 +111,7 @@ class StatusWriter:
         self._pending.pop(ref, None)
         self._landed.pop(ref, None)
         self._overwrite.pop(ref, None)
+        self._before.pop(ref, None)
 
     # -- proof that a stored status is ours ----------------------------------------------------------
     def writing(self, ref: Ref, status: dict[str, Any]) -> None:
@@ -164,14 +172,16 @@ class StatusWriter:
             while ref in self._pending:
                 desired = self._pending.pop(ref)
                 if log.isEnabledFor(logging.DEBUG):
-                    before = self._written.get(ref, {})
-                    changed = sorted(k for k in desired if differs({k: desired[k]}, before))
+                    written = self._written.get(ref, {})
+                    changed = sorted(k for k in desired if differs({k: desired[k]}, written))
                     log.debug("status of %s: writing %s", ref, changed)
                 # Counted as written from now on: a status computed while this write is in flight
                 # must build on it, or it regenerates timestamps and writes the same thing again.
                 self._written[ref] = desired
+                before = self._before.pop(ref, None)
                 try:
-                    self.landed(ref, await self._kube.patch_status(ref, desired))
+                    after = await self._kube.patch_status(ref, desired)
+                    self.landed(ref, after)
                 except NotFound:
                     self.forget(ref)
                     return
@@ -179,6 +189,8 @@ class StatusWriter:
                     log.warning("status write for %s failed: %s", ref, exc)
                     self._written.pop(ref, None)
                     return
+                if self.announcer is not None:
+                    self.announcer.after_status_write(before, after)
         finally:
             self._busy.discard(ref)
 

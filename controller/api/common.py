@@ -162,6 +162,23 @@ def ready_column() -> PrinterColumn:
     )
 
 
+def reason_columns() -> list[PrinterColumn]:
+    """Why an object is (not) Ready, beside READY: the reason always, the message with -o wide."""
+    return [
+        PrinterColumn(
+            name="Reason",
+            jsonPath='.status.conditions[?(@.type=="Ready")].reason',
+            description="Why the object is or is not Ready (the Ready condition's reason).",
+        ),
+        PrinterColumn(
+            name="Message",
+            jsonPath='.status.conditions[?(@.type=="Ready")].message',
+            description="The Ready condition's message: what is wrong and what to do.",
+            priority=1,
+        ),
+    ]
+
+
 def age_column() -> PrinterColumn:
     return PrinterColumn(
         name="Age", jsonPath=".metadata.creationTimestamp", type="date", description="Time since creation."

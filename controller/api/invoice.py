@@ -17,6 +17,7 @@ from .common import (
     TimePeriod,
     age_column,
     ready_column,
+    reason_columns,
 )
 from .subscription import BILLING_ACCOUNT, Outbox
 
@@ -216,6 +217,7 @@ class Invoice(CustomResource):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Namespaced"
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         ready_column(),
+        *reason_columns(),
         PrinterColumn(name="Account", jsonPath=".spec.billingAccount", description="Billing account."),
         PrinterColumn(name="Start", jsonPath=".spec.billingPeriod.startDateTime", description="Period start."),
         PrinterColumn(name="End", jsonPath=".spec.billingPeriod.endDateTime", description="Period end."),

@@ -14,6 +14,7 @@ from .common import (
     SecretReference,
     age_column,
     ready_column,
+    reason_columns,
 )
 
 
@@ -115,6 +116,7 @@ class NetworkDevice(CustomResource):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Cluster"
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         ready_column(),
+        *reason_columns(),
         PrinterColumn(
             name="Reachable",
             jsonPath='.status.conditions[?(@.type=="Reachable")].status',

@@ -19,6 +19,7 @@ from .common import (
     PrinterColumn,
     age_column,
     ready_column,
+    reason_columns,
 )
 from .productoffering import PEAK_AT_LEAST_COMMITTED, CommittedMbps, DriftPolicy, PeakMbps, ServiceType
 
@@ -178,6 +179,7 @@ class NetworkService(CustomResource):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Namespaced"
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         ready_column(),
+        *reason_columns(),
         PrinterColumn(name="State", jsonPath=".status.state", description="TMF638 state."),
         PrinterColumn(name="Operating", jsonPath=".status.operatingStatus", description="Operating status."),
         PrinterColumn(name="Type", jsonPath=".spec.serviceType", description="Service type."),

@@ -17,6 +17,7 @@ from .common import (
     TimePeriod,
     age_column,
     ready_column,
+    reason_columns,
 )
 
 LifecycleStatus = Literal["In Study", "In Design", "In Test", "Launched", "Active", "Retired", "Obsolete"]
@@ -233,6 +234,7 @@ class ProductOffering(CustomResource):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Cluster"
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         ready_column(),
+        *reason_columns(),
         PrinterColumn(name="Lifecycle", jsonPath=".spec.lifecycleStatus", description="TMF620 status."),
         PrinterColumn(name="Sellable", jsonPath=".status.sellable", type="boolean", description="Orderable now."),
         PrinterColumn(name="Service", jsonPath=".spec.serviceCandidate.serviceType", description="Service type."),

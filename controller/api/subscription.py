@@ -17,6 +17,7 @@ from .common import (
     PrinterColumn,
     age_column,
     ready_column,
+    reason_columns,
 )
 from .networkservice import ENDPOINTS_UNIQUE, Endpoint
 from .productoffering import ProductOfferingPrice, ServiceCandidate, ServiceLevelAgreement
@@ -374,6 +375,7 @@ class Subscription(CustomResource):
     SCOPE: ClassVar[Literal["Namespaced", "Cluster"]] = "Namespaced"
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         ready_column(),
+        *reason_columns(),
         PrinterColumn(name="State", jsonPath=".status.state", description="TMF637 status."),
         PrinterColumn(name="Offering", jsonPath=".spec.productOffering.name", description="Offering ordered."),
         PrinterColumn(name="Account", jsonPath=".spec.billingAccountRef.name", description="Billing account."),

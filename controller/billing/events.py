@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -91,18 +91,19 @@ class SubscriptionRef:
     name: str
     uid: str
     account: str
+    cluster: str = ""  # --cluster-identity: an absolute URI naming the cluster, or empty
 
     @property
     def source(self) -> str:
-        """The object's API path: the CloudEvents source."""
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/subscriptions/{self.name}"
+        """The CloudEvents source: the object's API path, after the cluster's URI when it has one."""
+        return f"{self.cluster}/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/subscriptions/{self.name}"
 
     @property
     def qualified_name(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> SubscriptionRef:
+    def from_object(cls, obj: Mapping[str, Any], cluster: str = "") -> SubscriptionRef:
         """From a Subscription as the API returns it (dict with metadata and spec)."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
@@ -116,7 +117,7 @@ class SubscriptionRef:
         ):
             if not value:
                 raise EventError(f"{name}: is required to bill the subscription")
-        return cls(meta["namespace"], meta["name"], meta["uid"], account)
+        return cls(meta["namespace"], meta["name"], meta["uid"], account, cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,14 @@ class BillingEvent:
     @classmethod
     def from_outbox(cls, item: OutboxEvent) -> BillingEvent:
         return cls(item.id, item.type, item.source, item.subject, ensure_utc(item.time), dict(item.data))
+
+
+def occurred_by(event: BillingEvent, moment: datetime) -> BillingEvent:
+    """`event` dated no later than `moment`: a period fact rated ahead at termination (its period's end
+    still in the future) occurred when the subscription ended, not at that end. Its id, which names
+    the coverage, and its data (periodStart/End, coverageStart/End) do not change."""
+    moment = to_second(moment, "time")
+    return event if event.time <= moment else replace(event, time=moment)
 
 
 def checked_data(payload: dict[str, str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from ..api.common import CONDITION_REASON
 from ..api.networkservice import NetworkServiceSpec
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec, SubscriptionState
-from ..conditions import Cond, Status, condition, is_true, merge_conditions
+from ..conditions import NOT_STALLED, Cond, Status, condition, is_true, merge_conditions, stalled
 from ..times import parse_time, rfc3339, utc, whole_seconds
 from .offering import Sellability, next_sellability_change, sellability
 from .order import EndpointConflict, OrderError
@@ -385,7 +385,7 @@ def _status(
         if v.inputs.payment_hold
         else Cond("PaymentHold", "False", "NoHold", "")
     )
-    conds = [ready, service_ready, order, hold]
+    conds = [ready, service_ready, order, hold, _stalled_cond(state, v, ready, order)]
     status = {
         **current,
         "observedGeneration": v.inputs.generation,
@@ -471,11 +471,16 @@ def _ready_cond(
     name = v.inputs.name
     svc_detail = _service_detail(service_ready)
     if state == "created":
+        if order.reason == "WaitingForStartDate":
+            # Valid and dated: for now the spec is what it asks for (GitOps tools must not wait weeks for it).
+            return Cond("Ready", "True", "Scheduled", order.message)
         return Cond("Ready", "False", order.reason, order.message)
     if state == "pendingActive":
         if not v.admin_enabled:
             why = "an invoice is overdue" if v.inputs.payment_hold else "desiredState is suspended"
             message = f"{why}: NetworkService {name} is provisioned with its subinterfaces shut and activates later"
+            if not v.inputs.payment_hold and v.svc.ready_reason == "AdminDisabled":
+                return Cond("Ready", "True", "Suspended", message)  # provisioned and shut, as the spec asks
             return Cond("Ready", "False", "Provisioning", message)
         message = f"waiting for NetworkService {name} to become Ready: {svc_detail}"
         return Cond("Ready", "False", "Provisioning", message)
@@ -487,15 +492,17 @@ def _ready_cond(
     if state == "suspended":
         if v.inputs.payment_hold:
             return Cond("Ready", "False", "PaymentHold", "suspended: an invoice is overdue")
-        return Cond("Ready", "False", "Suspended", "suspended: desiredState is suspended")
+        # Suspended on purpose: the state the spec asks for, reached (Ready; Argo CD Healthy, kstatus Current).
+        return Cond("Ready", "True", "Suspended", "suspended: desiredState is suspended")
     if state == "pendingTerminate":
         return Cond("Ready", "False", "Terminating", f"terminating: NetworkService {name} is being removed")
     if state == "terminated":
+        # Ended as the spec (or the deletion) asked: a final state reached, Ready.
         default = Cond(
-            "Ready", "False", "Terminated", f"terminated at {termination_date}" if termination_date else "terminated"
+            "Ready", "True", "Terminated", f"terminated at {termination_date}" if termination_date else "terminated"
         )
     elif state == "cancelled":
-        default = Cond("Ready", "False", "Cancelled", "cancelled before activation")
+        default = Cond("Ready", "True", "Cancelled", "cancelled before activation")
     else:  # aborted
         if v.service_failed:
             reason = _reason(v.svc.degraded_reason, "ProvisioningFailed")
@@ -506,6 +513,40 @@ def _ready_cond(
             "Ready", "False", "ProvisioningFailed", "provisioning failed; change the Subscription spec to retry"
         )
     return default if entered == state else _kept(current, default)
+
+
+# What a person does about each refusal, appended to the Stalled message (and so to the Warning event).
+_ORDER_ADVICE = {
+    "OfferingNotFound": "create the ProductOffering or point spec.productOffering at an existing one",
+    "InvalidOrder": "fix the Subscription spec",
+    "InvalidChange": "fix the Subscription spec or revert the change",
+    "EndpointInUse": "choose another port or VLAN, or end the subscription holding it",
+}
+
+
+def _stalled_cond(state: SubscriptionState, v: _View, ready: Cond, order: Cond) -> Cond:
+    """Stalled=True when nothing progresses until a person acts: a refused order or change, a failed
+    provisioning, a service failing permanently, a payment hold. Waiting (for a start date, for the
+    devices) is not stalled."""
+    name = v.inputs.name
+    if state == "aborted":
+        return stalled("ProvisioningFailed", ready.message)
+    if state in FINAL_STATES:
+        return NOT_STALLED
+    if order.status == "False" and order.reason != "WaitingForStartDate":
+        advice = _ORDER_ADVICE.get(order.reason, "choose a sellable ProductOffering in spec.productOffering")
+        return stalled(order.reason, f"{order.message}; {advice}")
+    if v.inputs.payment_hold and state in ("pendingActive", "active", "suspended"):
+        return stalled(
+            "PaymentHold",
+            f"billing account {v.spec.account_id} has an overdue invoice; the service resumes once it is paid",
+        )
+    if state == "active" and v.service_failed:
+        detail = (
+            f"{v.svc.degraded_reason}: {v.svc.degraded_message}" if v.svc.degraded_message else v.svc.degraded_reason
+        )
+        return stalled("ServiceDegraded", f"NetworkService {name} is degraded ({detail}); see its events")
+    return NOT_STALLED
 
 
 def _kept(current: Mapping[str, Any], default: Cond) -> Cond:

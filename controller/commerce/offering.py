@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
 from ..billing.money import MoneyError, parse_currency
-from ..conditions import Cond, merge_conditions
+from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..times import beyond_computable, rfc3339, utc
 
 SELLING_STATUSES = ("Launched", "Active")
@@ -154,6 +154,9 @@ def offering_status(
     conds = [
         ready,
         Cond("Sellable", "True" if verdict.sellable else "False", verdict.reason, verdict.message),
+        stalled("InvalidSpec", f"{ready.message}; fix the ProductOffering spec")
+        if ready.status == "False"
+        else NOT_STALLED,
     ]
     return {
         **current,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
@@ -42,6 +43,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .. import metrics
+from ..announce import Notice, stalled_notice
 from ..api.billingaccount import BillingAccountSpec
 from ..api.common import API_VERSION, Condition, LocalObjectReference, validation_message
 from ..api.invoice import BillLine, CarriedBalance, InvoiceSpec, InvoiceStatus
@@ -91,7 +93,7 @@ from ..billing.periods import Cycle, Period, PeriodError
 from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.rating import Meter, RatingError
 from ..billing.sinks import Deliverer, HttpSink, JsonlSink, Mode, Sink
-from ..conditions import Cond, merge_conditions
+from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..intent.render import counters_path
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
@@ -333,8 +335,16 @@ def build_deliverer(settings: Settings) -> Deliverer | None:
     """The sinks the flags name: HTTP CloudEvents sinks and a JSON Lines file; None without any."""
     sinks: list[Sink] = []
     mode: Mode = "binary" if settings.billing_sink_mode == "binary" else "structured"
+    headers = {"Authorization": settings.billing_sink_auth_header} if settings.billing_sink_auth_header else {}
+    tls: ssl.SSLContext | bool = True
+    if settings.billing_sink_ca_file:
+        try:
+            tls = ssl.create_default_context(cafile=settings.billing_sink_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"--billing-sink-ca-file {settings.billing_sink_ca_file}: not a readable PEM CA: {exc}"
+            raise ValueError(message) from exc
     for url in dict.fromkeys(settings.billing_sink_urls):
-        sinks.append(HttpSink(url, mode=mode))
+        sinks.append(HttpSink(url, mode=mode, headers=headers, ssl=tls))
     if settings.billing_jsonl:
         sinks.append(JsonlSink(settings.billing_jsonl))
     return Deliverer(sinks) if sinks else None
@@ -432,21 +442,24 @@ class CommerceController:
         """Prime the indexes with one list per kind, so the first passes see offerings and services
         (a Subscription judged before its NetworkService was seen would record a false outage), then
         run, and start the periodic billing and usage passes."""
-        watched = set(self.settings.namespaces)
-        for plural, upsert in (
-            ("productofferings", self.upsert_offering),
-            ("billingaccounts", self.upsert_account),
-            ("networkservices", self.observe_service),
-            ("invoices", self.upsert_invoice),
-            ("subscriptions", self.upsert_subscription),
+        watched = sorted(set(self.settings.namespaces))
+        for plural, upsert, namespaced in (
+            ("productofferings", self.upsert_offering, False),
+            ("billingaccounts", self.upsert_account, True),
+            ("networkservices", self.observe_service, True),
+            ("invoices", self.upsert_invoice, True),
+            ("subscriptions", self.upsert_subscription, True),
         ):
-            try:
-                for body in await self.kube.list_all(plural):
-                    namespace = (body.get("metadata") or {}).get("namespace")
-                    if not watched or namespace is None or namespace in watched:
-                        upsert(body)
-            except Exception as exc:  # RBAC limited to namespaces, API hiccup: watch events fill in
-                log.warning("could not list %s at start (%s); relying on watch events", plural, exc)
+            # With --namespace the chart grants namespaced kinds per namespace only: list each of them.
+            for namespace in watched if namespaced and watched else [None]:
+                try:
+                    bodies = await (self.kube.list_in(plural, namespace) if namespace else self.kube.list_all(plural))
+                except Exception as exc:  # an API hiccup: watch events fill in
+                    where = f" in {namespace}" if namespace else ""
+                    log.warning("could not list %s%s at start (%s); relying on watch events", plural, where, exc)
+                    continue
+                for body in bodies:
+                    upsert(body)
         for runner in (self._offs, self._accts, self._subs, self._invs):
             runner.open()
         self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))
@@ -715,6 +728,7 @@ class CommerceController:
         conds: list[Cond] = []
         if spec is None:
             conds.append(Cond("Ready", "False", "InvalidSpec", invalid or "spec does not parse"))
+            conds.append(stalled("InvalidSpec", f"{invalid or 'spec does not parse'}; fix the BillingAccount spec"))
         else:
             bills = [b.status for b in self._account_bills(*key) if b.status is not None]
             owed = balances(bills, spec.currency)
@@ -734,6 +748,13 @@ class CommerceController:
                     conds.append(Cond("CreditLimit", "False", "Exceeded", message))
                 else:
                     conds.append(Cond("CreditLimit", "True", "Within", f"outstanding {owed.outstanding} of {limit}"))
+            over = next((c for c in conds if c.type == "CreditLimit" and c.status == "False"), None)
+            # A person must act (collect a payment, raise the limit, fix its currency); orders are not blocked.
+            conds.append(
+                stalled(f"CreditLimit{over.reason}", f"{over.message}; record a payment or raise spec.creditLimit")
+                if over is not None
+                else NOT_STALLED
+            )
         status["conditions"] = merge_conditions(stored.get("conditions"), conds, generation, now)
         self.writer.submit(Ref("billingaccounts", key[1], key[0]), status, stored)
 
@@ -820,7 +841,7 @@ class CommerceController:
             deleting=deleting,
         )
         decision = lifecycle.step(inputs)
-        account_ref = SubscriptionRef(ns, name, uid, spec.account_id)
+        account_ref = SubscriptionRef(ns, name, uid, spec.account_id, self.settings.cluster_identity or "")
         result = self._billing(
             key, account_ref, spec, offering, billing, hold, inputs, decision, now, tz, recorded_zone, problem, plan
         )
@@ -1058,17 +1079,20 @@ class CommerceController:
         closed = True  # every period that can be charged has its events in the outbox
         billing_error: str | None = None
         if offering is not None and ledger.start_date is not None:
-            horizon = now
+            horizon = ended = now
             if final:
                 # The final period is closed at termination: nothing can be added to it any more.
-                end = parse_time(decision.status.get("terminationDate")) or now
-                horizon = max(now, bill_period(tz, end).end)
+                ended = min(now, parse_time(decision.status.get("terminationDate")) or now)
+                horizon = max(now, bill_period(tz, ended).end)
             try:
                 inp = BillingInput(ref, spec.productOffering.name, offering, ledger, meter, tz, plan.plans)
                 catch = catch_up(inp, to_second(charged) if charged else None, horizon)
-                if catch.events or catch.charged_through != charged:
-                    if box.would_fit(catch.events):
-                        box = box.add(catch.events, now)
+                # CloudEvents `time` is when the fact occurred: a final period rated ahead occurred when
+                # the subscription ended; its coverage is in the data.
+                closing = [ev.occurred_by(e, ended) for e in catch.events]
+                if closing or catch.charged_through != charged:
+                    if box.would_fit(closing):
+                        box = box.add(closing, now)
                         charged = catch.charged_through
                     else:
                         closed = False  # waits until delivery makes room
@@ -1199,11 +1223,19 @@ class CommerceController:
         self.upsert_subscription(after)
         if box.pending:
             self._outbox_signal.set()
+        stalled = stalled_notice(before.get("status"), after.get("status"))
         for fact in decision.facts:
             reason = fact.kind.capitalize()
             detail = ", ".join(f"{k}={v}" for k, v in sorted(fact.detail.items()) if v)
             message = f"{fact.kind} at {rfc3339(fact.at)}" + (f" ({detail})" if detail else "")
+            if fact.kind == "aborted":
+                # A failed provisioning needs a person: one Warning, saying what failed and what to do.
+                message = f"{message}: {stalled.message}" if stalled else message
+                stalled = Notice("Warning", reason, message)
+                continue
             self._spawn(self.kube.event(after, "Normal", reason, message))
+        if self.writer.announcer is not None:
+            self.writer.announcer.post(after, stalled)
         account = _account(after)
         for inv_key in self._invoices_by_account.get((key[0], account), ()):
             inv = self.invoices.get(inv_key)
@@ -1217,9 +1249,13 @@ class CommerceController:
     ) -> None:
         """A spec that does not parse (Subscription or Invoice): Ready=False InvalidSpec naming the bad fields."""
         stored = dict(body.get("status") or {})
-        conds = merge_conditions(
-            stored.get("conditions"), [Cond("Ready", "False", "InvalidSpec", validation_message(exc))], generation, now
-        )
+        message = validation_message(exc)
+        kind = "Subscription" if ref.plural == "subscriptions" else "Invoice"
+        desired = [
+            Cond("Ready", "False", "InvalidSpec", message),
+            stalled("InvalidSpec", f"{message}; fix the {kind} spec"),
+        ]
+        conds = merge_conditions(stored.get("conditions"), desired, generation, now)
         self.writer.submit(ref, {"observedGeneration": generation, "conditions": conds}, stored)
 
     def _payment_hold(

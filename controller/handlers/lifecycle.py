@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from .. import metrics
+from .. import metrics, webview
 from ..billing.clock import OffsetClock
 from ..kube import Kube
 from ..peering import PeeringMonitor, Replica, own_identity
@@ -41,6 +42,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
     if SETTINGS.webhook_port:
         serve_admission(settings, memo)
+    if SETTINGS.web_port:
+        kube = Kube()  # its own client: the page reads the API server, active or standby alike
+        memo.web = await webview.serve(
+            SETTINGS.web_port,
+            SETTINGS.web_address,
+            lambda: webview.collect(kube.list_all, kube.list_in, SETTINGS.namespaces),
+            lambda: dt.datetime.now(dt.UTC),
+        )
     # The handlers reach the Controller through the Replica, one object for the whole run (Kopf gives
     # each object a shallow copy of this memo): with peering it holds a Controller only while this
     # replica is the active one (controller/peering.py).
@@ -83,3 +92,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     replica: Replica[Controller] | None = getattr(memo, "replica", None)
     if replica is not None:
         await replica.close()
+    web = getattr(memo, "web", None)
+    if web is not None:
+        await web.cleanup()

@@ -10,7 +10,7 @@ from cryptography import x509
 from kubernetes.client import ApiException
 
 from ..api.networkdevice import NetworkDeviceSpec
-from ..conditions import Cond, merge_conditions
+from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..gnmi.client import Target
 from ..kube import Kube, NotFound
 from .session import DeviceSession
@@ -111,6 +111,12 @@ def _short(exc: Exception) -> str:
     return lines[0][:200] if lines and lines[0] else type(exc).__name__
 
 
+_UNREACHABLE_ADVICE = {
+    "Unreachable": "check spec.address and that the device is up and serves gNMI; the controller keeps retrying",
+    "Unauthenticated": "fix the credentials in the Secret spec.credentialsSecretRef names",
+}
+
+
 def device_status(
     generation: int,
     current: dict[str, Any],
@@ -128,6 +134,7 @@ def device_status(
         conds = [
             Cond("Ready", "False", "InvalidConfiguration", config_error),
             Cond("Reachable", "Unknown", "InvalidConfiguration", config_error),
+            stalled("InvalidConfiguration", f"{config_error}; fix spec or the Secret it names"),
         ]
     elif session is None and waiting is not None:
         conds = [
@@ -142,6 +149,7 @@ def device_status(
         conds = [
             Cond("Ready", "False", reason, session.error.message),
             Cond("Reachable", "False", reason, session.error.message),
+            stalled(reason, f"{session.error.message}; {_UNREACHABLE_ADVICE[reason]}"),
         ]
     else:
         caps = session.capabilities
@@ -149,7 +157,9 @@ def device_status(
         missing = [m for m in REQUIRED_MODELS if m not in names]
         reach = Cond("Reachable", "True", "Connected", f"gNMI {caps.gnmi_version if caps else '?'}")
         if missing:
-            conds = [Cond("Ready", "False", "MissingModels", f"device lacks {', '.join(missing)}"), reach]
+            lacks = f"device lacks {', '.join(missing)}"
+            advice = "; upgrade the device's software or remove it from the fleet"
+            conds = [Cond("Ready", "False", "MissingModels", lacks), reach, stalled("MissingModels", lacks + advice)]
         elif not session.synced:
             conds = [Cond("Ready", "False", "Syncing", "waiting for the subscription's initial state"), reach]
         else:
@@ -162,6 +172,8 @@ def device_status(
                 "models": [{"name": n, "organization": o, "version": v} for n, o, v in relevant],
                 "modelCount": len(caps.models),
             }
+    if not any(c.type == "Stalled" for c in conds):
+        conds.append(NOT_STALLED)
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": merge_conditions(current.get("conditions"), conds, generation, now),

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..conditions import Cond, merge_conditions
+from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..times import rfc3339
 
 
@@ -85,8 +85,11 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
         state, operating = "designed", "pending"
         n = len(view.plan)
         msg = f"dry run: the Set would carry {n} operation(s), see status.plan" if n else "dry run: devices match"
+        # The plan is what a dry run asks for: computed, it is the desired outcome (Ready), unless a port fails.
         conds = [
-            Cond("Ready", "False", "DryRun", msg),
+            Cond("Ready", "False", failed[0].reason, _summary(failed))
+            if failed
+            else Cond("Ready", "True", "DryRun", msg),
             Cond("Progressing", "False", "DryRun", msg),
             Cond(
                 "Degraded",
@@ -149,7 +152,14 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
         conds.append(Cond("DriftDetected", "Unknown", reason, "not compared while the configuration is refused"))
     else:
         conds.append(Cond("DriftDetected", "False", "InSync", ""))
-    ready = conds[0].status == "True"
+    degraded = next(c for c in conds if c.type == "Degraded")
+    conds.append(
+        stalled(degraded.reason, f"{degraded.message}; {_ADVICE.get(degraded.reason, _FIX)}")
+        if degraded.status == "True"
+        else NOT_STALLED
+    )
+    # A dry run configures nothing: it never starts the service (startDate is when it first carried traffic).
+    ready = conds[0].status == "True" and not view.dry_run
     status: dict[str, Any] = {
         "observedGeneration": view.generation,
         "conditions": merge_conditions(current.get("conditions"), conds, view.generation, now),
@@ -167,6 +177,13 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
             status["startDate"] = start
         status["readySince"] = None
     return status
+
+
+_FIX = "fix the NetworkService spec or the device; nothing is retried until then"
+_ADVICE = {
+    "InvalidSpec": "fix the NetworkService spec",
+    "OperDown": "the configuration is applied but the link is down: check the cable, the optics and the far end",
+}
 
 
 def _summary(outcomes: list[EndpointOutcome], what: str | None = "") -> str:

@@ -436,3 +436,16 @@ def test_status_is_a_subresource(namespace: Kubectl) -> None:
     namespace.apply(obj)
     stored = namespace.get("networkservice", "status-probe", NS)
     assert "status" not in stored or stored["status"].get("state") != "active", json.dumps(stored)
+
+
+def test_an_unprocessed_object_reads_as_not_yet_observed(namespace: Kubectl) -> None:
+    """No controller runs here: every kind reads as status.observedGeneration 0 (the CRDs' default),
+    below metadata.generation, which kstatus (Flux, kpt) reads as InProgress rather than Current."""
+    obj = variant(SERVICE, "metadata.name", "unprocessed-probe")
+    namespace.apply(obj)
+    stored = namespace.get("networkservice", "unprocessed-probe", NS)
+    assert stored["status"] == {"observedGeneration": 0} and stored["metadata"]["generation"] == 1
+    for kind in ("productoffering", "networkdevice", "subscription", "invoice"):
+        items = json.loads(namespace.run("get", kind, "-A", "-o", "json").stdout)["items"]
+        assert items, f"the examples hold a {kind}"
+        assert all("observedGeneration" in (i.get("status") or {}) for i in items), kind

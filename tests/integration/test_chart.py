@@ -44,7 +44,15 @@ SHARDED_HA: dict[str, Any] = {
     "metrics": {"enabled": True, "port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "dashboards": {"enabled": True},
     "webhook": {"enabled": True, "certificateSecret": "telco-intent-webhook-tls", "caBundle": "Q0E="},
+    "billing": {
+        "sinkUrls": ["https://billing.example.net/events"],
+        "mode": "binary",
+        "authSecret": {"name": "billing-sink", "key": "header"},
+        "caSecret": {"name": "billing-ca", "key": "ca.pem"},
+    },
+    "controller": {"resyncSeconds": 30, "logLevel": "info", "healthPort": 8081, "clusterIdentity": "https://k8s.x"},
 }
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +100,11 @@ def render_text(
     release: str = "telco-intent",
     namespace: str = NS,
     include_crds: bool = False,
+    api_versions: tuple[str, ...] = (),
 ) -> str:
     args = ["template", release, str(CHART), "--namespace", namespace]
+    for api in api_versions:  # what `helm install` reads from the cluster (.Capabilities)
+        args += ["--api-versions", api]
     if values:
         args += ["--values", str(values_file(tmp_path, values, f"{release}.yaml"))]
     if include_crds:
@@ -238,6 +249,48 @@ def test_rendered_flags_parse_with_the_real_cli(helm: Path, tmp_path: Path, valu
     assert (settings.health_port, settings.metrics_port, settings.resync_seconds) == (8081, 9090, 30.0)
     assert settings.peering == ("telco-intent" if values else None)
     assert settings.priority == 42
+    if values:
+        assert settings.billing_sink_urls == ["https://billing.example.net/events"]
+        assert settings.billing_sink_mode == "binary"
+        assert settings.billing_sink_ca_file == "/etc/telco-intent/billing-ca/ca.pem"
+        assert settings.cluster_identity == "https://k8s.x"
+        (auth,) = [e for e in container["env"] if e["name"] == "TELCO_BILLING_SINK_AUTH_HEADER"]
+        assert auth["valueFrom"]["secretKeyRef"] == {"name": "billing-sink", "key": "header"}, "from the Secret"
+        pod = deployment(render(helm, tmp_path, values))["spec"]["template"]["spec"]
+        (ca,) = [v for v in pod["volumes"] if v["name"] == "billing-ca"]
+        assert ca["secret"] == {"secretName": "billing-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "billing-ca"]
+        assert mount == {"name": "billing-ca", "mountPath": "/etc/telco-intent/billing-ca", "readOnly": True}
+    else:
+        assert settings.billing_sink_urls == [] and settings.cluster_identity is None
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"metrics": {"enabled": True, "port": 8081}}, "controller.healthPort and metrics.port are both 8081"),
+        (
+            {"webhook": {"enabled": True, "port": 9090, "certificateSecret": "tls"}},
+            "metrics.port and webhook.port are both 9090",
+        ),
+        (
+            {
+                "webhook": {"enabled": True, "port": 8081, "certificateSecret": "tls"},
+                "metrics": {"enabled": False, "port": 9090},
+            },
+            "controller.healthPort and webhook.port are both 8081",
+        ),
+    ],
+    ids=["health-metrics", "metrics-webhook", "health-webhook"],
+)
+def test_ports_that_share_the_pod_must_differ(
+    helm: Path, tmp_path: Path, values: dict[str, Any], expected: str
+) -> None:
+    proc = run_helm(helm, "template", "x", str(CHART), "--values", str(values_file(tmp_path, values)), check=False)
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
+    disabled = {**values, "metrics": {"enabled": False, "port": 8081}} if "webhook" not in values else None
+    if disabled is not None:  # a disabled endpoint takes no port
+        run_helm(helm, "template", "x", str(CHART), "--values", str(values_file(tmp_path, disabled)))
 
 
 def test_probe_command_checks_healthz(helm: Path, tmp_path: Path) -> None:
@@ -461,8 +514,21 @@ def test_dashboard_configmap_ships_the_json(helm: Path, tmp_path: Path) -> None:
     assert shipped == json.loads((CHART / "dashboards" / "telco-intent.json").read_text())
 
 
+@pytest.mark.cluster
+def test_service_monitor_only_where_the_prometheus_operator_api_is_served(
+    helm: Path, tmp_path: Path, peering_crds: Kubectl
+) -> None:
+    assert not only(render(helm, tmp_path, SHARDED_HA), "ServiceMonitor"), "no CRD, no ServiceMonitor"
+    # Against a real API server without the Prometheus Operator CRDs: helm reads .Capabilities from it.
+    values = str(values_file(tmp_path, SHARDED_HA))
+    kubeconfig = str(peering_crds.kubeconfig)
+    args = ("install", "x", str(CHART), "--dry-run=client", "--kubeconfig", kubeconfig, "--values", values)
+    out = run_helm(helm, *args).stdout
+    assert "kind: ServiceMonitor" not in out and "no ServiceMonitor was created" in out
+
+
 def test_service_monitor_scrapes_the_metrics_service(helm: Path, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, SHARDED_HA)
+    docs = render(helm, tmp_path, SHARDED_HA, api_versions=(SERVICE_MONITOR_API,))
     (monitor,) = only(docs, "ServiceMonitor")
     services = {s["metadata"]["name"]: s for s in only(docs, "Service")}
     metrics = services["telco-intent-metrics"]

@@ -12,8 +12,11 @@ is the time the controller sees. The month-end test moves it and runs last.
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from controller.billing.periods import Cycle, Period, stamp
 from controller.intent.render import qos_name
 from devicesim.admin import AdminClient
 from devicesim.fleet import FleetProcess
+from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, condition, is_ready, serving, wait_for
 from tests.kube import Kubectl
 from tests.support.cloudevents_receiver import CloudEventsReceiver
@@ -42,6 +46,9 @@ GROUP_VERSION = "telco.intent.dev/v1alpha1"
 TYPE = "dev.intent.telco.subscription.{}.v1"
 ISSUED = ("validated", "sent")  # sent once the issued bill's CloudEvent reached the sink
 pytestmark = pytest.mark.cluster
+
+# --cluster-identity: the billing events' source is an absolute URI (the CloudEvents recommendation).
+CLUSTER = "https://k8s.cm-test.example"
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -112,11 +119,17 @@ def api(crds: Kubectl, fleet: FleetProcess) -> Api:
 
 
 @pytest.fixture(scope="module")
+def web_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
 def controller(
     api: Api,
     kubeconfig: Path,
     receiver: CloudEventsReceiver,
     clock_file: Path,
+    web_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControllerProcess]:
     log = tmp_path_factory.mktemp("cm-controller") / "controller.log"
@@ -133,6 +146,10 @@ def controller(
         "1",
         "--usage-interval-seconds",
         "1",
+        "--cluster-identity",
+        CLUSTER,
+        "--web-port",
+        str(web_port),
         env={"TELCO_CLOCK_OFFSET_FILE": str(clock_file), "TELCO_BILLING_RETRY_SECONDS": "0.5"},
     )
     with serving(proc, api, DEVICES) as running:
@@ -282,7 +299,7 @@ def wait_event(rx: CloudEventsReceiver, event_id: str, timeout: float = 30) -> A
 
 
 def source_of(namespace: str, name: str) -> str:
-    return f"/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
+    return f"{CLUSTER}/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
 
 
 def ts(value: str) -> datetime:
@@ -399,13 +416,19 @@ def test_subscription_lifecycle_end_to_end(
     # the final (partial) month is closed at termination: its charge event is delivered
     charge = wait_for("the final period charge", lambda: received(receiver, source, "charge.period"), 20)
     assert len(charge) == 1 and charge[0].get_data()["price"] == "Monthly fee"
+    # `time` is when the charge occurred (the termination), not the end of the period it covers,
+    # which may be weeks ahead; the coverage is in the data.
+    ended = ts(sub["status"]["terminationDate"])
+    assert charge[0].get_time() == ended, (charge[0].get_time(), charge[0].get_data())
+    assert ts(charge[0].get_data()["coverageEnd"]) >= ended
+    assert ts(charge[0].get_data()["coverageStart"]) <= ended
     assert_one_id_per_fact(receiver, source)
     assert not receiver.redeliveries, receiver.redeliveries
     api.delete("productofferings", off)
 
 
 def test_retired_offering_refuses_new_orders_and_keeps_existing(
-    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str
+    api: Api, controller: ControllerProcess, admin: AdminClient, ns: str, crds: Kubectl
 ) -> None:
     off = unique("cm-legacy")
     api.apply(offering(off))
@@ -438,7 +461,18 @@ def test_retired_offering_refuses_new_orders_and_keeps_existing(
     new = get_sub(api, ns, "new")
     assert new["status"]["state"] == "created"
     assert condition(new, "Ready")["status"] == "False"
+    assert condition(new, "Stalled")["status"] == "True"
     assert api.get("networkservices", "new", ns) is None, "no NetworkService for a refused order"
+    # What a person reads: REASON beside READY in `kubectl get`, one Warning naming the offering in describe.
+    table = crds.run("get", "subscription", "new", "-n", ns).stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "READY", "REASON"] and table[1].split()[:3] == ["new", "False", "Retired"]
+    described = wait_for("the Warning event", lambda: (
+        out := crds.run("describe", "subscription", "new", "-n", ns).stdout) and "Warning" in out and out, 20)
+    warnings = [line for line in described.splitlines() if line.strip().startswith("Warning")]
+    assert len(warnings) == 1 and "Retired" in warnings[0] and off in warnings[0], described
+    assert "choose a sellable ProductOffering" in warnings[0]
+    normal_old = crds.run("describe", "subscription", "old", "-n", ns).stdout
+    assert "Warning" not in normal_old and "Activated" in normal_old
     assert subif(admin, "cm-r2", "Ethernet2", 612) is None
 
     old = get_sub(api, ns, "old")
@@ -452,6 +486,44 @@ def test_retired_offering_refuses_new_orders_and_keeps_existing(
     api.delete("subscriptions", "new", ns)
     api.delete("subscriptions", "old", ns)
     wait_for("both subscriptions gone", lambda: not list_items(api, "subscriptions", ns), 40)
+    api.delete("productofferings", off)
+
+
+def test_the_web_view_shows_a_person_customers_devices_and_what_is_not_ready(
+    api: Api, controller: ControllerProcess, ns: str, web_port: int
+) -> None:
+    """The read-only page (run --web-port), loaded in headless Chromium as a person would open it."""
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    assert browser, "the web view test needs Debian's chromium-headless-shell (apt-get install chromium-headless-shell)"
+    off = unique("cm-web")
+    api.apply(offering(off))
+    api.apply(subscription(ns, "web-ok", off, "acct-web", "cm-r1", "Ethernet6", 671))
+    api.apply(subscription(ns, "web-orphan", "cm-no-such-offering", "acct-web", "cm-r2", "Ethernet6", 672))
+    wait_state(api, ns, "web-ok", "active")
+    wait_for("the orphan order stalled", lambda: (c := condition(get_sub(api, ns, "web-orphan"), "Stalled"))
+             and c["status"] == "True", 20)
+
+    def seen() -> str:
+        dom = subprocess.run(
+            [browser, "--no-sandbox", "--disable-gpu", "--dump-dom", f"http://127.0.0.1:{web_port}/"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        body = dom[dom.index("<body>") :]
+        return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+    text = wait_for("the page listing both orders", lambda: (t := seen()) and f"{ns}/web-orphan" in t and t, 20)
+    customer = text[text.index("Integration Test Corp") : text.index("Devices")]
+    assert f"{ns}/web-ok {off} active True Active active running" in customer
+    assert f"{ns}/web-orphan cm-no-such-offering created False OfferingNotFound no service" in customer
+    devices = text[text.index("Devices") : text.index("Not Ready")]
+    assert re.search(rf"cm-r1 Ready True .*Ethernet6\.671 {ns}/web-ok True Applied", devices), devices
+    stuck = text[text.index("Not Ready") :]
+    assert f"Subscription {ns}/web-orphan OfferingNotFound ProductOffering cm-no-such-offering does not exist" in stuck
+    assert "create the ProductOffering" in stuck
+    for name in ("web-ok", "web-orphan"):
+        api.delete("subscriptions", name, ns)
+    wait_for("both gone", lambda: not {"web-ok", "web-orphan"} & {s["metadata"]["name"] for s in
+                                           list_items(api, "subscriptions", ns)}, 40)
     api.delete("productofferings", off)
 
 
@@ -1251,6 +1323,7 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     controller: ControllerProcess,
     receiver: CloudEventsReceiver,
     clock_file: Path,
+    admin: AdminClient,
     ns: str,
 ) -> None:
     """Moves the controller's clock past the month end (forward only): keep this test last."""
@@ -1258,11 +1331,32 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     tz = "Europe/Paris"
     api.apply(offering(off))
     api.apply(subscription(ns, "dc", off, "ACME.Month", "cm-r1", "Ethernet4", 661, tz=tz))
+    # Beside it, a metered subscription with an SLA it misses: its usage.rated and sla.credit facts
+    # are produced by this live run when the month closes.
+    metered = unique("cm-metered")
+    usage = {"name": "Traffic", "priceType": "usage", "unitOfMeasure": {"amount": 1, "units": "GB"}}
+    sla = {"availabilityTarget": "100", "creditPercent": "10"}
+    prices = [*offering(metered)["spec"]["productOfferingPrice"], {**usage, "price": money("0.02")}]
+    api.apply(offering(metered, *prices, serviceLevelAgreement=sla))
+    api.apply(subscription(ns, "meter", metered, "ACME.Meter", "cm-r1", "Ethernet5", 662, tz=tz))
     sub = wait_state(api, ns, "dc", "active")
     uid = sub["metadata"]["uid"]
     start = ts(sub["status"]["startDate"])
     month = Cycle.of("month", 1, tz).period_containing(controller_now(clock_file))
     assert month.contains(start)
+    wait_state(api, ns, "meter", "active")
+    wait_for(
+        "usage measured on the metered subscription",
+        lambda: any(
+            int(w["octets"]) > 0 for w in get_sub(api, ns, "meter")["status"]["billing"]["usage"].get("windows", [])
+        ),
+        30,
+    )
+    admin.link("cm-r1", "Ethernet5", False)  # an outage the SLA does not allow
+    wait_for("the metered service down", lambda: not is_ready(api.get("networkservices", "meter", ns)), 20)
+    time.sleep(2.5)  # the ledger counts whole seconds
+    admin.link("cm-r1", "Ethernet5", True)
+    wait_for("the metered service back", lambda: is_ready(api.get("networkservices", "meter", ns)), 20)
     jump = (month.end + timedelta(seconds=20) - controller_now(clock_file)).total_seconds()
     clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
 
@@ -1287,8 +1381,22 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     assert ts(sub["status"]["billing"]["chargedThrough"]) == month.end
     assert ts(sub["status"]["nextBillDate"]) > month.end
 
+    # usage.rated and sla.credit: produced, delivered, dated when the month closed, with the period in the data
+    meter_source = source_of(ns, "meter")
+    for fact in ("usage.rated", "sla.credit"):
+        (event,) = wait_for(f"the {fact} event", lambda f=fact: received(receiver, meter_source, f), 60)
+        assert event.get_source().startswith("https://"), "an absolute URI with --cluster-identity"
+        assert event.get_time() == month.end, (fact, event.get_time())
+        data = event.get_data()
+        assert (ts(data["periodStart"]), ts(data["periodEnd"])) == (month.start, month.end)
+    rated = received(receiver, meter_source, "usage.rated")[0].get_data()
+    assert int(rated["octets"]) > 0 and rated["price"] == "Traffic"
+    credit = received(receiver, meter_source, "sla.credit")[0].get_data()
+    assert int(credit["unavailableSeconds"]) > 0 and credit["availabilityTarget"] == "100"
+
     def on_cycle() -> list[str]:
-        return [i["metadata"]["name"] for i in list_items(api, "invoices", ns)]
+        invoices = list_items(api, "invoices", ns)
+        return [i["metadata"]["name"] for i in invoices if i["spec"]["billingAccount"] == "ACME.Month"]
 
     mark = len(controller.logs())
     wait_for("three more billing passes", lambda: billing_passes(controller, mark) >= 3, 30)
@@ -1304,5 +1412,8 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     issued = api.get("invoices", name, ns)
     assert issued is not None and issued["status"]["contentDigest"] == inv["status"]["contentDigest"]
     api.delete("subscriptions", "dc", ns)
+    api.delete("subscriptions", "meter", ns)
     wait_for("subscription gone", lambda: api.get("subscriptions", "dc", ns) is None, 40)
+    wait_for("metered subscription gone", lambda: api.get("subscriptions", "meter", ns) is None, 40)
     api.delete("productofferings", off)
+    api.delete("productofferings", metered)

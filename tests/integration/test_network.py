@@ -298,12 +298,24 @@ def test_device_restarted_empty_gets_its_config_back(
     gone(api, name)
 
 
-def test_port_the_device_lacks_is_degraded_then_fixed(api: Api, controller: ControllerProcess) -> None:
+def test_port_the_device_lacks_is_degraded_then_fixed(
+    api: Api, controller: ControllerProcess, crds: Kubectl
+) -> None:
     name = unique("noport")
     api.apply(service_body(name, [ep("nt-r1", "Ethernet99", 390)]))
     degraded = wait_for("Degraded", lambda: (c := condition(api.get("networkservices", name, NS), "Degraded"))
                         and c["status"] == "True" and c)
     assert degraded["reason"] == "PortNotFound" and "Ethernet99" in degraded["message"]
+    stalled = condition(api.get("networkservices", name, NS), "Stalled")
+    assert stalled and stalled["status"] == "True" and "fix the NetworkService spec or the device" in stalled["message"]
+    # What a person reads: the reason beside READY, the message with -o wide, one Warning in describe.
+    table = crds.run("get", "networkservice", name, "-n", NS, "-o", "wide").stdout
+    assert "REASON" in table.splitlines()[0] and "MESSAGE" in table.splitlines()[0]
+    assert "PortNotFound" in table and "nt-r1/Ethernet99.390" in table
+    described = wait_for("the Warning event", lambda: (
+        out := crds.run("describe", "networkservice", name, "-n", NS).stdout) and "Warning" in out and out, 20)
+    warnings = [line for line in described.splitlines() if line.strip().startswith("Warning")]
+    assert len(warnings) == 1 and "PortNotFound" in warnings[0] and "Ethernet99" in warnings[0], described
     api.apply(service_body(name, [ep("nt-r1", "Ethernet7", 390)]))
     ready(api, name)
     api.delete("networkservices", name, NS)

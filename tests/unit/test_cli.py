@@ -90,7 +90,8 @@ def _other_value(option: Any) -> tuple[list[str], Any]:
     if option.repeatable:
         return [flag, "a", flag, "b"], ["a", "b"]
     if option.default is None or isinstance(option.default, str):
-        return [flag, "given"], "given"
+        given = "urn:telco:given" if option.metavar == "URI" else "given"  # a URI setting takes only URIs
+        return [flag, given], given
     text = str(option.default + 1)
     return [flag, text], option.parse(text)
 
@@ -140,6 +141,8 @@ def test_environment_fills_what_the_command_line_leaves_out() -> None:
         ("TELCO_DEBOUNCE_SECONDS", "soon", "could not convert"),
         ("TELCO_RESYNC_SECONDS", "-1", "expected a number of seconds >= 0"),
         ("TELCO_METRICS_PORT", "70000", "expected a port number 0-65535"),
+        ("TELCO_CLUSTER_IDENTITY", "k8s.example.net", "expected an absolute URI"),
+        ("TELCO_CLUSTER_IDENTITY", "https://k8s.example.net/?x=1", "without query or fragment"),
     ],
 )
 def test_a_bad_environment_value_names_the_variable(env: str, value: str, expected: str) -> None:

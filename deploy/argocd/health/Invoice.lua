@@ -1,14 +1,15 @@
 -- Argo CD health check for telco.intent.dev/v1alpha1 Invoice (Lua 5.1, as gopher-lua runs it).
--- Healthy once issued (TMF678 validated, sent, partiallyPaid, settled); Degraded when on hold.
+-- Healthy when Ready: a draft (TMF678 new) that follows its period, and every issued state
+-- (validated, sent, partiallyPaid, settled); Degraded when Stalled, Degraded or on hold; else Progressing.
 -- Install: resource.customizations.health.telco.intent.dev_Invoice in argocd-cm (deploy/argocd/render.py).
 -- #include _prelude.lua
 
 local ISSUED = { validated = true, sent = true, partiallyPaid = true, settled = true }
 
 local function run(o)
-  local wait = pending(o)
-  if wait ~= nil then
-    return result("Progressing", wait)
+  local verdict = common(o)
+  if verdict ~= nil then
+    return verdict
   end
   local st = o.status
   local state = st.state
@@ -31,10 +32,13 @@ local function run(o)
     end
     return result("Healthy", message)
   end
-  if state == "new" then
-    return result("Progressing", "new: " .. says(st, "Ready", "the bill is being computed"))
+  if is(st, "Ready", "True") then
+    return result("Healthy", says(st, "Ready", "draft"))
   end
-  return result("Progressing", "waiting for the controller to set status.state")
+  if state == nil then
+    return result("Progressing", "waiting for the controller to set status.state")
+  end
+  return result("Progressing", tostring(state) .. ": " .. says(st, "Ready", "the bill is being computed"))
 end
 
 return run(obj)

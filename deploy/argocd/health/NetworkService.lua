@@ -1,20 +1,15 @@
 -- Argo CD health check for telco.intent.dev/v1alpha1 NetworkService (Lua 5.1, as gopher-lua runs it).
--- Suspended when admin-disabled (TMF638 state inactive); then Degraded, then Ready decide.
+-- Healthy when Ready (a dry run is Ready once its plan is computed: the plan is what it asks for) or
+-- administratively disabled as spec.adminState asks; Degraded when Stalled; else Progressing.
 -- Install: resource.customizations.health.telco.intent.dev_NetworkService in argocd-cm (deploy/argocd/render.py).
 -- #include _prelude.lua
 
 local function run(o)
-  local wait = pending(o)
-  if wait ~= nil then
-    return result("Progressing", wait)
+  local verdict = common(o)
+  if verdict ~= nil then
+    return verdict
   end
   local st = o.status
-  if st.state == "inactive" then
-    return result("Suspended", "administratively disabled: " .. says(st, "Ready", "subinterfaces shut down"))
-  end
-  if is(st, "Degraded", "True") then
-    return result("Degraded", says(st, "Degraded", "degraded"))
-  end
   if is(st, "Ready", "True") then
     local message = says(st, "Ready", "configured and verified")
     if is(st, "DriftDetected", "True") then
@@ -22,9 +17,8 @@ local function run(o)
     end
     return result("Healthy", message)
   end
-  -- A dry run is a steady state (only status.plan is computed): not progressing towards anything.
-  if type(o.spec) == "table" and o.spec.dryRun == true and reason(st, "Ready") == "DryRun" then
-    return result("Suspended", says(st, "Ready", "dry run"))
+  if st.state == "inactive" then
+    return result("Healthy", "administratively disabled: " .. says(st, "Ready", "subinterfaces shut down"))
   end
   return result("Progressing", says(st, "Ready", "waiting for the devices"))
 end

@@ -1,32 +1,24 @@
 -- Argo CD health check for telco.intent.dev/v1alpha1 ProductOffering (Lua 5.1, as gopher-lua runs it).
--- Healthy when Ready (a non-sellable offering is still Healthy; the message says why).
+-- Healthy when Ready (a non-sellable offering is still Healthy; the message says why); Degraded when
+-- Stalled (an unusable spec); else Progressing.
 -- Install: resource.customizations.health.telco.intent.dev_ProductOffering in argocd-cm (deploy/argocd/render.py).
 -- #include _prelude.lua
 
 local function run(o)
-  local wait = pending(o)
-  if wait ~= nil then
-    return result("Progressing", wait)
+  local verdict = common(o)
+  if verdict ~= nil then
+    return verdict
   end
   local st = o.status
-  if is(st, "Degraded", "True") then
-    return result("Degraded", says(st, "Degraded", "degraded"))
-  end
-  local why_not = st.sellableReason
-  if type(why_not) ~= "string" or why_not == "" then
-    why_not = says(st, "Ready", "see spec.lifecycleStatus and spec.validFor")
-  end
   if is(st, "Ready", "True") then
     if st.sellable == false then
-      return result("Healthy", "not sellable: " .. why_not)
+      local why = st.sellableReason
+      if type(why) ~= "string" or why == "" then
+        why = says(st, "Sellable", "see spec.lifecycleStatus and spec.validFor")
+      end
+      return result("Healthy", "not sellable: " .. why)
     end
     return result("Healthy", says(st, "Ready", "sellable"))
-  end
-  if st.sellable == false and not is(st, "Ready", "Unknown") then
-    return result("Healthy", "not sellable: " .. why_not)
-  end
-  if is(st, "Ready", "False") then
-    return result("Degraded", says(st, "Ready", "not ready"))
   end
   return result("Progressing", says(st, "Ready", "waiting for the controller"))
 end

@@ -1,49 +1,33 @@
 -- Argo CD health check for telco.intent.dev/v1alpha1 Subscription (Lua 5.1, as gopher-lua runs it).
--- Progressing until the controller caught up; then the TMF637 state and the conditions decide.
+-- Healthy once the state the spec asks for is reached (active, suspended on purpose, scheduled,
+-- ended); Degraded when Stalled (a refused order, failed provisioning, a payment hold); else Progressing.
+-- Never Suspended: a sync wave waits for ever behind Suspended.
 -- Install: resource.customizations.health.telco.intent.dev_Subscription in argocd-cm (deploy/argocd/render.py).
 -- #include _prelude.lua
 
+-- Final states are Healthy even when written by an older controller (Ready=False Terminated).
+local ENDED = { terminated = "terminated: the service was removed", cancelled = "cancelled before activation" }
+
 local function run(o)
-  local wait = pending(o)
-  if wait ~= nil then
-    return result("Progressing", wait)
+  local verdict = common(o)
+  if verdict ~= nil then
+    return verdict
   end
   local st = o.status
   local state = st.state
-  if is(st, "Degraded", "True") then
-    return result("Degraded", says(st, "Degraded", "degraded"))
-  end
   if state == "aborted" then
     return result("Degraded", "aborted: " .. says(st, "Ready", "provisioning failed permanently"))
   end
-  if state == "suspended" then
-    if is(st, "PaymentHold", "True") then
-      return result("Suspended", "suspended for non-payment: " .. says(st, "PaymentHold", "invoices overdue"))
-    end
-    if type(st.billing) == "table" and type(st.billing.paymentHold) == "table" then
-      return result("Suspended", "suspended for non-payment")
-    end
-    return result("Suspended", "suspended: " .. says(st, "Ready", "as the customer asked"))
+  if is(st, "Ready", "True") then
+    return result("Healthy", says(st, "Ready", tostring(state)))
   end
-  if state == "terminated" then
-    return result("Healthy", "terminated: the service was removed")
+  if state ~= nil and ENDED[state] ~= nil then
+    return result("Healthy", ENDED[state])
   end
-  if state == "cancelled" then
-    return result("Healthy", "cancelled before activation")
+  if state == nil then
+    return result("Progressing", "waiting for the controller to set status.state")
   end
-  if state == "active" then
-    if is(st, "Ready", "True") then
-      return result("Healthy", says(st, "Ready", "active"))
-    end
-    if is(st, "Ready", "False") and not is(st, "Progressing", "True") then
-      return result("Degraded", "active but not ready: " .. says(st, "Ready", "service not ready"))
-    end
-    return result("Progressing", "active: " .. says(st, "Ready", "waiting for its service"))
-  end
-  if state == "created" or state == "pendingActive" or state == "pendingTerminate" then
-    return result("Progressing", state .. ": " .. says(st, "Progressing", says(st, "Ready", "in progress")))
-  end
-  return result("Progressing", "waiting for the controller to set status.state")
+  return result("Progressing", tostring(state) .. ": " .. says(st, "Ready", "in progress"))
 end
 
 return run(obj)

@@ -152,3 +152,27 @@ def test_lifecycle_facts_map_to_billing_events() -> None:
     assert ev.for_fact(REF, "resumed", at, {"reason": "PaymentReceived"}) == ev.resumed(REF, at, "PaymentReceived")
     assert ev.for_fact(REF, "terminated", at) == ev.terminated(REF, at)
     assert ev.for_fact(REF, "cancelled", at) is None and ev.for_fact(REF, "aborted", at) is None
+
+
+def test_source_is_an_absolute_uri_with_the_cluster_identity() -> None:
+    path = "/apis/telco.intent.dev/v1alpha1/namespaces/acme/subscriptions/fiber-1"
+    assert REF.source == path
+    ref = SubscriptionRef.from_object(
+        {"metadata": {"namespace": "acme", "name": "fiber-1", "uid": REF.uid}, "spec": {"billingAccount": {"id": "a"}}},
+        "https://k8s.example.net",
+    )
+    assert ref.source == "https://k8s.example.net" + path
+    event = ev.activated(ref, utc(2026, 11, 1, 12), "fiber")
+    assert event.source == ref.source and event.id == ev.activated(REF, utc(2026, 11, 1, 12), "fiber").id
+
+
+def test_a_period_fact_rated_ahead_occurred_when_the_subscription_ended() -> None:
+    month = Period(utc(2026, 11, 1), utc(2026, 12, 1))
+    ended = utc(2026, 11, 10, 8, 30).replace(microsecond=400_000)
+    zero = Money.zero("EUR")
+    charge = ev.charge_period(REF, "Monthly fee", month, month, Money.of("49.90", "EUR"), zero, 100)
+    assert charge.time == month.end
+    final = ev.occurred_by(charge, ended)
+    assert final.time == utc(2026, 11, 10, 8, 30) and final.id == charge.id and final.data == charge.data
+    assert final.data["coverageEnd"] == "2026-12-01T00:00:00Z", "the coverage stays in the data"
+    assert ev.occurred_by(charge, utc(2026, 12, 5)) is charge, "a period that already ended keeps its end"

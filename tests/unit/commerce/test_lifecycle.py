@@ -76,7 +76,7 @@ def test_valid_order_is_accepted_and_provisioned() -> None:
     assert s["observedGeneration"] == 4
     assert s["realizingService"] == {"name": "site-a"}
     assert s["startDate"] is None and s["terminationDate"] is None
-    assert [c["type"] for c in s["conditions"]] == ["Ready", "ServiceReady", "OrderAccepted", "PaymentHold"]
+    assert [c["type"] for c in s["conditions"]] == ["Ready", "ServiceReady", "OrderAccepted", "PaymentHold", "Stalled"]
     assert all(c["observedGeneration"] == 4 for c in s["conditions"])
     assert (cond(s, "Ready")["status"], cond(s, "Ready")["reason"]) == ("False", "Provisioning")
     assert (cond(s, "ServiceReady")["status"], cond(s, "ServiceReady")["reason"]) == ("False", "NotCreated")

@@ -60,6 +60,16 @@ rare = st.one_of(
 events = st.integers(0, 19).flatmap(lambda i: rare if i == 0 else common)
 
 
+READY_STATES = {
+    ("active", "Active"),
+    ("suspended", "Suspended"),
+    ("pendingActive", "Suspended"),
+    ("created", "Scheduled"),
+    ("terminated", "Terminated"),
+    ("cancelled", "Cancelled"),
+}
+
+
 @dataclass
 class World:
     now: datetime = T0
@@ -170,11 +180,22 @@ def test_step_is_idempotent_and_keeps_its_invariants(changes: list[tuple[str, An
         if status.get("terminationDate"):
             assert new["terminationDate"] == status["terminationDate"]
 
-        # Ready summarises: True only when active and the service is Ready.
+        # Ready summarises: True when the state the spec asks for is reached (active with a Ready
+        # service, suspended on purpose, scheduled for a later start, ended); Stalled beside it only
+        # for a refused change (the service keeps running its last accepted configuration).
         conds = conditions(new)
-        assert {"Ready", "ServiceReady", "OrderAccepted", "PaymentHold"} <= set(conds)
+        assert {"Ready", "ServiceReady", "OrderAccepted", "PaymentHold", "Stalled"} <= set(conds)
         if conds["Ready"]["status"] == "True":
-            assert after == "active" and conds["ServiceReady"]["status"] == "True"
+            assert (after, conds["Ready"]["reason"]) in READY_STATES
+            if conds["Stalled"]["status"] == "True":
+                assert conds["Stalled"]["reason"] in ("InvalidChange", "EndpointInUse")
+                assert conds["OrderAccepted"]["status"] == "False"
+            if after == "active":
+                assert conds["ServiceReady"]["status"] == "True"
+            if conds["Ready"]["reason"] == "Suspended":
+                assert conds["PaymentHold"]["status"] == "False"
+        if after == "aborted":
+            assert conds["Stalled"]["status"] == "True"
 
         # Transition times move only on flips.
         for type_, old in conditions(status).items() if status else ():

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from controller.announce import Announcer
 from controller.billing import events as ev
 from controller.billing.clock import FakeClock, OffsetClock
 from controller.billing.events import BillingEvent
@@ -50,6 +51,8 @@ class FakeKube:
         self.rv = itertools.count(1)
         self.status_writes: list[tuple[Ref, dict[str, Any]]] = []
         self.events: list[tuple[str, str]] = []
+        self.typed_events: list[tuple[str, str, str, str]] = []
+        self.lists: list[tuple[str, str | None]] = []
         self.conflicts = 0  # fail the next N resourceVersion-checked status writes as if someone wrote first
         self.on_write: Callable[[dict[str, Any]], None] | None = None  # the "watch": every stored change
 
@@ -75,7 +78,12 @@ class FakeKube:
         return copy.deepcopy(self._get(ref))
 
     async def list_all(self, plural: str) -> list[dict[str, Any]]:
+        self.lists.append((plural, None))
         return [copy.deepcopy(o) for (p, _, _), o in self.objects.items() if p == plural]
+
+    async def list_in(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        self.lists.append((plural, namespace))
+        return [copy.deepcopy(o) for (p, ns, _), o in self.objects.items() if p == plural and ns == namespace]
 
     async def patch_status(self, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> Any:
         obj = self._get(ref)
@@ -132,6 +140,7 @@ class FakeKube:
 
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((reason, message))
+        self.typed_events.append((obj["metadata"]["name"], type_, reason, message))
 
 
 class MemorySink:
@@ -161,7 +170,7 @@ class World:
         deliverer = Deliverer([self.sink], policy=RetryPolicy(attempts=1, base_delay=0.001, max_delay=0.001))
         self.ctl = CommerceController(
             self.kube,  # type: ignore[arg-type]
-            StatusWriter(self.kube),  # type: ignore[arg-type]
+            StatusWriter(self.kube, Announcer(self.kube)),  # type: ignore[arg-type]
             settings,
             clock,
             deliverer=deliverer,
@@ -532,6 +541,66 @@ def test_retired_offering_refuses_new_orders() -> None:
     run(scenario)
 
 
+def test_a_refused_order_and_an_aborted_one_each_post_one_warning() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body(lifecycleStatus="Retired"))
+        await w.put("subscriptions", subscription_body("late"))
+        await w.idle()
+        for key in list(w.ctl.subscriptions):
+            w.ctl._subs.mark(key)  # another pass over the same refusal: no second Warning
+        await w.idle()
+        warnings = [e for e in w.kube.typed_events if e[1] == "Warning"]
+        assert [(e[0], e[2]) for e in warnings] == [("late", "Retired")]
+        assert "ProductOffering fiber" in warnings[0][3] and "choose a sellable ProductOffering" in warnings[0][3]
+
+        await w.put("productofferings", offering_body("fiber2"))
+        await w.put("subscriptions", subscription_body("doomed", productOffering={"name": "fiber2"}))
+        await w.idle()
+        ref = Ref("networkservices", "doomed", "acme")
+        svc = w.kube._get(ref)
+        failed = {"status": "False", "lastTransitionTime": "2026-11-10T12:00:00Z", "reason": "PortNotFound"}
+        message = "pe1/Ethernet1.100: port Ethernet1 does not exist on device pe1"
+        await w.kube.patch_status(
+            ref,
+            {
+                "observedGeneration": svc["metadata"]["generation"],
+                "conditions": [
+                    {"type": "Ready", **failed, "message": message},
+                    {"type": "Degraded", **failed, "status": "True", "message": message},
+                ],
+            },
+        )
+        await w.idle()
+        assert w.obj("subscriptions", "doomed")["status"]["state"] == "aborted"
+        about = [e for e in w.kube.typed_events if e[0] == "doomed"]
+        assert [(e[1], e[2]) for e in about if e[2] == "Aborted"] == [("Warning", "Aborted")], about
+        assert len([e for e in about if e[1] == "Warning"]) == 1, "one Warning for one failure"
+        assert "port Ethernet1 does not exist" in about[-1][3] and "change the Subscription spec" in about[-1][3]
+
+    run(scenario)
+
+
+def test_startup_lists_namespaced_kinds_per_watched_namespace_only() -> None:
+    """With --namespace the chart grants Roles in those namespaces only: a cluster-wide list of a
+    namespaced kind would be refused (403) and lose the startup index that prevents false outages."""
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        kube = FakeKube()
+        settings = Settings(namespaces=["acme", "beta"], billing_interval_seconds=3600, usage_interval_seconds=3600)
+        ctl = CommerceController(kube, StatusWriter(kube), settings, FakeClock(T0))  # type: ignore[arg-type]
+        await kube.create(subscription_body("hq"), "subscriptions", "acme")
+        await ctl._startup()
+        assert ("acme", "hq") in ctl.subscriptions
+        await ctl.close()
+        return kube.lists
+
+    lists = asyncio.run(scenario())
+    assert ("productofferings", None) in lists, "a cluster-scoped kind is listed cluster-wide (ClusterRole)"
+    for plural in ("networkservices", "invoices", "subscriptions"):
+        assert (plural, None) not in lists
+        assert {(plural, "acme"), (plural, "beta")} <= set(lists)
+
+
 # --- small parts -------------------------------------------------------------------------------------
 
 
@@ -605,6 +674,28 @@ def test_build_deliverer_from_flags(mode: str, tmp_path: Path) -> None:
         f"file:{tmp_path / 'events.jsonl'}",
     ]
     assert build_deliverer(Settings(billing_sink_urls=[], billing_jsonl=None)) is None
+
+
+def test_build_deliverer_sends_the_auth_header_and_trusts_the_ca_file(tmp_path: Path) -> None:
+    from controller.commerce.runtime import build_deliverer
+    from localcluster.pki import CertificateAuthority
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(CertificateAuthority("billing sinks").cert_pem)
+    settings = Settings(
+        billing_sink_urls=["https://127.0.0.1:1/"],
+        billing_sink_auth_header="Bearer t0ken",
+        billing_sink_ca_file=str(ca),
+    )
+    deliverer = build_deliverer(settings)
+    assert deliverer is not None
+    (sink,) = deliverer.sinks
+    event = ev.activated(ev.SubscriptionRef("acme", "hq", "u1", "a"), T0, "fiber")
+    headers, _ = sink.encode(event)  # type: ignore[attr-defined]
+    assert headers["Authorization"] == "Bearer t0ken"
+    assert sink._ssl.get_ca_certs()[0]["subject"] == ((("commonName", "billing sinks"),),)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"--billing-sink-ca-file .*: not a readable PEM CA"):
+        build_deliverer(Settings(billing_sink_urls=["https://x/"], billing_sink_ca_file=str(tmp_path / "absent")))
 
 
 # --- specs that do not parse -------------------------------------------------------------------------

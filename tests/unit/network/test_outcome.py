@@ -46,10 +46,27 @@ def test_transient_failure_is_progressing_permanent_is_degraded() -> None:
     assert failed["endpoints"][0]["lastError"] == "bad"
 
 
-def test_dry_run_shows_the_plan_and_is_not_ready() -> None:
+def test_dry_run_shows_the_plan_as_its_ready_outcome_but_never_starts() -> None:
+    # The plan is what a dry run asks for: Ready (GitOps tools see it done), yet nothing was configured.
     plan = [{"op": "update", "device": "pe1", "path": "a/b", "value": "{}"}]
     s = service_status(view(dry_run=True, plan=plan), [EndpointOutcome("pe1", "E1", 10, Phase.DRY_RUN, "DryRun")], T0)
-    assert conds(s)["Ready"] == ("False", "DryRun") and s["plan"] == plan
+    assert conds(s)["Ready"] == ("True", "DryRun") and s["plan"] == plan
+    assert conds(s)["Stalled"][0] == "False"
+    assert "startDate" not in s and s["readySince"] is None
+    failing = service_status(
+        view(dry_run=True, plan=plan), [EndpointOutcome("pe1", "E1", 10, Phase.FAILED, "PortNotFound", "no E1")], T0
+    )
+    assert conds(failing)["Ready"] == ("False", "PortNotFound")
+    assert conds(failing)["Stalled"][0] == "True"
+
+
+def test_stalled_mirrors_degraded_and_says_what_to_do() -> None:
+    down = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=False)], T0)
+    stalled = next(c for c in down["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "OperDown")
+    assert stalled["message"].startswith("pe1/E1.10: oper-status DOWN; ") and "link is down" in stalled["message"]
+    retry = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.RETRYING, "DeviceUnreachable", "x")], T0)
+    assert conds(retry)["Stalled"][0] == "False"
 
 
 def test_disabled_invalid_and_drift() -> None:
