@@ -20,7 +20,7 @@ from typing import Any
 
 from . import metrics
 from .announce import Announcer
-from .kube import Kube, NotFound, Ref
+from .kube import Conflict, Kube, NotFound, Ref
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,21 @@ def changed_keys(status: dict[str, Any] | None, ours: dict[str, Any]) -> list[st
 def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
     stored = _clean(stored or {})
     return any(_clean(v) != stored.get(k) for k, v in desired.items())
+
+
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 10.0
+
+
+def transient(exc: BaseException) -> bool:
+    """A failed write worth retrying: throttling (429), a server error (5xx), a conflict, or no answer at
+    all (connection refused or reset, a timeout). A 4xx refusal is not: the same write would fail again."""
+    if isinstance(exc, Conflict):
+        return True
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    return True
 
 
 class StatusWriter:
@@ -168,6 +183,7 @@ class StatusWriter:
         self._overwrite[ref] = dict(forged or {})
 
     async def _drain(self, ref: Ref) -> None:
+        failures = 0
         try:
             while ref in self._pending:
                 desired = self._pending.pop(ref)
@@ -186,9 +202,21 @@ class StatusWriter:
                     self.forget(ref)
                     return
                 except Exception as exc:
-                    log.warning("status write for %s failed: %s", ref, exc)
                     self._written.pop(ref, None)
-                    return
+                    if not transient(exc):
+                        log.warning("status write for %s refused: %s", ref, exc)
+                        continue  # a desire queued meanwhile is still written
+                    # Throttled, API server restarting, connection lost: the status must still reach
+                    # it (nothing else would resubmit it before the next resync), unless a newer one does.
+                    failures += 1
+                    delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+                    log.warning("status write for %s failed (%s); retrying in %.1fs", ref, exc, delay)
+                    self._pending.setdefault(ref, desired)
+                    if before is not None:
+                        self._before.setdefault(ref, before)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
                 if self.announcer is not None:
                     self.announcer.after_status_write(before, after)
         finally:

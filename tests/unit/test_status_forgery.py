@@ -98,3 +98,72 @@ def test_a_write_under_way_explains_its_own_early_watch_event() -> None:
 def test_nothing_is_judged_before_this_run_wrote() -> None:
     writer = StatusWriter(FakeKube())  # type: ignore[arg-type]
     assert writer.forgery(REF, "99", {"state": "active"}) == []
+
+
+class Throttled(Exception):
+    """What the kubernetes client raises for an HTTP error (it carries the status code)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class FlakyKube(FakeKube):
+    """Fails the first `failures` status writes with HTTP `status`."""
+
+    def __init__(self, failures: int, status: int) -> None:
+        super().__init__()
+        self.failures, self.status, self.attempts = failures, status, 0
+
+    async def patch_status(self, ref: Ref, status: dict[str, Any]) -> dict[str, Any]:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise Throttled(self.status)
+        return await super().patch_status(ref, status)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_throttled_or_failed_write_is_retried_until_it_lands(status: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.statuswriter.RETRY_FIRST_SECONDS", 0.01)
+
+    async def go() -> FlakyKube:
+        kube = FlakyKube(failures=3, status=status)
+        writer = StatusWriter(kube)  # type: ignore[arg-type]
+        assert writer.submit(REF, {"state": "active"}, {"state": "pending"})
+        await writer.flush()
+        return kube
+
+    kube = asyncio.run(go())
+    assert kube.attempts == 4 and kube.stored == {"state": "active"}
+
+
+def test_a_newer_status_queued_during_a_failed_write_wins_and_is_not_stranded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.statuswriter.RETRY_FIRST_SECONDS", 0.05)
+
+    async def go() -> tuple[FlakyKube, bool]:
+        kube = FlakyKube(failures=1, status=429)
+        writer = StatusWriter(kube)  # type: ignore[arg-type]
+        writer.submit(REF, {"state": "connecting"}, None)
+        await asyncio.sleep(0.01)  # the first write failed; its retry waits
+        writer.submit(REF, {"state": "ready"}, None)
+        await writer.flush()
+        # the same desire again: already stored, nothing to write (no stranded pending entry hides it)
+        again = writer.submit(REF, {"state": "ready"}, dict(kube.stored))
+        return kube, again
+
+    kube, again = asyncio.run(go())
+    assert kube.writes == [{"state": "ready"}] and kube.stored == {"state": "ready"} and again is False
+
+
+def test_a_refused_write_is_not_retried_but_a_later_desire_is_written() -> None:
+    async def go() -> FlakyKube:
+        kube = FlakyKube(failures=1, status=422)
+        writer = StatusWriter(kube)  # type: ignore[arg-type]
+        writer.submit(REF, {"state": "bad"}, None)
+        await writer.flush()
+        writer.submit(REF, {"state": "good"}, None)
+        await writer.flush()
+        return kube
+
+    kube = asyncio.run(go())
+    assert kube.attempts == 2 and kube.writes == [{"state": "good"}]
