@@ -14,6 +14,12 @@ KINDS = ("productofferings", "networkdevices", "subscriptions", "networkservices
 Items = dict[str, list[dict[str, Any]]]
 
 
+def billed_account(subscription: dict[str, Any]) -> str:
+    """The account a Subscription bills: its BillingAccount's name, or the deprecated inline id."""
+    spec = subscription.get("spec") or {}
+    return str((spec.get("billingAccountRef") or {}).get("name") or (spec.get("billingAccount") or {}).get("id", "-"))
+
+
 def condition_status(obj: dict[str, Any], type_: str) -> str:
     """The status of the object's `type_` condition, "-" without one (a table cell)."""
     cond = condition(obj.get("status"), type_)
@@ -96,8 +102,7 @@ def render(items: Items) -> str:
             name(o),
             (o.get("status") or {}).get("state", "-"),
             o["spec"]["productOffering"]["name"],
-            (o["spec"].get("billingAccountRef") or {}).get("name")
-            or (o["spec"].get("billingAccount") or {}).get("id", "-"),
+            billed_account(o),
             condition_status(o, "ServiceReady"),
             str((o.get("status") or {}).get("startDate", "-")),
         ]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .status import KINDS, Items, condition_status, not_ready
+from .status import KINDS, Items, billed_account, condition_status, not_ready
 from .times import rfc3339
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _customer(sub: dict[str, Any]) -> str:
     for party in spec.get("relatedParty") or []:
         if str(party.get("role", "")).lower() == "customer" and party.get("name"):
             return str(party["name"])
-    return f"account {(spec.get('billingAccount') or {}).get('id', '?')}"
+    return f"account {billed_account(sub)}"
 
 
 def page(items: Items, now: datetime) -> str:
@@ -77,7 +77,7 @@ def page(items: Items, now: datetime) -> str:
         accounts = set()
         for sub in subs:
             st = _status(sub)
-            accounts.add((sub["metadata"].get("namespace", ""), sub["spec"]["billingAccount"]["id"]))
+            accounts.add((sub["metadata"].get("namespace", ""), billed_account(sub)))
             svc = services.get(_name(sub))
             rows.append(
                 [

@@ -270,12 +270,12 @@ def test_rendered_flags_parse_with_the_real_cli(helm: Path, tmp_path: Path, valu
     [
         ({"metrics": {"enabled": True, "port": 8081}}, "controller.healthPort and metrics.port are both 8081"),
         (
-            {"webhook": {"enabled": True, "port": 9090, "certificateSecret": "tls"}},
+            {"webhook": {"enabled": True, "port": 9090, "certificateSecret": "tls", "caBundle": "Q0E="}},
             "metrics.port and webhook.port are both 9090",
         ),
         (
             {
-                "webhook": {"enabled": True, "port": 8081, "certificateSecret": "tls"},
+                "webhook": {"enabled": True, "port": 8081, "certificateSecret": "tls", "caBundle": "Q0E="},
                 "metrics": {"enabled": False, "port": 9090},
             },
             "controller.healthPort and webhook.port are both 8081",

@@ -41,10 +41,11 @@ from tests.support.cloudevents_receiver import CloudEventsReceiver
 
 pytestmark = pytest.mark.cluster
 # The commerce module's fixtures: a devicesim fleet, a CloudEvents receiver and a controller of this module.
-fleet, receiver, clock_file, api, controller, ns, admin = (
+fleet, receiver, clock_file, web_port, api, controller, ns, admin = (
     commerce.fleet,
     commerce.receiver,
     commerce.clock_file,
+    commerce.web_port,
     commerce.api,
     commerce.controller,
     commerce.ns,

@@ -75,3 +75,14 @@ def test_the_page_shows_customers_devices_and_what_is_not_ready() -> None:
     stuck = seen[seen.index("Not Ready") :]
     assert "Subscription acme/branch OfferingNotFound" in stuck and "NetworkDevice pe2 Unreachable" in stuck
     assert dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") in seen
+
+
+def test_a_subscription_on_a_billing_account_shows_with_that_accounts_open_bills() -> None:
+    by_ref = {k: v for k, v in SUB_SPEC.items() if k not in ("billingAccount", "relatedParty")}
+    sub = named(case(SUBSCRIPTIONS, "subscription-active"), "kiosk", **by_ref, billingAccountRef={"name": "acme-2"})
+    sub["spec"].pop("billingAccount", None)
+    bill = named(case(INVOICES, "invoice-sent"), "acme-2-2026-11", billingAccount="acme-2")
+    seen = text_of(page({**ITEMS, "subscriptions": [sub], "invoices": [bill]}, T0))
+    customer = seen[seen.index("account acme-2") : seen.index("Devices")]
+    assert "acme/kiosk fiber-100 active" in customer and "acme/acme-2-2026-11 sent 59.88 EUR" in customer
+    assert "acme-2" in render({**ITEMS, "subscriptions": [sub], "invoices": [bill]})
