@@ -64,6 +64,7 @@ def resource_versions(r: Rig) -> dict[str, str]:
     return out
 
 
+@pytest.mark.timeout(IDLE_SECONDS + 240)  # the window itself, plus convergence and settling
 def test_a_converged_strict_fleet_is_silent_for_five_minutes(r: Rig) -> None:
     for name in DEVICES:
         device = r.api.get("networkdevices", name)
