@@ -1,11 +1,13 @@
-"""The controller's benchmark suite: convergence, latency, drift repair, idle cost, scale, billing.
+"""The controller's benchmark suite: convergence, latency, drift repair, idle cost, the cost of strict
+devices and JSON_IETF (profiles), scale, billing.
 
-    python bench/controller_bench.py [--quick] [--only convergence,latency,drift,idle,scale,billing]
+    python bench/controller_bench.py [--quick] [--only convergence,latency,drift,idle,profiles,scale,billing]
                                      [--no-profile] [--scale-services N] [--publish/--no-publish]
 
-Runs on a real local control plane (etcd + kube-apiserver from bin/, `make bin`) and a devicesim
-fleet, all on 127.0.0.1. Every scenario measures its baselines in the same run: on a noisy
-2-core machine only ratios taken side by side hold. Writes bench/results/<timestamp>.json and
+Runs on a real local control plane (etcd + kube-apiserver from bin/, `make bin`) and a fleet of
+devicesim `strict` devices (official-model validation, YANG defaults; the controller negotiates
+JSON_IETF), all on 127.0.0.1; only `profiles` also runs a lenient fleet. Every scenario measures
+its baselines in the same run: on a noisy 2-core machine only ratios taken side by side hold. Writes bench/results/<timestamp>.json and
 .md (the Markdown table), bench/results/convergence.png and bench/results/profile-<timestamp>.txt;
 a full run (not --quick, not --only) also refreshes the table in docs/bench.md and
 docs/bench-convergence.png (--no-publish to skip). See docs/bench.md.
@@ -1035,7 +1037,7 @@ def markdown(res: dict[str, Any]) -> str:
         c = r["convergence"]
         ctl, a, b, ap = c["controller"], c["script"], c["ceiling"], c["api_only"]
         n, d = c["services"], c["devices"]
-        fleet = ctl_fleet = c.get("fleet")
+        fleet = c.get("fleet")
         if fleet:
             rows.append(
                 (
@@ -1048,7 +1050,7 @@ def markdown(res: dict[str, Any]) -> str:
             )
         rows += [
             (
-                f"1. Convergence, {n:,} services / {d} {ctl_fleet['profile'] if ctl_fleet else ''} devices: "
+                f"1. Convergence, {n:,} services / {d} {fleet['profile'] if fleet else ''} devices: "
                 "controller wall time to all Ready",
                 fmt(ctl["wall_s"], " s") + ("" if ctl["all_ready"] else f" (only {ctl['ready']:,} Ready)"),
                 "",
