@@ -7,10 +7,10 @@ devices and JSON_IETF (profiles), scale, billing.
 Runs on a real local control plane (etcd + kube-apiserver from bin/, `make bin`) and a fleet of
 devicesim `strict` devices (official-model validation, YANG defaults; the controller negotiates
 JSON_IETF), all on 127.0.0.1; only `profiles` also runs a lenient fleet. Every scenario measures
-its baselines in the same run: on a noisy 2-core machine only ratios taken side by side hold. Writes bench/results/<timestamp>.json and
-.md (the Markdown table), bench/results/convergence.png and bench/results/profile-<timestamp>.txt;
-a full run (not --quick, not --only) also refreshes the table in docs/bench.md and
-docs/bench-convergence.png (--no-publish to skip). See docs/bench.md.
+its baselines in the same run: on a noisy 2-core machine only ratios taken side by side hold.
+Writes bench/results/<timestamp>.json and .md (the Markdown table), bench/results/convergence.png
+and bench/results/profile-<timestamp>.txt; a full run (not --quick, not --only) also refreshes
+the table in docs/bench.md and docs/bench-convergence.png (--no-publish to skip). See docs/bench.md.
 """
 
 from __future__ import annotations
@@ -1380,6 +1380,18 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{stamp}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="telco-bench-"))
+
+    def scenario(name: str, fn: Any, *fn_args: Any) -> None:
+        """Run one scenario and save; a failure is reported in its place and the rest of the run goes on."""
+        t = time.monotonic()
+        try:
+            res["scenarios"][name] = fn(*fn_args)
+        except Exception as exc:
+            B.log(f"{name} failed: {exc!r}")
+            res["scenarios"][name] = {"error": repr(exc)}
+        res["scenarios"][name]["scenario_s"] = round(time.monotonic() - t, 1)
+        save()
+
     try:
         ctx = Ctx(args, profile, workdir, stamp, res["scenarios"])
         if any(s in only for s in ("convergence", "latency", "drift", "idle")):
@@ -1396,36 +1408,15 @@ def main(argv: list[str] | None = None) -> int:
                     ("subscription_variant", subscription_variant),
                 ):
                     if name in only or (name == "subscription_variant" and "convergence" in only):
-                        t = time.monotonic()
-                        try:
-                            res["scenarios"][name] = fn(ctx, run)
-                        except Exception as exc:  # report what failed, keep the rest of the run
-                            B.log(f"{name} failed: {exc!r}")
-                            res["scenarios"][name] = {"error": repr(exc)}
-                        res["scenarios"][name]["scenario_s"] = round(time.monotonic() - t, 1)
-                        save()
+                        scenario(name, fn, ctx, run)
                 api_cost_again(ctx, run, res["scenarios"]["convergence"])
                 save()
             finally:
                 run.close()
         if "profiles" in only:
-            t = time.monotonic()
-            try:
-                res["scenarios"]["profiles"] = profiles(ctx)
-            except Exception as exc:  # report what failed, keep the rest of the run
-                B.log(f"profiles failed: {exc!r}")
-                res["scenarios"]["profiles"] = {"error": repr(exc)}
-            res["scenarios"]["profiles"]["scenario_s"] = round(time.monotonic() - t, 1)
-            save()
+            scenario("profiles", profiles, ctx)
         if "scale" in only:
-            t = time.monotonic()
-            try:
-                res["scenarios"]["scale"] = scale(ctx)
-            except Exception as exc:  # report what failed, keep the rest of the run
-                B.log(f"scale failed: {exc!r}")
-                res["scenarios"]["scale"] = {"error": repr(exc)}
-            res["scenarios"]["scale"]["scenario_s"] = round(time.monotonic() - t, 1)
-            save()
+            scenario("scale", scale, ctx)
         if "billing" in only:
             t = time.monotonic()
             res["scenarios"]["billing"] = billing(ctx)
