@@ -90,11 +90,11 @@ demo: setup ## the quick start: local control plane, CRDs and the examples (ONCE
 status: $(VENV)/.installed ## the dashboard tables (KUBECONFIG, else the running demo's .local/demo/kubeconfig)
 	@KUBECONFIG="$${KUBECONFIG:-$(CURDIR)/.local/demo/kubeconfig}" $(PY) -m controller status
 
-bench: setup ## controller benchmarks side by side with baselines (~13 min, 25 at most; not part of make test)
+bench: setup ## controller benchmarks side by side with baselines (~16 min; not part of make test)
 	@$(PY) -m pip install -q -r bench/requirements.txt
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py
 
-bench-quick: setup ## the same scenarios, smaller (~3 min)
+bench-quick: setup ## the same scenarios, smaller (~4.5 min)
 	@$(PY) -m pip install -q -r bench/requirements.txt
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/controller_bench.py --quick
 

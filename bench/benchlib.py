@@ -90,8 +90,26 @@ class ControlPlane:
         kubectl.run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         self.api = Api(self.kubeconfig)
         self.api.client.configuration.connection_pool_maxsize = 16
+        self._wait_storage()
         self.started_in = time.monotonic() - t0
         return self
+
+    def _wait_storage(self, timeout: float = 30) -> None:
+        """Until every custom resource can be listed: right after Established the API server may still
+        answer 429 "storage is (re)initializing", and the controller's watches would back off for tens of
+        seconds before the first device is even connected."""
+        crds = kubernetes.client.ApiextensionsV1Api(self.api.client).list_custom_resource_definition().items
+        plurals = [(c.spec.group, c.spec.versions[0].name, c.spec.names.plural) for c in crds if c.spec.group == GROUP]
+        deadline = time.monotonic() + timeout
+        for group, version, plural in plurals:
+            while True:
+                try:
+                    self.api.custom.list_cluster_custom_object(group, version, plural, limit=1)
+                    break
+                except ApiException as exc:
+                    if exc.status != 429 or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
 
     def stop(self) -> None:
         self.cluster.stop()
@@ -112,25 +130,41 @@ def device_names(count: int) -> list[str]:
     return [f"dev{i:03d}" for i in range(1, count + 1)]
 
 
-def start_fleet(names: list[str], workdir: Path) -> FleetProcess:
+PROFILE_NOTES = {
+    "strict": "official OpenConfig model validation of every Set, YANG defaults filled, state apart from config",
+    "lenient": "devicesim's own subset checks only, no defaults (the behaviour before issue 14)",
+}
+
+
+def start_fleet(names: list[str], workdir: Path, profile: str = "strict") -> FleetProcess:
+    """A devicesim fleet of `profile` devices (every network scenario runs on strict ones unless it
+    compares profiles); each device advertises and accepts JSON and JSON_IETF."""
     workdir.mkdir(parents=True, exist_ok=True)
+    log(f"fleet: {len(names)} devicesim {profile} devices ({PROFILE_NOTES[profile]})")
     return FleetProcess(
-        # strict: the network scenarios run against official-model validation and YANG defaults
-        ["--devices", str(len(names)), "--names", ",".join(names), "--profile", "strict"],
+        ["--devices", str(len(names)), "--names", ",".join(names), "--profile", profile],
         workdir=workdir,
         timeout=180,
     ).start()
 
 
-def register_devices(api: Api, fleet: FleetProcess, names: list[str]) -> None:
-    """Secrets and NetworkDevices exactly as the integration tests make them (API default timeout)."""
+def register_devices(api: Api, fleet: FleetProcess, names: list[str], encoding: str | None = None) -> None:
+    """Secrets and NetworkDevices exactly as the integration tests make them (API default timeout);
+    `encoding` pins spec.encoding (JSON or JSON_IETF), else the controller negotiates it."""
     api.put_secret(SYSTEM, "nt-credentials", {"username": "admin", "password": "admin"})
     assert fleet.ca_path is not None
     api.put_secret(SYSTEM, "nt-ca", {"ca.crt": Path(fleet.ca_path).read_text()})
     for name in names:
         body = device_body(name, fleet.devices[name].port)
         body["spec"].pop("timeoutSeconds", None)  # the API default (5 s), as a user would leave it
+        if encoding is not None:
+            body["spec"]["encoding"] = encoding
         api.apply(body)
+
+
+def device_encodings(api: Api, names: Iterable[str]) -> dict[str, int]:
+    """How many of the devices use each encoding (NetworkDevice status.encoding, as negotiated)."""
+    return dict(Counter(str((api.get("networkdevices", n) or {}).get("status", {}).get("encoding")) for n in names))
 
 
 def reset_devices(fleet: FleetProcess, names: Iterable[str]) -> None:

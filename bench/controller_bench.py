@@ -1,14 +1,16 @@
-"""The controller's benchmark suite: convergence, latency, drift repair, idle cost, scale, billing.
+"""The controller's benchmark suite: convergence, latency, drift repair, idle cost, the cost of strict
+devices and JSON_IETF (profiles), scale, billing.
 
-    python bench/controller_bench.py [--quick] [--only convergence,latency,drift,idle,scale,billing]
+    python bench/controller_bench.py [--quick] [--only convergence,latency,drift,idle,profiles,scale,billing]
                                      [--no-profile] [--scale-services N] [--publish/--no-publish]
 
-Runs on a real local control plane (etcd + kube-apiserver from bin/, `make bin`) and a devicesim
-fleet, all on 127.0.0.1. Every scenario measures its baselines in the same run: on a noisy
-2-core machine only ratios taken side by side hold. Writes bench/results/<timestamp>.json and
-.md (the Markdown table), bench/results/convergence.png and bench/results/profile-<timestamp>.txt;
-a full run (not --quick, not --only) also refreshes the table in docs/bench.md and
-docs/bench-convergence.png (--no-publish to skip). See docs/bench.md.
+Runs on a real local control plane (etcd + kube-apiserver from bin/, `make bin`) and a fleet of
+devicesim `strict` devices (official-model validation, YANG defaults; the controller negotiates
+JSON_IETF), all on 127.0.0.1; only `profiles` also runs a lenient fleet. Every scenario measures
+its baselines in the same run: on a noisy 2-core machine only ratios taken side by side hold.
+Writes bench/results/<timestamp>.json and .md (the Markdown table), bench/results/convergence.png
+and bench/results/profile-<timestamp>.txt; a full run (not --quick, not --only) also refreshes
+the table in docs/bench.md and docs/bench-convergence.png (--no-publish to skip). See docs/bench.md.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ PROFILES = {
         billing_events=4000,
         invoice_subs=10_000,
         conv_timeout=600.0,
+        profile_timeout=200.0,  # each of the three convergences of `profiles` (about 15 s each when healthy)
         scale_timeout=420.0,
         sub_services=1000,  # as many Subscriptions as the issue asks (1,000 over 20 devices)
         sub_timeout=240.0,
@@ -80,6 +83,7 @@ PROFILES = {
         billing_events=1000,
         invoice_subs=2000,
         conv_timeout=120.0,
+        profile_timeout=60.0,
         scale_timeout=30.0,
         sub_services=30,
         sub_timeout=60.0,
@@ -87,7 +91,8 @@ PROFILES = {
         probe_timeout=8.0,
     ),
 }
-SCENARIOS = ("convergence", "latency", "drift", "idle", "scale", "billing")
+SCENARIOS = ("convergence", "latency", "drift", "idle", "profiles", "scale", "billing")
+FLEET_PROFILE = "strict"  # the devicesim profile of every network scenario except the profile comparison
 
 
 @dataclass
@@ -111,7 +116,7 @@ class NetworkRun:
         self.plane = B.ControlPlane(ctx.workdir / "cluster").start()
         B.log(f"control plane up in {self.plane.started_in:.1f}s")
         self.names = B.device_names(ctx.p["conv_devices"])
-        self.fleet = B.start_fleet(self.names, ctx.workdir / "fleet")
+        self.fleet = B.start_fleet(self.names, ctx.workdir / "fleet", FLEET_PROFILE)
         self.ns = "bench-conv"
         self.services = B.layout(self.ns, B.spread(ctx.p["conv_services"], self.names))
         self.used = {d: n for d, n in B.spread(ctx.p["conv_services"], self.names).items()}
@@ -187,6 +192,7 @@ def convergence(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     ).start()
     B.wait_devices_ready(api, run.names)
     ctl.wait_up(len(run.names))
+    out["fleet"] = fleet_facts(api, run.names, FLEET_PROFILE)
     watch = run.watch = B.WatchAudit(run.plane.new_client(), "networkservices", run.ns).start()
     dev_watch = B.WatchAudit(run.plane.new_client(), "networkdevices").start()
     time.sleep(1.0)
@@ -521,6 +527,9 @@ def idle(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
         "seconds": round(t1 - t0, 1),
         "services": svc_watch.ready_count(),
         "devices": len(run.names),
+        "fleet": fleet_facts(run.plane.api, run.names, FLEET_PROFILE),
+        "api_writes": writes,
+        "gnmi_sets": sets,
         "api_writes_per_min": round(writes / minutes, 2),
         "networkservice_writes": svc_watch.writes_since(t0, t1),
         "networkdevice_writes": dev_watch.writes_since(t0, t1),
@@ -540,6 +549,123 @@ def idle(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     return out
 
 
+def fleet_facts(api: Any, names: list[str], profile: str) -> dict[str, Any]:
+    """What the devices of a scenario were: devicesim profile and the encodings the controller uses."""
+    return {"profile": profile, "devices": len(names), "encodings": B.device_encodings(api, names)}
+
+
+def fleet_label(fleet: dict[str, Any] | None) -> str:
+    """'strict devices, JSON_IETF 20/20' for a table row."""
+    if not fleet:
+        return "devices of an unknown profile"
+    encodings = ", ".join(f"{e} {n}/{fleet['devices']}" for e, n in sorted(fleet["encodings"].items()))
+    return f"{fleet['profile']} devices, {encodings}"
+
+
+# =============================================================================================
+# 4b: the cost of JSON_IETF and of schema validation: the same convergence on three fleets
+
+# (key, devicesim profile, NetworkDevice spec.encoding or None to negotiate, the encoding expected)
+PROFILE_VARIANTS = (
+    ("strict_json_ietf", "strict", None, "JSON_IETF"),
+    ("strict_json", "strict", "JSON", "JSON"),
+    ("lenient_json", "lenient", "JSON", "JSON"),
+)
+
+
+def profiles(ctx: Ctx) -> dict[str, Any]:
+    """Convergence of the same services at the same size, each on its own fresh control plane, fleet and
+    controller (not profiled), differing only in the devicesim profile and the encoding: strict with
+    JSON_IETF (what the controller negotiates), strict with JSON pinned, lenient with JSON pinned. The
+    first two differ by the encoding alone (the cost of RFC 7951 on both sides), the last two by the
+    device's validation against the official models and its YANG defaults."""
+    n, ndev = ctx.p["conv_services"], ctx.p["conv_devices"]
+    out: dict[str, Any] = {"services": n, "devices": ndev, "variants": {}}
+    for key, profile, pinned, expected in PROFILE_VARIANTS:
+        r = out["variants"][key] = one_profile(ctx, key, profile, pinned, expected)
+        B.log(
+            f"  {key}: {r['wall_s']} s to all Ready, controller CPU {r['cpu_s'].get('controller')} s, "
+            f"devicesim {r['cpu_s'].get('devicesim')} s (set up in {r['setup_s']} s)"
+        )
+    v = out["variants"]
+
+    def ratio(a: str, b: str, f: Any) -> float | None:
+        x, y = f(v[a]), f(v[b])
+        return round(x / y, 2) if x is not None and y else None
+
+    measures = {
+        "wall_s": lambda r: r["wall_s"] if r["all_ready"] else None,
+        "controller_cpu_s": lambda r: r["cpu_s"].get("controller"),
+        "devicesim_cpu_s": lambda r: r["cpu_s"].get("devicesim"),
+        "sets_per_device": lambda r: r["set_rpcs_per_device"]["mean"],
+    }
+    out["ratios"] = {
+        "json_ietf_vs_json_on_strict": {m: ratio("strict_json_ietf", "strict_json", f) for m, f in measures.items()},
+        "strict_vs_lenient_json": {m: ratio("strict_json", "lenient_json", f) for m, f in measures.items()},
+        "strict_json_ietf_vs_lenient_json": {
+            m: ratio("strict_json_ietf", "lenient_json", f) for m, f in measures.items()
+        },
+    }
+    return out
+
+
+def one_profile(ctx: Ctx, key: str, profile: str, pinned: str | None, expected: str) -> dict[str, Any]:
+    p = ctx.p
+    names = B.device_names(p["conv_devices"])
+    t_setup = time.monotonic()
+    plane = B.ControlPlane(ctx.workdir / f"cluster-{key}").start()
+    fleet = B.start_fleet(names, ctx.workdir / f"fleet-{key}", profile)
+    ctl: B.BenchController | None = None
+    try:
+        api = plane.api
+        ns = "bench-profiles"
+        api.ensure_namespace(ns)
+        services = B.layout(ns, B.spread(p["conv_services"], names))
+        B.register_devices(api, fleet, names, encoding=pinned)
+        ctl = B.BenchController(plane.kubeconfig, ctx.workdir / f"controller-{key}.log").start()
+        B.wait_devices_ready(api, names)
+        ctl.wait_up(len(names))
+        facts = fleet_facts(api, names, profile)
+        if facts["encodings"] != {expected: len(names)}:
+            raise RuntimeError(f"{key}: expected every device on {expected}, status.encoding says {facts['encodings']}")
+        watch = B.WatchAudit(plane.new_client(), "networkservices", ns).start()
+        time.sleep(1.0)
+        assert fleet.proc is not None
+        before = B.fleet_stats(fleet, names)
+        cpu = B.CpuMeter({**plane.pids(), "devicesim": fleet.proc.pid, "controller": ctl.ps.pid})
+        t0 = time.monotonic()
+        setup_s = t0 - t_setup
+        B.create_all(api, services, workers=WORKERS)
+        keys = [f"{ns}/{s.name}" for s in services]
+        ok = watch.wait_ready(keys, max(1.0, p["profile_timeout"] - (time.monotonic() - t0)))
+        ready = sorted(t - t0 for k in keys if (t := watch.objects[k].ready_at) is not None)
+        wall = ready[-1] if ok else time.monotonic() - t0
+        time.sleep(2.0)  # the same trailing window as the convergence scenario
+        used = cpu.read()
+        d = B.stats_delta(B.fleet_stats(fleet, names), before)
+        watch.stop()
+        sets = [s["set_rpcs"] for s in d.values()]
+        return {
+            "fleet": facts,
+            "spec_encoding": pinned or "auto",
+            "all_ready": ok,
+            "ready": len(ready),
+            "wall_s": round(wall, 2),
+            "cpu_s": used,
+            "set_rpcs_per_device": {"mean": round(sum(sets) / len(sets), 1), "max": max(sets), "min": min(sets)},
+            "set_updates_total": sum(s["set_updates"] for s in d.values()),
+            "get_rpcs_per_device": round(sum(s["get_rpcs"] for s in d.values()) / len(d), 1),
+            "setup_s": round(setup_s, 1),
+        }
+    finally:
+        t_down = time.monotonic()
+        if ctl is not None:
+            ctl.stop()
+        fleet.stop()
+        plane.stop()
+        B.log(f"  {key}: torn down in {time.monotonic() - t_down:.1f} s, {time.monotonic() - t_setup:.1f} s in all")
+
+
 # =============================================================================================
 # 5: scale
 
@@ -553,7 +679,7 @@ def scale(ctx: Ctx) -> dict[str, Any]:
     rest = B.spread(total - big - small, names[2:])
     per_device = {names[0]: big, names[1]: small, **rest}
     plane = B.ControlPlane(ctx.workdir / "cluster-scale").start()
-    fleet = B.start_fleet(names, ctx.workdir / "fleet-scale")
+    fleet = B.start_fleet(names, ctx.workdir / "fleet-scale", FLEET_PROFILE)
     ctl: B.BenchController | None = None
     out: dict[str, Any] = {
         "services": total,
@@ -569,6 +695,7 @@ def scale(ctx: Ctx) -> dict[str, Any]:
         ctl = B.BenchController(plane.kubeconfig, ctx.workdir / "controller-scale.log").start()
         B.wait_devices_ready(api, names, timeout=300)
         ctl.wait_up(len(names), timeout=300)
+        out["fleet"] = fleet_facts(api, names, FLEET_PROFILE)
         watch = B.WatchAudit(plane.new_client(), "networkservices", ns).start()
         time.sleep(1.0)
         rss0 = ctl.rss_mb()
@@ -850,6 +977,59 @@ def ok(flag: bool | None) -> str:
     return "-" if flag is None else ("met" if flag else "**missed**")
 
 
+VARIANT_LABELS = {
+    "strict_json_ietf": "strict devices, JSON_IETF (negotiated, the default)",
+    "strict_json": "strict devices, JSON (NetworkDevice spec.encoding: JSON)",
+    "lenient_json": "lenient devices, JSON (spec.encoding: JSON)",
+}
+
+
+def profile_rows(pr: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The three-fleet comparison: one row per fleet, then the two ratios that isolate each cost."""
+    rows = [
+        (
+            f"4b. Cost of JSON_IETF and of schema validation: convergence, {pr['services']:,} services / "
+            f"{pr['devices']} devices, each fleet on a fresh control plane and controller (not profiled)",
+            "wall time to all Ready",
+            "controller CPU, devicesim CPU, apiserver CPU; Sets and Gets per device",
+            "",
+        )
+    ]
+    for key, v in pr["variants"].items():
+        cpu = v["cpu_s"]
+        rows.append(
+            (
+                f"  {VARIANT_LABELS.get(key, key)}",
+                fmt(v["wall_s"], " s") + ("" if v["all_ready"] else f" (only {v['ready']:,} Ready)"),
+                f"controller {fmt(cpu.get('controller'))} s, devicesim {fmt(cpu.get('devicesim'))} s, "
+                f"apiserver {fmt(cpu.get('kube-apiserver'))} s; Sets/device mean "
+                f"{fmt(v['set_rpcs_per_device']['mean'])} (max {v['set_rpcs_per_device']['max']}), "
+                f"Gets/device {fmt(v['get_rpcs_per_device'])}",
+                "",
+            )
+        )
+
+    def times(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}x"
+
+    for key, label in (
+        ("json_ietf_vs_json_on_strict", "  ratio JSON_IETF / JSON, both strict (the cost of RFC 7951)"),
+        ("strict_vs_lenient_json", "  ratio strict / lenient, both JSON (the cost of validation and YANG defaults)"),
+        ("strict_json_ietf_vs_lenient_json", "  ratio strict JSON_IETF / lenient JSON (both costs)"),
+    ):
+        q = pr["ratios"][key]
+        rows.append(
+            (
+                label,
+                f"wall {times(q['wall_s'])}",
+                f"controller CPU {times(q['controller_cpu_s'])}, devicesim CPU {times(q['devicesim_cpu_s'])}, "
+                f"Sets/device {times(q['sets_per_device'])}",
+                "",
+            )
+        )
+    return rows
+
+
 def markdown(res: dict[str, Any]) -> str:
     r = dict(res["scenarios"])
     rows: list[tuple[str, str, str, str]] = []
@@ -859,9 +1039,21 @@ def markdown(res: dict[str, Any]) -> str:
         c = r["convergence"]
         ctl, a, b, ap = c["controller"], c["script"], c["ceiling"], c["api_only"]
         n, d = c["services"], c["devices"]
+        fleet = c.get("fleet")
+        if fleet:
+            rows.append(
+                (
+                    "Devices of scenarios 1-5",
+                    f"devicesim `{fleet['profile']}` profile: {B.PROFILE_NOTES[fleet['profile']]}",
+                    "encoding in use (NetworkDevice status.encoding): "
+                    + ", ".join(f"{e} on {k}/{fleet['devices']}" for e, k in sorted(fleet["encodings"].items())),
+                    "",
+                )
+            )
         rows += [
             (
-                f"1. Convergence, {n:,} services / {d} devices: controller wall time to all Ready",
+                f"1. Convergence, {n:,} services / {d} {fleet['profile'] if fleet else ''} devices: "
+                "controller wall time to all Ready",
                 fmt(ctl["wall_s"], " s") + ("" if ctl["all_ready"] else f" (only {ctl['ready']:,} Ready)"),
                 "",
                 "",
@@ -981,14 +1173,17 @@ def markdown(res: dict[str, Any]) -> str:
         i = r["idle"]
         rows += [
             (
-                f"4. Idle, {i['services']:,} Ready services, {i['seconds']:.0f} s: API writes/min",
+                f"4. Idle, {i['services']:,} Ready services on {fleet_label(i.get('fleet'))}, "
+                f"{i['seconds']:.0f} s: API writes/min",
                 fmt(i["api_writes_per_min"]),
-                f"NetworkServices {i['networkservice_writes']}, NetworkDevices {i['networkdevice_writes']}",
+                f"{i.get('api_writes', '-')} in {i['seconds']:.0f} s (watch): NetworkServices "
+                f"{i['networkservice_writes']}, NetworkDevices {i['networkdevice_writes']}",
                 ok(i["goals"]["zero_api_writes"]) + " (0)",
             ),
             (
                 "  gNMI Sets/min",
                 fmt(i["gnmi_sets_per_min"]),
+                f"{i.get('gnmi_sets', '-')} Sets in {i['seconds']:.0f} s (devicesim stats); "
                 f"Gets/min {fmt(i['gnmi_gets_per_min'])} (resync)",
                 ok(i["goals"]["zero_gnmi_sets"]) + " (0)",
             ),
@@ -999,6 +1194,8 @@ def markdown(res: dict[str, Any]) -> str:
                 "",
             ),
         ]
+    if "profiles" in r:
+        rows += profile_rows(r["profiles"])
     if "scale" in r:
         s = r["scale"]
         if "error" in s:
@@ -1012,7 +1209,8 @@ def markdown(res: dict[str, Any]) -> str:
             )
             rows += [
                 (
-                    f"5. Scale, {s['services']:,} services / {s['devices']} devices: time to converge",
+                    f"5. Scale, {s['services']:,} services / {s['devices']} "
+                    f"{s.get('fleet', {}).get('profile', '')} devices: time to converge",
                     fmt(s["converge_s"], " s")
                     if s["all_ready"]
                     else f"**did not converge**: {s['ready']:,} Ready after {fmt(s['converge_s'])} s",
@@ -1132,7 +1330,7 @@ def publish(res: dict[str, Any], table: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes; about 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; about 4.5 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument(
         "--no-profile",
@@ -1184,6 +1382,18 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{stamp}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="telco-bench-"))
+
+    def scenario(name: str, fn: Any, *fn_args: Any) -> None:
+        """Run one scenario and save; a failure is reported in its place and the rest of the run goes on."""
+        t = time.monotonic()
+        try:
+            res["scenarios"][name] = fn(*fn_args)
+        except Exception as exc:
+            B.log(f"{name} failed: {exc!r}")
+            res["scenarios"][name] = {"error": repr(exc)}
+        res["scenarios"][name]["scenario_s"] = round(time.monotonic() - t, 1)
+        save()
+
     try:
         ctx = Ctx(args, profile, workdir, stamp, res["scenarios"])
         if any(s in only for s in ("convergence", "latency", "drift", "idle")):
@@ -1200,27 +1410,15 @@ def main(argv: list[str] | None = None) -> int:
                     ("subscription_variant", subscription_variant),
                 ):
                     if name in only or (name == "subscription_variant" and "convergence" in only):
-                        t = time.monotonic()
-                        try:
-                            res["scenarios"][name] = fn(ctx, run)
-                        except Exception as exc:  # report what failed, keep the rest of the run
-                            B.log(f"{name} failed: {exc!r}")
-                            res["scenarios"][name] = {"error": repr(exc)}
-                        res["scenarios"][name]["scenario_s"] = round(time.monotonic() - t, 1)
-                        save()
+                        scenario(name, fn, ctx, run)
                 api_cost_again(ctx, run, res["scenarios"]["convergence"])
                 save()
             finally:
                 run.close()
+        if "profiles" in only:
+            scenario("profiles", profiles, ctx)
         if "scale" in only:
-            t = time.monotonic()
-            try:
-                res["scenarios"]["scale"] = scale(ctx)
-            except Exception as exc:  # report what failed, keep the rest of the run
-                B.log(f"scale failed: {exc!r}")
-                res["scenarios"]["scale"] = {"error": repr(exc)}
-            res["scenarios"]["scale"]["scenario_s"] = round(time.monotonic() - t, 1)
-            save()
+            scenario("scale", scale, ctx)
         if "billing" in only:
             t = time.monotonic()
             res["scenarios"]["billing"] = billing(ctx)
