@@ -298,8 +298,9 @@ def wait_event(rx: CloudEventsReceiver, event_id: str, timeout: float = 30) -> A
     )
 
 
-def source_of(namespace: str, name: str) -> str:
-    return f"{CLUSTER}/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
+def source_of(namespace: str, name: str, cluster: str = CLUSTER) -> str:
+    """A Subscription's CloudEvents source; `cluster` is the controller's --cluster-identity ("" without one)."""
+    return f"{cluster}/apis/telco.intent.dev/v1alpha1/namespaces/{namespace}/subscriptions/{name}"
 
 
 def ts(value: str) -> datetime:
