@@ -216,17 +216,20 @@ def checked_data(payload: dict[str, str]) -> dict[str, str]:
     return payload
 
 
+def billing_event(
+    id_: str, type_: str, source: str, account: str, time: datetime, data: dict[str, str]
+) -> BillingEvent:
+    """A billing event about `account` (its subject) with checked data, dated to the second: the one
+    constructor of subscription and invoice events."""
+    return BillingEvent(
+        id=id_, type=type_, source=source, subject=account, time=to_second(time, "time"), data=checked_data(data)
+    )
+
+
 def make_event(ref: SubscriptionRef, fact: Fact, key: str, time: datetime, data: Mapping[str, str]) -> BillingEvent:
     """A billing event of `fact` for `ref`, occurrence `key`, that happened at `time`."""
-    payload = checked_data({"subscription": ref.qualified_name, "billingAccount": ref.account, **data})
-    return BillingEvent(
-        id=event_id(ref.uid, fact, key),
-        type=event_type(fact),
-        source=ref.source,
-        subject=ref.account,
-        time=to_second(time, "time"),
-        data=payload,
-    )
+    payload = {"subscription": ref.qualified_name, "billingAccount": ref.account, **data}
+    return billing_event(event_id(ref.uid, fact, key), event_type(fact), ref.source, ref.account, time, payload)
 
 
 def _money(prefix: str, amount: Money) -> dict[str, str]:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from ..api.common import GROUP, VERSION
 from ..api.invoice import InvoiceStatus, Payment
-from ..times import ensure_utc, rfc3339, to_second
-from .events import BillingEvent, EventError, checked_data
+from ..times import ensure_utc, rfc3339
+from .events import BillingEvent, EventError, billing_event
 from .money import Money
 from .periods import stamp
 
@@ -75,14 +75,9 @@ class InvoiceRef:
 def invoice_event(
     ref: InvoiceRef, fact: InvoiceFact, key: str, time: datetime, data: Mapping[str, str]
 ) -> BillingEvent:
-    payload = checked_data({"invoice": f"{ref.namespace}/{ref.name}", "billingAccount": ref.account, **data})
-    return BillingEvent(
-        id=invoice_event_id(ref.uid, fact, key),
-        type=invoice_event_type(fact),
-        source=ref.source,
-        subject=ref.account,
-        time=to_second(time, "time"),
-        data=payload,
+    payload = {"invoice": f"{ref.namespace}/{ref.name}", "billingAccount": ref.account, **data}
+    return billing_event(
+        invoice_event_id(ref.uid, fact, key), invoice_event_type(fact), ref.source, ref.account, time, payload
     )
 
 
