@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..statuswriter import StatusWriter
 from ..times import parse_rfc3339
+from ..workqueue import WorkQueue
 from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
 from .devicepass import precedence as claim_precedence
 from .outcome import EndpointOutcome, Phase, ServiceView, service_status
@@ -142,7 +142,6 @@ class DeviceStats:
     drift_repairs: int = 0
     reconciles: int = 0
     failures: int = 0
-    retry_attempt: int = 0
 
 
 @dataclass
@@ -162,9 +161,8 @@ class NetworkReconciler:
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
     _applied: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))  # devices verified once
     _torn_down: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    _dirty: dict[str, asyncio.Event] = field(default_factory=dict)
-    _workers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _retry: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    # One pass per device at a time; marks during a pass coalesce into one more, after the debounce.
+    _queue: WorkQueue[str] = field(init=False)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _releasing: set[ServiceKey] = field(default_factory=set)
     _by_device: dict[str, set[ServiceKey]] = field(default_factory=lambda: defaultdict(set))
@@ -319,11 +317,7 @@ class NetworkReconciler:
         self._wake(device)
 
     def _wake(self, device: str) -> None:
-        event = self._dirty.get(device)
-        if event is None:
-            event = self._dirty[device] = asyncio.Event()
-            self._workers[device] = asyncio.create_task(self._worker(device), name=f"reconcile-{device}")
-        event.set()
+        self._queue.mark(device)
 
     def resync(self, skip: Collection[str] = ()) -> None:
         for device in set(self.sessions) | {d for r in self.services.values() for d in r.devices()}:
@@ -331,11 +325,7 @@ class NetworkReconciler:
                 self.mark_dirty(device)
 
     async def close(self) -> None:
-        for task in self._workers.values():
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
-        for handle in self._retry.values():
-            handle.cancel()
+        await self._queue.close()
         # Finalizer releases, device look-ups and Events still under way: a later run redoes what matters.
         background = list(self._background)
         for task in background:
@@ -344,33 +334,33 @@ class NetworkReconciler:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
 
     # -- the per-device loop --------------------------------------------------------------
-    async def _worker(self, device: str) -> None:
-        event = self._dirty[device]
-        while True:
-            await event.wait()
-            await asyncio.sleep(self.settings.debounce_seconds)  # let the burst arrive
-            event.clear()
-            started = time.perf_counter()
-            result = "ok"
-            try:
-                await self._reconcile(device)
-            except Exception:  # a bug must not kill the device's worker
-                result = "error"
-                log.exception("reconcile of device %s failed", device)
-                self._schedule_retry(device)
-            finally:
-                if self.on_device_pass is not None:
-                    self.on_device_pass(device)
-                metrics.RECONCILES.labels("NetworkDevice", result).inc()
-                metrics.RECONCILE_SECONDS.labels("NetworkDevice").observe(time.perf_counter() - started)
+    def __post_init__(self) -> None:
+        self._queue = WorkQueue(
+            "NetworkDevice",
+            self._pass,
+            concurrency=None,
+            retry_initial=self.settings.retry_initial_seconds,
+            retry_max=self.settings.retry_max_seconds,
+            debounce=self.settings.debounce_seconds,
+            gated=False,
+            reset_on_success=False,  # a pass that finds the device unreachable returns normally
+            after_run=self._after_pass,
+        )
+
+    async def _pass(self, device: str) -> None:
+        try:
+            await self._reconcile(device)
+        except Exception:
+            self._full.add(device)  # the retry compares the whole device (the queue logs and schedules it)
+            raise
+
+    def _after_pass(self, device: str) -> None:
+        if self.on_device_pass is not None:
+            self.on_device_pass(device)
 
     def _schedule_retry(self, device: str) -> None:
-        stats = self.stats[device]
-        delay = min(self.settings.retry_max_seconds, self.settings.retry_initial_seconds * 2**stats.retry_attempt)
-        stats.retry_attempt += 1
-        if device in self._retry:
-            self._retry[device].cancel()
-        self._retry[device] = asyncio.get_running_loop().call_later(delay, self.mark_dirty, device)
+        self._full.add(device)
+        self._queue.backoff(device)
 
     def members(self, device: str) -> list[ServiceRecord]:
         return [self.services[k] for k in self._by_device.get(device, ()) if k in self.services]
@@ -518,7 +508,7 @@ class NetworkReconciler:
                 ],
                 timeout=0.5,
             )
-        stats.retry_attempt = 0
+        self._queue.reset_backoff(device)
         # What the device held for earlier specs is gone now (or was never there, or is not ours alone).
         pending = self._retired.get(device, {})
         for key in retired:

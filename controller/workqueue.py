@@ -1,0 +1,168 @@
+"""The controller's one work queue: keyed, coalescing, one run per key at a time.
+
+Every level-triggered loop of the controller (a NetworkDevice's reconcile pass, a Subscription's,
+an Invoice's, a ProductOffering's or a BillingAccount's status) is "run `fn(key)` again until it
+has seen the latest of everything that marked `key`". `WorkQueue` is that, once:
+
+- `mark(key)` asks for a run; marks while one is waiting or running coalesce into one more run;
+- at most one run per key at a time, and at most `concurrency` runs in all (None: no bound);
+- `mark_after(key, delay)` keeps only the earliest pending wake-up per key;
+- a run that raises is logged, counted and retried with exponential backoff (`backoff`);
+- with `debounce` a run waits that long first, so a burst of marks becomes one run;
+- with `gated` nothing runs before `open()` (the caller primes its indexes first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """The wait before retry number `attempt` (1-based): `initial` doubled each time, at most `maximum`."""
+    return min(maximum, initial * 2 ** max(0, attempt - 1))
+
+
+class WorkQueue(Generic[K]):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[K], Awaitable[None]],
+        *,
+        concurrency: int | None = 16,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+        debounce: float = 0.0,
+        gated: bool = True,
+        reset_on_success: bool = True,
+        after_run: Callable[[K], None] | None = None,
+    ) -> None:
+        """`name` labels the metrics and logs; `reset_on_success=False` leaves the backoff count to the
+        caller (`reset_backoff`), for loops whose passes return normally while still failing; `after_run`
+        is called after every run, failed or not."""
+        self.name = name
+        self._fn = fn
+        self._sem = asyncio.Semaphore(concurrency) if concurrency else None
+        self._gate = asyncio.Event()
+        if not gated:
+            self._gate.set()
+        self._debounce = debounce
+        self._retry = (retry_initial, retry_max)
+        self._reset_on_success = reset_on_success
+        self._after_run = after_run
+        self._running: set[K] = set()  # keys with a task: waiting for the gate, debouncing or running
+        self._again: set[K] = set()
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._attempts: dict[K, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.marks: Counter[K] = Counter()  # how often each key was marked (tests, debugging)
+
+    def open(self) -> None:
+        self._gate.set()
+
+    def mark(self, key: K) -> None:
+        if self._closed:
+            return
+        self.marks[key] += 1
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._running.add(key)
+        task = asyncio.create_task(self._run(key), name=f"{self.name}:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def mark_after(self, key: K, delay: float) -> None:
+        """Run `key` again in `delay` seconds (an earlier pending wake-up wins)."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, delay)
+        existing = self._timers.get(key)
+        if existing is not None and not existing.cancelled() and existing.when() <= when:
+            return
+        if existing is not None:
+            existing.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def backoff(self, key: K) -> float:
+        """Schedule a retry of `key` after the next backoff delay; returns that delay."""
+        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        delay = backoff_delay(attempt, *self._retry)
+        self.mark_after(key, delay)
+        return delay
+
+    def reset_backoff(self, key: K) -> None:
+        self._attempts.pop(key, None)
+
+    def forget(self, key: K) -> None:
+        """`key` is gone: drop its wake-up and backoff (a run under way finishes)."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._attempts.pop(key, None)
+        self.marks.pop(key, None)
+
+    def busy(self) -> bool:
+        """Whether any run is waiting or under way."""
+        return bool(self._running)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.mark(key)
+
+    async def _run(self, key: K) -> None:
+        try:
+            await self._gate.wait()
+            while True:
+                if self._debounce > 0:
+                    await asyncio.sleep(self._debounce)  # let the burst arrive
+                self._again.discard(key)
+                async with self._sem if self._sem is not None else contextlib.nullcontext():
+                    await self._once(key)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.discard(key)
+
+    async def _once(self, key: K) -> None:
+        started = time.perf_counter()
+        try:
+            await self._fn(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s %s: reconcile failed", self.name, key)
+            metrics.RECONCILES.labels(self.name, "error").inc()
+            self.backoff(key)
+        else:
+            if self._reset_on_success:
+                self._attempts.pop(key, None)
+            metrics.RECONCILES.labels(self.name, "ok").inc()
+        finally:
+            metrics.RECONCILE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            if self._after_run is not None:
+                self._after_run(key)
+
+    async def close(self) -> None:
+        self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+__all__ = ["WorkQueue", "backoff_delay"]

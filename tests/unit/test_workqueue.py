@@ -1,0 +1,195 @@
+"""The one work queue (controller/workqueue.py) that the device reconciler and the commerce controllers share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from controller.workqueue import WorkQueue, backoff_delay
+
+
+@pytest.mark.parametrize(
+    ("attempt", "initial", "maximum", "expected"),
+    [
+        (1, 0.5, 30.0, 0.5),
+        (2, 0.5, 30.0, 1.0),
+        (4, 0.5, 30.0, 4.0),
+        (7, 0.5, 30.0, 30.0),  # 32 capped
+        (0, 1.0, 8.0, 1.0),  # never below the first delay
+    ],
+)
+def test_backoff_delay_doubles_up_to_the_cap(attempt: int, initial: float, maximum: float, expected: float) -> None:
+    assert backoff_delay(attempt, initial, maximum) == expected
+
+
+class Recorder:
+    """An `fn` that records its runs, how many overlap per key and in all, and fails as told."""
+
+    def __init__(self, duration: float = 0.01, failures: dict[str, int] | None = None) -> None:
+        self.calls: list[str] = []
+        self.duration = duration
+        self.failures = dict(failures or {})
+        self.active: dict[str, int] = {}
+        self.max_per_key = 0
+        self.max_total = 0
+
+    async def __call__(self, key: str) -> None:
+        self.calls.append(key)
+        self.active[key] = self.active.get(key, 0) + 1
+        self.max_per_key = max(self.max_per_key, self.active[key])
+        self.max_total = max(self.max_total, sum(self.active.values()))
+        try:
+            await asyncio.sleep(self.duration)
+            if self.failures.get(key, 0) > 0:
+                self.failures[key] -= 1
+                raise RuntimeError(f"{key} failed")
+        finally:
+            self.active[key] -= 1
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(body())
+
+
+def test_marks_before_and_during_a_run_coalesce_into_one_more_run() -> None:
+    fn = Recorder()
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn)
+        for _ in range(5):
+            q.mark("a")  # gated: all five wait for open() as one run
+        q.open()
+        await asyncio.sleep(0.005)
+        q.mark("a")  # while it runs: exactly one more
+        q.mark("a")
+        await asyncio.sleep(0.1)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["a", "a"]
+    assert fn.max_per_key == 1, "never two runs of one key at a time"
+
+
+def test_nothing_runs_before_open_when_gated_and_at_once_when_not() -> None:
+    gated, open_ = Recorder(), Recorder()
+
+    async def body() -> None:
+        a: WorkQueue[str] = WorkQueue("gated", gated)
+        b: WorkQueue[str] = WorkQueue("open", open_, gated=False)
+        a.mark("k")
+        b.mark("k")
+        await asyncio.sleep(0.05)
+        assert gated.calls == [] and a.busy()
+        assert open_.calls == ["k"]
+        a.open()
+        await asyncio.sleep(0.05)
+        assert not a.busy()
+        await a.close()
+        await b.close()
+
+    run(body)
+    assert gated.calls == ["k"]
+
+
+def test_a_failed_run_is_retried_with_backoff_and_the_count_resets_on_success() -> None:
+    fn = Recorder(duration=0.001, failures={"bad": 2})
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, retry_initial=0.05, retry_max=1.0, gated=False)
+        q.mark("bad")
+        q.mark("good")
+        await asyncio.sleep(0.02)
+        assert fn.calls.count("bad") == 1
+        await asyncio.sleep(0.06)  # first retry after 0.05 s
+        assert fn.calls.count("bad") == 2
+        await asyncio.sleep(0.04)  # the second waits 0.1 s
+        assert fn.calls.count("bad") == 2
+        await asyncio.sleep(0.13)
+        assert fn.calls.count("bad") == 3
+        assert q._attempts == {}, "a run that succeeded clears the backoff"
+        await q.close()
+
+    run(body)
+    assert fn.calls.count("good") == 1
+
+
+def test_without_reset_on_success_only_the_caller_resets_the_backoff() -> None:
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", Recorder(0.0), retry_initial=1.0, retry_max=8.0, reset_on_success=False)
+        assert [q.backoff("d") for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+        q.reset_backoff("d")
+        assert q.backoff("d") == 1.0
+        await q.close()
+
+    run(body)
+
+
+def test_only_the_earliest_wakeup_per_key_is_kept() -> None:
+    fn = Recorder(duration=0.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark_after("a", 0.2)
+        q.mark_after("a", 0.02)  # earlier: replaces
+        q.mark_after("a", 0.5)  # later: ignored
+        q.mark_after("b", 0.02)
+        q.forget("b")  # gone: its wake-up with it
+        await asyncio.sleep(0.1)
+        assert fn.calls == ["a"]
+        await asyncio.sleep(0.5)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["a"], "the later wake-ups were dropped, not queued"
+
+
+def test_debounce_turns_a_burst_into_one_run() -> None:
+    fn = Recorder(duration=0.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, debounce=0.05, gated=False)
+        q.mark("dev")
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+            q.mark("dev")  # within the debounce: the same run
+        await asyncio.sleep(0.1)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["dev"]
+
+
+def test_concurrency_bounds_runs_across_keys_and_after_run_sees_every_run() -> None:
+    fn = Recorder(duration=0.02, failures={"k3": 1})
+    seen: list[str] = []
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, concurrency=2, gated=False, retry_initial=10.0, after_run=seen.append)
+        for i in range(6):
+            q.mark(f"k{i}")
+        await asyncio.sleep(0.2)
+        await q.close()
+
+    run(body)
+    assert sorted(fn.calls) == [f"k{i}" for i in range(6)]
+    assert fn.max_total == 2
+    assert sorted(seen) == sorted(fn.calls), "after_run follows failed runs too"
+
+
+def test_close_cancels_runs_and_timers_and_refuses_new_marks() -> None:
+    fn = Recorder(duration=1.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark("a")
+        q.mark_after("b", 0.01)
+        await asyncio.sleep(0.005)
+        await q.close()
+        q.mark("c")
+        await asyncio.sleep(0.02)
+        assert not q.busy()
+
+    run(body)
+    assert fn.calls == ["a"]
