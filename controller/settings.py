@@ -213,6 +213,13 @@ class Settings:
         parse=_finite,
         metavar="SECONDS",
     )
+    subscription_progress_seconds: float = _setting(
+        5.0,
+        "how long a Subscription whose only news is its NetworkService's provisioning waits before that is written;"
+        " an activation within it is written instead, in one write (refusals and billing facts never wait)",
+        parse=_finite,
+        metavar="SECONDS",
+    )
     # Test-only: move the controller's clock forward (controller.billing.clock.OffsetClock).
     clock_offset_seconds: float = _setting(
         0.0,

@@ -111,6 +111,28 @@ class StatusWriter:
             task.add_done_callback(self._tasks.discard)
         return True
 
+    async def write_checked(
+        self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None, resource_version: str
+    ) -> dict[str, Any] | None:
+        """Write a status that is the controller's record (a Subscription's or an Invoice's: state, ledger,
+        outbox) at once, guarded by the resourceVersion the pass read: a fact and the events it implies are
+        stored together or not at all, and never over a status the pass did not see. A Conflict (the object
+        moved) propagates: the caller re-reads and redoes its pass. A forged copy's extra keys are undone.
+        Returns the object as written; None when the stored status already says all of `desired`."""
+        forged = self._overwrite.get(ref)
+        if forged is None and not differs(desired, stored):
+            return None
+        status = with_removals(desired, forged)
+        self.writing(ref, status)  # its watch event, arriving before this returns, is not a forgery
+        try:
+            after = await self._kube.patch_status(ref, status, resource_version)
+        except BaseException:
+            self.landed(ref, None)
+            raise
+        self.forget(ref)  # any memory of earlier writes is stale now
+        self.landed(ref, after)
+        return after
+
     def latest(self, ref: Ref, stored: dict[str, Any] | None) -> dict[str, Any]:
         """The status as it is once our writes land: `stored` (often a watch copy older than our last
         write) overlaid with what was written, is being written or is queued. Computing the next status from this
@@ -175,6 +197,10 @@ class StatusWriter:
         task = asyncio.create_task(self._kube.event(body, "Warning", "StatusForged", message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def distrusted(self, ref: Ref) -> bool:
+        """Whether a forged copy of `ref`'s status waits to be undone by the next write."""
+        return ref in self._overwrite
 
     def distrust(self, ref: Ref, forged: dict[str, Any] | None) -> None:
         """A forged copy is stored: stop overlaying our last write on it, so the next status computed for

@@ -20,7 +20,7 @@ from controller.billing.events import BillingEvent
 from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle
 from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
-from controller.commerce.runtime import CommerceController, KeyedRunner, _octets, spec_patch
+from controller.commerce.runtime import CommerceController, octets, spec_patch
 from controller.conditions import condition
 from controller.kube import FINALIZER, Conflict, NotFound, Ref
 from controller.settings import Settings
@@ -206,9 +206,9 @@ class World:
         for _ in range(500):
             await asyncio.sleep(0.002)
             runners = (self.ctl._subs, self.ctl._invs, self.ctl._offs, self.ctl._accts)
-            if not any(r._running for r in runners) and not self.ctl.writer._busy:
+            if not any(r.busy() for r in runners) and not self.ctl.writer._busy:
                 await asyncio.sleep(0.002)
-                if not any(r._running for r in runners):
+                if not any(r.busy() for r in runners):
                     return
         raise AssertionError("the controller did not settle")
 
@@ -623,31 +623,6 @@ def test_offset_clock_reads_its_file_and_never_goes_back(tmp_path: Path) -> None
     assert clock.now() - datetime.now(UTC) > timedelta(hours=23)
 
 
-def test_keyed_runner_coalesces_marks_and_retries_failures() -> None:
-    calls: list[str] = []
-
-    async def go() -> None:
-        async def fn(key: str) -> None:
-            calls.append(key)
-            await asyncio.sleep(0.01)
-            if key == "bad" and calls.count("bad") == 1:
-                raise RuntimeError("boom")
-
-        runner: KeyedRunner[str] = KeyedRunner("test", fn, retry_initial=0.01)
-        for _ in range(5):
-            runner.mark("a")
-        runner.mark("bad")
-        runner.open()
-        await asyncio.sleep(0.005)
-        runner.mark("a")  # during the run: one more run
-        await asyncio.sleep(0.2)
-        await runner.close()
-
-    asyncio.run(go())
-    assert calls.count("a") == 2
-    assert calls.count("bad") == 2, "retried after the failure"
-
-
 def test_octets_from_a_counters_container_or_leaves() -> None:
     from controller.gnmi.client import Notification, Update
     from controller.intent.paths import GPath
@@ -655,8 +630,8 @@ def test_octets_from_a_counters_container_or_leaves() -> None:
     base = "interfaces/interface[name=E1]/subinterfaces/subinterface[index=5]/state/counters"
     container = Notification(0, [Update(GPath.parse(base).to_proto(), {"in-octets": 10, "out-octets": "20"})], [])
     leaf = Notification(0, [Update(GPath.parse(base + "/in-octets").to_proto(), 7)], [])
-    assert _octets([container]) == {"in": 10, "out": 20}
-    assert _octets([leaf]) == {"in": 7}
+    assert octets([container]) == {"in": 10, "out": 20}
+    assert octets([leaf]) == {"in": 7}
 
 
 @pytest.mark.parametrize("mode", ["structured", "binary"])
@@ -742,7 +717,7 @@ def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_u
     """Cases 4/5 of issue 19: never a hung finalizer. The final period cannot be rated (here: an unknown
     currency); the deletion is held, says why and retries; the operator's annotation completes it."""
     from controller.billing.money import MoneyError
-    from controller.commerce import runtime as commerce_runtime
+    from controller.commerce import billing_step
     from controller.commerce.release import FORCE_RELEASE
 
     calls = 0
@@ -755,7 +730,7 @@ def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_u
     async def scenario(w: World) -> None:
         await activate(w)
         ref = Ref("subscriptions", "hq", "acme")
-        monkeypatch.setattr(commerce_runtime, "catch_up", unbillable)
+        monkeypatch.setattr(billing_step, "catch_up", unbillable)
         await w.kube.patch(ref, {"metadata": {"annotations": {FORCE_RELEASE: "too early"}}})
         await w.idle()
         assert (
