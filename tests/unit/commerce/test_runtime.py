@@ -299,6 +299,64 @@ async def activate(w: World, name: str = "hq", ready_at: datetime = T0) -> dict[
     return w.obj("subscriptions", name)
 
 
+# --- the write budget of the Subscription path (issue 15, part 7) ----------------------------------------
+
+
+def _subscription_writes(w: World) -> list[dict[str, Any]]:
+    return [s for r, s in w.kube.status_writes if r.plural == "subscriptions"]
+
+
+def test_a_quick_activation_with_its_event_delivered_costs_two_status_writes() -> None:
+    """Provisioning-only news waits (--subscription-progress-seconds): the activation is the first status
+    written, with its event; the write that removes the delivered event is the second and last."""
+
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body())
+        await w.put("subscriptions", subscription_body("hq"))
+        await w.idle()
+        assert w.has("networkservices", "hq"), "the NetworkService is created at once"
+        assert _subscription_writes(w) == [], "nothing but provisioning to say yet: no status write"
+        await w.service_ready("hq", T0)
+        await w.idle()
+        assert await w.ctl.deliver_once() == 1
+        await w.idle()
+        writes = _subscription_writes(w)
+        assert len(writes) == 2, [sorted(s) for s in writes]
+        assert writes[0]["state"] == "active" and len(writes[0]["billing"]["outbox"]["pending"]) == 1
+        assert writes[1]["billing"]["outbox"]["pending"] == [] and writes[1]["billing"]["outbox"]["deliveredCount"] == 1
+
+    run(scenario)
+
+
+def test_a_slow_provisioning_is_written_once_the_wait_is_over() -> None:
+    async def scenario(w: World) -> None:
+        w.ctl.settings.subscription_progress_seconds = 0.05
+        await w.put("productofferings", offering_body())
+        await w.put("subscriptions", subscription_body("hq"))
+        await w.idle()
+        await asyncio.sleep(0.1)
+        await w.idle()
+        writes = _subscription_writes(w)
+        assert len(writes) == 1, "one provisioning write after the wait, not one per NetworkService change"
+        assert writes[0]["state"] == "pendingActive" and writes[0]["realizingService"] == {"name": "hq"}
+        ready = condition(writes[0], "ServiceReady")
+        assert ready is not None and ready["reason"] == "Pending", "written after the NetworkService was created"
+
+    run(scenario)
+
+
+def test_a_refused_order_is_written_at_once() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("subscriptions", subscription_body("hq"))  # its offering does not exist
+        await w.idle()
+        writes = _subscription_writes(w)
+        assert len(writes) == 1 and writes[0]["state"] == "created"
+        refused = condition(writes[0], "OrderAccepted")
+        assert refused is not None and refused["reason"] == "OfferingNotFound"
+
+    run(scenario)
+
+
 # --- the outbox invariant -----------------------------------------------------------------------------
 
 

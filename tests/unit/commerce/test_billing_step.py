@@ -1,0 +1,179 @@
+"""The billing step of a Subscription pass as a pure function (controller/commerce/billing_step.py):
+inputs -> the status to write, the events it adds, whether the finalizer may go, and the wake-up."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.api.subscription import SubscriptionBilling
+from controller.billing import events as ev
+from controller.billing.events import SubscriptionRef
+from controller.billing.outbox import MAX_PENDING, Outbox
+from controller.billing.periods import Cycle
+from controller.commerce import changes, lifecycle
+from controller.commerce.billing_step import (
+    SOON,
+    BillingStepInputs,
+    IssuedBill,
+    billing_step,
+    compactable_through,
+)
+from controller.commerce.index import Sample
+from tests.unit.commerce.builders import T0, at, cond, inputs, ready_service, subscription
+
+REF = SubscriptionRef("acme", "site-a", "uid-1", "acme-1")
+MONTH_END = Cycle.of("month", 1, "UTC").period_containing(T0).end
+
+
+def step_inputs(life: lifecycle.SubscriptionInputs | None = None, **over: Any) -> BillingStepInputs:
+    life = life or inputs()
+    fields: dict[str, Any] = {
+        "ref": REF,
+        "spec": life.spec,
+        "offering": life.offering,
+        "billing": SubscriptionBilling.model_validate(dict(life.status).get("billing") or {}),
+        "box": Outbox(),
+        "lifecycle": life,
+        "decision": lifecycle.step(life),
+        "plan": changes.PlanOutcome(()),
+        "hold": None,
+        "now": life.now,
+        "tz": "UTC",
+        "recorded_zone": None,
+        "problem": None,
+    }
+    fields.update(over)
+    return BillingStepInputs(**fields)
+
+
+def activating(now: datetime = T0) -> lifecycle.SubscriptionInputs:
+    """A pendingActive order whose NetworkService turned Ready a minute ago."""
+    return inputs(now=now, status={"state": "pendingActive"}, service=ready_service(now - timedelta(minutes=1)))
+
+
+def full_box(now: datetime) -> Outbox:
+    others = [SubscriptionRef("acme", f"o{i}", f"uid-o{i}", "acme-1") for i in range(MAX_PENDING)]
+    box = Outbox().add([ev.activated(other, now, "fiber-100") for other in others], now)
+    assert box.depth == MAX_PENDING
+    return box
+
+
+def test_an_activation_is_recorded_with_its_event_in_the_same_status() -> None:
+    result = billing_step(step_inputs(activating()))
+    assert not result.blocked and result.status["state"] == "active"
+    assert [e.type for e in result.events] == [ev.activated(REF, T0, "x").type]
+    pending = result.status["billing"]["outbox"]["pending"]
+    assert [p["id"] for p in pending] == [e.id for e in result.events], "the fact's event is in its status"
+    assert result.status["billing"]["ledger"]["startDate"], "billing started at the activation"
+    assert result.status["nextBillDate"] is not None
+    assert cond(result.status, "BillingDelivered")["status"] == "False", "one event pending"
+    assert result.wake_at == MONTH_END + SOON, "woken when the period ends, to close it"
+
+
+@pytest.mark.parametrize(
+    ("case", "over", "reason"),
+    [
+        ("outbox full", {"box": full_box(T0)}, "OutboxFull"),
+    ],
+)
+def test_a_transition_that_cannot_be_recorded_records_nothing(case: str, over: dict[str, Any], reason: str) -> None:
+    i = step_inputs(activating(), **over)
+    result = billing_step(i)
+    assert result.blocked and not result.released and result.events == ()
+    assert set(result.status) == {"conditions"}, f"{case}: only the condition saying why"
+    assert cond(result.status, "BillingDelivered")["reason"] == reason
+    assert result.box is i.box, "the outbox as it was"
+
+
+def test_a_pass_with_nothing_new_adds_no_event_and_keeps_the_outbox() -> None:
+    first = billing_step(step_inputs(activating()))
+    delivered = first.box.mark_delivered(first.box.ids)  # what the delivery loop handed back
+    later = inputs(now=at(5), status=first.status, service=ready_service(T0 - timedelta(minutes=1)))
+    result = billing_step(step_inputs(later, box=delivered))
+    assert result.events == () and result.status["state"] == "active"
+    assert result.status["billing"]["outbox"]["pending"] == [], "the delivered event left the outbox"
+    assert cond(result.status, "BillingDelivered")["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("has_sink", "delivered", "released", "reason"),
+    [
+        (True, True, True, None),  # terminated, its events at every sink: the finalizer may go
+        (True, False, False, "Delivering"),  # an event still pending holds it, and says so
+        (False, False, True, None),  # no sink configured: nothing would ever drain it
+    ],
+)
+def test_a_terminating_subscription_is_released_once_billing_is_done(
+    has_sink: bool, delivered: bool, released: bool, reason: str | None
+) -> None:
+    active = billing_step(step_inputs(activating())).status
+    ending = inputs(now=at(10), status=active, deleting=True)  # its NetworkService is gone
+    decision = lifecycle.step(ending)
+    assert decision.state == "terminated" and decision.finished
+    box = Outbox.from_status(active["billing"]["outbox"])
+    if delivered:
+        box = box.mark_delivered(box.ids)
+    first = billing_step(step_inputs(ending, box=box, has_sink=has_sink))
+    # the terminated fact and the final period's charge are new events: delivered in a later pass
+    assert "terminated" in {ev.fact_of(e.type) for e in first.events}
+    drained = first.box.mark_delivered(first.box.ids) if delivered else first.box
+    final = inputs(now=at(11), status=first.status, deleting=True)
+    result = billing_step(step_inputs(final, box=drained, has_sink=has_sink))
+    assert result.released is released
+    if reason is not None:  # (a released one is gone with its finalizer: nobody reads its status again)
+        assert cond(result.status, "Released")["reason"] == reason
+    if not has_sink:
+        assert cond(result.status, "BillingDelivered")["reason"] == "NoSinkConfigured"
+
+
+def test_usage_samples_are_recorded_while_active_and_moot_otherwise() -> None:
+    samples = {"leaf1/Ethernet1/100/in": Sample(1000, at(1))}
+    active = billing_step(step_inputs(activating(), samples=samples))
+    assert active.applied == samples and active.status["billing"]["usage"]["counters"], "metered"
+    waiting = inputs(status={"state": "pendingActive"})  # no NetworkService yet
+    moot = billing_step(step_inputs(waiting, samples=samples))
+    assert moot.applied == samples, "not active: dropped, never kept for later"
+    assert moot.status["billing"]["usage"]["counters"] == []
+
+
+def test_the_wakeup_is_the_requested_start_when_it_comes_before_the_period_end() -> None:
+    start = at(90)
+    life = inputs(spec=subscription(requestedStartDate=start.isoformat()))
+    result = billing_step(step_inputs(life))
+    assert result.status["state"] == "created"
+    assert result.wake_at == start + SOON
+
+
+@pytest.mark.parametrize(
+    ("issued", "charged", "expected"),
+    [
+        ([], T0, None),
+        # an onCycle bill is final once a later bill is issued too (its corrections landed there)
+        ([IssuedBill("onCycle", at(-60 * 24 * 60), at(-30 * 24 * 60))], T0, None),
+        (
+            [
+                IssuedBill("onCycle", at(-60 * 24 * 60), at(-30 * 24 * 60)),
+                IssuedBill("onCycle", at(-30 * 24 * 60), at(-1)),
+            ],
+            T0,
+            at(-30 * 24 * 60),
+        ),
+        # charges not recorded that far: nothing is final yet
+        (
+            [
+                IssuedBill("onCycle", at(-60 * 24 * 60), at(-30 * 24 * 60)),
+                IssuedBill("onCycle", at(-30 * 24 * 60), at(-1)),
+            ],
+            at(-45 * 24 * 60),
+            None,
+        ),
+        # an offCycle bill is never the compaction point
+        ([IssuedBill("offCycle", at(-60), at(-30)), IssuedBill("onCycle", at(-30), at(-1))], T0, None),
+        ([IssuedBill("onCycle", at(-60), at(-30))], None, None),
+    ],
+)
+def test_compactable_through(issued: list[IssuedBill], charged: datetime | None, expected: datetime | None) -> None:
+    assert compactable_through(issued, charged) == expected
