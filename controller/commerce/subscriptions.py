@@ -411,6 +411,8 @@ class SubscriptionController:
     ) -> dict[str, Any] | None:
         ns, name = key
         desired = order.network_service_for(name, ns, uid, spec, offering, action.admin_enabled, None)
+        # Created with the network side's finalizer, which it would otherwise add in a write of its own.
+        desired["metadata"]["finalizers"] = [FINALIZER]
         try:
             created = await self.ctx.kube.create(desired, "networkservices", ns)
         except Conflict:
