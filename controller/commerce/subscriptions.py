@@ -6,18 +6,19 @@ decides with the pure functions -- `changes.plan_step` (offering versions), `lif
 facts, NetworkService action) and `billing_step` (ledger, outbox, period close, conditions) -- and
 then does the I/O in this order:
 
-1. our finalizer on the Subscription (a deletion then always ends in the terminated fact);
-2. the owned NetworkService created, when the order needs one and none exists, and the decision
-   retaken on it, so the first status already says it exists;
-3. the status, in ONE write through `StatusWriter.write_checked` (resourceVersion-guarded: a fact and
+1. our finalizer on the Subscription (a deletion then always ends in the terminated fact) and, in
+   the same moment, the owned NetworkService created when the order needs one and none exists; the
+   decision is retaken on it, so the first status already says it exists;
+2. the status, in ONE write through `StatusWriter.write_checked` (resourceVersion-guarded: a fact and
    its events together or not at all; on Conflict the pass is redone on the fresh object). A status
    whose only news is the NetworkService's provisioning waits up to --subscription-progress-seconds,
    so a quick activation costs one write, not three;
-4. the NetworkService patched or deleted (idempotent), the finalizer released when billing is done.
+3. the NetworkService patched or deleted (idempotent), the finalizer released when billing is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -179,16 +180,22 @@ class SubscriptionController:
         forced = not d.result.released and self._force_release(ref, body, deleting, d.result.box)
         released = d.result.released or forced
 
-        if not deleting and FINALIZER not in finalizers and not released:
-            # Our finalizer first: a deletion then always goes through pendingTerminate and the terminated fact.
-            body = await ctx.kube.set_finalizers(ref, [*finalizers, FINALIZER], rv(body))
+        add_finalizer = not deleting and FINALIZER not in finalizers and not released
+        create = not d.result.blocked and d.decision.child.verb == "apply" and svc_body is None
+        # Our finalizer before any status: a deletion then always goes through pendingTerminate and the
+        # terminated fact. Before activation nothing is billed (a deletion then is only `cancelled`, and the
+        # NetworkService goes with its owner), so the finalizer and the NetworkService are written together.
+        tag, made = await asyncio.gather(
+            ctx.kube.set_finalizers(ref, [*finalizers, FINALIZER], rv(body)) if add_finalizer else _none(),
+            self._create_service(key, uid, d.spec, d.offering, d.decision.child) if create and d.offering else _none(),
+        )
+        if tag is not None:
+            body = tag
             ctx.index.upsert_subscription(body)
             finalizers = list(body["metadata"].get("finalizers") or [])
-        if not d.result.blocked and d.decision.child.verb == "apply" and svc_body is None and d.offering is not None:
-            # Create the NetworkService now and decide again on it: the first status then says it exists.
-            svc_body = await self._create_service(key, uid, d.spec, d.offering, d.decision.child)
-            if svc_body is not None:
-                d = self._decide(key, body, ordered, svc_body)
+        if made is not None:
+            svc_body = made  # decide again on it: the first status then says it exists
+            d = self._decide(key, body, ordered, svc_body)
 
         current = body
         stored = dict(body.get("status") or {})
@@ -463,6 +470,10 @@ class SubscriptionController:
             and not (svc_body.get("metadata") or {}).get("deletionTimestamp")
         ):
             await self.ctx.kube.delete(ref)
+
+
+async def _none() -> None:
+    return None
 
 
 def change_events(recorded: tuple[changes.PlanChange, ...]) -> list[tuple[str, str]]:
