@@ -27,14 +27,14 @@ from ..api.invoice import InvoiceStatus
 from ..api.productoffering import ProductOfferingSpec
 from ..billing.account import BillView, parse_account
 from ..billing.events import EventError
-from ..billing.invoice import ISSUED, UNPAID, BillingInput, InvoiceError
+from ..billing.invoice import UNPAID, BillingInput, InvoiceError
 from ..billing.ledger import LedgerError
 from ..billing.money import MoneyError
 from ..billing.periods import Period, PeriodError
 from ..billing.rating import RatingError
 from ..kube import Ref
 from ..statuswriter import StatusWriter
-from ..times import parse_time, utc
+from ..times import parse_time
 from ..workqueue import WorkQueue
 from . import order
 from .objects import (
@@ -139,7 +139,9 @@ class CommerceIndex:
         for key in self.by_offering.get(name, ()):
             self.queues.subscriptions.mark(key)
 
-    def upsert_subscription(self, body: dict[str, Any]) -> None:
+    def upsert_subscription(self, body: dict[str, Any], own: bool = False) -> None:
+        """A Subscription as a watch event (or a write of ours, `own`: the pass that wrote it already
+        decided on everything it shows, so it is not queued again for it) shows it."""
         key = key_of(body)
         old = self.subscriptions.get(key)
         if old is not None and older(old, body):
@@ -158,7 +160,8 @@ class CommerceIndex:
         if old is None:
             self.queues.accounts.mark((key[0], account_of(body)))  # it counts the subscriptions that bill it
         self._update_order(key, body)
-        self.queues.subscriptions.mark(key)
+        if not own:
+            self.queues.subscriptions.mark(key)
         if old is None or state_of(old) != state_of(body) or offering_of(old) != offering_of(body):
             self.queues.offerings.mark(offering_of(body))
             if old is not None and offering_of(old) != offering_of(body):
@@ -181,8 +184,9 @@ class CommerceIndex:
         self.queues.subscriptions.forget(key)
         self.writer.forget(Ref("subscriptions", name, namespace))
 
-    def observe_service(self, body: dict[str, Any]) -> None:
-        """A NetworkService event (from runtime.Controller): index it under its owning Subscription."""
+    def observe_service(self, body: dict[str, Any], own: bool = False) -> None:
+        """A NetworkService event (from runtime.Controller): index it under its owning Subscription
+        (`own`: one the pass of that Subscription just created and decides on, not queued again for it)."""
         svc_key = key_of(body)
         owner_name = owner(body)
         previous = self._service_owner.get(svc_key)
@@ -200,7 +204,8 @@ class CommerceIndex:
             return
         self.services[owner_key] = body
         self._service_owner[svc_key] = owner_key
-        self.queues.subscriptions.mark(owner_key)
+        if not own:
+            self.queues.subscriptions.mark(owner_key)
 
     def forget_service(self, namespace: str, name: str) -> None:
         owner_key = self._service_owner.pop((namespace, name), None)
@@ -343,30 +348,6 @@ class CommerceIndex:
                 cached = self._dunning_view[key] = (rv(body), view)
             out[key[1]] = cached[1]
         return out
-
-    def invoiced_through(self, namespace: str, account: str, charged: datetime | None) -> datetime | None:
-        """End of the latest issued onCycle invoice's period whose charges are recorded and whose corrections
-        window closed (a later bill of the account, which carries its late corrections, is issued too):
-        ledger history before it can no longer change any bill and is compacted away."""
-        if charged is None:
-            return None
-        issued: list[tuple[str | None, datetime, datetime]] = []
-        for key in self.invoices_by_account.get((namespace, account), ()):
-            inv = self.invoices.get(key) or {}
-            spec = inv.get("spec") or {}
-            if ((inv.get("status") or {}).get("state")) not in ISSUED:
-                continue
-            bounds = spec.get("billingPeriod") or {}
-            start, end = parse_time(bounds.get("startDateTime")), parse_time(bounds.get("endDateTime"))
-            if start is not None and end is not None:
-                issued.append((spec.get("runType"), start, end))
-        latest: datetime | None = None
-        for run_type, _, end in issued:
-            if run_type != "onCycle" or end > utc(charged) or (latest is not None and end <= latest):
-                continue
-            if any(later_start >= end for _, later_start, _ in issued):
-                latest = end
-        return latest
 
     def zone_of(self, namespace: str, sub: Mapping[str, Any]) -> str:
         """A Subscription's billing time zone from its object: the inline account's, else the one recorded

@@ -191,7 +191,7 @@ class SubscriptionController:
         )
         if tag is not None:
             body = tag
-            ctx.index.upsert_subscription(body)
+            ctx.index.upsert_subscription(body, own=True)
             finalizers = list(body["metadata"].get("finalizers") or [])
         if made is not None:
             svc_body = made  # decide again on it: the first status then says it exists
@@ -206,7 +206,7 @@ class SubscriptionController:
             if after is not None:
                 current = after
                 if result.blocked:
-                    ctx.index.upsert_subscription(after)
+                    ctx.index.upsert_subscription(after, own=True)
                 else:
                     self._after_write(key, body, after, d)
         if result.blocked:
@@ -218,7 +218,7 @@ class SubscriptionController:
         if released and FINALIZER in finalizers:
             remaining = [f for f in finalizers if f != FINALIZER]
             current = await ctx.kube.set_finalizers(ref, remaining, rv(current))
-            ctx.index.upsert_subscription(current)
+            ctx.index.upsert_subscription(current, own=True)
         if result.wake_at is not None:
             self.queue.mark_after(key, (result.wake_at - d.inputs.now).total_seconds())
 
@@ -255,7 +255,7 @@ class SubscriptionController:
             for counter, sample in result.applied.items():
                 if samples.get(counter) is sample:
                     del samples[counter]
-        index.upsert_subscription(after)
+        index.upsert_subscription(after, own=True)
         if result.box.pending:
             ctx.outbox_signal.set()
         stalled = stalled_notice(before.get("status"), after.get("status"))
@@ -425,7 +425,7 @@ class SubscriptionController:
         except Conflict:
             log.info("NetworkService %s/%s exists but is not indexed yet (or not ours)", ns, name)
             return None
-        self.ctx.index.observe_service(created)
+        self.ctx.index.observe_service(created, own=True)
         return created
 
     async def _apply_child(
