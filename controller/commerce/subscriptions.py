@@ -224,7 +224,8 @@ class SubscriptionController:
 
     def _waits(self, key: Key, stored: Mapping[str, Any], d: Decided) -> bool:
         """Whether this status may wait: its only news is the NetworkService's provisioning (no fact, no event,
-        no refusal, no forgery to undo) and it has waited less than --subscription-progress-seconds."""
+        no refusal, no spec edit, no forgery to undo) and it has waited less than --subscription-progress-seconds.
+        Then the pass is queued again for when the wait is over."""
         delay = self.ctx.settings.subscription_progress_seconds
         ref = Ref("subscriptions", key[1], key[0])
         if (
@@ -235,6 +236,7 @@ class SubscriptionController:
             or d.decision.facts
             or d.result.events
             or stored.get("state") not in (None, "created", "pendingActive")
+            or stored.get("observedGeneration") not in (None, d.inputs.generation)  # a spec edit is news
             or self.ctx.writer.distrusted(ref)
         ):
             return False
