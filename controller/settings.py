@@ -214,9 +214,9 @@ class Settings:
         metavar="SECONDS",
     )
     subscription_progress_seconds: float = _setting(
-        5.0,
-        "how long a Subscription whose only news is its NetworkService's provisioning waits before that is written;"
-        " an activation within it is written instead, in one write (refusals and billing facts never wait)",
+        20.0,
+        "longest wait of a Subscription's first status while its new NetworkService has reported nothing: an"
+        " activation within it is the first write, with its event (refusals, facts and reports never wait)",
         parse=_finite,
         metavar="SECONDS",
     )

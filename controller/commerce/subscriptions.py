@@ -10,9 +10,9 @@ then does the I/O in this order:
    the same moment, the owned NetworkService created when the order needs one and none exists; the
    decision is retaken on it, so the first status already says it exists;
 2. the status, in ONE write through `StatusWriter.write_checked` (resourceVersion-guarded: a fact and
-   its events together or not at all; on Conflict the pass is redone on the fresh object). A status
-   whose only news is the NetworkService's provisioning waits up to --subscription-progress-seconds,
-   so a quick activation costs one write, not three;
+   its events together or not at all; on Conflict the pass is redone on the fresh object). While the
+   new NetworkService has reported nothing yet, there is nothing to say but "provisioning": that waits
+   (at most --subscription-progress-seconds) for the activation, which is then the first write;
 3. the NetworkService patched or deleted (idempotent), the finalizer released when billing is done.
 """
 
@@ -223,9 +223,9 @@ class SubscriptionController:
             self.queue.mark_after(key, (result.wake_at - d.inputs.now).total_seconds())
 
     def _waits(self, key: Key, stored: Mapping[str, Any], d: Decided) -> bool:
-        """Whether this status may wait: its only news is the NetworkService's provisioning (no fact, no event,
-        no refusal, no spec edit, no forgery to undo) and it has waited less than --subscription-progress-seconds.
-        Then the pass is queued again for when the wait is over."""
+        """Whether this status may wait: its NetworkService is being provisioned and has reported nothing yet
+        (no Ready condition), there is no fact, event, refusal, spec edit or forgery to write, and it has waited
+        less than --subscription-progress-seconds. Then the pass is queued again for when the wait is over."""
         delay = self.ctx.settings.subscription_progress_seconds
         ref = Ref("subscriptions", key[1], key[0])
         if (
@@ -237,6 +237,7 @@ class SubscriptionController:
             or d.result.events
             or stored.get("state") not in (None, "created", "pendingActive")
             or stored.get("observedGeneration") not in (None, d.inputs.generation)  # a spec edit is news
+            or (d.inputs.service.exists and d.inputs.service.ready is not None)  # it reported: news to mirror
             or self.ctx.writer.distrusted(ref)
         ):
             return False

@@ -307,8 +307,8 @@ def _subscription_writes(w: World) -> list[dict[str, Any]]:
 
 
 def test_a_quick_activation_with_its_event_delivered_costs_two_status_writes() -> None:
-    """Provisioning-only news waits (--subscription-progress-seconds): the activation is the first status
-    written, with its event; the write that removes the delivered event is the second and last."""
+    """While the new NetworkService has reported nothing the first status waits (--subscription-progress-seconds):
+    the activation is the first status written, with its event; the removal of the delivered event the second."""
 
     async def scenario(w: World) -> None:
         await w.put("productofferings", offering_body())
@@ -341,6 +341,22 @@ def test_a_slow_provisioning_is_written_once_the_wait_is_over() -> None:
         assert writes[0]["state"] == "pendingActive" and writes[0]["realizingService"] == {"name": "hq"}
         ready = condition(writes[0], "ServiceReady")
         assert ready is not None and ready["reason"] == "Pending", "written after the NetworkService was created"
+
+    run(scenario)
+
+
+def test_a_report_of_the_networkservice_is_written_at_once() -> None:
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body())
+        await w.put("subscriptions", subscription_body("hq"))
+        await w.idle()
+        assert _subscription_writes(w) == []
+        await w.service_ready("hq", T0, ready=False)  # Ready=False OperDown: news the Subscription mirrors
+        await w.idle()
+        writes = _subscription_writes(w)
+        assert len(writes) == 1 and writes[0]["state"] == "pendingActive"
+        mirrored = condition(writes[0], "ServiceReady")
+        assert mirrored is not None and (mirrored["status"], mirrored["reason"]) == ("False", "OperDown")
 
     run(scenario)
 
