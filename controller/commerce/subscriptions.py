@@ -236,7 +236,8 @@ class SubscriptionController:
             or d.decision.facts
             or d.result.events
             or stored.get("state") not in (None, "created", "pendingActive")
-            or stored.get("observedGeneration") not in (None, d.inputs.generation)  # a spec edit is news
+            # a spec edit of an order we already reported on is news (a fresh object's status may say 0)
+            or (stored.get("state") is not None and stored.get("observedGeneration") != d.inputs.generation)
             or (d.inputs.service.exists and d.inputs.service.ready is not None)  # it reported: news to mirror
             or self.ctx.writer.distrusted(ref)
         ):
