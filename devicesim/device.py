@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,25 @@ class Stats:
         return dict(self.__dict__)
 
 
+SET_LOG_LIMIT = 20_000  # the most recent Sets each device remembers who sent
+
+
+@dataclass(frozen=True)
+class SetRecord:
+    """Who sent one Set and when: the writer's own words (x-telco-replica, x-telco-tenure metadata, empty
+    when not sent) and the gRPC peer address; `received`/`finished` are the device's wall clock, in ns."""
+
+    received: int
+    finished: int
+    replica: str
+    tenure: str
+    peer: str
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
 class Levers:
     set_latency: float = 0.0  # seconds added before each Set is applied
@@ -150,6 +170,7 @@ class Device:
     links: dict[str, bool] = field(init=False)
     listeners: set[Any] = field(init=False, default_factory=set)
     stats: Stats = field(init=False, default_factory=Stats)
+    set_log: deque[SetRecord] = field(init=False, default_factory=lambda: deque(maxlen=SET_LOG_LIMIT))
     levers: Levers = field(init=False, default_factory=Levers)
     serving: bool = field(init=False, default=False)
     port: int = field(init=False)
