@@ -98,6 +98,7 @@ class Controller:
         self.commerce: CommerceController | None = None if self.shards else self._new_commerce()
         self._resync: asyncio.Task[None] | None = None
         self._named: set[str] = set()  # devices named by services not yet handed to the reconciler
+        self._unfinalized: dict[ServiceKey, dict[str, Any]] = {}  # those services, for their writer-to-be
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
@@ -125,6 +126,10 @@ class Controller:
             return
         self.network.adopt_device(unit)
         await self.refresh_device(unit)
+        for body in list(self._unfinalized.values()):  # services whose status this replica may write now
+            endpoints = (body.get("spec") or {}).get("endpoints") or []
+            if any(isinstance(e, dict) and e.get("device") == unit for e in endpoints):
+                await self.upsert_service(body)
 
     async def _lose(self, unit: str) -> None:
         if unit == COMMERCE:
@@ -283,6 +288,7 @@ class Controller:
             self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
         meta = body["metadata"]
         key = ServiceKey(meta["namespace"], meta["name"])
+        self._unfinalized.pop(key, None)
         spec: NetworkServiceSpec | None = None
         invalid: str | None = None
         try:
@@ -307,8 +313,10 @@ class Controller:
             return
         if not record.deleting and FINALIZER not in record.finalizers:
             if self.shards is not None and not self.network.is_home(record):
-                # The replica writing its status adds the finalizer (that event follows); its devices
-                # are units to assign meanwhile, or a device no NetworkDevice names would have no owner.
+                # The replica writing its status adds the finalizer (that event follows, or this one is
+                # taken up again if this replica becomes that writer); its devices are units to assign
+                # meanwhile, or a device no NetworkDevice names would have no owner.
+                self._unfinalized[key] = body
                 if not record.devices() <= self._named:
                     self._named |= record.devices()
                     self.shards.poke()
@@ -327,6 +335,7 @@ class Controller:
 
     def remove_service(self, namespace: str, name: str) -> None:
         self.network.remove_service(ServiceKey(namespace, name))
+        self._unfinalized.pop(ServiceKey(namespace, name), None)
         if self.commerce is not None:
             self.commerce.forget_service(namespace, name)
 
