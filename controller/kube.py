@@ -218,8 +218,10 @@ class KubeLeases:
         return dict(await self._call(self._api.create_namespaced_lease, self.namespace, body))
 
     async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch carrying the resourceVersion read: refused (409) if the Lease changed since, as an
+        update would be, with only the `patch` verb granted."""
         self._kube._count("leases")
-        return dict(await self._call(self._api.replace_namespaced_lease, name, self.namespace, body))
+        return dict(await self._call(self._api.patch_namespaced_lease, name, self.namespace, body))
 
     async def delete(self, name: str) -> None:
         self._kube._count("leases")
