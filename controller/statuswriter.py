@@ -105,7 +105,8 @@ class StatusWriter:
             desired = with_removals(desired, forged)
         base = self.latest(ref, stored)
         if not differs(desired, base):
-            self._pending.pop(ref, None)
+            # Nothing new. A write still queued agrees with `desired` (the base overlays it), so it stays:
+            # the same desire submitted twice before it went out must still be written once.
             return False
         self._before.setdefault(ref, base)
         self._pending[ref] = desired
