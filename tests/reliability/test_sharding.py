@@ -11,6 +11,7 @@ replicas is Ready from both replicas' reports; the failover time after a SIGKILL
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import signal
@@ -162,7 +163,7 @@ def assert_one_writer_at_a_time(r: Rig) -> dict[str, int]:
         tenures = [int(s["tenure"]) for s in log]
         assert tenures == sorted(tenures), f"{device}: a Set of an older tenure after a newer one: {tenures}"
         ordered = sorted(by_tenure)
-        for older, newer in zip(ordered, ordered[1:], strict=False):
+        for older, newer in itertools.pairwise(ordered):
             last_old = max(s["finished"] for s in by_tenure[older])
             first_new = min(s["received"] for s in by_tenure[newer])
             assert last_old < first_new, (
@@ -226,7 +227,7 @@ def test_devices_are_shared_and_a_killed_replicas_devices_move_to_the_other(  # 
     assert failover >= LEASE - RENEW - 0.5, "the survivor waited for the Lease to expire"
     assert driven_by(r, {"rep-2"}) == dict.fromkeys(DEVICES, "rep-2")
     r.all_ready([*services, late], timeout=30)
-    for i, device in enumerate(DEVICES):
+    for device in DEVICES:
         expected_here = {n: [(e["device"], e["port"], e["vlanId"]) for e in eps] for n, eps in services.items()}
         expected_here[late] = [(victim_devices[0], "Ethernet3", 795)]
         assert r.managed(device) == r.expected(device, expected_here), device

@@ -11,7 +11,7 @@ from controller.network.reconciler import NetworkReconciler, ServiceRecord
 from controller.settings import Settings
 from controller.statuswriter import StatusWriter
 from tests.unit.intent.helpers import device_with_ports
-from tests.unit.network.test_reconciler_memory import KEY, FakeKube, record
+from tests.unit.network.test_reconciler_memory import FakeKube, record
 from tests.unit.network.test_reconciler_pass import ScriptedSession
 
 SPAN = [
