@@ -99,6 +99,9 @@ class Controller:
         self._resync: asyncio.Task[None] | None = None
         self._named: set[str] = set()  # devices named by services not yet handed to the reconciler
         self._unfinalized: dict[ServiceKey, dict[str, Any]] = {}  # those services, for their writer-to-be
+        self._relist: asyncio.Task[None] | None = None
+        self._relist_wanted = False
+        self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
@@ -116,6 +119,41 @@ class Controller:
             apply(self.commerce)
 
     # -- shard units (controller/sharding.py) -------------------------------------------------------
+    def _name_units(self, record: ServiceRecord) -> None:
+        """The service's devices are units to assign even without a NetworkDevice, or nobody would own them."""
+        if self.shards is not None and not record.devices() <= self._named:
+            self._named |= record.devices()
+            self.shards.poke()
+
+    def _concerns(self, record: ServiceRecord) -> bool:
+        """Whether this replica needs the service: it drives one of its devices or writes its status."""
+        return any(self.drives(d) for d in record.devices()) or self.network.is_home(record)
+
+    def _relist_soon(self) -> None:
+        """A device became ours: its services, dropped while another replica drove it, come from one
+        list of every NetworkService (one list for all the devices gained in a burst)."""
+        self._relist_wanted = True
+        if self._relist is None or self._relist.done():
+            self._relist = asyncio.create_task(self._relist_services(), name="shard-relist")
+
+    async def _relist_services(self) -> None:
+        while self._relist_wanted:
+            await asyncio.sleep(0.2)  # the rest of the burst of gains
+            self._relist_wanted = False
+            self._removed_since_list.clear()
+            try:
+                bodies = await self.kube.list_all("networkservices")
+            except Exception as exc:
+                log.warning("listing NetworkServices for the devices this replica took failed (%s); again in 2 s", exc)
+                await asyncio.sleep(2)
+                self._relist_wanted = True
+                continue
+            for body in bodies:
+                meta = body.get("metadata") or {}
+                key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
+                if key not in self.network.services and key not in self._removed_since_list:
+                    await self.upsert_service(body)
+
     def _units(self) -> set[str]:
         return set(self.devices) | self.network.named_devices() | self._named
 
@@ -125,6 +163,7 @@ class Controller:
             self.commerce.start()  # it lists every commerce object before its first pass
             return
         self.network.adopt_device(unit)
+        self._relist_soon()
         await self.refresh_device(unit)
         for body in list(self._unfinalized.values()):  # services whose status this replica may write now
             endpoints = (body.get("spec") or {}).get("endpoints") or []
@@ -140,8 +179,12 @@ class Controller:
         record = self.devices.get(unit)
         if record is not None:
             record.target = None  # the next owner-ship opens a fresh session
+        members = self.network.members(unit)
         await self.network.drop_device(unit)
         self.writer.forget(Ref("networkdevices", unit))
+        for service in members:  # another replica drives it now: keep only what this one still needs
+            if not self._concerns(service):
+                self.network.remove_service(service.key)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
@@ -158,6 +201,9 @@ class Controller:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync
+        if self._relist is not None:
+            self._relist.cancel()
+            await asyncio.gather(self._relist, return_exceptions=True)
         if self.shards is not None:
             await self.shards.close()  # stops every unit, then releases the Leases for the others
         if self.commerce is not None:
@@ -314,12 +360,9 @@ class Controller:
         if not record.deleting and FINALIZER not in record.finalizers:
             if self.shards is not None and not self.network.is_home(record):
                 # The replica writing its status adds the finalizer (that event follows, or this one is
-                # taken up again if this replica becomes that writer); its devices are units to assign
-                # meanwhile, or a device no NetworkDevice names would have no owner.
+                # taken up again if this replica becomes that writer).
                 self._unfinalized[key] = body
-                if not record.devices() <= self._named:
-                    self._named |= record.devices()
-                    self.shards.poke()
+                self._name_units(record)
                 return
             # Our finalizer first, so a deletion always waits for the device cleanup. Carry on
             # with the object the write returns rather than waiting for its watch event.
@@ -331,11 +374,17 @@ class Controller:
                 return  # a newer event follows
             await self.upsert_service(body)
             return
+        if self.shards is not None:
+            self._name_units(record)
+            if key not in self.network.services and not self._concerns(record):
+                return  # the replicas driving its devices keep it; a re-list brings it if one becomes ours
         self.network.upsert_service(record)
 
     def remove_service(self, namespace: str, name: str) -> None:
         self.network.remove_service(ServiceKey(namespace, name))
         self._unfinalized.pop(ServiceKey(namespace, name), None)
+        if self._relist is not None and not self._relist.done():
+            self._removed_since_list.add(ServiceKey(namespace, name))
         if self.commerce is not None:
             self.commerce.forget_service(namespace, name)
 
