@@ -311,20 +311,34 @@ class Coordinator:
                     await self.api.delete(self._member.name)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                async with self._busy:
-                    await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never stop: the fence watchdog stops the devices if this keeps failing
-                log.exception("shard coordinator: tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
-            self._wake.clear()
-
-    async def tick(self) -> None:
         await self._renew()
+        renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
+        try:
+            while True:
+                try:
+                    async with self._busy:
+                        await self.tick(renew=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never stop: the fence watchdog stops the devices if this keeps failing
+                    log.exception("shard coordinator: tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
+                self._wake.clear()
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _renew_loop(self) -> None:
+        """Renews on its own schedule: a long tick (many devices taken at once, each reading its Secrets)
+        must never make the renew late and so fence this replica off its own devices."""
+        while True:
+            await asyncio.sleep(self.timing.renew_interval)
+            await self._renew()
+
+    async def tick(self, renew: bool = True) -> None:
+        if renew:
+            await self._renew()
         listing = [r for b in await self.api.list() if (r := lease_record(b)) is not None]
         now = self.clock()
         self.observer.observe(listing, now)
