@@ -11,14 +11,12 @@ replicas is Ready from both replicas' reports; the failover time after a SIGKILL
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import select
 import signal
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import pytest
 import yaml
 
 from controller.sharding import assign
+from devicesim.device import writer_overlaps
 from tests.harness import ControllerProcess
 from tests.kube import Kubectl
 from tests.reliability.rig import Rig, ep, is_ready, rig, unique, wait_for
@@ -151,25 +150,10 @@ def assert_one_writer_at_a_time(r: Rig) -> dict[str, int]:
     windows of two tenures never overlap. Returns the Sets seen per device."""
     counts = {}
     for device in DEVICES:
-        log = sorted(r.admin.sets(device), key=lambda s: s["received"])
+        log = r.admin.sets(device)
         counts[device] = len(log)
-        assert all(s["replica"] for s in log), f"{device}: a Set without x-telco-replica: {log[:3]}"
-        by_tenure: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for s in log:
-            by_tenure[int(s["tenure"])].append(s)
-        for tenure, sets in by_tenure.items():
-            writers = {s["replica"] for s in sets}
-            assert len(writers) == 1, f"{device}: tenure {tenure} used by {writers}"
-        tenures = [int(s["tenure"]) for s in log]
-        assert tenures == sorted(tenures), f"{device}: a Set of an older tenure after a newer one: {tenures}"
-        ordered = sorted(by_tenure)
-        for older, newer in itertools.pairwise(ordered):
-            last_old = max(s["finished"] for s in by_tenure[older])
-            first_new = min(s["received"] for s in by_tenure[newer])
-            assert last_old < first_new, (
-                f"{device}: tenure {older} ({by_tenure[older][0]['replica']}) still sending when tenure {newer}"
-                f" ({by_tenure[newer][0]['replica']}) started"
-            )
+        problems = writer_overlaps(log)
+        assert not problems, f"{device}: {problems}"
     return counts
 
 

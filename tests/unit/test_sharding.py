@@ -27,6 +27,7 @@ from controller.sharding import (
     plan,
     unit_lease_name,
 )
+from devicesim.device import writer_overlaps
 
 DEVICES = [f"pe-{i}" for i in range(200)]
 replica_names = st.lists(st.text("abcdefgh-", min_size=1, max_size=6), min_size=1, max_size=6, unique=True)
@@ -332,3 +333,24 @@ def test_a_graceful_stop_releases_at_once() -> None:
         assert a_units <= set(b.held), "no waiting for a lease to expire after a clean stop"
 
     asyncio.run(scenario())
+
+
+# -- devicesim's Set log: one writer at a time ---------------------------------------------------------
+def sets(*rows: tuple[int, int, str, str]) -> list[dict[str, Any]]:
+    return [{"received": a, "finished": b, "replica": r, "tenure": t, "peer": "", "ok": True} for a, b, r, t in rows]
+
+
+@pytest.mark.parametrize(
+    ("log", "wrong"),
+    [
+        (sets((1, 2, "a", "0"), (3, 4, "a", "0"), (5, 6, "b", "1"), (7, 8, "a", "2")), None),
+        (sets((1, 2, "a", "0"), (3, 4, "b", "0")), "tenure 0 used by a, b"),
+        (sets((1, 2, "a", "1"), (3, 4, "b", "0")), "older tenure after a newer one"),
+        (sets((1, 5, "a", "0"), (4, 6, "b", "1")), "tenure 0 (a) still sending when tenure 1 (b) started"),
+        (sets((1, 2, "", "")), "without x-telco-replica"),
+    ],
+    ids=["hand-overs", "shared-tenure", "stale-tenure", "overlap", "anonymous"],
+)
+def test_devicesim_set_log_shows_any_overlap_of_writers(log: list[dict[str, Any]], wrong: str | None) -> None:
+    problems = writer_overlaps(log)
+    assert (not problems) if wrong is None else any(wrong in p for p in problems), problems
