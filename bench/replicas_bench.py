@@ -38,6 +38,7 @@ TIMING = ["--shard-lease-seconds", "15", "--shard-renew-deadline-seconds", "10",
 
 
 def replica(plane: B.ControlPlane, workdir: Path, name: str) -> B.BenchController:
+    workdir.mkdir(parents=True, exist_ok=True)
     ctl = B.BenchController(
         plane.kubeconfig,
         workdir / f"{name}.log",
@@ -63,19 +64,38 @@ def overlaps(fleet: Any, names: list[str]) -> dict[str, list[str]]:
     return {d: p for d, p in found.items() if p}
 
 
-def converge(workdir: Path, replicas: int, services: int, devices: int, timeout: float) -> dict[str, Any]:
-    names = B.device_names(devices)
-    plane = B.ControlPlane(workdir / f"cluster-{replicas}").start()
-    fleet = B.start_fleet(names, workdir / f"fleet-{replicas}")
+def start_group(
+    workdir: Path, key: str, replicas: int, names: list[str]
+) -> tuple[B.ControlPlane, Any, dict[str, B.BenchController]]:
+    """A fresh control plane and fleet, and `replicas` replicas of one shard group driving every device."""
+    plane = B.ControlPlane(workdir / f"cluster-{key}").start()
+    fleet = B.start_fleet(names, workdir / f"fleet-{key}")
     ctls: dict[str, B.BenchController] = {}
     try:
-        api = plane.api
-        api.ensure_namespace(NS)
-        B.register_devices(api, fleet, names)
+        plane.api.ensure_namespace(NS)
+        B.register_devices(plane.api, fleet, names)
         for i in range(replicas):
-            ctls[f"r{i + 1}"] = replica(plane, workdir / f"run-{replicas}", f"r{i + 1}")
-        B.wait_devices_ready(api, names, timeout=300)
-        time.sleep(2)
+            ctls[f"r{i + 1}"] = replica(plane, workdir / f"run-{key}", f"r{i + 1}")
+        B.wait_devices_ready(plane.api, names, timeout=300)
+    except BaseException:
+        stop_group(plane, fleet, ctls)
+        raise
+    time.sleep(2)  # hand-overs between replicas that started a moment apart
+    return plane, fleet, ctls
+
+
+def stop_group(plane: B.ControlPlane, fleet: Any, ctls: dict[str, B.BenchController]) -> None:
+    for c in ctls.values():
+        c.stop()
+    fleet.stop()
+    plane.stop()
+
+
+def converge(workdir: Path, replicas: int, services: int, devices: int, timeout: float) -> dict[str, Any]:
+    names = B.device_names(devices)
+    plane, fleet, ctls = start_group(workdir, str(replicas), replicas, names)
+    try:
+        api = plane.api
         share = defaultdict(int)
         for unit, holder in holders(api).items():
             if unit in names:
@@ -109,25 +129,14 @@ def converge(workdir: Path, replicas: int, services: int, devices: int, timeout:
             "overlapping_devices": overlaps(fleet, names),
         }
     finally:
-        for c in ctls.values():
-            c.stop()
-        fleet.stop()
-        plane.stop()
+        stop_group(plane, fleet, ctls)
 
 
 def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict[str, Any]:
     names = B.device_names(devices)
-    plane = B.ControlPlane(workdir / "cluster-failover").start()
-    fleet = B.start_fleet(names, workdir / "fleet-failover")
-    ctls: dict[str, B.BenchController] = {}
+    plane, fleet, ctls = start_group(workdir, "failover", 3, names)
     try:
         api = plane.api
-        api.ensure_namespace(NS)
-        B.register_devices(api, fleet, names)
-        for n in ("r1", "r2", "r3"):
-            ctls[n] = replica(plane, workdir / "run-failover", n)
-        B.wait_devices_ready(api, names, timeout=300)
-        time.sleep(2)
         owners = {u: h for u, h in holders(api).items() if u in names}
         victim = max(("r1", "r2", "r3"), key=lambda n: sum(h.rsplit("-", 1)[0] == n for h in owners.values()))
         lost = sorted(d for d, h in owners.items() if h.rsplit("-", 1)[0] == victim)
@@ -189,10 +198,7 @@ def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict
             "overlapping_devices": overlaps(fleet, names),
         }
     finally:
-        for c in ctls.values():
-            c.stop()
-        fleet.stop()
-        plane.stop()
+        stop_group(plane, fleet, ctls)
 
 
 def main() -> None:

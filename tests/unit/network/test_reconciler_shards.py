@@ -65,6 +65,19 @@ def again(rec: ServiceRecord, status: dict[str, Any], version: int) -> ServiceRe
     return fresh
 
 
+async def both_passes() -> tuple[NetworkReconciler, FakeKube, NetworkReconciler, FakeKube]:
+    """Replica b's pass on pe2 (its report written), then a's pass on pe1 (before it saw the report)."""
+    a, a_kube = replica("a")
+    b, b_kube = replica("b")
+    for rec in (a, b):
+        rec.upsert_service(record(1, endpoints=SPAN))
+    await b._reconcile("pe2")
+    await b.writer.flush()
+    await a._reconcile("pe1")
+    await a.writer.flush()
+    return a, a_kube, b, b_kube
+
+
 def test_the_status_writer_merges_the_other_replicas_report_into_what_one_replica_would_write() -> None:
     async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         single, single_kube = replica(None)
@@ -73,14 +86,7 @@ def test_the_status_writer_merges_the_other_replicas_report_into_what_one_replic
             await single._reconcile(device)
         await single.writer.flush()
 
-        a, a_kube = replica("a")
-        b, b_kube = replica("b")
-        for rec in (a, b):
-            rec.upsert_service(record(1, endpoints=SPAN))
-        await b._reconcile("pe2")
-        await b.writer.flush()
-        await a._reconcile("pe1")
-        await a.writer.flush()
+        a, a_kube, b, b_kube = await both_passes()
         assert "shards" not in written(a_kube) and written(a_kube)["state"] != "active", "pe2 not reported yet"
         a.upsert_service(again(record(1, endpoints=SPAN), {**written(a_kube), **written(b_kube)}, 10))
         await a.writer.flush()
@@ -98,13 +104,7 @@ def test_the_status_writer_merges_the_other_replicas_report_into_what_one_replic
 
 def test_a_report_from_a_replica_that_no_longer_holds_the_device_is_ignored() -> None:
     async def main() -> dict[str, Any]:
-        a, a_kube = replica("a")
-        b, b_kube = replica("b")
-        for rec in (a, b):
-            rec.upsert_service(record(1, endpoints=SPAN))
-        await b._reconcile("pe2")
-        await b.writer.flush()
-        await a._reconcile("pe1")
+        a, a_kube, b, b_kube = await both_passes()
         report = written(b_kube)["shards"]
         report["pe2"]["replica"] = "someone-else"  # e.g. the previous holder, or a forger
         a.upsert_service(again(record(1, endpoints=SPAN), {**written(a_kube), "shards": report}, 10))
