@@ -125,6 +125,28 @@ class Controller:
             self._named |= record.devices()
             self.shards.poke()
 
+    def _elsewhere(self, key: ServiceKey, body: dict[str, Any]) -> bool:
+        """Sharded: a finalized service this replica does not keep, none of whose devices it drives (read
+        from the raw spec, before the full validation every other event of it would cost)."""
+        if (
+            self.shards is None
+            or key in self.network.services
+            or FINALIZER not in (body["metadata"].get("finalizers") or [])
+        ):
+            return False
+        endpoints = (body.get("spec") or {}).get("endpoints")
+        if not isinstance(endpoints, list) or not endpoints:
+            return False  # an invalid spec: the full path judges it
+        devices = [d for e in endpoints if isinstance(e, dict) and isinstance(d := e.get("device"), str)]
+        if len(devices) != len(endpoints):
+            return False
+        if any(self.drives(d) for d in devices):
+            return False
+        if not set(devices) <= self._named:
+            self._named |= set(devices)
+            self.shards.poke()
+        return True
+
     def _concerns(self, record: ServiceRecord) -> bool:
         """Whether this replica needs the service: it drives one of its devices or writes its status."""
         return any(self.drives(d) for d in record.devices()) or self.network.is_home(record)
@@ -335,6 +357,8 @@ class Controller:
         meta = body["metadata"]
         key = ServiceKey(meta["namespace"], meta["name"])
         self._unfinalized.pop(key, None)
+        if self._elsewhere(key, body):
+            return  # every replica sees every event: one that concerns none of ours costs only this look
         spec: NetworkServiceSpec | None = None
         invalid: str | None = None
         try:
