@@ -205,7 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--devices", type=int, default=100)
-    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 4], help="none: only the failover")
     parser.add_argument("--failover-services", type=int, default=2_000)
     parser.add_argument("--timeout", type=float, default=420)
     parser.add_argument("--out", type=Path, default=None)
