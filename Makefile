@@ -10,7 +10,7 @@ KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
 
-.PHONY: test-argocd-engine help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick reliability
+.PHONY: test-argocd-engine help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick bench-replicas reliability
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -104,6 +104,10 @@ bench-quick: setup ## the same scenarios, smaller (~4.5 min)
 
 reliability: setup ## fault matrix, chaos with billing integrity, hostile input and RBAC (long; a subset runs in make test)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" TELCO_RELIABILITY=full $(VENV)/bin/pytest tests/reliability tests/integration/test_hostile_input.py tests/integration/test_rbac.py $(PYTEST_ARGS)
+
+bench-replicas: setup ## sharded replicas: 10,000 services with 1, 2 and 4 replicas, SIGKILL during a rollout (docs/sharding.md)
+	@$(PY) -m pip install -q -r bench/requirements.txt
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/replicas_bench.py $(REPLICAS_ARGS)
 
 bench-devicesim: $(VENV)/.installed ## devicesim throughput, latency and memory (QUICK=1 for a short run)
 	@$(PY) bench/devicesim_bench.py $(if $(QUICK),--quick,)

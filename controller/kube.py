@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import json
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -178,3 +179,53 @@ class Kube:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+class KubeLeases:
+    """The shard Leases of one namespace (controller/sharding.py), as JSON dicts. A pool of its own:
+    a renew must never queue behind a backlog of status writes; every call is bounded by `timeout`."""
+
+    def __init__(self, kube: Kube, namespace: str, group: str, timeout: float) -> None:
+        from .sharding import GROUP_LABEL
+
+        self._api = kubernetes.client.CoordinationV1Api(kube._client)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lease")
+        self._kube = kube
+        self.namespace = namespace
+        self._selector = f"{GROUP_LABEL}={group}"
+        self._timeout = timeout
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from .sharding import Conflict as LeaseConflict
+
+        loop = asyncio.get_running_loop()
+        call = lambda: fn(*args, _request_timeout=self._timeout, _preload_content=False, **kwargs)  # noqa: E731
+        try:
+            response = await loop.run_in_executor(self._pool, call)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise LeaseConflict(f"{exc.status} {exc.reason}") from None
+            raise
+        data = response.data
+        return json.loads(data) if data else {}
+
+    async def list(self) -> list[dict[str, Any]]:
+        result = await self._call(self._api.list_namespaced_lease, self.namespace, label_selector=self._selector)
+        return list(result.get("items") or [])
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._kube._count("leases")
+        return dict(await self._call(self._api.create_namespaced_lease, self.namespace, body))
+
+    async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch carrying the resourceVersion read: refused (409) if the Lease changed since, as an
+        update would be, with only the `patch` verb granted."""
+        self._kube._count("leases")
+        return dict(await self._call(self._api.patch_namespaced_lease, name, self.namespace, body))
+
+    async def delete(self, name: str) -> None:
+        self._kube._count("leases")
+        await self._call(self._api.delete_namespaced_lease, name, self.namespace)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

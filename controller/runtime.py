@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,12 @@ from .billing.clock import OffsetClock
 from .commerce.runtime import CommerceController
 from .gnmi.client import Target
 from .intent.render import ServiceKey
-from .kube import FINALIZER, Conflict, Kube, NotFound, Ref
+from .kube import FINALIZER, Conflict, Kube, KubeLeases, NotFound, Ref
 from .network.devices import DeviceConfigError, SecretUnavailable, device_status, target_for
 from .network.reconciler import NetworkReconciler, ServiceRecord
 from .network.session import DeviceSession
 from .settings import Settings
+from .sharding import COMMERCE, Coordinator, Timing, replica_identity
 from .statuswriter import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,24 @@ class Controller:
         # production), never going backwards (docs/commerce.md).
         self.clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
         self.devices: dict[str, DeviceRecord] = {}
+        # Sharded (--shard-group): this replica drives only the devices whose Lease it holds, and runs
+        # the commerce layer only while it holds the commerce unit (controller/sharding.py).
+        self.shards: Coordinator | None = None
+        self._leases: KubeLeases | None = None
+        if settings.shard_group:
+            timing = Timing(
+                settings.shard_lease_seconds, settings.shard_renew_deadline_seconds, settings.shard_renew_seconds
+            )
+            self._leases = KubeLeases(self.kube, settings.shard_namespace, settings.shard_group, timing.renew_interval)
+            self.shards = Coordinator(
+                self._leases,
+                settings.shard_group,
+                replica_identity(),
+                units=self._units,
+                on_gain=self._gain,
+                on_lose=self._lose,
+                timing=timing,
+            )
         # Built with its callbacks: the device count per pass, and what is known of each NetworkDevice.
         self.network = NetworkReconciler(
             self.kube,
@@ -71,27 +91,149 @@ class Controller:
             clock=self.clock.now,
             on_device_pass=self.publish_device,
             device_facts=self.devices.get,
+            drives=self.drives,
+            identity=self.shards.identity if self.shards else "",
+            holder_of=self.shards.holder_of if self.shards else (lambda device: None),
         )
-        self.commerce = CommerceController(
-            self.kube, self.writer, settings, self.clock, sessions=lambda: self.network.sessions
-        )
+        self.commerce: CommerceController | None = None if self.shards else self._new_commerce()
         self._resync: asyncio.Task[None] | None = None
+        self._named: set[str] = set()  # devices named by services not yet handed to the reconciler
+        self._unfinalized: dict[ServiceKey, dict[str, Any]] = {}  # those services, for their writer-to-be
+        self._relist: asyncio.Task[None] | None = None
+        self._relist_wanted = False
+        self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
+
+    def _new_commerce(self) -> CommerceController:
+        return CommerceController(
+            self.kube, self.writer, self.settings, self.clock, sessions=lambda: self.network.sessions
+        )
+
+    def drives(self, unit: str) -> bool:
+        """Whether this replica drives `unit` (a device, or the commerce layer): always, unsharded."""
+        return self.shards is None or self.shards.drives(unit)
+
+    def commerce_event(self, apply: Callable[[CommerceController], None]) -> None:
+        """A commerce watch event: applied while this replica runs the commerce layer, else dropped (the
+        replica that runs it lists everything when it takes over)."""
+        if self.commerce is not None:
+            apply(self.commerce)
+
+    # -- shard units (controller/sharding.py) -------------------------------------------------------
+    def _name_units(self, record: ServiceRecord) -> None:
+        """The service's devices are units to assign even without a NetworkDevice, or nobody would own them."""
+        if self.shards is not None and not record.devices() <= self._named:
+            self._named |= record.devices()
+            self.shards.poke()
+
+    def _elsewhere(self, key: ServiceKey, body: dict[str, Any]) -> bool:
+        """Sharded: a finalized service this replica does not keep, none of whose devices it drives (read
+        from the raw spec, before the full validation every other event of it would cost)."""
+        if (
+            self.shards is None
+            or key in self.network.services
+            or FINALIZER not in (body["metadata"].get("finalizers") or [])
+        ):
+            return False
+        endpoints = (body.get("spec") or {}).get("endpoints")
+        if not isinstance(endpoints, list) or not endpoints:
+            return False  # an invalid spec: the full path judges it
+        devices = [d for e in endpoints if isinstance(e, dict) and isinstance(d := e.get("device"), str)]
+        if len(devices) != len(endpoints):
+            return False
+        if any(self.drives(d) for d in devices):
+            return False
+        if not set(devices) <= self._named:
+            self._named |= set(devices)
+            self.shards.poke()
+        return True
+
+    def _concerns(self, record: ServiceRecord) -> bool:
+        """Whether this replica needs the service: it drives one of its devices or writes its status."""
+        return any(self.drives(d) for d in record.devices()) or self.network.is_home(record)
+
+    def _relist_soon(self) -> None:
+        """A device became ours: its services, dropped while another replica drove it, come from one
+        list of every NetworkService (one list for all the devices gained in a burst)."""
+        self._relist_wanted = True
+        if self._relist is None or self._relist.done():
+            self._relist = asyncio.create_task(self._relist_services(), name="shard-relist")
+
+    async def _relist_services(self) -> None:
+        while self._relist_wanted:
+            await asyncio.sleep(0.2)  # the rest of the burst of gains
+            self._relist_wanted = False
+            self._removed_since_list.clear()
+            try:
+                bodies = await self.kube.list_all("networkservices")
+            except Exception as exc:
+                log.warning("listing NetworkServices for the devices this replica took failed (%s); again in 2 s", exc)
+                await asyncio.sleep(2)
+                self._relist_wanted = True
+                continue
+            for body in bodies:
+                meta = body.get("metadata") or {}
+                key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
+                if key not in self.network.services and key not in self._removed_since_list:
+                    await self.upsert_service(body)
+
+    def _units(self) -> set[str]:
+        return set(self.devices) | self.network.named_devices() | self._named
+
+    async def _gain(self, unit: str, tenure: int) -> None:
+        if unit == COMMERCE:
+            self.commerce = self._new_commerce()
+            self.commerce.start()  # it lists every commerce object before its first pass
+            return
+        self.network.adopt_device(unit)
+        self._relist_soon()
+        await self.refresh_device(unit)
+        for body in list(self._unfinalized.values()):  # services whose status this replica may write now
+            endpoints = (body.get("spec") or {}).get("endpoints") or []
+            if any(isinstance(e, dict) and e.get("device") == unit for e in endpoints):
+                await self.upsert_service(body)
+
+    async def _lose(self, unit: str) -> None:
+        if unit == COMMERCE:
+            commerce, self.commerce = self.commerce, None
+            if commerce is not None:
+                await commerce.close()
+            return
+        record = self.devices.get(unit)
+        if record is not None:
+            record.target = None  # the next owner-ship opens a fresh session
+        members = self.network.members(unit)
+        await self.network.drop_device(unit)
+        self.writer.forget(Ref("networkdevices", unit))
+        for service in members:  # another replica drives it now: keep only what this one still needs
+            if not self._concerns(service):
+                self.network.remove_service(service.key)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
 
     def start(self) -> None:
         self._resync = asyncio.create_task(self._resync_loop(), name="resync")
-        self.commerce.start()
+        if self.shards is not None:
+            self.shards.start()
+        elif self.commerce is not None:
+            self.commerce.start()
 
     async def close(self) -> None:
         if self._resync is not None:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resync
-        await self.commerce.close()
+        if self._relist is not None:
+            self._relist.cancel()
+            await asyncio.gather(self._relist, return_exceptions=True)
+        if self.shards is not None:
+            await self.shards.close()  # stops every unit, then releases the Leases for the others
+        if self.commerce is not None:
+            await self.commerce.close()
         await self.network.close()
         await self.writer.flush()
+        if self._leases is not None:
+            self._leases.close()
         self.kube.close()
 
     async def _resync_loop(self) -> None:
@@ -119,6 +261,8 @@ class Controller:
         name = body["metadata"]["name"]
         self.network.device_seen(name)
         known = self.devices.get(name)
+        if known is None and self.shards is not None:
+            self.shards.poke()  # a new unit to assign
         if known is not None and _same_device_intent(known.body, body):
             known.body = body  # e.g. the echo of our own status write: the target cannot have changed
             ref = Ref("networkdevices", name)
@@ -137,7 +281,7 @@ class Controller:
     async def refresh_device(self, name: str) -> None:
         """(Re)build the device's target from spec and Secrets; replace the session when it changed."""
         record = self.devices.get(name)
-        if record is None:
+        if record is None or not self.drives(name):
             return
         config_error: str | None = None
         try:
@@ -169,6 +313,7 @@ class Controller:
                     on_change=self._device_changed,
                     on_state=self.publish_device,
                     on_update=self.network.mark_changed,
+                    set_guard=(lambda: shards.guard(name)) if (shards := self.shards) is not None else None,
                 )
                 self.network.attach_session(session)
                 session.start()
@@ -185,7 +330,7 @@ class Controller:
 
     def publish_device(self, name: str) -> None:
         record = self.devices.get(name)
-        if record is None:
+        if record is None or not self.drives(name):
             return
         meta = record.body["metadata"]
         ref = Ref("networkdevices", name)
@@ -207,9 +352,13 @@ class Controller:
     # -- NetworkService -----------------------------------------------------------------------
     async def upsert_service(self, body: dict[str, Any]) -> None:
         body = lean(body)
-        self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
+        if self.commerce is not None:
+            self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
         meta = body["metadata"]
         key = ServiceKey(meta["namespace"], meta["name"])
+        self._unfinalized.pop(key, None)
+        if self._elsewhere(key, body):
+            return  # every replica sees every event: one that concerns none of ours costs only this look
         spec: NetworkServiceSpec | None = None
         invalid: str | None = None
         try:
@@ -233,6 +382,12 @@ class Controller:
             self.network.remove_service(key)  # nothing of ours to clean up
             return
         if not record.deleting and FINALIZER not in record.finalizers:
+            if self.shards is not None and not self.network.is_home(record):
+                # The replica writing its status adds the finalizer (that event follows, or this one is
+                # taken up again if this replica becomes that writer).
+                self._unfinalized[key] = body
+                self._name_units(record)
+                return
             # Our finalizer first, so a deletion always waits for the device cleanup. Carry on
             # with the object the write returns rather than waiting for its watch event.
             try:
@@ -243,11 +398,19 @@ class Controller:
                 return  # a newer event follows
             await self.upsert_service(body)
             return
+        if self.shards is not None:
+            self._name_units(record)
+            if key not in self.network.services and not self._concerns(record):
+                return  # the replicas driving its devices keep it; a re-list brings it if one becomes ours
         self.network.upsert_service(record)
 
     def remove_service(self, namespace: str, name: str) -> None:
         self.network.remove_service(ServiceKey(namespace, name))
-        self.commerce.forget_service(namespace, name)
+        self._unfinalized.pop(ServiceKey(namespace, name), None)
+        if self._relist is not None and not self._relist.done():
+            self._removed_since_list.add(ServiceKey(namespace, name))
+        if self.commerce is not None:
+            self.commerce.forget_service(namespace, name)
 
     # -- peering (controller/peering.py): another replica is the active one ------------------------
     async def pause(self) -> None:
@@ -257,7 +420,8 @@ class Controller:
         if self._resync is not None:
             self._resync.cancel()
         await self.network.close()
-        await self.commerce.close()
+        if self.commerce is not None:
+            await self.commerce.close()
         await self.writer.discard()
         if self._resync is not None:
             await asyncio.gather(self._resync, return_exceptions=True)

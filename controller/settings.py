@@ -152,6 +152,33 @@ class Settings:
         parse=_lifetime,
         metavar="SECONDS",
     )
+    # Sharding by device over coordination.k8s.io Leases (controller/sharding.py, docs/sharding.md).
+    shard_group: str | None = _setting(
+        None,
+        "run as one of N active replicas that share the devices through Leases named after GROUP; unset: one"
+        " replica drives every device",
+        parse=_optional,
+        metavar="GROUP",
+    )
+    shard_namespace: str = _setting(
+        "default", "namespace of the shard Leases (the chart gives the release's own)", metavar="NAMESPACE"
+    )
+    shard_lease_seconds: float = _setting(
+        15.0,
+        "how long the other replicas wait on a replica that stopped renewing before taking its devices",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    shard_renew_deadline_seconds: float = _setting(
+        10.0,
+        "a replica stops driving its devices this long after its last successful renew (less than"
+        " --shard-lease-seconds: the difference covers a Set in flight)",
+        parse=_finite,
+        metavar="SECONDS",
+    )
+    shard_renew_seconds: float = _setting(
+        2.0, "how often a replica renews its Lease and looks at the others'", parse=_finite, metavar="SECONDS"
+    )
     log_level: str = _setting("info", "least severe log level printed", choices=LOG_LEVELS)
     # Billing (docs/commerce.md): where billing CloudEvents go, tax, and how often periods close.
     billing_sink_urls: list[str] = _setting(  # noqa: RUF009
@@ -314,5 +341,22 @@ def resolve(given: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         raise SettingError(
             "--webhook-port needs --webhook-cert-dir (TELCO_WEBHOOK_CERT_DIR): the API server calls webhooks"
             " over HTTPS only"
+        )
+    if settings.shard_group and settings.peering:
+        raise SettingError(
+            "--shard-group and --peering cannot go together: sharded replicas are all active (docs/sharding.md)"
+        )
+    if settings.shard_group and settings.namespaces:
+        raise SettingError(
+            "--shard-group and --namespace cannot go together: namespaces share devices, so every replica of"
+            " the group must see every NetworkService (docs/sharding.md)"
+        )
+    if settings.shard_group and not (
+        0 < settings.shard_renew_seconds < settings.shard_renew_deadline_seconds < settings.shard_lease_seconds
+    ):
+        raise SettingError(
+            "--shard-renew-seconds, --shard-renew-deadline-seconds, --shard-lease-seconds: expected"
+            f" 0 < renew < deadline < lease, got {settings.shard_renew_seconds:g} /"
+            f" {settings.shard_renew_deadline_seconds:g} / {settings.shard_lease_seconds:g}"
         )
     return settings

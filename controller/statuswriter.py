@@ -51,10 +51,15 @@ def newer(resource_version: str, than: str) -> bool:
     return resource_version.isdigit() and than.isdigit() and int(resource_version) > int(than)
 
 
+# Status keys other replicas of a shard group write beside ours: a NetworkService's per-device reports
+# (docs/sharding.md). Their writers are checked where they are read (the holder of the device's Lease).
+REPORTED_KEYS = frozenset({"shards"})
+
+
 def changed_keys(status: dict[str, Any] | None, ours: dict[str, Any]) -> list[str]:
     """Top-level status keys whose value differs from the status our last write left stored."""
     mine, theirs = _clean(ours), _clean(status or {})
-    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    return sorted(k for k in set(mine) | set(theirs) if k not in REPORTED_KEYS and mine.get(k) != theirs.get(k))
 
 
 def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
@@ -100,7 +105,8 @@ class StatusWriter:
             desired = with_removals(desired, forged)
         base = self.latest(ref, stored)
         if not differs(desired, base):
-            self._pending.pop(ref, None)
+            # Nothing new. A write still queued agrees with `desired` (the base overlays it), so it stays:
+            # the same desire submitted twice before it went out must still be written once.
             return False
         self._before.setdefault(ref, base)
         self._pending[ref] = desired

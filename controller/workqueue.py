@@ -65,6 +65,7 @@ class WorkQueue(Generic[K]):
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._attempts: dict[K, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_of: dict[K, asyncio.Task[None]] = {}
         self._closed = False
         self.marks: Counter[K] = Counter()  # how often each key was marked (tests, debugging)
 
@@ -81,6 +82,7 @@ class WorkQueue(Generic[K]):
         self._running.add(key)
         task = asyncio.create_task(self._run(key), name=f"{self.name}:{key}")
         self._tasks.add(task)
+        self._task_of[key] = task
         task.add_done_callback(self._tasks.discard)
 
     def mark_after(self, key: K, delay: float) -> None:
@@ -114,6 +116,16 @@ class WorkQueue(Generic[K]):
         self._attempts.pop(key, None)
         self.marks.pop(key, None)
 
+    async def cancel(self, key: K) -> None:
+        """Stop `key` now (another replica takes it over): forget it, cancel a run under way and wait
+        until it has ended, so nothing more is done for it."""
+        self.forget(key)
+        self._again.discard(key)
+        task = self._task_of.pop(key, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     def busy(self) -> bool:
         """Whether any run is waiting or under way."""
         return bool(self._running)
@@ -135,6 +147,8 @@ class WorkQueue(Generic[K]):
                     return
         finally:
             self._running.discard(key)
+            if self._task_of.get(key) is asyncio.current_task():
+                del self._task_of[key]
 
     async def _once(self, key: K) -> None:
         started = time.perf_counter()

@@ -118,6 +118,8 @@ class AdminServer:
                 return dev.dump()
             if action == "stats":
                 return dev.stats.as_dict()
+            if action == "sets":  # who sent each recent Set (sharding tests: one writer at a time)
+                return [r.as_dict() for r in dev.set_log]
             raise GnmiError(grpc.StatusCode.NOT_FOUND, f"no route GET {path}")
         if method != "POST":
             raise GnmiError(grpc.StatusCode.NOT_FOUND, f"no route {method} {path}")
@@ -158,6 +160,7 @@ class AdminServer:
             fresh = dev.factory_root()
             dev.commit(fresh, T.diff_trees(dev.root, fresh))
             dev.stats = Stats()
+            dev.set_log.clear()
             if dev.state_dir is not None:
                 dev.save()
             return {"reset": True}
@@ -219,6 +222,10 @@ class AdminClient:
 
     def stats(self, name: str) -> dict[str, int]:
         return dict(self.request("GET", self._dev(name, "stats")))
+
+    def sets(self, name: str) -> list[dict[str, Any]]:
+        """The device's recent Sets: received/finished (ns), replica, tenure, peer, ok."""
+        return list(self.request("GET", self._dev(name, "sets")))
 
     def config(self, name: str, *, delete: list[str] | None = None,
                replace: list[tuple[str, Any]] | None = None,

@@ -7,10 +7,12 @@ subscribers are told about a change only after it is committed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +119,51 @@ class Stats:
         return dict(self.__dict__)
 
 
+SET_LOG_LIMIT = 20_000  # the most recent Sets each device remembers who sent
+
+
+@dataclass(frozen=True)
+class SetRecord:
+    """Who sent one Set and when: the writer's own words (x-telco-replica, x-telco-tenure metadata, empty
+    when not sent) and the gRPC peer address; `received`/`finished` are the device's wall clock, in ns."""
+
+    received: int
+    finished: int
+    replica: str
+    tenure: str
+    peer: str
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def writer_overlaps(records: Sequence[dict[str, Any]]) -> list[str]:
+    """What is wrong with one device's Set log (`SetRecord.as_dict()`s) if its writers ever overlapped:
+    a Set without an identity, a tenure used by two replicas, an older tenure after a newer one, or a
+    tenure's first Set received before the previous tenure's last one finished. Empty: one at a time."""
+    log = sorted(records, key=lambda r: r["received"])
+    problems = [f"a Set without x-telco-replica at {r['received']}" for r in log if not r["replica"]][:1]
+    by_tenure: dict[int, list[dict[str, Any]]] = {}
+    for r in log:
+        by_tenure.setdefault(int(r["tenure"] or -1), []).append(r)
+    for tenure, sets in by_tenure.items():
+        writers = sorted({r["replica"] for r in sets})
+        if len(writers) > 1:
+            problems.append(f"tenure {tenure} used by {', '.join(writers)}")
+    tenures = [int(r["tenure"] or -1) for r in log]
+    if tenures != sorted(tenures):
+        problems.append(f"a Set of an older tenure after a newer one: {tenures}")
+    ordered = sorted(by_tenure)
+    for older, newer in itertools.pairwise(ordered):
+        if max(r["finished"] for r in by_tenure[older]) >= min(r["received"] for r in by_tenure[newer]):
+            problems.append(
+                f"tenure {older} ({by_tenure[older][0]['replica']}) still sending when tenure {newer}"
+                f" ({by_tenure[newer][0]['replica']}) started"
+            )
+    return problems
+
+
 @dataclass
 class Levers:
     set_latency: float = 0.0  # seconds added before each Set is applied
@@ -150,6 +197,7 @@ class Device:
     links: dict[str, bool] = field(init=False)
     listeners: set[Any] = field(init=False, default_factory=set)
     stats: Stats = field(init=False, default_factory=Stats)
+    set_log: deque[SetRecord] = field(init=False, default_factory=lambda: deque(maxlen=SET_LOG_LIMIT))
     levers: Levers = field(init=False, default_factory=Levers)
     serving: bool = field(init=False, default=False)
     port: int = field(init=False)

@@ -18,7 +18,7 @@ from devicesim import official as O
 from devicesim import paths as P
 from devicesim import schema as S
 from devicesim import tree as T
-from devicesim.device import Device, OpLabel, SetFailed, SetOp
+from devicesim.device import Device, OpLabel, SetFailed, SetOp, SetRecord
 from devicesim.errors import GnmiError, UnknownMember
 
 log = logging.getLogger("devicesim")
@@ -440,6 +440,20 @@ class GnmiServicer(gnmi_pb2_grpc.gNMIServicer):
     async def Set(self, request: gnmi_pb2.SetRequest,
                   context: grpc.aio.ServicerContext) -> gnmi_pb2.SetResponse:
         await self._auth(context)
+        md = {m.key: m.value for m in context.invocation_metadata() or ()}
+        received = time.time_ns()
+        ok = False
+        try:
+            response = await self._set(request, context)
+            ok = True
+            return response
+        finally:  # an aborted Set is recorded too: it reached the device
+            self.device.set_log.append(SetRecord(
+                received=received, finished=time.time_ns(), replica=str(md.get("x-telco-replica", "")),
+                tenure=str(md.get("x-telco-tenure", "")), peer=str(context.peer() or ""), ok=ok))
+
+    async def _set(self, request: gnmi_pb2.SetRequest,
+                   context: grpc.aio.ServicerContext) -> gnmi_pb2.SetResponse:
         dev = self.device
         dev.stats.set_rpcs += 1
         injected = dev.take_injected_failure()

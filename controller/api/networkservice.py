@@ -150,6 +150,31 @@ class OwnedOnDevice(ApiModel):
     entries: list[OwnedEntry] = Field(default_factory=list, max_length=128, description="Entries written.")
 
 
+class ShardEndpoint(ApiModel):
+    """One endpoint's outcome as the replica driving its device found it."""
+
+    port: str = Field(max_length=64, description="Interface name.")
+    vlanId: int = Field(ge=1, le=4094, description="VLAN id.")
+    phase: str = Field(max_length=32, description="Applied, AdminDisabled, DryRun, Pending, Retrying or Failed.")
+    reason: str = Field(max_length=64, description="CamelCase reason, e.g. Applied, DeviceUnreachable.")
+    message: str = Field(default="", max_length=4096, description="Details.")
+    operUp: bool | None = Field(default=None, description="oper-status UP (absent: not reported).")
+    operRequired: bool = Field(default=True, description="Whether the device reports oper-status at all.")
+    drift: str | None = Field(default=None, max_length=4096, description="What differs (driftPolicy report).")
+
+
+class ShardReport(ApiModel):
+    """What the replica driving one device reports for this service when another replica (the one driving
+    the first endpoint's device) writes the rest of the status (docs/sharding.md). Each replica writes
+    only the entries of the devices it drives."""
+
+    replica: str = Field(max_length=253, description="The replica that wrote this report.")
+    observedGeneration: int = Field(ge=0, description="The service generation the report is about.")
+    endpoints: list[ShardEndpoint] = Field(default_factory=list, max_length=16, description="On this device.")
+    owned: list[OwnedEntry] = Field(default_factory=list, max_length=128, description="Entries written here.")
+    tornDown: bool = Field(default=False, description="The service is being deleted and is gone from the device.")
+
+
 class NetworkServiceStatus(ApiModel):
     """What the controller observed about the service."""
 
@@ -167,6 +192,11 @@ class NetworkServiceStatus(ApiModel):
         default_factory=list,
         max_length=32,
         description="The leaves the controller wrote for this service, per device (it survives restarts).",
+    )
+    shards: dict[str, ShardReport] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Per device driven by a replica other than the one writing this status: its report.",
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,9 +131,17 @@ def json_value(value: Any, encoding: str = "JSON") -> gnmi_pb2.TypedValue:
 class GnmiClient:
     """One long-lived channel to one device; every RPC carries the credentials and a deadline."""
 
-    def __init__(self, target: Target, name: str | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        name: str | None = None,
+        set_guard: Callable[[], Sequence[tuple[str, str]]] | None = None,
+    ) -> None:
         self.target = target
         self.name = name or target.endpoint
+        # Called right before every Set (sharding): raises when this replica may not write to the device,
+        # else returns the metadata that names the writer (x-telco-replica, x-telco-tenure).
+        self._set_guard = set_guard
         options: list[tuple[str, Any]] = [
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
@@ -156,11 +164,11 @@ class GnmiClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, rpc: str, request: Any) -> Any:
+    async def _call(self, rpc: str, request: Any, metadata: Sequence[tuple[str, str]] = ()) -> Any:
         method = getattr(self._stub, rpc)
         started = time.perf_counter()
         try:
-            return await method(request, metadata=self._metadata, timeout=self.target.timeout)
+            return await method(request, metadata=(*self._metadata, *metadata), timeout=self.target.timeout)
         except grpc.aio.AioRpcError as exc:
             metrics.GNMI_ERRORS.labels(self.name, rpc, exc.code().name).inc()
             raise GnmiError(rpc, exc.code(), exc.details() or "") from None
@@ -198,7 +206,8 @@ class GnmiClient:
             replace=[gnmi_pb2.Update(path=p, val=json_value(v, encoding)) for p, v in replaces],
             update=[gnmi_pb2.Update(path=p, val=json_value(v, encoding)) for p, v in updates],
         )
-        resp = await self._call("Set", request)
+        identity = self._set_guard() if self._set_guard is not None else ()
+        resp = await self._call("Set", request, identity)
         metrics.GNMI_SET_OPERATIONS.labels(self.name).inc(len(deletes) + len(replaces) + len(updates))
         return int(resp.timestamp or time.time_ns())
 

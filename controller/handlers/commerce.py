@@ -26,9 +26,9 @@ async def product_offering_event(event: Any, memo: Any, **_: Any) -> None:
     name = obj["metadata"]["name"]
     what = describe("ProductOffering", obj, event["type"])
     if event["type"] == "DELETED":
-        await replica.run(what, lambda c: c.commerce.remove_offering(name))
+        await replica.run(what, lambda c: c.commerce_event(lambda cc: cc.remove_offering(name)))
     else:
-        await replica.run(what, lambda c: c.commerce.upsert_offering(obj))
+        await replica.run(what, lambda c: c.commerce_event(lambda cc: cc.upsert_offering(obj)))
 
 
 async def _namespaced(
@@ -44,9 +44,9 @@ async def _namespaced(
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     what = describe(kind, obj, event["type"])
     if event["type"] == "DELETED":
-        await replica.run(what, lambda c: remove(c.commerce, namespace, name))
+        await replica.run(what, lambda c: c.commerce_event(lambda cc: remove(cc, namespace, name)))
     else:
-        await replica.run(what, lambda c: upsert(c.commerce, obj))
+        await replica.run(what, lambda c: c.commerce_event(lambda cc: upsert(cc, obj)))
 
 
 @kopf.on.event(GROUP, VERSION, "subscriptions")

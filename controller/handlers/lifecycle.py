@@ -64,6 +64,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             namespaces=SETTINGS.namespaces,
             clusterwide=settings.peering.clusterwide,
         ).start()
+    elif SETTINGS.shard_group:
+        replica.resume(
+            f"Active (shard group {SETTINGS.shard_group!r}: driving the devices whose Lease this replica holds)"
+        )
     else:
         replica.resume("Active (standalone, no peering)")
 

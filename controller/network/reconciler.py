@@ -51,6 +51,7 @@ from ..intent.ownership import entry_root, from_status, leaf_paths, shared_root,
 from ..intent.render import uses_legacy_vlan, with_legacy_vlan
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
+from ..sharding import COMMERCE, Fenced
 from ..statuswriter import StatusWriter
 from ..times import parse_rfc3339
 from ..workqueue import WorkQueue
@@ -187,6 +188,14 @@ class NetworkReconciler:
     _removed: dict[str, set[GPath]] = field(default_factory=lambda: defaultdict(set))  # our own deletes
     _merged: dict[str, tuple[tuple[Any, ...], MergeResult]] = field(default_factory=dict)
     _looking_up: set[str] = field(default_factory=set)
+    # Sharding (controller/sharding.py): the devices this replica drives (all, unsharded); a service's
+    # status is written by the replica driving its first endpoint's device (`home_unit`), the others
+    # report their endpoints under status.shards, which that writer reads.
+    drives: Callable[[str], bool] = lambda device: True
+    identity: str = ""
+    # The replica that holds a device's Lease (None: unknown): a report by anyone else is ignored.
+    holder_of: Callable[[str], str | None] = lambda device: None
+    _home: dict[ServiceKey, bool] = field(default_factory=dict)
 
     # -- inputs ---------------------------------------------------------------------------
     def upsert_service(self, record: ServiceRecord) -> None:
@@ -196,11 +205,14 @@ class NetworkReconciler:
             # Typically the watch echo of our own status write: nothing for the devices to do.
             if old.spec is not None:
                 record.__dict__["rendered"] = old.rendered  # the same spec: keep its cached render
-            forged = self.writer.forgery(record.ref, record.resource_version, record.status)
+            home = self.is_home(record)
+            forged = self.writer.forgery(record.ref, record.resource_version, record.status) if home else []
             if forged:  # someone else wrote status: recompute it from our own outcomes, rewrite it
                 self.writer.report_forgery({**record.body, "status": record.status}, forged)
                 self.writer.distrust(record.ref, record.status)
                 self.publish(record)
+            elif home and old.status.get("shards") != record.status.get("shards"):
+                self.publish(record)  # another replica reported its endpoints
             if record.deleting:
                 self._maybe_finish_teardown(record)
             return
@@ -317,11 +329,13 @@ class NetworkReconciler:
         self._wake(device)
 
     def _wake(self, device: str) -> None:
+        if not self.drives(device):
+            return  # another replica drives it
         self._queue.mark(device)
 
     def resync(self, skip: Collection[str] = ()) -> None:
         for device in set(self.sessions) | {d for r in self.services.values() for d in r.devices()}:
-            if device not in skip:
+            if device not in skip and self.drives(device):
                 self.mark_dirty(device)
 
     async def close(self) -> None:
@@ -332,6 +346,43 @@ class NetworkReconciler:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
+
+    def named_devices(self) -> set[str]:
+        """Every device some service names (a shard unit even without a NetworkDevice object)."""
+        return {d for d, keys in self._by_device.items() if keys}
+
+    async def drop_device(self, device: str) -> None:
+        """Stop driving `device` (another replica takes it): end its worker and session and forget what
+        was learnt from it. Returns once nothing more is sent to it."""
+        await self._queue.cancel(device)
+        session = self.sessions.pop(device, None)
+        if session is not None:
+            await session.close()
+        for cache in (self._intents, self._drifts, self._refusals, self._refused_at, self._merged, self._scope):
+            cache.pop(device, None)
+        self._full.discard(device)
+        self._removed.pop(device, None)
+        self._created.pop(device, None)
+        self._retired.pop(device, None)
+        for key in self._by_device.get(device, ()):
+            outcomes = self._outcomes.get(key, {})
+            for ep in [ep for ep in outcomes if ep[0] == device]:
+                del outcomes[ep]
+            self._applied.get(key, set()).discard(device)
+            self._settled.get(key, {}).pop(device, None)
+            self._torn_down.get(key, set()).discard(device)
+
+    def adopt_device(self, device: str) -> None:
+        """Start driving `device`: what the controller created and still has to remove there comes from
+        the services' stored status (written by the previous owner), then a whole-device pass."""
+        for record in self.members(device):
+            owned = self._reported_owned(record, device) or from_status(record.status.get("owned")).get(device, set())
+            self._created[device].update(r for leaf in owned if (r := shared_root(leaf)) is not None)
+            if record.spec is not None:
+                gone = owned - self.owned_leaves(record, device)
+                if gone:
+                    self._retired[device].setdefault(record.key, set()).update(gone)
+        self.mark_dirty(device)
 
     # -- the per-device loop --------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -350,6 +401,8 @@ class NetworkReconciler:
     async def _pass(self, device: str) -> None:
         try:
             await self._reconcile(device)
+        except Fenced as exc:  # the shard coordinator is taking the device away: send nothing more
+            log.info("device %s: %s", device, exc)
         except Exception:
             self._full.add(device)  # the retry compares the whole device (the queue logs and schedules it)
             raise
@@ -804,7 +857,7 @@ class NetworkReconciler:
     def publish_teardown_waits(self, members: list[ServiceRecord], reason: str, message: str) -> None:
         now = self.clock()
         for r in members:
-            if r.deleting:
+            if r.deleting and self.is_home(r):
                 current = self.writer.latest(r.ref, r.status)
                 conds = merge_conditions(
                     current.get("conditions"),
@@ -820,11 +873,104 @@ class NetworkReconciler:
                 )
 
     # -- outputs ---------------------------------------------------------------------------
+    def home_unit(self, record: ServiceRecord) -> str:
+        """The shard unit whose replica writes the service's status: its first endpoint's device (the
+        commerce unit for a spec without endpoints, e.g. an invalid one)."""
+        endpoints = record.endpoints()
+        return endpoints[0][0] if endpoints else COMMERCE
+
+    def is_home(self, record: ServiceRecord) -> bool:
+        home = self.drives(self.home_unit(record))
+        if self._home.get(record.key) is not None and self._home[record.key] != home:
+            self.writer.forget(record.ref)  # the other role's last write says nothing about this one
+        self._home[record.key] = home
+        return home
+
+    def _report_of(self, record: ServiceRecord, device: str) -> dict[str, Any] | None:
+        """The report for `device` in the stored status, if its replica still holds the device and it is
+        about the current generation."""
+        report = (record.status.get("shards") or {}).get(device)
+        if not isinstance(report, dict) or report.get("observedGeneration") != record.generation:
+            return None
+        holder = self.holder_of(device)
+        if holder is not None and report.get("replica") != holder:
+            return None
+        return report
+
+    def _reported_owned(self, record: ServiceRecord, device: str) -> set[GPath]:
+        report = (record.status.get("shards") or {}).get(device)
+        if not isinstance(report, dict):
+            return set()
+        return from_status([{"device": device, "entries": report.get("owned") or []}]).get(device, set())
+
+    def _foreign_outcomes(self, record: ServiceRecord) -> dict[Endpoint, EndpointOutcome]:
+        found: dict[Endpoint, EndpointOutcome] = {}
+        for device in record.devices():
+            if self.drives(device) or (report := self._report_of(record, device)) is None:
+                continue
+            for e in report.get("endpoints") or []:
+                try:
+                    outcome = EndpointOutcome(
+                        device,
+                        str(e["port"]),
+                        int(e["vlanId"]),
+                        Phase(e["phase"]),
+                        str(e["reason"]),
+                        str(e.get("message") or ""),
+                        oper_up=e.get("operUp"),
+                        oper_required=bool(e.get("operRequired", True)),
+                        drift=e.get("drift"),
+                    )
+                except (KeyError, TypeError, ValueError):
+                    continue
+                found[(device, outcome.port, outcome.vlan_id)] = outcome
+        return found
+
+    def _report(self, record: ServiceRecord) -> None:
+        """This replica drives some of the service's devices but not the first: write what it found
+        there under status.shards.<device>, for the replica that writes the rest."""
+        reports: dict[str, Any] = {}
+        for device in sorted(d for d in record.devices() if self.drives(d)):
+            endpoints = []
+            for ep in record.endpoints():
+                if ep[0] != device:
+                    continue
+                o = self._outcomes.get(record.key, {}).get(ep) or EndpointOutcome(*ep, Phase.PENDING, "Pending")
+                endpoints.append(
+                    {
+                        "port": o.port,
+                        "vlanId": o.vlan_id,
+                        "phase": str(o.phase),
+                        "reason": o.reason,
+                        "message": o.message,
+                        "operRequired": o.oper_required,
+                        **({"operUp": o.oper_up} if o.oper_up is not None else {}),
+                        **({"drift": o.drift} if o.drift else {}),
+                    }
+                )
+            leaves = set(self._retired.get(device, {}).get(record.key, ()))
+            if device in self._applied.get(record.key, ()):
+                leaves |= self.owned_leaves(record, device)
+            owned = to_status({device: leaves})
+            reports[device] = {
+                "replica": self.identity,
+                "observedGeneration": record.generation,
+                "endpoints": endpoints,
+                "owned": owned[0]["entries"] if owned else [],
+                "tornDown": device in self._torn_down.get(record.key, ()),
+            }
+        if reports:
+            stored = {d: r for d, r in (record.status.get("shards") or {}).items() if d in reports}
+            self.writer.submit(record.ref, {"shards": reports}, {"shards": stored})
+
     def publish(self, record: ServiceRecord) -> None:
+        if not self.is_home(record):
+            self._report(record)
+            return
         if record.deleting:
             return
         current = self.writer.latest(record.ref, record.status)
-        known = self._outcomes[record.key]
+        known = {**self._outcomes[record.key], **self._foreign_outcomes(record)}
         if record.invalid is None and any(ep not in known for ep in record.endpoints()) and _ready_now(record, current):
             # After a restart: another device of this service has not been checked yet. Saying
             # "Pending" meanwhile would flap a working service (and bill it as an outage).
@@ -860,12 +1006,22 @@ class NetworkReconciler:
                 leaves |= self.owned_leaves(record, device)
             elif device not in self._intents and previous is not None:
                 leaves |= previous.get(device, set())
+            if not self.drives(device) and self._report_of(record, device) is not None:
+                leaves = self._reported_owned(record, device)
             if leaves:
                 by_device[device] = leaves
         return to_status(by_device)
 
     def _maybe_finish_teardown(self, record: ServiceRecord) -> None:
-        if record.devices() <= self._torn_down[record.key] and record.key not in self._releasing:
+        if not self.is_home(record):
+            self._report(record)  # says tornDown for the devices done here
+            return
+        torn_down = self._torn_down[record.key] | {
+            d
+            for d in record.devices()
+            if not self.drives(d) and (report := self._report_of(record, d)) is not None and report.get("tornDown")
+        }
+        if record.devices() <= torn_down and record.key not in self._releasing:
             self._releasing.add(record.key)
             self._spawn(self._release(record))
 

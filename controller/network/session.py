@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,7 @@ class DeviceSession:
         on_state: Callable[[str], None],
         backoff: Backoff | None = None,
         on_update: Callable[[str], None] | None = None,
+        set_guard: Callable[[], Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -70,7 +71,7 @@ class DeviceSession:
         # Updates after the initial sync: the reconciler looks only at what they touched (changed_paths).
         self._on_update = on_update or on_change
         self._backoff = backoff or Backoff()
-        self.client = GnmiClient(target, name)
+        self.client = GnmiClient(target, name, set_guard)
         self.capabilities: Capabilities | None = None
         self.encoding = negotiate(target.encoding, [])  # settled by each connect's Capabilities
         self.connected = False

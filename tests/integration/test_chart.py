@@ -52,6 +52,12 @@ SHARDED_HA: dict[str, Any] = {
     },
     "controller": {"resyncSeconds": 30, "logLevel": "info", "healthPort": 8081, "clusterIdentity": "https://k8s.x"},
 }
+# All replicas active, sharing the devices through Leases (docs/sharding.md).
+SHARDED_BY_DEVICE: dict[str, Any] = {
+    "replicas": 3,
+    "sharding": {"enabled": True, "leaseSeconds": 20, "renewDeadlineSeconds": 12, "renewSeconds": 3},
+    "podDisruptionBudget": {"maxUnavailable": 1},
+}
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 
 
@@ -173,6 +179,58 @@ def test_schema_rejects(helm: Path, tmp_path: Path, values: dict[str, Any], expe
     proc = run_helm(helm, "template", "x", str(CHART), "--values", str(values_file(tmp_path, values)), check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
+
+
+def test_lint_sharded_by_device_values(helm: Path, tmp_path: Path) -> None:
+    values = values_file(tmp_path, SHARDED_BY_DEVICE)
+    out = run_helm(helm, "lint", "--strict", str(CHART), "--namespace", NS, "--values", str(values))
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_sharded_replicas_are_all_active_spread_and_budgeted(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, SHARDED_BY_DEVICE)
+    spec = deployment(docs)["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    container = spec["template"]["spec"]["containers"][0]
+    settings = settings_from_args(build_parser().parse_args(container["args"]), {})
+    assert (settings.shard_group, settings.shard_namespace, settings.peering) == ("telco-intent", NS, None)
+    timing = (settings.shard_lease_seconds, settings.shard_renew_deadline_seconds, settings.shard_renew_seconds)
+    assert timing == (20.0, 12.0, 3.0)
+    assert not only(docs, "ClusterKopfPeering") and not only(docs, "KopfPeering")
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (pdb,) = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    lease_rules = [(role, rule) for role, rule in rbac_rules(docs) if "leases" in rule["resources"]]
+    assert [(role["kind"], role["metadata"]["namespace"]) for role, _ in lease_rules] == [("Role", NS)]
+    assert lease_rules[0][1] == {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    }
+    (binding,) = [b for b in only(docs, "RoleBinding") if b["roleRef"]["name"] == lease_rules[0][0]["metadata"]["name"]]
+    assert binding["subjects"][0]["name"] == spec["template"]["spec"]["serviceAccountName"]
+    assert not only(render(helm, tmp_path), "PodDisruptionBudget"), "one replica: no budget to keep"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"peering": {"enabled": True}}, "sharded replicas are all active"),
+        ({"watchNamespaces": ["acme"]}, "namespaces share devices"),
+    ],
+    ids=["with-peering", "with-namespaces"],
+)
+def test_sharding_refuses_what_would_let_two_processes_drive_one_device(
+    helm: Path, tmp_path: Path, extra: dict[str, Any], expected: str
+) -> None:
+    values = values_file(tmp_path, {**SHARDED_BY_DEVICE, **extra})
+    proc = run_helm(helm, "template", "x", str(CHART), "--skip-schema-validation", "--values", str(values), check=False)
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
+    schema = run_helm(helm, "template", "x", str(CHART), "--values", str(values), check=False)
+    assert schema.returncode != 0
 
 
 def test_template_refuses_ha_without_peering_even_without_the_schema(helm: Path, tmp_path: Path) -> None:

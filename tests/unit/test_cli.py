@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -96,15 +97,37 @@ def _other_value(option: Any) -> tuple[list[str], Any]:
     return [flag, text], option.parse(text)
 
 
-def test_every_flag_reaches_settings() -> None:
+# Sharded replicas refuse --peering and --namespace (docs/sharding.md): their flags go in a run of their own.
+EXCLUSIVE = ({"peering", "priority", "peering_lifetime", "namespaces"}, {"shard_group"})
+
+
+@pytest.mark.parametrize("left_out", EXCLUSIVE, ids=["sharded", "peering-and-namespaces"])
+def test_every_flag_reaches_settings(left_out: set[str]) -> None:
     argv, expected = ["run"], {}
     for option in options():
+        if option.field in left_out:
+            expected[option.field] = option.default
+            continue
         words, value = _other_value(option)
         assert value != option.default
         argv += words
         expected[option.field] = value
     settings = cli.settings_from_args(cli.build_parser().parse_args(argv), environ={})
     assert dataclasses.asdict(settings) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--shard-group", "g", "--peering", "p"], "--peering"),
+        (["--shard-group", "g", "-n", "a"], "--namespace"),
+        (["--shard-group", "g", "--shard-renew-deadline-seconds", "20"], "renew < deadline < lease"),
+        (["--shard-group", "g", "--shard-renew-seconds", "0"], "renew < deadline < lease"),
+    ],
+)
+def test_sharding_refuses_what_would_let_two_replicas_drive_one_device(argv: list[str], named: str) -> None:
+    with pytest.raises(SettingError, match=re.escape(named)):
+        cli.settings_from_args(cli.build_parser().parse_args(["run", *argv]), environ={})
 
 
 def test_no_flags_no_environment_gives_the_defaults() -> None:

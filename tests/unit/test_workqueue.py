@@ -193,3 +193,25 @@ def test_close_cancels_runs_and_timers_and_refuses_new_marks() -> None:
 
     run(body)
     assert fn.calls == ["a"]
+
+
+def test_cancel_ends_the_run_of_one_key_and_its_wakeups_and_leaves_the_others() -> None:
+    fn = Recorder(duration=1.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark("a")
+        q.mark("b")
+        await asyncio.sleep(0.005)
+        q.mark("a")  # a pending second run of "a" must not survive the cancel
+        q.backoff("a")
+        await q.cancel("a")
+        assert fn.active["a"] == 0, "the run under way ended before cancel returned"
+        assert fn.active["b"] == 1, "the other key's run goes on"
+        await asyncio.sleep(0.6)  # past the backoff wake-up
+        q.mark("a")  # a later mark runs again: the key was stopped, not banned
+        await asyncio.sleep(0.005)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["a", "b", "a"]

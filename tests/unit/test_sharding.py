@@ -1,0 +1,356 @@
+"""Sharding by device (controller/sharding.py): the assignment, the plan for one tick, and replicas
+sharing one in-memory Lease store on a fake clock (hand-over, loss, fencing)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Collection
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.sharding import (
+    COMMERCE,
+    Conflict,
+    Coordinator,
+    Fenced,
+    LeaseRecord,
+    Observer,
+    Timing,
+    assign,
+    lease_record,
+    member_lease_name,
+    owner_of,
+    plan,
+    unit_lease_name,
+)
+from devicesim.device import writer_overlaps
+
+DEVICES = [f"pe-{i}" for i in range(200)]
+replica_names = st.lists(st.text("abcdefgh-", min_size=1, max_size=6), min_size=1, max_size=6, unique=True)
+
+
+# -- assignment -------------------------------------------------------------------------------------
+def test_every_unit_has_one_owner_among_the_replicas() -> None:
+    owners = assign(DEVICES, ["a", "b", "c"])
+    assert set(owners) == set(DEVICES) and set(owners.values()) == {"a", "b", "c"}
+    assert assign(DEVICES, []) == {} and owner_of("pe-1", []) is None
+
+
+def test_the_share_is_about_even() -> None:
+    counts = {r: 0 for r in "abcd"}
+    for owner in assign([f"d{i}" for i in range(4000)], list(counts)).values():
+        counts[owner] += 1
+    assert all(800 < n < 1200 for n in counts.values()), counts
+
+
+@given(replica_names, st.text("xyz", min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_adding_a_replica_moves_only_what_it_takes(replicas: list[str], newcomer: str) -> None:
+    if newcomer in replicas:
+        return
+    before = assign(DEVICES, replicas)
+    after = assign(DEVICES, [*replicas, newcomer])
+    moved = {d for d in DEVICES if before[d] != after[d]}
+    assert all(after[d] == newcomer for d in moved)
+
+
+@given(replica_names.filter(lambda r: len(r) > 1), st.data())
+@settings(max_examples=200, deadline=None)
+def test_losing_a_replica_moves_only_its_share(replicas: list[str], data: st.DataObject) -> None:
+    gone = data.draw(st.sampled_from(replicas))
+    before = assign(DEVICES, replicas)
+    after = assign(DEVICES, [r for r in replicas if r != gone])
+    for device in DEVICES:
+        if before[device] != gone:
+            assert after[device] == before[device]
+        else:
+            assert after[device] != gone
+
+
+@given(replica_names)
+@settings(max_examples=50, deadline=None)
+def test_the_order_replicas_are_listed_in_does_not_matter(replicas: list[str]) -> None:
+    assert assign(DEVICES, replicas) == assign(DEVICES, list(reversed(replicas)))
+
+
+def test_lease_names_are_valid_and_distinct() -> None:
+    names = {unit_lease_name("g", u) for u in ["pe-1", "PE_1", "pe.1", "x" * 250, "x" * 251, COMMERCE]}
+    assert len(names) == 6
+    assert all(len(n) <= 253 and n == n.lower() and "_" not in n for n in names)
+    assert member_lease_name("g", "pod-a") != member_lease_name("g", "pod-b")
+
+
+# -- the plan for one tick ----------------------------------------------------------------------------
+def lease(unit: str, holder: str, transitions: int = 0) -> LeaseRecord:
+    return LeaseRecord(unit_lease_name("g", unit), holder, 15, "t", transitions, "1", "unit", unit)
+
+
+def unit_for(owner: str, replicas: Collection[str]) -> str:
+    return next(d for d in DEVICES if owner_of(d, replicas) == owner)
+
+
+@pytest.mark.parametrize(
+    ("holder", "live", "lease_expired", "expected"),
+    [
+        (None, {"a", "b"}, False, "acquire"),  # no Lease yet: create it
+        ("", {"a", "b"}, False, "acquire"),  # released: take it
+        ("a", {"a", "b"}, False, "keep"),  # ours already
+        ("b", {"a", "b"}, False, "wait"),  # a live replica still holds it: it releases first
+        ("b", {"a", "b"}, True, "wait"),  # still live however old its Lease: wait
+        ("c", {"a", "b"}, False, "wait"),  # holder gone but its Lease not seen expire yet
+        ("c", {"a", "b"}, True, "acquire"),  # holder's membership expired and the Lease too: take over
+    ],
+)
+def test_the_assigned_replica_takes_a_unit_only_when_no_live_replica_holds_it(
+    holder: str | None, live: set[str], lease_expired: bool, expected: str
+) -> None:
+    unit = unit_for("a", live)
+    leases = {} if holder is None else {unit: lease(unit, holder)}
+    step = plan("a", {unit}, live, leases, lambda r: lease_expired)
+    got = (
+        "acquire"
+        if any(u == unit for u, _ in step.acquire)
+        else "keep"
+        if unit in step.keep
+        else "wait"
+        if any(u == unit for u, _ in step.waiting)
+        else "none"
+    )
+    assert got == expected
+
+
+def test_a_unit_assigned_elsewhere_is_released_and_a_fenced_replica_keeps_nothing() -> None:
+    mine, theirs = unit_for("a", {"a", "b"}), unit_for("b", {"a", "b"})
+    leases = {mine: lease(mine, "a"), theirs: lease(theirs, "a")}
+    step = plan("a", {mine, theirs}, {"a", "b"}, leases, lambda r: False)
+    assert step.keep == {mine} and [u for u, _ in step.release] == [theirs]
+    fenced = plan("a", {mine, theirs}, {"a", "b"}, leases, lambda r: False, fenced=True)
+    assert not fenced.keep and not fenced.acquire and not fenced.release
+
+
+def test_a_lease_expires_only_after_its_duration_unchanged_on_our_clock() -> None:
+    obs = Observer()
+    first = lease("pe-1", "b")
+    obs.observe([first], now=100.0)
+    assert not obs.expired(first, 114.9) and obs.expired(first, 115.0)
+    renewed = LeaseRecord(first.name, "b", 15, "t2", 0, "2", "unit", "pe-1")
+    obs.observe([renewed], now=110.0)  # a renew: counted again from when we saw it
+    assert not obs.expired(renewed, 124.0) and obs.expired(renewed, 125.0)
+    assert obs.expired(lease("pe-1", ""), 0.0), "a released Lease is free at once"
+
+
+def test_lease_record_reads_the_api_form() -> None:
+    body = {
+        "metadata": {
+            "name": "g-unit-pe-1",
+            "resourceVersion": "7",
+            "labels": {"telco.intent.dev/shard-group": "g", "telco.intent.dev/shard-role": "unit"},
+            "annotations": {"telco.intent.dev/shard-unit": "pe-1"},
+        },
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "x", "leaseTransitions": 3},
+    }
+    record = lease_record(body)
+    assert record is not None and (record.holder, record.unit, record.transitions, record.duration) == (
+        "a",
+        "pe-1",
+        3,
+        15.0,
+    )
+    assert lease_record({"metadata": {"name": "other"}, "spec": {}}) is None
+
+
+# -- replicas on one in-memory Lease store ----------------------------------------------------------
+class FakeLeases:
+    """The API server's Lease semantics that matter: resourceVersion preconditions, 409 on create."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("API server unreachable")
+
+    async def list(self) -> list[dict[str, Any]]:
+        self._check()
+        return copy.deepcopy(list(self.items.values()))
+
+    def _store(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        body = copy.deepcopy(body)
+        body["metadata"]["resourceVersion"] = str(self.version)
+        self.items[body["metadata"]["name"]] = body
+        return copy.deepcopy(body)
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        if body["metadata"]["name"] in self.items:
+            raise Conflict("exists")
+        return self._store(body)
+
+    async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        stored = self.items.get(name)
+        if stored is None or stored["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+            raise Conflict("changed")
+        return self._store(body)
+
+    async def delete(self, name: str) -> None:
+        self._check()
+        self.items.pop(name, None)
+
+    def holder(self, unit: str) -> str:
+        return str(self.items[unit_lease_name("g", unit)]["spec"]["holderIdentity"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+UNITS = [f"pe-{i}" for i in range(12)]
+TIMING = Timing(lease_duration=15, renew_deadline=10, renew_interval=2)
+
+
+def replica(store: FakeLeases, clock: Clock, identity: str, log: list[tuple[str, str, str]]) -> Coordinator:
+    async def gain(unit: str, tenure: int) -> None:
+        log.append(("gain", identity, unit))
+
+    async def lose(unit: str) -> None:
+        log.append(("lose", identity, unit))
+
+    return Coordinator(store, "g", identity, lambda: UNITS, gain, lose, timing=TIMING, clock=clock)
+
+
+async def ticks(replicas: list[Coordinator], clock: Clock, n: int, step: float = 2.0) -> None:
+    for _ in range(n):
+        for r in replicas:
+            await r.tick()
+        clock.now += step
+
+
+def owners(replicas: list[Coordinator]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for r in replicas:
+        for unit in r.held:
+            if r.drives(unit):
+                found.setdefault(unit, []).append(r.identity)
+    return found
+
+
+def test_replicas_divide_the_units_and_hand_them_over_when_one_joins() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a = replica(store, clock, "a", log)
+        await ticks([a], clock, 2)
+        assert set(owners([a])) == {*UNITS, COMMERCE}
+        b = replica(store, clock, "b", log)
+        await ticks([a, b], clock, 3)
+        held = owners([a, b])
+        assert all(len(v) == 1 for v in held.values()), "never two drivers"
+        assert {u: v[0] for u, v in held.items()} == assign([*UNITS, COMMERCE], ["a", "b"])
+        for unit, (holder,) in held.items():
+            assert store.holder(unit) == holder
+            if holder == "b":  # a stopped it before b started: a's lose comes first in the log
+                assert log.index(("lose", "a", unit)) < log.index(("gain", "b", unit))
+        tenure = b.guard(next(u for u, v in held.items() if v == ["b"]))
+        assert dict(tenure)["x-telco-replica"] == "b" and dict(tenure)["x-telco-tenure"] == "1"
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_replicas_units_are_taken_only_after_its_lease_expired() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a, b = replica(store, clock, "a", log), replica(store, clock, "b", log)
+        await ticks([a, b], clock, 3)
+        b_units = {u for u, v in owners([a, b]).items() if v == ["b"]}
+        killed_at = clock.now  # b stops renewing (SIGKILL): its last renew was sent before this
+        await ticks([a], clock, 6)  # 12 s: not yet expired
+        assert not b_units & set(a.held)
+        await ticks([a], clock, 4)  # past 15 s since a last saw b's renew
+        assert b_units <= set(a.held)
+        assert clock.now - killed_at >= TIMING.lease_duration
+        assert all(store.holder(u) == "a" for u in b_units)
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_cut_off_from_the_api_server_stops_before_anyone_takes_over() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a, b = replica(store, clock, "a", log), replica(store, clock, "b", log)
+        await ticks([a, b], clock, 3)
+        a_units = set(a.held)
+        partitioned = FakeLeases()  # a sees only errors from now on; b sees the real store
+        partitioned.down = True
+        a.api = partitioned
+        stopped_at = None
+        for _ in range(12):  # 24 s
+            for r in (a, b):
+                with pytest.raises(ConnectionError) if r is a else _nothing():
+                    await r.tick()
+            if stopped_at is None and not any(a.drives(u) for u in a_units):
+                stopped_at = clock.now
+            taken = a_units & {u for u in b.held if b.drives(u)}
+            if taken:
+                assert stopped_at is not None and not any(a.drives(u) for u in taken), "overlap: split brain"
+            clock.now += 2
+        assert stopped_at is not None
+        assert a_units <= set(b.held), "b took everything once a's Lease expired"
+        with pytest.raises(Fenced):
+            a.guard(next(iter(a_units)))
+
+    asyncio.run(scenario())
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def test_a_graceful_stop_releases_at_once() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a, b = replica(store, clock, "a", log), replica(store, clock, "b", log)
+        await ticks([a, b], clock, 3)
+        a_units = set(a.held)
+        await a.close()
+        assert all(store.holder(u) == "" for u in a_units)
+        assert member_lease_name("g", "a") not in store.items
+        await ticks([b], clock, 1)
+        assert a_units <= set(b.held), "no waiting for a lease to expire after a clean stop"
+
+    asyncio.run(scenario())
+
+
+# -- devicesim's Set log: one writer at a time ---------------------------------------------------------
+def sets(*rows: tuple[int, int, str, str]) -> list[dict[str, Any]]:
+    return [{"received": a, "finished": b, "replica": r, "tenure": t, "peer": "", "ok": True} for a, b, r, t in rows]
+
+
+@pytest.mark.parametrize(
+    ("log", "wrong"),
+    [
+        (sets((1, 2, "a", "0"), (3, 4, "a", "0"), (5, 6, "b", "1"), (7, 8, "a", "2")), None),
+        (sets((1, 2, "a", "0"), (3, 4, "b", "0")), "tenure 0 used by a, b"),
+        (sets((1, 2, "a", "1"), (3, 4, "b", "0")), "older tenure after a newer one"),
+        (sets((1, 5, "a", "0"), (4, 6, "b", "1")), "tenure 0 (a) still sending when tenure 1 (b) started"),
+        (sets((1, 2, "", "")), "without x-telco-replica"),
+    ],
+    ids=["hand-overs", "shared-tenure", "stale-tenure", "overlap", "anonymous"],
+)
+def test_devicesim_set_log_shows_any_overlap_of_writers(log: list[dict[str, Any]], wrong: str | None) -> None:
+    problems = writer_overlaps(log)
+    assert (not problems) if wrong is None else any(wrong in p for p in problems), problems
