@@ -1064,9 +1064,12 @@ class CommerceController:
         applied: dict[str, _Sample] = {}
         if samples and decision.state == "active":
             cycle = Cycle.of("month", 1, tz)
+            # A month whose usage.rated fact was emitted (chargedThrough) takes no more octets: what is
+            # sampled after its close goes to the open month, so the bill and the event say the same.
+            usage_closed = [t for t in (ledger.billed_through, billing.chargedThrough) if t is not None]
             for counter, sample in sorted(samples.items()):
                 try:
-                    meter = meter.observe(counter, sample.octets, sample.at, cycle, ledger.billed_through)
+                    meter = meter.observe(counter, sample.octets, sample.at, cycle, max(usage_closed, default=None))
                 except (RatingError, PeriodError) as exc:
                     log.warning("subscription %s/%s: usage sample %s dropped: %s", key[0], key[1], counter, exc)
                 applied[counter] = sample

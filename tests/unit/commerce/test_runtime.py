@@ -20,6 +20,7 @@ from controller.billing.events import BillingEvent
 from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle
 from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
+from controller.commerce import runtime
 from controller.commerce.runtime import CommerceController, KeyedRunner, _octets, spec_patch
 from controller.conditions import condition
 from controller.kube import FINALIZER, Conflict, NotFound, Ref
@@ -783,3 +784,56 @@ def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_u
         assert len(forced) == 1 and "'ZZZ cannot be billed'" in forced[0]
 
     run(scenario)
+
+
+def test_usage_sampled_after_the_month_closed_goes_to_the_open_month_so_bill_and_event_agree() -> None:
+    """Found by the order-lifecycle billing chaos run: octets sampled between a month's close (its
+    usage.rated event sent) and its invoice were added to the closed month, so the bill charged more
+    than the event it traces to said."""
+    clock = FakeClock(T0)
+    traffic = {
+        "name": "Traffic",
+        "priceType": "usage",
+        "unitOfMeasure": {"amount": 1, "units": "GB"},
+        "price": {"unit": "EUR", "value": "1.00"},
+    }
+
+    async def scenario(w: World) -> None:
+        prices = [*offering_body()["spec"]["productOfferingPrice"], traffic]
+        await w.put("productofferings", offering_body(productOfferingPrice=prices))
+        await w.put("subscriptions", subscription_body())
+        await w.idle()
+        await w.service_ready("hq", T0)
+        await w.idle()
+        key, counter = ("acme", "hq"), "pe1/Ethernet1/100/out"
+        month = Cycle.of("month").period_containing(T0)
+
+        async def sample(octets: int, at: datetime) -> None:
+            clock.set(at)
+            w.ctl._samples[key][counter] = runtime._Sample(octets, at)
+            w.ctl._subs.mark(key)
+            await w.idle()
+
+        await sample(0, T0 + timedelta(hours=1))
+        await sample(3 * 10**9, month.end - timedelta(hours=1))
+        clock.set(month.end + timedelta(minutes=1))
+        w.ctl._subs.mark(key)  # the subscription's pass closes the month: usage.rated for 3 GB
+        await w.idle()
+        assert w.obj("subscriptions", "hq")["status"]["billing"]["chargedThrough"] == "2026-12-01T00:00:00Z"
+        await sample(5 * 10**9, month.end + timedelta(hours=1))  # 1 GB before the month end, 1 GB after
+        await w.ctl.billing_pass()  # creates and issues the month's bill
+        await w.idle()
+        await w.ctl.billing_pass()
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")["status"]["billing"]
+        rated = [e for e in sub["outbox"]["pending"] if e["type"].endswith("usage.rated.v1")]
+        assert [(e["data"]["octets"], e["data"]["amount"]) for e in rated] == [("3000000000", "3.00")]
+        bill = w.obj("invoices", invoice_name("acme-1", month))["status"]
+        (usage,) = [ln for ln in bill["lines"] if ln["type"] == "usageCharge"]
+        assert usage["taxExcludedAmount"]["value"] == "3.00", "the bill says what the event said"
+        windows = {w_["start"]: w_["octets"] for w_ in sub["usage"]["windows"]}
+        assert windows == {"2026-11-01T00:00:00Z": "3000000000", "2026-12-01T00:00:00Z": "2000000000"}, (
+            "November keeps what it was closed with; the late octets go to December"
+        )
+
+    run(scenario, clock)
