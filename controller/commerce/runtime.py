@@ -37,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
@@ -114,6 +114,7 @@ RUN_TYPE_LABEL = "telco.intent.dev/run-type"
 MAX_DELIVERY_BATCH = 2000
 DRAFT_DELAY_SECONDS = 5.0
 ON_CYCLE_LOOKBACK = 3  # closed months considered per pass (a longer outage catches up over passes)
+CLOSE_WAIT = timedelta(minutes=10)  # an onCycle bill waits this long at most for its subscriptions' period close
 _BILLING_ERRORS = (InvoiceError, MoneyError, LedgerError, PeriodError, EventError, RatingError)
 
 
@@ -1302,6 +1303,24 @@ class CommerceController:
             out[key[1]] = cached[1]
         return out
 
+    def _periods_closed(self, namespace: str, account: str, period: Period, now: datetime) -> bool:
+        """Whether every subscription of the account served in `period` has closed it (chargedThrough at
+        or after its end: its last samples and transitions are recorded, its period events emitted), so
+        the onCycle bill says what those events say. After CLOSE_WAIT past the end the bill is issued
+        anyway (what comes later lands as corrections on the next bill)."""
+        if now >= period.end + CLOSE_WAIT:
+            return True
+        for key in self._by_account.get((namespace, account), ()):
+            sub = self.subscriptions.get(key) or {}
+            start = _start_date(sub)
+            ended = parse_time((sub.get("status") or {}).get("terminationDate"))
+            if start is None or start >= period.end or (ended is not None and ended <= period.start):
+                continue
+            charged = parse_time(_billing_of(sub).get("chargedThrough"))
+            if charged is None or charged < period.end:
+                return False
+        return True
+
     def _invoiced_through(self, namespace: str, account: str, charged: datetime | None) -> datetime | None:
         """End of the latest issued onCycle invoice's period whose charges are recorded and whose corrections
         window closed (a later bill of the account, which carries its late corrections, is issued too):
@@ -1562,7 +1581,8 @@ class CommerceController:
                     payment_term_days=terms.paymentTermDays if terms is not None else None,
                 )
                 new = reconcile(stored, draft, payments, now, grace, tz, on_hold=spec.onHold)
-                if now >= period.end and not spec.onHold:
+                closing = spec.runType == "onCycle" and not self._periods_closed(ns, account, period, now)
+                if now >= period.end and not spec.onHold and not closing:
                     new = reconcile(issue(new, draft, now, tz, bill_no=name), draft, payments, now, grace, tz)
                     due = rfc3339(new.paymentDueDate) if new.paymentDueDate else "on receipt"
                     self._spawn(self.kube.event(body, "Normal", "Issued", f"issued: {draft.tax_included}, due {due}"))

@@ -18,7 +18,7 @@ from controller.billing import events as ev
 from controller.billing.clock import FakeClock, OffsetClock
 from controller.billing.events import BillingEvent
 from controller.billing.invoice import invoice_name
-from controller.billing.periods import Cycle
+from controller.billing.periods import Cycle, Period
 from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
 from controller.commerce import runtime
 from controller.commerce.runtime import CommerceController, KeyedRunner, _octets, spec_patch
@@ -835,5 +835,64 @@ def test_usage_sampled_after_the_month_closed_goes_to_the_open_month_so_bill_and
         assert windows == {"2026-11-01T00:00:00Z": "3000000000", "2026-12-01T00:00:00Z": "2000000000"}, (
             "November keeps what it was closed with; the late octets go to December"
         )
+
+    run(scenario, clock)
+
+
+def test_the_months_bill_waits_for_its_subscriptions_to_close_the_month() -> None:
+    """Found by the order-lifecycle billing chaos run: the onCycle bill was issued from statuses the
+    subscriptions had not yet brought to the month end (a usage sample, a transition still in memory),
+    so its lines said less than the period events sent a moment later; the rest came as corrections."""
+    clock = FakeClock(T0)
+    traffic = {
+        "name": "Traffic",
+        "priceType": "usage",
+        "unitOfMeasure": {"amount": 1, "units": "GB"},
+        "price": {"unit": "EUR", "value": "1.00"},
+    }
+
+    async def scenario(w: World) -> None:
+        prices = [*offering_body()["spec"]["productOfferingPrice"], traffic]
+        await w.put("productofferings", offering_body(productOfferingPrice=prices))
+        await w.put("subscriptions", subscription_body())
+        await w.idle()
+        await w.service_ready("hq", T0)
+        await w.idle()
+        key, counter = ("acme", "hq"), "pe1/Ethernet1/100/out"
+        month = Cycle.of("month").period_containing(T0)
+        clock.set(T0 + timedelta(hours=1))
+        w.ctl._samples[key][counter] = runtime._Sample(0, clock.now())
+        w.ctl._subs.mark(key)
+        await w.idle()
+        # sampled before the month end, not yet recorded in the subscription's status
+        w.ctl._samples[key][counter] = runtime._Sample(2 * 10**9, month.end - timedelta(hours=1))
+        clock.set(month.end + timedelta(minutes=1))
+        name = invoice_name("acme-1", month)
+        period = {"startDateTime": "2026-11-01T00:00:00Z", "endDateTime": "2026-12-01T00:00:00Z"}
+        await w.put(
+            "invoices",
+            {
+                "apiVersion": API,
+                "kind": "Invoice",
+                "metadata": {"name": name, "namespace": "acme"},
+                "spec": {"billingAccount": "acme-1", "runType": "onCycle", "billingPeriod": period},
+            },
+        )
+        await w.idle()
+        assert w.obj("invoices", name)["status"]["state"] == "new", "not issued before the month is closed"
+        w.ctl._subs.mark(key)  # the subscription's pass records the sample and closes the month
+        await w.idle()
+        await w.ctl.billing_pass()
+        await w.idle()
+        bill = w.obj("invoices", name)["status"]
+        assert bill["state"] == "validated"
+        (usage,) = [ln for ln in bill["lines"] if ln["type"] == "usageCharge"]
+        sub = w.obj("subscriptions", "hq")["status"]["billing"]
+        (rated,) = [e for e in sub["outbox"]["pending"] if e["type"].endswith("usage.rated.v1")]
+        assert usage["taxExcludedAmount"]["value"] == rated["data"]["amount"] == "2.00"
+        # and a subscription that never closes does not hold the bill for ever
+        day = Period(month.end, month.end + timedelta(days=1))  # chargedThrough stays at the month end
+        assert not w.ctl._periods_closed("acme", "acme-1", day, day.end + runtime.CLOSE_WAIT - timedelta(seconds=1))
+        assert w.ctl._periods_closed("acme", "acme-1", day, day.end + runtime.CLOSE_WAIT)
 
     run(scenario, clock)
