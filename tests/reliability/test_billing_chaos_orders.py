@@ -45,7 +45,7 @@ import pytest
 from controller.billing.invoice import invoice_name
 from controller.billing.invoice_events import invoice_event_id
 from controller.billing.periods import Period
-from tests.harness import is_ready
+from tests.harness import condition, is_ready
 from tests.integration.test_commerce import (
     assert_one_id_per_fact,
     billing_account,
@@ -573,6 +573,20 @@ def pay_rest(r: Rig, rec: Record, invoice: str) -> None:
         rec.note(f"{invoice}: {entry['id']} {entry['amount']['value']} (the rest)", "payment")
 
 
+def wait_until_none(what: str, outstanding: Any, timeout: float) -> None:
+    """Poll `outstanding()` (a list of what is not done yet) until it is empty; fail listing what was left."""
+    left: list[str] = []
+
+    def done() -> bool | None:
+        left[:] = outstanding()
+        return not left or None
+
+    try:
+        wait_for(what, done, timeout, 1.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; outstanding: {left}") from None
+
+
 ISSUED = ("validated", "sent", "partiallyPaid", "settled")
 
 
@@ -600,6 +614,7 @@ def restore(r: Rig, rx: CloudEventsReceiver, chaos: Chaos) -> None:
         r.controller.start()
 
 
+@pytest.mark.timeout(CHAOS_SECONDS + 420)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
     seed: int, r: Rig, receiver: CloudEventsReceiver, clock: ControllerClock, control_plane: tuple[Path, Any], measure
@@ -668,30 +683,28 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
 
             settle_started = time.monotonic()
 
-            def settled() -> bool:
+            def unsettled() -> list[str]:
+                """Who is not yet back: not active and Ready, events pending, or not on what it asked for."""
                 if clock.now() < month_end + timedelta(seconds=2):
-                    return False
+                    return ["the month end is still ahead"]
+                left = []
                 for n in names:
                     s = r.api.get("subscriptions", n, ns) or {}
                     status = s.get("status") or {}
                     plans = (status.get("billing") or {}).get("plans") or []
                     wanted = rec.offerings[rec.spec_tier[n]]
                     pending = status.get("pendingChange") or {}
-                    if (
-                        status.get("state") != "active"
-                        or not is_ready(s)
-                        or not is_ready(r.api.get("networkservices", n, ns))
-                    ):
-                        return False
-                    if (status.get("billing") or {}).get("outbox", {}).get("pending"):
-                        return False
-                    if not plans or (plans[-1]["offering"] != wanted and pending.get("offering") != wanted):
-                        return False
-                return True
+                    if status.get("state") != "active" or not is_ready(s):
+                        left.append(f"{n}: {status.get('state')}, Ready {(condition(s, 'Ready') or {}).get('reason')}")
+                    elif not is_ready(r.api.get("networkservices", n, ns)):
+                        left.append(f"{n}: its NetworkService not Ready")
+                    elif (status.get("billing") or {}).get("outbox", {}).get("pending"):
+                        left.append(f"{n}: events pending")
+                    elif not plans or (plans[-1]["offering"] != wanted and pending.get("offering") != wanted):
+                        left.append(f"{n}: on {plans[-1]['offering'] if plans else None}, asked {wanted}")
+                return left
 
-            wait_for(
-                "every Subscription settled on what it asked for, outbox empty", lambda: settled() or None, 180, 1.0
-            )
+            wait_until_none("every Subscription settled on what it asked for, outbox empty", unsettled, 180)
             month_invoice = chaos.on_cycle_name
             invoices.append(month_invoice)
             issued(r, month_invoice)
@@ -752,16 +765,7 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
                     left.append(f"{len(missing)} line events not delivered: {missing[:6]}")
                 return left
 
-            last: list[list[str]] = [[]]
-
-            def done() -> bool | None:
-                last[0] = outstanding()
-                return not last[0] or None
-
-            try:
-                wait_for("bills settled, every outbox drained, every line's event delivered", done, 90, 1.0)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; outstanding: {last[0]}") from None
+            wait_until_none("bills settled, every outbox drained, every line's event delivered", outstanding, 90)
             until = second(clock.now())
         problems, report = check(r, rec, names, nsvc, subs, receiver, invoices, until, clock)
         print("\n".join(report))
@@ -848,7 +852,9 @@ def check(
                         problems.append(f"{name}: {c.direction} to {c.to} in force at {rfc(at)}, not the month end")
                     continue
                 slack = sum(
-                    (e - s).total_seconds() for s, e in rec.outages if e > c.asked and s < c.asked + timedelta(60)
+                    (e - s).total_seconds()
+                    for s, e in rec.outages
+                    if e > c.asked and s < c.asked + timedelta(seconds=60)
                 )
                 latest = c.asked + timedelta(seconds=CHANGE_LATENCY + slack)
                 if not c.asked <= at <= latest:
