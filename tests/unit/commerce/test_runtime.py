@@ -786,27 +786,34 @@ def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_u
     run(scenario)
 
 
+TRAFFIC = {
+    "name": "Traffic",
+    "priceType": "usage",
+    "unitOfMeasure": {"amount": 1, "units": "GB"},
+    "price": {"unit": "EUR", "value": "1.00"},
+}
+
+
+async def activate_metered(w: World) -> tuple[tuple[str, str], str, Period]:
+    """An active subscription to an offering with a usage price of 1.00/GB: its key, its counter and
+    the month it started in."""
+    prices = [*offering_body()["spec"]["productOfferingPrice"], TRAFFIC]
+    await w.put("productofferings", offering_body(productOfferingPrice=prices))
+    await w.put("subscriptions", subscription_body())
+    await w.idle()
+    await w.service_ready("hq", T0)
+    await w.idle()
+    return ("acme", "hq"), "pe1/Ethernet1/100/out", Cycle.of("month").period_containing(T0)
+
+
 def test_usage_sampled_after_the_month_closed_goes_to_the_open_month_so_bill_and_event_agree() -> None:
     """Found by the order-lifecycle billing chaos run: octets sampled between a month's close (its
     usage.rated event sent) and its invoice were added to the closed month, so the bill charged more
     than the event it traces to said."""
     clock = FakeClock(T0)
-    traffic = {
-        "name": "Traffic",
-        "priceType": "usage",
-        "unitOfMeasure": {"amount": 1, "units": "GB"},
-        "price": {"unit": "EUR", "value": "1.00"},
-    }
 
     async def scenario(w: World) -> None:
-        prices = [*offering_body()["spec"]["productOfferingPrice"], traffic]
-        await w.put("productofferings", offering_body(productOfferingPrice=prices))
-        await w.put("subscriptions", subscription_body())
-        await w.idle()
-        await w.service_ready("hq", T0)
-        await w.idle()
-        key, counter = ("acme", "hq"), "pe1/Ethernet1/100/out"
-        month = Cycle.of("month").period_containing(T0)
+        key, counter, month = await activate_metered(w)
 
         async def sample(octets: int, at: datetime) -> None:
             clock.set(at)
@@ -844,22 +851,9 @@ def test_the_months_bill_waits_for_its_subscriptions_to_close_the_month() -> Non
     subscriptions had not yet brought to the month end (a usage sample, a transition still in memory),
     so its lines said less than the period events sent a moment later; the rest came as corrections."""
     clock = FakeClock(T0)
-    traffic = {
-        "name": "Traffic",
-        "priceType": "usage",
-        "unitOfMeasure": {"amount": 1, "units": "GB"},
-        "price": {"unit": "EUR", "value": "1.00"},
-    }
 
     async def scenario(w: World) -> None:
-        prices = [*offering_body()["spec"]["productOfferingPrice"], traffic]
-        await w.put("productofferings", offering_body(productOfferingPrice=prices))
-        await w.put("subscriptions", subscription_body())
-        await w.idle()
-        await w.service_ready("hq", T0)
-        await w.idle()
-        key, counter = ("acme", "hq"), "pe1/Ethernet1/100/out"
-        month = Cycle.of("month").period_containing(T0)
+        key, counter, month = await activate_metered(w)
         clock.set(T0 + timedelta(hours=1))
         w.ctl._samples[key][counter] = runtime._Sample(0, clock.now())
         w.ctl._subs.mark(key)
