@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Literal
 
+from ..api.common import TimePeriod
 from ..api.productoffering import ChangePolicy, ProductOfferingSpec
 from ..api.subscription import PendingChange, PlanVersion, TemplateRollout
 from ..times import rfc3339, to_second
-from .offering import sellability
+from .offering import sellability, validity_bounds
 
 MAX_PLANS = 16
 _BEGINNING = datetime.min.replace(tzinfo=UTC)  # the first version is in force from the start
@@ -97,21 +98,32 @@ def rate_of(plan: PlanVersion) -> int:
     return plan.bandwidthMbps or plan.serviceCandidate.bandwidthMbps
 
 
-def monthly_price(plan: PlanVersion) -> Fraction:
-    """The version's recurring prices summed per mean month (to compare plans, never to bill)."""
+def monthly_price(plan: PlanVersion, at: datetime | None = None) -> Fraction:
+    """The version's recurring prices in force at `at` (all of them when None) summed per mean month
+    (to compare plans, never to bill). A price whose validFor excludes `at` does not count: a version
+    with today's price and next year's (each with its validFor) costs today's."""
     total = Fraction(0)
     for price in plan.productOfferingPrice:
+        if at is not None and not _valid_at(price.validFor, at):
+            continue
         if price.priceType == "recurring" and price.price is not None and price.recurringChargePeriodType:
             per = _PER_MONTH[price.recurringChargePeriodType] / price.recurringChargePeriodLength
             total += Fraction(price.price.value) * per
     return total
 
 
-def classify(current: PlanVersion, target: PlanVersion) -> Literal["upgrade", "downgrade"]:
-    """A change to a lower recurring price, or at equal price to a lower rate, is a downgrade."""
-    if (monthly_price(target), rate_of(target)) < (monthly_price(current), rate_of(current)):
+def classify(current: PlanVersion, target: PlanVersion, at: datetime | None = None) -> Literal["upgrade", "downgrade"]:
+    """A change to a lower recurring price (the prices in force at `at`), or at equal price to a lower
+    rate, is a downgrade."""
+    if (monthly_price(target, at), rate_of(target)) < (monthly_price(current, at), rate_of(current)):
         return "downgrade"
     return "upgrade"
+
+
+def _valid_at(valid_for: TimePeriod | None, at: datetime) -> bool:
+    """Whether `at` lies in validFor (start inclusive, end exclusive; an open bound is no bound)."""
+    start, end = validity_bounds(valid_for)
+    return (start is None or start <= at) and (end is None or at < end)
 
 
 def currency_of(prices: Sequence[object]) -> str | None:
@@ -225,7 +237,7 @@ def plan_step(
         else:
             assert requested_offering is not None
             target = snapshot(requested, requested_offering, bandwidth, now)
-            direction = classify(current, target)
+            direction = classify(current, target, now)
             policy_of = current_offering.changePolicy if current_offering is not None else ChangePolicy()
             timing = policy_of.upgrade if direction == "upgrade" else policy_of.downgrade
             due = now

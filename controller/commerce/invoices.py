@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,13 +49,14 @@ from ..kube import Conflict, NotFound, Ref
 from ..times import parse_time, rfc3339, to_second
 from ..workqueue import WorkQueue
 from .context import Context
-from .index import BILLING_ERRORS
-from .objects import Key, label_value, rv, start_date
+from .index import BILLING_ERRORS, CommerceIndex
+from .objects import Key, billing_of, label_value, rv, start_date
 
 log = logging.getLogger(__name__)
 ACCOUNT_LABEL = "telco.intent.dev/billing-account"
 RUN_TYPE_LABEL = "telco.intent.dev/run-type"
 ON_CYCLE_LOOKBACK = 3  # closed months considered per pass (a longer outage catches up over passes)
+CLOSE_WAIT = timedelta(minutes=10)  # an onCycle bill waits this long at most for its subscriptions' period close
 
 
 class InvoiceController:
@@ -150,7 +151,8 @@ class InvoiceController:
                     payment_term_days=terms.paymentTermDays if terms is not None else None,
                 )
                 new = reconcile(stored, draft, payments, now, grace, tz, on_hold=spec.onHold)
-                if now >= period.end and not spec.onHold:
+                closing = spec.runType == "onCycle" and not periods_closed(index, ns, account, period, now)
+                if now >= period.end and not spec.onHold and not closing:
                     new = reconcile(issue(new, draft, now, tz, bill_no=name), draft, payments, now, grace, tz)
                     due = rfc3339(new.paymentDueDate) if new.paymentDueDate else "on receipt"
                     ctx.event(body, "Normal", "Issued", f"issued: {draft.tax_included}, due {due}")
@@ -217,7 +219,11 @@ class InvoiceController:
             return
         state = status.state or "new"
         if state not in ISSUED:
-            self.queue.mark_after(key, max(0.0, (period.end - now).total_seconds()) + 0.5)
+            # Before its end: issue it then. After: it waits for its subscriptions to close the period (their
+            # writes mark it), at most CLOSE_WAIT; an onHold draft waits for its spec to change.
+            due = period.end if now < period.end else period.end + CLOSE_WAIT
+            if now < due:
+                self.queue.mark_after(key, (due - now).total_seconds() + 0.5)
         elif state in UNPAID and status.paymentDueDate is not None and not status.overdue:
             with contextlib.suppress(PeriodError):
                 overdue_at = add_days(status.paymentDueDate, grace, tz)
@@ -288,6 +294,25 @@ class InvoiceController:
         index.upsert_invoice(created)
         log.info("created onCycle invoice %s/%s", namespace, name)
         return 1
+
+
+def periods_closed(index: CommerceIndex, namespace: str, account: str, period: Period, now: datetime) -> bool:
+    """Whether every subscription of the account that served in `period` has closed it (chargedThrough at or
+    after its end: its last samples and transitions recorded, its period events emitted), so the onCycle
+    bill says what those events say. CLOSE_WAIT after the end the bill is issued anyway (what comes later
+    lands as corrections on the next bill)."""
+    if now >= period.end + CLOSE_WAIT:
+        return True
+    for key in index.by_account.get((namespace, account), ()):
+        sub = index.subscriptions.get(key) or {}
+        started = start_date(sub)
+        ended = parse_time((sub.get("status") or {}).get("terminationDate"))
+        if started is None or started >= period.end or (ended is not None and ended <= period.start):
+            continue
+        charged = parse_time(billing_of(sub).get("chargedThrough"))
+        if charged is None or charged < period.end:
+            return False
+    return True
 
 
 def _issued_draft(name: str, account: str, period: Period, stored: InvoiceStatus) -> InvoiceDraft:

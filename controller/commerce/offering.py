@@ -103,7 +103,7 @@ def sellability(spec: ProductOfferingSpec, now: datetime) -> Sellability:
         return Sellability(False, status, f"lifecycleStatus is {status}: {KEEP_RUNNING}")
     if not spec.isSellable:
         return Sellability(False, "NotSellable", f"isSellable is false: {KEEP_RUNNING}")
-    start, end = _bounds(spec.validFor)
+    start, end = validity_bounds(spec.validFor)
     if start is not None and now < start:
         return Sellability(
             False, "NotYetValid", f"validFor starts at {rfc3339(start)}: orders are accepted from then on"
@@ -117,7 +117,7 @@ def sellability(spec: ProductOfferingSpec, now: datetime) -> Sellability:
 def next_sellability_change(spec: ProductOfferingSpec, now: datetime) -> datetime | None:
     """The next validFor bound after `now`, when sellability may flip with nothing else changing."""
     now = utc(now)
-    bounds = [b for b in _bounds(spec.validFor) if b is not None and b > now]
+    bounds = [b for b in validity_bounds(spec.validFor) if b is not None and b > now]
     return min(bounds) if bounds else None
 
 
@@ -168,7 +168,8 @@ def offering_status(
     }
 
 
-def _bounds(period: TimePeriod | None) -> tuple[datetime | None, datetime | None]:
+def validity_bounds(period: TimePeriod | None) -> tuple[datetime | None, datetime | None]:
+    """A validFor's (start, end) as UTC instants; None for an open bound."""
     if period is None:
         return None, None
     start = utc(period.startDateTime) if period.startDateTime is not None else None
@@ -185,7 +186,7 @@ def _period_problems(period: TimePeriod | None, where: str) -> list[str]:
         ]
         if far:
             return far
-    start, end = _bounds(period)
+    start, end = validity_bounds(period)
     if start is not None and end is not None and end <= start:
         return [f"{where}.endDateTime: must be after startDateTime ({rfc3339(start)})"]
     return []

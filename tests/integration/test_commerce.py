@@ -316,6 +316,9 @@ def assert_one_id_per_fact(rx: CloudEventsReceiver, source: str) -> None:
         if fact in ("charge.period", "usage.rated", "sla.credit"):
             data = event.get_data()
             key = f"{data.get('price', '')}/{data.get('coverageStart', data.get('periodStart'))}"
+        if fact == "changed":  # one fact per version taking effect: its instant and the version
+            data = event.get_data()
+            key = f"{data['effective']}/{data['toOffering']}/{data['toRevision']}"
         uid_ids.setdefault((fact, key), set()).add(event.get_id())
     doubled = {k: v for k, v in uid_ids.items() if len(v) > 1}
     assert not doubled, f"facts delivered under several ids: {doubled}"

@@ -5,8 +5,9 @@ It accepts structured and binary mode, parses every request with the cloudevents
 records each accepted event and how often each (source, id) arrived, so tests can tell a
 redelivery (same id again) from a second identity for one fact.
 
-Failure switches: `down()` answers 503 (for a while, for a number of requests, or until
-`up()`), `drop(n)` closes the next n connections without answering.
+Failure switches: `down()` answers 503 (or another status: a 500) for a while, for a number of
+requests, or until `up()`; `drop(n)` closes the next n connections without answering; `slow()`
+holds each answer back for a while (a sink slower than the sender's timeout, or just slow).
 
 Use as a context manager (`with CloudEventsReceiver() as rx: ... rx.url`) or as the pytest
 fixture `cloudevents_receiver` (import it into the test module).
@@ -70,9 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         key = (event.get_source(), event.get_id())
         if action == "down":
-            receiver._count_status(503, key)
-            self._answer(503, b"receiver is down")
+            status = receiver._down_status
+            receiver._count_status(status, key)
+            self._answer(status, b"receiver is down")
             return
+        receiver._hold()
         receiver._accept(Received(mode, event, headers, time.monotonic()))
         self._answer(202, b"")
 
@@ -106,7 +109,10 @@ class CloudEventsReceiver:
         self.dropped = 0
         self._down_until: float | None = None
         self._down_requests: int | None = None
+        self._down_status = 503
         self._drop = 0
+        self._slow_until: float | None = None
+        self._delay = 0.0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -143,9 +149,10 @@ class CloudEventsReceiver:
         return f"http://127.0.0.1:{self.port}/"
 
     # -- switches ------------------------------------------------------------------------
-    def down(self, seconds: float | None = None, requests: int | None = None) -> None:
-        """Answer 503 for `seconds`, or for the next `requests` requests, or until up()."""
+    def down(self, seconds: float | None = None, requests: int | None = None, status: int = 503) -> None:
+        """Answer `status` (503) for `seconds`, or for the next `requests` requests, or until up()."""
         with self._lock:
+            self._down_status = status
             self._down_until = time.monotonic() + seconds if seconds is not None else float("inf")
             self._down_requests = requests
             if requests is not None and seconds is None:
@@ -155,6 +162,19 @@ class CloudEventsReceiver:
         with self._lock:
             self._down_until = None
             self._down_requests = None
+            self._slow_until = None
+
+    def slow(self, delay: float, seconds: float) -> None:
+        """For `seconds`, accept each event only after `delay` seconds (the answer comes late)."""
+        with self._lock:
+            self._delay = delay
+            self._slow_until = time.monotonic() + seconds
+
+    def _hold(self) -> None:
+        with self._lock:
+            delay = self._delay if self._slow_until is not None and time.monotonic() < self._slow_until else 0.0
+        if delay:
+            time.sleep(delay)
 
     def drop(self, connections: int) -> None:
         """Close the next `connections` requests' connections without an answer."""

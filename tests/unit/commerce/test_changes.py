@@ -82,6 +82,27 @@ def test_monthly_price_normalises_periods_exactly() -> None:
     assert monthly_price(yearly) == 10
 
 
+def repriced_at(old: str, new: str, mbps: int, at: Any) -> ProductOfferingSpec:
+    """An offering whose monthly fee `old` ends at `at` and whose fee `new` starts then (a price version)."""
+    until = {**monthly(old), "validFor": {"endDateTime": at}}
+    since = {**monthly(new, name="Monthly fee from 2027"), "validFor": {"startDateTime": at}}
+    return biz("1.00", mbps).model_copy(update={"productOfferingPrice": offering(until, since).productOfferingPrice})
+
+
+def test_classify_counts_only_the_prices_in_force_at_the_change() -> None:
+    """A version that lists this year's fee and next year's (each with its validFor) costs this year's:
+    summing both made a move to a dearer offering look like a downgrade (found by the billing chaos run)."""
+    cheap_now = snapshot("basic", repriced_at("40.00", "45.00", 100, utc(2027, 1, 1)), None, None)
+    dearer = snapshot("plus", biz("60.00", 300), None, None)
+    assert monthly_price(cheap_now, NOW) == 40 and monthly_price(cheap_now, utc(2027, 1, 2)) == 45
+    assert monthly_price(cheap_now) == 85, "without an instant every price counts (as before)"
+    assert classify(cheap_now, dearer, NOW) == "upgrade"
+    assert classify(dearer, cheap_now, NOW) == "downgrade"
+    plans = [cheap_now]
+    out = step(plans, "plus", biz("60.00", 300), repriced_at("40.00", "45.00", 100, utc(2027, 1, 1)))
+    assert [(c.direction, c.policy) for c in out.changes] == [("upgrade", "immediate")], out.pending
+
+
 def test_before_billing_starts_the_order_is_simply_reread() -> None:
     out = step(ON_100, "biz-1g", BIZ1G, BIZ100, started=False)
     assert [p.offering for p in out.plans] == ["biz-1g"] and out.plans[0].since is None

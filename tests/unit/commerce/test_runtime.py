@@ -18,8 +18,10 @@ from controller.billing import events as ev
 from controller.billing.clock import FakeClock, OffsetClock
 from controller.billing.events import BillingEvent
 from controller.billing.invoice import invoice_name
-from controller.billing.periods import Cycle
+from controller.billing.periods import Cycle, Period
 from controller.billing.sinks import Deliverer, RetryPolicy, SinkError
+from controller.commerce import invoices as invoice_controller
+from controller.commerce.index import Sample
 from controller.commerce.runtime import CommerceController, octets, spec_patch
 from controller.conditions import condition
 from controller.kube import FINALIZER, Conflict, NotFound, Ref
@@ -834,3 +836,111 @@ def test_a_billing_error_on_a_terminating_subscription_is_reported_and_retried_u
         assert len(forced) == 1 and "'ZZZ cannot be billed'" in forced[0]
 
     run(scenario)
+
+
+TRAFFIC = {
+    "name": "Traffic",
+    "priceType": "usage",
+    "unitOfMeasure": {"amount": 1, "units": "GB"},
+    "price": {"unit": "EUR", "value": "1.00"},
+}
+
+
+async def activate_metered(w: World) -> tuple[tuple[str, str], str, Period]:
+    """An active subscription to an offering with a usage price of 1.00/GB: its key, its counter and
+    the month it started in."""
+    prices = [*offering_body()["spec"]["productOfferingPrice"], TRAFFIC]
+    await w.put("productofferings", offering_body(productOfferingPrice=prices))
+    await w.put("subscriptions", subscription_body())
+    await w.idle()
+    await w.service_ready("hq", T0)
+    await w.idle()
+    return ("acme", "hq"), "pe1/Ethernet1/100/out", Cycle.of("month").period_containing(T0)
+
+
+def test_usage_sampled_after_the_month_closed_goes_to_the_open_month_so_bill_and_event_agree() -> None:
+    """Found by the order-lifecycle billing chaos run: octets sampled between a month's close (its
+    usage.rated event sent) and its invoice were added to the closed month, so the bill charged more
+    than the event it traces to said."""
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        key, counter, month = await activate_metered(w)
+
+        async def sample(octets: int, at: datetime) -> None:
+            clock.set(at)
+            w.ctl.index.samples[key][counter] = Sample(octets, at)
+            w.ctl._subs.mark(key)
+            await w.idle()
+
+        await sample(0, T0 + timedelta(hours=1))
+        await sample(3 * 10**9, month.end - timedelta(hours=1))
+        clock.set(month.end + timedelta(minutes=1))
+        w.ctl._subs.mark(key)  # the subscription's pass closes the month: usage.rated for 3 GB
+        await w.idle()
+        assert w.obj("subscriptions", "hq")["status"]["billing"]["chargedThrough"] == "2026-12-01T00:00:00Z"
+        await sample(5 * 10**9, month.end + timedelta(hours=1))  # 1 GB before the month end, 1 GB after
+        await w.ctl.billing_pass()  # creates and issues the month's bill
+        await w.idle()
+        await w.ctl.billing_pass()
+        await w.idle()
+        sub = w.obj("subscriptions", "hq")["status"]["billing"]
+        rated = [e for e in sub["outbox"]["pending"] if e["type"].endswith("usage.rated.v1")]
+        assert [(e["data"]["octets"], e["data"]["amount"]) for e in rated] == [("3000000000", "3.00")]
+        bill = w.obj("invoices", invoice_name("acme-1", month))["status"]
+        (usage,) = [ln for ln in bill["lines"] if ln["type"] == "usageCharge"]
+        assert usage["taxExcludedAmount"]["value"] == "3.00", "the bill says what the event said"
+        windows = {w_["start"]: w_["octets"] for w_ in sub["usage"]["windows"]}
+        assert windows == {"2026-11-01T00:00:00Z": "3000000000", "2026-12-01T00:00:00Z": "2000000000"}, (
+            "November keeps what it was closed with; the late octets go to December"
+        )
+
+    run(scenario, clock)
+
+
+def test_the_months_bill_waits_for_its_subscriptions_to_close_the_month() -> None:
+    """Found by the order-lifecycle billing chaos run: the onCycle bill was issued from statuses the
+    subscriptions had not yet brought to the month end (a usage sample, a transition still in memory),
+    so its lines said less than the period events sent a moment later; the rest came as corrections."""
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        key, counter, month = await activate_metered(w)
+        clock.set(T0 + timedelta(hours=1))
+        w.ctl.index.samples[key][counter] = Sample(0, clock.now())
+        w.ctl._subs.mark(key)
+        await w.idle()
+        # sampled before the month end, not yet recorded in the subscription's status
+        w.ctl.index.samples[key][counter] = Sample(2 * 10**9, month.end - timedelta(hours=1))
+        clock.set(month.end + timedelta(minutes=1))
+        name = invoice_name("acme-1", month)
+        period = {"startDateTime": "2026-11-01T00:00:00Z", "endDateTime": "2026-12-01T00:00:00Z"}
+        await w.put(
+            "invoices",
+            {
+                "apiVersion": API,
+                "kind": "Invoice",
+                "metadata": {"name": name, "namespace": "acme"},
+                "spec": {"billingAccount": "acme-1", "runType": "onCycle", "billingPeriod": period},
+            },
+        )
+        await w.idle()
+        assert w.obj("invoices", name)["status"]["state"] == "new", "not issued before the month is closed"
+        w.ctl._subs.mark(key)  # the subscription's pass records the sample and closes the month
+        await w.idle()
+        await w.ctl.billing_pass()
+        await w.idle()
+        bill = w.obj("invoices", name)["status"]
+        assert bill["state"] == "validated"
+        (usage,) = [ln for ln in bill["lines"] if ln["type"] == "usageCharge"]
+        sub = w.obj("subscriptions", "hq")["status"]["billing"]
+        (rated,) = [e for e in sub["outbox"]["pending"] if e["type"].endswith("usage.rated.v1")]
+        assert usage["taxExcludedAmount"]["value"] == rated["data"]["amount"] == "2.00"
+        # and a subscription that never closes does not hold the bill for ever
+        day = Period(month.end, month.end + timedelta(days=1))  # chargedThrough stays at the month end
+        wait = invoice_controller.CLOSE_WAIT
+        closed = invoice_controller.periods_closed
+        assert not closed(w.ctl.index, "acme", "acme-1", day, day.end + wait - timedelta(seconds=1))
+        assert closed(w.ctl.index, "acme", "acme-1", day, day.end + wait)
+
+    run(scenario, clock)
