@@ -179,10 +179,11 @@ def billing_step(i: BillingStepInputs) -> BillingStepResult:
         cycle = Cycle.of("month", 1, i.tz)
         # A month whose usage.rated fact was emitted (chargedThrough) takes no more octets: what is sampled
         # after its close goes to the open month, so the bill and the event say the same.
-        closed = max((t for t in (ledger.billed_through, i.billing.chargedThrough) if t is not None), default=None)
+        ends = (ledger.billed_through, i.billing.chargedThrough)
+        usage_closed = max((t for t in ends if t is not None), default=None)
         for counter, sample in sorted(i.samples.items()):
             try:
-                meter = meter.observe(counter, sample.octets, sample.at, cycle, closed)
+                meter = meter.observe(counter, sample.octets, sample.at, cycle, usage_closed)
             except (RatingError, PeriodError) as exc:
                 warnings.append(f"usage sample {counter} dropped: {exc}")
             applied[counter] = sample
