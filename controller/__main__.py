@@ -61,20 +61,41 @@ def _run(args: argparse.Namespace) -> int:
 
     from .peering import own_identity
 
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            standalone=not settings.peering,
-            priority=settings.priority,
-            peering_name=settings.peering,
-            # The name Kopf gives this replica in the peering object, which controller/peering.py
-            # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
-            identity=cast(Any, own_identity()),
-            liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
-        )
+    operator = kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=not settings.peering,
+        priority=settings.priority,
+        peering_name=settings.peering,
+        # The name Kopf gives this replica in the peering object, which controller/peering.py
+        # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
+        identity=cast(Any, own_identity()),
+        liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
+    asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
     return 0
+
+
+async def _with_tmf(operator: Any, settings: Settings) -> None:
+    """The operator with the TM Forum APIs beside it (every replica serves them: reads come from its own
+    watch cache, writes go through the API server)."""
+    import kubernetes
+
+    from .billing.clock import OffsetClock
+    from .tmf.server import serve
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
+    running = await serve(
+        kubernetes.client.ApiClient(), settings.tmf_port, settings.tmf_address, settings.tmf_cert_dir, clock.now
+    )
+    try:
+        await operator
+    finally:
+        await running.close()
 
 
 PLAN_DESCRIPTION = """\
