@@ -63,7 +63,10 @@ class WatchCache:
         """Returns once every kind has been listed (a facade answers nothing before)."""
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._synced.values())), timeout)
 
-    def is_synced(self) -> bool:
+    def is_synced(self, plural: str | None = None) -> bool:
+        """Whether every kind (or `plural`) has been listed."""
+        if plural is not None:
+            return plural in self._synced and self._synced[plural].is_set()
         return bool(self._synced) and all(e.is_set() for e in self._synced.values())
 
     def stop(self) -> None:

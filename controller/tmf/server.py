@@ -22,10 +22,12 @@ from aiohttp import web
 from kubernetes.client import ApiException
 
 from ..api import GROUP, VERSION
-from . import account, bill, catalog, inventory, ordering
+from ..times import rfc3339
+from . import account, bill, catalog, events, inventory, ordering
 from .auth import Authorizer, User
 from .cache import WatchCache
 from .conventions import TmfError, error_body, page, parse_query, select
+from .hubs import Hubs
 from .resources import Collection, Resource, parse_id
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,18 @@ READ_COLLECTIONS: tuple[Collection, ...] = (
     ordering.PRODUCT_ORDER,
 )
 Clock = Callable[[], dt.datetime]
+# Each API's hub: the kind whose RBAC decides who may register (verb watch), its event types and the
+# attributes a listener's query may filter on.
+APIS: dict[str, tuple[Collection, ...]] = {}
+for _c in READ_COLLECTIONS:
+    APIS.setdefault(_c.api, tuple(c for c in READ_COLLECTIONS if c.api == _c.api))
+BASES = {cs[0].api: cs[0].base for cs in APIS.values()}
+
+
+def _known(api: str) -> tuple[frozenset[str], frozenset[str]]:
+    collections = APIS[api]
+    types = {events.event_type(c.name, k) for c in collections for k in events.KINDS_OF_EVENT.get(c.name, ())}
+    return frozenset(types), frozenset().union(*(c.attributes for c in collections))
 
 
 def _now() -> dt.datetime:
@@ -81,21 +95,44 @@ class Facade:
 
     def __post_init__(self) -> None:
         plurals = {c.plural for c in READ_COLLECTIONS}
-        self.cache = WatchCache(self.api_client, sorted(plurals))
+        self.cache = WatchCache(self.api_client, sorted(plurals), on_change=self._changed)
         self.auth = Authorizer(self.api_client)
+        self.hubs = Hubs(self.api_client, self.auth.allowed, {api: _known(api) for api in APIS})
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tmf-write")
         # Rendered resources per (collection, object), reused while the object's resourceVersion holds.
         self._rendered: dict[tuple[str, str | None, str], tuple[str, list[Resource]]] = {}
 
     async def start(self) -> None:
+        await self.hubs.start()
         self.cache.start()
         await self.cache.synced()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.cache.stop()
+        await self.hubs.close()
         self.auth.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _changed(self, plural: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """A change the cache saw, as events for the hubs (not the first list: that is no change)."""
+        if not self.cache.is_synced(plural):
+            return
+        current = new if new is not None else old
+        assert current is not None
+        meta = current["metadata"]
+        version = str(meta.get("resourceVersion"))
+        if new is None:  # deleted: the deletion is its own version
+            version = f"deleted-{meta.get('uid')}"
+        stamp = rfc3339(self.clock())
+        for collection in READ_COLLECTIONS:
+            if collection.plural != plural or collection.name not in events.KINDS_OF_EVENT:
+                continue
+            before = collection.render(old) if old is not None else []
+            after = self.render(collection, new) if new is not None else []
+            found = events.changes(collection, before, after, version, meta.get("namespace"), stamp)
+            if found:
+                self.hubs.publish(found)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -244,10 +281,41 @@ class Facade:
         for collection in READ_COLLECTIONS:
             app.router.add_get(collection.path, _bind(self.list, collection), allow_head=False)
             app.router.add_get(f"{collection.path}/{{id}}", _bind(self.retrieve, collection), allow_head=False)
+        for api, base in BASES.items():
+            app.router.add_post(f"{base}/hub", _bind_api(self.register, api))
+            app.router.add_delete(f"{base}/hub/{{id}}", _bind_api(self.unregister, api))
         app.router.add_post(ordering.PRODUCT_ORDER.path, self.create_order)
         app.router.add_post(f"{ordering.BASE}/cancelProductOrder", self.cancel_order)
         app.router.add_get("/healthz", self.healthz)
         return app
+
+    # -- hubs ---------------------------------------------------------------------------------------
+
+    async def register(self, request: web.Request, api: str) -> web.Response:
+        """POST {api}/hub: anyone who may watch the API's kind somewhere registers; each event then goes
+        only where they may read it."""
+        user = await self.auth.authenticate(request.headers.get("Authorization"))
+        plural = APIS[api][0].plural
+        namespaced = APIS[api][0].namespaced
+        if not await self.auth.allowed(user, "watch", plural, None):
+            spots = self.cache.namespaces(plural) if namespaced else set()
+            decisions = await asyncio.gather(*(self.auth.allowed(user, "watch", plural, ns) for ns in spots))
+            if not any(decisions):
+                raise TmfError(403, f"{user.username} may not watch {plural}.{GROUP}")
+        types, attributes = _known(api)
+        callback, query = events.parse_listener(api, await read_json(request), types, attributes)
+        listener = await self.hubs.register(api, callback, query, user)
+        return _reply(201, {"id": listener.id, "callback": listener.callback, "query": listener.query})
+
+    async def unregister(self, request: web.Request, api: str) -> web.Response:
+        user = await self.auth.authenticate(request.headers.get("Authorization"))
+        listener = self.hubs.listeners.get(request.match_info["id"])
+        if listener is None or listener.api != api:
+            raise TmfError(404, "hub: no such listener")
+        if listener.owner.get("username") != user.username:
+            raise TmfError(403, f"{user.username} did not register this listener")
+        await self.hubs.unregister(listener.id)
+        return web.Response(status=204)
 
     async def healthz(self, request: web.Request) -> web.Response:
         if not self.cache.is_synced():
@@ -260,6 +328,15 @@ def _bind(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def bound(request: web.Request) -> web.Response:
         return await handler(request, collection)
+
+    return bound
+
+
+def _bind_api(
+    handler: Callable[[web.Request, str], Awaitable[web.Response]], api: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def bound(request: web.Request) -> web.Response:
+        return await handler(request, api)
 
     return bound
 
@@ -312,7 +389,7 @@ class Running:
 
     async def close(self) -> None:
         await self.runner.cleanup()
-        self.facade.close()
+        await self.facade.close()
 
 
 async def serve(

@@ -123,7 +123,11 @@ def seed(api: Api) -> None:
             _obj(
                 "NetworkService",
                 "hq",
-                {"serviceType": "internetAccess", "bandwidthMbps": 100, "endpoints": subscription_spec(account, 300 + i)["endpoints"]},
+                {
+                    "serviceType": "internetAccess",
+                    "bandwidthMbps": 100,
+                    "endpoints": subscription_spec(account, 300 + i)["endpoints"],
+                },
                 ns,
             )
         )
@@ -630,6 +634,109 @@ def test_self_signed_tls_by_default(api: Api, crds: Kubectl) -> None:
         thread.close()
 
 
+# -- event hubs (TMF688 style) -----------------------------------------------------------------
+
+
+def notification_conforms(api_name: str, body: dict[str, Any]) -> None:
+    """A notification validated against its event definition in the API's document."""
+    import jsonschema
+
+    doc = contract().docs[api_name]
+    schema = {"$ref": f"#/definitions/{body['eventType']}", "definitions": doc["definitions"]}
+    jsonschema.Draft4Validator(schema).validate(body)
+
+
+def test_a_listener_gets_state_change_events_only_where_its_owner_may_read(api: Api, partner: Client) -> None:
+    from tests.support.tmf_listener import Listener
+
+    listener = Listener()
+    try:
+        registered = partner.call(
+            "POST", f"{PRODUCTS}/hub", {"callback": listener.url, "query": "eventType=ProductStateChangeEvent"}
+        )
+        assert registered.status == 201 and registered.body["callback"] == listener.url
+        cm = api.core.read_namespaced_config_map("telco-intent-tmf-hubs", "default")
+        assert registered.body["id"] in (cm.data or {}), "the registration is kept in the cluster"
+        for ns in (GLOBEX, ACME):
+            set_status(api, "subscriptions", ns, "hq", {"state": "suspended"})
+        wait_for("the acme event", lambda: listener.of_type("ProductStateChangeEvent"), 20)
+        (event,) = listener.of_type("ProductStateChangeEvent")
+        assert event["event"]["product"]["id"] == f"{ACME}.hq" and event["event"]["product"]["status"] == "suspended"
+        notification_conforms("TMF637", event)
+        assert listener.received[0][0] == "/callback/listener/productStateChangeEvent"
+        # an attribute change is not a state change: this listener asked for state changes only
+        api.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, ACME, "subscriptions", "hq", {"spec": {"vrf": "blue"}}
+        )
+        listener.refusing = True  # down: the next event waits in the outbox, and is retried
+        set_status(api, "subscriptions", ACME, "hq", {"state": "active"})
+        wait_for("an attempt refused", lambda: listener.attempts >= 2, 20)
+        outbox = api.core.read_namespaced_config_map("telco-intent-tmf-outbox", "default").data or {}
+        assert any(k.endswith(registered.body["id"]) for k in outbox), "the undelivered event is in the outbox"
+        listener.refusing = False
+        wait_for("the retried event", lambda: len(listener.of_type("ProductStateChangeEvent")) == 2, 30)
+        ids_seen = [e["eventId"] for e in listener.of_type("ProductStateChangeEvent")]
+        assert len(set(ids_seen)) == 2
+        assert partner.call("DELETE", f"{PRODUCTS}/hub/{registered.body['id']}").status == 204
+        assert partner.call("DELETE", f"{PRODUCTS}/hub/{registered.body['id']}").status == 404
+    finally:
+        api.custom.patch_namespaced_custom_object(GROUP, VERSION, ACME, "subscriptions", "hq", {"spec": {"vrf": None}})
+        set_status(api, "subscriptions", GLOBEX, "hq", {"state": "active"})
+        listener.close()
+
+
+def test_an_event_queued_when_the_facade_stops_is_sent_by_the_next_with_the_same_id(
+    api: Api, crds: Kubectl, tmp_path_factory: pytest.TempPathFactory, tokens: dict[str, str]
+) -> None:
+    from tests.support.tmf_listener import Listener
+
+    certs = tmp_path_factory.mktemp("tmf-restart")
+    ca = serving_certificate(certs)
+    listener = Listener()
+    listener.refusing = True
+    first = FacadeThread(crds.kubeconfig, certs)
+    try:
+        client = Client(first.port, ca, tokens["operator"])
+        hub = client.call(
+            "POST", f"{SERVICES}/hub", {"callback": listener.url, "query": "eventType=ServiceStateChangeEvent"}
+        )
+        assert hub.status == 201
+        set_status(api, "networkservices", GLOBEX, "hq", {"state": "inactive"})
+        wait_for("a refused attempt", lambda: listener.attempts >= 1, 20)
+    finally:
+        first.close()
+    refused_at = listener.attempts
+    listener.refusing = False
+    second = FacadeThread(crds.kubeconfig, certs)
+    try:
+        wait_for("the queued event after the restart", lambda: listener.of_type("ServiceStateChangeEvent"), 30)
+        (event,) = listener.of_type("ServiceStateChangeEvent")
+        assert event["event"]["service"]["id"] == f"{GLOBEX}.hq" and event["event"]["service"]["state"] == "inactive"
+        notification_conforms("TMF638", event)
+        assert listener.attempts > refused_at
+        Client(second.port, ca, tokens["operator"]).call("DELETE", f"{SERVICES}/hub/{hub.body['id']}")
+    finally:
+        second.close()
+        set_status(api, "networkservices", GLOBEX, "hq", {"state": "active"})
+        listener.close()
+
+
+def test_hub_registrations_are_checked(
+    operator: Client, tokens: dict[str, str], facade: tuple[FacadeThread, bytes]
+) -> None:
+    for body, word in (
+        ({"callback": "ftp://x"}, "callback"),
+        ({"callback": "http://127.0.0.1:1/x", "query": "eventType=Nonsense"}, "eventType"),
+        ({"callback": "http://127.0.0.1:1/x", "query": "secret=1"}, "secret"),
+        ({"callback": "http://127.0.0.1:1/x", "extra": 1}, "extra"),
+        ([], "object"),
+    ):
+        answer = operator.call("POST", f"{PRODUCTS}/hub", body)
+        assert answer.status == 400 and word in answer.body["message"], answer.body
+    nobody = Client(facade[0].port, facade[1], tokens["nobody"])
+    assert nobody.call("POST", f"{PRODUCTS}/hub", {"callback": "http://127.0.0.1:1/x"}).status == 403
+
+
 def test_every_served_operation_was_checked_against_the_documents() -> None:
     """Runs last in this module: each operation the facade serves answered at least once with success,
     validated against its document (by Client.call)."""
@@ -650,6 +757,10 @@ def test_every_served_operation_was_checked_against_the_documents() -> None:
         ("TMF678", "GET", "/customerBill/{id}"),
         ("TMF678", "GET", "/appliedCustomerBillingRate"),
         ("TMF678", "GET", "/appliedCustomerBillingRate/{id}"),
+        ("TMF637", "POST", "/hub"),
+        ("TMF637", "DELETE", "/hub/{id}"),
+        ("TMF638", "POST", "/hub"),
+        ("TMF638", "DELETE", "/hub/{id}"),
     }
-    succeeded = {(a, m, t) for a, m, t, s in contract().checked if s in (200, 201)}
+    succeeded = {(a, m, t) for a, m, t, s in contract().checked if s in (200, 201, 204)}
     assert served <= succeeded, f"not exercised: {sorted(served - succeeded)}"
