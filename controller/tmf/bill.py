@@ -69,6 +69,8 @@ def applied_rates(obj: Mapping[str, Any]) -> list[Resource]:
     out = []
     for line in status.get("lines") or []:
         rid = f"{bid}{PART}{line['id']}"
+        # the line names its Subscription as namespace/name; empty on an account-level line
+        sub_ns, _, sub_name = (line.get("subscription") or "").rpartition("/")
         out.append(
             compact(
                 {
@@ -83,12 +85,9 @@ def applied_rates(obj: Mapping[str, Any]) -> list[Resource]:
                     "bill": {"id": bid, "href": f"{BASE}/customerBill/{bid}", "@referredType": "CustomerBill"},
                     "billingAccount": _account(ns, spec),
                     "product": ref(
-                        f"{inventory.PRODUCT_BASE}/product",
-                        namespaced_id(ns, line["subscription"]),
-                        "Product",
-                        line["subscription"],
+                        f"{inventory.PRODUCT_BASE}/product", namespaced_id(sub_ns or ns, sub_name), "Product", sub_name
                     )
-                    if line.get("subscription")
+                    if sub_name
                     else None,
                     "@type": "AppliedCustomerBillingRate",
                 }

@@ -77,8 +77,9 @@ class WatchCache:
     def get(self, plural: str, namespace: str | None, name: str) -> Obj | None:
         return self.objects[plural].get((namespace, name))
 
-    def namespaces(self, plural: str) -> set[str]:
-        return {ns for ns, _ in self.objects[plural] if ns is not None}
+    def namespaces(self) -> set[str]:
+        """Every namespace that holds an object of any kind cached (the customers the facade knows)."""
+        return {ns for store in self.objects.values() for ns, _ in store if ns is not None}
 
     def items(self, plural: str, namespaces: set[str] | None = None) -> list[Obj]:
         """Every cached object of the kind, or those in `namespaces`."""

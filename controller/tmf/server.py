@@ -149,10 +149,11 @@ class Facade:
 
     async def visible_namespaces(self, user: User, plural: str) -> set[str] | None:
         """None when the user may list the kind cluster-wide; else the namespaces they may list it in
-        (403 when none)."""
+        (403 when none). The candidates are the namespaces holding any kind served: a customer's
+        namespace with an account but no product yet lists as empty, not as refused."""
         if await self.auth.allowed(user, "list", plural, None):
             return None
-        namespaces = self.cache.namespaces(plural)
+        namespaces = sorted(self.cache.namespaces())
         decisions = await asyncio.gather(*(self.auth.allowed(user, "list", plural, ns) for ns in namespaces))
         allowed = {ns for ns, ok in zip(namespaces, decisions, strict=True) if ok}
         if not allowed:
@@ -298,7 +299,7 @@ class Facade:
         plural = APIS[api][0].plural
         namespaced = APIS[api][0].namespaced
         if not await self.auth.allowed(user, "watch", plural, None):
-            spots = self.cache.namespaces(plural) if namespaced else set()
+            spots = sorted(self.cache.namespaces()) if namespaced else []
             decisions = await asyncio.gather(*(self.auth.allowed(user, "watch", plural, ns) for ns in spots))
             if not any(decisions):
                 raise TmfError(403, f"{user.username} may not watch {plural}.{GROUP}")

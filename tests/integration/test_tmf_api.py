@@ -175,7 +175,7 @@ def seed(api: Api) -> None:
                         "id": "6f1c2a52-2d35-5d8e-9b7e-2a0c5e3f4a10",
                         "type": "recurringCharge",
                         "name": "Monthly fee",
-                        "subscription": "hq",
+                        "subscription": f"{ns}/hq",
                         "periodCoverage": {
                             "startDateTime": "2025-12-01T00:00:00Z",
                             "endDateTime": "2026-01-01T00:00:00Z",

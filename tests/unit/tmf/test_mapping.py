@@ -215,7 +215,7 @@ INVOICE = {
                 "id": "l1",
                 "type": "recurringCharge",
                 "name": "Monthly",
-                "subscription": "hq",
+                "subscription": "acme/hq",
                 "periodCoverage": {"startDateTime": "2026-01-01T00:00:00Z"},
                 "taxExcludedAmount": {"unit": "EUR", "value": "9"},
             },
@@ -223,7 +223,7 @@ INVOICE = {
                 "id": "l2",
                 "type": "credit",
                 "name": "SLA credit",
-                "subscription": "hq",
+                "subscription": "acme/hq",
                 "periodCoverage": {},
                 "taxExcludedAmount": {"unit": "EUR", "value": "-1"},
             },
@@ -240,5 +240,8 @@ def test_a_customer_bill_and_its_rates() -> None:
     rates = bill.applied_rates(INVOICE)
     assert [r["id"] for r in rates] == ["acme.inv-1~l1", "acme.inv-1~l2"]
     assert all(r["isBilled"] and r["bill"]["id"] == "acme.inv-1" and r["product"]["id"] == "acme.hq" for r in rates)
+    account_line = {**INVOICE["status"]["lines"][0], "id": "l3", "subscription": ""}
+    carried = {**INVOICE, "status": {**INVOICE["status"], "lines": [account_line]}}
+    assert "product" not in bill.applied_rates(carried)[0]
     draft = {**INVOICE, "status": {**INVOICE["status"], "state": "new"}}
     assert not any(r["isBilled"] for r in bill.applied_rates(draft))
