@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,13 +200,17 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=None)
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--separate", action="store_true", help="serve the APIs from `python -m controller tmf-api`, not the controller"
+    )
     args = parser.parse_args()
     orders = args.orders or (20 if args.quick else 200)
     products = args.products or (1000 if args.quick else 10_000)
     work = Path(tempfile.mkdtemp(prefix="tmf-bench-"))
     cp = B.ControlPlane(work / "cluster").start()
     fleet = None
-    controller = None
+    controller: ControllerProcess | None = None
+    separate: subprocess.Popen[bytes] | None = None
     try:
         devices = B.device_names(args.devices)
         fleet = B.start_fleet(devices, work / "fleet")
@@ -230,9 +236,19 @@ def main() -> int:
         certs = work / "certs"
         ca = serving_certificate(certs)
         port = free_port()
-        controller = ControllerProcess(
-            cp.kubeconfig, work / "controller.log", "--tmf-port", str(port), "--tmf-cert-dir", str(certs)
-        ).start()
+        tmf_flags = ("--tmf-port", str(port), "--tmf-cert-dir", str(certs))
+        controller = ControllerProcess(cp.kubeconfig, work / "controller.log", *(() if args.separate else tmf_flags))
+        controller.start()
+        if args.separate:
+            env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+            log_file = open(work / "tmf-api.log", "wb")  # noqa: SIM115 - lives as long as the process
+            separate = subprocess.Popen(
+                [sys.executable, "-m", "controller", "tmf-api", *tmf_flags],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         client = Client(port, ca, bearer)
         deadline = time.monotonic() + 60
         while True:
@@ -246,11 +262,16 @@ def main() -> int:
             time.sleep(0.5)
         B.log(f"orders: {orders} through TMF622, then {orders} as Subscriptions, on {len(devices)} devices")
         results: dict[str, Any] = {
+            "facade": "python -m controller tmf-api" if args.separate else "inside the controller (--tmf-port)",
             "via_tmf622": orders_phase(cp.api, client, devices, orders, True, 0),
             "as_yaml": orders_phase(cp.api, client, devices, orders, False, orders),
         }
         controller.stop()
         controller = None
+        if separate is not None:
+            separate.terminate()
+            separate.wait(20)
+            separate = None
         B.log(f"list: {products} products, paged")
         results["list"] = list_phase(cp, lambda p, c: Client(p, c, bearer), products)
         text = json.dumps(results, indent=2)
@@ -259,6 +280,9 @@ def main() -> int:
             args.out.write_text(text + "\n")
         return 0
     finally:
+        if separate is not None:
+            separate.terminate()
+            separate.wait(20)
         if controller is not None:
             controller.stop()
         if fleet is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .resources import Collection, Resource, compact, money, object_id
+from .resources import Collection, Resource, compact, customer, money, object_id
 
 BASE = "/tmf-api/accountManagement/v4"
 
@@ -28,7 +28,7 @@ def billing_account(obj: Mapping[str, Any]) -> list[Resource]:
                 "state": spec.get("state"),
                 "lastModified": meta.get("creationTimestamp"),
                 # the customer is the namespace, one per customer (TMF666 requires a related party)
-                "relatedParty": [{"id": ns, "name": ns, "role": "customer", "@referredType": "Organization"}],
+                "relatedParty": [customer(ns)],
                 "contact": [
                     compact(
                         {

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import inventory
-from .resources import PART, Collection, Resource, compact, money, namespaced_id, object_id, ref
+from .resources import PART, Collection, Resource, compact, customer, money, namespaced_id, object_id, ref
 
 BASE = "/tmf-api/customerBillManagement/v4"
 ACCOUNT_BASE = "/tmf-api/accountManagement/v4"
@@ -51,7 +51,7 @@ def customer_bill(obj: Mapping[str, Any]) -> list[Resource]:
                     }
                     for t in status.get("taxItem") or []
                 ],
-                "relatedParty": [{"id": ns, "name": ns, "role": "customer", "@referredType": "Organization"}],
+                "relatedParty": [customer(ns)],
                 "@type": "CustomerBill",
             }
         )

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import account, catalog
-from .resources import PART, Collection, Resource, characteristic, compact, namespaced_id, object_id, ref
+from .resources import PART, Collection, Resource, characteristic, compact, customer, namespaced_id, object_id, ref
 
 PRODUCT_BASE = "/tmf-api/productInventory/v4"
 SERVICE_BASE = "/tmf-api/serviceInventory/v4"
@@ -36,7 +36,7 @@ def related_parties(namespace: str, spec: Mapping[str, Any]) -> list[Resource]:
         for p in spec.get("relatedParty") or []
     ]
     if not any(p["role"] == "customer" for p in parties):
-        parties.append({"id": namespace, "name": namespace, "role": "customer", "@referredType": "Organization"})
+        parties.append(customer(namespace))
     return parties
 
 
@@ -163,7 +163,7 @@ def service(obj: Mapping[str, Any]) -> list[Resource]:
                         else []
                     ),
                 ],
-                "relatedParty": [{"id": ns, "name": ns, "role": "customer", "@referredType": "Organization"}],
+                "relatedParty": [customer(ns)],
                 "relatedEntity": [
                     {
                         **ref(f"{PRODUCT_BASE}/product", namespaced_id(ns, owner["name"]), "Product", owner["name"]),

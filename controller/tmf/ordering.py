@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
@@ -27,6 +27,9 @@ BASE = inventory.ORDER_BASE
 MAX_RECORDS = 32  # orders kept on one Subscription (an annotation is at most 256 KiB in all)
 CHARACTERISTICS = ("endpoints", "vrf", "bandwidthMbps")
 Action = Literal["add", "modify", "delete"]
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -92,6 +95,16 @@ class _CancelIn(_Strict):
     requestedCancellationDate: datetime | None = None
 
 
+def _validated(model: type[_M], body: Any, root: str, what: str) -> _M:
+    """`body` read as `model`; 400 naming each bad field (under `root`) otherwise."""
+    if not isinstance(body, dict):
+        raise TmfError(400, f"body: expected a JSON object (a {what})")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _shape_error(exc, root) from None
+
+
 def _shape_error(exc: ValidationError, root: str) -> TmfError:
     parts = []
     for e in exc.errors()[:8]:
@@ -141,12 +154,7 @@ def _product_id(item: _ItemIn) -> tuple[str, str]:
 def parse_order(body: Any) -> OrderRequest:
     """The request a productOrder makes, or a TmfError: 400 for a body of the wrong shape, 422 for one
     this API cannot carry out (naming the field either way)."""
-    if not isinstance(body, dict):
-        raise TmfError(400, "body: expected a JSON object (a ProductOrder_Create)")
-    try:
-        order = _OrderIn.model_validate(body)
-    except ValidationError as exc:
-        raise _shape_error(exc, "productOrder") from None
+    order = _validated(_OrderIn, body, "productOrder", "ProductOrder_Create")
     if len(order.productOrderItem) != 1:
         raise TmfError(422, "productOrderItem: this API takes one item per order (one product per order)")
     item = order.productOrderItem[0]
@@ -410,13 +418,8 @@ class CancelRequest:
 
 
 def parse_cancel(body: Any) -> CancelRequest:
-    """The order a cancelProductOrder names (404 when its id cannot name one), and why."""
-    if not isinstance(body, dict):
-        raise TmfError(400, "body: expected a JSON object (a CancelProductOrder_Create)")
-    try:
-        cancel = _CancelIn.model_validate(body)
-    except ValidationError as exc:
-        raise _shape_error(exc, "cancelProductOrder") from None
+    """The order a cancelProductOrder names (422 when its id cannot name one), and why."""
+    cancel = _validated(_CancelIn, body, "cancelProductOrder", "CancelProductOrder_Create")
     parsed = parse_id(cancel.productOrder.id, namespaced=True, part=True)
     if parsed is None or parsed.part is None or not parsed.part.isdigit() or len(parsed.part) > 6:
         raise TmfError(422, "productOrder.id: no such productOrder")

@@ -93,5 +93,10 @@ def compact(resource: Mapping[str, Any]) -> Resource:
     return {k: v for k, v in resource.items() if v is not None and v != []}
 
 
+def customer(namespace: str) -> Resource:
+    """The customer party: one namespace per customer."""
+    return {"id": namespace, "name": namespace, "role": "customer", "@referredType": "Organization"}
+
+
 def characteristic(name: str, value: Any, value_type: str) -> Resource:
     return {"name": name, "valueType": value_type, "value": value}

@@ -116,11 +116,15 @@ class Facade:
 
     def _changed(self, plural: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """A change the cache saw, as events for the hubs (not the first list: that is no change)."""
-        if not self.cache.is_synced(plural):
-            return
         current = new if new is not None else old
         assert current is not None
         meta = current["metadata"]
+        if new is None:  # its renderings go with it
+            for collection in READ_COLLECTIONS:
+                if collection.plural == plural:
+                    self._rendered.pop((collection.name, meta.get("namespace"), meta["name"]), None)
+        if not self.cache.is_synced(plural):
+            return
         version = str(meta.get("resourceVersion"))
         if new is None:  # deleted: the deletion is its own version
             version = f"deleted-{meta.get('uid')}"
