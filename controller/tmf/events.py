@@ -29,6 +29,7 @@ STATE_ATTRIBUTE = {
     "service": "state",
     "billingAccount": "state",
     "customerBill": "state",
+    "usage": "status",
 }
 # The events each resource type's document defines (TMF666 has none for create and delete of a
 # billingAccount; TMF678's document defines none: its user guide's CustomerBill events are used).
@@ -39,6 +40,7 @@ KINDS_OF_EVENT = {
     "service": ("Create", "AttributeValueChange", "StateChange", "Delete"),
     "billingAccount": ("AttributeValueChange", "StateChange"),
     "customerBill": ("Create", "StateChange"),
+    "usage": ("Create", "AttributeValueChange", "StateChange", "Delete"),
 }
 # Attributes whose change is not news: they are timestamps of the rendering, not of the resource.
 QUIET = frozenset({"lastUpdate", "lastModified"})

@@ -275,4 +275,5 @@ _PLURAL_OF = {
     "service": "networkservices",
     "billingAccount": "billingaccounts",
     "customerBill": "invoices",
+    "usage": "subscriptions",
 }

@@ -23,7 +23,7 @@ from kubernetes.client import ApiException
 
 from ..api import GROUP, VERSION
 from ..times import rfc3339
-from . import account, bill, catalog, events, inventory, ordering
+from . import account, bill, catalog, events, inventory, ordering, usage
 from .auth import Authorizer, User
 from .cache import WatchCache
 from .conventions import TmfError, error_body, page, parse_query, select
@@ -42,6 +42,7 @@ READ_COLLECTIONS: tuple[Collection, ...] = (
     bill.CUSTOMER_BILL,
     bill.APPLIED_RATE,
     ordering.PRODUCT_ORDER,
+    usage.USAGE,
 )
 Clock = Callable[[], dt.datetime]
 # Each API's hub: the kind whose RBAC decides who may register (verb watch), its event types and the
@@ -180,7 +181,7 @@ class Facade:
         user = await self.auth.authenticate(request.headers.get("Authorization"))
         query = parse_query(request.query.items(), collection.attributes, listing=False)
         resource_id = request.match_info["id"]
-        part = collection in (bill.APPLIED_RATE, ordering.PRODUCT_ORDER)
+        part = collection in (bill.APPLIED_RATE, ordering.PRODUCT_ORDER, usage.USAGE)
         parsed = parse_id(resource_id, namespaced=collection.namespaced, part=part)
         if parsed is None:
             raise TmfError(404, f"{collection.name} {resource_id[:80]!r}: no such {collection.name}")

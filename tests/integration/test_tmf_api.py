@@ -31,6 +31,7 @@ PRODUCTS = "/tmf-api/productInventory/v4"
 SERVICES = "/tmf-api/serviceInventory/v4"
 ACCOUNTS = "/tmf-api/accountManagement/v4"
 BILLS = "/tmf-api/customerBillManagement/v4"
+USAGE = "/tmf-api/usageManagement/v4"
 READS = (
     f"{CATALOG}/productOffering",
     f"{PRODUCTS}/product",
@@ -39,6 +40,7 @@ READS = (
     f"{BILLS}/customerBill",
     f"{BILLS}/appliedCustomerBillingRate",
     f"{ORDERING}/productOrder",
+    f"{USAGE}/usage",
 )
 KINDS = ["productofferings", "subscriptions", "networkservices", "billingaccounts", "invoices"]
 
@@ -116,6 +118,7 @@ def seed(api: Api) -> None:
                 "state": "active",
                 "startDate": NOW,
                 "realizingService": {"name": "hq"},
+                "billing": {"usage": {"windows": [WINDOW]}},
                 "conditions": [_cond("Ready", "True", "Active")],
             },
         )
@@ -185,6 +188,10 @@ def seed(api: Api) -> None:
                 ],
             },
         )
+
+
+WINDOW = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z", "octets": "123456789"}
+USAGE_KEY = "1767225600"  # the window's start, in seconds since the epoch
 
 
 def token_for(api: Api, namespace: str, name: str) -> str:
@@ -287,6 +294,7 @@ def test_every_read_operation_lists_and_retrieves_what_the_cluster_holds(operato
         f"{SERVICES}/service": {f"{ACME}.hq", f"{GLOBEX}.hq"},
         f"{ACCOUNTS}/billingAccount": {f"{ACME}.{ACME}-001", f"{GLOBEX}.{GLOBEX}-001"},
         f"{BILLS}/customerBill": {f"{ACME}.inv-2025-12", f"{GLOBEX}.inv-2025-12"},
+        f"{USAGE}/usage": {f"{ns}.hq~{USAGE_KEY}" for ns in (ACME, GLOBEX)},
         f"{BILLS}/appliedCustomerBillingRate": {
             f"{ns}.inv-2025-12~6f1c2a52-2d35-5d8e-9b7e-2a0c5e3f4a10" for ns in (ACME, GLOBEX)
         },
@@ -757,6 +765,8 @@ def test_every_served_operation_was_checked_against_the_documents() -> None:
         ("TMF678", "GET", "/customerBill/{id}"),
         ("TMF678", "GET", "/appliedCustomerBillingRate"),
         ("TMF678", "GET", "/appliedCustomerBillingRate/{id}"),
+        ("TMF635", "GET", "/usage"),
+        ("TMF635", "GET", "/usage/{id}"),
         ("TMF637", "POST", "/hub"),
         ("TMF637", "DELETE", "/hub/{id}"),
         ("TMF638", "POST", "/hub"),

@@ -20,6 +20,7 @@ SPECS = Path(__file__).resolve().parents[2] / "docs" / "tmf"
 FILES = {
     "TMF620": "TMF620-ProductCatalog-v4.swagger.json",
     "TMF622": "TMF622-ProductOrdering-v4.swagger.json",
+    "TMF635": "TMF635-UsageManagement-v4.swagger.json",
     "TMF637": "TMF637-ProductInventory-v4.swagger.json",
     "TMF638": "TMF638-ServiceInventory-v4.swagger.json",
     "TMF666": "TMF666-AccountManagement-v4.swagger.json",
