@@ -19,7 +19,7 @@ import pytest
 
 from localcluster.cluster import free_port
 from localcluster.webhook import serving_certificate
-from tests.harness import GROUP, VERSION, condition, wait_for
+from tests.harness import GROUP, VERSION, condition, registered_webhook, wait_for
 from tests.reliability.rig import Rig, rig
 from tests.support.tmf_client import Client
 from tests.support.tmf_listener import Listener
@@ -46,34 +46,35 @@ def r(
     port = free_port()
     # billing passes every 2 s: the bill is issued as soon as its period ends
     args = ("--tmf-port", str(port), "--tmf-cert-dir", str(certs[0]), "--billing-interval-seconds", "2")
-    with rig(kubeconfig, tmp_path_factory.mktemp("tmfe"), PREFIX, (DEVICE,), controller_args=args) as the_rig:
+    with rig(
+        kubeconfig, tmp_path_factory.mktemp("tmfe"), PREFIX, (DEVICE,), controller=False, controller_args=args
+    ) as the_rig:
+        the_rig.start_controller(webhook=True)  # the admission webhook too (registered by the test needing it)
         the_rig.tmf_port = port  # type: ignore[attr-defined]
         yield the_rig
 
 
-def partner_token(r: Rig) -> str:
-    """A ServiceAccount allowed to order, read and watch in the rig's namespace (and read the catalog)."""
+def partner_token(r: Rig, account: str = "tmfe-partner") -> str:
+    """A ServiceAccount allowed to order, read and watch in the rig's namespace."""
     ns = r.namespace
     rbac = kubernetes.client.RbacAuthorizationV1Api(r.api.client)
-    r.api.core.create_namespaced_service_account(ns, {"metadata": {"name": "tmfe-partner"}})
+    r.api.core.create_namespaced_service_account(ns, {"metadata": {"name": account}})
     verbs = ["get", "list", "watch", "create", "patch"]
     kinds = ["subscriptions", "networkservices", "billingaccounts", "invoices"]
     rbac.create_namespaced_role(
         ns,
-        {"metadata": {"name": "tmfe-partner"}, "rules": [{"apiGroups": [GROUP], "resources": kinds, "verbs": verbs}]},
+        {"metadata": {"name": account}, "rules": [{"apiGroups": [GROUP], "resources": kinds, "verbs": verbs}]},
     )
-    subject = [{"kind": "ServiceAccount", "name": "tmfe-partner", "namespace": ns}]
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
     rbac.create_namespaced_role_binding(
         ns,
         {
-            "metadata": {"name": "tmfe-partner"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tmfe-partner"},
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
             "subjects": subject,
         },
     )
-    token = r.api.core.create_namespaced_service_account_token(
-        "tmfe-partner", ns, {"spec": {"expirationSeconds": 3600}}
-    )
+    token = r.api.core.create_namespaced_service_account_token(account, ns, {"spec": {"expirationSeconds": 3600}})
     return str(token.status.token)
 
 
@@ -238,3 +239,32 @@ def _up(client: Client) -> bool:
         return client.call("GET", f"{PRODUCTS}/product").status == 200
     except OSError:
         return False
+
+
+def test_an_order_the_admission_webhook_refuses_is_a_422_naming_why(r: Rig, certs: tuple[Path, bytes]) -> None:
+    """Orders are written through the Kubernetes API: the validating webhook judges them like any apply."""
+    ns = r.namespace
+    client = Client(r.tmf_port, certs[1], partner_token(r, "tmfe-webhook"))  # type: ignore[attr-defined]
+    wait_for("the TMF APIs up", lambda: _up(client), 30)
+    assert r.controller is not None
+    order = {
+        "billingAccount": {"id": f"{ns}.tmfe-acct"},
+        "productOrderItem": [
+            {
+                "id": "1",
+                "action": "add",
+                "productOffering": {"id": "tmfe-no-such-offering"},
+                "product": {
+                    "name": "tmfe-refused",
+                    "productCharacteristic": [
+                        {"name": "endpoints", "value": [{"device": DEVICE, "port": "Ethernet2", "vlanId": 802}]}
+                    ],
+                },
+            }
+        ],
+    }
+    with registered_webhook(r.api, r.controller, "tmfe-webhook"):
+        refused = client.call("POST", f"{ORDERING}/productOrder", order)
+    assert refused.status == 422, refused.body
+    assert "tmfe-no-such-offering does not exist" in refused.body["message"], refused.body
+    assert r.api.get("subscriptions", "tmfe-refused", ns) is None
