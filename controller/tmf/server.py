@@ -29,6 +29,7 @@ from .cache import WatchCache
 from .conventions import TmfError, error_body, page, parse_query, select
 from .hubs import Hubs
 from .resources import Collection, Resource, parse_id
+from .tls import CertReloader, server_context
 
 log = logging.getLogger(__name__)
 
@@ -386,16 +387,29 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         return _reply(500, error_body(500, "the facade failed on this request; see its log"))
 
 
+CERT_CHECK_SECONDS = 10.0
+
+
 @dataclass
 class Running:
     facade: Facade
     runner: web.AppRunner
     port: int
     self_signed_pem: bytes | None
+    reloader: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.reloader is not None:
+            self.reloader.cancel()
         await self.runner.cleanup()
         await self.facade.close()
+
+
+async def _reload_certificates(reloader: CertReloader) -> None:
+    while True:
+        await asyncio.sleep(CERT_CHECK_SECONDS)
+        if reloader.check():
+            log.info("tmf: serving the renewed certificate of %s", reloader.directory)
 
 
 async def serve(
@@ -406,8 +420,6 @@ async def serve(
     clock: Clock = _now,
 ) -> Running:
     """Start the facade: list every kind, then listen on address:port over HTTPS (port 0: a free one)."""
-    from .tls import server_context
-
     context, self_signed_pem = server_context(cert_dir)
     facade = Facade(api_client, clock)
     await facade.start()
@@ -418,4 +430,5 @@ async def serve(
     sockets = getattr(site._server, "sockets", None) or []  # port 0: the one the system chose
     bound = sockets[0].getsockname()[1] if sockets else port
     log.info("tmf: TM Forum Open APIs on https://%s:%d (%s)", address, bound, cert_dir or "self-signed")
-    return Running(facade, runner, int(bound), self_signed_pem)
+    reloader = asyncio.create_task(_reload_certificates(CertReloader(context, cert_dir))) if cert_dir else None
+    return Running(facade, runner, int(bound), self_signed_pem, reloader)

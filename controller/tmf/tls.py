@@ -48,6 +48,32 @@ def self_signed(hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[by
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+class CertReloader:
+    """Re-reads tls.crt and tls.key of a directory into the serving context when either changes (a
+    renewed Secret is remounted there): new connections get the new certificate, no restart."""
+
+    def __init__(self, context: ssl.SSLContext, cert_dir: str) -> None:
+        self.context = context
+        self.directory = Path(cert_dir)
+        self.seen = self._stamp()
+
+    def _stamp(self) -> tuple[float, float]:
+        return ((self.directory / "tls.crt").stat().st_mtime, (self.directory / "tls.key").stat().st_mtime)
+
+    def check(self) -> bool:
+        """Reload if the files changed; True when a new certificate is in use. A pair that cannot be
+        loaded (half written) keeps the old one and is tried again next time."""
+        try:
+            stamp = self._stamp()
+            if stamp == self.seen:
+                return False
+            self.context.load_cert_chain(str(self.directory / "tls.crt"), str(self.directory / "tls.key"))
+        except (OSError, ssl.SSLError):
+            return False
+        self.seen = stamp
+        return True
+
+
 def server_context(cert_dir: str | None) -> tuple[ssl.SSLContext, bytes | None]:
     """The serving context, and the self-signed certificate's PEM when one was made (else None)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
