@@ -61,19 +61,77 @@ def _run(args: argparse.Namespace) -> int:
 
     from .peering import own_identity
 
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            standalone=not settings.peering,
-            priority=settings.priority,
-            peering_name=settings.peering,
-            # The name Kopf gives this replica in the peering object, which controller/peering.py
-            # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
-            identity=cast(Any, own_identity()),
-            liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
-        )
+    operator = kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=not settings.peering,
+        priority=settings.priority,
+        peering_name=settings.peering,
+        # The name Kopf gives this replica in the peering object, which controller/peering.py
+        # must know to tell its own entry from the others' (Kopf types it as a NewType of str).
+        identity=cast(Any, own_identity()),
+        liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
+    asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
+    return 0
+
+
+async def _with_tmf(operator: Any, settings: Settings) -> None:
+    """The operator with the TM Forum APIs beside it (every replica serves them: reads come from its own
+    watch cache, writes go through the API server)."""
+    running = await _start_tmf(settings)
+    try:
+        await operator
+    finally:
+        await running.close()
+
+
+async def _start_tmf(settings: Settings) -> Any:
+    import kubernetes
+
+    from .billing.clock import OffsetClock
+    from .tmf.server import serve
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
+    return await serve(
+        kubernetes.client.ApiClient(), settings.tmf_port, settings.tmf_address, settings.tmf_cert_dir, clock.now
+    )
+
+
+def _tmf_api(args: argparse.Namespace) -> int:
+    """The TM Forum APIs alone, in a process of their own (no reconciler): the same --tmf-* settings."""
+    import asyncio
+    import logging
+    import signal
+
+    try:
+        settings = settings_from_args(args, os.environ)
+    except SettingError as exc:
+        print(f"telco-controller tmf-api: error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.tmf_port:
+        print("telco-controller tmf-api: error: --tmf-port (TELCO_TMF_PORT) is required", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def serve_until_stopped() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        running = await _start_tmf(settings)
+        try:
+            await stop.wait()
+        finally:
+            await running.close()
+
+    asyncio.run(serve_until_stopped())
     return 0
 
 
@@ -239,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(run)
     run.set_defaults(func=_run)
+    tmf = sub.add_parser(
+        "tmf-api",
+        help="serve only the TM Forum Open APIs (docs/tmf.md), in a process of their own; takes run's flags,"
+        " of which --tmf-* and --log-level matter",
+        formatter_class=HelpFormatter,
+    )
+    _add_setting_flags(tmf)
+    tmf.set_defaults(func=_tmf_api)
     plan = sub.add_parser(
         "plan",
         help="print the gNMI Set a NetworkService or Subscription would cause, against live device state"

@@ -19,10 +19,12 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,8 @@ import yaml
 
 from devicesim.fleet import FleetProcess
 from localcluster import ClusterError, LocalCluster
+from localcluster.cluster import free_port
+from localcluster.webhook import serving_certificate
 
 from . import demo_scenario as scenario
 from . import status as status_view
@@ -183,6 +187,10 @@ def run(once: bool, at: datetime | None = None) -> int:
         events_file.unlink(missing_ok=True)
         # A short billing interval so the demo's draft invoice fills within seconds.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TELCO_BILLING_INTERVAL_SECONDS": "3"}
+        # The TM Forum APIs beside it (docs/tmf.md), on a free port, with a certificate from a CA made here.
+        tmf_ca = serving_certificate(STATE / "tmf-certs")
+        tmf_port = free_port()
+        env.update(TELCO_TMF_PORT=str(tmf_port), TELCO_TMF_CERT_DIR=str(STATE / "tmf-certs"))
         if offset:
             env["TELCO_CLOCK_OFFSET_SECONDS"] = repr(offset)
         # Billing events carry a proof of origin (docs/billing.md); in a cluster the key is a Secret.
@@ -226,12 +234,19 @@ def run(once: bool, at: datetime | None = None) -> int:
         step(f"the invoice of examples/quickstart/50-invoice.yaml ({invoice_name}, a draft until its period ends)")
         invoice = _wait_for_invoice(kubeconfig, "acme", invoice_name, 60)
         print(status_view.render_invoice(invoice))
+        url = f"https://127.0.0.1:{tmf_port}/tmf-api/productInventory/v4/product?fields=status,productOffering"
+        step(f"the same orders through the TM Forum API (TMF637, a ServiceAccount's token): {url}")
+        products = _tmf_products(kubeconfig, url, tmf_ca)
+        for product in products:
+            offering = (product.get("productOffering") or {}).get("id", "-")
+            print(f"    {product['id']:<28} {product.get('status', '-'):<14} {offering}")
         step("checking what the demo showed")
         _report(
             [
                 *scenario.ready_checks(applied, _ready_now(kubeconfig)),
                 *scenario.event_checks(events, subscriptions),
                 *scenario.invoice_checks(invoice),
+                *scenario.tmf_checks(applied, products),
             ]
         )
         if once:
@@ -261,6 +276,42 @@ def run(once: bool, at: datetime | None = None) -> int:
         if cluster is not None:
             cluster.stop()
     return 0
+
+
+TMF_READER = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: tmf-demo-reader, namespace: telco-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: tmf-demo-reader}
+rules:
+  - {apiGroups: [telco.intent.dev], resources: ["*"], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: tmf-demo-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tmf-demo-reader}
+subjects: [{kind: ServiceAccount, name: tmf-demo-reader, namespace: telco-system}]
+"""
+
+
+def _tmf_products(kubeconfig: Path | None, url: str, ca: bytes, timeout: float = 30) -> list[dict[str, Any]]:
+    """TMF637 products as a read-only ServiceAccount sees them (Kubernetes RBAC decides what it may read)."""
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=TMF_READER)
+    token = kubectl(kubeconfig, "create", "token", "tmf-demo-reader", "-n", "telco-system").strip()
+    context = ssl.create_default_context(cadata=ca.decode())
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+                return list(json.loads(answer.read()))
+        except OSError as exc:  # not listening yet, or a 503 while its cache lists
+            if time.monotonic() > deadline:
+                raise DemoError(f"the TM Forum API at {url} did not answer: {exc}") from None
+            time.sleep(0.5)
 
 
 def _wait_for_invoice(kubeconfig: Path | None, namespace: str, name: str, timeout: float) -> dict[str, Any]:

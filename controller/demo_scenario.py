@@ -158,3 +158,22 @@ def event_checks(events: Sequence[Mapping[str, Any]], subscriptions: int) -> lis
         ),
         Check("no billing event delivered twice", len(ids) == len(set(ids)), f"{len(ids)} events, {len(set(ids))} ids"),
     ]
+
+
+def tmf_checks(applied: Iterable[Mapping[str, Any]], products: Sequence[Mapping[str, Any]]) -> list[Check]:
+    """Every applied Subscription is a TMF637 product `<namespace>.<name>`, active, through the API."""
+    wanted = {
+        f"{d['metadata']['namespace']}.{d['metadata']['name']}" for d in applied if d.get("kind") == "Subscription"
+    }
+    listed = {str(p.get("id")): p.get("status") for p in products}
+    missing = sorted(wanted - set(listed))
+    inactive = sorted(i for i in wanted & set(listed) if listed[i] != "active")
+    return [
+        Check(
+            "every Subscription an active TMF637 product",
+            bool(wanted) and not missing and not inactive,
+            f"{len(wanted) - len(missing) - len(inactive)} of {len(wanted)} active"
+            + (f"; missing {', '.join(missing[:3])}" if missing else "")
+            + (f"; not active {', '.join(inactive[:3])}" if inactive else ""),
+        )
+    ]

@@ -138,6 +138,24 @@ class Settings:
         metavar="PORT",
     )
     web_address: str = _setting("127.0.0.1", "address the web page binds", metavar="ADDRESS")
+    # TM Forum Open APIs (docs/tmf.md): TMF620/622/637/638/666/678 over the custom resources.
+    tmf_port: int = _setting(
+        0,
+        "serve the TM Forum Open APIs (productOffering, productOrder, product, service, billingAccount,"
+        " customerBill) over HTTPS on --tmf-address:PORT; 0 disables",
+        parse=_port,
+        metavar="PORT",
+    )
+    tmf_address: str = _setting(
+        "127.0.0.1", "address the TM Forum APIs bind; 0.0.0.0 in a pod, behind its Service", metavar="ADDRESS"
+    )
+    tmf_cert_dir: str | None = _setting(
+        None,
+        "directory with the TM Forum APIs' serving certificate tls.crt and key tls.key (a kubernetes.io/tls"
+        " Secret mounted there); unset: a self-signed certificate made at start (never plain HTTP)",
+        parse=_optional,
+        metavar="DIR",
+    )
     peering: str | None = _setting(
         None, "Kopf peering object for active/standby replicas; unset: standalone", parse=_optional, metavar="NAME"
     )

@@ -35,7 +35,7 @@ def flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
 
 
 def test_every_subcommand_is_walked() -> None:
-    assert set(subparsers()) == {"run", "plan", "status", "crds", "demo"}
+    assert set(subparsers()) == {"run", "tmf-api", "plan", "status", "crds", "demo"}
 
 
 @pytest.mark.parametrize("command", sorted(subparsers()))
@@ -47,7 +47,7 @@ def test_every_flag_has_help_with_its_default(command: str) -> None:
         text = flag_help(parser, action)
         if action.required:
             assert text.endswith("(required)"), f"{command} {name}: {text}"
-        elif command == "run":
+        elif command in ("run", "tmf-api"):  # the settings table's flags
             default = describe(SETTINGS_DEFAULTS[action.dest])
             assert f"; default {default})" in text, f"{command} {name} does not show default {default}: {text}"
         else:

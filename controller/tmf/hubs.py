@@ -1,0 +1,279 @@
+"""Event hubs: listener registrations and at-least-once delivery through an outbox, both kept in the
+cluster (ConfigMaps in the facade's namespace), never only in memory.
+
+- Registrations (POST {api}/hub, DELETE {api}/hub/{id}) are entries of ConfigMap HUBS_CONFIGMAP.
+- Each event a listener wants, and its owner may read (SubjectAccessReview `get` in the object's
+  namespace), is written to ConfigMap OUTBOX_CONFIGMAP before it is sent, and removed once the listener
+  answered 2xx; entries left by a facade that stopped are sent by the next one with the same event ids
+  (controller/tmf/events.py), so a restart neither loses a queued event nor gives it a second id.
+- Delivery: POST {callback}/listener/{eventType}, as the TMF documents' listener paths name them;
+  failures are retried with a growing delay (RETRY_INITIAL..RETRY_MAX).
+
+Changes made while no facade runs are not turned into events (there is no persisted watermark yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import kubernetes
+from kubernetes.client import ApiException
+
+from .auth import User
+from .events import Event, Listener, listener_filters, wanted_by
+
+log = logging.getLogger(__name__)
+
+HUBS_CONFIGMAP = "telco-intent-tmf-hubs"
+OUTBOX_CONFIGMAP = "telco-intent-tmf-outbox"
+MAX_LISTENERS = 256
+MAX_PENDING = 2000  # outbox entries kept (a ConfigMap holds at most 1 MiB)
+FLUSH_SECONDS = 0.1
+RETRY_INITIAL, RETRY_MAX = 1.0, 30.0
+SEND_TIMEOUT = 5.0
+
+Allowed = Callable[[User, str, str, str | None], Awaitable[bool]]
+
+
+def state_namespace() -> str:
+    """Where the hubs' ConfigMaps live: the pod's namespace, else default."""
+    return os.environ.get("POD_NAMESPACE") or "default"
+
+
+def _owner(user: User) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "uid": user.uid,
+        "groups": list(user.groups),
+        "extra": {k: list(v) for k, v in user.extra},
+    }
+
+
+def owner_user(owner: Mapping[str, Any]) -> User:
+    return User(
+        owner.get("username", ""),
+        owner.get("uid", ""),
+        tuple(owner.get("groups") or ()),
+        tuple(sorted((k, tuple(v)) for k, v in (owner.get("extra") or {}).items())),
+    )
+
+
+@dataclass
+class Entry:
+    """One event for one listener, as kept in the outbox."""
+
+    key: str  # <event id>.<listener id>: unique, and a valid ConfigMap key
+    listener: str
+    url: str
+    payload: dict[str, Any]
+    attempts: int = 0
+    due: float = 0.0  # monotonic time of the next attempt (not persisted: a restart sends at once)
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"listener": self.listener, "url": self.url, "payload": self.payload, "attempts": self.attempts}
+        )
+
+    @classmethod
+    def load(cls, key: str, text: str) -> Entry | None:
+        try:
+            data = json.loads(text)
+            return cls(
+                key, str(data["listener"]), str(data["url"]), dict(data["payload"]), int(data.get("attempts", 0))
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("tmf: outbox entry %s unreadable; dropped", key)
+            return None
+
+
+@dataclass
+class Hubs:
+    api_client: kubernetes.client.ApiClient
+    allowed: Allowed
+    known: Mapping[str, tuple[frozenset[str], frozenset[str]]]  # api -> (event types, attributes)
+    namespace: str = field(default_factory=state_namespace)
+
+    def __post_init__(self) -> None:
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tmf-hubs")
+        self.listeners: dict[str, Listener] = {}
+        self.pending: dict[str, Entry] = {}  # persisted entries, not yet acknowledged
+        self._unsaved: dict[str, Entry] = {}
+        self._removed: set[str] = set()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self.delivered = 0
+
+    async def _core(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args))
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for name in (HUBS_CONFIGMAP, OUTBOX_CONFIGMAP):
+            with contextlib.suppress(ApiException):  # 409: it exists already
+                await self._core(self.core.create_namespaced_config_map, self.namespace, {"metadata": {"name": name}})
+        hubs = await self._core(self.core.read_namespaced_config_map, HUBS_CONFIGMAP, self.namespace)
+        for key, text in (hubs.data or {}).items():
+            listener = self._listener(key, text)
+            if listener is not None:
+                self.listeners[key] = listener
+        outbox = await self._core(self.core.read_namespaced_config_map, OUTBOX_CONFIGMAP, self.namespace)
+        for key, text in (outbox.data or {}).items():
+            entry = Entry.load(key, text)
+            if entry is not None:
+                self.pending[key] = entry
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT))
+        self._tasks = [
+            asyncio.create_task(self._route(), name="tmf-hub-route"),
+            asyncio.create_task(self._flush_loop(), name="tmf-hub-flush"),
+            asyncio.create_task(self._deliver_loop(), name="tmf-hub-deliver"),
+        ]
+        if self.pending:
+            log.info("tmf: %d undelivered events from before the start; sending them", len(self.pending))
+            self._wake.set()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._flush()
+        if self._session is not None:
+            await self._session.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- registrations ------------------------------------------------------------------------------
+
+    def _listener(self, key: str, text: str) -> Listener | None:
+        try:
+            data = json.loads(text)
+            types, attributes = self.known[data["api"]]
+            wanted, filters = listener_filters(data.get("query", ""), types, attributes)
+            return Listener(key, data["api"], data["callback"], data.get("query", ""), wanted, filters, data["owner"])
+        except Exception:
+            log.warning("tmf: hub registration %s unreadable; ignored", key)
+            return None
+
+    async def register(self, api: str, callback: str, query: str, user: User) -> Listener:
+        if len(self.listeners) >= MAX_LISTENERS:
+            from .conventions import TmfError
+
+            raise TmfError(409, f"hub: {MAX_LISTENERS} listeners registered already")
+        key = uuid.uuid4().hex
+        text = json.dumps({"api": api, "callback": callback, "query": query, "owner": _owner(user)})
+        await self._core(self.core.patch_namespaced_config_map, HUBS_CONFIGMAP, self.namespace, {"data": {key: text}})
+        listener = self._listener(key, text)
+        assert listener is not None  # parse_listener checked the query already
+        self.listeners[key] = listener
+        return listener
+
+    async def unregister(self, key: str) -> None:
+        await self._core(self.core.patch_namespaced_config_map, HUBS_CONFIGMAP, self.namespace, {"data": {key: None}})
+        self.listeners.pop(key, None)
+
+    # -- events -> outbox -> listeners ------------------------------------------------------------
+
+    def publish(self, events: list[Event]) -> None:
+        """From the cache's change callback (on the loop): route later, with the owners' reviews."""
+        for event in events:
+            self._events.put_nowait(event)
+
+    async def _route(self) -> None:
+        while True:
+            event = await self._events.get()
+            for listener in list(self.listeners.values()):
+                if not wanted_by(listener, event):
+                    continue
+                plural = _PLURAL_OF.get(event.resource_type)
+                try:
+                    if plural and not await self.allowed(owner_user(listener.owner), "get", plural, event.namespace):
+                        continue
+                except Exception as exc:  # a review that cannot be made: not delivered, logged
+                    log.warning("tmf: could not check %s for listener %s: %s", event.id, listener.id, exc)
+                    continue
+                if len(self.pending) + len(self._unsaved) >= MAX_PENDING:
+                    log.error("tmf: outbox full (%d); event %s for %s dropped", MAX_PENDING, event.id, listener.id)
+                    continue
+                name = event.event_type[0].lower() + event.event_type[1:]
+                url = f"{listener.callback.rstrip('/')}/listener/{name}"
+                key = f"{event.id}.{listener.id}"
+                self._unsaved[key] = Entry(key, listener.id, url, event.payload())
+
+    async def _flush(self) -> None:
+        if not self._unsaved and not self._removed:
+            return
+        data: dict[str, str | None] = {k: e.dump() for k, e in self._unsaved.items()}
+        data.update({k: None for k in self._removed if k not in data})
+        await self._core(self.core.patch_namespaced_config_map, OUTBOX_CONFIGMAP, self.namespace, {"data": data})
+        self.pending.update(self._unsaved)  # persisted: may now be sent
+        self._unsaved.clear()
+        self._removed.clear()
+        self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self._flush()
+            except Exception as exc:
+                log.warning("tmf: writing the outbox failed (%s); retrying", exc)
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            due = [e for e in self.pending.values() if e.due <= now]
+            await asyncio.gather(*(self._send(e) for e in due[:64]))
+            soonest = min((e.due for e in self.pending.values()), default=now + RETRY_MAX)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.05, soonest - time.monotonic()))
+
+    async def _send(self, entry: Entry) -> None:
+        assert self._session is not None
+        if entry.listener not in self.listeners:  # unregistered since: nobody to tell
+            self._done(entry)
+            return
+        try:
+            async with self._session.post(entry.url, json=entry.payload) as response:
+                ok = 200 <= response.status < 300
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            ok = False
+            log.info("tmf: delivering %s to %s failed: %s", entry.key, entry.url, exc)
+        if ok:
+            self.delivered += 1
+            self._done(entry)
+        else:
+            entry.attempts += 1
+            entry.due = time.monotonic() + min(RETRY_MAX, RETRY_INITIAL * 2 ** min(entry.attempts - 1, 10))
+
+    def _done(self, entry: Entry) -> None:
+        self.pending.pop(entry.key, None)
+        self._removed.add(entry.key)
+
+
+_PLURAL_OF = {
+    "productOffering": "productofferings",
+    "productOrder": "subscriptions",
+    "product": "subscriptions",
+    "service": "networkservices",
+    "billingAccount": "billingaccounts",
+    "customerBill": "invoices",
+    "usage": "subscriptions",
+}
