@@ -14,12 +14,27 @@ from ..intent.paths import GPath, PathElem
 
 
 class _Leaf:
-    """A leaf's value, held directly by its parent node (a dict per leaf would triple the memory)."""
+    """A leaf whose value is a JSON object or null, held apart so it is taken for neither a container nor
+    an absent leaf. Any other value sits directly in its parent node: a wrapper per leaf would cost more
+    than the leaf."""
 
     __slots__ = ("value",)
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+def _stored(value: Any) -> Any:
+    return _Leaf(value) if value is None or isinstance(value, dict) else value
+
+
+def _value(held: Any) -> Any:
+    return held.value if isinstance(held, _Leaf) else held
+
+
+def _is_leaf(held: Any) -> bool:
+    """Whether a node's child is a leaf (present, not a container)."""
+    return held is not None and not isinstance(held, dict)
 
 
 class LeafCache:
@@ -37,25 +52,23 @@ class LeafCache:
         for elem in path.elems[:-1]:
             child = node.get(elem)
             if not isinstance(child, dict):  # absent, or a leaf where a container now is
-                self._count -= isinstance(child, _Leaf)
+                self._count -= _is_leaf(child)
                 child = node[elem] = {}
             node = child
         last = path.elems[-1]
         held = node.get(last)
-        if isinstance(held, _Leaf):
-            held.value = value
-            return
         if isinstance(held, dict):  # a container where a leaf now is
             self._count -= sum(1 for _ in _values(held, ()))
-        node[last] = _Leaf(value)
-        self._count += 1
+        elif held is None:
+            self._count += 1
+        node[last] = _stored(value)
 
     def get(self, path: GPath, default: Any = None) -> Any:
         held = self._held(path)
-        return held.value if isinstance(held, _Leaf) else default
+        return _value(held) if _is_leaf(held) else default
 
     def __contains__(self, path: object) -> bool:
-        return isinstance(path, GPath) and isinstance(self._held(path), _Leaf)
+        return isinstance(path, GPath) and _is_leaf(self._held(path))
 
     def delete(self, prefix: GPath) -> None:
         """Drop `prefix` and everything under it (the root: everything)."""
@@ -66,16 +79,16 @@ class LeafCache:
         if parent is None:
             return
         gone = parent.pop(prefix.elems[-1], None)
-        if isinstance(gone, _Leaf):
-            self._count -= 1
-        elif gone is not None:
+        if isinstance(gone, dict):
             self._count -= sum(1 for _ in _values(gone, ()))
+        elif gone is not None:
+            self._count -= 1
 
     def items_under(self, prefix: GPath) -> Iterator[tuple[GPath, Any]]:
         """Every leaf at or under `prefix`, with its full path."""
         held = self._held(prefix) if prefix.elems else self._root
-        if isinstance(held, _Leaf):
-            return iter([(prefix, held.value)])
+        if _is_leaf(held):
+            return iter([(prefix, _value(held))])
         if held is None:
             return iter(())
         return ((GPath(prefix.elems + rel), value) for rel, value in _values(held, ()))
@@ -88,7 +101,8 @@ class LeafCache:
         held = self._held(path) if path.elems else self._root
         return held if isinstance(held, dict) else None
 
-    def _held(self, path: GPath) -> dict[Any, Any] | _Leaf | None:
+    def _held(self, path: GPath) -> Any:
+        """What sits at `path`: a container (a dict), a leaf's stored value, or None."""
         node: Any = self._root
         for elem in path.elems:
             if not isinstance(node, dict):
@@ -104,7 +118,7 @@ def _values(node: dict[Any, Any], at: tuple[PathElem, ...]) -> Iterable[tuple[tu
     while stack:
         current, where = stack.pop()
         for elem, child in current.items():
-            if isinstance(child, _Leaf):
-                yield (*where, elem), child.value
-            else:
+            if isinstance(child, dict):
                 stack.append((child, (*where, elem)))
+            else:
+                yield (*where, elem), _value(child)

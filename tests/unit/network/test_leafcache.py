@@ -41,3 +41,19 @@ def test_get_contains_set_again_and_delete_keep_the_count() -> None:
 
 def test_an_absent_subtree_is_empty() -> None:
     assert list(filled(range(1, 3)).items_under(GPath.parse("qos"))) == []
+
+
+def test_object_and_null_values_are_leaves_not_containers_or_absent() -> None:
+    cache = LeafCache()
+    obj = GPath.parse(SUB.format(1) + "/config/extra")
+    null = GPath.parse(SUB.format(1) + "/config/nothing")
+    cache.set(obj, {"a": 1})
+    cache.set(null, None)
+    assert obj in cache and cache.get(obj) == {"a": 1}
+    assert null in cache and cache.get(null, "absent") is None
+    assert dict(cache.items_under(GPath.parse(SUB.format(1)))) == {obj: {"a": 1}, null: None}
+    assert len(cache) == 2
+    cache.set(null, "now a string")
+    assert cache.get(null) == "now a string" and len(cache) == 2
+    cache.delete(obj)
+    assert obj not in cache and len(cache) == 1
