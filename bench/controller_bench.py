@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B
 from baselines import api_only, batched_per_device, script_per_service
 from gnmiwatch import DescriptionWatch
+from memory_bench import memory
 from profile_report import render_text, summarise
+from references import references
 
 from tests.harness import GROUP, VERSION, condition
 
@@ -68,6 +70,13 @@ PROFILES = {
         sub_timeout=240.0,
         settle=60.0,
         probe_timeout=30.0,
+        mem_services=2000,  # the memory scenario: N services on mem_devices, a plain and a traced run
+        mem_devices=100,
+        mem_timeout=300.0,
+        mem_traced_services=400,  # the traced run (tracemalloc slows the controller about tenfold)
+        ref_sizes="1000,10000",  # the references scenario: floor, plain Kopf operator, controller
+        ref_devices=100,
+        ref_timeout=900.0,
     ),
     "quick": dict(
         conv_services=200,
@@ -89,9 +98,16 @@ PROFILES = {
         sub_timeout=60.0,
         settle=10.0,
         probe_timeout=8.0,
+        mem_services=300,
+        mem_devices=10,
+        mem_timeout=60.0,
+        mem_traced_services=100,
+        ref_sizes="200",
+        ref_devices=10,
+        ref_timeout=120.0,
     ),
 }
-SCENARIOS = ("convergence", "latency", "drift", "idle", "profiles", "scale", "billing")
+SCENARIOS = ("convergence", "latency", "drift", "idle", "profiles", "scale", "memory", "references", "billing")
 FLEET_PROFILE = "strict"  # the devicesim profile of every network scenario except the profile comparison
 
 
@@ -1419,6 +1435,10 @@ def main(argv: list[str] | None = None) -> int:
             scenario("profiles", profiles, ctx)
         if "scale" in only:
             scenario("scale", scale, ctx)
+        if "memory" in only:
+            scenario("memory", memory, ctx)
+        if "references" in only:
+            scenario("references", references, ctx)
         if "billing" in only:
             t = time.monotonic()
             res["scenarios"]["billing"] = billing(ctx)
