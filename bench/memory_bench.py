@@ -1,22 +1,24 @@
 """Scenario `memory`: what the controller holds per Ready NetworkService, from the process itself.
 
-Two runs of the same N services on one fresh control plane and fleet:
+On one fresh control plane and fleet:
 
 1. plain controller (as `scale` runs it): VmRSS and VmHWM (/proc/PID/status) once every device is
    Ready and the controller idle, and again after all N services are Ready and the system is quiet.
    The difference over N is the per-service figure the issue's goal is stated in.
-2. the same controller under tracemalloc (bench/traced_controller.py, SIGUSR1 dumps a snapshot), with
-   mem_traced_services of the services (tracing slows the controller about tenfold),
-   with the services deleted and the devices reset in between: a snapshot before the creates and one
-   after all Ready; their difference grouped by the innermost frame in controller/ (the code that
-   made what is still held) or, with no controller frame, by package (kopf, the kubernetes client).
+   bench/traced_controller.py runs it with a probe: a census (SIGUSR1) of the deep size of what each
+   part of the controller holds (records, reconciler maps, device intents, status writer, leaf
+   caches, Kopf's per-object memories), before the creates and after; each object counted once.
+2. if mem_traced_services > 0, that many services again (deleted and devices reset in between) under
+   tracemalloc from just before the creates: what is still alive at the end, by allocation site.
    Tracing slows the process and costs memory of its own, so this run gives shares, not the RSS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -25,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import benchlib as B
-
-CONTROLLER_DIR = str(B.ROOT / "controller") + os.sep
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -39,19 +39,20 @@ def proc_status(pid: int) -> dict[str, float]:
     return out
 
 
-class TracedController(B.BenchController):
-    """The benchmark's controller, started through bench/traced_controller.py."""
+class ProbedController(B.BenchController):
+    """The benchmark's controller, started through bench/traced_controller.py (a census on SIGUSR1;
+    with `trace`, tracemalloc from the first one on)."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, snapshots: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, out: Path, trace: bool = False) -> None:
         super().__init__(kubeconfig, log_path)
-        self.snapshots = snapshots
-        snapshots.mkdir(parents=True, exist_ok=True)
-        self.env["BENCH_TRACEMALLOC_DIR"] = str(snapshots)
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.env["BENCH_CENSUS_DIR"] = str(out)
+        if trace:
+            self.env["BENCH_TRACEMALLOC"] = "1"
         self._taken = 0
 
-    def start(self) -> TracedController:
-        import subprocess
-
+    def start(self) -> ProbedController:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
         script = Path(__file__).resolve().parent / "traced_controller.py"
         with open(self.log_path, "ab") as logf:
@@ -67,29 +68,45 @@ class TracedController(B.BenchController):
         B._LIVE.add(self)
         return self
 
-    def snapshot(self, timeout: float = 300) -> tracemalloc.Snapshot:
+    def probe(self, timeout: float = 300) -> tuple[dict[str, Any], tracemalloc.Snapshot | None]:
+        """A census (and, when tracing, the snapshot taken with it)."""
         assert self.proc is not None
-        path = self.snapshots / f"snapshot-{self._taken}.pickle"
+        n = self._taken
         self._taken += 1
         self.proc.send_signal(signal.SIGUSR1)
+        path = self.out / f"census-{n}.json"
         deadline = time.monotonic() + timeout
         while not path.exists():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no tracemalloc snapshot within {timeout:.0f}s")
+                raise TimeoutError(f"no census within {timeout:.0f}s")
             time.sleep(0.2)
-        return tracemalloc.Snapshot.load(str(path))
+        snap = self.out / f"snapshot-{n}.pickle"
+        return json.loads(path.read_text()), tracemalloc.Snapshot.load(str(snap)) if snap.exists() else None
+
+
+def per_service(before: dict[str, Any], after: dict[str, Any], services: int) -> dict[str, Any]:
+    """KB per service each holder grew by between two censuses, largest first."""
+    rows = {}
+    for name, held in after["holders"].items():
+        if "bytes" not in held:
+            rows[name] = held
+            continue
+        grown = held["bytes"] - before["holders"].get(name, {}).get("bytes", 0)
+        rows[name] = round(grown / services / 1024, 2)
+    total = sum(v for v in rows.values() if isinstance(v, float))
+    ordered = dict(sorted(rows.items(), key=lambda kv: -kv[1] if isinstance(kv[1], float) else 0))
+    return {"kb_per_service": round(total, 2), "holders_kb_per_service": ordered}
 
 
 def holder(tb: tracemalloc.Traceback) -> str:
-    """Who made a block: the innermost controller frame, else the innermost frame's package."""
-    frames = list(tb)  # oldest first
-    for frame in reversed(frames):
-        if frame.filename.startswith(CONTROLLER_DIR):
-            return f"{os.path.relpath(frame.filename, B.ROOT)}:{frame.lineno}"
-    name = frames[-1].filename if frames else "?"
+    """Where a block was made: file and line of its allocation site, relative to the checkout."""
+    frame = tb[0]
+    name = frame.filename
     if "site-packages" in name:
-        return "(" + name.split("site-packages" + os.sep, 1)[1].split(os.sep, 1)[0] + ")"
-    return f"(stdlib {os.path.basename(name)})"
+        return "(" + name.split("site-packages" + os.sep, 1)[1].split(os.sep, 1)[0] + f") {os.path.basename(name)}"
+    if name.startswith(str(B.ROOT)):
+        return f"{os.path.relpath(name, B.ROOT)}:{frame.lineno}"
+    return f"(stdlib) {os.path.basename(name)}:{frame.lineno}"
 
 
 def breakdown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, services: int) -> dict[str, Any]:
@@ -101,7 +118,7 @@ def breakdown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, service
     for d in diffs:
         h = holder(d.traceback)
         by_holder[h] += d.size_diff
-        by_file[h.rsplit(":", 1)[0]] += d.size_diff
+        by_file[h.rsplit(":", 1)[0] if h.startswith("controller") else h.split(":", 1)[0]] += d.size_diff
     total = sum(by_holder.values())
 
     def top(table: dict[str, int], n: int) -> list[dict[str, Any]]:
@@ -143,17 +160,19 @@ def memory(ctx: Any) -> dict[str, Any]:
         api.ensure_namespace(ns)
         per_device = B.spread(n, names)
 
-        # 1. the plain process: RSS
-        with B.BenchController(plane.kubeconfig, ctx.workdir / "controller-mem.log") as ctl:
+        # 1. the plain process (the probe costs nothing until asked): RSS, and a census of what it holds
+        with ProbedController(plane.kubeconfig, ctx.workdir / "controller-mem.log", ctx.workdir / "census") as ctl:
             ctl.start()
             B.wait_devices_ready(api, names, timeout=300)
             ctl.wait_up(ndev, timeout=300)
             ctl.wait_idle(timeout=60)
             before = proc_status(ctl.ps.pid)
+            census0, _ = ctl.probe()
             B.log(f"memory: {n} services on {ndev} devices (plain controller, RSS {before['VmRSS']:.0f} MiB)")
             run = _converge(api, plane, ns, B.layout(ns, per_device), p["mem_timeout"], p["settle"])
             ctl.wait_idle(timeout=60)
             after = proc_status(ctl.ps.pid)
+            census1, _ = ctl.probe()
         out["rss"] = {
             **run,
             "rss_before_mb": round(before["VmRSS"], 1),
@@ -162,13 +181,17 @@ def memory(ctx: Any) -> dict[str, Any]:
             "kb_per_service": round((after["VmRSS"] - before["VmRSS"]) * 1024 / n, 1),
             "hwm_kb_per_service": round((after["VmHWM"] - before["VmRSS"]) * 1024 / n, 1),
         }
+        out["census"] = per_service(census0, census1, n)
         per = out["rss"]["kb_per_service"]
-        B.log(f"  memory: RSS {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB: {per} KB/service")
+        B.log(
+            f"  memory: RSS {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB: {per} KB/service; "
+            f"held by the controller's own structures {out['census']['kb_per_service']} KB/service"
+        )
         nt = min(n, p["mem_traced_services"])
         if not nt:
             return out
 
-        # 2. the traced process: who holds it
+        # 2. the traced process: where what it holds was allocated
         B.strip_finalizers_and_delete(api, ns)
         B.wait_for(
             "the services deleted",
@@ -177,26 +200,22 @@ def memory(ctx: Any) -> dict[str, Any]:
             interval=0.5,
         )
         B.reset_devices(fleet, names)
-        with TracedController(
-            plane.kubeconfig, ctx.workdir / "controller-mem-traced.log", ctx.workdir / "tracemalloc"
-        ) as traced:
+        traced = ProbedController(
+            plane.kubeconfig, ctx.workdir / "controller-mem-traced.log", ctx.workdir / "tracemalloc", trace=True
+        )
+        with traced:
             traced.start()
             traced.wait_up(ndev, timeout=300)
             traced.wait_idle(timeout=120)
-            first = traced.snapshot()
-            traced_before = proc_status(traced.ps.pid)
-            B.log("memory: the same services under tracemalloc")
+            traced.probe()  # starts tracing
+            first = traced.probe()[1]
+            B.log(f"memory: {nt} services under tracemalloc")
             traced_services = B.layout(ns, B.spread(nt, names), prefix="t")
             run = _converge(api, plane, ns, traced_services, p["mem_timeout"] * 3, p["settle"])
             traced.wait_idle(timeout=120)
-            last = traced.snapshot()
-            traced_after = proc_status(traced.ps.pid)
-        out["tracemalloc"] = {
-            **run,
-            "services": nt,
-            **breakdown(first, last, nt),
-            "traced_process_rss_kb_per_service": round((traced_after["VmRSS"] - traced_before["VmRSS"]) * 1024 / nt, 1),
-        }
+            last = traced.probe()[1]
+        assert first is not None and last is not None
+        out["tracemalloc"] = {**run, "services": nt, **breakdown(first, last, nt)}
         B.log(f"  memory: tracemalloc {out['tracemalloc']['traced_kb_per_service']} KB/service")
     finally:
         fleet.stop()
