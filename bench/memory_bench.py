@@ -192,14 +192,7 @@ def memory(ctx: Any) -> dict[str, Any]:
             return out
 
         # 2. the traced process: where what it holds was allocated
-        B.strip_finalizers_and_delete(api, ns)
-        B.wait_for(
-            "the services deleted",
-            lambda: not api.custom.list_namespaced_custom_object(B.GROUP, B.VERSION, ns, "networkservices")["items"],
-            timeout=120,
-            interval=0.5,
-        )
-        B.reset_devices(fleet, names)
+        B.clear_services(api, fleet, names, ns)
         traced = ProbedController(
             plane.kubeconfig, ctx.workdir / "controller-mem-traced.log", ctx.workdir / "tracemalloc", trace=True
         )

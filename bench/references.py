@@ -174,17 +174,6 @@ def _watched_run(
     }
 
 
-def _clean(api: Any, fleet: Any, names: list[str], ns: str) -> None:
-    B.strip_finalizers_and_delete(api, ns)
-    B.wait_for(
-        "the services deleted",
-        lambda: not api.custom.list_namespaced_custom_object(B.GROUP, B.VERSION, ns, "networkservices")["items"],
-        timeout=300,
-        interval=0.5,
-    )
-    B.reset_devices(fleet, names)
-
-
 def controller_runs(ctx: Any, plane: B.ControlPlane, names: list[str], ns: str, services: list[B.Svc]) -> dict:
     """The controller's rows: one replica today. The replica-count runs (1, 2 and 4 replicas of one
     release, issue 16 part 6) go here once sharding is merged, one entry per replica count."""
@@ -216,7 +205,7 @@ def one_size(ctx: Any, n: int) -> dict[str, Any]:
 
         B.log(f"references, {n} services on {len(names)} devices: the floor (API part, then device part)")
         out["floor_api"] = api_floor(api, B.layout(ns, per_device, prefix="f"))
-        _clean(api, fleet, names, ns)
+        B.clear_services(api, fleet, names, ns)
         device = batched_per_device(fleet, B.layout(ns, per_device, prefix="b"))
         device.pop("ready_times", None)
         out["floor_device"] = device
@@ -233,7 +222,7 @@ def one_size(ctx: Any, n: int) -> dict[str, Any]:
             )
         finally:
             operator.stop()
-        _clean(api, fleet, names, ns)
+        B.clear_services(api, fleet, names, ns)
 
         B.log("references: the controller")
         out["controller"] = controller_runs(ctx, plane, names, ns, B.layout(ns, per_device, prefix="c"))
