@@ -1268,10 +1268,6 @@ def markdown(res: dict[str, Any]) -> str:
                         ok(s["goals"]["add_one_set_independent_of_size"]) + " (Set independent of size)",
                     ),
                 ]
-    if "memory" in r:
-        rows += memory_rows(r["memory"])
-    if "references" in r:
-        rows += reference_rows(r["references"])
     if "billing" in r:
         bl = r["billing"]
         if "delivery" in bl:
@@ -1295,6 +1291,10 @@ def markdown(res: dict[str, Any]) -> str:
                 )
             )
         rows.append(("  scope", bl.get("note", bl.get("skipped", "")), "", ""))
+    if "memory" in r:
+        rows += memory_rows(r["memory"])
+    if "references" in r:
+        rows += reference_rows(r["references"])
     head = ["| measure | result | side by side | goal |", "|---|---|---|---|"]
     return "\n".join(head + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
 
