@@ -286,6 +286,19 @@ def strip_finalizers_and_delete(api: Api, namespace: str, plural: str = "network
     api.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
 
 
+def clear_services(api: Api, fleet: FleetProcess, names: Iterable[str], namespace: str) -> None:
+    """With no controller running: every NetworkService of `namespace` gone, and the devices reset to
+    empty, so the next run starts where the previous one did."""
+    strip_finalizers_and_delete(api, namespace)
+    wait_for(
+        "the services deleted",
+        lambda: not api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "networkservices")["items"],
+        timeout=300,
+        interval=0.5,
+    )
+    reset_devices(fleet, names)
+
+
 # ---------------------------------------------------------------------------------------------
 # A CloudEvents sink in another process (the test suite's receiver)
 

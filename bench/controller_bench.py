@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B
 from baselines import api_only, batched_per_device, script_per_service
 from gnmiwatch import DescriptionWatch
+from memory_bench import memory
 from profile_report import render_text, summarise
+from references import references
 
 from tests.harness import GROUP, VERSION, condition
 
@@ -68,6 +70,13 @@ PROFILES = {
         sub_timeout=240.0,
         settle=60.0,
         probe_timeout=30.0,
+        mem_services=2000,  # the memory scenario: N services on mem_devices, a plain and a traced run
+        mem_devices=100,
+        mem_timeout=300.0,
+        mem_traced_services=0,  # > 0: that many again under tracemalloc (slow: 1 frame, still several-fold)
+        ref_sizes="1000,10000",  # the references scenario: floor, plain Kopf operator, controller
+        ref_devices=100,
+        ref_timeout=900.0,
     ),
     "quick": dict(
         conv_services=200,
@@ -89,9 +98,16 @@ PROFILES = {
         sub_timeout=60.0,
         settle=10.0,
         probe_timeout=8.0,
+        mem_services=300,
+        mem_devices=10,
+        mem_timeout=60.0,
+        mem_traced_services=100,
+        ref_sizes="200",
+        ref_devices=10,
+        ref_timeout=120.0,
     ),
 }
-SCENARIOS = ("convergence", "latency", "drift", "idle", "profiles", "scale", "billing")
+SCENARIOS = ("convergence", "latency", "drift", "idle", "profiles", "scale", "memory", "references", "billing")
 FLEET_PROFILE = "strict"  # the devicesim profile of every network scenario except the profile comparison
 
 
@@ -736,7 +752,9 @@ def scale(ctx: Ctx) -> dict[str, Any]:
         B.log(f"  scale: {len(ready)}/{total} Ready in {wall:.1f}s")
         big_keys = [f"{ns}/{s.name}" for s in services if s.device == names[0]]
         out["largest_device_ready"] = watch.ready_count(big_keys)
-        out["controller_rss_converged_mb" if ok else "controller_rss_at_deadline_mb"] = round(ctl.rss_mb(), 1)
+        rss_end = ctl.rss_mb()
+        out["controller_rss_converged_mb" if ok else "controller_rss_at_deadline_mb"] = round(rss_end, 1)
+        out["controller_rss_kb_per_service"] = round((rss_end - rss0) * 1024 / max(1, len(ready)), 1)
         out["controller_rss_peak_mb"] = round(rss.stop(), 1)
         out["goals"] = {
             "rss_under_300mb": out["controller_rss_peak_mb"] < 300,
@@ -1222,7 +1240,8 @@ def markdown(res: dict[str, Any]) -> str:
                 (
                     "  controller RSS peak",
                     fmt(s["controller_rss_peak_mb"], " MB"),
-                    f"at start {fmt(s['controller_rss_start_mb'])} MB, {converged}",
+                    f"at start {fmt(s['controller_rss_start_mb'])} MB, {converged}; "
+                    f"{fmt(s.get('controller_rss_kb_per_service'))} KB per service (RSS delta / services)",
                     ok(s["goals"]["rss_under_300mb"]) + " (< 300 MB)",
                 ),
             ]
@@ -1272,8 +1291,76 @@ def markdown(res: dict[str, Any]) -> str:
                 )
             )
         rows.append(("  scope", bl.get("note", bl.get("skipped", "")), "", ""))
+    if "memory" in r:
+        rows += memory_rows(r["memory"])
+    if "references" in r:
+        rows += reference_rows(r["references"])
     head = ["| measure | result | side by side | goal |", "|---|---|---|---|"]
     return "\n".join(head + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
+
+
+def memory_rows(m: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    if "error" in m:
+        return [("7. Memory per service", "failed: " + m["error"], "", "")]
+    rss = m["rss"]
+    rows = [
+        (
+            f"7. Memory per Ready service, {m['services']:,} services / {m['devices']} devices (RSS delta / services)",
+            fmt(rss["kb_per_service"], " KB"),
+            f"VmRSS {fmt(rss['rss_before_mb'])} -> {fmt(rss['rss_after_mb'])} MB, VmHWM {fmt(rss['hwm_mb'])} MB"
+            + ("" if rss["all_ready"] else f"; only {rss['ready']:,} Ready"),
+            "",
+        )
+    ]
+    c = m.get("census")
+    if c:
+        top = ", ".join(f"{k} {v}" for k, v in list(c["holders_kb_per_service"].items())[:4])
+        rows.append(("  held by the controller's own structures (census)", fmt(c["kb_per_service"], " KB"), top, ""))
+    t = m.get("tracemalloc")
+    if t:
+        top = ", ".join(f"{r['where']} {r['kb_per_service']}" for r in t["by_file"][:5])
+        rows.append(
+            (
+                f"  tracemalloc, {t.get('services', 0):,} services: what the controller grew by",
+                fmt(t["traced_kb_per_service"], " KB"),
+                f"largest holders, KB per service: {top}",
+                "",
+            )
+        )
+    return rows
+
+
+def reference_rows(refs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    if "error" in refs:
+        return [("8. References", "failed: " + refs["error"], "", "")]
+    for key, r in refs.items():
+        if not key.startswith("n"):
+            continue
+        ctl = r["controller"]["1"]
+        k = r["kopf_operator"]
+        rows += [
+            (
+                f"8. References, {r['services']:,} services / {r['devices']} devices: controller to all Ready",
+                fmt(ctl["wall_s"], " s"),
+                f"{fmt(r['ratios']['controller_vs_floor'])}x the floor; "
+                f"{fmt(ctl.get('rss_kb_per_service'))} KB RSS per service",
+                ok(r["goals"]["controller_within_1_5x_floor"]) + " (<= 1.5x the floor)",
+            ),
+            (
+                "  plain Kopf operator (one handler per service, one pygnmi Set per event)",
+                fmt(k["wall_s"], " s") + ("" if k["all_ready"] else f" ({k['ready']:,} Ready)"),
+                f"{fmt(r['ratios']['kopf_operator_vs_floor'])}x the floor; writes/object {fmt(k['writes_per_object'])}",
+                "",
+            ),
+            (
+                "  floor: API server alone (create + finalizer + status) plus the batched device ceiling",
+                fmt(r["floor_s"], " s"),
+                f"API {fmt(r['floor_api']['wall_s'])} s + devices {fmt(r['floor_device']['wall_s'])} s",
+                "",
+            ),
+        ]
+    return rows
 
 
 def git_state() -> dict[str, Any]:
@@ -1419,6 +1506,10 @@ def main(argv: list[str] | None = None) -> int:
             scenario("profiles", profiles, ctx)
         if "scale" in only:
             scenario("scale", scale, ctx)
+        if "memory" in only:
+            scenario("memory", memory, ctx)
+        if "references" in only:
+            scenario("references", references, ctx)
         if "billing" in only:
             t = time.monotonic()
             res["scenarios"]["billing"] = billing(ctx)

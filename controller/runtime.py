@@ -51,6 +51,21 @@ def lean(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
+# What Events about an object and its finalizer release read of it (kube.event, set_finalizers).
+_SUBJECT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "finalizers")
+
+
+def event_subject(body: dict[str, Any]) -> dict[str, Any]:
+    """The part of an object the controller keeps to post Events about it and release its finalizer:
+    kept per object, the rest of its metadata (labels, annotations, owners) would be most of a record."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in _SUBJECT_METADATA if k in meta},
+    }
+
+
 def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether two versions of a NetworkDevice ask for the same session (only status or labels differ)."""
     return old["metadata"].get("uid") == new["metadata"].get("uid") and old.get("spec") == new.get("spec")
@@ -375,8 +390,8 @@ class Controller:
             invalid=invalid,
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=list(meta.get("finalizers") or []),
-            status=body.get("status") or {},
-            body={k: body[k] for k in ("apiVersion", "kind", "metadata") if k in body},  # spec: parsed above
+            status=self.writer.shared(Ref("networkservices", key.name, key.namespace), body.get("status") or {}),
+            body=event_subject(body),
         )
         if record.deleting and FINALIZER not in record.finalizers:
             self.network.remove_service(key)  # nothing of ours to clean up

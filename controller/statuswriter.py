@@ -167,7 +167,15 @@ class StatusWriter:
         if body is None:
             return
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        self._landed[ref] = (rv, _clean(body.get("status") or {}))
+        stored: dict[str, Any] = _clean(body.get("status") or {})
+        written = self._written.get(ref)
+        self._landed[ref] = (rv, written if written is not None and written == stored else stored)  # one copy
+
+    def shared(self, ref: Ref, status: dict[str, Any]) -> dict[str, Any]:
+        """`status` (from a watch event), or the equal copy this writer already holds: the echo of our own
+        write then costs no memory of its own. Neither copy is ever changed in place."""
+        landed = self._landed.get(ref)
+        return landed[1] if landed is not None and landed[1] == status else status
 
     def ours(self, ref: Ref) -> dict[str, Any] | None:
         """The status our last write left stored (None: none seen in this run, e.g. after a restart)."""

@@ -8,10 +8,9 @@ inputs come in. Shared entries (a VRF) collide only when their values differ; ea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -49,7 +48,7 @@ class Conflict:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceEntry:
     """A managed subtree of the merged intent, with every service that needs it."""
 
@@ -78,15 +77,41 @@ class DeviceIntent:
     def services(self) -> frozenset[ServiceKey]:
         return frozenset(owner for entry in self.entries.values() for owner in entry.owners)
 
-    @cached_property
-    def needed(self) -> frozenset[GPath]:
+    @property
+    def needed(self) -> NeededPaths:
         """Every leaf the intent writes, and every path one lies under: what no retirement may delete."""
-        return frozenset(
-            GPath(leaf.elems[:n])
-            for entry in self.entries.values()
-            for leaf in leaf_paths(entry.path, normalise(entry.value, entry.path))
-            for n in range(len(leaf.elems) + 1)
-        )
+        return NeededPaths(self)
+
+
+class NeededPaths(Collection[GPath]):
+    """`DeviceIntent.needed`, built on first use and held only as long as its user holds it: most
+    passes retire nothing and never ask, and kept with the device's intent it would hold a path per
+    prefix of every leaf of every service (the largest part of the controller's memory per service)."""
+
+    __slots__ = ("_intent", "_paths")
+
+    def __init__(self, intent: DeviceIntent) -> None:
+        self._intent = intent
+        self._paths: frozenset[GPath] | None = None
+
+    def _built(self) -> frozenset[GPath]:
+        if self._paths is None:
+            self._paths = frozenset(
+                GPath(leaf.elems[:n])
+                for entry in self._intent.entries.values()
+                for leaf in leaf_paths(entry.path, normalise(entry.value, entry.path))
+                for n in range(len(leaf.elems) + 1)
+            )
+        return self._paths
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._built()
+
+    def __iter__(self) -> Iterator[GPath]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 class MergeResult(NamedTuple):

@@ -17,6 +17,7 @@ otherwise only the controller's own members inside it go.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -165,8 +166,9 @@ def to_status(by_device: Mapping[str, Iterable[GPath]]) -> list[dict[str, Any]]:
             root = entry_root(leaf)
             if root is None:
                 continue
-            grouped.setdefault(root, []).append(GPath(leaf.elems[len(root.elems) :]).to_string())
-        entries = [{"path": root.to_string(), "leaves": sorted(grouped[root])} for root in sorted(grouped)]
+            # Interned: the same relative leaves (and entries, across devices) recur in every service's status.
+            grouped.setdefault(root, []).append(sys.intern(GPath(leaf.elems[len(root.elems) :]).to_string()))
+        entries = [{"path": sys.intern(root.to_string()), "leaves": sorted(grouped[root])} for root in sorted(grouped)]
         if entries:
             out.append({"device": device, "entries": entries})
     return out

@@ -71,7 +71,8 @@ class PathElem:
 
     @classmethod
     def of(cls, name: str, keys: Mapping[str, str] | None = None) -> PathElem:
-        return cls(name, tuple((keys or {}).items()))
+        """The element, shared with every other path that has it (renders repeat them per service)."""
+        return _elem(name, tuple((keys or {}).items()))
 
     def to_string(self) -> str:
         return self.name + "".join(f"[{k}={v}]" for k, v in self.keys)
@@ -84,24 +85,27 @@ def _elem(name: str, keys: tuple[tuple[str, str], ...]) -> PathElem:
     return PathElem(name, keys)
 
 
-@dataclass(frozen=True, order=True, repr=False)
+@dataclass(frozen=True, order=True, repr=False, slots=True)
 class GPath:
-    """A concrete gNMI path. Ordering puts a path right before the paths it is a prefix of."""
+    """A concrete gNMI path. Ordering puts a path right before the paths it is a prefix of.
+
+    Slotted: the controller holds paths by the hundred thousand (renders, owned leaves, the leaf cache)."""
 
     elems: tuple[PathElem, ...] = ()
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash(self.elems))
 
     def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined]
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
         if not isinstance(other, GPath):
             return NotImplemented
-        return self._hash == other._hash and self.elems == other.elems  # type: ignore[attr-defined]
+        return self._hash == other._hash and self.elems == other.elems
 
     @classmethod
     def parse(cls, text: str) -> GPath:

@@ -46,6 +46,7 @@ from controller.api.networkservice import Endpoint, NetworkServiceSpec
 
 from .normalise import JsonObject
 from .paths import GPath
+from .sharedjson import shared
 
 # Schema paths of the managed entries render produces: ownership never reaches above them.
 ENTRY_ROOTS = frozenset(
@@ -65,24 +66,25 @@ MIN_BURST_BYTES = 1500
 DESCRIPTION_PREFIX = "telco-intent"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServiceKey:
     """A NetworkService by namespace and name."""
 
     namespace: str
     name: str
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
 
     def __hash__(self) -> int:  # a key of most of the reconciler's maps: hash once
-        return self._hash  # type: ignore[attr-defined]
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ManagedEntry:
     """A subtree one service needs on one device.
 
@@ -120,15 +122,16 @@ def render(key: ServiceKey, spec: NetworkServiceSpec) -> list[ManagedEntry]:
 def _endpoint_entries(key: ServiceKey, spec: NetworkServiceSpec, endpoint: Endpoint) -> list[ManagedEntry]:
     device, port, vlan = endpoint.device, endpoint.port, endpoint.vlanId
     name = qos_name(port, vlan)
+    # Values are shared read-only copies (sharedjson): renders are kept per service, and mostly equal.
     entries = [
-        ManagedEntry(device, _subinterface_path(port, vlan), _subinterface(key, spec, endpoint), key),
-        ManagedEntry(device, scheduler_policy_path(name), _scheduler_policy(spec, name), key),
-        ManagedEntry(device, qos_interface_path(name), _qos_interface(name, port, vlan), key),
+        ManagedEntry(device, _subinterface_path(port, vlan), shared(_subinterface(key, spec, endpoint)), key),
+        ManagedEntry(device, scheduler_policy_path(name), shared(_scheduler_policy(spec, name)), key),
+        ManagedEntry(device, qos_interface_path(name), shared(_qos_interface(name, port, vlan)), key),
     ]
     if spec.serviceType == "l3vpn" and spec.vrf is not None:
         vrf = network_instance_path(spec.vrf)
-        vrf_value = {"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF"}}
-        member = {"id": name, "config": {"id": name, "interface": port, "subinterface": vlan}}
+        vrf_value = shared({"name": spec.vrf, "config": {"name": spec.vrf, "type": "L3VRF"}})
+        member = shared({"id": name, "config": {"id": name, "interface": port, "subinterface": vlan}})
         entries += [
             ManagedEntry(device, vrf, vrf_value, key, shared=True, delegated=("interfaces",)),
             ManagedEntry(device, vrf.child("interfaces").child("interface", {"id": name}), member, key),

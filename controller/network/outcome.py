@@ -28,7 +28,7 @@ class Phase(StrEnum):
     FAILED = "Failed"  # permanent: the device or a conflict refused it; fix the spec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointOutcome:
     device: str
     port: str

@@ -20,7 +20,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 import grpc
@@ -65,9 +64,10 @@ Endpoint = tuple[str, str, int]  # device, port, vlan
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-@dataclass
+@dataclass(slots=True)
 class ServiceRecord:
-    """What the controller knows of one NetworkService, from its latest watch event."""
+    """What the controller knows of one NetworkService, from its latest watch event (one per service:
+    slotted, with the render made once per spec and kept)."""
 
     key: ServiceKey
     uid: str
@@ -80,6 +80,9 @@ class ServiceRecord:
     finalizers: list[str]
     status: dict[str, Any]
     body: dict[str, Any]
+    _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
+    _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)
 
     @property
     def created_at(self) -> dt.datetime:
@@ -94,9 +97,15 @@ class ServiceRecord:
         self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
         self._devices = frozenset(e[0] for e in self._endpoints)
 
-    @cached_property
+    @property
     def rendered(self) -> tuple[ManagedEntry, ...]:
-        return tuple(render(self.key, self.spec)) if self.spec else ()
+        if self._rendered is None:
+            self._rendered = tuple(render(self.key, self.spec)) if self.spec else ()
+        return self._rendered
+
+    def keep_render(self, old: ServiceRecord) -> None:
+        """Use `old`'s render: the same spec (or, while this one is unusable, what the devices still hold)."""
+        self._rendered = old.rendered
 
     def endpoints(self) -> list[Endpoint]:
         return self._endpoints
@@ -204,7 +213,7 @@ class NetworkReconciler:
         if old is not None and old.same_intent(record):
             # Typically the watch echo of our own status write: nothing for the devices to do.
             if old.spec is not None:
-                record.__dict__["rendered"] = old.rendered  # the same spec: keep its cached render
+                record.keep_render(old)  # the same spec: keep its render
             home = self.is_home(record)
             forged = self.writer.forgery(record.ref, record.resource_version, record.status) if home else []
             if forged:  # someone else wrote status: recompute it from our own outcomes, rewrite it
@@ -240,7 +249,7 @@ class NetworkReconciler:
             # An unusable spec changes nothing on the devices until it is fixed: what they hold is still
             # the last usable render, which the fixed spec is compared with.
             if old is not None and old.uid == record.uid:
-                record.__dict__["rendered"] = old.rendered
+                record.keep_render(old)
             return
         if old is not None and old.uid == record.uid:
             before = {d: self.owned_leaves(old, d) for d in old.devices()}

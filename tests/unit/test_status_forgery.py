@@ -167,3 +167,21 @@ def test_a_refused_write_is_not_retried_but_a_later_desire_is_written() -> None:
 
     kube = asyncio.run(go())
     assert kube.attempts == 2 and kube.writes == [{"state": "good"}]
+
+
+def test_one_copy_of_each_status_what_was_written_what_landed_and_its_echo() -> None:
+    async def scenario() -> None:
+        writer = StatusWriter(FakeKube())  # type: ignore[arg-type]
+        ours = {"state": "pending", "ready": "False"}
+        writer.submit(REF, ours, None)
+        await writer.flush()
+        echo = dict(ours)  # the watch event's own copy, equal to what landed
+        kept = writer.shared(REF, echo)
+        assert kept == echo and kept is writer.shared(REF, dict(ours)), "every equal copy becomes one"
+        assert kept is ours, "what landed is the status written, not a second copy"
+        other = {"state": "active"}
+        assert writer.shared(REF, other) is other, "a status this writer did not leave is kept as it is"
+        assert writer.shared(Ref("networkservices", "x", "acme"), echo) is echo
+        assert writer.ours(REF) == ours and writer.ours(REF) is not ours, "callers get a copy to change"
+
+    asyncio.run(scenario())

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, merge
+from controller.intent import Claim, GPath, ManagedEntry, ServiceKey, merge, render
 
 from .helpers import CREATED, make_spec, service
 
@@ -141,3 +141,14 @@ def test_needed_holds_every_leaf_the_intent_writes_and_every_path_above_one() ->
     assert sub.join(GPath.parse("ipv4/config/enabled")) not in intent.needed, "a default the device fills in"
     assert VRF_BLUE.child("interfaces").child("interface", {"id": "Ethernet9.9"}) not in intent.needed
     assert GPath.parse("qos/interfaces/interface[interface-id=Ethernet9.9]") not in intent.needed
+
+
+def test_needed_is_built_only_when_asked_and_not_kept_with_the_intent() -> None:
+    key = ServiceKey("ns", "a")
+    entries = tuple(render(key, make_spec()))
+    intent, _ = merge("pe1", [Claim(key, CREATED, entries)])
+    first = intent.needed
+    assert first._paths is None, "nothing built until a retirement asks"
+    assert entries[0].path in first and first._paths is not None
+    assert intent.needed is not first and intent.needed._paths is None, "the intent holds no copy"
+    assert set(intent.needed) == set(first) and len(intent.needed) == len(first)

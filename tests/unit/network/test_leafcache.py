@@ -41,3 +41,44 @@ def test_get_contains_set_again_and_delete_keep_the_count() -> None:
 
 def test_an_absent_subtree_is_empty() -> None:
     assert list(filled(range(1, 3)).items_under(GPath.parse("qos"))) == []
+
+
+def test_object_and_null_values_are_leaves_not_containers_or_absent() -> None:
+    cache = LeafCache()
+    obj = GPath.parse(SUB.format(1) + "/config/extra")
+    null = GPath.parse(SUB.format(1) + "/config/nothing")
+    cache.set(obj, {"a": 1})
+    cache.set(null, None)
+    assert obj in cache and cache.get(obj) == {"a": 1}
+    assert null in cache and cache.get(null, "absent") is None
+    assert dict(cache.items_under(GPath.parse(SUB.format(1)))) == {obj: {"a": 1}, null: None}
+    assert len(cache) == 2
+    cache.set(null, "now a string")
+    assert cache.get(null) == "now a string" and len(cache) == 2
+    cache.delete(obj)
+    assert obj not in cache and len(cache) == 1
+
+
+def test_random_writes_and_deletes_match_a_plain_map_of_leaves() -> None:
+    """The compact containers (tuples up to SMALL children, then dicts) against a dict of path -> value."""
+    import random
+
+    rng = random.Random(16)
+    names = [f"n{i}" for i in range(12)]  # more than SMALL children under one node
+    cache, model = LeafCache(), {}
+    for _ in range(3000):
+        depth = rng.randint(1, 4)
+        path = GPath.parse("/".join(rng.choice(names[: 3 + depth * 3]) for _ in range(depth)))
+        if rng.random() < 0.75:
+            value = rng.choice(["UP", "x" * 40, 7, None, {"a": 1}, (1, 2), [3], True])
+            cache.set(path, value)
+            # A leaf replaces whatever was at or under its path, and any leaf above it.
+            model = {p: v for p, v in model.items() if not path.is_prefix_of(p) and not p.is_prefix_of(path)}
+            model[path] = value
+        else:
+            cache.delete(path)
+            model = {p: v for p, v in model.items() if not path.is_prefix_of(p)}
+        assert len(cache) == len(model)
+    assert dict(cache.items()) == model
+    for path, value in model.items():
+        assert path in cache and cache.get(path, "absent") == value
