@@ -23,6 +23,7 @@ from tests.harness import GROUP, VERSION, Api, wait_for
 from tests.integration.test_chart import helm as helm  # the session fixture that builds bin/helm
 from tests.integration.test_chart import render
 from tests.integration.test_rbac import can_i, service_account_kubeconfig
+from tests.integration.test_tmf_api import OFFERING, add_order
 from tests.kube import Kubectl
 from tests.support.tmf_client import Client, FacadeThread
 from tests.support.tmf_listener import Listener
@@ -31,7 +32,6 @@ from tests.unit.commerce.builders import offering_doc
 RELEASE = "tmf-rbac"  # its own ClusterRole names: test_rbac.py's release keeps its own
 RELEASE_NS = "tmf-rbac-system"
 CUSTOMER, OTHER, PARTNERS = "tmf-rbac-acme", "tmf-rbac-globex", "tmf-rbac-partners"
-OFFERING = "tmf-rbac-fiber"
 ACCOUNT = "acme-001"
 ORDERING = "/tmf-api/productOrderingManagement/v4"
 PRODUCTS = "/tmf-api/productInventory/v4"
@@ -127,22 +127,7 @@ def test_the_facade_works_with_the_charts_rbac(api: Api, partner: Client) -> Non
         listed = partner.call("GET", f"{PRODUCTS}/product")
         assert listed.status == 200 and listed.headers["X-Total-Count"] == "0", listed.body
 
-        order = {
-            "billingAccount": {"id": f"{CUSTOMER}.{ACCOUNT}"},
-            "productOrderItem": [
-                {
-                    "id": "1",
-                    "action": "add",
-                    "productOffering": {"id": OFFERING},
-                    "product": {
-                        "name": "hq",
-                        "productCharacteristic": [
-                            {"name": "endpoints", "value": [{"device": "pe1", "port": "Ethernet1", "vlanId": 300}]}
-                        ],
-                    },
-                }
-            ],
-        }
+        order = add_order(f"{CUSTOMER}.{ACCOUNT}", "hq", 300)
         created = partner.call("POST", f"{ORDERING}/productOrder", order)
         assert created.status == 201, created.body  # a 503 would be the facade's own RBAC refusing the create
         assert api.get("subscriptions", "hq", CUSTOMER) is not None
