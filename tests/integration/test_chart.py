@@ -526,8 +526,9 @@ def test_shards_get_distinct_peering_and_rbac_names(helm: Path, tmp_path: Path) 
     assert not names_a & names_b, "two shards in one namespace must not collide"
 
 
-def test_sync_waves(helm: Path, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, SHARDED_HA, include_crds=True)
+@pytest.mark.parametrize("values", [SHARDED_HA, TMF], ids=["sharded-ha", "sharded-tmf"])
+def test_sync_waves(helm: Path, tmp_path: Path, values: dict[str, Any]) -> None:
+    docs = render(helm, tmp_path, values, include_crds=True)
     setup = {
         "CustomResourceDefinition",
         "ServiceAccount",
