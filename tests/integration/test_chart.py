@@ -27,6 +27,7 @@ import yaml
 from controller.__main__ import build_parser, settings_from_args
 from controller.admission import WEBHOOKS, webhook_configuration
 from controller.api import GROUP, KINDS
+from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP
 from tests.kube import Kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,11 @@ SHARDED_BY_DEVICE: dict[str, Any] = {
     "replicas": 3,
     "sharding": {"enabled": True, "leaseSeconds": 20, "renewDeadlineSeconds": 12, "renewSeconds": 3},
     "podDisruptionBudget": {"maxUnavailable": 1},
+}
+# The TM Forum APIs on every sharded replica, with a certificate Secret.
+TMF: dict[str, Any] = {
+    **SHARDED_BY_DEVICE,
+    "tmf": {"enabled": True, "port": 8444, "certSecret": "tmf-tls", "service": {"type": "NodePort", "port": 8443}},
 }
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 
@@ -163,6 +169,11 @@ def test_lint_sharded_ha_values(helm: Path, tmp_path: Path) -> None:
         ({"controller": {"resyncSeconds": 30, "logLevel": "info", "healthPort": 80}}, "/controller/healthPort"),
         ({"webhook": {"enabled": True}}, "/webhook/certificateSecret"),
         ({"rbac": {"create": True, "secretNamespaces": ["*"]}}, "/rbac/secretNamespaces/0"),
+        ({"tmf": {"enabled": True, "port": 443}}, "/tmf/port"),
+        ({"tmf": {"enabled": True, "port": 70000}}, "/tmf/port"),
+        ({"tmf": {"enabled": True, "port": 8443, "service": {"type": "Ingress", "port": 443}}}, "/tmf/service/type"),
+        ({"tmf": {"enabled": True, "port": 8443, "certSecret": "Not_A_Secret"}}, "/tmf/certSecret"),
+        ({"tmf": {"enabled": True, "port": 8443}, "watchNamespaces": ["acme"]}, "/watchNamespaces"),
     ],
     ids=[
         "ha-needs-peering",
@@ -173,6 +184,11 @@ def test_lint_sharded_ha_values(helm: Path, tmp_path: Path) -> None:
         "privileged-port",
         "webhook-cert",
         "no-wildcard-namespace",
+        "tmf-privileged-port",
+        "tmf-port-range",
+        "tmf-service-type",
+        "tmf-secret-name",
+        "tmf-with-namespaces",
     ],
 )
 def test_schema_rejects(helm: Path, tmp_path: Path, values: dict[str, Any], expected: str) -> None:
@@ -181,8 +197,9 @@ def test_schema_rejects(helm: Path, tmp_path: Path, values: dict[str, Any], expe
     assert expected in proc.stderr, proc.stderr
 
 
-def test_lint_sharded_by_device_values(helm: Path, tmp_path: Path) -> None:
-    values = values_file(tmp_path, SHARDED_BY_DEVICE)
+@pytest.mark.parametrize("values", [SHARDED_BY_DEVICE, TMF], ids=["sharded", "sharded-tmf"])
+def test_lint_sharded_by_device_values(helm: Path, tmp_path: Path, values: dict[str, Any]) -> None:
+    values = values_file(tmp_path, values)
     out = run_helm(helm, "lint", "--strict", str(CHART), "--namespace", NS, "--values", str(values))
     assert "0 chart(s) failed" in out.stdout
 
@@ -338,8 +355,16 @@ def test_rendered_flags_parse_with_the_real_cli(helm: Path, tmp_path: Path, valu
             },
             "controller.healthPort and webhook.port are both 8081",
         ),
+        ({"tmf": {"enabled": True, "port": 9090}}, "metrics.port and tmf.port are both 9090"),
+        (
+            {
+                "tmf": {"enabled": True, "port": 9443},
+                "webhook": {"enabled": True, "certificateSecret": "tls", "caBundle": "Q0E="},
+            },
+            "webhook.port and tmf.port are both 9443",
+        ),
     ],
-    ids=["health-metrics", "metrics-webhook", "health-webhook"],
+    ids=["health-metrics", "metrics-webhook", "health-webhook", "metrics-tmf", "webhook-tmf"],
 )
 def test_ports_that_share_the_pod_must_differ(
     helm: Path, tmp_path: Path, values: dict[str, Any], expected: str
@@ -384,7 +409,7 @@ def rbac_rules(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[st
     return [(d, rule) for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d.get("rules", [])]
 
 
-@pytest.mark.parametrize("values", [None, SHARDED_HA], ids=["default", "sharded-ha"])
+@pytest.mark.parametrize("values", [None, SHARDED_HA, TMF], ids=["default", "sharded-ha", "sharded-tmf"])
 def test_rbac_has_no_wildcards_and_secrets_are_get_only(helm: Path, tmp_path: Path, values: dict | None) -> None:
     docs = render(helm, tmp_path, values)
     rules = rbac_rules(docs)
@@ -501,8 +526,9 @@ def test_shards_get_distinct_peering_and_rbac_names(helm: Path, tmp_path: Path) 
     assert not names_a & names_b, "two shards in one namespace must not collide"
 
 
-def test_sync_waves(helm: Path, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, SHARDED_HA, include_crds=True)
+@pytest.mark.parametrize("values", [SHARDED_HA, TMF], ids=["sharded-ha", "sharded-tmf"])
+def test_sync_waves(helm: Path, tmp_path: Path, values: dict[str, Any]) -> None:
+    docs = render(helm, tmp_path, values, include_crds=True)
     setup = {
         "CustomResourceDefinition",
         "ServiceAccount",
@@ -657,7 +683,7 @@ def peering_crds(kubectl: Kubectl) -> Kubectl:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("values", [None, SHARDED_HA], ids=["default", "sharded-ha"])
+@pytest.mark.parametrize("values", [None, SHARDED_HA, TMF], ids=["default", "sharded-ha", "sharded-tmf"])
 def test_server_side_dry_run(peering_crds: Kubectl, helm: Path, tmp_path: Path, values: dict | None) -> None:
     kubectl = peering_crds
     namespaces = [
@@ -754,6 +780,117 @@ def test_webhook_values_refused(helm: Path, tmp_path: Path, webhook: dict[str, A
     values = values_file(tmp_path, {"webhook": webhook})
     proc = run_helm(helm, "template", "x", str(CHART), "--values", str(values), check=False)
     assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
+
+
+# -- the TM Forum APIs -----------------------------------------------------------------------------
+
+
+def tmf_rules(docs: list[dict[str, Any]]) -> set[tuple[str, str | None, str, str, str, str]]:
+    """Every (kind, namespace, group, resource, resourceName, verb) the rendered roles grant, one per row."""
+    return {
+        (role["kind"], role["metadata"].get("namespace"), group, resource, name, verb)
+        for role, rule in rbac_rules(docs)
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for name in rule.get("resourceNames", [""])
+        for verb in rule["verbs"]
+    }
+
+
+def test_tmf_is_off_by_default(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path)
+    container = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    assert not [e for e in container["env"] if e["name"].startswith("TELCO_TMF_")]
+    assert "tmf" not in {p["name"] for p in container["ports"]}
+    assert not [d for d in only(docs, "Service") if d["metadata"]["name"].endswith("-tmf")]
+    granted = {(group, resource) for _, _, group, resource, _, _ in tmf_rules(docs)}
+    assert not granted & {("authentication.k8s.io", "tokenreviews"), ("authorization.k8s.io", "subjectaccessreviews")}
+    assert ("", "configmaps") not in granted
+
+
+def test_tmf_is_served_by_every_replica_behind_its_service(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, TMF)
+    spec = deployment(docs)["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = settings_from_args(args, env)
+    assert (settings.tmf_port, settings.tmf_address, settings.tmf_cert_dir) == (
+        8444,
+        "0.0.0.0",
+        "/etc/telco-intent/tmf",
+    )
+    assert settings.shard_group == "telco-intent", "the APIs ride along with sharding: every replica serves them"
+    assert {"name": "tmf", "containerPort": 8444, "protocol": "TCP"} in container["ports"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tmf-certs"]
+    assert mount == {"name": "tmf-certs", "mountPath": "/etc/telco-intent/tmf", "readOnly": True}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tmf-certs"]
+    items = [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]
+    assert volume["secret"] == {"secretName": "tmf-tls", "items": items}
+    (service,) = [d for d in only(docs, "Service") if d["metadata"]["name"] == "telco-intent-tmf"]
+    assert service["metadata"]["namespace"] == NS
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 8443, "targetPort": "tmf", "protocol": "TCP"}]
+    # Readiness stays the controller's /healthz: the APIs add no probe of their own.
+    default = deployment(render(helm, tmp_path))["spec"]["template"]["spec"]["containers"][0]
+    assert (container["readinessProbe"], container["livenessProbe"]) == (
+        default["readinessProbe"],
+        default["livenessProbe"],
+    )
+
+
+def test_tmf_without_a_secret_serves_a_self_signed_certificate(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, {"tmf": {"enabled": True, "port": 8443}})
+    pod = deployment(docs)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = settings_from_args(build_parser().parse_args(container["args"]), env)
+    assert (settings.tmf_port, settings.tmf_cert_dir) == (8443, None)
+    assert "tmf-certs" not in {v["name"] for v in pod["volumes"]}
+    (service,) = [d for d in only(docs, "Service") if d["metadata"]["name"] == "telco-intent-tmf"]
+    assert (service["spec"]["type"], service["spec"]["ports"][0]["port"]) == ("ClusterIP", 443)
+
+
+def test_tmf_rbac_is_exactly_what_the_facade_uses(helm: Path, tmp_path: Path) -> None:
+    """What tmf.enabled adds: the reviews, Subscription creation (productOrder add; the controller already
+    gets, lists, watches and patches them) and, in the release namespace only, the two hub ConfigMaps
+    (controller/tmf/hubs.py): created by any name (RBAC cannot limit create), read and patched by name."""
+    added = tmf_rules(render(helm, tmp_path, TMF)) - tmf_rules(render(helm, tmp_path, SHARDED_BY_DEVICE))
+    assert added == {
+        ("ClusterRole", None, "authentication.k8s.io", "tokenreviews", "", "create"),
+        ("ClusterRole", None, "authorization.k8s.io", "subjectaccessreviews", "", "create"),
+        ("ClusterRole", None, GROUP, "subscriptions", "", "create"),
+        ("Role", NS, "", "configmaps", "", "create"),
+        ("Role", NS, "", "configmaps", HUBS_CONFIGMAP, "get"),
+        ("Role", NS, "", "configmaps", HUBS_CONFIGMAP, "patch"),
+        ("Role", NS, "", "configmaps", OUTBOX_CONFIGMAP, "get"),
+        ("Role", NS, "", "configmaps", OUTBOX_CONFIGMAP, "patch"),
+    }
+    docs = render(helm, tmp_path, TMF)
+    controller = tmf_rules(docs)
+    for plural in ("productofferings", "subscriptions", "networkservices", "billingaccounts", "invoices"):
+        assert {("ClusterRole", None, GROUP, plural, "", v) for v in ("list", "watch")} <= controller, plural
+    assert {("ClusterRole", None, GROUP, "subscriptions", "", v) for v in ("get", "patch")} <= controller
+    sa = only(docs, "ServiceAccount")[0]["metadata"]["name"]
+    tmf_bindings = [
+        b
+        for b in docs
+        if b["kind"] in ("RoleBinding", "ClusterRoleBinding") and b["roleRef"]["name"] == "telco-intent-tmf"
+    ]
+    assert sorted(b["kind"] for b in tmf_bindings) == ["ClusterRoleBinding", "RoleBinding"]
+    for binding in tmf_bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]
+    assert only(docs, "RoleBinding")[0]["metadata"]["namespace"] == NS
+    unbound = render(helm, tmp_path, {**TMF, "rbac": {"create": False}})
+    assert not tmf_rules(unbound), "rbac.create=false: no roles at all"
+
+
+def test_tmf_refuses_watched_namespaces_even_without_the_schema(helm: Path, tmp_path: Path) -> None:
+    values = values_file(tmp_path, {"tmf": {"enabled": True, "port": 8443}, "watchNamespaces": ["acme"]})
+    proc = run_helm(helm, "template", "x", str(CHART), "--skip-schema-validation", "--values", str(values), check=False)
+    assert proc.returncode != 0 and "tmf.enabled needs watchNamespaces empty" in proc.stderr, proc.stderr
 
 
 # -- docs/deploy.md's values reference is generated from the schema --------------------------------
