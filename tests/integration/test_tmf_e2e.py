@@ -20,6 +20,7 @@ import pytest
 from localcluster.cluster import free_port
 from localcluster.webhook import serving_certificate
 from tests.harness import GROUP, VERSION, condition, registered_webhook, wait_for
+from tests.integration.test_commerce import subscription
 from tests.reliability.rig import Rig, rig
 from tests.support.tmf_client import Client
 from tests.support.tmf_listener import Listener
@@ -241,6 +242,15 @@ def _up(client: Client) -> bool:
         return False
 
 
+def _denied_by_webhook(r: Rig, body: dict[str, Any]) -> bool:
+    ns = body["metadata"]["namespace"]
+    try:
+        r.api.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "subscriptions", body, dry_run="All")
+    except kubernetes.client.ApiException as exc:
+        return "denied the request" in str(exc.body)
+    return False
+
+
 def test_an_order_the_admission_webhook_refuses_is_a_422_naming_why(r: Rig, certs: tuple[Path, bytes]) -> None:
     """Orders are written through the Kubernetes API: the validating webhook judges them like any apply."""
     ns = r.namespace
@@ -264,6 +274,10 @@ def test_an_order_the_admission_webhook_refuses_is_a_422_naming_why(r: Rig, cert
         ],
     }
     with registered_webhook(r.api, r.controller, "tmfe-webhook"):
+        # The API server takes up a new webhook configuration a moment after it is created: order only
+        # once a server dry run of such a Subscription is refused by it.
+        probe = subscription(ns, "tmfe-probe", "tmfe-no-such-offering", "tmfe-acct", DEVICE, "Ethernet2", 803)
+        wait_for("the webhook judging Subscriptions", lambda: _denied_by_webhook(r, probe), 30)
         refused = client.call("POST", f"{ORDERING}/productOrder", order)
     assert refused.status == 422, refused.body
     assert "tmfe-no-such-offering does not exist" in refused.body["message"], refused.body
