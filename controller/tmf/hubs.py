@@ -10,8 +10,11 @@ cluster (ConfigMaps in the facade's namespace), never only in memory.
   failures are retried with a growing delay (RETRY_INITIAL..RETRY_MAX).
 
 Several replicas (every controller replica serves the facade) share both ConfigMaps:
-- Registrations: each replica follows HUBS_CONFIGMAP, re-reading it on every hub request (so register,
-  delete and the listener count are right on any replica) and every FOLLOW_SECONDS for routing.
+- Registrations: each replica re-reads HUBS_CONFIGMAP on every hub request (so register, delete and
+  the listener count are right on any replica), before routing each batch of changes its cache saw (so
+  a registration acknowledged by any replica before a change counts for it, even if that replica then
+  stops), and every FOLLOW_SECONDS. Re-reading rather than watching: one GET per batch, no second
+  watch to keep alive, and no window in which a registration is known to one replica only.
 - Producing: every replica turns what its own watch cache sees into outbox entries. The same change
   gives the same event id on each, so the entry key <event id>.<listener id> is the same; a replica adds
   only keys the outbox does not hold yet, with a patch conditional on the ConfigMap's resourceVersion
@@ -56,7 +59,7 @@ OUTBOX_CONFIGMAP = "telco-intent-tmf-outbox"
 MAX_LISTENERS = 256
 MAX_PENDING = 2000  # outbox entries kept (a ConfigMap holds at most 1 MiB)
 FLUSH_SECONDS = 0.1
-FOLLOW_SECONDS = 1.0  # how often the registrations (all replicas) and the outbox (the deliverer) are re-read
+FOLLOW_SECONDS = 1.0  # how often the deliverer re-reads the outbox (entries other replicas queued)
 TOMBSTONE_SECONDS = 600.0  # how long a delivered entry's key stays, so no late producer queues it again
 CONFLICT_RETRIES = 8
 RETRY_INITIAL, RETRY_MAX = 1.0, 30.0
@@ -266,24 +269,34 @@ class Hubs:
 
     async def _route(self) -> None:
         while True:
-            event = await self._events.get()
-            for listener in list(self.listeners.values()):
-                if not wanted_by(listener, event):
+            batch = [await self._events.get()]
+            while not self._events.empty():
+                batch.append(self._events.get_nowait())
+            try:  # registrations as of now: one acknowledged on another replica before this change counts
+                await self.read_listeners()
+            except Exception as exc:
+                log.warning("tmf: re-reading the registrations failed (%s); routing with those known", exc)
+            for event in batch:
+                await self._route_one(event)
+
+    async def _route_one(self, event: Event) -> None:
+        for listener in list(self.listeners.values()):
+            if not wanted_by(listener, event):
+                continue
+            plural = _PLURAL_OF.get(event.resource_type)
+            try:
+                if plural and not await self.allowed(owner_user(listener.owner), "get", plural, event.namespace):
                     continue
-                plural = _PLURAL_OF.get(event.resource_type)
-                try:
-                    if plural and not await self.allowed(owner_user(listener.owner), "get", plural, event.namespace):
-                        continue
-                except Exception as exc:  # a review that cannot be made: not delivered, logged
-                    log.warning("tmf: could not check %s for listener %s: %s", event.id, listener.id, exc)
-                    continue
-                if len(self.pending) + len(self._unsaved) >= MAX_PENDING:
-                    log.error("tmf: outbox full (%d); event %s for %s dropped", MAX_PENDING, event.id, listener.id)
-                    continue
-                name = event.event_type[0].lower() + event.event_type[1:]
-                url = f"{listener.callback.rstrip('/')}/listener/{name}"
-                key = f"{event.id}.{listener.id}"
-                self._unsaved[key] = Entry(key, listener.id, url, event.payload())
+            except Exception as exc:  # a review that cannot be made: not delivered, logged
+                log.warning("tmf: could not check %s for listener %s: %s", event.id, listener.id, exc)
+                continue
+            if len(self.pending) + len(self._unsaved) >= MAX_PENDING:
+                log.error("tmf: outbox full (%d); event %s for %s dropped", MAX_PENDING, event.id, listener.id)
+                continue
+            name = event.event_type[0].lower() + event.event_type[1:]
+            url = f"{listener.callback.rstrip('/')}/listener/{name}"
+            key = f"{event.id}.{listener.id}"
+            self._unsaved[key] = Entry(key, listener.id, url, event.payload())
 
     async def _flush(self) -> None:
         if self._unsaved or self._removed:
