@@ -60,7 +60,8 @@ MAX_LISTENERS = 256
 MAX_PENDING = 2000  # outbox entries kept (a ConfigMap holds at most 1 MiB)
 FLUSH_SECONDS = 0.1
 FOLLOW_SECONDS = 1.0  # how often the deliverer re-reads the outbox (entries other replicas queued)
-TOMBSTONE_SECONDS = 600.0  # how long a delivered entry's key stays, so no late producer queues it again
+TOMBSTONE_SECONDS = 300.0  # how long a delivered entry's key stays, so no late producer queues it again
+MAX_TOMBSTONES = 4000  # ~100 bytes each: the oldest go first beyond this, to stay far below 1 MiB
 CONFLICT_RETRIES = 8
 RETRY_INITIAL, RETRY_MAX = 1.0, 30.0
 SEND_TIMEOUT = 5.0
@@ -317,10 +318,7 @@ class Hubs:
                 if key in held and delivered_at(held[key]) is None:
                     data[key] = json.dumps({"delivered": now})
             if delivering:
-                for key, text in held.items():
-                    at = delivered_at(text)
-                    if at is not None and now - at > TOMBSTONE_SECONDS:
-                        data[key] = None
+                data.update({key: None for key in _expired(held, now)})
             if data:
                 patch = {"metadata": {"resourceVersion": outbox.metadata.resource_version}, "data": data}
                 try:
@@ -407,6 +405,13 @@ class Hubs:
     def _done(self, entry: Entry) -> None:
         self.pending.pop(entry.key, None)
         self._removed.add(entry.key)
+
+
+def _expired(held: Mapping[str, str], now: float) -> list[str]:
+    """The tombstones to remove: older than TOMBSTONE_SECONDS, and the oldest beyond MAX_TOMBSTONES."""
+    stones = sorted((at, key) for key, text in held.items() if (at := delivered_at(text)) is not None)
+    beyond = max(0, len(stones) - MAX_TOMBSTONES)
+    return [key for i, (at, key) in enumerate(stones) if i < beyond or now - at > TOMBSTONE_SECONDS]
 
 
 _PLURAL_OF = {

@@ -17,7 +17,7 @@ from controller.tmf import hubs as hubs_module
 from controller.tmf.auth import User
 from controller.tmf.conventions import TmfError
 from controller.tmf.events import Event
-from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP, Hubs, delivered_at
+from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP, Hubs, _expired, delivered_at
 
 KNOWN = {"productInventory": (frozenset({"ProductStateChangeEvent"}), frozenset({"status"}))}
 OWNER = User("system:serviceaccount:p:partner", "uid-1", ("system:authenticated",), ())
@@ -159,3 +159,12 @@ def test_tombstones_and_entries_are_told_apart() -> None:
     assert delivered_at(json.dumps({"delivered": 12.5})) == 12.5
     assert delivered_at(json.dumps({"listener": "x", "url": "u", "payload": {}, "attempts": 0})) is None
     assert delivered_at("not json") is None
+
+
+def test_old_tombstones_and_those_beyond_the_cap_are_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = json.dumps({"listener": "x", "url": "u", "payload": {}, "attempts": 0})
+    held = {"old": json.dumps({"delivered": 100.0}), "new": json.dumps({"delivered": 990.0}), "queued": entry}
+    assert _expired(held, 1000.0) == ["old"], "older than TOMBSTONE_SECONDS; an undelivered entry stays"
+    monkeypatch.setattr(hubs_module, "MAX_TOMBSTONES", 1)
+    held["newer"] = json.dumps({"delivered": 995.0})
+    assert sorted(_expired(held, 1000.0)) == ["new", "old"], "the oldest go first beyond the cap"
