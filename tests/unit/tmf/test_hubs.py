@@ -168,3 +168,26 @@ def test_old_tombstones_and_those_beyond_the_cap_are_removed(monkeypatch: pytest
     monkeypatch.setattr(hubs_module, "MAX_TOMBSTONES", 1)
     held["newer"] = json.dumps({"delivered": 995.0})
     assert sorted(_expired(held, 1000.0)) == ["new", "old"], "the oldest go first beyond the cap"
+
+
+def test_inside_the_controller_the_replica_running_commerce_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller import __main__ as cli
+    from controller.handlers import lifecycle
+    from controller.sharding import COMMERCE
+
+    class Controller:
+        def __init__(self, units: set[str]) -> None:
+            self.units = units
+
+        def drives(self, unit: str) -> bool:
+            return unit in self.units
+
+    cases = [
+        (None, False),  # before Kopf's startup handler made the Replica
+        (SimpleNamespace(controller=None), False),  # a standby peer
+        (SimpleNamespace(controller=Controller({"dev1"})), False),  # a shard without the commerce unit
+        (SimpleNamespace(controller=Controller({COMMERCE})), True),  # the commerce holder (or the only one)
+    ]
+    for replica, expected in cases:
+        monkeypatch.setattr(lifecycle, "REPLICA", replica)
+        assert cli._delivers_hub_events() is expected, replica
