@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,14 +80,24 @@ def _run(args: argparse.Namespace) -> int:
 async def _with_tmf(operator: Any, settings: Settings) -> None:
     """The operator with the TM Forum APIs beside it (every replica serves them: reads come from its own
     watch cache, writes go through the API server)."""
-    running = await _start_tmf(settings)
+    running = await _start_tmf(settings, _delivers_hub_events)
     try:
         await operator
     finally:
         await running.close()
 
 
-async def _start_tmf(settings: Settings) -> Any:
+def _delivers_hub_events() -> bool:
+    """Inside the controller exactly one replica sends the hubs' events: the one running the commerce
+    layer (sharded: the holder of the `commerce` unit; with peering: the active peer; else the only one)."""
+    from .handlers.lifecycle import REPLICA
+    from .sharding import COMMERCE
+
+    controller = REPLICA.controller if REPLICA is not None else None
+    return controller is not None and controller.drives(COMMERCE)
+
+
+async def _start_tmf(settings: Settings, delivers: Callable[[], bool] = lambda: True) -> Any:
     import kubernetes
 
     from .billing.clock import OffsetClock
@@ -98,7 +109,12 @@ async def _start_tmf(settings: Settings) -> Any:
         kubernetes.config.load_kube_config()
     clock = OffsetClock(settings.clock_offset_seconds, settings.clock_offset_file)
     return await serve(
-        kubernetes.client.ApiClient(), settings.tmf_port, settings.tmf_address, settings.tmf_cert_dir, clock.now
+        kubernetes.client.ApiClient(),
+        settings.tmf_port,
+        settings.tmf_address,
+        settings.tmf_cert_dir,
+        clock.now,
+        delivers,
     )
 
 

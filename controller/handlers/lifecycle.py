@@ -17,6 +17,9 @@ from ..runtime import Controller
 from ..settings import Settings
 
 SETTINGS = Settings()  # replaced by the CLI before kopf starts
+# The run's Replica, for what lives outside Kopf's memo: the TMF facade asks it whether this replica
+# sends the hubs' events (controller/__main__.py).
+REPLICA: Replica[Controller] | None = None
 # How often the webhook server looks for a renewed certificate (cert-manager renews well before expiry).
 CERT_CHECK_SECONDS = 60.0
 
@@ -55,6 +58,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # replica is the active one (controller/peering.py).
     replica: Replica[Controller] = Replica(lambda: Controller(SETTINGS))
     memo.replica = replica
+    global REPLICA
+    REPLICA = replica
     if SETTINGS.peering:
         PeeringMonitor(
             replica,

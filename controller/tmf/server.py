@@ -94,12 +94,13 @@ class Facade:
 
     api_client: kubernetes.client.ApiClient
     clock: Clock = _now
+    delivers: Callable[[], bool] = lambda: True  # whether this replica sends the hubs' events (hubs.py)
 
     def __post_init__(self) -> None:
         plurals = {c.plural for c in READ_COLLECTIONS}
         self.cache = WatchCache(self.api_client, sorted(plurals), on_change=self._changed)
         self.auth = Authorizer(self.api_client)
-        self.hubs = Hubs(self.api_client, self.auth.allowed, {api: _known(api) for api in APIS})
+        self.hubs = Hubs(self.api_client, self.auth.allowed, {api: _known(api) for api in APIS}, delivers=self.delivers)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tmf-write")
         # Rendered resources per (collection, object), reused while the object's resourceVersion holds.
@@ -316,7 +317,7 @@ class Facade:
 
     async def unregister(self, request: web.Request, api: str) -> web.Response:
         user = await self.auth.authenticate(request.headers.get("Authorization"))
-        listener = self.hubs.listeners.get(request.match_info["id"])
+        listener = await self.hubs.listener(request.match_info["id"])  # registered on any replica
         if listener is None or listener.api != api:
             raise TmfError(404, "hub: no such listener")
         if listener.owner.get("username") != user.username:
@@ -418,10 +419,12 @@ async def serve(
     address: str = "127.0.0.1",
     cert_dir: str | None = None,
     clock: Clock = _now,
+    delivers: Callable[[], bool] = lambda: True,
 ) -> Running:
-    """Start the facade: list every kind, then listen on address:port over HTTPS (port 0: a free one)."""
+    """Start the facade: list every kind, then listen on address:port over HTTPS (port 0: a free one).
+    `delivers`: whether this replica is the one that sends the hubs' events (controller/tmf/hubs.py)."""
     context, self_signed_pem = server_context(cert_dir)
-    facade = Facade(api_client, clock)
+    facade = Facade(api_client, clock, delivers)
     await facade.start()
     runner = web.AppRunner(facade.app(), access_log=None)
     await runner.setup()

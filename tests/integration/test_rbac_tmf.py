@@ -18,7 +18,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP
+from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP, delivered_at
 from tests.harness import GROUP, VERSION, Api, wait_for
 from tests.integration.test_chart import helm as helm  # the session fixture that builds bin/helm
 from tests.integration.test_chart import render
@@ -165,8 +165,11 @@ def test_the_facade_works_with_the_charts_rbac(api: Api, partner: Client) -> Non
         registrations = api.core.read_namespaced_config_map(HUBS_CONFIGMAP, RELEASE_NS).data or {}
         assert hub.body["id"] not in registrations
         wait_for(
-            "the delivered events gone from the outbox",
-            lambda: not (api.core.read_namespaced_config_map(OUTBOX_CONFIGMAP, RELEASE_NS).data or {}),
+            "every event in the outbox delivered (a tombstone each)",
+            lambda: all(
+                delivered_at(text) is not None
+                for text in (api.core.read_namespaced_config_map(OUTBOX_CONFIGMAP, RELEASE_NS).data or {}).values()
+            ),
             30,
         )
     finally:

@@ -29,8 +29,9 @@ FILES = {
 
 
 # TMF630 statuses an operation may answer though its document does not list them (a body too large, of
-# the wrong media type, well-formed but not doable): the body must still be the document's Error.
-UNDECLARED_ERRORS = frozenset({413, 415, 422})
+# the wrong media type, well-formed but not doable, the facade's own Kubernetes write refused): the body
+# must still be the document's Error.
+UNDECLARED_ERRORS = frozenset({413, 415, 422, 503})
 
 
 def _corrected(api: str, doc: dict[str, Any]) -> dict[str, Any]:
