@@ -132,8 +132,12 @@ class StatusWriter:
         self.writing(ref, status)  # its watch event, arriving before this returns, is not a forgery
         try:
             after = await self._kube.patch_status(ref, status, resource_version)
-        except BaseException:
+        except BaseException as exc:
             self.landed(ref, None)
+            if not isinstance(exc, Conflict) and transient(exc):
+                # No answer (connection lost, API server restarting, 5xx): it may have been stored. What our
+                # last write left is then unknown, as after a restart: judge no copy until the next one lands.
+                self._landed.pop(ref, None)
             raise
         self.forget(ref)  # any memory of earlier writes is stale now
         self.landed(ref, after)

@@ -251,6 +251,12 @@ def plan_step(
                 ):
                     due = to_second(stored_pending.effective)
             if due <= now:
+                if changes and changes[-1].current is current and _since(current) > due:
+                    # A revision of the offering it leaves, first seen after the change was due: moot, and
+                    # it must not push the change past its due time.
+                    versions.pop()
+                    changes.pop()
+                    current = versions[-1]
                 at = max(due, _since(current))
                 target = target.model_copy(update={"since": at})
                 _append(versions, target)

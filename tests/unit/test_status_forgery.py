@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube import Ref
+from controller.kube import Conflict, Ref
 from controller.statuswriter import StatusWriter, changed_keys, newer, with_removals
 
 REF = Ref("networkservices", "svc", "acme")
@@ -183,5 +183,56 @@ def test_one_copy_of_each_status_what_was_written_what_landed_and_its_echo() -> 
         assert writer.shared(REF, other) is other, "a status this writer did not leave is kept as it is"
         assert writer.shared(Ref("networkservices", "x", "acme"), echo) is echo
         assert writer.ours(REF) == ours and writer.ours(REF) is not ours, "callers get a copy to change"
+
+    asyncio.run(scenario())
+
+
+class CheckedKube(FakeKube):
+    """resourceVersion-checked writes; `fail` is raised after the write is stored (no answer) or before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: BaseException | None = None
+        self.stores_before_failing = True
+
+    async def patch_status(
+        self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        fail, self.fail = self.fail, None
+        if fail is not None and not self.stores_before_failing:
+            raise fail
+        stored = await super().patch_status(ref, status)
+        if fail is not None:
+            raise fail
+        return stored
+
+
+@pytest.mark.parametrize(
+    ("failure", "stored", "doubt"),
+    [
+        (ConnectionResetError("connection reset by peer"), True, True),  # stored, the answer lost
+        (Throttled(503), True, True),  # the API server going away: stored or not, nobody knows
+        (Conflict("the object moved"), False, False),  # refused: nothing stored
+        (Throttled(422), False, False),  # refused
+    ],
+)
+def test_a_checked_write_that_got_no_answer_may_have_landed_so_its_copy_is_not_a_forgery(
+    failure: BaseException, stored: bool, doubt: bool
+) -> None:
+    """Order chaos bug #17: a write stored by an API server that died before answering came back as a newer
+    copy our last landed write did not leave, was taken for a forgery and overwritten with the older status."""
+
+    async def scenario() -> None:
+        kube = CheckedKube()
+        writer = StatusWriter(kube)  # type: ignore[arg-type]
+        await writer.write_checked(REF, {"state": "pending"}, None, "10")  # landed at 11
+        kube.fail, kube.stores_before_failing = failure, stored
+        with pytest.raises(type(failure)):
+            await writer.write_checked(REF, {"state": "active"}, {"state": "pending"}, "11")
+        judged = writer.forgery(REF, "12", {"state": "active"})
+        assert judged == ([] if doubt else ["state"])
+        # the next write that lands is again the proof of what is ours
+        await writer.write_checked(REF, {"state": "active", "note": "x"}, {"state": "active"}, "12")
+        assert writer.forgery(REF, "99", {"state": "terminated"}) == ["note", "state"]
 
     asyncio.run(scenario())

@@ -160,6 +160,21 @@ def test_scheduled_downgrade_takes_effect_at_the_recorded_period_end() -> None:
     assert [(c.direction, c.at, c.policy) for c in later.changes] == [("downgrade", DEC.end, "endOfPeriod")]
 
 
+def test_a_revision_of_the_offering_left_first_seen_after_a_due_change_does_not_delay_it() -> None:
+    """Order chaos (seed 7): the offering a subscription was leaving at the month end was repriced, and the
+    first pass that could write came after the month end. The downgrade still takes effect at the month end,
+    and the revision of an offering the subscription no longer had is not recorded (nor announced)."""
+    cheap = biz("29.90", 50)
+    first = step(ON_100, "biz-50", cheap, BIZ100)
+    assert first.pending is not None
+    repriced = biz("59.90", 100)
+    after = utc(2027, 1, 1, 0, 0, 5)
+    later = step(list(first.plans), "biz-50", cheap, repriced, pending=first.pending, now=after)
+    assert later.pending is None
+    assert [(p.offering, p.since) for p in later.plans] == [("biz-100", None), ("biz-50", DEC.end)]
+    assert [(c.direction, c.at) for c in later.changes] == [("downgrade", DEC.end)]
+
+
 def test_bandwidth_choice_is_a_change_within_the_offering() -> None:
     flexible = biz(
         "49.90",
