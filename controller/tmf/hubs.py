@@ -161,6 +161,9 @@ class Hubs:
         self.pending: dict[str, Entry] = {}  # persisted entries, not yet acknowledged
         self._unsaved: dict[str, Entry] = {}
         self._removed: set[str] = set()
+        # The flush and the follow loop both sync the outbox; two syncs at once would let the older one's
+        # stale read put an entry the other just tombstoned back into `pending`: sent twice.
+        self._outbox_lock = asyncio.Lock()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -304,6 +307,10 @@ class Hubs:
             await self._sync_outbox(dict(self._unsaved))
 
     async def _sync_outbox(self, adding: dict[str, Entry]) -> None:
+        async with self._outbox_lock:
+            await self._sync_outbox_now(adding)
+
+    async def _sync_outbox_now(self, adding: dict[str, Entry]) -> None:
         """One conditional patch of the outbox: the entries queued here that it lacks, tombstones for
         those delivered here, and (when delivering) old tombstones removed; then, when delivering, the
         entries to send are whatever it holds undelivered, whoever queued them."""
