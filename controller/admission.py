@@ -50,6 +50,7 @@ from .commerce.order import (
 from .intent.merge import Claim, merge
 from .intent.paths import GPath
 from .intent.render import ManagedEntry, ServiceKey, render
+from .kube import FINALIZER
 from .times import beyond_computable, parse_time, rfc3339
 
 RERUN_ANNOTATION = "telco.intent.dev/rerun"
@@ -120,6 +121,8 @@ class Request:
 
 
 Check = Callable[[Obj, World, datetime], list[Problem]]
+# What an UPDATE changes that no state of the object alone can show (a payment edited): (old, new) -> problems.
+Transition = Callable[[Obj, Obj], list[Problem]]
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Webhook:
     reads: tuple[str, ...]
     check: Check
     annotations: tuple[str, ...] = ()  # annotations the check reads: a change of one is re-judged
+    transition: Transition | None = None
 
     @property
     def path(self) -> str:
@@ -171,6 +175,8 @@ def review(request: Request, world: World) -> list[Problem]:
     if request.operation == "UPDATE" and old is not None:
         before = set(hook.check(old, world, request.now))
         problems = [p for p in problems if p not in before]
+        if hook.transition is not None:
+            problems = _unique([*hook.transition(old, request.new), *problems])
     return problems
 
 
@@ -339,6 +345,7 @@ def invoice_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
     far = _time_problems(times)
     if far:
         return problems + far
+    problems += _payment_problems(spec.payments)
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     if spec.runType != "offCycle" or annotations.get(RERUN_ANNOTATION):
         return problems
@@ -365,6 +372,56 @@ def invoice_problems(obj: Obj, world: World, now: datetime) -> list[Problem]:
     return problems
 
 
+def _payment_problems(payments: Sequence[Any]) -> list[Problem]:
+    """Ids unique within the invoice; a reversal names a payment recorded before it."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, payment in enumerate(payments):
+        if payment.id in seen:
+            problems.append(Problem(f"spec.payments[{i}].id", f"{payment.id!r} is the id of an earlier payment"))
+        if payment.reverses is not None and payment.reverses not in seen:
+            problems.append(
+                Problem(
+                    f"spec.payments[{i}].reverses",
+                    f"{payment.reverses!r} is not the id of a payment recorded before this reversal",
+                )
+            )
+        seen.add(payment.id)
+    return problems
+
+
+def payment_edits(old: Obj, new: Obj) -> list[Problem]:
+    """Recorded payments are money that happened: an UPDATE may only append (the CRD's CEL rule says the
+    same; this names the entry). A reversal is a new entry with a negative amount and a reason."""
+    before = ((old.get("spec") or {}).get("payments")) or []
+    after = ((new.get("spec") or {}).get("payments")) or []
+    by_id: dict[Any, tuple[int, Any]] = {}
+    for i, p in enumerate(after):
+        if isinstance(p, dict):
+            by_id.setdefault(p.get("id"), (i, p))  # the first entry of an id is the recorded one
+    problems: list[Problem] = []
+    for i, payment in enumerate(before):
+        if not isinstance(payment, dict):
+            continue
+        found = by_id.get(payment.get("id"))
+        if found is None:
+            problems.append(
+                Problem(
+                    f"spec.payments[{i}]",
+                    f"payment {payment.get('id')!r} was recorded and cannot be removed; record a reversal instead"
+                    " (a new entry with a negative amount, a reason and reverses: <payment id>)",
+                )
+            )
+        elif found[1] != payment:
+            problems.append(
+                Problem(
+                    f"spec.payments[{found[0]}]",
+                    f"payment {payment.get('id')!r} was recorded and cannot be edited; record a reversal instead",
+                )
+            )
+    return problems
+
+
 WEBHOOKS: dict[str, Webhook] = {
     hook.plural: hook
     for hook in (
@@ -376,7 +433,7 @@ WEBHOOKS: dict[str, Webhook] = {
         Webhook("networkservices", ("subscriptions", "networkservices", "networkdevices"), network_service_problems),
         Webhook("networkdevices", ("networkdevices",), network_device_problems),
         Webhook("productofferings", (), product_offering_problems),
-        Webhook("invoices", ("invoices",), invoice_problems, annotations=(RERUN_ANNOTATION,)),
+        Webhook("invoices", ("invoices",), invoice_problems, annotations=(RERUN_ANNOTATION,), transition=payment_edits),
     )
 }
 
@@ -673,5 +730,66 @@ def webhook_configuration(
                 ],
             }
             for hook in WEBHOOKS.values()
+        ],
+    }
+
+
+# -- the finalizer at admission (mutating) ---------------------------------------------------------------
+
+# The kinds whose cleanup the controller guards with its finalizer: a Subscription (its deletion must end
+# in the terminated fact) and a NetworkService (its deletion waits for the device cleanup).
+FINALIZED: tuple[str, ...] = ("subscriptions", "networkservices")
+
+
+def finalizer_path(plural: str) -> str:
+    """The URL path of the mutating webhook of `plural` (Kopf routes it to the handler of that id)."""
+    return f"/{plural}.finalizer"
+
+
+def finalizers_at_admission(obj: Obj) -> list[str] | None:
+    """The finalizers a created object should be stored with: its own plus ours; None when ours is there.
+
+    Adding it here saves the controller the write of its own (docs/admission.md); without this webhook,
+    or when it does not answer, the controller adds it as before."""
+    meta = obj.get("metadata") or {}
+    finalizers = [f for f in meta.get("finalizers") or [] if isinstance(f, str)]
+    if FINALIZER in finalizers or meta.get("deletionTimestamp"):
+        return None
+    return [*finalizers, FINALIZER]
+
+
+def mutating_webhook_configuration(
+    name: str, base_url: str, ca_bundle_pem: bytes, *, timeout_seconds: int = 2
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration that has the API server store Subscriptions and NetworkServices
+    with the controller's finalizer (templates/mutatingwebhook.yaml renders the same through the Service).
+
+    failurePolicy Ignore: the mutation only saves a write, so a webhook that does not answer must never
+    refuse an order; the controller then adds the finalizer itself. Creates only: an update never needs it."""
+    ca = base64.b64encode(ca_bundle_pem).decode()
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{plural}.finalizer.telco.intent.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "reinvocationPolicy": "Never",
+                "timeoutSeconds": timeout_seconds,
+                "matchPolicy": "Equivalent",
+                "clientConfig": {"url": base_url.rstrip("/") + finalizer_path(plural), "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["telco.intent.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE"],
+                        "resources": [plural],
+                    }
+                ],
+            }
+            for plural in FINALIZED
         ],
     }

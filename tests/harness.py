@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client import ApiException
 
-from controller.admission import webhook_configuration
+from controller.admission import mutating_webhook_configuration, webhook_configuration
 from localcluster.cluster import free_port
 from localcluster.webhook import serving_certificate
 
@@ -194,19 +194,28 @@ class ControllerProcess:
 
 @contextlib.contextmanager
 def registered_webhook(api: Api, proc: ControllerProcess, name: str) -> Iterator[None]:
-    """The controller's webhooks registered with the API server by URL (failurePolicy Fail, 5 s), removed
-    afterwards: while registered, every create and spec change of the five kinds goes through them."""
+    """The controller's webhooks registered with the API server by URL, removed afterwards: while registered,
+    every create and spec change of the five kinds goes through the validating ones (failurePolicy Fail, 5 s),
+    and Subscriptions and NetworkServices are created with the controller's finalizer (mutating, Ignore, 2 s),
+    as the chart registers them."""
     assert proc.webhook_url is not None and proc.webhook_ca is not None, "started without webhook=True"
     admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
     admission.create_validating_webhook_configuration(webhook_configuration(name, proc.webhook_url, proc.webhook_ca))
     try:
+        admission.create_mutating_webhook_configuration(
+            mutating_webhook_configuration(name, proc.webhook_url, proc.webhook_ca)
+        )
         yield
     finally:
-        try:
-            admission.delete_validating_webhook_configuration(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        for delete in (
+            admission.delete_mutating_webhook_configuration,
+            admission.delete_validating_webhook_configuration,
+        ):
+            try:
+                delete(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@ the test makes, served by `python -m controller run --webhook-port`, exercised b
 
 What is refused names the field; what existed before the webhook is left alone (the controller's
 finalizer and status writes on it go through, and it can still be deleted); a controller restart
-brings admission back, and while no controller answers, failurePolicy Fail refuses creates.
+brings admission back, and while no controller answers, failurePolicy Fail refuses creates. The mutating
+webhook stores Subscriptions and NetworkServices with the controller's finalizer, so the controller never
+writes it; one that does not answer never refuses a create (failurePolicy Ignore).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
-from controller.admission import RERUN_ANNOTATION
+from controller.admission import RERUN_ANNOTATION, mutating_webhook_configuration
+from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, registered_webhook, wait_for
 from tests.kube import Kubectl
 from tests.unit.commerce.builders import offering_doc
@@ -65,16 +69,24 @@ def service(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": API, "kind": "NetworkService", "metadata": {"name": name, "namespace": NS}, "spec": body}
 
 
-def invoice(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def invoice(
+    name: str, annotations: dict[str, str] | None = None, payments: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": NS}
     if annotations:
         meta["annotations"] = annotations
-    spec = {
+    spec: dict[str, Any] = {
         "billingAccount": "adm-1",
         "billingPeriod": {"startDateTime": "2026-10-01T00:00:00Z", "endDateTime": "2026-11-01T00:00:00Z"},
         "runType": "offCycle",
     }
+    if payments is not None:
+        spec["payments"] = payments
     return {"apiVersion": API, "kind": "Invoice", "metadata": meta, "spec": spec}
+
+
+def payment(pid: str, value: str = "10.00", **extra: str) -> dict[str, Any]:
+    return {"id": pid, "amount": {"unit": "EUR", "value": value}, "date": "2026-10-05T00:00:00Z", **extra}
 
 
 # Written before the webhook exists: some of them it would refuse today.
@@ -176,6 +188,10 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str, list[str]]] = [
      "networkdevices", "spec.address", ["already the gNMI target of NetworkDevice adm-pe1"]),
     ("a second off-cycle invoice for the account and period (issue 19 case 3)", invoice("adm-inv-2"), "invoices",
      "spec.billingPeriod", ["Invoice adm-inv-1 already bills account adm-1", RERUN_ANNOTATION]),
+    ("a reversal of a payment never recorded",
+     invoice("adm-inv-pay2", {RERUN_ANNOTATION: "x"},
+             [payment("p1"), payment("r1", "-5.00", reason="chargeback", reverses="p7")]),
+     "invoices", "spec.payments[1].reverses", ["'p7' is not the id of a payment recorded before this reversal"]),
     ("an offering priced in ZZZ (issue 19 case 4)",
      offering("adm-zzz", productOfferingPrice=[{"name": "fee", "priceType": "recurring",
                                                 "recurringChargePeriodType": "month",
@@ -291,3 +307,104 @@ def test_admission_survives_a_controller_restart(webhook: dict[str, Any]) -> Non
     assert "spec.productOffering.name: ProductOffering adm-gone does not exist" in stderr
     result = kubectl.apply(subscription("adm-after-good", endpoints=[endpoint(800, "172.16.8.1/30")]), check=False)
     assert result.returncode == 0, result.stderr
+
+
+def _finalizer_writers(obj: dict[str, Any]) -> list[str]:
+    """The field managers that own metadata.finalizers outside the status subresource."""
+    return [
+        str(entry.get("manager"))
+        for entry in obj["metadata"].get("managedFields") or []
+        if entry.get("subresource") != "status"
+        and "f:finalizers" in ((entry.get("fieldsV1") or {}).get("f:metadata") or {})
+    ]
+
+
+@pytest.mark.cluster
+def test_created_orders_and_services_carry_the_finalizer_from_admission(webhook: dict[str, Any]) -> None:
+    """The create's own answer already holds the finalizer (the controller cannot have written it yet), the
+    controller's passes never write it (no manager owns the field), and applying the same manifest again,
+    server-side, keeps it."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    objs = [
+        subscription("adm-fin-sub", endpoints=[endpoint(900, "172.16.9.1/30")]),
+        service("adm-fin-svc", endpoints=[endpoint(901, "172.16.9.5/30")]),
+    ]
+    for obj in objs:
+        created = json.loads(kubectl.run("create", "-f", "-", "-o", "json", stdin=json.dumps(obj)).stdout)
+        assert created["metadata"].get("finalizers") == [CLEANUP], created["metadata"]
+    for obj in objs:
+        kind, name = _kind(obj), obj["metadata"]["name"]
+        stored = wait_for(
+            f"the controller's status on {name}",
+            lambda kind=kind, name=name: (
+                (o := api.get(kind, name, NS)) and (o.get("status") or {}).get("conditions") and o
+            ),
+            60,
+            interval=0.2,
+        )
+        assert stored["metadata"]["finalizers"] == [CLEANUP]
+        # A field a mutating webhook sets belongs to no manager; the controller's write would own it.
+        assert _finalizer_writers(stored) == [], stored["metadata"]["managedFields"]
+        kubectl.apply(obj)  # the same manifest again, server-side, as a GitOps sync does
+        again = api.get(kind, name, NS)
+        assert again is not None and CLEANUP in (again["metadata"].get("finalizers") or []), again["metadata"]
+    # adm-pe1 is not reachable, so the device cleanup these finalizers wait for never ends: not waited for.
+    kubectl.run("delete", "subscription", "adm-fin-sub", "-n", NS, "--wait=false")
+    kubectl.run("delete", "networkservice", "adm-fin-svc", "-n", NS, "--wait=false")
+
+
+@pytest.mark.cluster
+def test_a_finalizer_webhook_that_does_not_answer_never_refuses_and_the_controller_adds_it(
+    webhook: dict[str, Any],
+) -> None:
+    """Only a mutating webhook at a closed port is registered: the create goes through without the finalizer
+    (failurePolicy Ignore) and the controller writes it itself, as without the webhook."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    proc: ControllerProcess = webhook["proc"]
+    assert proc.webhook_ca is not None
+    admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
+    admission.delete_mutating_webhook_configuration(CONFIG)
+    dead = mutating_webhook_configuration(CONFIG, f"https://127.0.0.1:{free_port()}", proc.webhook_ca)
+    admission.create_mutating_webhook_configuration(dead)
+    try:
+        obj = service("adm-fin-dead", endpoints=[endpoint(902, "172.16.9.9/30")])
+        created = json.loads(kubectl.run("create", "-f", "-", "-o", "json", stdin=json.dumps(obj)).stdout)
+        assert not created["metadata"].get("finalizers"), created["metadata"]
+        stored = wait_for(
+            "the controller's own finalizer on adm-fin-dead",
+            lambda: (
+                (o := api.get("networkservices", "adm-fin-dead", NS))
+                and CLEANUP in (o["metadata"].get("finalizers") or [])
+                and o
+            ),
+            60,
+            interval=0.2,
+        )
+        assert _finalizer_writers(stored), stored["metadata"]["managedFields"]  # the controller's own write
+        kubectl.run("delete", "networkservice", "adm-fin-dead", "-n", NS, "--wait=false")
+    finally:
+        admission.delete_mutating_webhook_configuration(CONFIG)
+        admission.create_mutating_webhook_configuration(
+            mutating_webhook_configuration(CONFIG, str(proc.webhook_url), proc.webhook_ca)
+        )
+
+
+@pytest.mark.cluster
+def test_recorded_payments_cannot_be_rewritten_and_reversals_name_a_recorded_payment(webhook: dict[str, Any]) -> None:
+    """Appending a payment and its reversal is admitted; editing a recorded one is refused (by the CRD's CEL
+    rule, which runs before the webhook); appending a reversal of an unknown payment is refused by the webhook."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    paid = [payment("p1"), payment("r1", "-10.00", reason="chargeback", reverses="p1")]
+    kubectl.apply(invoice("adm-inv-pays", {RERUN_ANNOTATION: "payments test"}, paid))
+    edited = [payment("p1", "99.00"), paid[1]]
+    stderr = refused(kubectl, invoice("adm-inv-pays", {RERUN_ANNOTATION: "payments test"}, edited))
+    assert "recorded payments cannot be edited or removed" in stderr, stderr
+    unknown = [*paid, payment("r2", "-1.00", reason="refund", reverses="p404")]
+    stderr = refused(kubectl, invoice("adm-inv-pays", {RERUN_ANNOTATION: "payments test"}, unknown))
+    assert 'admission webhook "invoices.validate.telco.intent.dev" denied the request' in stderr, stderr
+    assert "spec.payments[2].reverses: 'p404' is not the id of a payment recorded before" in stderr, stderr
+    stored = api.get("invoices", "adm-inv-pays", NS)
+    assert stored is not None and stored["spec"]["payments"] == paid  # nothing recorded was lost

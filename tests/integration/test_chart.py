@@ -25,7 +25,13 @@ import pytest
 import yaml
 
 from controller.__main__ import build_parser, settings_from_args
-from controller.admission import WEBHOOKS, webhook_configuration
+from controller.admission import (
+    FINALIZED,
+    WEBHOOKS,
+    finalizer_path,
+    mutating_webhook_configuration,
+    webhook_configuration,
+)
 from controller.api import GROUP, KINDS
 from controller.tmf.hubs import HUBS_CONFIGMAP, OUTBOX_CONFIGMAP
 from tests.kube import Kubectl
@@ -746,6 +752,33 @@ def test_webhook_configuration_is_the_controllers_table(helm: Path, tmp_path: Pa
     assert not only(render(helm, tmp_path), "ValidatingWebhookConfiguration")  # off by default
 
 
+def test_finalizer_webhook_is_the_controllers_table(helm: Path, tmp_path: Path) -> None:
+    """The mutating webhook (on with webhook.enabled unless webhook.addFinalizer is false) registers the
+    kinds and paths the controller serves, creates only, failurePolicy Ignore, like the local control
+    plane's registration (mutating_webhook_configuration)."""
+    docs = render(helm, tmp_path, SHARDED_HA)
+    (config,) = only(docs, "MutatingWebhookConfiguration")
+    local = mutating_webhook_configuration("x", "https://127.0.0.1:1", b"CA")
+    assert [w["name"] for w in config["webhooks"]] == [w["name"] for w in local["webhooks"]]
+    for chart_hook, local_hook, plural in zip(config["webhooks"], local["webhooks"], FINALIZED, strict=True):
+        assert chart_hook["rules"] == local_hook["rules"]
+        assert chart_hook["rules"][0]["operations"] == ["CREATE"]
+        for key in ("failurePolicy", "reinvocationPolicy", "timeoutSeconds", "sideEffects", "admissionReviewVersions"):
+            assert chart_hook[key] == local_hook[key], key
+        assert chart_hook["failurePolicy"] == "Ignore"
+        assert chart_hook["clientConfig"]["service"] == {
+            "name": "telco-intent-webhook",
+            "namespace": NS,
+            "path": finalizer_path(plural),
+            "port": 443,
+        }
+        assert chart_hook["namespaceSelector"]["matchExpressions"][0]["values"] == SHARDED_HA["watchNamespaces"]
+    off = {**SHARDED_HA, "webhook": {**SHARDED_HA["webhook"], "addFinalizer": False}}
+    assert not only(render(helm, tmp_path, off), "MutatingWebhookConfiguration")
+    assert only(render(helm, tmp_path, off), "ValidatingWebhookConfiguration")
+    assert not only(render(helm, tmp_path), "MutatingWebhookConfiguration")  # off with the webhook
+
+
 def test_webhook_with_cert_manager(helm: Path, tmp_path: Path) -> None:
     values = {
         "webhook": {
@@ -760,6 +793,9 @@ def test_webhook_with_cert_manager(helm: Path, tmp_path: Path) -> None:
     (config,) = only(docs, "ValidatingWebhookConfiguration")
     assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NS}/telco-intent-webhook"
     assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
+    (mutating,) = only(docs, "MutatingWebhookConfiguration")
+    assert mutating["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NS}/telco-intent-webhook"
+    assert all("caBundle" not in w["clientConfig"] for w in mutating["webhooks"])
     assert {(w["failurePolicy"], w["timeoutSeconds"]) for w in config["webhooks"]} == {("Ignore", 8)}
     (cert,) = only(docs, "Certificate")
     assert cert["spec"]["secretName"] == "telco-intent-webhook-tls"

@@ -9,13 +9,17 @@ from typing import Any
 import pytest
 
 from controller.admission import (
+    FINALIZED,
     RERUN_ANNOTATION,
     WEBHOOKS,
     Problem,
     Request,
     World,
     changes_intent,
+    finalizer_path,
+    finalizers_at_admission,
     listed_ports,
+    mutating_webhook_configuration,
     refusal,
     review,
     subscription_problems,
@@ -530,3 +534,90 @@ def test_an_order_on_a_good_account_is_admitted_and_a_suspended_one_keeps_an_acc
     assert subscription_problems(
         pending, world(billingaccounts=[account(state="Suspended")], subscriptions=[pending]), NOW
     )
+
+
+# --- the finalizer at admission (mutating) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"name": "a"}, ["telco.intent.dev/cleanup"]),
+        ({"name": "a", "finalizers": []}, ["telco.intent.dev/cleanup"]),
+        ({"name": "a", "finalizers": ["example.com/keep"]}, ["example.com/keep", "telco.intent.dev/cleanup"]),
+        ({"name": "a", "finalizers": ["telco.intent.dev/cleanup"]}, None),
+        ({"name": "a", "finalizers": ["example.com/keep", "telco.intent.dev/cleanup"]}, None),
+        ({"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"}, None),
+    ],
+    ids=["none", "empty", "someone-elses-kept-first", "ours-already", "ours-among-others", "being-deleted"],
+)
+def test_finalizers_at_admission(metadata: dict[str, Any], expected: list[str] | None) -> None:
+    assert finalizers_at_admission({"metadata": metadata}) == expected
+
+
+def test_the_finalizer_webhook_is_for_creates_of_the_finalized_kinds_and_never_refuses() -> None:
+    config = mutating_webhook_configuration("x", "https://127.0.0.1:9443/", b"CA")
+    assert config["kind"] == "MutatingWebhookConfiguration"
+    hooks = config["webhooks"]
+    assert (
+        [h["rules"][0]["resources"] for h in hooks]
+        == [[p] for p in FINALIZED]
+        == [["subscriptions"], ["networkservices"]]
+    )
+    for hook, plural in zip(hooks, FINALIZED, strict=True):
+        assert hook["clientConfig"]["url"] == f"https://127.0.0.1:9443{finalizer_path(plural)}"
+        assert hook["rules"][0]["operations"] == ["CREATE"]
+        assert (hook["failurePolicy"], hook["reinvocationPolicy"], hook["sideEffects"]) == ("Ignore", "Never", "None")
+        assert hook["timeoutSeconds"] <= 2
+    # Its paths never collide with the validating webhooks' (Kopf routes each path to one handler).
+    assert not {finalizer_path(p) for p in FINALIZED} & {h.path for h in WEBHOOKS.values()}
+
+
+# --- payments: append-only (besides the CRD's CEL rule), ids unique, reversals of recorded payments ---------
+
+
+def pay(pid: str, value: str = "10.00", **extra: Any) -> dict[str, Any]:
+    return {"id": pid, "amount": {"unit": "EUR", "value": value}, "date": EARLIER, **extra}
+
+
+REVERSAL = {"reason": "chargeback"}
+
+PAYMENT_UPDATES = [
+    ("edited amount", [pay("p1")], [pay("p1", "1.00")], "spec.payments[0]", ["'p1'", "cannot be edited"]),
+    ("removed", [pay("p1"), pay("p2")], [pay("p2")], "spec.payments[0]", ["'p1'", "cannot be removed", "reversal"]),
+    ("all removed", [pay("p1")], [], "spec.payments[0]", ["'p1'", "cannot be removed"]),
+    ("moved and edited", [pay("p1"), pay("p2")], [pay("p2", "2.00"), pay("p1")], "spec.payments[0]",
+     ["'p2'", "edited"]),
+    ("duplicate id appended", [pay("p1")], [pay("p1"), pay("p1", "5.00")], "spec.payments[1].id", ["'p1'"]),
+    ("reversal of an unknown payment", [pay("p1")], [pay("p1"), pay("r1", "-10.00", reverses="p9", **REVERSAL)],
+     "spec.payments[1].reverses", ["'p9'"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "field", "words"), [c[1:] for c in PAYMENT_UPDATES], ids=[c[0] for c in PAYMENT_UPDATES]
+)
+def test_recorded_payments_are_append_only(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], field: str, words: list[str]
+) -> None:
+    old, new = invoice("inv-p", payments=before), invoice("inv-p", payments=after)
+    one(update("invoices", old, new, world(invoices=[old])), field, *words)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ([], [pay("p1")]),
+        ([pay("p1")], [pay("p1"), pay("r1", "-10.00", reverses="p1", **REVERSAL)]),
+        ([pay("p1"), pay("p2")], [pay("p2"), pay("p1")]),  # the same entries in another order
+    ],
+    ids=["first-payment", "reversal-appended", "reordered"],
+)
+def test_appending_payments_is_admitted(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    old, new = invoice("inv-p", payments=before), invoice("inv-p", payments=after)
+    assert update("invoices", old, new, world(invoices=[old])) == []
+
+
+def test_a_created_invoice_with_a_reversal_before_its_payment_is_refused() -> None:
+    obj = invoice("inv-p", payments=[pay("r1", "-10.00", reverses="p1", **REVERSAL), pay("p1")])
+    one(create("invoices", obj, world(invoices=[])), "spec.payments[0].reverses", "'p1'")
