@@ -39,11 +39,13 @@ from localcluster.webhook import serving_certificate
 
 from . import demo_scenario as scenario
 from . import status as status_view
+from .admission import mutating_webhook_configuration, webhook_configuration
 from .times import rfc3339
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
 STATE = ROOT / ".local" / "demo"
+WEBHOOKS_NAME = "telco-intent-demo"
 
 
 class DemoError(RuntimeError):
@@ -197,6 +199,12 @@ def run(once: bool, at: datetime | None = None) -> int:
         env["TELCO_BILLING_SIGNING_KEY_FILE"] = str(_signing_key(STATE / "billing-signing.key"))
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
+        # The admission webhooks (docs/admission.md), only with the local control plane: an API server
+        # elsewhere cannot call back to this machine's loopback, and would refuse every order meanwhile.
+        webhook_ca = serving_certificate(STATE / "webhook-certs") if cluster is not None else None
+        webhook_port = free_port()
+        if webhook_ca is not None:
+            env.update(TELCO_WEBHOOK_PORT=str(webhook_port), TELCO_WEBHOOK_CERT_DIR=str(STATE / "webhook-certs"))
         with open(STATE / "controller.log", "wb") as log:
             controller = subprocess.Popen(
                 [sys.executable, "-m", "controller", "run", "--billing-jsonl", str(events_file)],
@@ -206,7 +214,10 @@ def run(once: bool, at: datetime | None = None) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        applied_at = now()
+        applied_at = now()  # the moment the scenario's dates are taken from (before waiting for the webhooks)
+        if webhook_ca is not None:
+            step("registering the admission webhooks it serves (validating; mutating: the finalizer at create)")
+            _register_webhooks(kubeconfig, f"https://127.0.0.1:{webhook_port}", webhook_ca)
         invoice_name = ""
         applied: list[dict[str, Any]] = []
         for path in sorted(QUICKSTART.glob("[1-9]*.yaml")):
@@ -226,6 +237,11 @@ def run(once: bool, at: datetime | None = None) -> int:
         progress("Subscriptions active", ready_counter(kubeconfig, "subscriptions"), 120)
         subscriptions = sum(1 for d in applied if d["kind"] == "Subscription")
         # The quick-start NetworkService is a dry run: it reports its plan and stays not Ready.
+        refusal = ""
+        if webhook_ca is not None:
+            step("an order for an offering the catalog does not have: kubectl apply refuses it, naming the field")
+            refusal = _apply_refused(kubeconfig, scenario.BAD_ORDER)
+            print(f"    {refusal}")
         step("what a dashboard shows")
         print(status_view.render(status_view.collect_with_kubectl(lambda *a: kubectl(kubeconfig, *a))))
         step(f"billing events delivered (JSON Lines sink {events_file.relative_to(ROOT)})")
@@ -247,6 +263,7 @@ def run(once: bool, at: datetime | None = None) -> int:
                 *scenario.event_checks(events, subscriptions),
                 *scenario.invoice_checks(invoice),
                 *scenario.tmf_checks(applied, products),
+                *(scenario.admission_checks(refusal) if webhook_ca is not None else []),
             ]
         )
         if once:
@@ -276,6 +293,27 @@ def run(once: bool, at: datetime | None = None) -> int:
         if cluster is not None:
             cluster.stop()
     return 0
+
+
+def _register_webhooks(kubeconfig: Path | None, url: str, ca: bytes, timeout: float = 60) -> None:
+    """Both webhook configurations by URL, then until the controller answers: a dry run it refuses."""
+    configs = [webhook_configuration(WEBHOOKS_NAME, url, ca), mutating_webhook_configuration(WEBHOOKS_NAME, url, ca)]
+    kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(configs))
+    deadline = time.monotonic() + timeout
+    while "denied the request" not in _apply_refused(kubeconfig, scenario.BAD_ORDER, dry_run=True):
+        if time.monotonic() > deadline:
+            raise DemoError(f"the admission webhooks at {url} did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _apply_refused(kubeconfig: Path | None, doc: dict[str, Any], dry_run: bool = False) -> str:
+    """What the API server answered to applying `doc` (its error line); empty when it was admitted."""
+    try:
+        args = ["apply", "--server-side", "-f", "-", *(["--dry-run=server"] if dry_run else [])]
+        kubectl(kubeconfig, *args, stdin=yaml.safe_dump(doc))
+    except DemoError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return ""
 
 
 TMF_READER = """

@@ -177,3 +177,22 @@ def tmf_checks(applied: Iterable[Mapping[str, Any]], products: Sequence[Mapping[
             + (f"; not active {', '.join(inactive[:3])}" if inactive else ""),
         )
     ]
+
+
+# Refused by the validating webhook: no such offering in examples/quickstart/10-catalog.yaml.
+BAD_ORDER: dict[str, Any] = {
+    "apiVersion": "telco.intent.dev/v1alpha1",
+    "kind": "Subscription",
+    "metadata": {"name": "demo-bad-order", "namespace": "acme"},
+    "spec": {
+        "productOffering": {"name": "business-internet-100g"},
+        "billingAccountRef": {"name": DEMO_ACCOUNT},
+        "endpoints": [{"device": "pe1", "port": "Ethernet9", "vlanId": 999, "ipv4Address": "192.0.2.253/30"}],
+    },
+}
+
+
+def admission_checks(refusal: str) -> list[Check]:
+    """The order for an offering the catalog lacks was refused at admission, naming the field."""
+    named = "denied the request" in refusal and "spec.productOffering.name" in refusal
+    return [Check("an order for a missing offering refused at admission, naming the field", named, refusal[:120])]

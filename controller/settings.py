@@ -114,10 +114,11 @@ class Settings:
     health_port: int = _setting(
         0, "serve /healthz on 127.0.0.1:PORT for liveness probes; 0 disables", parse=_port, metavar="PORT"
     )
-    # Validating admission webhook (docs/admission.md); the chart registers it with the API server.
+    # Admission webhooks (docs/admission.md); the chart registers them with the API server.
     webhook_port: int = _setting(
         0,
-        "serve the validating admission webhook over HTTPS on --webhook-address:PORT; 0 disables",
+        "serve the admission webhooks (validating; mutating: the finalizer) over HTTPS on --webhook-address:PORT;"
+        " 0 disables",
         parse=_port,
         metavar="PORT",
     )

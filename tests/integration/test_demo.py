@@ -56,6 +56,7 @@ def assert_demo_passed(out: str, invoice: str) -> None:
     assert "oneTimeCharge    Installation" in out, "the draft invoice should carry the installation fees"
     assert "FAILED" not in out, out[-4000:]
     assert "ok     its total is above zero" in out, out[-4000:]
+    assert "ok     an order for a missing offering refused at admission, naming the field" in out, out[-4000:]
     assert "demo checks passed" in out, out[-4000:]
     leftovers = subprocess.run(["pgrep", "-f", f"{ROOT}/.local/demo/"], capture_output=True, text=True).stdout
     assert not leftovers.strip(), f"the demo left processes behind: {leftovers}"
@@ -79,8 +80,9 @@ def test_make_demo_once_converges_bills_and_exits_cleanly_with_its_default_ports
 @pytest.mark.parametrize(
     ("at", "invoice", "period"),
     [
-        # the last seconds of February in UTC: already 1 March in the account's zone (Europe/Paris)
-        ("2027-02-28T23:59:30Z", "acme-001-2027-03-adhoc", "2027-02-28T23:00:00Z to 2027-03-01T01:00:00Z"),
+        # the last seconds of February in UTC: already 1 March in the account's zone (Europe/Paris); the bill
+        # ends at 01:00 or 02:00 UTC, as the orders were placed before or after midnight (start-up time)
+        ("2027-02-28T23:59:30Z", "acme-001-2027-03-adhoc", "2027-02-28T23:00:00Z to 2027-03-01T0"),
         # the last second of a month in the account's zone: the orders activate in the next month
         ("2027-02-28T23:59:59+01:00", "acme-001-2027-0", "to 2027-03-01T0"),
         # the first second of a month
