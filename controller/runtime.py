@@ -22,7 +22,7 @@ from .commerce.runtime import CommerceController
 from .gnmi.client import Target
 from .intent.render import ServiceKey
 from .kube import FINALIZER, Conflict, Kube, KubeLeases, NotFound, Ref
-from .network.devices import DeviceConfigError, SecretUnavailable, device_status, target_for
+from .network.devices import DeviceConfigError, SecretUnavailable, device_status, port_names, target_for
 from .network.reconciler import NetworkReconciler, ServiceRecord
 from .network.session import DeviceSession
 from .settings import Settings
@@ -350,14 +350,16 @@ class Controller:
         meta = record.body["metadata"]
         ref = Ref("networkdevices", name)
         current = self.writer.latest(ref, record.body.get("status"))
+        session = self.network.sessions.get(name)
         status = device_status(
             generation=meta.get("generation", 0),
             current=current,
-            session=self.network.sessions.get(name),
+            session=session,
             config_error=record.config_error,
             waiting=record.secret_unavailable,
             services=len(self.network.members(name)),
             now=self.now(),
+            ports=port_names(session),
         )
         self.writer.submit(ref, status, current)
         sessions = self.network.sessions.values()

@@ -95,6 +95,11 @@ class DeviceCapabilities(ApiModel):
     modelCount: int = Field(default=0, ge=0, description="Total number of models the device advertises.")
 
 
+# Ports a NetworkDevice status lists at most: a device with more lists none, so admission refuses no port as
+# unknown rather than refusing real ports a truncated list left out.
+MAX_LISTED_PORTS = 4096
+
+
 class NetworkDeviceStatus(ApiModel):
     """What the controller observed about the device."""
 
@@ -104,6 +109,12 @@ class NetworkDeviceStatus(ApiModel):
     services: int | None = Field(default=None, ge=0, description="NetworkServices with endpoints here.")
     encoding: str | None = Field(
         default=None, max_length=16, description="The gNMI encoding in use, negotiated from Capabilities."
+    )
+    ports: list[str] | None = Field(
+        default=None,
+        max_length=MAX_LISTED_PORTS,
+        description=f"The interface names the device reports (at most {MAX_LISTED_PORTS}; none listed for a device"
+        " with more). Admission refuses an endpoint on a port not listed here.",
     )
 
 

@@ -9,9 +9,10 @@ from typing import Any
 from cryptography import x509
 from kubernetes.client import ApiException
 
-from ..api.networkdevice import NetworkDeviceSpec
+from ..api.networkdevice import MAX_LISTED_PORTS, NetworkDeviceSpec
 from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
 from ..gnmi.client import Target
+from ..intent.paths import GPath
 from ..kube import Kube, NotFound
 from .session import DeviceSession
 
@@ -117,6 +118,20 @@ _UNREACHABLE_ADVICE = {
 }
 
 
+_INTERFACES = GPath.parse("interfaces")
+
+
+def port_names(session: DeviceSession | None) -> list[str] | None:
+    """The interface names the device reports (its subscription's view, once in sync), sorted; None while
+    unknown (no session, not synced yet) or when there are more than MAX_LISTED_PORTS."""
+    if session is None or not session.synced:
+        return None
+    names = sorted(
+        {v for e in session.leaves.children(_INTERFACES) if e.name == "interface" for k, v in e.keys if k == "name"}
+    )
+    return names if len(names) <= MAX_LISTED_PORTS else None
+
+
 def device_status(
     generation: int,
     current: dict[str, Any],
@@ -125,9 +140,11 @@ def device_status(
     services: int,
     now: dt.datetime,
     waiting: str | None = None,
+    ports: list[str] | None = None,
 ) -> dict[str, Any]:
     """`waiting`: why no target could be built yet although nothing says the configuration is wrong
-    (a Secret that cannot be read for now); shown only while there is no session."""
+    (a Secret that cannot be read for now); shown only while there is no session. `ports`: the device's
+    interface names (port_names); None keeps what the status listed (a disconnected device keeps its ports)."""
     conds: list[Cond]
     caps_status: dict[str, Any] | None = None
     if config_error is not None:
@@ -183,4 +200,7 @@ def device_status(
         status["capabilities"] = caps_status
     if session is not None and session.connected:
         status["encoding"] = session.encoding
+    listed = ports if ports is not None else current.get("ports")
+    if listed:
+        status["ports"] = list(listed)
     return status

@@ -188,6 +188,14 @@ class LeafCache:
     def items(self) -> Iterator[tuple[GPath, Any]]:
         return self.items_under(GPath())
 
+    def children(self, prefix: GPath) -> list[PathElem]:
+        """The path elements directly under the container at `prefix` (e.g. each `interface[name=...]` under
+        `interfaces`), at a cost of their number, not of the leaves below them."""
+        held = self._held(prefix) if prefix.elems else self._root
+        if not _is_container(held):
+            return []
+        return [elem for elem, _ in _items(held)]
+
     def _held(self, path: GPath) -> Any:
         """What sits at `path`: a container, a leaf's stored value, or None."""
         node: Any = self._root

@@ -127,3 +127,26 @@ def test_an_order_goes_live_through_the_webhook_and_a_second_one_for_its_port_is
         wait_for("hw-order gone", lambda: r.api.get("subscriptions", "hw-order", r.namespace) is None, 40, 0.2)
         r.api.delete("productofferings", "hw-fiber")
     assert r.managed(DEVICE) == r.expected(DEVICE, {"hw-holder": [(DEVICE, "Ethernet1", 110)]})
+
+
+@pytest.mark.cluster
+def test_the_device_lists_its_ports_and_a_service_on_a_port_it_lacks_is_refused(r: Rig, crds: Kubectl) -> None:
+    """The controller lists the interfaces the device reports in its status; the webhook refuses an endpoint
+    on any other port, naming the field and the ports there are, and the device receives no Set."""
+    device = wait_for(
+        f"NetworkDevice {DEVICE} listing its ports",
+        lambda: (d := r.api.get("networkdevices", DEVICE)) and (d.get("status") or {}).get("ports") and d,
+        30,
+        interval=0.2,
+    )
+    ports = device["status"]["ports"]
+    assert "Ethernet1" in ports and ports == sorted(set(ports)), ports
+    assert "Ethernet99" not in ports
+    endpoint = {"device": DEVICE, "port": "Ethernet99", "vlanId": 130, "ipv4Address": "10.95.0.1/30"}
+    wrong = r.service("hw-no-port", [endpoint])
+    result = crds.apply(wrong, check=False)
+    assert result.returncode != 0
+    assert f"spec.endpoints[0].port: device {DEVICE} has no port Ethernet99" in result.stderr, result.stderr
+    assert "Ethernet1" in result.stderr  # it says which ports there are
+    assert r.get("hw-no-port") is None
+    quiet(r)

@@ -13,16 +13,19 @@ import pytest
 from kubernetes.client import ApiException
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 
-from controller.api.networkdevice import NetworkDeviceSpec
+from controller.api.networkdevice import MAX_LISTED_PORTS, NetworkDeviceSpec
 from controller.gnmi.client import Target
+from controller.intent import GPath
 from controller.kube import NotFound, Ref
 from controller.network.devices import (
     DeviceConfigError,
     SecretUnavailable,
     device_status,
     is_definitive,
+    port_names,
     target_for,
 )
+from controller.network.leafcache import LeafCache
 from controller.runtime import Controller, DeviceRecord
 from controller.settings import Settings
 from devicesim.certs import CertAuthority
@@ -175,6 +178,7 @@ class FakeSession:
 
     def __init__(self, name: str = "pe1", target: Target | None = None, **callbacks: Any) -> None:
         self.name, self.target = name, target
+        self.leaves = LeafCache()
 
     def start(self) -> None:
         pass
@@ -286,3 +290,43 @@ def test_waiting_is_shown_only_without_a_session_or_a_configuration_error() -> N
     assert ready(config_error="bad") == ("False", "InvalidConfiguration")
     assert ready(session=FakeSession()) == ("False", "MissingModels")
     assert ready(waiting=None) == ("Unknown", "Connecting")
+
+
+# -- the ports a device reports, listed in its status (admission refuses others) ---------------------------
+
+
+def synced_with(*paths: str, synced: bool = True) -> FakeSession:
+    session = FakeSession()
+    session.synced = synced
+    for path in paths:
+        session.leaves.set(GPath.parse(path), "x")
+    return session
+
+
+def test_port_names_are_the_interfaces_the_device_reports_once_in_sync() -> None:
+    session = synced_with(
+        "interfaces/interface[name=Ethernet2]/config/name",
+        "interfaces/interface[name=Ethernet1]/state/oper-status",
+        "interfaces/interface[name=Ethernet1]/subinterfaces/subinterface[index=100]/config/index",
+        "network-instances/network-instance[name=red]/config/name",
+    )
+    assert port_names(session) == ["Ethernet1", "Ethernet2"]  # type: ignore[arg-type]
+    assert port_names(synced_with("interfaces/interface[name=Ethernet1]/config/name", synced=False)) is None  # type: ignore[arg-type]
+    assert port_names(None) is None
+
+
+def test_a_device_with_more_ports_than_a_status_lists_lists_none() -> None:
+    many = [f"interfaces/interface[name=et{i}]/config/name" for i in range(MAX_LISTED_PORTS + 1)]
+    assert port_names(synced_with(*many)) is None  # type: ignore[arg-type]
+    assert len(port_names(synced_with(*many[:MAX_LISTED_PORTS])) or []) == MAX_LISTED_PORTS  # type: ignore[arg-type]
+
+
+def test_the_status_lists_the_ports_and_keeps_them_while_they_are_unknown() -> None:
+    now = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    listed = device_status(1, {}, FakeSession(), None, 0, now, ports=["Ethernet1", "Ethernet2"])  # type: ignore[arg-type]
+    assert listed["ports"] == ["Ethernet1", "Ethernet2"]
+    disconnected = FakeSession()
+    disconnected.connected, disconnected.synced = False, False
+    kept = device_status(1, listed, disconnected, None, 0, now, ports=None)  # type: ignore[arg-type]
+    assert kept["ports"] == ["Ethernet1", "Ethernet2"]
+    assert "ports" not in device_status(1, {}, None, None, 0, now)
