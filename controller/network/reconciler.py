@@ -1006,9 +1006,18 @@ class NetworkReconciler:
         previous: dict[str, set[GPath]] | None = None
         by_device: dict[str, set[GPath]] = {}
         devices = set(record.devices()) | {d for d, pending in self._retired.items() if record.key in pending}
-        if any(d not in self._intents for d in record.devices()) or "owned" in current:
-            previous = from_status(current.get("owned"))
-            devices |= {d for d in previous if d not in self._intents}
+        owned = current.get("owned")
+        stored = (
+            [i for i in owned if isinstance(i, dict) and isinstance(i.get("device"), str)]
+            if isinstance(owned, list)
+            else []
+        )
+        unreconciled = [i for i in stored if i["device"] not in self._intents]
+        if unreconciled or any(d not in self._intents for d in record.devices()):
+            # Only devices no pass of this run has reconciled yet are taken from the stored status:
+            # parsing all of it on every publish was the largest part of building a status.
+            previous = from_status(unreconciled)
+            devices |= set(previous)
         for device in devices:
             leaves = set(self._retired.get(device, {}).get(record.key, ()))
             if device in self._applied.get(record.key, ()):
