@@ -170,7 +170,10 @@ def to_status(by_device: Mapping[str, Iterable[GPath]]) -> list[dict[str, Any]]:
                 continue
             # Interned: the same relative leaves (and entries, across devices) recur in every service's status.
             grouped.setdefault(root, []).append(sys.intern(GPath(leaf.elems[len(root.elems) :]).to_string()))
-        entries = [{"path": sys.intern(root.to_string()), "leaves": sorted(grouped[root])} for root in sorted(grouped)]
+        entries = [
+            {"path": sys.intern(root.to_string()), "leaves": sorted(grouped[root])}
+            for root in sorted(grouped, key=GPath.sort_key)
+        ]
         if entries:
             out.append({"device": device, "entries": entries})
     return out

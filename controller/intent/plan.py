@@ -108,7 +108,7 @@ class SetPlan:
         for op in self.operations:
             elems = op.path.elems
             found.update(p for n in range(len(elems) + 1) if (p := GPath(elems[:n])) in intent.entries)
-        return sorted(found)
+        return sorted(found, key=GPath.sort_key)
 
     def to_json(self) -> list[dict[str, str | None]]:
         """Shaped like NetworkService status.plan items: op, device, path, value as a JSON string."""
@@ -195,7 +195,9 @@ def verify(
     """The managed entries (all, or those at the paths `only`) whose owned leaves `observed_tree` does not
     hold as intended, in path order."""
     observed = observe(observed_tree)
-    entries = intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only))]
+    entries = (
+        intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only), key=GPath.sort_key)]
+    )
     drifts = []
     for entry in entries:
         diff = _diff(entry, normalise(entry.value, entry.path), observed, created)
@@ -319,7 +321,9 @@ def _entry_updates(entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None)
     if diff is None:
         return [SetOp("update", entry.path, want, entry.owners)]
     targets = _outermost({_addressable(diff.want, pointer)[-1][1] for pointer in diff.changed})
-    return [SetOp("update", entry.path.join(t), extract(want, t), entry.owners) for t in sorted(targets)]
+    return [
+        SetOp("update", entry.path.join(t), extract(want, t), entry.owners) for t in sorted(targets, key=GPath.sort_key)
+    ]
 
 
 def _outermost(paths: set[GPath]) -> set[GPath]:

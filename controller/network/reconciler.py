@@ -462,7 +462,7 @@ class NetworkReconciler:
                 # and what is being removed. Entries outside it were found as intended before.
                 wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
                 ports = {port for p in wanted if (port := _port_config(p)) is not None}
-                snapshot = session.snapshot(sorted(wanted | ports | retired_roots))
+                snapshot = session.snapshot(sorted(wanted | ports | retired_roots, key=GPath.sort_key))
                 tree = observe(snapshot)
                 unseen = sorted(p for p in ports if tree.extract(p) is None)
                 if unseen:
