@@ -22,6 +22,7 @@ same inputs always produce the same request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -171,7 +172,7 @@ def assess(
         SetOp("delete", path, None, owners)
         for path, owners in retirement(intent.needed if needed is None else needed, observed, retired or {}).items()
     ]
-    set_plan = SetPlan(intent.device, tuple(deletes), (), tuple(sorted(updates, key=lambda o: o.path)))
+    set_plan = SetPlan(intent.device, tuple(deletes), (), tuple(sorted(updates, key=lambda o: o.path.sort_key())))
     return Assessment(set_plan, tuple(drifts))
 
 
@@ -306,6 +307,8 @@ def _diff(
         return _EntryDiff(keyed_want, ())
     have = {name: value for name, value in have.items() if name not in entry.delegated}
     keyed_have = _keyed(have, where)
+    if _holds(keyed_have, keyed_want):
+        return _EntryDiff(keyed_want, ())  # as intended, as most entries are: no patch to build
     changed: list[Pointer] = []
     for op in jsonpatch.make_patch(keyed_have, keyed_want):
         # `remove`: something the intent does not write (a default, a foreign leaf): not ours.
@@ -314,6 +317,17 @@ def _diff(
         elif op["op"] != "remove":
             raise ValueError(f"unexpected JSON patch operation {op['op']!r}")
     return _EntryDiff(keyed_want, tuple(changed))
+
+
+def _holds(have: JsonValue, want: JsonValue) -> bool:
+    """Whether `have` holds every leaf of `want` with the same JSON value (it may hold more, e.g. defaults):
+    then the patch from `have` to `want` only removes, and nothing of the intent differs. As strict about
+    types as the patch is (1 is not true, nor 1.0)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _holds(have[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and json.dumps(have) == json.dumps(want)
+    return type(have) is type(want) and have == want
 
 
 def _entry_updates(entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None) -> list[SetOp]:
