@@ -83,10 +83,13 @@ class ServiceRecord:
     _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)
+    _created_at: dt.datetime | None = field(init=False, repr=False, compare=False, default=None)
 
     @property
     def created_at(self) -> dt.datetime:
-        return parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+        if self._created_at is None:  # parsed once: every pass of its device orders the services by it
+            self._created_at = parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+        return self._created_at
 
     @property
     def ref(self) -> Ref:
