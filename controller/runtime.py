@@ -27,9 +27,12 @@ from .network.reconciler import NetworkReconciler, ServiceRecord
 from .network.session import DeviceSession
 from .settings import Settings
 from .sharding import COMMERCE, Coordinator, Timing, replica_identity
-from .statuswriter import StatusWriter
+from .statuswriter import StatusWriter, differs
 
 log = logging.getLogger(__name__)
+# A NetworkDevice's status.services (how many services it holds) follows this long after a pass changed
+# only that: in a burst of applies each pass changed it, one status write per service.
+DEVICE_COUNT_DELAY_SECONDS = 2.0
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Controller:
         self._relist: asyncio.Task[None] | None = None
         self._relist_wanted = False
         self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
+        self._count_writes: dict[str, asyncio.TimerHandle] = {}  # devices whose new service count waits
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
@@ -233,7 +237,13 @@ class Controller:
         elif self.commerce is not None:
             self.commerce.start()
 
+    def _cancel_count_writes(self) -> None:
+        for timer in self._count_writes.values():
+            timer.cancel()
+        self._count_writes.clear()
+
     async def close(self) -> None:
+        self._cancel_count_writes()
         if self._resync is not None:
             self._resync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,7 +353,7 @@ class Controller:
         self.network.mark_dirty(name)
         self.publish_device(name)
 
-    def publish_device(self, name: str) -> None:
+    def publish_device(self, name: str, count_now: bool = False) -> None:
         record = self.devices.get(name)
         if record is None or not self.drives(name):
             return
@@ -361,10 +371,20 @@ class Controller:
             now=self.now(),
             ports=port_names(session),
         )
-        self.writer.submit(ref, status, current)
+        if not count_now and [k for k in status if differs({k: status[k]}, current)] == ["services"]:
+            if name not in self._count_writes:
+                self._count_writes[name] = asyncio.get_running_loop().call_later(
+                    DEVICE_COUNT_DELAY_SECONDS, self._write_count, name
+                )
+        else:
+            self.writer.submit(ref, status, current)
         sessions = self.network.sessions.values()
         metrics.DEVICES_REACHABLE.set(sum(1 for s in sessions if s.connected))
         metrics.DEVICES_TOTAL.set(len(self.devices))
+
+    def _write_count(self, name: str) -> None:
+        self._count_writes.pop(name, None)
+        self.publish_device(name, count_now=True)
 
     # -- NetworkService -----------------------------------------------------------------------
     async def upsert_service(self, body: dict[str, Any]) -> None:
@@ -434,6 +454,7 @@ class Controller:
         """Stand down for good, writing nothing more: stop the resync, the billing loops, every reconcile
         worker, device session and background write, and drop queued status writes (this replica's view
         is stale now). Idempotent. The replica builds a new Controller from a fresh list on resume."""
+        self._cancel_count_writes()
         if self._resync is not None:
             self._resync.cancel()
         await self.network.close()

@@ -63,8 +63,15 @@ def changed_keys(status: dict[str, Any] | None, ours: dict[str, Any]) -> list[st
 
 
 def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
-    stored = _clean(stored or {})
-    return any(_clean(v) != stored.get(k) for k, v in desired.items())
+    """Whether writing `desired` would change `stored` (absent and None are the same). Compared key by
+    key, only the keys `desired` sets; a value that is the very object stored (a status built on the
+    last write) is equal without walking it."""
+    stored = stored or {}
+    for key, value in desired.items():
+        old = stored.get(key)
+        if value is not old and _clean(value) != _clean(old):
+            return True
+    return False
 
 
 RETRY_FIRST_SECONDS = 0.5

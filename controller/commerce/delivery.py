@@ -55,6 +55,11 @@ class DeliveryLoop:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._last_sink_errors: dict[str, str] = {}
+        # Each object's deliverable events, parsed and proof-checked once per version of its outbox: every
+        # delivery pass looks at every outbox, and a burst of activations would otherwise check each pending
+        # event once per pass. The index replaces a body on every change and never edits one in place, so
+        # the same outbox object means the same events.
+        self._parsed: dict[tuple[str, Key], tuple[Any, list[tuple[datetime, BillingEvent]]]] = {}
 
     async def run(self) -> None:
         """Deliver whenever a write queued events, and at least every --billing-retry-seconds."""
@@ -72,22 +77,38 @@ class DeliveryLoop:
         """Every outbox event not yet known to be at every sink, oldest first."""
         index = self.ctx.index
         out: list[Pending] = []
+        parsed: dict[tuple[str, Key], tuple[Any, list[tuple[datetime, BillingEvent]]]] = {}
         for key, body in list(index.subscriptions.items()):
-            out += self._deliverable(key, billing_of(body).get("outbox"), index.delivered.get(key, set()))
+            raw = billing_of(body).get("outbox")
+            out += self._deliverable(("s", key), key, raw, index.delivered.get(key, set()), parsed)
         for key, body in list(index.invoices.items()):
             raw = ((body.get("status") or {}).get("outbox")) or {}
-            out += self._deliverable(key, raw, index.invoice_delivered.get(key, set()))
+            out += self._deliverable(("i", key), key, raw, index.invoice_delivered.get(key, set()), parsed)
+        self._parsed = parsed  # outboxes no longer pending (or gone) are dropped
         out.sort(key=lambda item: item[0])
         return out
 
-    def _deliverable(self, key: Key, raw: Any, done: set[str]) -> list[Pending]:
+    def _deliverable(
+        self,
+        slot: tuple[str, Key],
+        key: Key,
+        raw: Any,
+        done: set[str],
+        parsed: dict[tuple[str, Key], tuple[Any, list[tuple[datetime, BillingEvent]]]],
+    ) -> list[Pending]:
         if not (raw or {}).get("pending"):
             return []
-        try:
-            box = Outbox.from_status(raw, self.ctx.keyring)
-        except (ValidationError, *BILLING_ERRORS):
-            return []
-        return [(e.queued_at, key, e.event) for e in box.deliverable() if e.event.id not in done]
+        cached = self._parsed.get(slot)
+        if cached is not None and cached[0] is raw:
+            events = cached[1]
+        else:
+            try:
+                box = Outbox.from_status(raw, self.ctx.keyring)
+            except (ValidationError, *BILLING_ERRORS):
+                return []
+            events = [(e.queued_at, e.event) for e in box.deliverable()]
+        parsed[slot] = (raw, events)
+        return [(at, key, event) for at, event in events if event.id not in done]
 
     def _outbox_metrics(self, pending: list[Pending]) -> None:
         metrics.OUTBOX_DEPTH.set(len(pending))

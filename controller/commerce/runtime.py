@@ -47,6 +47,7 @@ from .subscriptions import SubscriptionController
 from .usage import UsageSampler, octets
 
 log = logging.getLogger(__name__)
+OFFERING_DEBOUNCE_SECONDS = 0.5  # a ProductOffering's status pass waits this long for the rest of a burst
 
 
 class CommerceController:
@@ -72,13 +73,21 @@ class CommerceController:
             )
         self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
 
-        def queue(name: str, fn: Callable[[Any], Awaitable[None]], concurrency: int) -> WorkQueue[Any]:
+        def queue(
+            name: str, fn: Callable[[Any], Awaitable[None]], concurrency: int, debounce: float = 0.0
+        ) -> WorkQueue[Any]:
             retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
-            return WorkQueue(name, fn, concurrency=concurrency, retry_initial=retry[0], retry_max=retry[1])
+            return WorkQueue(
+                name, fn, concurrency=concurrency, retry_initial=retry[0], retry_max=retry[1], debounce=debounce
+            )
 
         self._subs: WorkQueue[Key] = queue("Subscription", lambda k: self.subscription.reconcile(k), 16)
         self._invs: WorkQueue[Key] = queue("Invoice", lambda k: self.invoice.reconcile(k), 8)
-        self._offs: WorkQueue[str] = queue("ProductOffering", lambda k: self.offering.publish(k), 4)
+        # An offering's status counts its subscriptions: every Subscription state change marks it, so a
+        # burst of orders would recount them all (and write the count) once per change without the debounce.
+        self._offs: WorkQueue[str] = queue(
+            "ProductOffering", lambda k: self.offering.publish(k), 4, debounce=OFFERING_DEBOUNCE_SECONDS
+        )
         self._accts: WorkQueue[Key] = queue("BillingAccount", lambda k: self.account.publish(k), 4)
         self.queues = Queues(self._subs, self._invs, self._offs, self._accts)
         self.index = CommerceIndex(writer, self.queues)

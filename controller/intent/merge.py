@@ -141,7 +141,7 @@ def merge(device: str, claims: Iterable[Claim]) -> MergeResult:
                 owners.append(claim.key)
     entries = {
         path: DeviceEntry(path, entry.value, tuple(owners), entry.delegated)
-        for path, (entry, owners) in sorted(admitted.items())
+        for path, (entry, owners) in sorted(admitted.items(), key=lambda item: item[0].sort_key())
     }
     return MergeResult(DeviceIntent(device, MappingProxyType(entries)), tuple(conflicts))
 

@@ -62,11 +62,11 @@ def _member_leaves(path: GPath, where: SchemaPath, name: str, member: JsonValue)
 def entry_root(path: GPath) -> GPath | None:
     """The managed entry (subinterface, scheduler policy, QoS interface, VRF, VRF member) `path` lies in:
     the innermost one, so a VRF member is its own entry."""
-    found = None
-    for n in range(1, len(path.elems) + 1):
-        if schema_path(GPath(path.elems[:n])) in ENTRY_ROOTS:
-            found = GPath(path.elems[:n])
-    return found
+    names = schema_path(path)  # a prefix's schema path is the same prefix of it: computed once
+    for n in range(len(names), 0, -1):
+        if names[:n] in ENTRY_ROOTS:
+            return GPath(path.elems[:n])
+    return None
 
 
 def is_shared(path: GPath) -> bool:
@@ -75,15 +75,17 @@ def is_shared(path: GPath) -> bool:
 
 def shared_root(path: GPath) -> GPath | None:
     """The shared entry (a VRF) `path` is or lies in, else None."""
-    for n in range(1, len(path.elems) + 1):
-        if schema_path(GPath(path.elems[:n])) in SHARED_ROOTS:
+    names = schema_path(path)
+    for n in range(1, len(names) + 1):
+        if names[:n] in SHARED_ROOTS:
             return GPath(path.elems[:n])
     return None
 
 
 def _outer_root(path: GPath) -> GPath | None:
-    for n in range(1, len(path.elems) + 1):
-        if schema_path(GPath(path.elems[:n])) in ENTRY_ROOTS:
+    names = schema_path(path)
+    for n in range(1, len(names) + 1):
+        if names[:n] in ENTRY_ROOTS:
             return GPath(path.elems[:n])
     return None
 
@@ -168,7 +170,10 @@ def to_status(by_device: Mapping[str, Iterable[GPath]]) -> list[dict[str, Any]]:
                 continue
             # Interned: the same relative leaves (and entries, across devices) recur in every service's status.
             grouped.setdefault(root, []).append(sys.intern(GPath(leaf.elems[len(root.elems) :]).to_string()))
-        entries = [{"path": sys.intern(root.to_string()), "leaves": sorted(grouped[root])} for root in sorted(grouped)]
+        entries = [
+            {"path": sys.intern(root.to_string()), "leaves": sorted(grouped[root])}
+            for root in sorted(grouped, key=GPath.sort_key)
+        ]
         if entries:
             out.append({"device": device, "entries": entries})
     return out

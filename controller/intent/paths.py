@@ -144,6 +144,12 @@ class GPath:
     def to_string(self) -> str:
         return "/".join(e.to_string() for e in self.elems)
 
+    def sort_key(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """This path's place in the order of paths, as plain tuples: `sorted(paths, key=GPath.sort_key)`
+        orders as `sorted(paths)` does, comparing in C rather than calling `__eq__`/`__lt__` of every
+        element (a device's merge sorts thousands of paths per pass)."""
+        return tuple((e.name, e.keys) for e in self.elems)
+
     def to_proto(self) -> Any:
         return gnmi_pb2.Path(elem=[gnmi_pb2.PathElem(name=e.name, key=dict(e.keys)) for e in self.elems])
 

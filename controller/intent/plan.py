@@ -22,6 +22,7 @@ same inputs always produce the same request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -108,7 +109,7 @@ class SetPlan:
         for op in self.operations:
             elems = op.path.elems
             found.update(p for n in range(len(elems) + 1) if (p := GPath(elems[:n])) in intent.entries)
-        return sorted(found)
+        return sorted(found, key=GPath.sort_key)
 
     def to_json(self) -> list[dict[str, str | None]]:
         """Shaped like NetworkService status.plan items: op, device, path, value as a JSON string."""
@@ -171,7 +172,7 @@ def assess(
         SetOp("delete", path, None, owners)
         for path, owners in retirement(intent.needed if needed is None else needed, observed, retired or {}).items()
     ]
-    set_plan = SetPlan(intent.device, tuple(deletes), (), tuple(sorted(updates, key=lambda o: o.path)))
+    set_plan = SetPlan(intent.device, tuple(deletes), (), tuple(sorted(updates, key=lambda o: o.path.sort_key())))
     return Assessment(set_plan, tuple(drifts))
 
 
@@ -195,7 +196,9 @@ def verify(
     """The managed entries (all, or those at the paths `only`) whose owned leaves `observed_tree` does not
     hold as intended, in path order."""
     observed = observe(observed_tree)
-    entries = intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only))]
+    entries = (
+        intent.entries.values() if only is None else [intent.entries[p] for p in sorted(set(only), key=GPath.sort_key)]
+    )
     drifts = []
     for entry in entries:
         diff = _diff(entry, normalise(entry.value, entry.path), observed, created)
@@ -304,6 +307,8 @@ def _diff(
         return _EntryDiff(keyed_want, ())
     have = {name: value for name, value in have.items() if name not in entry.delegated}
     keyed_have = _keyed(have, where)
+    if _holds(keyed_have, keyed_want):
+        return _EntryDiff(keyed_want, ())  # as intended, as most entries are: no patch to build
     changed: list[Pointer] = []
     for op in jsonpatch.make_patch(keyed_have, keyed_want):
         # `remove`: something the intent does not write (a default, a foreign leaf): not ours.
@@ -314,12 +319,25 @@ def _diff(
     return _EntryDiff(keyed_want, tuple(changed))
 
 
+def _holds(have: JsonValue, want: JsonValue) -> bool:
+    """Whether `have` holds every leaf of `want` with the same JSON value (it may hold more, e.g. defaults):
+    then the patch from `have` to `want` only removes, and nothing of the intent differs. As strict about
+    types as the patch is (1 is not true, nor 1.0)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _holds(have[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and json.dumps(have) == json.dumps(want)
+    return type(have) is type(want) and have == want
+
+
 def _entry_updates(entry: DeviceEntry, want: JsonValue, diff: _EntryDiff | None) -> list[SetOp]:
     """The updates that put back one managed entry's owned leaves (normalised value `want`)."""
     if diff is None:
         return [SetOp("update", entry.path, want, entry.owners)]
     targets = _outermost({_addressable(diff.want, pointer)[-1][1] for pointer in diff.changed})
-    return [SetOp("update", entry.path.join(t), extract(want, t), entry.owners) for t in sorted(targets)]
+    return [
+        SetOp("update", entry.path.join(t), extract(want, t), entry.owners) for t in sorted(targets, key=GPath.sort_key)
+    ]
 
 
 def _outermost(paths: set[GPath]) -> set[GPath]:

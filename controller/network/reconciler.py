@@ -83,10 +83,13 @@ class ServiceRecord:
     _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)
+    _created_at: dt.datetime | None = field(init=False, repr=False, compare=False, default=None)
 
     @property
     def created_at(self) -> dt.datetime:
-        return parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+        if self._created_at is None:  # parsed once: every pass of its device orders the services by it
+            self._created_at = parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+        return self._created_at
 
     @property
     def ref(self) -> Ref:
@@ -205,6 +208,12 @@ class NetworkReconciler:
     # The replica that holds a device's Lease (None: unknown): a report by anyone else is ignored.
     holder_of: Callable[[str], str | None] = lambda device: None
     _home: dict[ServiceKey, bool] = field(default_factory=dict)
+    # status.owned of a service on a device it is applied to, as last built, with what it was built from
+    # (the render, the legacy VLAN form, the shared entries the controller created there): a publish then
+    # costs no re-normalising, and the written status holds this same object.
+    _owned_items: dict[tuple[ServiceKey, str], tuple[tuple[Any, ...], dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
 
     # -- inputs ---------------------------------------------------------------------------
     def upsert_service(self, record: ServiceRecord) -> None:
@@ -305,6 +314,7 @@ class NetworkReconciler:
         record = self.services.pop(key, None)
         for device in record.devices() if record else ():
             self._by_device[device].discard(key)
+            self._owned_items.pop((key, device), None)
         self._outcomes.pop(key, None)
         self._plans.pop(key, None)
         self._torn_down.pop(key, None)
@@ -462,7 +472,7 @@ class NetworkReconciler:
                 # and what is being removed. Entries outside it were found as intended before.
                 wanted = {e.path for k in scope if k in rendered for e in rendered[k]}
                 ports = {port for p in wanted if (port := _port_config(p)) is not None}
-                snapshot = session.snapshot(sorted(wanted | ports | retired_roots))
+                snapshot = session.snapshot(sorted(wanted | ports | retired_roots, key=GPath.sort_key))
                 tree = observe(snapshot)
                 unseen = sorted(p for p in ports if tree.extract(p) is None)
                 if unseen:
@@ -1004,22 +1014,51 @@ class NetworkReconciler:
         """`status.owned`: the leaves the controller wrote for the service on each device, and those it
         still has to remove; for a device not reconciled yet in this run, what the stored status said."""
         previous: dict[str, set[GPath]] | None = None
-        by_device: dict[str, set[GPath]] = {}
         devices = set(record.devices()) | {d for d, pending in self._retired.items() if record.key in pending}
-        if any(d not in self._intents for d in record.devices()) or "owned" in current:
-            previous = from_status(current.get("owned"))
-            devices |= {d for d in previous if d not in self._intents}
-        for device in devices:
-            leaves = set(self._retired.get(device, {}).get(record.key, ()))
-            if device in self._applied.get(record.key, ()):
+        owned = current.get("owned")
+        stored = (
+            [i for i in owned if isinstance(i, dict) and isinstance(i.get("device"), str)]
+            if isinstance(owned, list)
+            else []
+        )
+        unreconciled = [i for i in stored if i["device"] not in self._intents]
+        if unreconciled or any(d not in self._intents for d in record.devices()):
+            # Only devices no pass of this run has reconciled yet are taken from the stored status:
+            # parsing all of it on every publish was the largest part of building a status.
+            previous = from_status(unreconciled)
+            devices |= set(previous)
+        out = []
+        for device in sorted(devices):
+            retired = self._retired.get(device, {}).get(record.key)
+            applied = device in self._applied.get(record.key, ())
+            if applied and not retired and self.drives(device):
+                item = self._owned_item(record, device)  # the common case, cached
+                if item is not None:
+                    out.append(item)
+                continue
+            leaves = set(retired or ())
+            if applied:
                 leaves |= self.owned_leaves(record, device)
             elif device not in self._intents and previous is not None:
                 leaves |= previous.get(device, set())
             if not self.drives(device) and self._report_of(record, device) is not None:
                 leaves = self._reported_owned(record, device)
-            if leaves:
-                by_device[device] = leaves
-        return to_status(by_device)
+            out += to_status({device: leaves})
+        return out
+
+    def _owned_item(self, record: ServiceRecord, device: str) -> dict[str, Any] | None:
+        """status.owned's item for `device`, where the service is applied and nothing of it is retired:
+        its current render's owned leaves, built once per render (and shared entries created there)."""
+        created = self._created.get(device, set())
+        shared = frozenset(e.path for e in record.rendered if e.device == device and e.shared and e.path in created)
+        stamp = (record.rendered, self._legacy_vlan.get(device, False), shared)
+        cached = self._owned_items.get((record.key, device))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        items = to_status({device: self.owned_leaves(record, device)})
+        item = items[0] if items else None
+        self._owned_items[(record.key, device)] = (stamp, item)
+        return item
 
     def _maybe_finish_teardown(self, record: ServiceRecord) -> None:
         if not self.is_home(record):

@@ -115,3 +115,11 @@ ELEMS = st.builds(PathElem, NAMES, st.dictionaries(NAMES, VALUES, max_size=3).ma
 def test_string_and_proto_forms_round_trip(path: GPath) -> None:
     assert GPath.parse(path.to_string()) == path
     assert GPath.from_proto(path.to_proto()) == path
+
+
+@given(st.lists(st.lists(ELEMS, max_size=5).map(lambda elems: GPath(tuple(elems))), max_size=12))
+def test_sort_key_orders_as_the_paths_themselves(paths: list[GPath]) -> None:
+    # The hot sorts (a device's merge, status.owned) use the key: it must give exactly the paths' own order.
+    assert sorted(paths, key=GPath.sort_key) == sorted(paths)
+    shared = [GPath.parse(t) for t in ["b/c", "a/x", "b", "a[k=2]", "a[k=10]", "a", "b/c/d"]]
+    assert sorted(shared, key=GPath.sort_key) == sorted(shared)

@@ -5,6 +5,10 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import jsonpatch
+from hypothesis import given
+from hypothesis import strategies as st
+
 from controller.intent import (
     DeviceEntry,
     DeviceIntent,
@@ -18,6 +22,7 @@ from controller.intent import (
     plan,
     verify,
 )
+from controller.intent.plan import _holds
 
 from .helpers import CREATED, apply_set, device_with_ports, make_spec, owned_on, service
 
@@ -375,3 +380,30 @@ def test_a_fresh_device_touches_every_entry() -> None:
     result = assess(intent, normalise(device_with_ports("Ethernet1")))
     assert result.plan.entries_written(intent) == sorted(intent.entries)
     assert len(result.drifts) == len(intent.entries)
+
+
+JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(-2, 2), st.sampled_from("ab"))
+JSON_TREES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from("xyz"), inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from("xyz"), JSON_TREES, max_size=3),
+    st.dictionaries(st.sampled_from("xyz"), JSON_TREES, max_size=3),
+)
+def test_an_entry_that_holds_every_intended_leaf_needs_no_patch(have: Any, want: Any) -> None:
+    # _diff's fast path skips the JSON patch when the device's copy holds every intended leaf: the patch from
+    # `have` to `want` must then have nothing but removes (foreign leaves, defaults), never add/replace/move.
+    if _holds(have, want):
+        assert {op["op"] for op in jsonpatch.make_patch(have, want)} <= {"remove"}, (have, want)
+
+
+def test_holds_is_as_strict_about_types_as_the_patch() -> None:
+    assert _holds({"a": 1, "b": {"c": "x", "d": True}, "e": [1]}, {"b": {"c": "x"}, "a": 1})
+    assert not _holds({"a": 1}, {"a": True})  # JSON 1 is not true
+    assert not _holds({"a": 1}, {"a": 1.0})
+    assert not _holds({"a": {"b": 1}}, {"a": {"b": 1, "c": None}})  # an intended leaf missing
+    assert not _holds({"a": [1, 2]}, {"a": [1]})  # leaf-lists compare whole

@@ -330,3 +330,36 @@ def test_the_status_lists_the_ports_and_keeps_them_while_they_are_unknown() -> N
     kept = device_status(1, listed, disconnected, None, 0, now, ports=None)  # type: ignore[arg-type]
     assert kept["ports"] == ["Ethernet1", "Ethernet2"]
     assert "ports" not in device_status(1, {}, None, None, 0, now)
+
+
+def test_a_change_of_the_service_count_alone_is_written_after_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a burst of applies every pass changes a device's status.services: that alone waits
+    # DEVICE_COUNT_DELAY_SECONDS and is written once, with the count as it is then; other changes go at once.
+    monkeypatch.setattr("controller.runtime.DEVICE_COUNT_DELAY_SECONDS", 0.2)
+
+    async def main() -> list[dict[str, Any]]:
+        ctl = Controller(Settings(), kube=secrets())  # type: ignore[arg-type]
+        written: list[dict[str, Any]] = []
+        stored: dict[str, Any] = {}
+
+        def submit(ref: Ref, desired: dict[str, Any], current: dict[str, Any] | None) -> bool:
+            written.append(desired)
+            stored.clear()
+            stored.update(desired)
+            return True
+
+        ctl.writer.submit = submit  # type: ignore[method-assign]
+        ctl.writer.latest = lambda ref, status: dict(stored)  # type: ignore[method-assign]
+        ctl.network.sessions["pe1"] = FakeSession()  # type: ignore[assignment]
+        ctl.devices["pe1"] = DeviceRecord("pe1", device_body())
+        counts = iter([0, 1, 2, 3])
+        ctl.network.members = lambda device: [None] * next(counts)  # type: ignore[method-assign,misc]
+        ctl.publish_device("pe1")  # first status: written at once (0 services)
+        ctl.publish_device("pe1")  # 1: only the count changed, waits
+        ctl.publish_device("pe1")  # 2: still waiting, one timer
+        assert [w["services"] for w in written] == [0]
+        await asyncio.sleep(0.4)  # the delayed write, with the count then (3)
+        await ctl.close()
+        return written
+
+    assert [w["services"] for w in asyncio.run(main())] == [0, 3]

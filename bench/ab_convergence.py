@@ -1,0 +1,220 @@
+"""Convergence of two (or more) controller checkouts, interleaved, each run on a fresh system.
+
+    PATH="$PWD/bin:$PATH" .venv/bin/python bench/ab_convergence.py \
+        --variant base=/tmp/base-checkout --variant branch=. --services 1000 --subscriptions 1000 --rounds 2
+
+On a shared 2-core machine wall times move by tens of percent between runs; comparing two versions
+of the controller holds only side by side. This runs each variant in turn (base, branch, base,
+branch, ...), each run on a fresh etcd, kube-apiserver and devicesim fleet (strict devices) with a
+fresh controller process started from that checkout (`python -m controller run` with the checkout
+as its working directory, so its `controller` package is the one imported), N NetworkServices
+created by 4 client threads until all are Ready, then N Subscriptions (each owning a
+NetworkService) until all are Ready; then everything is stopped. Per run and phase it reports
+wall time (first create to last Ready on the watch), the controller's CPU seconds (user + system,
+psutil) per object, its device passes, the API writes per object seen on the watch
+(resourceVersion changes after the create) and the controller's own write count. `--profile`
+runs the controller under py-spy (samples holding the GIL) and writes a summary of the run's
+stacks (bench/profile_report.py) next to the JSON in bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib as B
+from profile_report import render_text, summarise
+
+from tests.integration.test_commerce import offering, subscription
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WORKERS = 4
+
+
+class CheckoutController(B.BenchController):
+    """A BenchController started from another checkout's working directory."""
+
+    def __init__(self, source: Path, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+    def start(self) -> CheckoutController:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
+        cmd = [sys.executable, "-m", "controller", "run", *self.args]
+        if self.profile_to is not None:
+            spy = Path(sys.executable).with_name("py-spy")
+            prefix = [str(spy), "record", "--nonblocking", "--gil", "--rate", "100", "--format", "raw"]
+            cmd = [*prefix, "--output", str(self.profile_to), "--", *cmd]
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.source, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._ps = None
+        B._LIVE.add(self)
+        return self
+
+
+def phase(
+    api: Any, watch: B.WatchAudit, ctl: B.BenchController, plural: str, bodies: list[dict[str, Any]], timeout: float
+) -> dict[str, Any]:
+    """Create `bodies` from 4 threads, wait until every one is Ready on `watch`: wall, CPU, writes."""
+    keys = [f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in bodies]
+    m0 = ctl.metrics()
+    cpu0 = ctl.cpu()
+    t0 = time.monotonic()
+    B.create_objects(api, plural, bodies, workers=WORKERS)
+    ok = watch.wait_ready(keys, timeout)
+    ready = sorted(t - t0 for k in keys if (t := watch.objects[k].ready_at) is not None)
+    wall = ready[-1] if ok else time.monotonic() - t0
+    time.sleep(2.0)  # the writes trailing the last Ready are counted too
+    cpu = ctl.cpu() - cpu0
+    m1 = ctl.metrics()
+    before = B.metric_by(m0, "telco_kube_writes_total", "resource")
+    writes = {k: int(v - before.get(k, 0)) for k, v in B.metric_by(m1, "telco_kube_writes_total", "resource").items()}
+    versions = watch.versions(keys)
+    passes = B.metric_sum(m1, "telco_reconcile_total") - B.metric_sum(m0, "telco_reconcile_total")
+    n = len(bodies)
+    return {
+        "all_ready": ok,
+        "ready": len(ready),
+        "wall_s": round(wall, 2),
+        "controller_cpu_s": round(cpu, 2),
+        "cpu_ms_per_object": round(1000 * cpu / n, 2),
+        "writes_per_object_watch": round(sum(versions) / max(1, len(versions)) - 1, 2),
+        "write_kinds": dict(watch.write_kinds(keys)),
+        "controller_writes": {k: v for k, v in writes.items() if v},
+        "controller_writes_per_object": round(sum(writes.values()) / n, 2),
+        "device_passes": int(passes),
+    }
+
+
+def one_run(
+    args: argparse.Namespace,
+    plane: B.ControlPlane,
+    fleet: Any,
+    names: list[str],
+    receiver: B.ReceiverProcess,
+    label: str,
+    source: Path,
+    run_id: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    api = plane.api
+    out: dict[str, Any] = {"variant": label, "source": str(source)}
+    profile_to = RESULTS / f"ab-{run_id}.raw" if args.profile else None
+    ctl = CheckoutController(
+        source,
+        plane.kubeconfig,
+        workdir / f"{run_id}.log",
+        extra=["--billing-sink-url", receiver.url],
+        profile_to=profile_to,
+    ).start()
+    svc_ns, sub_ns = f"{run_id}-svc", f"{run_id}-sub"
+    try:
+        B.wait_devices_ready(api, names)
+        ctl.wait_up(len(names))
+        time.sleep(1.0)
+        if args.services:
+            api.ensure_namespace(svc_ns)
+            services = B.layout(svc_ns, B.spread(args.services, names))
+            watch = B.WatchAudit(plane.new_client(), "networkservices", svc_ns).start()
+            time.sleep(0.5)
+            B.log(f"{run_id}: {args.services} NetworkServices")
+            out["services"] = phase(api, watch, ctl, "networkservices", [s.body() for s in services], args.timeout)
+            watch.stop()
+            B.log(f"  {out['services']['wall_s']} s, {out['services']['cpu_ms_per_object']} ms CPU each")
+        if args.subscriptions:
+            api.ensure_namespace(sub_ns)
+            start = B.spread(args.services, names) if args.services else {}
+            bodies = []
+            for i, svc in enumerate(B.layout(sub_ns, B.spread(args.subscriptions, names), start=start)):
+                account = f"acct-{i % 50:03d}"
+                body = subscription(sub_ns, f"sub{i:05d}", "bench-fiber", account, svc.device, svc.port, svc.vlan)
+                body["spec"]["endpoints"][0]["ipv4Address"] = svc.ip
+                bodies.append(body)
+            subs = B.WatchAudit(plane.new_client(), "subscriptions", sub_ns).start()
+            time.sleep(0.5)
+            events0 = receiver.count()
+            B.log(f"{run_id}: {args.subscriptions} Subscriptions")
+            out["subscriptions"] = phase(api, subs, ctl, "subscriptions", bodies, args.timeout)
+            out["subscriptions"]["billing_events_received"] = receiver.count() - events0
+            subs.stop()
+            B.log(f"  {out['subscriptions']['wall_s']} s, {out['subscriptions']['cpu_ms_per_object']} ms CPU each")
+    finally:
+        ctl.stop()
+    if profile_to is not None and profile_to.exists():
+        text = RESULTS / f"ab-{run_id}.txt"
+        text.write_text(render_text(summarise(profile_to, top=40)) + "\n")
+        out["profile"] = str(text)
+    return out
+
+
+def fresh_run(args: argparse.Namespace, label: str, source: Path, run_id: str, workdir: Path) -> dict[str, Any]:
+    """One run on its own fresh control plane, fleet and billing sink (much faster than deleting
+    thousands of finalized objects, and every run starts from the same empty system)."""
+    plane = B.ControlPlane(workdir / f"cluster-{run_id}").start()
+    names = B.device_names(args.devices)
+    fleet = B.start_fleet(names, workdir / f"fleet-{run_id}", "strict")
+    receiver = B.ReceiverProcess()
+    try:
+        B.register_devices(plane.api, fleet, names)
+        plane.api.apply(offering("bench-fiber"))
+        return one_run(args, plane, fleet, names, receiver, label, source, run_id, workdir)
+    finally:
+        receiver.stop()
+        fleet.stop()
+        plane.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", required=True, metavar="LABEL=DIR", help="a checkout to run")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--subscriptions", type=int, default=1000)
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", action="store_true", help="py-spy on every controller run")
+    args = parser.parse_args(argv)
+    variants = [(label, Path(d).resolve()) for label, _, d in (v.partition("=") for v in args.variant)]
+    import atexit
+
+    atexit.register(B.kill_leftovers)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = Path(tempfile.mkdtemp(prefix="telco-ab-"))
+    res: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "args": vars(args), "runs": []}
+    res["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    path = RESULTS / f"ab-{stamp}.json"
+    for r in range(args.rounds):
+        for label, source in variants:
+            run = fresh_run(args, label, source, f"r{r}-{label}", workdir)
+            run["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+            res["runs"].append(run)
+            path.write_text(json.dumps(res, indent=1) + "\n")
+    res["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"\n{'run':<14} {'phase':<14} {'wall s':>8} {'CPU s':>8} {'ms/obj':>8} {'writes/obj':>10}")
+    for run in res["runs"]:
+        for ph in ("services", "subscriptions"):
+            if ph in run:
+                p = run[ph]
+                print(
+                    f"{run['variant']:<14} {ph:<14} {p['wall_s']:>8} {p['controller_cpu_s']:>8} "
+                    f"{p['cpu_ms_per_object']:>8} {p['writes_per_object_watch']:>10}"
+                )
+    B.log(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
