@@ -36,6 +36,7 @@ import re
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -170,18 +171,22 @@ class LeaseView:
 
     Our own unit Lease writes go in at once (`wrote`), or the next tick would plan on the state before
     them; the watch still delivers events from before such a write, so a Lease we wrote is *pinned*:
-    events for it are ignored until the stream reaches the version we wrote. A list clears the pins
-    (no unit Lease write runs during one: both happen under the coordinator's lock)."""
+    events for it are ignored until the stream reaches the version we wrote. The stream may also be
+    quicker than the write's answer: a version it already delivered is never pinned (it would hold
+    the Lease stale for good). A list clears the pins (no unit Lease write runs during one: both
+    happen under the coordinator's lock)."""
 
     records: dict[str, LeaseRecord] = field(default_factory=dict)
     resource_version: str = ""  # where the watch resumes
     synced: bool = False  # listed at least once
     _pinned: dict[str, str] = field(default_factory=dict)  # name -> the resourceVersion we wrote
+    _delivered: dict[str, deque[str]] = field(default_factory=dict)  # name -> its latest versions on the stream
 
     def reset(self, items: Iterable[Mapping[str, Any]], resource_version: str) -> None:
         self.records = {r.name: r for b in items if (r := lease_record(b)) is not None}
         self.resource_version = resource_version
         self._pinned.clear()
+        self._delivered.clear()
         self.synced = True
 
     def apply(self, event: Mapping[str, Any]) -> tuple[str, LeaseRecord | None, bool] | None:
@@ -198,6 +203,7 @@ class LeaseView:
         record = lease_record(body)
         if record is None:
             return None
+        self._delivered.setdefault(record.name, deque(maxlen=8)).append(version)
         pinned = self._pinned.get(record.name)
         if pinned is not None:
             if version != pinned:
@@ -213,14 +219,10 @@ class LeaseView:
     def wrote(self, stored: Mapping[str, Any]) -> LeaseRecord | None:
         """Our own write's answer, ahead of its watch event."""
         record = lease_record(stored)
-        if record is not None:
+        if record is not None and record.resource_version not in self._delivered.get(record.name, ()):
             self.records[record.name] = record
             self._pinned[record.name] = record.resource_version
         return record
-
-    def deleted(self, name: str) -> None:
-        self.records.pop(name, None)
-        self._pinned.pop(name, None)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,17 @@ def test_the_view_follows_the_watch_and_keeps_our_own_writes_ahead_of_it() -> No
     assert "pe-1" not in view.records and view.resource_version == "11"
 
 
+def test_a_write_whose_event_came_before_its_answer_does_not_freeze_the_view() -> None:
+    view = LeaseView()
+    view.reset([api_lease("pe-1", "b", 5)], "5")
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "", 6)})  # our release, on the stream first
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "c", 7)})  # c takes it
+    view.wrote(api_lease("pe-1", "", 6))  # the release's answer arrives only now
+    assert view.records["pe-1"].holder == "c", "the stream's newer state stands"
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "d", 8)})
+    assert view.records["pe-1"].holder == "d", "later events still apply"
+
+
 # -- replicas on one in-memory Lease store ----------------------------------------------------------
 class FakeLeases:
     """The API server's Lease semantics that matter: resourceVersion preconditions, 409 on create, a
