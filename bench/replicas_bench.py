@@ -259,8 +259,6 @@ def converge(workdir: Path, replicas: int, services: int, devices: int, timeout:
             "api_requests_rollout": requests_per_replica_minute(requests_after, requests_before, replicas, wall),
             "overlapping_devices": overlaps(fleet, names),
         }
-        if not ok:
-            result["not_ready"] = not_ready(plane, watch, keys, owner)
         watch.stop()
         if idle > 0:
             B.log(f"  idle {idle:.0f}s: API requests per replica")
@@ -271,6 +269,8 @@ def converge(workdir: Path, replicas: int, services: int, devices: int, timeout:
                 api_requests(plane), requests_after, replicas, time.monotonic() - t1
             )
             result["load_average_idle"] = idle_load.stop()
+        if not ok:  # after the idle window: its GETs are not the replicas' requests
+            result["not_ready"] = not_ready(plane, watch, keys, owner)
         result["load_average_whole_run"] = load.stop()
         return result
     finally:
