@@ -13,7 +13,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import threading
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -181,11 +183,18 @@ class Kube:
         self._client.close()
 
 
+_LeaseItems = list[dict[str, Any]]  # a name of its own: inside KubeLeases, `list` is the method
+
+
 class KubeLeases:
     """The shard Leases of one namespace (controller/sharding.py), as JSON dicts. A pool of its own:
-    a renew must never queue behind a backlog of status writes; every call is bounded by `timeout`."""
+    a renew must never queue behind a backlog of status writes; every call is bounded by `timeout`.
+    The watch reads on a thread of its own; a read silent for `watch_idle` seconds ends it with an
+    error (the replicas' renews alone make an event every few seconds)."""
 
-    def __init__(self, kube: Kube, namespace: str, group: str, timeout: float) -> None:
+    WATCH_SECONDS = 300  # the server ends a watch after about this long; it is resumed, not re-listed
+
+    def __init__(self, kube: Kube, namespace: str, group: str, timeout: float, watch_idle: float = 30.0) -> None:
         from .sharding import GROUP_LABEL
 
         self._api = kubernetes.client.CoordinationV1Api(kube._client)
@@ -194,6 +203,7 @@ class KubeLeases:
         self.namespace = namespace
         self._selector = f"{GROUP_LABEL}={group}"
         self._timeout = timeout
+        self._watch_idle = watch_idle
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from .sharding import Conflict as LeaseConflict
@@ -210,8 +220,66 @@ class KubeLeases:
         return json.loads(data) if data else {}
 
     async def list(self) -> list[dict[str, Any]]:
+        return (await self.snapshot())[0]
+
+    async def snapshot(self) -> tuple[_LeaseItems, str]:
         result = await self._call(self._api.list_namespaced_lease, self.namespace, label_selector=self._selector)
-        return list(result.get("items") or [])
+        return list(result.get("items") or []), str((result.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """The Lease events after `resource_version`, with bookmarks; Gone on 410 (as an HTTP status or
+        an ERROR event), any other failure raised as it is."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        from .sharding import Gone
+
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[Any] = asyncio.Queue()
+        end = object()
+        opened: list[Any] = []
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading
+                loop.call_soon_threadsafe(lines.put_nowait, item)
+
+        def read() -> None:
+            try:
+                resp = self._api.list_namespaced_lease(
+                    self.namespace,
+                    label_selector=self._selector,
+                    watch=True,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=self.WATCH_SECONDS,
+                    _preload_content=False,
+                    _request_timeout=(self._timeout, self._watch_idle),
+                )
+                opened.append(resp)
+                for line in iter_resp_lines(resp):
+                    put(line)
+            except BaseException as exc:  # handed to the reader, which raises it
+                put(exc)
+            finally:
+                put(end)
+
+        threading.Thread(target=read, name="lease-watch", daemon=True).start()
+        try:
+            while (item := await lines.get()) is not end:
+                if isinstance(item, ApiException) and item.status == 410:
+                    raise Gone(str(item.reason)) from None
+                if isinstance(item, BaseException):
+                    raise item
+                event = json.loads(item)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise Gone(str(status.get("message") or "410 Gone"))
+                    raise RuntimeError(f"Lease watch: {status.get('message') or status}")
+                yield event
+        finally:
+            for resp in opened:  # unblocks the reading thread, which then ends
+                with contextlib.suppress(Exception):
+                    resp.close()
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self._kube._count("leases")

@@ -91,7 +91,13 @@ class Controller:
             timing = Timing(
                 settings.shard_lease_seconds, settings.shard_renew_deadline_seconds, settings.shard_renew_seconds
             )
-            self._leases = KubeLeases(self.kube, settings.shard_namespace, settings.shard_group, timing.renew_interval)
+            self._leases = KubeLeases(
+                self.kube,
+                settings.shard_namespace,
+                settings.shard_group,
+                timing.renew_interval,
+                watch_idle=timing.lease_duration,
+            )
             self.shards = Coordinator(
                 self._leases,
                 settings.shard_group,

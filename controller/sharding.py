@@ -16,7 +16,12 @@ lease_duration, the old owner stops before a new one can start (the gap covers a
 
 Expiry is judged by local observation (when this replica first saw a Lease's current version), as
 client-go's leader election does, so clocks need not agree between nodes, only run at about the
-same rate. The pure parts (assignment, the plan for one tick) are here; `Coordinator` does the I/O.
+same rate. The Leases are listed once and then watched (resourceVersion; a new list on 410 Gone or
+any error). A watch can lag or stall without saying so, so expiry is judged against the moment up to
+which the view is known complete: the send time of this replica's own latest renew that the watch
+has echoed back (everything committed before that renew came before it in the stream), or of the
+latest list. A stalled watch therefore delays take-overs; it never makes a live Lease look expired.
+The pure parts (assignment, the plan for one tick, the view) are here; `Coordinator` does the I/O.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,12 +148,81 @@ class Observer:
         for name in set(self._seen) - present:
             del self._seen[name]
 
-    def expired(self, record: LeaseRecord, now: float) -> bool:
-        """Released, or unchanged for its whole duration since we first saw this version."""
+    def see(self, record: LeaseRecord, now: float) -> None:
+        known = self._seen.get(record.name)
+        if known is None or known[0] != record.version:
+            self._seen[record.name] = (record.version, now)
+
+    def forget(self, name: str) -> None:
+        self._seen.pop(name, None)
+
+    def expired(self, record: LeaseRecord, now: float | None) -> bool:
+        """Released, or unchanged for its whole duration since we first saw this version (`now`: the
+        moment up to which our view is known complete; None: not known, so nothing has expired)."""
         if not record.holder:
             return True
         seen = self._seen.get(record.name)
-        return seen is not None and seen[0] == record.version and now - seen[1] >= record.duration
+        return now is not None and seen is not None and seen[0] == record.version and now - seen[1] >= record.duration
+
+
+@dataclass
+class LeaseView:
+    """The group's Leases as this replica knows them: one list, then the watch's events in order.
+
+    Our own unit Lease writes go in at once (`wrote`), or the next tick would plan on the state before
+    them; the watch still delivers events from before such a write, so a Lease we wrote is *pinned*:
+    events for it are ignored until the stream reaches the version we wrote. The stream may also be
+    quicker than the write's answer: a version it already delivered is never pinned (it would hold
+    the Lease stale for good). A list clears the pins (no unit Lease write runs during one: both
+    happen under the coordinator's lock)."""
+
+    records: dict[str, LeaseRecord] = field(default_factory=dict)
+    resource_version: str = ""  # where the watch resumes
+    synced: bool = False  # listed at least once
+    _pinned: dict[str, str] = field(default_factory=dict)  # name -> the resourceVersion we wrote
+    _delivered: dict[str, deque[str]] = field(default_factory=dict)  # name -> its latest versions on the stream
+
+    def reset(self, items: Iterable[Mapping[str, Any]], resource_version: str) -> None:
+        self.records = {r.name: r for b in items if (r := lease_record(b)) is not None}
+        self.resource_version = resource_version
+        self._pinned.clear()
+        self._delivered.clear()
+        self.synced = True
+
+    def apply(self, event: Mapping[str, Any]) -> tuple[str, LeaseRecord | None, bool] | None:
+        """One watch event. None if it changes nothing we keep (a bookmark, a stale event); else the
+        Lease's name, its record now (None: deleted), and whether its holder or presence changed
+        (what can change a plan; a renew does not)."""
+        body = event.get("object") or {}
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if version:
+            self.resource_version = version
+        kind = event.get("type")
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return None  # BOOKMARK: only the resume point moves
+        record = lease_record(body)
+        if record is None:
+            return None
+        self._delivered.setdefault(record.name, deque(maxlen=8)).append(version)
+        pinned = self._pinned.get(record.name)
+        if pinned is not None:
+            if version != pinned:
+                return None  # from before our own write: stale
+            del self._pinned[record.name]
+        old = self.records.get(record.name)
+        if kind == "DELETED":
+            self.records.pop(record.name, None)
+            return record.name, None, old is not None
+        self.records[record.name] = record
+        return record.name, record, old is None or old.holder != record.holder
+
+    def wrote(self, stored: Mapping[str, Any]) -> LeaseRecord | None:
+        """Our own write's answer, ahead of its watch event."""
+        record = lease_record(stored)
+        if record is not None and record.resource_version not in self._delivered.get(record.name, ()):
+            self.records[record.name] = record
+            self._pinned[record.name] = record.resource_version
+        return record
 
 
 @dataclass(frozen=True)
@@ -158,7 +233,7 @@ class Plan:
     waiting: tuple[tuple[str, str], ...] = ()  # (unit, holder): assigned here, still held by a live replica
 
 
-def live_members(members: Iterable[LeaseRecord], observer: Observer, now: float) -> set[str]:
+def live_members(members: Iterable[LeaseRecord], observer: Observer, now: float | None) -> set[str]:
     return {m.holder for m in members if m.holder and not observer.expired(m, now)}
 
 
@@ -202,10 +277,22 @@ def plan(
 
 
 # -- the coordinator (I/O) --------------------------------------------------------------------------
+LeaseBodies = list[dict[str, Any]]  # Leases in the API's JSON form
+
+
 class LeaseApi(Protocol):
     """The Lease calls the coordinator needs (dicts in the API's JSON form)."""
 
     async def list(self) -> list[dict[str, Any]]: ...
+
+    async def snapshot(self) -> tuple[LeaseBodies, str]:
+        """The Leases and the list's resourceVersion (where a watch starts)."""
+        ...
+
+    def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """Events after `resource_version` ({"type", "object"}); ends when the server closes the watch;
+        raises Gone when that version is too old to resume from."""
+        ...
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -216,6 +303,10 @@ class LeaseApi(Protocol):
 
 class Conflict(Exception):
     """Someone else wrote the Lease first (409), or it is gone."""
+
+
+class Gone(Exception):
+    """410: the watch's resourceVersion is too old (compacted); list again."""
 
 
 @dataclass(frozen=True)
@@ -253,10 +344,16 @@ class Coordinator:
     held: dict[str, int] = field(default_factory=dict)  # unit -> tenure, while driving it
     observer: Observer = field(default_factory=Observer)
     live: set[str] = field(default_factory=set)
-    holders: dict[str, str] = field(default_factory=dict)  # unit -> holder, as last listed
+    holders: dict[str, str] = field(default_factory=dict)  # unit -> holder, as last seen
+    view: LeaseView = field(default_factory=LeaseView)
+    relists: int = 0  # lists after the first (410 Gone, a failed watch)
     _renewed_at: float | None = None  # when the last successful renew was sent
     _member: LeaseRecord | None = None
+    _fresh_at: float | None = None  # every Lease write committed before this moment is in `view`
+    _unechoed: tuple[str, float] | None = None  # our last renew (resourceVersion, sent), not yet seen on the watch
+    _echoed: str = ""  # the last version of our membership Lease the watch delivered
     _task: asyncio.Task[None] | None = None
+    _watching: asyncio.Task[None] | None = None
     _watchdog: asyncio.TimerHandle | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -277,7 +374,7 @@ class Coordinator:
         return (("x-telco-replica", self.identity), ("x-telco-tenure", str(self.held[unit])))
 
     def holder_of(self, unit: str) -> str | None:
-        """Who holds the unit's Lease as last listed (None: not known)."""
+        """Who holds the unit's Lease as last seen (None: not known)."""
         if unit in self.held:
             return self.identity
         return self.holders.get(unit)
@@ -289,6 +386,12 @@ class Coordinator:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="shard-coordinator")
+
+    def follow(self) -> asyncio.Task[None]:
+        """Start keeping `view` current (a list, then the watch), once."""
+        if self._watching is None:
+            self._watching = asyncio.create_task(self._watch(), name="shard-lease-watch")
+        return self._watching
 
     async def close(self) -> None:
         """Graceful stop: let go of every unit (stopping first), then release the membership."""
@@ -311,6 +414,7 @@ class Coordinator:
                     await self.api.delete(self._member.name)
 
     async def _run(self) -> None:
+        watching = self.follow()
         await self._renew()
         renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
         try:
@@ -327,7 +431,9 @@ class Coordinator:
                 self._wake.clear()
         finally:
             renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
+            watching.cancel()
+            await asyncio.gather(renewing, watching, return_exceptions=True)
+            self._watching = None
 
     async def _renew_loop(self) -> None:
         """Renews on its own schedule: a long tick (many devices taken at once, each reading its Secrets)
@@ -337,21 +443,23 @@ class Coordinator:
             await self._renew()
 
     async def tick(self, renew: bool = True) -> None:
+        """One look at the Leases as the watch has them (`view`): keep, take, release."""
         if renew:
             await self._renew()
-        listing = [r for b in await self.api.list() if (r := lease_record(b)) is not None]
-        now = self.clock()
-        self.observer.observe(listing, now)
+        if not self.view.synced:
+            return  # not listed yet: the first list wakes the loop
+        listing = list(self.view.records.values())
         members = [r for r in listing if r.role == "member"]
         leases = {r.unit: r for r in listing if r.role == "unit" and r.unit}
         self.holders = {u: r.holder for u, r in leases.items()}
-        self.live = live_members(members, self.observer, now) | ({self.identity} if self.fence_valid() else set())
+        fresh = self._fresh_at
+        self.live = live_members(members, self.observer, fresh) | ({self.identity} if self.fence_valid() else set())
         step = plan(
             self.identity,
             set(self.units()) | {COMMERCE},
             self.live,
             leases,
-            lambda r: self.observer.expired(r, self.clock()),
+            lambda r: self.observer.expired(r, self._fresh_at),
             fenced=not self.fence_valid(),
         )
         for unit in list(self.held):  # held here but the Lease says otherwise (or fenced): stop at once
@@ -360,7 +468,7 @@ class Coordinator:
         for unit, lease in step.release:
             await self._lose(unit)
             try:
-                await self.api.replace(lease.name, self._unit_body(unit, lease, holder=""))
+                self.view.wrote(await self.api.replace(lease.name, self._unit_body(unit, lease, holder="")))
                 log.info("shard: released %s (assigned to another replica now)", unit)
             except Conflict:
                 pass  # changed meanwhile: judged again at the next tick
@@ -377,9 +485,9 @@ class Coordinator:
             body = self._unit_body(unit, current, holder=self.identity, transitions=tenure)
             try:
                 if current is None:
-                    await self.api.create(body)
+                    self.view.wrote(await self.api.create(body))
                 else:
-                    await self.api.replace(name, body)
+                    self.view.wrote(await self.api.replace(name, body))
             except Conflict:
                 continue  # another replica took or changed it first: judged again next tick
             log.info("shard: took %s (tenure %d)", unit, tenure)
@@ -393,6 +501,63 @@ class Coordinator:
             await self.on_lose(unit)
         except Exception:
             log.exception("shard: stopping %s failed", unit)
+
+    # -- the view: one list, then the watch -----------------------------------------------------------
+    async def _watch(self) -> None:
+        """Keeps `view` current: a list, then a watch from its resourceVersion, resumed when the server
+        ends it; listed again after 410 Gone or any error (after a pause, so a lost API server is not
+        hammered). Meanwhile ticks plan on the view as it is: only our own echoed renews move
+        `_fresh_at`, so a stale view can delay a take-over but never cause one."""
+        relist, gone = True, 0
+        while True:
+            try:
+                if relist:
+                    await self._relist()
+                    relist = False
+                async for event in self.api.watch(self.view.resource_version):
+                    gone = 0
+                    self._on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                relist, gone = True, gone + 1
+                log.info("shard: the Lease watch's resourceVersion is too old: listing again")
+                await asyncio.sleep(self.timing.renew_interval if gone > 1 else 0)  # at once, the first time
+            except Exception as exc:
+                relist = True
+                log.warning("shard: the Lease watch failed (%s): listing again", exc)
+                await asyncio.sleep(self.timing.renew_interval)
+
+    async def _relist(self) -> None:
+        async with self._busy:  # no unit Lease write of ours runs during the list (LeaseView's pins)
+            sent = self.clock()
+            items, version = await self.api.snapshot()
+            if self.view.synced:
+                self.relists += 1
+            self.view.reset(items, version)
+            self.observer.observe(self.view.records.values(), self.clock())
+            self._confirm(sent)  # a list shows every write committed before it was sent
+        self._wake.set()
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
+        change = self.view.apply(event)
+        if change is None:
+            return
+        name, record, changed = change
+        if record is None:
+            self.observer.forget(name)
+        else:
+            self.observer.see(record, self.clock())
+            if name == member_lease_name(self.group, self.identity):
+                self._echoed = record.resource_version
+                if self._unechoed is not None and self._unechoed[0] == record.resource_version:
+                    self._confirm(self._unechoed[1])  # the stream is complete up to that renew
+                    self._unechoed = None
+        if changed:
+            self._wake.set()
+
+    def _confirm(self, at: float) -> None:
+        self._fresh_at = at if self._fresh_at is None else max(self._fresh_at, at)
 
     # -- membership ----------------------------------------------------------------------------------
     async def _renew(self) -> None:
@@ -423,6 +588,11 @@ class Coordinator:
         self._member = lease_record(stored)
         self._renewed_at = sent
         self._arm_watchdog()
+        version = str((stored.get("metadata") or {}).get("resourceVersion") or "")
+        if version and version == self._echoed:  # the watch was quicker than the answer
+            self._confirm(sent)
+        else:
+            self._unechoed = (version, sent)
 
     def _arm_watchdog(self) -> None:
         """Stop every unit at the renew deadline, whatever the loop is doing (a hung API call)."""
@@ -502,7 +672,9 @@ __all__ = [
     "COMMERCE",
     "Coordinator",
     "Fenced",
+    "Gone",
     "LeaseRecord",
+    "LeaseView",
     "Observer",
     "Plan",
     "Timing",

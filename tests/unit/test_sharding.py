@@ -1,11 +1,12 @@
-"""Sharding by device (controller/sharding.py): the assignment, the plan for one tick, and replicas
-sharing one in-memory Lease store on a fake clock (hand-over, loss, fencing)."""
+"""Sharding by device (controller/sharding.py): the assignment, the plan for one tick, the watched view
+of the Leases, and replicas sharing one in-memory Lease store (list + watch) on a fake clock
+(hand-over, loss, fencing, a stalled or expired watch)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from controller.sharding import (
     Conflict,
     Coordinator,
     Fenced,
+    Gone,
     LeaseRecord,
+    LeaseView,
     Observer,
     Timing,
     assign,
@@ -163,28 +166,113 @@ def test_lease_record_reads_the_api_form() -> None:
     assert lease_record({"metadata": {"name": "other"}, "spec": {}}) is None
 
 
+def api_lease(name: str, holder: str, version: int, role: str = "unit", renew: str = "t") -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "resourceVersion": str(version),
+        "labels": {"telco.intent.dev/shard-group": "g", "telco.intent.dev/shard-role": role},
+        "annotations": {"telco.intent.dev/shard-unit": name},
+    }
+    return {"metadata": meta, "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renew}}
+
+
+def test_the_view_follows_the_watch_and_keeps_our_own_writes_ahead_of_it() -> None:
+    view = LeaseView()
+    view.reset([api_lease("pe-1", "b", 5)], "5")
+    assert view.apply({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "6"}}}) is None
+    assert view.resource_version == "6", "a bookmark moves only the resume point"
+    assert view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "b", 7, renew="t2")}) == (
+        "pe-1",
+        view.records["pe-1"],
+        False,
+    ), "a renew changes no holder: nothing to plan"
+    view.wrote(api_lease("pe-1", "a", 9))  # we took it; the watch is still behind
+    assert view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "", 8)}) is None, "older than our write"
+    assert view.records["pe-1"].holder == "a"
+    assert view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "a", 9)}) is not None  # caught up
+    change = view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "c", 10)})
+    assert change is not None and change[2] and view.records["pe-1"].holder == "c", "later events apply again"
+    assert view.apply({"type": "DELETED", "object": api_lease("pe-1", "c", 11)}) == ("pe-1", None, True)
+    assert "pe-1" not in view.records and view.resource_version == "11"
+
+
+def test_a_write_whose_event_came_before_its_answer_does_not_freeze_the_view() -> None:
+    view = LeaseView()
+    view.reset([api_lease("pe-1", "b", 5)], "5")
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "", 6)})  # our release, on the stream first
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "c", 7)})  # c takes it
+    view.wrote(api_lease("pe-1", "", 6))  # the release's answer arrives only now
+    assert view.records["pe-1"].holder == "c", "the stream's newer state stands"
+    view.apply({"type": "MODIFIED", "object": api_lease("pe-1", "d", 8)})
+    assert view.records["pe-1"].holder == "d", "later events still apply"
+
+
 # -- replicas on one in-memory Lease store ----------------------------------------------------------
 class FakeLeases:
-    """The API server's Lease semantics that matter: resourceVersion preconditions, 409 on create."""
+    """The API server's Lease semantics that matter: resourceVersion preconditions, 409 on create, a
+    watch that delivers every change in order from a resourceVersion, and 410 once that is compacted."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.version = 0
         self.down = False
+        self.events: list[dict[str, Any]] = []
+        self.compacted = 0  # a watch from a version below this is refused (410)
+        self.epoch = 0  # a compaction ends the watches of earlier epochs (410)
+        self._changed = asyncio.Event()
 
     def _check(self) -> None:
         if self.down:
             raise ConnectionError("API server unreachable")
 
     async def list(self) -> list[dict[str, Any]]:
+        return (await self.snapshot())[0]
+
+    async def snapshot(self) -> tuple[list[dict[str, Any]], str]:
         self._check()
-        return copy.deepcopy(list(self.items.values()))
+        return copy.deepcopy(list(self.items.values())), str(self.version)
+
+    async def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        self._check()
+        if int(resource_version) < self.compacted:
+            raise Gone("too old")
+        epoch = self.epoch
+        at = next((i for i, e in enumerate(self.events) if e["version"] > int(resource_version)), len(self.events))
+        while True:
+            self._check()
+            if epoch != self.epoch:
+                raise Gone("compacted while watching")
+            if at < len(self.events):
+                event = self.events[at]
+                at += 1
+                resource_version = str(event["version"])
+                yield {"type": event["type"], "object": copy.deepcopy(event["object"])}
+            else:
+                changed = self._changed
+                await changed.wait()
+
+    def compact(self) -> None:
+        """Every watch so far ends with 410 (as after etcd compaction); a new list is needed."""
+        self.compacted = self.version
+        self.epoch += 1
+        self._pulse()
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _event(self, kind: str, body: dict[str, Any]) -> None:
+        self.events.append({"type": kind, "object": copy.deepcopy(body), "version": self.version})
+        self._pulse()
 
     def _store(self, body: dict[str, Any]) -> dict[str, Any]:
         self.version += 1
         body = copy.deepcopy(body)
         body["metadata"]["resourceVersion"] = str(self.version)
-        self.items[body["metadata"]["name"]] = body
+        name = body["metadata"]["name"]
+        kind = "MODIFIED" if name in self.items else "ADDED"
+        self.items[name] = body
+        self._event(kind, body)
         return copy.deepcopy(body)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +290,11 @@ class FakeLeases:
 
     async def delete(self, name: str) -> None:
         self._check()
-        self.items.pop(name, None)
+        body = self.items.pop(name, None)
+        if body is not None:
+            self.version += 1
+            body["metadata"]["resourceVersion"] = str(self.version)
+            self._event("DELETED", body)
 
     def holder(self, unit: str) -> str:
         return str(self.items[unit_lease_name("g", unit)]["spec"]["holderIdentity"])
@@ -230,10 +322,20 @@ def replica(store: FakeLeases, clock: Clock, identity: str, log: list[tuple[str,
     return Coordinator(store, "g", identity, lambda: UNITS, gain, lose, timing=TIMING, clock=clock)
 
 
+async def settle() -> None:
+    """Let the watches deliver what was written (they run as tasks on this loop)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 async def ticks(replicas: list[Coordinator], clock: Clock, n: int, step: float = 2.0) -> None:
+    for r in replicas:
+        r.follow()
+    await settle()
     for _ in range(n):
         for r in replicas:
             await r.tick()
+        await settle()
         clock.now += step
 
 
@@ -290,14 +392,15 @@ def test_a_replica_cut_off_from_the_api_server_stops_before_anyone_takes_over() 
         a, b = replica(store, clock, "a", log), replica(store, clock, "b", log)
         await ticks([a, b], clock, 3)
         a_units = set(a.held)
-        partitioned = FakeLeases()  # a sees only errors from now on; b sees the real store
+        partitioned = FakeLeases()  # a sees only errors from now on (its watch too); b sees the real store
         partitioned.down = True
         a.api = partitioned
+        await restart_watch(a)
         stopped_at = None
         for _ in range(12):  # 24 s
             for r in (a, b):
-                with pytest.raises(ConnectionError) if r is a else _nothing():
-                    await r.tick()
+                await r.tick()  # a's renew fails (logged): its fence runs out
+            await settle()
             if stopped_at is None and not any(a.drives(u) for u in a_units):
                 stopped_at = clock.now
             taken = a_units & {u for u in b.held if b.drives(u)}
@@ -312,12 +415,63 @@ def test_a_replica_cut_off_from_the_api_server_stops_before_anyone_takes_over() 
     asyncio.run(scenario())
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
+async def restart_watch(r: Coordinator) -> None:
+    """Its watch ends and starts again on `r.api` as it is now (a new connection)."""
+    assert r._watching is not None
+    r._watching.cancel()
+    await asyncio.gather(r._watching, return_exceptions=True)
+    r._watching = None
+    r.follow()
+    await settle()
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+
+class StalledWatch:
+    """The store as one replica reaches it, with a watch that says nothing: writes and lists work."""
+
+    def __init__(self, store: FakeLeases) -> None:
+        self.store = store
+        self.list, self.snapshot = store.list, store.snapshot
+        self.create, self.replace, self.delete = store.create, store.replace, store.delete
+
+    async def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.Event().wait()  # connected, silent forever
+        yield {}
+
+
+def test_a_stalled_watch_never_makes_a_live_replica_look_expired() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a, b = replica(store, clock, "a", log), replica(store, clock, "b", log)
+        await ticks([a, b], clock, 3)
+        b_units = {u for u, v in owners([a, b]).items() if v == ["b"]}
+        a.api = StalledWatch(store)  # a lists once more, then hears nothing, while its own renews go through
+        await restart_watch(a)
+        await ticks([a, b], clock, 20)  # 40 s: b's membership is unchanged in a's view all that time
+        assert not b_units & set(a.held), "a took units of a replica that was renewing all along"
+        assert b_units <= {u for u in b.held if b.drives(u)}
+        a.api = store  # the watch comes back (a new connection): a list, then events again
+        await restart_watch(a)
+        b_last = clock.now  # now b dies: a takes its units once it has seen b silent for the lease
+        await ticks([a], clock, 10)
+        assert b_units <= set(a.held) and clock.now - b_last >= TIMING.lease_duration
+
+    asyncio.run(scenario())
+
+
+def test_a_watch_that_is_too_old_lists_again_and_the_hand_over_goes_on() -> None:
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+        a = replica(store, clock, "a", log)
+        await ticks([a], clock, 2)
+        store.compact()  # a's watch ends with 410
+        b = replica(store, clock, "b", log)
+        await ticks([a, b], clock, 4)
+        assert a.relists >= 1
+        held = owners([a, b])
+        assert {u: v[0] for u, v in held.items()} == assign([*UNITS, COMMERCE], ["a", "b"])
+        assert all(len(v) == 1 for v in held.values())
+
+    asyncio.run(scenario())
 
 
 def test_a_graceful_stop_releases_at_once() -> None:
