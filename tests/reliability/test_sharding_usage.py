@@ -337,3 +337,48 @@ def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner
 
 def ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# -- make reliability -----------------------------------------------------------------------------------
+@pytest.mark.full
+def test_usage_is_billed_exactly_when_the_commerce_unit_moves_and_the_group_scales_up(
+    r: Rig, replicas: Replicas
+) -> None:
+    """The commerce holder stopped gracefully (its unit and devices move), then a fourth replica joins
+    (units move to it): whichever replica reads or bills the counters, the traffic between two rests is
+    billed to the octet."""
+    names = {"rep-1", "rep-2", "rep-3"}
+    for name in sorted(names):
+        replicas.start(name)
+    owners = settled(r, names)
+    holder = owners[COMMERCE]
+    device = next((d for d in DEVICES if owners[d] != holder), None)
+    assert device is not None, owners  # two other replicas draw none of six devices: 1 time in 729
+    r.wait_devices_ready()
+    port, vlan = "Ethernet3", 830
+    r.api.apply(usage_offering("su-traffic"))
+    name = unique("moves")
+    r.api.apply(subscription(r.namespace, name, device, port, vlan))
+    wait_for(f"Subscription {name} active", lambda: state(r, name) == "active", 60)
+    wait_for("usage metered", lambda: meter(r.api.get("subscriptions", name, r.namespace))[1] > 0, 30)
+
+    r.admin.link(device, port, False)
+    start_octets, start_billed = metered_at_rest(r, name, device, port, vlan)
+    r.admin.link(device, port, True)
+    time.sleep(3)
+    replicas.procs[holder].stop()  # SIGTERM: the commerce unit and its devices are released at once
+    names.discard(holder)
+    r.controller = replicas.procs[next(iter(names))]
+    moved = settled(r, names)
+    assert moved[COMMERCE] != holder and moved[device] == owners[device]
+    time.sleep(3)
+    replicas.start("rep-4")
+    names.add("rep-4")
+    joined = settled(r, names)
+    time.sleep(3)
+    r.admin.link(device, port, False)
+    end_octets, end_billed = metered_at_rest(r, name, device, port, vlan)
+    paths = f"device {owners[device]} -> {joined[device]}, commerce {holder} -> {moved[COMMERCE]} -> {joined[COMMERCE]}"
+    assert end_octets > start_octets + 10**6, paths
+    assert end_billed - start_billed == end_octets - start_octets, paths
+    print(f"[usage] billed exactly across: {paths}")
