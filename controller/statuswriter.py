@@ -124,7 +124,8 @@ class StatusWriter:
         kept = queued if part else {k: v for k, v in queued.items() if k in PART_KEYS}
         if kept:
             desired = {**kept, **desired}
-        self._before.setdefault(ref, base)
+        if not part:  # a part's base is not the whole status: the Warning a write deserves is judged on that
+            self._before.setdefault(ref, base)
         self._pending[ref] = desired
         if ref not in self._busy:
             self._busy.add(ref)
@@ -281,7 +282,7 @@ class StatusWriter:
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
-                if self.announcer is not None:
+                if self.announcer is not None and not desired.keys() <= PART_KEYS:
                     self.announcer.after_status_write(before, after)
         finally:
             self._busy.discard(ref)

@@ -292,3 +292,31 @@ def test_another_replicas_usage_report_is_not_a_forgery() -> None:
         assert writer.forgery(REF, "99", other) == []
 
     asyncio.run(go())
+
+
+def test_a_usage_part_on_a_stalled_service_posts_no_warning() -> None:
+    """E.g. after a restart: the service was Stalled before; the first write of this run is a usage part.
+    Its base is not the whole status, so it must not be taken as the service turning Stalled."""
+    from controller.announce import Announcer
+
+    class Kube(FakeKube):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate.set()
+            self.events: list[str] = []
+
+        async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+            self.events.append(reason)
+
+    async def go() -> Kube:
+        kube = Kube()
+        kube.stored = {"conditions": [{"type": "Stalled", "status": "True", "reason": "InvalidSpec", "message": "x"}]}
+        writer = StatusWriter(kube, Announcer(kube, interval=0))  # type: ignore[arg-type]
+        usage = {"usage": {"pe1": {"replica": "r", "sampledAt": "2026-03-10T12:00:00Z", "endpoints": []}}}
+        writer.submit(REF, usage, {"usage": {}}, part=True)
+        await writer.flush()
+        await writer.announcer.flush()  # type: ignore[union-attr]
+        return kube
+
+    kube = asyncio.run(go())
+    assert len(kube.writes) == 1 and kube.events == []
