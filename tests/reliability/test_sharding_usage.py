@@ -12,6 +12,7 @@ carry exactly what was metered.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import signal
@@ -30,7 +31,7 @@ from controller.billing.periods import Cycle
 from controller.sharding import COMMERCE, assign
 from tests.harness import ControllerProcess
 from tests.kube import Kubectl
-from tests.reliability.rig import Rig, rig, unique, wait_for
+from tests.reliability.rig import Recorder, Rig, rig, unique, wait_for
 from tests.support.cloudevents_receiver import CloudEventsReceiver
 
 DEVICES = ("su-a", "su-b", "su-c", "su-d", "su-e", "su-f")
@@ -245,8 +246,8 @@ def state(r: Rig, name: str) -> str | None:
 
 
 # -- make test --------------------------------------------------------------------------------------
-def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner_change(
-    r: Rig, replicas: Replicas, receiver: CloudEventsReceiver
+def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner_change(  # type: ignore[no-untyped-def]
+    r: Rig, replicas: Replicas, receiver: CloudEventsReceiver, measure
 ) -> None:
     replicas.start("rep-1")
     replicas.start("rep-2")
@@ -287,7 +288,21 @@ def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner
     r.admin.link(device, port, False)
     start_octets, start_billed = metered_at_rest(r, name, device, port, vlan)
     r.admin.link(device, port, True)
-    time.sleep(3)  # traffic, metered through the published counters
+    window = 4.0
+    with (
+        Recorder(r.api, "networkservices", r.namespace) as svc_writes,
+        Recorder(r.api, "subscriptions", r.namespace) as sub_writes,
+    ):
+        time.sleep(window)  # traffic, metered through the published counters
+    versions = svc_writes.of(name)
+    usage_writes = sum(a.status.get("usage") != b.status.get("usage") for a, b in itertools.pairwise(versions))
+    sub_count = sum(s.type == "MODIFIED" for s in sub_writes.of(name))
+    measure(
+        "sharding: usage published by a device's owner, API writes",
+        None,
+        f"{usage_writes} usage writes of the NetworkService ({len(versions) - 1} writes in all, with its Ready"
+        f" after the link came up), {sub_count} of the Subscription in {window:g} s at a 1 s usage interval",
+    )
     victim = replicas.procs[publisher]
     assert victim.proc is not None
     os.kill(victim.proc.pid, signal.SIGKILL)
