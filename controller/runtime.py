@@ -16,7 +16,7 @@ from . import metrics
 from .announce import Announcer
 from .api.common import validation_message
 from .api.networkdevice import NetworkDeviceSpec
-from .api.networkservice import NetworkServiceSpec
+from .api.networkservice import METERED_LABEL, NetworkServiceSpec
 from .billing.clock import OffsetClock
 from .commerce.runtime import CommerceController
 from .gnmi.client import Target
@@ -25,6 +25,7 @@ from .kube import FINALIZER, Conflict, Kube, KubeLeases, NotFound, Ref
 from .network.devices import DeviceConfigError, SecretUnavailable, device_status, port_names, target_for
 from .network.reconciler import NetworkReconciler, ServiceRecord
 from .network.session import DeviceSession
+from .network.usage import UsagePublisher
 from .settings import Settings
 from .sharding import COMMERCE, Coordinator, Timing, replica_identity
 from .statuswriter import StatusWriter, differs
@@ -120,6 +121,19 @@ class Controller:
             holder_of=self.shards.holder_of if self.shards else (lambda device: None),
         )
         self.commerce: CommerceController | None = None if self.shards else self._new_commerce()
+        # Sharded: the counters of usage-priced services on this replica's devices, for the commerce holder.
+        self.usage: UsagePublisher | None = None
+        self._usage_task: asyncio.Task[None] | None = None
+        if self.shards is not None:
+            self.usage = UsagePublisher(
+                self.network,
+                self.writer,
+                self.shards.identity,
+                settings.usage_interval_seconds,
+                clock=self.clock.now,
+                drives=self.drives,
+                direct=lambda: self.commerce is not None,
+            )
         self._resync: asyncio.Task[None] | None = None
         self._named: set[str] = set()  # devices named by services not yet handed to the reconciler
         self._unfinalized: dict[ServiceKey, dict[str, Any]] = {}  # those services, for their writer-to-be
@@ -130,7 +144,13 @@ class Controller:
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
-            self.kube, self.writer, self.settings, self.clock, sessions=lambda: self.network.sessions
+            self.kube,
+            self.writer,
+            self.settings,
+            self.clock,
+            # only the sessions of devices this replica drives now (all, unsharded)
+            sessions=lambda: {d: s for d, s in self.network.sessions.items() if self.drives(d)},
+            holder_of=self.shards.holder_of if self.shards is not None else None,
         )
 
     def drives(self, unit: str) -> bool:
@@ -240,6 +260,8 @@ class Controller:
         self._resync = asyncio.create_task(self._resync_loop(), name="resync")
         if self.shards is not None:
             self.shards.start()
+            if self.usage is not None:
+                self._usage_task = asyncio.create_task(self.usage.run(), name="usage-publish")
         elif self.commerce is not None:
             self.commerce.start()
 
@@ -257,6 +279,9 @@ class Controller:
         if self._relist is not None:
             self._relist.cancel()
             await asyncio.gather(self._relist, return_exceptions=True)
+        if self._usage_task is not None:
+            self._usage_task.cancel()
+            await asyncio.gather(self._usage_task, return_exceptions=True)
         if self.shards is not None:
             await self.shards.close()  # stops every unit, then releases the Leases for the others
         if self.commerce is not None:
@@ -420,6 +445,7 @@ class Controller:
             finalizers=list(meta.get("finalizers") or []),
             status=self.writer.shared(Ref("networkservices", key.name, key.namespace), body.get("status") or {}),
             body=event_subject(body),
+            metered=(meta.get("labels") or {}).get(METERED_LABEL) == "true",
         )
         if record.deleting and FINALIZER not in record.finalizers:
             self.network.remove_service(key)  # nothing of ours to clean up

@@ -51,15 +51,23 @@ def newer(resource_version: str, than: str) -> bool:
     return resource_version.isdigit() and than.isdigit() and int(resource_version) > int(than)
 
 
-# Status keys other replicas of a shard group write beside ours: a NetworkService's per-device reports
-# (docs/sharding.md). Their writers are checked where they are read (the holder of the device's Lease).
-REPORTED_KEYS = frozenset({"shards"})
+# Status keys other replicas of a shard group write beside ours: a NetworkService's per-device reports and
+# usage counters (docs/sharding.md). Their writers are checked where they are read (the device's Lease holder).
+REPORTED_KEYS = frozenset({"shards", "usage"})
+# Keys written as parts, beside whatever else the object's writer computes (`submit(part=True)`): a queued
+# whole status keeps them, so neither write drops the other.
+PART_KEYS = frozenset({"usage"})
 
 
 def changed_keys(status: dict[str, Any] | None, ours: dict[str, Any]) -> list[str]:
     """Top-level status keys whose value differs from the status our last write left stored."""
     mine, theirs = _clean(ours), _clean(status or {})
     return sorted(k for k in set(mine) | set(theirs) if k not in REPORTED_KEYS and mine.get(k) != theirs.get(k))
+
+
+def _own(status: dict[str, Any]) -> dict[str, Any]:
+    """`status` without the keys other replicas write beside ours."""
+    return {k: v for k, v in status.items() if k not in REPORTED_KEYS}
 
 
 def differs(desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
@@ -105,17 +113,26 @@ class StatusWriter:
         self._direct: dict[Ref, dict[str, Any]] = {}  # a status write made outside this writer, under way
         self._overwrite: dict[Ref, dict[str, Any]] = {}  # forged copies the next write must undo entirely
 
-    def submit(self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None) -> bool:
-        """Queue `desired` for `ref` unless the status, once our writes land, already has it."""
+    def submit(self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None, part: bool = False) -> bool:
+        """Queue `desired` for `ref` unless the status, once our writes land, already has it. A newer desire
+        replaces a queued one, except that a `part` (keys of PART_KEYS, e.g. usage counters) is written
+        together with the queued desire, and a queued part survives a newer whole status."""
         forged = self._overwrite.pop(ref, None)
-        if forged is not None:
+        if forged is not None and not part:
             desired = with_removals(desired, forged)
+        elif forged is not None:
+            self._overwrite[ref] = forged  # undone by the next whole status, which knows every key
         base = self.latest(ref, stored)
         if not differs(desired, base):
             # Nothing new. A write still queued agrees with `desired` (the base overlays it), so it stays:
             # the same desire submitted twice before it went out must still be written once.
             return False
-        self._before.setdefault(ref, base)
+        queued = self._pending.get(ref) or {}
+        kept = queued if part else {k: v for k, v in queued.items() if k in PART_KEYS}
+        if kept:
+            desired = {**kept, **desired}
+        if not part:  # a part's base is not the whole status: the Warning a write deserves is judged on that
+            self._before.setdefault(ref, base)
         self._pending[ref] = desired
         if ref not in self._busy:
             self._busy.add(ref)
@@ -204,7 +221,7 @@ class StatusWriter:
         if not keys:
             return []
         in_flight = [self._direct.get(ref), self._written.get(ref) if ref in self._busy else None]
-        if any(w is not None and not differs(w, status) for w in in_flight):
+        if any(w is not None and not differs(_own(w), status) for w in in_flight):
             return []  # the watch event of a write still under way: ours
         return keys
 
@@ -243,8 +260,12 @@ class StatusWriter:
                     changed = sorted(k for k in desired if differs({k: desired[k]}, written))
                     log.debug("status of %s: writing %s", ref, changed)
                 # Counted as written from now on: a status computed while this write is in flight
-                # must build on it, or it regenerates timestamps and writes the same thing again.
-                self._written[ref] = desired
+                # must build on it, or it regenerates timestamps and writes the same thing again. Merged
+                # with the earlier writes, as the merge patches are: a part leaves the rest standing.
+                earlier = self._written.get(ref)
+                self._written[ref] = (
+                    desired if not earlier or earlier.keys() <= desired.keys() else {**earlier, **desired}
+                )
                 before = self._before.pop(ref, None)
                 try:
                     after = await self._kube.patch_status(ref, desired)
@@ -268,7 +289,7 @@ class StatusWriter:
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
-                if self.announcer is not None:
+                if self.announcer is not None and not desired.keys() <= PART_KEYS:
                     self.announcer.after_status_write(before, after)
         finally:
             self._busy.discard(ref)

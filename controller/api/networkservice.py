@@ -11,6 +11,7 @@ from pydantic.json_schema import JsonDict
 from .common import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    GROUP,
     INTERFACE_NAME,
     IPV4_CIDR,
     ApiModel,
@@ -175,6 +176,32 @@ class ShardReport(ApiModel):
     tornDown: bool = Field(default=False, description="The service is being deleted and is gone from the device.")
 
 
+# "true" on a NetworkService whose Subscription sells traffic: the replicas driving its devices read its
+# octet counters for usage metering (set by the commerce layer; docs/sharding.md).
+METERED_LABEL = f"{GROUP}/usage-metered"
+COUNTER = r"^(0|[1-9][0-9]{0,19})$"  # a uint64 octet counter as a decimal string (JSON numbers lose precision)
+
+
+class UsageEndpointSample(ApiModel):
+    """One endpoint's subinterface octet counters, as its device reported them."""
+
+    port: str = Field(max_length=64, description="Interface name.")
+    vlanId: int = Field(ge=1, le=4094, description="VLAN id.")
+    inOctets: str = Field(pattern=COUNTER, max_length=20, description="in-octets (decimal string).")
+    outOctets: str = Field(pattern=COUNTER, max_length=20, description="out-octets (decimal string).")
+
+
+class UsageReport(ApiModel):
+    """The octet counters of this service's endpoints on one device, read by the replica that drives it, for
+    the replica that meters usage (sharded only, usage-priced services only; docs/sharding.md)."""
+
+    replica: str = Field(max_length=253, description="The replica that read them; ignored unless it holds the device.")
+    sampledAt: datetime = Field(description="When they were read (that replica's clock).")
+    endpoints: list[UsageEndpointSample] = Field(
+        default_factory=list, max_length=16, description="The endpoints on this device read at sampledAt."
+    )
+
+
 class NetworkServiceStatus(ApiModel):
     """What the controller observed about the service."""
 
@@ -197,6 +224,11 @@ class NetworkServiceStatus(ApiModel):
         default_factory=dict,
         max_length=16,
         description="Per device driven by a replica other than the one writing this status: its report.",
+    )
+    usage: dict[str, UsageReport] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Per device: the latest octet counters its replica read, for usage metering (sharded only).",
     )
 
 

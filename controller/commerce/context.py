@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,9 @@ class Context:
     index: CommerceIndex
     queues: Queues
     outbox_signal: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the delivery loop
+    # Sharded: who holds a device's Lease (None: unknown); the usage counters other replicas publish in a
+    # NetworkService's status are taken only from that holder (controller/commerce/usage.py).
+    holder_of: Callable[[str], str | None] | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, coro: Any) -> None:

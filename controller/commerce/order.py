@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..api.common import API_VERSION
+from ..api.networkservice import METERED_LABEL
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import SubscriptionSpec
 from ..times import parse_time, rfc3339
@@ -150,8 +151,10 @@ def network_service_for(
     offering_spec: ProductOfferingSpec,
     admin_enabled: bool,
     current_service_spec: Mapping[str, Any] | None = None,
+    metered: bool = False,
 ) -> dict[str, Any]:
-    """The NetworkService object body realizing the Subscription, owned by it.
+    """The NetworkService object body realizing the Subscription, owned by it (`metered`: labelled so the
+    replicas driving its devices read its octet counters).
 
     Raises the first `OrderError` of `validate_order` rather than build a body the API server or the
     device would reject. The spec takes the offering's serviceCandidate (serviceType, rates, drift
@@ -180,7 +183,11 @@ def network_service_for(
         "metadata": {
             "name": subscription_name,
             "namespace": namespace,
-            "labels": {SUBSCRIPTION_LABEL: subscription_name, OFFERING_LABEL: offering_name},
+            "labels": {
+                SUBSCRIPTION_LABEL: subscription_name,
+                OFFERING_LABEL: offering_name,
+                **({METERED_LABEL: "true"} if metered else {}),
+            },
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

@@ -62,6 +62,7 @@ class CommerceController:
         clock: Clock,
         sessions: Callable[[], Mapping[str, Any]] | None = None,
         deliverer: Deliverer | None = None,
+        holder_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -92,7 +93,9 @@ class CommerceController:
         self.queues = Queues(self._subs, self._invs, self._offs, self._accts)
         self.index = CommerceIndex(writer, self.queues)
         self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
-        self.ctx = Context(kube, writer, settings, clock, keyring, self.deliverer, self.index, self.queues)
+        self.ctx = Context(
+            kube, writer, settings, clock, keyring, self.deliverer, self.index, self.queues, holder_of=holder_of
+        )
         self.subscription = SubscriptionController(self.ctx, self._subs)
         self.invoice = InvoiceController(self.ctx, self._invs, self.taxes)
         self.offering = OfferingController(self.ctx, self._offs)

@@ -43,9 +43,11 @@ from ..workqueue import WorkQueue
 from . import changes, lifecycle, order
 from .billing_step import BillingStepInputs, BillingStepResult, IssuedBill, billing_step
 from .context import Context
+from .index import Sample
 from .lifecycle import FINAL_STATES, ChildAction, SubscriptionDecision, SubscriptionInputs
-from .objects import Key, account_of, owner_uid, rv, spec_patch
+from .objects import Key, account_of, offering_of, owner_uid, rv, spec_patch
 from .release import FORCE_RELEASE, force_release
+from .usage import published_samples, usage_priced
 
 log = logging.getLogger(__name__)
 DRAFT_DELAY_SECONDS = 5.0  # a draft invoice follows its subscriptions' writes at most this often
@@ -144,7 +146,7 @@ class SubscriptionController:
                 tz=tz,
                 recorded_zone=recorded_zone,
                 problem=problem,
-                samples=dict(index.samples.get(key, {})),
+                samples=self._samples(key, spec, svc_body),
                 issued=self._issued_bills(ns, spec.account_id),
                 has_sink=ctx.deliverer is not None,
             )
@@ -152,6 +154,20 @@ class SubscriptionController:
         for warning in result.warnings:
             log.warning("subscription %s/%s: %s", ns, name, warning)
         return Decided(spec, offering, inputs, decision, result)
+
+    def _samples(self, key: Key, spec: SubscriptionSpec, svc_body: Mapping[str, Any] | None) -> dict[str, Sample]:
+        """The counter samples waiting for this pass: this replica's own reads and, sharded, what the owners
+        of the other devices published in the NetworkService's status (the newer of the two per counter)."""
+        samples = dict(self.ctx.index.samples.get(key, {}))
+        holder_of = self.ctx.holder_of
+        if holder_of is None or svc_body is None:
+            return samples
+        endpoints = [(e.device, e.port, e.vlanId) for e in spec.endpoints]
+        for counter, sample in published_samples(svc_body.get("status"), endpoints, holder_of).items():
+            mine = samples.get(counter)
+            if mine is None or sample.at > mine.at:
+                samples[counter] = sample
+        return samples
 
     def _owned_service(self, key: Key, uid: str) -> dict[str, Any] | None:
         svc_body = self.ctx.index.services.get(key)
@@ -257,8 +273,9 @@ class SubscriptionController:
         samples = index.samples.get(key)
         if samples:
             for counter, sample in result.applied.items():
-                if samples.get(counter) is sample:
-                    del samples[counter]
+                waiting = samples.get(counter)
+                if waiting is not None and (waiting is sample or waiting.at <= sample.at):
+                    del samples[counter]  # recorded, or older than a published sample that was
         index.upsert_subscription(after, own=True)
         if result.box.pending:
             ctx.outbox_signal.set()
@@ -417,11 +434,18 @@ class SubscriptionController:
         return tuple(out)
 
     # -- the owned NetworkService --------------------------------------------------------------------------
+    def _metered(self, key: Key, offering: ProductOfferingSpec | None) -> bool:
+        """Whether the owned NetworkService's counters are read: the offering in force or the one ordered
+        sells traffic (the label that tells the replicas driving its devices; controller/network/usage.py)."""
+        ordered, _ = self.ctx.index.offering(offering_of(self.ctx.index.subscriptions.get(key) or {}))
+        return usage_priced(offering) or usage_priced(ordered)
+
     async def _create_service(
         self, key: Key, uid: str, spec: SubscriptionSpec, offering: ProductOfferingSpec, action: ChildAction
     ) -> dict[str, Any] | None:
         ns, name = key
-        desired = order.network_service_for(name, ns, uid, spec, offering, action.admin_enabled, None)
+        metered = self._metered(key, offering)
+        desired = order.network_service_for(name, ns, uid, spec, offering, action.admin_enabled, None, metered)
         # Created with the network side's finalizer, which it would otherwise add in a write of its own.
         desired["metadata"]["finalizers"] = [FINALIZER]
         try:
@@ -449,13 +473,16 @@ class SubscriptionController:
                 await self._create_service(key, uid, spec, offering, action)
                 return
             current_spec = svc_body.get("spec")
-            desired = order.network_service_for(name, ns, uid, spec, offering, action.admin_enabled, current_spec)
+            metered = self._metered(key, offering)
+            desired = order.network_service_for(
+                name, ns, uid, spec, offering, action.admin_enabled, current_spec, metered
+            )
             patch: dict[str, Any] = {}
             spec_changes = spec_patch(current_spec or {}, desired["spec"])
             if spec_changes:
                 patch["spec"] = spec_changes
             labels = (svc_body.get("metadata") or {}).get("labels") or {}
-            want_labels = desired["metadata"]["labels"]
+            want_labels = {order.METERED_LABEL: None, **desired["metadata"]["labels"]}  # null: not metered now
             if any(labels.get(k) != v for k, v in want_labels.items()):
                 patch["metadata"] = {"labels": want_labels}
             if patch:

@@ -1,20 +1,27 @@
 """Usage sampling: a small loop reading the subinterface octet counters of every active, usage-priced
-Subscription; the samples wait in `index.samples` for the Subscription's next status write (rating.Meter)."""
+Subscription on the devices this replica drives; the samples wait in `index.samples` for the Subscription's
+next status write (rating.Meter). Sharded, the counters of the other replicas' devices come from the
+NetworkService status those replicas publish (controller/network/usage.py), through `published_samples`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..intent.render import counters_path
+from ..network.usage import counter_key, octets, read_octets
+from ..times import parse_rfc3339, to_second
 from .context import Context
 from .index import Sample
 from .objects import Key, offering_of, state_of
 
 log = logging.getLogger(__name__)
+
+
+def usage_priced(offering: Any) -> bool:
+    """Whether an offering spec (or None) sells traffic: it has a usage price."""
+    return offering is not None and any(p.priceType == "usage" for p in offering.productOfferingPrice)
 
 
 class UsageSampler:
@@ -35,55 +42,71 @@ class UsageSampler:
         ctx, index = self.ctx, self.ctx.index
         sessions = self._sessions()
         now = ctx.clock.now()
-        jobs: list[tuple[Key, str, Any, Any]] = []
+        jobs: list[tuple[Key, str, str, int, Any]] = []
         for key, body in list(index.subscriptions.items()):
             if state_of(body) != "active":
                 continue
             offering, _ = index.offering(offering_of(body))
-            if offering is None or not any(p.priceType == "usage" for p in offering.productOfferingPrice):
+            if not usage_priced(offering):
                 continue
             for endpoint in (body.get("spec") or {}).get("endpoints") or []:
-                session = sessions.get(endpoint.get("device"))
+                device = endpoint.get("device")
+                session = sessions.get(device)
                 if session is None or not getattr(session, "connected", False):
                     continue
                 port, vlan = endpoint.get("port"), endpoint.get("vlanId")
                 if not isinstance(port, str) or not isinstance(vlan, int):
                     continue  # a malformed endpoint: its Subscription's status says so
-                path = counters_path(port, vlan)
-                jobs.append((key, f"{endpoint.get('device')}/{port}/{vlan}", session, path.to_proto()))
+                jobs.append((key, str(device), port, vlan, session))
         limit = asyncio.Semaphore(16)
 
-        async def read(job: tuple[Key, str, Any, Any]) -> tuple[Key, str, dict[str, int]]:
-            key, counter, session, path = job
+        async def read(job: tuple[Key, str, str, int, Any]) -> dict[str, int]:
             async with limit:
-                try:
-                    # In the encoding negotiated with the device: a JSON_IETF-only router refuses JSON.
-                    notifications = await session.client.get([path], "STATE", getattr(session, "encoding", "JSON"))
-                except Exception as exc:
-                    log.debug("usage sample %s failed: %s", counter, exc)
-                    return key, counter, {}
-            return key, counter, octets(notifications)
+                return await read_octets(job[4], job[2], job[3])
 
         read_count = 0
-        for key, counter, values in await asyncio.gather(*(read(j) for j in jobs)):
-            for direction, count in values.items():
-                index.samples[key][f"{counter}/{direction}"] = Sample(count, now)
+        values = await asyncio.gather(*(read(j) for j in jobs))
+        for (key, device, port, vlan, _), counted in zip(jobs, values, strict=True):
+            for direction, count in counted.items():
+                index.samples[key][counter_key(device, port, vlan, direction)] = Sample(count, now)
                 read_count += 1
-            if values:
+            if counted:
                 ctx.queues.subscriptions.mark(key)
         return read_count
 
 
-def octets(notifications: Iterable[Any]) -> dict[str, int]:
-    """in/out octets from a Get of .../state/counters (a container value, or its two leaves)."""
-    out: dict[str, int] = {}
-    for notification in notifications:
-        for update in notification.updates:
-            value = update.value
-            leaf = update.path.elem[-1].name if update.path.elem else ""
-            items = {k.split(":")[-1]: v for k, v in value.items()} if isinstance(value, dict) else {leaf: value}
-            for name, direction in (("in-octets", "in"), ("out-octets", "out")):
-                if name in items:
-                    with contextlib.suppress(TypeError, ValueError):
-                        out[direction] = int(items[name])
+def published_samples(
+    status: Mapping[str, Any] | None,
+    endpoints: Iterable[tuple[str, str, int]],
+    holder_of: Callable[[str], str | None],
+) -> dict[str, Sample]:
+    """The counters other replicas published in a NetworkService's `status.usage` (docs/sharding.md) for the
+    Subscription's `endpoints` (device, port, vlan), as samples under the keys this replica's own reads use.
+
+    A device's report counts only when its `replica` holds the device's Lease now: a report written late by
+    a former owner is a true reading, but its clock may be ahead of the new owner's, and its older counter
+    taken as newer would look like a counter reset and be counted twice. Dropping a report loses nothing:
+    the counters only grow, so the next report carries the same octets."""
+    wanted = {(d, p, v) for d, p, v in endpoints}
+    out: dict[str, Sample] = {}
+    for device, report in ((status or {}).get("usage") or {}).items():
+        if not isinstance(report, Mapping) or not report.get("replica") or report.get("replica") != holder_of(device):
+            continue
+        try:
+            at = to_second(parse_rfc3339(report.get("sampledAt"), "sampledAt"))
+        except ValueError:
+            continue
+        for e in report.get("endpoints") or []:
+            try:
+                port, vlan = str(e["port"]), int(e["vlanId"])
+                values = {"in": int(e["inOctets"]), "out": int(e["outOctets"])}
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (device, port, vlan) not in wanted or min(values.values()) < 0:
+                continue
+            for direction, count in values.items():
+                out[counter_key(device, port, vlan, direction)] = Sample(count, at)
     return out
+
+
+__all__ = ["UsageSampler", "octets", "published_samples", "usage_priced"]

@@ -80,6 +80,7 @@ class ServiceRecord:
     finalizers: list[str]
     status: dict[str, Any]
     body: dict[str, Any]
+    metered: bool = False  # labelled usage-priced: the replicas driving its devices publish its counters
     _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from controller.announce import Announcer
+from controller.api.networkservice import METERED_LABEL
 from controller.billing import events as ev
 from controller.billing.clock import FakeClock, OffsetClock
 from controller.billing.events import BillingEvent
@@ -977,5 +978,46 @@ def test_the_months_bill_waits_for_its_subscriptions_to_close_the_month() -> Non
         closed = invoice_controller.periods_closed
         assert not closed(w.ctl.index, "acme", "acme-1", day, day.end + wait - timedelta(seconds=1))
         assert closed(w.ctl.index, "acme", "acme-1", day, day.end + wait)
+
+    run(scenario, clock)
+
+
+def test_counters_another_replica_published_are_metered_once_through_a_change_of_owner() -> None:
+    """Sharded (#16): the replica driving the device publishes the counters in the NetworkService's
+    status; the commerce holder meters them only from the device's Lease holder, and its own reads of the
+    same counter (once it drives the device) continue the same series."""
+    clock = FakeClock(T0)
+
+    async def scenario(w: World) -> None:
+        holders = {"pe1": "rep-b"}
+        w.ctl.ctx.holder_of = holders.get
+        key, counter, _ = await activate_metered(w)
+        assert w.obj("networkservices", "hq")["metadata"]["labels"][METERED_LABEL] == "true"
+
+        async def publish(replica: str, at: datetime, out: int) -> None:
+            clock.set(max(clock.now(), at))
+            endpoint = {"port": "Ethernet1", "vlanId": 100, "inOctets": "0", "outOctets": str(out)}
+            report = {"replica": replica, "sampledAt": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "endpoints": [endpoint]}
+            await w.kube.patch_status(Ref("networkservices", "hq", "acme"), {"usage": {"pe1": report}})
+            await w.idle()
+
+        def metered() -> tuple[int, int]:
+            usage = w.obj("subscriptions", "hq")["status"]["billing"]["usage"]
+            last = next(int(c["octets"]) for c in usage["counters"] if c["key"] == counter)
+            return last, sum(int(x["octets"]) for x in usage["windows"])
+
+        await publish("rep-b", T0 + timedelta(hours=1), 10**9)  # the baseline
+        await publish("rep-b", T0 + timedelta(hours=2), 3 * 10**9)
+        assert metered() == (3 * 10**9, 2 * 10**9)
+        holders["pe1"] = "rep-c"  # rep-b lost the device
+        await publish("rep-b", T0 + timedelta(hours=3), 4 * 10**9)  # its late write: not the holder's
+        assert metered() == (3 * 10**9, 2 * 10**9)
+        # rep-c holds the commerce unit too and reads the device itself
+        w.ctl.index.samples[key][counter] = Sample(5 * 10**9, T0 + timedelta(hours=4))
+        clock.set(T0 + timedelta(hours=4))
+        w.ctl._subs.mark(key)
+        await w.idle()
+        assert metered() == (5 * 10**9, 4 * 10**9), "continued from the published series, nothing doubled"
+        assert not w.ctl.index.samples.get(key), "the own read was recorded"
 
     run(scenario, clock)
