@@ -60,9 +60,23 @@ def _run(args: argparse.Namespace) -> int:
     if settings.webhook_port:  # the validating webhook's handlers (Kopf refuses them without a server)
         importlib.import_module("controller.handlers.admission")
 
+    import threading
+
+    import kubernetes
+
+    from .discovery import EXIT_UNRESOLVED, UnresolvedGuard, wait_for_kinds
     from .peering import own_identity
 
+    # Never run blind: Kopf resolves our kinds from discovery once, at start (controller/discovery.py).
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    wait_for_kinds(kubernetes.client.ApiClient())
+    stop = threading.Event()
+    guard = UnresolvedGuard.install(stop.set)
     operator = kopf.operator(
+        stop_flag=stop,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         standalone=not settings.peering,
@@ -74,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
     asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
-    return 0
+    return EXIT_UNRESOLVED if guard.tripped else 0
 
 
 async def _with_tmf(operator: Any, settings: Settings) -> None:
