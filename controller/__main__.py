@@ -62,17 +62,12 @@ def _run(args: argparse.Namespace) -> int:
 
     import threading
 
-    import kubernetes
-
-    from .discovery import EXIT_UNRESOLVED, UnresolvedGuard, wait_for_kinds
+    from . import discovery
+    from .discovery import EXIT_UNRESOLVED, UnresolvedGuard
     from .peering import own_identity
 
     # Never run blind: Kopf resolves our kinds from discovery once, at start (controller/discovery.py).
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    wait_for_kinds(kubernetes.client.ApiClient())
+    discovery.wait_until_served()
     stop = threading.Event()
     guard = UnresolvedGuard.install(stop.set)
     operator = kopf.operator(
@@ -87,7 +82,10 @@ def _run(args: argparse.Namespace) -> int:
         identity=cast(Any, own_identity()),
         liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
-    asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
+    try:
+        asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
+    finally:
+        guard.uninstall()
     return EXIT_UNRESOLVED if guard.tripped else 0
 
 

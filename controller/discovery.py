@@ -82,6 +82,17 @@ def wait_for_kinds(
         sleep(interval)
 
 
+def wait_until_served() -> None:
+    """`wait_for_kinds` with the process's own credentials (in-cluster, else the kubeconfig)."""
+    import kubernetes
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    wait_for_kinds(kubernetes.client.ApiClient())
+
+
 class UnresolvedGuard(logging.Handler):
     """Kopf logs, and then goes on serving nothing of them, when its start-up scan finds kinds of its
     handlers missing: an API server that restarted between `wait_for_kinds` and that scan. For our group
@@ -112,3 +123,6 @@ class UnresolvedGuard(logging.Handler):
         guard = cls(stop)
         logging.getLogger(_KOPF_OBSERVATION).addHandler(guard)
         return guard
+
+    def uninstall(self) -> None:
+        logging.getLogger(_KOPF_OBSERVATION).removeHandler(self)
