@@ -177,7 +177,7 @@ class ShardReport(ApiModel):
 
 # How many Ready transitions a status keeps (docs/billing.md, "Ready history"). A watcher that was blind
 # (an API server restart re-lists every watch) learns from this list what it missed. Eight covers four
-# outages per blind stretch; at ~80 bytes of JSON an entry, a full list adds ~650 bytes to a status and
+# outages per blind stretch; at ~72 bytes of JSON an entry, a full list adds ~590 bytes to a status and
 # a service that never flaps carries two (its first Pending and its first Ready).
 READY_HISTORY = 8
 
