@@ -34,7 +34,7 @@ def missing_plurals(served: Any, wanted: Iterable[str] = PLURALS) -> list[str]:
 def _read_discovery(api: Any) -> Any:
     import kubernetes
 
-    served = kubernetes.client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION, _request_timeout=5)
+    served = kubernetes.client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION, _request_timeout=(2, 5))
     return served.to_dict() if hasattr(served, "to_dict") else served
 
 
@@ -90,7 +90,9 @@ def wait_until_served() -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    wait_for_kinds(kubernetes.client.ApiClient())
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.retries = 0  # one try per check (a check a second): an API server coming up is seen at once
+    wait_for_kinds(kubernetes.client.ApiClient(config))
 
 
 class UnresolvedGuard(logging.Handler):
