@@ -604,13 +604,14 @@ def issued(r: Rig, name: str, timeout: float = 90) -> dict[str, Any]:
     )
 
 
-def kubelet(r: Rig, rec: Record) -> None:
+def kubelet(r: Rig, rec: Record, clock: ControllerClock) -> None:
     """What Kubernetes does with a controller that exits on its own: start it again. Only for the exit
     that asks for it (EXIT_UNRESOLVED: Kopf's scan missed our kinds, an API server restarted between the
     discovery wait and that scan, docs/reliability.md item 17); any other exit stays visible."""
     proc = r.controller.proc if r.controller is not None else None
     if proc is not None and proc.poll() == EXIT_UNRESOLVED:
         rec.note("controller exited with code 3 (Kopf's scan missed the kinds): restarted", "controller exit 3")
+        rec.outages.append((clock.now(), clock.now() + timedelta(seconds=5)))  # as a SIGKILL and restart counts
         assert r.controller is not None
         r.controller.proc = None
         r.controller.start()
@@ -686,9 +687,9 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
             started, chaos_start = time.monotonic(), clock.now()
             while (elapsed := time.monotonic() - started) < CHAOS_SECONDS:
                 chaos.step(elapsed)
-                kubelet(r, rec)
+                kubelet(r, rec, clock)
                 time.sleep(rng.uniform(0.2, 1.0))
-            kubelet(r, rec)
+            kubelet(r, rec, clock)
             restore(r, receiver, chaos)
             chaos_end = clock.now()
             print(
@@ -703,7 +704,7 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
 
             def unsettled() -> list[str]:
                 """Who is not yet back: not active and Ready, events pending, or not on what it asked for."""
-                kubelet(r, rec)
+                kubelet(r, rec, clock)
                 if clock.now() < month_end + timedelta(seconds=2):
                     return ["the month end is still ahead"]
                 left = []
