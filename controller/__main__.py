@@ -60,9 +60,18 @@ def _run(args: argparse.Namespace) -> int:
     if settings.webhook_port:  # the validating webhook's handlers (Kopf refuses them without a server)
         importlib.import_module("controller.handlers.admission")
 
+    import threading
+
+    from . import discovery
+    from .discovery import EXIT_UNRESOLVED, UnresolvedGuard
     from .peering import own_identity
 
+    # Never run blind: Kopf resolves our kinds from discovery once, at start (controller/discovery.py).
+    discovery.wait_until_served()
+    stop = threading.Event()
+    guard = UnresolvedGuard.install(stop.set)
     operator = kopf.operator(
+        stop_flag=stop,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         standalone=not settings.peering,
@@ -73,8 +82,11 @@ def _run(args: argparse.Namespace) -> int:
         identity=cast(Any, own_identity()),
         liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
-    asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
-    return 0
+    try:
+        asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
+    finally:
+        guard.uninstall()
+    return EXIT_UNRESOLVED if guard.tripped else 0
 
 
 async def _with_tmf(operator: Any, settings: Settings) -> None:

@@ -202,6 +202,21 @@ class UsageReport(ApiModel):
     )
 
 
+# How many Ready transitions a status keeps (docs/billing.md, "Ready history"). A watcher that was blind
+# (an API server restart re-lists every watch) learns from this list what it missed. Eight covers four
+# outages per blind stretch; at ~72 bytes of JSON an entry, a full list adds ~590 bytes to a status and
+# a service that never flaps carries two (its first Pending and its first Ready).
+READY_HISTORY = 8
+
+
+class ReadyTransition(ApiModel):
+    """A change of the Ready condition's status, as written with it."""
+
+    at: datetime = Field(description="The Ready condition's lastTransitionTime for this change.")
+    ready: bool = Field(description="Whether the service became Ready (true) or stopped being Ready (false).")
+    reason: str = Field(max_length=128, description="The Ready condition's reason at this change.")
+
+
 class NetworkServiceStatus(ApiModel):
     """What the controller observed about the service."""
 
@@ -211,6 +226,17 @@ class NetworkServiceStatus(ApiModel):
     operatingStatus: OperatingStatus | None = Field(default=None, description="TMF638 operating status.")
     startDate: datetime | None = Field(default=None, description="When the service first became Ready.")
     readySince: datetime | None = Field(default=None, description="Start of the current Ready interval.")
+    readyTransitions: list[ReadyTransition] = Field(
+        default_factory=list,
+        max_length=READY_HISTORY,
+        description="The latest changes of the Ready condition's status, oldest first, written with each change"
+        f" (at most {READY_HISTORY}): a watcher that missed status versions learns from it what happened.",
+    )
+    readyTransitionsDroppedThrough: datetime | None = Field(
+        default=None,
+        description="The time of the newest transition dropped from readyTransitions to keep it bounded: the list"
+        " holds every transition after this instant (unset: it holds every transition).",
+    )
     endpoints: list[EndpointStatus] = Field(default_factory=list, max_length=16, description="Per endpoint.")
     plan: list[PlannedOperation] = Field(
         default_factory=list, max_length=256, description="The Set a dry run would send."

@@ -87,6 +87,12 @@ class ServiceLedger(ApiModel):
         default=None,
         description="History before this instant was invoiced and compacted away; it can no longer change.",
     )
+    readyUnknown: list[LedgerInterval] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Stretches whose Ready state was lost (the NetworkService changed more often than its"
+        " status.readyTransitions keeps while the controller could not see it): recorded as not Ready.",
+    )
 
 
 class OutboxEvent(ApiModel):

@@ -12,6 +12,11 @@ recording the state that already holds is a no-op, and an instant earlier than w
 timeline already holds (or than `billedThrough`) is clamped forward, so history that was
 recorded or invoiced never changes.
 
+Ready transitions come from the NetworkService's bounded `readyTransitions` list (`merge_ready`): every
+one the ledger has not seen is recorded, so a watcher that missed status versions (a re-list after an
+API server restart) still records the not-Ready stretch they held. When that list was cut past what the
+ledger last saw, the stretch in between is unknown and recorded as not Ready (`ready_unknown`).
+
 The ledger is bounded (`MAX_INTERVALS` per timeline). Intervals wholly before an invoiced
 instant are compacted into `billedThrough`; asking about compacted time is an error, not
 a zero.
@@ -107,6 +112,14 @@ def total_seconds(spans: Iterable[Span]) -> int:
     return sum(int((e - s).total_seconds()) for s, e in spans)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyChange:
+    """One entry of a NetworkService's status.readyTransitions."""
+
+    at: datetime
+    ready: bool
+
+
 def _record(
     timeline: tuple[Interval, ...], holds: bool, at: datetime, floor: datetime | None, name: str
 ) -> tuple[tuple[Interval, ...], bool]:
@@ -143,6 +156,9 @@ class Ledger:
     ready: tuple[Interval, ...] = field(default=())
     start_date: datetime | None = None
     billed_through: datetime | None = None
+    # Stretches whose Ready state was lost (more transitions than the service's list keeps while we were
+    # blind), recorded as not Ready: what the status says about them.
+    ready_unknown: tuple[Interval, ...] = field(default=())
 
     # -- serialisation ---------------------------------------------------------------------
     @classmethod
@@ -166,6 +182,7 @@ class Ledger:
             ready=conv(model.ready, "ready"),
             start_date=to_second(model.startDate, "ledger.startDate") if model.startDate else None,
             billed_through=to_second(model.billedThrough, "ledger.billedThrough") if model.billedThrough else None,
+            ready_unknown=conv(model.readyUnknown, "readyUnknown"),
         )
 
     def to_status(self) -> ServiceLedger:
@@ -174,6 +191,7 @@ class Ledger:
             active=[LedgerInterval(start=i.start, end=i.end) for i in self.active],
             ready=[LedgerInterval(start=i.start, end=i.end) for i in self.ready],
             billedThrough=self.billed_through,
+            readyUnknown=[LedgerInterval(start=i.start, end=i.end) for i in self.ready_unknown],
         )
 
     # -- current state ---------------------------------------------------------------------
@@ -202,6 +220,44 @@ class Ledger:
             if first:
                 start_date = first[0][0]
         return replace(self, active=active, ready=ready, start_date=start_date)
+
+    def merge_ready(
+        self, changes: Sequence[ReadyChange], dropped_through: datetime | None, now: datetime
+    ) -> tuple[Ledger, Span | None]:
+        """Record every Ready transition of `changes` (the service's list, oldest first) not seen yet, and
+        the stretch whose Ready state is unknown, if the list was cut (`dropped_through`: the newest entry
+        dropped) at or past what this ledger last saw. That stretch is recorded as not Ready (no charge for
+        time not known to be Ready; measured as unavailable) and returned, so the caller can say so.
+
+        Seen = dated before the Ready timeline's last boundary (or billedThrough): the ledger holds only
+        transitions, so anything older is already in it or was compacted. An entry at the boundary itself
+        is replayed, which is harmless (recording the state that holds is a no-op, and a flap within a
+        second is folded as `record` folds it). Applying the same list twice changes nothing."""
+        now = to_second(now, "now")
+        items = [ReadyChange(min(to_second(c.at, "readyTransitions.at"), now), c.ready) for c in changes]
+        last = self.ready[-1] if self.ready else None
+        boundary = (last.end or last.start) if last is not None else self.billed_through
+        if boundary is not None and self.billed_through is not None:
+            boundary = max(boundary, self.billed_through)
+        ledger, gap = self, None
+        if dropped_through is not None and boundary is not None and items:
+            cut = min(to_second(dropped_through, "readyTransitionsDroppedThrough"), now)
+            # The newest dropped entry said the opposite of the oldest kept one (entries alternate).
+            dropped_ready = not items[0].ready
+            if cut > boundary or (cut == boundary and self.is_ready != dropped_ready):
+                # From `boundary` to `cut` nothing is known; from `cut` on, the dropped entry's state held.
+                known_from = cut if dropped_ready else items[0].at
+                ledger = ledger.record(boundary, service_ready=False)
+                if dropped_ready:
+                    ledger = ledger.record(cut, service_ready=True)
+                if known_from > boundary:
+                    gap = (boundary, known_from)
+                    unknown = (*ledger.ready_unknown, Interval(boundary, known_from))[-MAX_INTERVALS:]
+                    ledger = replace(ledger, ready_unknown=unknown)
+        for item in items:
+            if boundary is None or item.at >= boundary:
+                ledger = ledger.record(item.at, service_ready=item.ready)
+        return ledger, gap
 
     def record_active(self, active: bool, at: datetime) -> Ledger:
         return self.record(at, subscription_active=active)
@@ -262,7 +318,13 @@ class Ledger:
                 kept.append(Interval(max(i.start, through), i.end))
             return tuple(kept)
 
-        return replace(self, active=cut(self.active), ready=cut(self.ready), billed_through=through)
+        return replace(
+            self,
+            active=cut(self.active),
+            ready=cut(self.ready),
+            ready_unknown=cut(self.ready_unknown),
+            billed_through=through,
+        )
 
     @property
     def size(self) -> int:

@@ -26,7 +26,7 @@ from ..billing import events as ev
 from ..billing.account import AccountProblem
 from ..billing.events import BillingEvent, SubscriptionRef
 from ..billing.invoice import BillingInput, bill_period, catch_up
-from ..billing.ledger import Ledger, LedgerFull
+from ..billing.ledger import Ledger, LedgerFull, ReadyChange
 from ..billing.outbox import Outbox, OutboxFull
 from ..billing.periods import Cycle, PeriodError
 from ..billing.rating import Meter, RatingError
@@ -82,6 +82,9 @@ class BillingStepResult:
     wake_at: datetime | None  # when a re-run may decide differently with nothing else changing
     warnings: tuple[str, ...] = ()
     plan_changes: tuple[changes.PlanChange, ...] = ()  # the offering changes this status records
+    # A stretch whose Ready state was lost (the service's readyTransitions were cut past what the ledger
+    # saw), recorded as not Ready by this status: the caller says so in a Warning Event.
+    ready_gap: tuple[datetime, datetime] | None = None
 
 
 def transition_time(decision: SubscriptionDecision, now: datetime) -> datetime:
@@ -156,7 +159,12 @@ def billing_step(i: BillingStepInputs) -> BillingStepResult:
     # deleted or gone stopped being delivered when we learn of it.
     ready_at = (svc.ready_since if live and svc.ready in ("True", "False", "Unknown") else None) or now
     blocked: Cond | None = None
+    gap: tuple[datetime, datetime] | None = None
     try:
+        if svc.exists:
+            # Every change its status lists, so a stretch between two versions we saw is not lost.
+            changes_seen = [ReadyChange(at, ready) for at, ready in svc.ready_transitions]
+            ledger, gap = ledger.merge_ready(changes_seen, svc.ready_dropped_through, now)
         ledger = ledger.record(min(ready_at, now), service_ready=service_ready)
         ledger = ledger.record(transition_time(decision, now), subscription_active=decision.state == "active")
     except LedgerFull as exc:
@@ -267,6 +275,8 @@ def billing_step(i: BillingStepInputs) -> BillingStepResult:
     status["conditions"] = conds
     status["pendingChange"] = i.plan.pending.model_dump(mode="json", exclude_none=True) if i.plan.pending else None
     status["templateRollout"] = i.plan.rollout.model_dump(mode="json", exclude_none=True) if i.plan.rollout else None
+    if gap is not None:
+        warnings.append(f"Ready state from {rfc3339(gap[0])} to {rfc3339(gap[1])} unknown, recorded as not Ready")
     return BillingStepResult(
-        status, box, tuple(added), False, released, applied, _wake_at(i, more), tuple(warnings), i.plan.changes
+        status, box, tuple(added), False, released, applied, _wake_at(i, more), tuple(warnings), i.plan.changes, gap
     )

@@ -56,6 +56,10 @@ class ServiceObservation:
     ready_message: str = ""
     ready_since: datetime | None = None  # its Ready condition's lastTransitionTime
     first_ready_at: datetime | None = None  # its status.startDate: when it first became Ready
+    # Its status.readyTransitions (at, ready), oldest first, and readyTransitionsDroppedThrough: what a
+    # pass that missed status versions (a watch re-list) learns the Ready changes from.
+    ready_transitions: tuple[tuple[datetime, bool], ...] = ()
+    ready_dropped_through: datetime | None = None
     degraded: bool = False  # its Degraded condition is True: a permanent failure
     degraded_reason: str = ""
     degraded_message: str = ""
@@ -146,12 +150,25 @@ def observe_service(obj: Mapping[str, Any] | None, desired_spec: Mapping[str, An
         ready_message=str(ready.get("message") or ""),
         ready_since=parse_time(ready.get("lastTransitionTime")),
         first_ready_at=parse_time(status.get("startDate")),
+        ready_transitions=_ready_transitions(status.get("readyTransitions")),
+        ready_dropped_through=parse_time(status.get("readyTransitionsDroppedThrough")),
         degraded=degraded.get("status") == "True",
         degraded_reason=str(degraded.get("reason") or ""),
         degraded_message=str(degraded.get("message") or ""),
         degraded_since=parse_time(degraded.get("lastTransitionTime")),
         current=current,
     )
+
+
+def _ready_transitions(raw: Any) -> tuple[tuple[datetime, bool], ...]:
+    """status.readyTransitions as (at, ready); an entry that cannot be read is skipped (the Ready condition
+    still dates the latest change)."""
+    out = []
+    for entry in raw if isinstance(raw, list) else ():
+        at = parse_time(entry.get("at")) if isinstance(entry, Mapping) else None
+        if at is not None and isinstance(entry.get("ready"), bool):
+            out.append((at, bool(entry["ready"])))
+    return tuple(out)
 
 
 # --- The state machine ------------------------------------------------------------------------

@@ -294,6 +294,16 @@ class SubscriptionController:
             ctx.writer.announcer.post(after, stalled)
         for change in change_events(result.plan_changes):
             ctx.event(after, "Normal", *change)
+        if result.ready_gap is not None:
+            start, end = (rfc3339(t) for t in result.ready_gap)
+            ctx.event(
+                after,
+                "Warning",
+                "ReadyHistoryLost",
+                f"NetworkService {key[1]}: its Ready changes from {start} to {end} were lost (more than its"
+                f" status.readyTransitions keeps while the controller could not see it); that time is recorded"
+                f" as not Ready (not billed, counted as unavailable): status.billing.ledger.readyUnknown",
+            )
         for inv_key in index.invoices_by_account.get((key[0], account_of(after)), ()):
             inv = index.invoices.get(inv_key)
             if inv is not None and ((inv.get("status") or {}).get("state") or "new") not in ISSUED:

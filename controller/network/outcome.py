@@ -8,12 +8,14 @@ writer sees no change and writes nothing when nothing changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
+from ..api.networkservice import READY_HISTORY
+from ..conditions import NOT_STALLED, Cond, condition, merge_conditions, stalled
 from ..times import rfc3339
 
 
@@ -168,6 +170,7 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
         "endpoints": endpoints,
         "plan": view.plan if view.dry_run else [],
     }
+    status.update(ready_history(current, status["conditions"]))
     start = current.get("startDate")
     if ready:
         status["startDate"] = start or rfc3339(now)
@@ -177,6 +180,25 @@ def service_status(view: ServiceView, outcomes: list[EndpointOutcome], now: date
             status["startDate"] = start
         status["readySince"] = None
     return status
+
+
+def ready_history(current: Mapping[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """`readyTransitions` and `readyTransitionsDroppedThrough` for a status whose conditions become
+    `conditions`: the stored list, plus an entry when the Ready condition's status changes (its first
+    appearance included), the oldest dropped beyond READY_HISTORY. Written in the same status write as the
+    condition, so a watcher that misses versions (a re-list) still learns every change (docs/billing.md)."""
+    kept = [t for t in current.get("readyTransitions") or [] if isinstance(t, Mapping) and t.get("at")]
+    dropped = current.get("readyTransitionsDroppedThrough")
+    before = condition(current, "Ready")
+    after = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if after is not None and (before is None or (before.get("status") == "True") != (after["status"] == "True")):
+        kept.append(
+            {"at": after["lastTransitionTime"], "ready": after["status"] == "True", "reason": after["reason"][:128]}
+        )
+    if len(kept) > READY_HISTORY:
+        dropped = kept[-READY_HISTORY - 1]["at"]
+        kept = kept[-READY_HISTORY:]
+    return {"readyTransitions": kept, "readyTransitionsDroppedThrough": dropped}
 
 
 _FIX = "fix the NetworkService spec or the device; nothing is retried until then"

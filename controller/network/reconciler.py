@@ -56,7 +56,7 @@ from ..times import parse_rfc3339
 from ..workqueue import WorkQueue
 from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
 from .devicepass import precedence as claim_precedence
-from .outcome import EndpointOutcome, Phase, ServiceView, service_status
+from .outcome import EndpointOutcome, Phase, ServiceView, ready_history, service_status
 from .session import DeviceSession
 
 log = logging.getLogger(__name__)
@@ -888,9 +888,8 @@ class NetworkReconciler:
                     r.generation,
                     now,
                 )
-                self.writer.submit(
-                    r.ref, {"conditions": conds, "state": "reserved", "operatingStatus": "stopping"}, current
-                )
+                status = {"conditions": conds, "state": "reserved", "operatingStatus": "stopping"}
+                self.writer.submit(r.ref, {**status, **ready_history(current, conds)}, current)
 
     # -- outputs ---------------------------------------------------------------------------
     def home_unit(self, record: ServiceRecord) -> str:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcluster import ClusterError
+from tests.harness import condition
+from tests.integration.test_commerce import daily, offering, subscription
 from tests.kube import Kubectl
 from tests.reliability.restartable import RestartableCluster
-from tests.reliability.rig import Rig, ep, rig, unique, wait_for
+from tests.reliability.rig import Recorder, Rig, ep, rig, unique, wait_for
 
 pytestmark = pytest.mark.full
 
@@ -138,3 +143,123 @@ def test_a_pending_deletion_survives_an_api_outage_without_leaking_config(r: Rig
     time.sleep(2)
     left = r.managed("ar-r1")
     assert not any(left.values()), f"NetworkService {name} is gone but ar-r1 still holds its config: {left}"
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_outage_while_the_api_server_is_down_is_not_billed(r: Rig, cluster: RestartableCluster) -> None:
+    """Reliability item 18: a not-Ready stretch that starts and ends while the API server is down is never a
+    stored version any watch could see (the controller's status writes land only once it is back, as one
+    version: Ready again). The Subscription learns it from the service's status.readyTransitions and the
+    bill charges only the Ready time."""
+    ns, name, off = r.namespace, unique("blind"), unique("ar-daily")
+    r.api.apply(offering(off, daily()))  # 1.00 EUR per second of delivered service
+    r.api.apply(subscription(ns, name, off, "acct-blind", "ar-r1", "Ethernet5", 140))
+    period_start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    try:
+        sub = wait_for("the Subscription active", lambda: (s := r.api.get("subscriptions", name, ns))
+                       and (s.get("status") or {}).get("state") == "active" and s, 60, 0.5)
+        assert sub
+        with Recorder(r.api, "networkservices", ns) as nsvc:
+            ready = r.ready(name, timeout=30)
+            since = ready["status"]["readySince"]
+            cluster.stop_apiserver(hard=False)
+            try:
+                time.sleep(1)
+                r.admin.link("ar-r1", "Ethernet5", False)
+                time.sleep(4)  # the controller sees oper-status DOWN and computes Ready=False (not written)
+                r.admin.link("ar-r1", "Ethernet5", True)
+                time.sleep(4)  # ... and UP again: Ready=True, since now
+            finally:
+                r.admin.link("ar-r1", "Ethernet5", True)
+                cluster.start_apiserver()
+
+            def back() -> dict[str, Any] | None:
+                svc = r.get(name)
+                ready_now = condition(svc, "Ready") if svc else None
+                moved = ready_now and ready_now["status"] == "True" and ready_now["lastTransitionTime"] != since
+                return svc if moved else None
+
+            svc = wait_for("the service Ready again, since after the outage", back, 60, 0.5)
+            listed = [(t["at"], t["ready"], t["reason"]) for t in svc["status"]["readyTransitions"]]
+            outage = [t for t in listed if _ts(t[0]) > _ts(since)]
+            assert [(ready_, reason) for _, ready_, reason in outage] == [(False, "OperDown"), (True, "Applied")], (
+                f"status.readyTransitions should list the outage after Ready since {since}: {listed}"
+            )
+            down_at, up_at = _ts(outage[0][0]), _ts(outage[1][0])
+            # The premise: no stored version ever said Ready=False, so no watch could see the outage.
+            seen = [(c["status"], c["lastTransitionTime"]) for v in nsvc.of(name) if (c := v.cond("Ready"))]
+            assert ("False", outage[0][0]) not in seen, f"the outage was a stored version after all: {seen}"
+
+        def ledger_has_the_outage() -> list[dict[str, Any]] | None:
+            s = r.api.get("subscriptions", name, ns) or {}
+            intervals = ((s.get("status") or {}).get("billing") or {}).get("ledger", {}).get("ready") or []
+            ends = {i.get("end") for i in intervals}
+            starts = {i.get("start") for i in intervals}
+            return intervals if _iso(down_at) in ends and _iso(up_at) in starts else None
+
+        intervals = wait_for("the Subscription's ledger to record the outage", ledger_has_the_outage, 30, 0.5)
+        assert intervals
+
+        period_end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        bill = f"{name}-bill"
+        r.api.apply({
+            "apiVersion": "telco.intent.dev/v1alpha1",
+            "kind": "Invoice",
+            "metadata": {"name": bill, "namespace": ns},
+            "spec": {"billingAccount": "acct-blind", "runType": "offCycle", "billingPeriod": {
+                "startDateTime": _iso(period_start), "endDateTime": _iso(period_end)}},
+        })
+        issued = wait_for("the invoice issued", lambda: (i := r.api.get("invoices", bill, ns))
+                          and (i.get("status") or {}).get("state") in ("validated", "sent") and i["status"], 90, 0.5)
+        charged = sum((Decimal(ln["taxExcludedAmount"]["value"]) for ln in issued["lines"]
+                       if ln["type"] == "recurringCharge"), Decimal(0))
+        activated = _ts(r.api.get("subscriptions", name, ns)["status"]["billing"]["ledger"]["startDate"])
+        ready_seconds = (down_at - max(activated, period_start)) + (period_end - up_at)
+        outage_seconds = (up_at - down_at).total_seconds()
+        assert outage_seconds >= 3, f"the outage lasted {outage_seconds:.0f} s"
+        assert abs(float(charged) - ready_seconds.total_seconds()) <= 1.0, (
+            f"billed {charged} EUR (1.00 per second) for {ready_seconds.total_seconds():.0f} s of Ready time;"
+            f" the {outage_seconds:.0f} s outage from {_iso(down_at)} must not be billed: {issued['lines']}"
+        )
+        r.api.delete("invoices", bill, ns)
+    finally:
+        r.api.delete("subscriptions", name, ns)
+        wait_for("the Subscription gone", lambda: r.api.get("subscriptions", name, ns) is None, 60, 0.5)
+        r.api.delete("productofferings", off)
+
+
+def test_a_controller_started_while_the_api_server_is_down_serves_its_kinds_once_it_is_back(
+    r: Rig, cluster: RestartableCluster
+) -> None:
+    """Reliability item 17 (b): Kopf resolves the kinds from discovery once, at start. Started while the API
+    server is down (or serving /apis before its CRDs), the controller waits, says so, and serves them."""
+    assert r.controller is not None
+    r.controller.stop()
+    cluster.stop_apiserver(hard=True)
+    try:
+        r.controller.start()
+        wait_for("the controller to say it waits for the API server",
+                 lambda: "Waiting for the API server to serve telco.intent.dev/v1alpha1" in r.controller.logs()  # type: ignore[union-attr]
+                 or None, 20, 0.2)
+        time.sleep(2)
+        assert r.controller.alive(), "the controller exited while the API server was down"
+    finally:
+        cluster.start_apiserver()
+    wait_for("the controller to start serving", lambda: "API discovery serves telco.intent.dev/v1alpha1 now"
+             in r.controller.logs() or None, 30, 0.2)  # type: ignore[union-attr]
+    r.wait_devices_ready(timeout=60)
+    name = unique("served")
+    r.apply(r.service(name, [ep("ar-r2", "Ethernet6", 150)]))
+    r.ready(name, timeout=60)
+    logs = r.controller.logs()
+    assert "Unresolved resources cannot be served" not in logs, logs[-4000:]
+    assert r.controller.alive()
+    r.delete(name)
+    r.gone(name, 30)

@@ -68,20 +68,50 @@ def overlap(a: list[tuple[datetime, datetime]], b: list[tuple[datetime, datetime
     return sum(max(0.0, (min(e1, e2) - max(s1, s2)).total_seconds()) for s1, e1 in a for s2, e2 in b)
 
 
+def ready_changes(nsvc: Recorder, name: str) -> list[tuple[datetime, bool]]:
+    """Every change of the NetworkService's Ready status the test knows of, in order: the Ready transitions
+    each version seen lists (status.readyTransitions), so a version the watch missed (a re-list after an API
+    server restart) is still counted, and the Ready condition's own transition (a status without the list).
+    Where a version's list was cut (readyTransitionsDroppedThrough) past the last change known before it, the
+    state in between is unknown and counted as not Ready (docs/billing.md); a deletion ends Ready when seen.
+    The test's own reading of the status, not the controller's rating code."""
+    known: list[tuple[datetime, bool, str]] = []
+    for seen in nsvc.of(name):
+        if seen.type == "DELETED":
+            known.append((wall(seen.at), False, "Deleted"))
+            continue
+        listed = [
+            (ts(t["at"]), bool(t["ready"]), str(t.get("reason") or ""))
+            for t in seen.status.get("readyTransitions") or []
+        ]
+        c = seen.cond("Ready")
+        if not listed and c is not None:
+            listed = [(ts(c["lastTransitionTime"]), c["status"] == "True", str(c.get("reason") or ""))]
+        dropped = seen.status.get("readyTransitionsDroppedThrough")
+        new = [t for t in listed if t not in known]
+        if dropped and known and new and ts(dropped) > max(t[0] for t in known):
+            # more changes than the list keeps since the last version seen: unknown until the list's first
+            last_known = max(t[0] for t in known)
+            known.append((last_known, False, "Unknown"))
+            if not listed[0][1]:
+                known.append((ts(dropped), True, "Unknown"))
+        known.extend(new)
+    ordered = sorted(range(len(known)), key=lambda i: (known[i][0], i))
+    return [(known[i][0], known[i][1]) for i in ordered]
+
+
 def ready_intervals(nsvc: Recorder, name: str, until: datetime) -> list[tuple[datetime, datetime]]:
-    """NetworkService Ready=True intervals, from its Ready condition's transition times."""
+    """NetworkService Ready=True intervals, from its Ready transitions (`ready_changes`)."""
     out: list[tuple[datetime, datetime]] = []
     since: datetime | None = None
-    for seen in nsvc.of(name):
-        c = seen.cond("Ready")
-        if seen.type == "DELETED" or c is None or c["status"] != "True":
-            if since is not None:
-                end = ts(c["lastTransitionTime"]) if c is not None and seen.type != "DELETED" else wall(seen.at)
-                out.append((since, min(end, until)))
-                since = None
-        elif since is None:
-            since = ts(c["lastTransitionTime"])
-    if since is not None:
+    for at, ready in ready_changes(nsvc, name):
+        if ready and since is None:
+            since = at
+        elif not ready and since is not None:
+            if min(at, until) > since:
+                out.append((since, min(at, until)))
+            since = None
+    if since is not None and until > since:
         out.append((since, until))
     return out
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from controller import __main__ as cli
+from controller import discovery
 from controller.settings import SettingError, Settings, describe, options, resolve
 
 SETTINGS_DEFAULTS = {
@@ -201,6 +202,8 @@ def test_run_hands_the_settings_to_the_handlers_and_kopf(monkeypatch: pytest.Mon
         started.update(kwargs)
 
     monkeypatch.setattr(kopf, "operator", operator)
+    waited: list[bool] = []
+    monkeypatch.setattr(discovery, "wait_until_served", lambda: waited.append(not started))
     monkeypatch.setenv("TELCO_BILLING_RETRY_SECONDS", "0.25")
     argv = ["run", "-n", "shop", "--debounce-seconds", "0.3", "--health-port", "8181", "--clock-offset-seconds", "60"]
     assert cli.main(argv) == 0
@@ -213,6 +216,8 @@ def test_run_hands_the_settings_to_the_handlers_and_kopf(monkeypatch: pytest.Mon
     assert started["namespaces"] == ["shop"] and started["clusterwide"] is False
     assert started["liveness_endpoint"] == "http://127.0.0.1:8181/healthz"
     assert started["standalone"] is True
+    assert waited == [True], "Kopf starts only after discovery serves our kinds"
+    assert started["stop_flag"] is not None, "a stop flag, for the guard against a scan that misses them"
 
 
 def test_a_webhook_port_without_a_certificate_is_refused() -> None:
@@ -238,6 +243,7 @@ def test_run_serves_the_webhook_only_when_asked(monkeypatch: pytest.MonkeyPatch,
         return None
 
     monkeypatch.setattr(kopf, "operator", operator)
+    monkeypatch.setattr(discovery, "wait_until_served", lambda: None)
     assert cli.main(["run"]) == 0
     assert "controller.handlers.admission" not in sys.modules
     assert cli.main(["run", "--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path)]) == 0

@@ -22,7 +22,7 @@ from controller.commerce.billing_step import (
     compactable_through,
 )
 from controller.commerce.index import Sample
-from tests.unit.commerce.builders import T0, at, cond, inputs, ready_service, subscription
+from tests.unit.commerce.builders import T0, at, cond, inputs, iso, ready_service, subscription
 
 REF = SubscriptionRef("acme", "site-a", "uid-1", "acme-1")
 MONTH_END = Cycle.of("month", 1, "UTC").period_containing(T0).end
@@ -177,3 +177,47 @@ def test_the_wakeup_is_the_requested_start_when_it_comes_before_the_period_end()
 )
 def test_compactable_through(issued: list[IssuedBill], charged: datetime | None, expected: datetime | None) -> None:
     assert compactable_through(issued, charged) == expected
+
+
+def _observed(ready_since: datetime, transitions: list[tuple[datetime, bool]], dropped: datetime | None = None) -> Any:
+    """A Ready NetworkService as observe_service reads it from its raw status."""
+    status = {
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Applied", "lastTransitionTime": iso(ready_since)}
+        ],
+        "startDate": iso(transitions[1][0] if len(transitions) > 1 else ready_since),
+        "readyTransitions": [
+            {"at": iso(t), "ready": r, "reason": "Applied" if r else "OperDown"} for t, r in transitions
+        ],
+        "readyTransitionsDroppedThrough": iso(dropped) if dropped else None,
+    }
+    return lifecycle.observe_service({"metadata": {"name": "site-a"}, "status": status})
+
+
+def test_an_outage_the_watch_never_saw_is_recorded_from_the_services_ready_history() -> None:
+    first = billing_step(step_inputs(activating()))
+    assert first.status["billing"]["ledger"]["ready"] == [{"start": iso(at(-1))}]
+    # A re-list: the next version seen is Ready again, since 20 min; its list holds the outage before it
+    svc = _observed(at(20), [(at(-2), False), (at(-1), True), (at(10), False), (at(20), True)])
+    result = billing_step(step_inputs(inputs(now=at(30), status=first.status, service=svc)))
+    assert result.status["billing"]["ledger"]["ready"] == [
+        {"start": iso(at(-1)), "end": iso(at(10))},
+        {"start": iso(at(20))},
+    ]
+    assert result.ready_gap is None and not result.status["billing"]["ledger"].get("readyUnknown")
+    again = billing_step(step_inputs(inputs(now=at(31), status=result.status, service=svc)))
+    assert again.status["billing"]["ledger"] == result.status["billing"]["ledger"], "seen twice, counted once"
+
+
+def test_a_ready_history_cut_past_what_the_ledger_saw_is_not_billed_and_is_said() -> None:
+    first = billing_step(step_inputs(activating()))
+    # more changes than the list keeps while the controller was blind: the newest dropped at 15 min (True)
+    svc = _observed(at(25), [(at(18), False), (at(25), True)], dropped=at(15))
+    result = billing_step(step_inputs(inputs(now=at(30), status=first.status, service=svc)))
+    ledger = result.status["billing"]["ledger"]
+    assert ledger["ready"] == [{"start": iso(at(15)), "end": iso(at(18))}, {"start": iso(at(25))}]
+    assert ledger["readyUnknown"] == [{"start": iso(at(-1)), "end": iso(at(15))}]
+    assert result.ready_gap == (at(-1), at(15))
+    assert any("unknown, recorded as not Ready" in w for w in result.warnings)
+    again = billing_step(step_inputs(inputs(now=at(31), status=result.status, service=svc)))
+    assert again.ready_gap is None and again.status["billing"]["ledger"] == ledger

@@ -1021,3 +1021,42 @@ def test_counters_another_replica_published_are_metered_once_through_a_change_of
         assert not w.ctl.index.samples.get(key), "the own read was recorded"
 
     run(scenario, clock)
+
+
+def test_a_ready_history_cut_past_what_the_ledger_saw_is_recorded_as_not_ready_and_said_once() -> None:
+    """docs/billing.md "Ready history": the NetworkService changed more often than its readyTransitions keeps
+    while the controller could not see it; the unknown stretch is not billed, and one Warning says so."""
+
+    def at(s: int) -> str:
+        return (T0 + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def scenario(w: World) -> None:
+        await activate(w)
+        w.clock.advance(timedelta(minutes=10))
+        svc = w.kube._get(Ref("networkservices", "hq", "acme"))
+        status = {
+            **(svc.get("status") or {}),
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": at(500), "reason": "Applied", "message": ""}
+            ],
+            "readyTransitions": [
+                {"at": at(400), "ready": False, "reason": "OperDown"},
+                {"at": at(500), "ready": True, "reason": "Applied"},
+            ],
+            "readyTransitionsDroppedThrough": at(300),  # the newest dropped entry: Ready from 300 s
+        }
+        await w.kube.patch_status(Ref("networkservices", "hq", "acme"), status)
+        await w.idle()
+        ledger = w.obj("subscriptions", "hq")["status"]["billing"]["ledger"]
+        assert ledger["ready"] == [{"start": at(300), "end": at(400)}, {"start": at(500)}]
+        assert ledger["readyUnknown"] == [{"start": at(0), "end": at(300)}]
+        lost = [e for e in w.kube.typed_events if e[2] == "ReadyHistoryLost"]
+        assert len(lost) == 1 and lost[0][:2] == ("hq", "Warning"), w.kube.typed_events
+        assert f"from {at(0)} to {at(300)}" in lost[0][3] and "not billed" in lost[0][3]
+        w.clock.advance(timedelta(seconds=5))
+        await w.kube.patch_status(Ref("networkservices", "hq", "acme"), {**status, "operatingStatus": "running"})
+        await w.idle()
+        assert len([e for e in w.kube.typed_events if e[2] == "ReadyHistoryLost"]) == 1, "said once"
+        assert w.obj("subscriptions", "hq")["status"]["billing"]["ledger"] == ledger
+
+    run(scenario)

@@ -101,3 +101,44 @@ def test_a_refused_service_claims_no_drift_state() -> None:
     assert conds(invalid)["DriftDetected"] == ("Unknown", "InvalidSpec")
     ok = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=True)], T0)
     assert conds(ok)["DriftDetected"] == ("False", "InSync")
+
+
+def _transitions(status: dict) -> list[tuple[str, bool, str]]:
+    return [(t["at"], t["ready"], t["reason"]) for t in status["readyTransitions"]]
+
+
+def test_each_ready_change_is_listed_in_the_same_status_and_nothing_else_is() -> None:
+    up = [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=True)]
+    down = [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=False)]
+    pending = service_status(view(), [EndpointOutcome("pe1", "E1", 10, Phase.PENDING, "Pending")], T0)
+    assert _transitions(pending) == [("2026-11-01T12:00:00Z", False, "Pending")]
+    t1, t2, t3 = (T0 + dt.timedelta(seconds=n) for n in (10, 20, 30))
+    ready = service_status(view(current=pending), up, t1)
+    # the same outcome again, and a reason change without a status change: no new entry
+    same = service_status(view(current=ready), up, t2)
+    retry = [EndpointOutcome("pe1", "E1", 10, Phase.RETRYING, "DeviceUnreachable", "x")]
+    out = service_status(view(current=service_status(view(current=same), down, t2)), retry, t3)
+    assert _transitions(same) == _transitions(ready)
+    assert _transitions(out) == [
+        ("2026-11-01T12:00:00Z", False, "Pending"),
+        ("2026-11-01T12:00:10Z", True, "Applied"),
+        ("2026-11-01T12:00:20Z", False, "OperDown"),
+    ]
+    assert out["readyTransitionsDroppedThrough"] is None
+    assert service_status(view(current=out), retry, t3) == out  # nothing changed: nothing to write
+
+
+def test_the_ready_history_is_bounded_and_says_what_it_dropped() -> None:
+    from controller.api.networkservice import READY_HISTORY
+
+    up = [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=True)]
+    down = [EndpointOutcome("pe1", "E1", 10, Phase.APPLIED, "Applied", oper_up=False)]
+    status: dict = {}
+    for n in range(READY_HISTORY + 3):
+        status = service_status(view(current=status), up if n % 2 else down, T0 + dt.timedelta(seconds=n))
+    listed = _transitions(status)
+    assert len(listed) == READY_HISTORY
+    assert listed[-1] == ("2026-11-01T12:00:10Z", False, "OperDown")
+    assert listed[0][0] == "2026-11-01T12:00:03Z"
+    assert status["readyTransitionsDroppedThrough"] == "2026-11-01T12:00:02Z"  # the newest one dropped
+    assert [t[1] for t in listed] == [n % 2 == 1 for n in range(3, READY_HISTORY + 3)]  # they alternate
