@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from controller.api.invoice import InvoiceStatus
 from controller.api.productoffering import ProductOfferingSpec
 from controller.api.subscription import PendingChange, PlanVersion, TemplateRollout
 from controller.billing import events as ev
-from controller.billing.invoice import BillingInput, rate_subscription
+from controller.billing.invoice import BillingInput, corrections, rate_subscription
 from controller.billing.periods import Period
 from controller.commerce import changes
 from controller.commerce.changes import classify, compact_plans, monthly_price, plan_step, snapshot
@@ -501,3 +502,30 @@ def test_ids_of_a_changed_period_are_distinct_and_stable() -> None:
 def test_a_template_only_revision_adds_no_lines() -> None:
     same_prices = snapshot("biz-100", biz("49.90", 150), None, MID)
     assert rated([*ON_100, same_prices]) == [("recurringCharge", "Monthly fee", "49.90")]
+
+
+def test_a_price_edit_seen_after_its_period_was_billed_is_corrected_on_the_next_bill() -> None:
+    """Issued bills are immutable: December was issued at the old fee throughout, then the controller saw an
+    edit whose new fee started on 16 December. The next bill carries the difference as corrections (a
+    credit for the old fee's unused part, the new fee's charge), and December's lines stay as issued."""
+    jan = Period(DEC.end, utc(2027, 2, 1))
+    seen = utc(2027, 1, 2)
+    sub = BillingInput(ref(), "biz-100", None, delivered(START), plans=tuple(ON_100))
+    issued_lines = rate_subscription(sub, DEC, seen).lines
+    bill = InvoiceStatus(state="validated", lines=issued_lines)
+    out = step(ON_100, "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=seen, start_date=START)
+    assert [p.since for p in out.plans] == [None, MID]
+    recomputed = BillingInput(ref(), "biz-100", None, delivered(START), plans=out.plans)
+    fixes = corrections([bill], rate_subscription(recomputed, DEC, seen).lines, jan, {"acme/fiber-1": "uid-fiber-1"})
+    assert sorted((ln.type, ln.taxExcludedAmount.value) for ln in fixes) == [
+        ("credit", "-25.75"),  # the old fee's 16 unused days
+        ("recurringCharge", "30.92"),  # the new fee from 16 December
+    ]
+    assert bill.lines == issued_lines, "the issued bill is not edited"
+    again = corrections(
+        [bill, InvoiceStatus(state="validated", lines=fixes)],
+        rate_subscription(recomputed, DEC, seen).lines,
+        jan,
+        {"acme/fiber-1": "uid-fiber-1"},
+    )
+    assert again == [], "corrected once"
