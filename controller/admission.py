@@ -36,7 +36,7 @@ from .api.productoffering import ProductOfferingSpec
 from .api.subscription import SubscriptionSpec
 from .billing.account import account_problem, offering_currency, parse_account
 from .billing.periods import is_known_zone
-from .commerce.offering import offering_problems, sellability
+from .commerce.offering import offering_problems, price_edit_problems, sellability
 from .commerce.order import (
     EndpointConflict,
     OrderRecord,
@@ -121,8 +121,9 @@ class Request:
 
 
 Check = Callable[[Obj, World, datetime], list[Problem]]
-# What an UPDATE changes that no state of the object alone can show (a payment edited): (old, new) -> problems.
-Transition = Callable[[Obj, Obj], list[Problem]]
+# (old, new, now): what the change itself may not do (a started price edited, a recorded payment rewritten),
+# which no state of the object alone shows.
+Edit = Callable[[Obj, Obj, datetime], list[Problem]]
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Webhook:
     reads: tuple[str, ...]
     check: Check
     annotations: tuple[str, ...] = ()  # annotations the check reads: a change of one is re-judged
-    transition: Transition | None = None
+    edit: Edit | None = None
 
     @property
     def path(self) -> str:
@@ -175,8 +176,8 @@ def review(request: Request, world: World) -> list[Problem]:
     if request.operation == "UPDATE" and old is not None:
         before = set(hook.check(old, world, request.now))
         problems = [p for p in problems if p not in before]
-        if hook.transition is not None:
-            problems = _unique([*hook.transition(old, request.new), *problems])
+        if hook.edit is not None:
+            problems += hook.edit(old, request.new, request.now)
     return problems
 
 
@@ -328,6 +329,18 @@ def product_offering_problems(obj: Obj, world: World, now: datetime) -> list[Pro
     return problems
 
 
+def product_offering_edit_problems(old: Obj, new: Obj, now: datetime) -> list[Problem]:
+    """A price edit that would change what is billed for time already past (commerce/offering.py)."""
+    before, after = _spec_or_none(ProductOfferingSpec, old), _spec_or_none(ProductOfferingSpec, new)
+    if before is None or after is None:
+        return []  # the spec check says what is wrong with it
+    problems = []
+    for text in price_edit_problems(before, after, now):
+        where, _, message = text.partition(": ")
+        problems.append(Problem(f"spec.{where}", message))
+    return problems
+
+
 # --- Invoice ---------------------------------------------------------------------------------
 
 
@@ -390,7 +403,7 @@ def _payment_problems(payments: Sequence[Any]) -> list[Problem]:
     return problems
 
 
-def payment_edits(old: Obj, new: Obj) -> list[Problem]:
+def payment_edits(old: Obj, new: Obj, now: datetime) -> list[Problem]:
     """Recorded payments are money that happened: an UPDATE may only append (the CRD's CEL rule says the
     same; this names the entry). A reversal is a new entry with a negative amount and a reason."""
     before = ((old.get("spec") or {}).get("payments")) or []
@@ -432,8 +445,8 @@ WEBHOOKS: dict[str, Webhook] = {
         ),
         Webhook("networkservices", ("subscriptions", "networkservices", "networkdevices"), network_service_problems),
         Webhook("networkdevices", ("networkdevices",), network_device_problems),
-        Webhook("productofferings", (), product_offering_problems),
-        Webhook("invoices", ("invoices",), invoice_problems, annotations=(RERUN_ANNOTATION,), transition=payment_edits),
+        Webhook("productofferings", (), product_offering_problems, edit=product_offering_edit_problems),
+        Webhook("invoices", ("invoices",), invoice_problems, annotations=(RERUN_ANNOTATION,), edit=payment_edits),
     )
 }
 

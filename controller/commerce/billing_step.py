@@ -25,7 +25,7 @@ from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpe
 from ..billing import events as ev
 from ..billing.account import AccountProblem
 from ..billing.events import BillingEvent, SubscriptionRef
-from ..billing.invoice import BillingInput, bill_period, catch_up
+from ..billing.invoice import BillingInput, bill_period, catch_up, rate_subscription
 from ..billing.ledger import Ledger, LedgerFull, ReadyChange
 from ..billing.outbox import Outbox, OutboxFull
 from ..billing.periods import Cycle, PeriodError
@@ -127,6 +127,31 @@ def _fact_events(i: BillingStepInputs) -> list[BillingEvent]:
     return out
 
 
+def reclosed_events(i: BillingStepInputs, ledger: Ledger, meter: Meter) -> list[BillingEvent]:
+    """Events of facts that a revision dated back into closed periods (before `chargedThrough`) creates: the
+    closed periods rated with the new versions, less the ids their rating with the stored versions had
+    (those were emitted when the period closed; their new amounts reach the bills as corrections, like
+    any late change to a fact)."""
+    charged = i.billing.chargedThrough
+    if charged is None or i.offering is None or not i.plan.changes or ledger.start_date is None:
+        return []
+    charged = utc(charged)
+    earliest = min(c.at for c in i.plan.changes)
+    if earliest >= charged:
+        return []
+    name = i.spec.productOffering.name
+    before = BillingInput(i.ref, name, i.offering, ledger, meter, i.tz, tuple(i.billing.plans))
+    after = BillingInput(i.ref, name, i.offering, ledger, meter, i.tz, i.plan.plans)
+    cycle = Cycle.of("month", 1, i.tz)
+    period = cycle.period_containing(earliest)
+    out: list[BillingEvent] = []
+    while period.start < charged:
+        had = {e.id for e in rate_subscription(before, period, i.now).events}
+        out += [e for e in rate_subscription(after, period, i.now).events if e.id not in had]
+        period = cycle.next(period)
+    return out
+
+
 def _wake_at(i: BillingStepInputs, more: bool) -> datetime | None:
     spec, decision, now = i.lifecycle.spec, i.decision, i.now
     moments: list[datetime] = []
@@ -170,6 +195,10 @@ def billing_step(i: BillingStepInputs) -> BillingStepResult:
     except LedgerFull as exc:
         blocked = Cond("BillingDelivered", "False", "LedgerFull", str(exc))
     added = _fact_events(i)
+    try:
+        added += reclosed_events(i, ledger, meter)
+    except BILLING_ERRORS as exc:
+        warnings.append(f"re-rating closed periods failed: {exc}")
     box = i.box
     try:
         box = box.add(added, now)

@@ -8,7 +8,9 @@ sold from a moment on: the offering's prices and SLA, its network template and t
 rates each interval at the version in force during it, and the NetworkService is rendered from the
 current version, so an edit of the ProductOffering reaches a subscription only through a new version:
 
-- a price or SLA edit: a new version from the moment the controller sees it (never re-rating the past);
+- a price or SLA edit: a new version from the moment the controller sees it, or, when the edit declares a
+  price's validFor start that had passed by then, from that start (the published schedule is what is
+  billed; admission refuses a start already past when the edit is written, so this is only lateness);
 - a template edit: by the offering's `rolloutPolicy` (newOrdersOnly: never; nextPeriod: at the start of
   the subscription's next billing period; immediate: now);
 - a change of `spec.productOffering` or `spec.bandwidthMbps`: an upgrade or a downgrade, in force now or at
@@ -26,7 +28,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..api.common import TimePeriod
-from ..api.productoffering import ChangePolicy, ProductOfferingSpec
+from ..api.productoffering import ChangePolicy, ProductOfferingPrice, ProductOfferingSpec
 from ..api.subscription import PendingChange, PlanVersion, TemplateRollout
 from ..times import rfc3339, to_second
 from .offering import sellability, validity_bounds
@@ -167,13 +169,17 @@ def plan_step(
     billing_started: bool,
     now: datetime,
     period_end: datetime,
+    start_date: datetime | None = None,
+    billed_through: datetime | None = None,
 ) -> PlanOutcome:
     """The plan versions after this pass.
 
     `requested_offering` is the live spec of `requested` (spec.productOffering), `current_offering` the
     live spec of the current version's offering (None when gone). Before billing starts the order is
     simply re-read (no change is a change until something was delivered). `period_end` is the end of the
-    billing period containing `now`: where endOfPeriod changes and nextPeriod rollouts land.
+    billing period containing `now`: where endOfPeriod changes and nextPeriod rollouts land. `start_date`
+    and `billed_through` are the ledger's: a revision is never dated before either (before the first, no
+    version has billed anything; before the second, history is invoiced and compacted).
     """
     now = to_second(now)
     if not plans or not billing_started:
@@ -185,7 +191,8 @@ def plan_step(
     changes: list[PlanChange] = []
     wake: list[datetime] = []
 
-    # 1. the current offering was edited: prices from now, the template by its rollout policy
+    # 1. the current offering was edited: prices from when their validFor says (else from now), the
+    # template by its rollout policy
     current = versions[-1]
     scheduled: datetime | None = None
     if current_offering is not None:
@@ -193,37 +200,53 @@ def plan_step(
             current.productOfferingPrice,
             current.serviceLevelAgreement,
         )
-        template = current.serviceCandidate
-        applied_at: datetime | None = now if priced else None
-        policy = "priceRevision"
+        price_at = _price_effective(current, current_offering, now, start_date, billed_through) if priced else None
+        template_at: datetime | None = None
+        template_policy = "priceRevision"
         if current_offering.serviceCandidate != current.serviceCandidate:
             target_rev = revision(current_offering, current.bandwidthMbps)
             if current_offering.rolloutPolicy == "immediate":
-                template, applied_at, policy = current_offering.serviceCandidate, now, "immediate"
+                template_at, template_policy = now, "immediate"
             elif current_offering.rolloutPolicy == "nextPeriod":
                 due = period_end
                 if stored_rollout is not None and stored_rollout.revision == target_rev and stored_rollout.effective:
                     due = to_second(stored_rollout.effective)
                 if due <= now:
-                    template, policy = current_offering.serviceCandidate, "nextPeriod"
-                    applied_at = now if priced else max(due, _since(current))
+                    template_at, template_policy = max(due, _since(current)), "nextPeriod"
                 else:
                     scheduled = due
                     wake.append(due)
-        if applied_at is not None:
+        # One version per moment something changes (the prices may start before the template does).
+        for at in sorted({t for t in (price_at, template_at) if t is not None}):
+            base = versions[-1]
+            new_prices = price_at is not None and price_at <= at
             revised = PlanVersion(
-                offering=current.offering,
+                offering=base.offering,
                 revision="",
-                since=applied_at,
-                bandwidthMbps=current.bandwidthMbps,
-                serviceCandidate=template,
-                productOfferingPrice=current_offering.productOfferingPrice,
-                serviceLevelAgreement=current_offering.serviceLevelAgreement,
+                since=at,
+                bandwidthMbps=base.bandwidthMbps,
+                serviceCandidate=current_offering.serviceCandidate
+                if template_at is not None and template_at <= at
+                else base.serviceCandidate,
+                productOfferingPrice=current_offering.productOfferingPrice if new_prices else base.productOfferingPrice,
+                serviceLevelAgreement=current_offering.serviceLevelAgreement
+                if new_prices
+                else base.serviceLevelAgreement,
             )
             revised = revised.model_copy(update={"revision": revision(revised)})
-            if revised.revision != current.revision and _room(versions):
-                _append(versions, revised)
-                changes.append(PlanChange("revision", applied_at, current, revised, policy))
+            if revised.revision == base.revision or not _room(versions):
+                continue
+            policy = template_policy if at == template_at else "priceRevision"
+            if at <= _since(base) or (len(versions) == 1 and start_date is not None and at <= to_second(start_date)):
+                # The version in force would last no billable time: the revision replaces it from its start.
+                # A first version never had a `changed` event; a later one did (events are not recalled),
+                # so the replacement says it changed that one, at its instant.
+                versions[-1] = revised.model_copy(update={"since": base.since})
+                if len(versions) > 1:
+                    changes.append(PlanChange("revision", _since(base), base, versions[-1], policy))
+                continue
+            versions.append(revised)
+            changes.append(PlanChange("revision", at, base, revised, policy))
 
     # 2. the order itself changed: another offering or another rate
     pending: PendingChange | None = None
@@ -251,12 +274,15 @@ def plan_step(
                 ):
                     due = to_second(stored_pending.effective)
             if due <= now:
-                if changes and changes[-1].current is current and _since(current) > due:
-                    # A revision of the offering it leaves, first seen after the change was due: moot, and
-                    # it must not push the change past its due time.
+                while (
+                    len(versions) > len(plans) and changes[-1].current is versions[-1] and _since(versions[-1]) >= due
+                ):
+                    # A revision of the offering it leaves that would start when the change is due or later
+                    # (seen in this pass): it would last no time, so it is not a version and has no event,
+                    # and it must not push the change past its due time.
                     versions.pop()
                     changes.pop()
-                    current = versions[-1]
+                current = versions[-1]
                 at = max(due, _since(current))
                 target = target.model_copy(update={"since": at})
                 _append(versions, target)
@@ -276,6 +302,40 @@ def plan_step(
     final_live = current_offering if final.offering == current.offering else requested_offering
     rollout = _rollout(final, final_live, current_offering.rolloutPolicy if current_offering else None, scheduled)
     return PlanOutcome(tuple(versions), pending, rollout, tuple(changes), min(wake) if wake else None)
+
+
+def declared_start(before: Sequence[ProductOfferingPrice], after: Sequence[ProductOfferingPrice]) -> datetime | None:
+    """The earliest validFor start an edit from `before` to `after` declares: that of a price it adds, or
+    a start it moves. None when it declares none (a value edited in place, a price removed or ended):
+    such an edit takes effect when it is seen."""
+    old = {(p.priceType, p.name): validity_bounds(p.validFor)[0] for p in before}
+    starts = [
+        start
+        for p in after
+        if (start := validity_bounds(p.validFor)[0]) is not None
+        and ((p.priceType, p.name) not in old or old[(p.priceType, p.name)] != start)
+    ]
+    return min(starts, default=None)
+
+
+def _price_effective(
+    current: PlanVersion,
+    live: ProductOfferingSpec,
+    now: datetime,
+    start_date: datetime | None,
+    billed_through: datetime | None,
+) -> datetime:
+    """When a price edit of the current offering takes effect: at the validFor start it declares when the
+    controller sees it only after that start (however late: the bill follows the published schedule), else
+    when it is seen. Never before the current version, the first billable moment or invoiced, compacted
+    history; a start on an issued bill re-rates it and the difference lands on the next bill as a
+    correction (billing/invoice.py `corrections`)."""
+    declared = declared_start(current.productOfferingPrice, live.productOfferingPrice)
+    if declared is None or declared >= now:
+        return now
+    floors = [to_second(declared), _since(current)]
+    floors += [to_second(t) for t in (start_date, billed_through) if t is not None]
+    return min(max(floors), now)
 
 
 def compact_plans(plans: Sequence[PlanVersion], through: datetime) -> tuple[PlanVersion, ...]:

@@ -18,7 +18,7 @@ from ..api.common import TimePeriod
 from ..api.productoffering import ProductOfferingSpec
 from ..billing.money import MoneyError, parse_currency
 from ..conditions import NOT_STALLED, Cond, merge_conditions, stalled
-from ..times import beyond_computable, rfc3339, utc
+from ..times import beyond_computable, rfc3339, to_second, utc
 
 SELLING_STATUSES = ("Launched", "Active")
 NOT_YET_SELLING = ("In Study", "In Design", "In Test")
@@ -166,6 +166,74 @@ def offering_status(
         "sellableReason": verdict.message[:1024],
         "activeSubscriptions": max(0, active_subscriptions),
     }
+
+
+def price_edit_problems(before: ProductOfferingSpec, after: ProductOfferingSpec, now: datetime) -> list[str]:
+    """What an edit of an offering's prices may not do at `now`: change what is billed for time already past.
+
+    Prices are published in advance (docs/billing.md): the bill follows each price's validFor, also for a
+    controller that sees the edit late, so an edit must not declare a price for time before it was written.
+    Refused, naming the field: a price added without a validFor start or with a start before now; a start
+    moved to before now, or moved when the price had started; a price that has started changed in any other
+    way than ending it (validFor.endDateTime not before now), or removed; an ended price reopened. A price
+    that has not started may be changed or removed freely, an ended one removed.
+    """
+    now = to_second(now)
+    old = {p.name: p for p in before.productOfferingPrice}
+    problems: list[str] = []
+    for i, price in enumerate(after.productOfferingPrice):
+        where = f"productOfferingPrice[{i}]"
+        start, end = validity_bounds(price.validFor)
+        was = old.pop(price.name, None)
+        if was is None:
+            if start is None or start < now:
+                given = "it has none (in force from the beginning)" if start is None else f"not {rfc3339(start)}"
+                problems.append(
+                    f"{where}.validFor.startDateTime: a price added to an offering must start no earlier than"
+                    f" now ({rfc3339(now)}), {given}: time already delivered keeps its price"
+                )
+            continue
+        if was == price:
+            continue
+        was_start, was_end = validity_bounds(was.validFor)
+        started = was_start is None or was_start <= now
+        if start != was_start and (started or start is None or start < now):
+            if not started:
+                why = f"cannot start {'from the beginning' if start is None else 'at ' + rfc3339(start)}, before now"
+            elif was_start is None:
+                why = "is in force from the beginning"
+            else:
+                why = f"started at {rfc3339(was_start)}"
+            problems.append(
+                f"{where}.validFor.startDateTime: {price.name!r} {why} ({rfc3339(now)} now); a start may only"
+                " move to a time not yet passed, on a price not yet started"
+            )
+        if end != was_end and was_end is not None and was_end <= now:
+            problems.append(
+                f"{where}.validFor.endDateTime: {price.name!r} ended at {rfc3339(was_end)}; an ended price"
+                " cannot be reopened or moved (add a new price starting no earlier than now)"
+            )
+        elif end != was_end and end is not None and end < now:
+            problems.append(
+                f"{where}.validFor.endDateTime: {price.name!r} cannot end at {rfc3339(end)}, before now"
+                f" ({rfc3339(now)}): end it no earlier than now"
+            )
+        rest = price.model_copy(update={"validFor": None}) != was.model_copy(update={"validFor": None})
+        if rest and started:
+            problems.append(
+                f"{where}: {price.name!r} is in force"
+                + (f" since {rfc3339(was_start)}" if was_start is not None else "")
+                + "; a price in force cannot be changed in place: end it (validFor.endDateTime no earlier than"
+                " now) and add the new price starting then"
+            )
+    for price in old.values():
+        was_start, was_end = validity_bounds(price.validFor)
+        if (was_start is None or was_start <= now) and (was_end is None or was_end > now):
+            problems.append(
+                f"productOfferingPrice: {price.name!r} is in force and cannot be removed: end it"
+                " (validFor.endDateTime no earlier than now)"
+            )
+    return problems
 
 
 def validity_bounds(period: TimePeriod | None) -> tuple[datetime | None, datetime | None]:

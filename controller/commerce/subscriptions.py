@@ -364,6 +364,8 @@ class SubscriptionController:
             billing_started=billing.ledger.startDate is not None,
             now=now,
             period_end=bill_period(tz, now).end,
+            start_date=billing.ledger.startDate,
+            billed_through=billing.ledger.billedThrough,
         )
 
     def _in_force(

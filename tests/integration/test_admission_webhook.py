@@ -14,6 +14,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import kubernetes
 import pytest
 
 from controller.admission import RERUN_ANNOTATION, mutating_webhook_configuration
+from controller.times import rfc3339
 from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, registered_webhook, wait_for
 from tests.kube import Kubectl
@@ -250,6 +252,49 @@ def test_removing_vrf_while_switching_to_l2vpn_is_refused(webhook: dict[str, Any
     assert result.returncode != 0
     assert "spec.vrf" in result.stderr and "vrf is immutable: it can be neither changed nor removed" in result.stderr
     assert kubectl.get("networkservice", "adm-vpn", NS)["spec"]["vrf"] == "red"
+
+
+@pytest.mark.cluster
+def test_a_price_edit_for_time_already_past_is_refused_and_a_published_one_admitted(webhook: dict[str, Any]) -> None:
+    """Prices are published in advance (docs/billing.md): the bill follows each price's validFor however late
+    the controller sees an edit, so an edit declaring a price for time already past is refused, naming the
+    field; ending the running fee and adding the next one from a time not yet passed is admitted."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour_ago, in_an_hour = rfc3339(now - timedelta(hours=1)), rfc3339(now + timedelta(hours=1))
+    fee = {"name": "Monthly fee", "priceType": "recurring", "recurringChargePeriodType": "month",
+           "price": {"unit": "EUR", "value": "49.90"}}  # fmt: skip
+    assert kubectl.apply(offering("adm-priced", productOfferingPrice=[fee])).returncode == 0
+    stored = api.get("productofferings", "adm-priced", None)
+    assert stored is not None
+    cases = [
+        ([fee, {**fee, "name": "Fee 2", "validFor": {"startDateTime": hour_ago}}],
+         "spec.productOfferingPrice[1].validFor.startDateTime", ["no earlier than now", hour_ago]),
+        ([{**fee, "price": {"unit": "EUR", "value": "59.90"}}],
+         "spec.productOfferingPrice[0]", ["'Monthly fee' is in force", "cannot be changed in place"]),
+        ([{**fee, "validFor": {"endDateTime": hour_ago}}],
+         "spec.productOfferingPrice[0].validFor.endDateTime", ["cannot end at", hour_ago]),
+    ]  # fmt: skip
+    for prices, field, words in cases:
+        stderr = refused(kubectl, offering("adm-priced", productOfferingPrice=prices))
+        assert 'admission webhook "productofferings.validate.telco.intent.dev" denied the request' in stderr, stderr
+        assert f"{field}: " in stderr, (field, stderr)
+        for word in words:
+            assert word in stderr, (word, stderr)
+    after = api.get("productofferings", "adm-priced", None)
+    assert after is not None and after["spec"] == stored["spec"], "nothing of the refused edits was stored"
+    published = [
+        {**fee, "validFor": {"endDateTime": in_an_hour}},
+        {**fee, "name": "Fee 2", "price": {"unit": "EUR", "value": "59.90"}, "validFor": {"startDateTime": in_an_hour}},
+    ]
+    result = kubectl.apply(offering("adm-priced", productOfferingPrice=published), check=False)
+    assert result.returncode == 0, result.stderr
+    edited = api.get("productofferings", "adm-priced", None)
+    assert edited is not None and [p["name"] for p in edited["spec"]["productOfferingPrice"]] == [
+        "Monthly fee",
+        "Fee 2",
+    ]
 
 
 @pytest.mark.cluster

@@ -425,6 +425,62 @@ def test_product_offering(obj: dict, field: str | None, words: list[str]) -> Non
         one(problems, field, *words)
 
 
+# A price schedule is published in advance (NOW is 2027-03-01T12:00:00Z): an edit may not declare a price
+# for time already past, so the bill can follow each price's validFor however late the controller sees it.
+PAST, SOON = "2027-03-01T11:00:00Z", "2027-03-01T12:00:15Z"
+RUNNING = price()  # no validFor: in force from the beginning
+STARTED = price("Promo", validFor={"startDateTime": EARLIER})
+FUTURE = price("Next fee", validFor={"startDateTime": SOON})
+ENDED = price("Old fee", validFor={"endDateTime": LATER})
+SCHEDULE = [RUNNING, STARTED, FUTURE, ENDED]
+
+EDIT_CASES = [
+    # admitted
+    ("the published revision: the running fee ends soon, the next one starts then",
+     [price(validFor={"endDateTime": SOON}), STARTED, FUTURE, ENDED, price("Fee 3", validFor={"startDateTime": SOON})],
+     None, []),
+    ("a price not yet started changed, moved later, or removed",
+     [RUNNING, STARTED, price("Next fee", validFor={"startDateTime": "2027-04-01T00:00:00Z"}), ENDED], None, []),
+    ("a price not yet started removed, an ended one removed", [RUNNING, STARTED], None, []),
+    ("a price starting right now", [*SCHEDULE, price("Now", validFor={"startDateTime": "2027-03-01T12:00:00Z"})],
+     None, []),
+    ("nothing changed in the prices", SCHEDULE, None, []),
+    # refused
+    ("a price added without a start", [*SCHEDULE, price("Extra")],
+     "spec.productOfferingPrice[4].validFor.startDateTime", ["no earlier than now", "has none"]),
+    ("a price added with a start already past", [*SCHEDULE, price("Extra", validFor={"startDateTime": PAST})],
+     "spec.productOfferingPrice[4].validFor.startDateTime", ["no earlier than now", PAST]),
+    ("a price not yet started moved into the past",
+     [RUNNING, STARTED, price("Next fee", validFor={"startDateTime": PAST}), ENDED],
+     "spec.productOfferingPrice[2].validFor.startDateTime", ["'Next fee' cannot start at", PAST]),
+    ("a started price's start moved", [RUNNING, price("Promo", validFor={"startDateTime": SOON}), FUTURE, ENDED],
+     "spec.productOfferingPrice[1].validFor.startDateTime", ["'Promo' started at", EARLIER]),
+    ("a running fee changed in place", [price(price={"unit": "EUR", "value": "12.00"}), STARTED, FUTURE, ENDED],
+     "spec.productOfferingPrice[0]", ["'Monthly fee' is in force", "cannot be changed in place"]),
+    ("a running fee ended in the past", [price(validFor={"endDateTime": PAST}), STARTED, FUTURE, ENDED],
+     "spec.productOfferingPrice[0].validFor.endDateTime", ["cannot end at", PAST]),
+    ("an ended price reopened", [RUNNING, STARTED, FUTURE, price("Old fee")],
+     "spec.productOfferingPrice[3].validFor.endDateTime", ["ended at", LATER, "cannot be reopened"]),
+    ("a running fee removed", [STARTED, FUTURE, ENDED],
+     "spec.productOfferingPrice", ["'Monthly fee' is in force and cannot be removed"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prices", "field", "words"), [c[1:] for c in EDIT_CASES], ids=[c[0] for c in EDIT_CASES])
+def test_a_price_edit_may_not_change_time_already_past(prices: list[dict], field: str | None, words: list[str]) -> None:
+    old = offering(productOfferingPrice=SCHEDULE)
+    problems = update("productofferings", old, offering(productOfferingPrice=prices))
+    if field is None:
+        assert problems == []
+    else:
+        one(problems, field, *words)
+
+
+def test_a_new_offering_may_carry_prices_that_started_long_ago() -> None:
+    # nothing was billed from it yet: its schedule may begin in the past
+    assert create("productofferings", offering(productOfferingPrice=SCHEDULE)) == []
+
+
 # --- Invoice -----------------------------------------------------------------------------------
 
 INVOICE_CASES = [

@@ -22,7 +22,7 @@ from controller.commerce.billing_step import (
     compactable_through,
 )
 from controller.commerce.index import Sample
-from tests.unit.commerce.builders import T0, at, cond, inputs, iso, ready_service, subscription
+from tests.unit.commerce.builders import T0, at, cond, inputs, iso, offering, ready_service, subscription
 
 REF = SubscriptionRef("acme", "site-a", "uid-1", "acme-1")
 MONTH_END = Cycle.of("month", 1, "UTC").period_containing(T0).end
@@ -221,3 +221,78 @@ def test_a_ready_history_cut_past_what_the_ledger_saw_is_not_billed_and_is_said(
     assert any("unknown, recorded as not Ready" in w for w in result.warnings)
     again = billing_step(step_inputs(inputs(now=at(31), status=result.status, service=svc)))
     assert again.ready_gap is None and again.status["billing"]["ledger"] == ledger
+
+
+FEB = datetime(2025, 2, 1, tzinfo=T0.tzinfo)
+REPRICED_FEB_20 = offering(
+    productOfferingPrice=[
+        {
+            "name": "Monthly fee",
+            "priceType": "recurring",
+            "recurringChargePeriodType": "month",
+            "price": {"unit": "EUR", "value": "49.90"},
+            "validFor": {"endDateTime": "2025-02-20T00:00:00Z"},
+        },
+        {
+            "name": "Monthly fee #2",
+            "priceType": "recurring",
+            "recurringChargePeriodType": "month",
+            "price": {"unit": "EUR", "value": "59.90"},
+            "validFor": {"startDateTime": "2025-02-20T00:00:00Z"},
+        },
+    ]
+)
+
+
+def february_closed(charged: datetime | None) -> tuple[lifecycle.SubscriptionInputs, changes.PlanVersion]:
+    """Active and Ready since 1 February on one version; February closed (chargedThrough) if `charged`."""
+    first = billing_step(step_inputs(activating(FEB + timedelta(minutes=1))))
+    v1 = changes.snapshot("fiber-100", offering(), None, None)
+    billing = {**first.status["billing"], "plans": [v1.model_dump(mode="json", exclude_none=True)]}
+    if charged is not None:
+        billing["chargedThrough"] = charged.strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {**first.status, "billing": billing}
+    return inputs(now=T0, status=status, service=ready_service(FEB)), v1
+
+
+def repriced_pass(life: lifecycle.SubscriptionInputs, v1: changes.PlanVersion) -> Any:
+    billing = SubscriptionBilling.model_validate(dict(life.status)["billing"])
+    plan = changes.plan_step(
+        [v1],
+        requested="fiber-100",
+        requested_offering=REPRICED_FEB_20,
+        bandwidth=None,
+        current_offering=REPRICED_FEB_20,
+        stored_pending=None,
+        stored_rollout=None,
+        billing_started=True,
+        now=T0,
+        period_end=MONTH_END,
+        start_date=billing.ledger.startDate,
+        billed_through=billing.ledger.billedThrough,
+    )
+    assert [c.at for c in plan.changes] == [datetime(2025, 2, 20, tzinfo=T0.tzinfo)], "dated at the price's start"
+    return billing_step(step_inputs(life, plan=plan, billing=billing))
+
+
+def test_a_revision_dated_back_into_a_closed_period_emits_the_facts_it_creates_there() -> None:
+    """A price edit seen after the period holding its start was closed: the facts the new version adds to that
+    period (the new price's charge from its start) get their events, or the bill would trace to ids no sink
+    ever received; the facts already emitted keep their ids (their new amounts reach the bill as corrections)."""
+    life, v1 = february_closed(T0.replace(day=1, hour=0))
+    result = repriced_pass(life, v1)
+    feb = Cycle.of("month", 1, "UTC").period_containing(FEB)
+    kinds = sorted((ev.fact_of(e.type), (e.data or {}).get("price", "")) for e in result.events)
+    assert kinds == [("changed", ""), ("charge.period", "Monthly fee #2 from 20250220T000000Z")], kinds
+    (charge,) = [e for e in result.events if ev.fact_of(e.type) == "charge.period"]
+    assert charge.id == ev.charge_period_id(REF, "Monthly fee #2 from 20250220T000000Z", feb)
+    assert ev.charge_period_id(REF, "Monthly fee", feb) not in {e.id for e in result.events}, "emitted at the close"
+    assert result.status["billing"]["chargedThrough"] == "2025-03-01T00:00:00Z"
+
+
+def test_a_revision_dated_back_into_an_open_period_emits_only_its_changed_event() -> None:
+    # February not closed yet: the catch-up of this very pass rates it with the new version
+    life, v1 = february_closed(None)
+    result = repriced_pass(life, v1)
+    kinds = sorted(ev.fact_of(e.type) for e in result.events)
+    assert kinds == ["changed", "charge.period", "charge.period"], "the close: the old fee to 20 Feb, the new after"

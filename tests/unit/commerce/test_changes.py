@@ -3,14 +3,17 @@ and how the versions are rated (each interval at its own price, charge + credit 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from controller.api.invoice import InvoiceStatus
 from controller.api.productoffering import ProductOfferingSpec
 from controller.api.subscription import PendingChange, PlanVersion, TemplateRollout
-from controller.billing.invoice import BillingInput, rate_subscription
+from controller.billing import events as ev
+from controller.billing.invoice import BillingInput, corrections, rate_subscription
 from controller.billing.periods import Period
 from controller.commerce import changes
 from controller.commerce.changes import classify, compact_plans, monthly_price, plan_step, snapshot
@@ -44,6 +47,8 @@ def step(
     rollout: TemplateRollout | None = None,
     started: bool = True,
     now: Any = NOW,
+    start_date: Any = None,
+    billed_through: Any = None,
 ) -> changes.PlanOutcome:
     return plan_step(
         plans,
@@ -56,6 +61,8 @@ def step(
         billing_started=started,
         now=now,
         period_end=DEC.end,
+        start_date=start_date,
+        billed_through=billed_through,
     )
 
 
@@ -204,6 +211,206 @@ def test_price_edit_is_a_new_version_from_now_and_never_rewrites_the_past() -> N
     assert again.plans == out.plans and again.changes == ()
 
 
+# -- a price edit seen late: the version in force at t is the one whose price validity covers t ----------
+
+LATE = utc(2026, 12, 16, 0, 0, 40)  # the controller first sees the edit 40 s after the new price started
+
+
+def fee(value: str, name: str = "Monthly fee", start: Any = None, end: Any = None) -> dict[str, Any]:
+    valid = {k: v for k, v in (("startDateTime", start), ("endDateTime", end)) if v is not None}
+    return {**monthly(value, name=name), **({"validFor": valid} if valid else {})}
+
+
+def priced(*prices: dict[str, Any]) -> ProductOfferingSpec:
+    return BIZ100.model_copy(update={"productOfferingPrice": offering(*prices).productOfferingPrice})
+
+
+def one_off(value: str) -> dict[str, Any]:
+    return {"name": "Monthly fee", "priceType": "oneTime", "price": {"unit": "EUR", "value": value}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "declared"),
+    [
+        # a price added with a start, the old one ended then: the new price's start
+        ([fee("49.90")], [fee("49.90", end=MID), fee("59.90", "Fee 2", start=MID)], MID),
+        # a price added without a start, a value edited in place, a price ended or removed: nothing declared
+        ([fee("49.90")], [fee("49.90"), fee("5.00", "Extra")], None),
+        ([fee("49.90")], [fee("59.90")], None),
+        ([fee("49.90")], [fee("49.90", end=MID)], None),
+        ([fee("49.90"), fee("5.00", "Extra", start=START)], [fee("49.90")], None),
+        # an unchanged start is no declaration, even when the price's value changes
+        ([fee("49.90", start=START)], [fee("59.90", start=START)], None),
+        # a start moved: the new start; several: the earliest
+        ([fee("49.90", start=START)], [fee("49.90", start=MID)], MID),
+        ([fee("49.90")], [fee("59.90", "B", start=NOW), fee("69.90", "C", start=MID)], MID),
+        # the same name as another price type is another price
+        ([fee("49.90")], [fee("49.90"), {**one_off("9.00"), "validFor": {"startDateTime": MID}}], MID),
+    ],
+)
+def test_declared_start_table(before: list[Any], after: list[Any], declared: Any) -> None:
+    assert changes.declared_start(priced(*before).productOfferingPrice, priced(*after).productOfferingPrice) == declared
+
+
+REPRICED_AT_MID = priced(fee("49.90", end=MID), fee("59.90", "Monthly fee #2", start=MID))
+
+
+@pytest.mark.parametrize(
+    ("seen", "since", "why"),
+    [
+        (LATE, MID, "seen 40 s after the new price started: in force from its start, not from when seen"),
+        (utc(2026, 12, 15), utc(2026, 12, 15), "seen before its start: a version from when seen (as before)"),
+        (MID, MID, "seen at its start"),
+    ],
+)
+def test_a_price_edit_is_in_force_from_its_declared_start_however_late_it_is_seen(
+    seen: Any, since: Any, why: str
+) -> None:
+    """Order chaos seed 7: an edit the controller saw only after its new price's validFor start was billed at
+    the old price until seen. docs/billing.md: a price's own validFor limits it."""
+    out = step(ON_100, "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=seen, start_date=START)
+    assert [p.since for p in out.plans] == [None, since], why
+    assert [(c.direction, c.at, c.policy) for c in out.changes] == [("revision", since, "priceRevision")]
+    # billed per price as the oracle counts it: the old fee to MID, the new one from MID, whenever seen
+    assert per_price(rated(list(out.plans))) == {"Monthly fee": Decimal("24.15"), "Monthly fee #2": Decimal("30.92")}
+
+
+def per_price(lines: list[tuple[str, str, str]]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for _, name, value in lines:
+        key = "Monthly fee #2" if "Monthly fee #2" in name else "Monthly fee"
+        out[key] = out.get(key, Decimal(0)) + Decimal(value)
+    return out
+
+
+def test_a_late_seen_price_edit_bills_each_price_for_its_own_validity() -> None:
+    out = step(ON_100, "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=LATE, start_date=START)
+    lines = rated(list(out.plans))
+    # 49.90 * 15/31 = 24.145 -> 24.15 (as charge 49.90 and credit for the unused 16 days); 59.90 * 16/31 = 30.92
+    assert lines == [
+        ("recurringCharge", "Monthly fee (biz-100)", "49.90"),
+        ("credit", "Unused Monthly fee (biz-100) from 2026-12-16T00:00:00Z", "-25.75"),
+        ("recurringCharge", "Monthly fee #2 (biz-100, prorated from 2026-12-16T00:00:00Z)", "30.92"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stored", "start_date", "billed_through", "plans", "events"),
+    [
+        # never before the version in force: a version recorded after the price's start (from a stale view
+        # of the offering) is replaced from its own instant; its event was emitted, the replacement says so
+        (
+            [*ON_100, snapshot("biz-100", biz("49.90", 100), None, utc(2026, 12, 17))],
+            START,
+            None,
+            [None, utc(2026, 12, 17)],
+            [utc(2026, 12, 17)],
+        ),
+        # never before billing started: the first version (which billed nothing yet) is replaced, no event
+        (ON_100, utc(2026, 12, 16, 0, 0, 20), None, [None], []),
+        # never into invoiced, compacted history
+        (
+            ON_100,
+            START,
+            utc(2026, 12, 16, 0, 0, 30),
+            [None, utc(2026, 12, 16, 0, 0, 30)],
+            [utc(2026, 12, 16, 0, 0, 30)],
+        ),
+    ],
+)
+def test_a_late_seen_price_edit_is_never_dated_before_what_it_cannot_change(
+    stored: list[PlanVersion], start_date: Any, billed_through: Any, plans: list[Any], events: list[Any]
+) -> None:
+    out = step(
+        stored,
+        "biz-100",
+        REPRICED_AT_MID,
+        REPRICED_AT_MID,
+        now=LATE,
+        start_date=start_date,
+        billed_through=billed_through,
+    )
+    assert [p.since for p in out.plans] == plans
+    assert out.current is not None and out.current.productOfferingPrice == REPRICED_AT_MID.productOfferingPrice
+    assert [c.at for c in out.changes] == events
+
+
+def test_a_late_seen_price_edit_is_dated_the_same_by_every_pass_that_records_it() -> None:
+    """Exactly once across restarts: a pass redone later (its write lost, the controller killed) records the
+    same version and so the same `changed` event id; once recorded, nothing more happens."""
+    ids = []
+    for seen in (LATE, LATE + timedelta(seconds=30)):
+        out = step(ON_100, "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=seen, start_date=START)
+        (change,) = out.changes
+        ids.append(
+            ev.changed(
+                ref(),
+                change.at,
+                change.direction,
+                change.policy,
+                (change.previous.offering, change.previous.revision, 100),
+                (change.current.offering, change.current.revision, 100),
+            ).id
+        )
+    assert ids[0] == ids[1]
+    again = step(list(out.plans), "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=LATE + timedelta(minutes=1))
+    assert again.plans == out.plans and again.changes == ()
+
+
+def test_a_late_seen_price_edit_and_an_immediate_template_rollout_are_two_versions() -> None:
+    edited = REPRICED_AT_MID.model_copy(
+        update={"rolloutPolicy": "immediate", "serviceCandidate": faster("immediate").serviceCandidate}
+    )
+    out = step(ON_100, "biz-100", edited, edited, now=LATE, start_date=START)
+    assert [(p.since, p.serviceCandidate.bandwidthMbps) for p in out.plans] == [(None, 100), (MID, 100), (LATE, 150)]
+    assert [(c.at, c.policy) for c in out.changes] == [(MID, "priceRevision"), (LATE, "immediate")]
+
+
+@pytest.mark.parametrize(
+    ("left", "plans", "changed"),
+    [
+        # an in-place edit (no validFor): it would start now, when the change does: no version, no event
+        (biz("59.90", 100), [(None, "biz-100"), (NOW, "biz-1g")], [("upgrade", NOW)]),
+        # a price that starts later than now: the same
+        (
+            priced(fee("49.90", end=utc(2026, 12, 25)), fee("59.90", "B", start=utc(2026, 12, 25))),
+            [(None, "biz-100"), (NOW, "biz-1g")],
+            [("upgrade", NOW)],
+        ),
+        # a price that started before now (seen late): a version of its own until the change
+        (
+            REPRICED_AT_MID,
+            [(None, "biz-100"), (MID, "biz-100"), (NOW, "biz-1g")],
+            [("revision", MID), ("upgrade", NOW)],
+        ),
+    ],
+)
+def test_a_revision_recorded_with_an_immediate_change_is_a_version_only_if_it_lasts(
+    left: ProductOfferingSpec, plans: list[Any], changed: list[Any]
+) -> None:
+    """Order chaos seed 7: a revision of the offering being left, recorded in the same pass as an immediate
+    change, became a zero-length version with its own `changed` event."""
+    out = step(ON_100, "biz-1g", BIZ1G, left, start_date=START)
+    assert [(p.since, p.offering) for p in out.plans] == plans
+    assert [(c.direction, c.at) for c in out.changes] == changed
+    assert {c.current.revision for c in out.changes} <= {p.revision for p in out.plans}, "every event's version exists"
+
+
+def test_a_revision_due_with_an_end_of_period_change_is_a_version_only_if_it_starts_before() -> None:
+    cheap = biz("29.90", 50)
+    first = step(ON_100, "biz-50", cheap, BIZ100)
+    assert first.pending is not None
+    after = utc(2027, 1, 1, 0, 0, 5)
+    at_the_end = priced(fee("49.90", end=DEC.end), fee("59.90", "B", start=DEC.end))
+    later = step(list(first.plans), "biz-50", cheap, at_the_end, pending=first.pending, now=after, start_date=START)
+    assert [(p.offering, p.since) for p in later.plans] == [("biz-100", None), ("biz-50", DEC.end)]
+    assert [(c.direction, c.at) for c in later.changes] == [("downgrade", DEC.end)]
+    before = priced(fee("49.90", end=MID), fee("59.90", "B", start=MID))
+    later = step(list(first.plans), "biz-50", cheap, before, pending=first.pending, now=after, start_date=START)
+    assert [(p.offering, p.since) for p in later.plans] == [("biz-100", None), ("biz-100", MID), ("biz-50", DEC.end)]
+    assert [(c.direction, c.at) for c in later.changes] == [("revision", MID), ("downgrade", DEC.end)]
+
+
 def faster(policy: str) -> ProductOfferingSpec:
     return biz("49.90", 150, rolloutPolicy=policy)
 
@@ -295,3 +502,30 @@ def test_ids_of_a_changed_period_are_distinct_and_stable() -> None:
 def test_a_template_only_revision_adds_no_lines() -> None:
     same_prices = snapshot("biz-100", biz("49.90", 150), None, MID)
     assert rated([*ON_100, same_prices]) == [("recurringCharge", "Monthly fee", "49.90")]
+
+
+def test_a_price_edit_seen_after_its_period_was_billed_is_corrected_on_the_next_bill() -> None:
+    """Issued bills are immutable: December was issued at the old fee throughout, then the controller saw an
+    edit whose new fee started on 16 December. The next bill carries the difference as corrections (a
+    credit for the old fee's unused part, the new fee's charge), and December's lines stay as issued."""
+    jan = Period(DEC.end, utc(2027, 2, 1))
+    seen = utc(2027, 1, 2)
+    sub = BillingInput(ref(), "biz-100", None, delivered(START), plans=tuple(ON_100))
+    issued_lines = rate_subscription(sub, DEC, seen).lines
+    bill = InvoiceStatus(state="validated", lines=issued_lines)
+    out = step(ON_100, "biz-100", REPRICED_AT_MID, REPRICED_AT_MID, now=seen, start_date=START)
+    assert [p.since for p in out.plans] == [None, MID]
+    recomputed = BillingInput(ref(), "biz-100", None, delivered(START), plans=out.plans)
+    fixes = corrections([bill], rate_subscription(recomputed, DEC, seen).lines, jan, {"acme/fiber-1": "uid-fiber-1"})
+    assert sorted((ln.type, ln.taxExcludedAmount.value) for ln in fixes) == [
+        ("credit", "-25.75"),  # the old fee's 16 unused days
+        ("recurringCharge", "30.92"),  # the new fee from 16 December
+    ]
+    assert bill.lines == issued_lines, "the issued bill is not edited"
+    again = corrections(
+        [bill, InvoiceStatus(state="validated", lines=fixes)],
+        rate_subscription(recomputed, DEC, seen).lines,
+        jan,
+        {"acme/fiber-1": "uid-fiber-1"},
+    )
+    assert again == [], "corrected once"
