@@ -400,3 +400,20 @@ def rig(
 
 def api_error(exc: BaseException) -> str:
     return f"{exc.status}: {exc.reason}" if isinstance(exc, ApiException) else repr(exc)
+
+
+# -- sharded replicas ----------------------------------------------------------------------------------
+def holders(r: Rig) -> dict[str, str]:
+    """unit -> replica identity holding its Lease (empty: released)."""
+    api = kubernetes.client.CoordinationV1Api(r.api.client)
+    found = {}
+    for lease in api.list_namespaced_lease(r.namespace, label_selector="telco.intent.dev/shard-role=unit").items:
+        unit = (lease.metadata.annotations or {}).get("telco.intent.dev/shard-unit")
+        if unit:
+            found[unit] = lease.spec.holder_identity or ""
+    return found
+
+
+def pod(identity: str) -> str:
+    """The replica name (POD_ID) in an identity `<pod>-<random>`."""
+    return identity.rsplit("-", 1)[0]

@@ -29,7 +29,7 @@ from controller.sharding import assign
 from devicesim.device import writer_overlaps
 from tests.harness import ControllerProcess
 from tests.kube import Kubectl
-from tests.reliability.rig import Rig, ep, is_ready, rig, unique, wait_for
+from tests.reliability.rig import Rig, ep, holders, is_ready, pod, rig, unique, wait_for
 
 DEVICES = ("sh-a", "sh-b", "sh-c", "sh-d", "sh-e", "sh-f")
 GROUP = "shtest"
@@ -108,22 +108,6 @@ def replicas(r: Rig) -> Iterator[Replicas]:
 
 
 # -- instruments ------------------------------------------------------------------------------------
-def holders(r: Rig) -> dict[str, str]:
-    """unit -> replica identity holding its Lease (empty: released)."""
-    api = kubernetes.client.CoordinationV1Api(r.api.client)
-    found = {}
-    for lease in api.list_namespaced_lease(r.namespace, label_selector="telco.intent.dev/shard-role=unit").items:
-        unit = (lease.metadata.annotations or {}).get("telco.intent.dev/shard-unit")
-        if unit:
-            found[unit] = lease.spec.holder_identity or ""
-    return found
-
-
-def pod(identity: str) -> str:
-    """The replica name (POD_ID) in an identity `<pod>-<random>`."""
-    return identity.rsplit("-", 1)[0]
-
-
 def members(r: Rig) -> list[str]:
     api = kubernetes.client.CoordinationV1Api(r.api.client)
     listed = api.list_namespaced_lease(r.namespace, label_selector="telco.intent.dev/shard-role=member").items

@@ -31,7 +31,7 @@ from controller.billing.periods import Cycle
 from controller.sharding import COMMERCE, assign
 from tests.harness import ControllerProcess
 from tests.kube import Kubectl
-from tests.reliability.rig import Recorder, Rig, rig, unique, wait_for
+from tests.reliability.rig import Recorder, Rig, holders, pod, rig, unique, wait_for
 from tests.support.cloudevents_receiver import CloudEventsReceiver
 
 DEVICES = ("su-a", "su-b", "su-c", "su-d", "su-e", "su-f")
@@ -129,21 +129,6 @@ def items(r: Rig, plural: str) -> list[dict[str, Any]]:
     return list(
         r.api.custom.list_namespaced_custom_object("telco.intent.dev", "v1alpha1", r.namespace, plural)["items"]
     )
-
-
-def pod(identity: str) -> str:
-    return identity.rsplit("-", 1)[0]
-
-
-def holders(r: Rig) -> dict[str, str]:
-    """unit -> identity of the replica holding its Lease."""
-    api = kubernetes.client.CoordinationV1Api(r.api.client)
-    found = {}
-    for lease in api.list_namespaced_lease(r.namespace, label_selector="telco.intent.dev/shard-role=unit").items:
-        unit = (lease.metadata.annotations or {}).get("telco.intent.dev/shard-unit")
-        if unit:
-            found[unit] = lease.spec.holder_identity or ""
-    return found
 
 
 def settled(r: Rig, names: set[str]) -> dict[str, str]:
