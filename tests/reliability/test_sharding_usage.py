@@ -30,6 +30,7 @@ from controller.billing.invoice import invoice_name
 from controller.billing.periods import Cycle
 from controller.sharding import COMMERCE, assign
 from tests.harness import ControllerProcess
+from tests.integration.test_commerce import money, offering
 from tests.kube import Kubectl
 from tests.reliability.rig import Recorder, Rig, holders, pod, rig, unique, wait_for
 from tests.support.cloudevents_receiver import CloudEventsReceiver
@@ -185,30 +186,9 @@ def metered_at_rest(r: Rig, name: str, device: str, port: str, vlan: int) -> tup
 
 
 def usage_offering(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "telco.intent.dev/v1alpha1",
-        "kind": "ProductOffering",
-        "metadata": {"name": name},
-        "spec": {
-            "name": name,
-            "lifecycleStatus": "Active",
-            "serviceCandidate": {"serviceType": "internetAccess", "bandwidthMbps": 100},
-            "productOfferingPrice": [
-                {
-                    "name": "Monthly fee",
-                    "priceType": "recurring",
-                    "recurringChargePeriodType": "month",
-                    "price": {"unit": "EUR", "value": "10.00"},
-                },
-                {
-                    "name": "Traffic",
-                    "priceType": "usage",
-                    "unitOfMeasure": {"amount": 1, "units": "GB"},
-                    "price": {"unit": "EUR", "value": f"{PER_GB}.00"},
-                },
-            ],
-        },
-    }
+    monthly = {"name": "Monthly fee", "priceType": "recurring", "recurringChargePeriodType": "month"}
+    traffic = {"name": "Traffic", "priceType": "usage", "unitOfMeasure": {"amount": 1, "units": "GB"}}
+    return offering(name, {**monthly, "price": money("10.00")}, {**traffic, "price": money(f"{PER_GB}.00")})
 
 
 def subscription(namespace: str, name: str, device: str, port: str, vlan: int) -> dict[str, Any]:
