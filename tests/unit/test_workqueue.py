@@ -54,17 +54,17 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 
 
 def test_marks_before_and_during_a_run_coalesce_into_one_more_run() -> None:
-    fn = Recorder()
+    fn = Recorder(duration=0.5)  # long enough that the marks below surely land while it runs
 
     async def body() -> None:
         q: WorkQueue[str] = WorkQueue("t", fn)
         for _ in range(5):
             q.mark("a")  # gated: all five wait for open() as one run
         q.open()
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0)  # the run starts
         q.mark("a")  # while it runs: exactly one more
         q.mark("a")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)
         await q.close()
 
     run(body)
@@ -84,7 +84,7 @@ def test_nothing_runs_before_open_when_gated_and_at_once_when_not() -> None:
         assert gated.calls == [] and a.busy()
         assert open_.calls == ["k"]
         a.open()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
         assert not a.busy()
         await a.close()
         await b.close()
@@ -97,16 +97,17 @@ def test_a_failed_run_is_retried_with_backoff_and_the_count_resets_on_success() 
     fn = Recorder(duration=0.001, failures={"bad": 2})
 
     async def body() -> None:
-        q: WorkQueue[str] = WorkQueue("t", fn, retry_initial=0.05, retry_max=1.0, gated=False)
+        # Delays of tenths of a second leave every check 0.1 s or more from a retry, for loaded machines.
+        q: WorkQueue[str] = WorkQueue("t", fn, retry_initial=0.2, retry_max=1.0, gated=False)
         q.mark("bad")
         q.mark("good")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
         assert fn.calls.count("bad") == 1
-        await asyncio.sleep(0.06)  # first retry after 0.05 s
+        await asyncio.sleep(0.25)  # first retry after 0.2 s
         assert fn.calls.count("bad") == 2
-        await asyncio.sleep(0.04)  # the second waits 0.1 s
+        await asyncio.sleep(0.15)  # the second waits 0.4 s
         assert fn.calls.count("bad") == 2
-        await asyncio.sleep(0.13)
+        await asyncio.sleep(0.35)
         assert fn.calls.count("bad") == 3
         assert q._attempts == {}, "a run that succeeded clears the backoff"
         await q.close()
@@ -149,12 +150,13 @@ def test_debounce_turns_a_burst_into_one_run() -> None:
     fn = Recorder(duration=0.0)
 
     async def body() -> None:
-        q: WorkQueue[str] = WorkQueue("t", fn, debounce=0.05, gated=False)
+        # A window far longer than the burst, so a loaded machine cannot stretch the burst past it.
+        q: WorkQueue[str] = WorkQueue("t", fn, debounce=0.5, gated=False)
         q.mark("dev")
         for _ in range(3):
             await asyncio.sleep(0.01)
             q.mark("dev")  # within the debounce: the same run
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
         await q.close()
 
     run(body)
@@ -184,11 +186,13 @@ def test_close_cancels_runs_and_timers_and_refuses_new_marks() -> None:
     async def body() -> None:
         q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
         q.mark("a")
-        q.mark_after("b", 0.01)
-        await asyncio.sleep(0.005)
+        # The timer is due well after close (even on a loaded machine) and the wait after close
+        # is longer than it, so a timer that close failed to cancel would run "b".
+        q.mark_after("b", 0.5)
+        await asyncio.sleep(0)  # "a" starts
         await q.close()
         q.mark("c")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.7)
         assert not q.busy()
 
     run(body)
