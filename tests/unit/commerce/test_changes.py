@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller.api.invoice import InvoiceStatus
-from controller.api.productoffering import ProductOfferingSpec
+from controller.api.productoffering import ProductOfferingSpec, ServiceLevelAgreement
 from controller.api.subscription import PendingChange, PlanVersion, TemplateRollout
 from controller.billing import events as ev
 from controller.billing.invoice import BillingInput, corrections, rate_subscription
@@ -256,6 +256,10 @@ def test_declared_start_table(before: list[Any], after: list[Any], declared: Any
 
 
 REPRICED_AT_MID = priced(fee("49.90", end=MID), fee("59.90", "Monthly fee #2", start=MID))
+SLA_OF = {
+    target: ServiceLevelAgreement(availabilityTarget=target, creditPercent="10", creditCapPercent="50")
+    for target in ("99.9", "99.99")
+}
 
 
 @pytest.mark.parametrize(
@@ -284,6 +288,32 @@ def per_price(lines: list[tuple[str, str, str]]) -> dict[str, Decimal]:
         key = "Monthly fee #2" if "Monthly fee #2" in name else "Monthly fee"
         out[key] = out.get(key, Decimal(0)) + Decimal(value)
     return out
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        # seen late: the price from its declared start with the SLA it had, the SLA edit from when seen
+        (LATE, [(None, "49.90", "99.9"), (MID, "49.90", "99.9"), (LATE, "49.90", "99.99")]),
+        # seen before the price's start: one version from when seen, as before
+        (utc(2026, 12, 15), [(None, "49.90", "99.9"), (utc(2026, 12, 15), "49.90", "99.99")]),
+    ],
+)
+def test_an_sla_edit_is_in_force_from_when_seen_never_from_a_price_start_seen_with_it(
+    seen: Any, expected: list[tuple[Any, str, str]]
+) -> None:
+    """A price edit published in advance (start MID) and, later, an SLA edit; a controller that sees both only
+    after MID dates the price from MID (its validFor) but the SLA from when seen: it declares no instant, and
+    dating it back would change the SLA of time already past."""
+    plans = [snapshot("biz-100", BIZ100.model_copy(update={"serviceLevelAgreement": SLA_OF["99.9"]}), None, None)]
+    edited = REPRICED_AT_MID.model_copy(update={"serviceLevelAgreement": SLA_OF["99.99"]})
+    out = step(plans, "biz-100", edited, edited, now=seen, start_date=START)
+    assert [
+        (p.since, p.productOfferingPrice[0].price.value, p.serviceLevelAgreement.availabilityTarget)  # type: ignore[union-attr]
+        for p in out.plans
+    ] == expected
+    assert [c.at for c in out.changes] == [p.since for p in out.plans[1:]]
+    assert out.plans[-1].productOfferingPrice == edited.productOfferingPrice
 
 
 def test_a_late_seen_price_edit_bills_each_price_for_its_own_validity() -> None:
