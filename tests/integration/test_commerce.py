@@ -1473,7 +1473,17 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     sla_data = wait_event(receiver, sla_line["events"][0]).get_data()
     assert ts(sla_data["coverageEnd"]) == changed_at and int(sla_data["unavailableSeconds"]) >= 2
     assert sla_data["creditPercent"] == "10", "one started 0.1 point below 100 %, at the old version's 10 %"
-    base = sum_lines([ln for ln in grow_lines if f"({small}" in ln["name"] and ln is not sla_line])
+    # the base: what the old version charged (its days before the upgrade's, that day's charge less its unused part)
+    base = sum_lines(
+        [
+            ln
+            for ln in grow_lines
+            if ln["type"] in ("recurringCharge", "credit")
+            and ln is not sla_line
+            and (f"({small}" in ln["name"] or ts(ln["periodCoverage"]["endDateTime"]) <= changed_at)
+        ]
+    )
+    assert base > 0
     assert sla_line["taxExcludedAmount"]["value"] == f"-{Decimal(round_half_up(Fraction(base, 10))) / 100:.2f}"
     assert_one_id_per_fact(receiver, source_of(ns, "grow"))
 
