@@ -1442,7 +1442,7 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     assert int(credit["unavailableSeconds"]) > 0 and credit["availabilityTarget"] == "100"
 
     # the upgraded subscription: one usage line and event per version part, the SLA credit of the part before
-    # the upgrade at that version's SLA (10 % per step) and base (what it charged), none after it (Ready)
+    # the upgrade at that version's SLA (capped at 30 %) and base (what it charged), none after it (Ready)
     grow_uid = get_sub(api, ns, "grow")["metadata"]["uid"]
     gref = ev.SubscriptionRef(ns, "grow", grow_uid, "ACME.Grow")
     whole = Period(month.start, month.end)
@@ -1453,7 +1453,9 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
         60,
     )
     grow_lines = grow_inv["status"]["lines"]
-    traffic = sorted((ln for ln in grow_lines if ln["type"] == "usageCharge"), key=lambda ln: ln["periodCoverage"])
+    traffic = sorted(
+        (ln for ln in grow_lines if ln["type"] == "usageCharge"), key=lambda ln: ln["periodCoverage"]["startDateTime"]
+    )
     assert [ln["name"] for ln in traffic] == [
         f"Traffic ({small}, to {rfc(changed_at)})",
         f"Traffic ({big}, from {rfc(changed_at)})",
