@@ -276,6 +276,8 @@ class Meter:
                 if piece.start <= window.start < piece.end:
                     out[piece] = out.get(piece, 0) + octets
                     break
+            else:  # not a part of a period of this cycle (never written so): kept as it is, never dropped
+                out[window] = out.get(window, 0) + octets
         return out
 
     def octets_in(self, period: Period) -> int:
