@@ -683,3 +683,36 @@ def test_versions_with_the_same_sla_are_measured_as_one_part() -> None:
     ]
     (event,) = [e for e in out.events if e.fact == "sla.credit"]
     assert event.id == ev.sla_credit_id(ref(), DEC) and "coverageStart" not in event.data
+
+
+def test_usage_recorded_before_a_late_seen_revision_was_known_is_split_over_what_was_measured() -> None:
+    """A revision of the usage price dated back to MID (seen late): December's octets were recorded as one
+    window, the latest sample on 21 December. The part before MID gets 15 of the 20 measured days."""
+    repriced = metered("49.90", "0.20", 100, SLA_LOOSE)
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-100", repriced, None, MID)]
+    meter = usage_meter(plans[:1], [(DEC.start, 0), (utc(2026, 12, 21), 20 * GB)])
+    out = rated_sub(plans, delivered(START), meter)
+    assert [(n, v) for n, v, _, _ in kinds(out, "usageCharge")] == [
+        ("Traffic (biz-100, to 2026-12-16T00:00:00Z)", "7.50"),  # 15 GB at 0.50
+        ("Traffic (biz-100, from 2026-12-16T00:00:00Z)", "1.00"),  # 5 GB at 0.20
+    ]
+    # the part the period starts with keeps the id the month's usage was emitted under, the later one is new
+    assert [e.id for e in out.events if e.fact == "usage.rated"] == [
+        ev.usage_rated_id(ref(), "Traffic", DEC),
+        ev.usage_rated_id(ref(), "Traffic", DEC, MID),
+    ]
+
+
+def test_three_versions_in_a_period_are_three_usage_parts() -> None:
+    late = utc(2026, 12, 24)
+    third = metered("29.90", "0.10", 50, SLA_LOOSE)
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-1g", METERED_1G, None, MID)]
+    plans.append(snapshot("biz-50", third, None, late))
+    samples = [(DEC.start, 0), (MID, 10 * GB), (late, 18 * GB), (utc(2026, 12, 31), 28 * GB)]
+    out = rated_sub(plans, delivered(START), usage_meter(plans, samples))
+    assert [(n, v, s) for n, v, s, _ in kinds(out, "usageCharge")] == [
+        ("Traffic (biz-100, to 2026-12-16T00:00:00Z)", "5.00", rfc3339(DEC.start)),  # 10 GB at 0.50
+        ("Traffic (biz-1g, from 2026-12-16T00:00:00Z)", "1.60", rfc3339(MID)),  # 8 GB at 0.20
+        ("Traffic (biz-50, from 2026-12-24T00:00:00Z)", "1.00", rfc3339(late)),  # 10 GB at 0.10
+    ]
+    assert len({e.id for e in out.events}) == len(out.events)
