@@ -153,10 +153,11 @@ class UsageCounter(ApiModel):
 
 
 class UsageWindow(ApiModel):
-    """Octets measured during one billing period (not yet invoiced)."""
+    """Octets measured during one billing period, or the part of one between two offering versions whose usage
+    prices differ (not yet invoiced)."""
 
-    start: datetime = Field(description="Start of the billing period (inclusive).")
-    end: datetime = Field(description="End of the billing period (exclusive).")
+    start: datetime = Field(description="Start of the billing period or of its part (inclusive).")
+    end: datetime = Field(description="End of the billing period or of its part (exclusive).")
     octets: str = Field(pattern=OCTETS, max_length=20, description="Octets measured in it (decimal string).")
 
 
@@ -165,7 +166,10 @@ class UsageMeter(ApiModel):
 
     counters: list[UsageCounter] = Field(default_factory=list, max_length=32, description="Last sample per counter.")
     windows: list[UsageWindow] = Field(
-        default_factory=list, max_length=24, description="Measured octets per billing period, oldest first."
+        default_factory=list,
+        max_length=40,
+        description="Measured octets per billing period (a period in which the usage price changed: per part),"
+        " oldest first.",
     )
 
 

@@ -283,12 +283,30 @@ def charge_period_id(ref: SubscriptionRef, price: str, coverage: Period) -> str:
     return event_id(ref.uid, "charge.period", period_key(coverage, price))
 
 
-def usage_rated_id(ref: SubscriptionRef, price: str, period: Period) -> str:
-    return event_id(ref.uid, "usage.rated", period_key(period, price))
+def _part_label(label: str | None, since: datetime | None) -> str | None:
+    """The occurrence label of one version's part of a period: the part a period starts with (and a period
+    without a change) keeps the period's key; a later part adds "from <its start>"."""
+    if since is None:
+        return label
+    return f"{label} from {stamp(since)}" if label is not None else f"from {stamp(since)}"
 
 
-def sla_credit_id(ref: SubscriptionRef, period: Period) -> str:
-    return event_id(ref.uid, "sla.credit", period_key(period))
+def usage_rated_id(ref: SubscriptionRef, price: str, period: Period, since: datetime | None = None) -> str:
+    label = _part_label(price, since)
+    assert label is not None
+    return event_id(ref.uid, "usage.rated", period_key(period, label))
+
+
+def sla_credit_id(ref: SubscriptionRef, period: Period, since: datetime | None = None) -> str:
+    return event_id(ref.uid, "sla.credit", period_key(period, _part_label(None, since)))
+
+
+def _part_data(part: tuple[Period, str] | None) -> dict[str, str]:
+    """What a fact of one version's part of a period says about that part (nothing for a whole period)."""
+    if part is None:
+        return {}
+    span, offering = part
+    return {"coverageStart": rfc3339(span.start), "coverageEnd": rfc3339(span.end), "offering": offering}
 
 
 def charge_period(
@@ -317,8 +335,20 @@ def charge_period(
 
 
 def usage_rated(
-    ref: SubscriptionRef, price: str, period: Period, octets: int, quantity: str, unit: str, amount: Money
+    ref: SubscriptionRef,
+    price: str,
+    period: Period,
+    octets: int,
+    quantity: str,
+    unit: str,
+    amount: Money,
+    part: tuple[Period, str] | None = None,
+    since: datetime | None = None,
 ) -> BillingEvent:
+    """The usage of `price` in `period`; in a period where the usage prices changed, of one version's `part`
+    (its span and offering), which a later part's `since` (its start) names."""
+    label = _part_label(price, since)
+    assert label is not None
     data = {
         "price": price,
         "periodStart": rfc3339(period.start),
@@ -327,8 +357,9 @@ def usage_rated(
         "quantity": quantity,
         "unitOfMeasure": unit,
         **_money("amount", amount),
+        **_part_data(part),
     }
-    return make_event(ref, "usage.rated", period_key(period, price), period.end, data)
+    return make_event(ref, "usage.rated", period_key(period, label), period.end, data)
 
 
 def sla_credit(
@@ -339,7 +370,11 @@ def sla_credit(
     credit_percent: str,
     amount: Money,
     unavailable_seconds: int,
+    part: tuple[Period, str] | None = None,
+    since: datetime | None = None,
 ) -> BillingEvent:
+    """The SLA credit of `period`; in a period where the SLA changed, of the `part` under one SLA (its span
+    and offerings), which a later part's `since` (its start) names."""
     data = {
         "periodStart": rfc3339(period.start),
         "periodEnd": rfc3339(period.end),
@@ -348,8 +383,9 @@ def sla_credit(
         "unavailableSeconds": str(unavailable_seconds),
         "creditPercent": credit_percent,
         **_money("amount", amount),
+        **_part_data(part),
     }
-    return make_event(ref, "sla.credit", period_key(period), period.end, data)
+    return make_event(ref, "sla.credit", period_key(period, _part_label(None, since)), period.end, data)
 
 
 def for_fact(

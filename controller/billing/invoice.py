@@ -19,10 +19,11 @@ Kopf handlers read and write the objects.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -198,6 +199,17 @@ class BillingInput:
             out.append(PriceVersion(plan.offering, prices, sla, start))
         return out
 
+    @property
+    def usage_cuts(self) -> list[datetime]:
+        """Where the usage prices change (a version with other usage prices, or of another offering,
+        starts): the meter keeps each side's octets apart there (`Meter.observe`)."""
+        versions = self.versions
+        return [
+            v.start
+            for previous, v in itertools.pairwise(versions)
+            if v.start is not None and _usage_terms(previous) != _usage_terms(v)
+        ]
+
     def version_at(self, instant: datetime) -> PriceVersion:
         versions = self.versions
         return next((v for v in versions if v.in_force(instant)), versions[-1])
@@ -261,7 +273,6 @@ def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated
     ref, ledger = sub.ref, sub.ledger
     lines: list[BillLine] = []
     events: list[BillingEvent] = []
-    net_recurring = Money.zero(currency)
 
     # one-time charges, at activation (startDate), at the version in force then
     start = ledger.start_date
@@ -279,7 +290,8 @@ def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated
             )
 
     # recurring charges and their discounts, per version and charge period overlapping the bill period
-    for version in versions:
+    net_of: dict[int, Money] = {}  # net recurring charge per version (index in `versions`), the SLA's base
+    for v_index, version in enumerate(versions):
         in_period = version.clip(period)
         if in_period is None:
             continue
@@ -352,50 +364,77 @@ def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated
                             [charge_id],
                         )
                     )
-                net_recurring = net_recurring + amount - discount_total
+                net_of[v_index] = net_of.get(v_index, Money.zero(currency)) + amount - discount_total
                 if coverage.end <= now:
                     seconds = sum(int((e - s).total_seconds()) for s, e in billable)
                     events.append(
                         ev.charge_period(ref, label, charge_period, coverage, amount, discount_total, seconds)
                     )
 
-    # usage charges, from the octets measured in the bill period, at the version in force at its end
-    last = sub.version_at(period.end - timedelta(seconds=1))
-    for index, price in last.of("usage"):
-        octets = sub.meter.octets_in(period)
-        if not octets or price.unitOfMeasure is None or not _applies(price, period):
-            continue
-        amount = usage_charge(last.money(index), octets, price.unitOfMeasure)
-        usage_id = ev.usage_rated_id(ref, price.name, period)
-        lines.append(
-            _line(sub, "usageCharge", period_key(period, price.name), price.name, _coverage(period), amount, [usage_id])
-        )
-        if period.end <= now:
-            uom = price.unitOfMeasure
-            quantity = Fraction(octets, {"MB": 10**6, "GB": 10**9, "TB": 10**12}[uom.units] * uom.amount)
-            events.append(
-                ev.usage_rated(
-                    ref, price.name, period, octets, _fraction_text(quantity), f"{uom.amount} {uom.units}", amount
+    # usage charges: each part of the period (cut where the usage prices change) at its own version, from
+    # the octets measured in that part
+    usage_parts = _parts(versions, period, _usage_terms)
+    meter = sub.meter.split_at(p.start for p, _ in usage_parts[1:])
+    for span, members in usage_parts:
+        version = versions[members[0]]
+        octets = meter.octets_in(span)
+        whole = len(usage_parts) == 1  # a period without a change: one fact per price, as always
+        for index, price in version.of("usage"):
+            if not octets or price.unitOfMeasure is None or not _applies(price, span):
+                continue
+            amount = usage_charge(version.money(index), octets, price.unitOfMeasure)
+            since = None if whole or span.start == period.start else span.start
+            name = price.name if whole else _part_name(price.name, [version], span, period)
+            usage_id = ev.usage_rated_id(ref, price.name, period, since)
+            key = period_key(period, price.name if since is None else f"{price.name} from {stamp(since)}")
+            lines.append(_line(sub, "usageCharge", key, name, _coverage(span), amount, [usage_id]))
+            if period.end <= now:
+                uom = price.unitOfMeasure
+                quantity = Fraction(octets, {"MB": 10**6, "GB": 10**9, "TB": 10**12}[uom.units] * uom.amount)
+                events.append(
+                    ev.usage_rated(
+                        ref,
+                        price.name,
+                        period,
+                        octets,
+                        _fraction_text(quantity),
+                        f"{uom.amount} {uom.units}",
+                        amount,
+                        None if whole else (span, version.offering_name),
+                        since,
+                    )
                 )
-            )
 
-    # SLA credit, once per (subscription, bill period), when the period is over
-    sla = last.sla
-    if sla is not None and period.end <= now and ledger.start_date is not None:
-        active = ledger.active_seconds(period.start, period.end, now)
-        down = ledger.unavailable_seconds(period.start, period.end, now)
-        credit = sla_credit(
-            sla, active, down, net_recurring, f"productoffering/{last.offering_name}.spec.serviceLevelAgreement"
-        )
-        if not credit.amount.is_zero():
-            credit_id = ev.sla_credit_id(ref, period)
+    # SLA credit, once per (subscription, bill period) and SLA in force in it, when the period is over: each
+    # part of the period under one SLA is measured over its own active time, its base the net recurring
+    # charge of the versions in it (consecutive versions with the same SLA are one part: a price change alone
+    # does not cut the availability the SLA promises)
+    sla_parts = _parts(versions, period, lambda v: v.sla)
+    if period.end <= now and ledger.start_date is not None:
+        for span, members in sla_parts:
+            sla = versions[members[0]].sla
+            if sla is None:
+                continue
+            whole = len(sla_parts) == 1
+            opening = whole or span.start == period.start
+            active = ledger.active_seconds(span.start, span.end, now)
+            down = ledger.unavailable_seconds(span.start, span.end, now)
+            base = sum((net_of.get(m, Money.zero(currency)) for m in members), Money.zero(currency))
+            field_ = f"productoffering/{versions[members[0]].offering_name}.spec.serviceLevelAgreement"
+            credit = sla_credit(sla, active, down, base, field_)
+            if credit.amount.is_zero():
+                continue
+            since = None if opening else span.start
+            credit_id = ev.sla_credit_id(ref, period, since)
+            shortfall = f"availability {_fraction_text(credit.availability, 4)}% < {sla.availabilityTarget}%"
+            which = "" if whole else f" {_part_name('', [versions[m] for m in members], span, period).strip()}"
             lines.append(
                 _line(
                     sub,
                     "credit",
-                    f"sla/{period.key}",
-                    f"SLA credit: availability {_fraction_text(credit.availability, 4)}% < {sla.availabilityTarget}%",
-                    _coverage(period),
+                    f"sla/{period.key}" if since is None else f"sla/from {stamp(since)}/{period.key}",
+                    f"SLA credit{which}: {shortfall}",
+                    _coverage(span),
                     -credit.amount,
                     [credit_id],
                 )
@@ -409,9 +448,44 @@ def rate_subscription(sub: BillingInput, period: Period, now: datetime) -> Rated
                     _fraction_text(credit.percent, 4),
                     credit.amount,
                     down,
+                    None if whole else (span, ", ".join(_offerings([versions[m] for m in members]))),
+                    since,
                 )
             )
     return Rated(lines, events, currency)
+
+
+def _parts(
+    versions: Sequence[PriceVersion], period: Period, terms: Callable[[PriceVersion], object]
+) -> list[tuple[Period, list[int]]]:
+    """The parts of `period` under one set of `terms` (e.g. the usage prices, the SLA): consecutive versions
+    in force in it whose terms are equal are one part. Each part is its span and its versions' indexes."""
+    out: list[tuple[Period, list[int]]] = []
+    for index, version in enumerate(versions):
+        span = version.clip(period)
+        if span is None:
+            continue
+        if out and terms(versions[out[-1][1][-1]]) == terms(version):
+            out[-1] = (Period(out[-1][0].start, span.end), [*out[-1][1], index])
+        else:
+            out.append((span, [index]))
+    return out
+
+
+def _usage_terms(version: PriceVersion) -> object:
+    """What a version's usage is rated at: its offering and usage prices."""
+    return (version.offering_name, tuple(p for _, p in version.of("usage")))
+
+
+def _offerings(versions: Sequence[PriceVersion]) -> list[str]:
+    return list(dict.fromkeys(v.offering_name for v in versions))
+
+
+def _part_name(label: str, versions: Sequence[PriceVersion], span: Period, period: Period) -> str:
+    """A line's name for one version's part of a period: "<label> (<offering>, to <end>)" for the part the
+    period starts with, "<label> (<offering>, from <start>)" for a later one."""
+    when = f"to {rfc3339(span.end)}" if span.start == period.start else f"from {rfc3339(span.start)}"
+    return f"{label} ({', '.join(_offerings(versions))}, {when})"
 
 
 def _applies(price: ProductOfferingPrice, period: Period) -> bool:

@@ -14,10 +14,11 @@ is monotonic in billable time. All ratios are exact rationals; each amount is ro
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -29,7 +30,10 @@ from .periods import Cycle, Period, seconds_between
 
 BYTES_PER_UNIT: dict[str, int] = {"MB": 10**6, "GB": 10**9, "TB": 10**12}
 STEP = Fraction(1, 10)  # SLA credit is per started 0.1 percentage point below target
-MAX_WINDOWS = 24
+MAX_WINDOWS = 24  # uninvoiced bill periods
+# Window parts: a bill period is cut where the usage price changes (an offering version starts), at most
+# one cut per recorded version (changes.MAX_PLANS), so the parts of all uninvoiced periods stay bounded.
+MAX_WINDOW_PARTS = MAX_WINDOWS + 16
 MAX_COUNTERS = 32
 
 
@@ -180,12 +184,24 @@ class Meter:
         )
 
     def observe(
-        self, key: str, octets: int, at: datetime, cycle: Cycle, billed_through: datetime | None = None
+        self,
+        key: str,
+        octets: int,
+        at: datetime,
+        cycle: Cycle,
+        billed_through: datetime | None = None,
+        cuts: Sequence[datetime] = (),
     ) -> Meter:
         """Add a counter sample. The delta since the previous sample is split over the billing
         periods between the two samples in proportion to time (floor-telescoped, so the parts sum
         exactly to the delta). Parts that would land in an already invoiced period (before
-        `billed_through`) go to the first open period instead. Older or equal samples are ignored."""
+        `billed_through`) go to the first open period instead. Older or equal samples are ignored.
+
+        `cuts` are the instants where the usage price changes (an offering version starts): the
+        windows are cut there too, so each version's part of a period holds the octets measured in it.
+        A sample exactly at a cut counts before it (the counter says what passed by then); a delta
+        across a cut is split in proportion to time like one across a period end. A window recorded
+        before its cut was known (a revision seen late) is split in proportion to time (`split_at`)."""
         at = to_second(at, "sample.time")
         if octets < 0:
             raise RatingError(f"counter {key}: {octets} is negative")
@@ -196,22 +212,73 @@ class Meter:
             raise RatingError(f"usage.counters: more than {MAX_COUNTERS} counters")
         counters = {**self.counters, key: Sample(octets, at)}
         delta = counter_delta(previous.octets if previous else None, octets)
-        windows = dict(self.windows)
+        cuts = sorted({to_second(c) for c in cuts})
+        windows = self._normalized(cycle, cuts)
         if previous is not None and delta:
             t0, total = previous.time, seconds_between(previous.time, at)
             done = 0
-            for period in cycle.periods(t0, at):
-                cut = min(period.end, at)
+            for piece in _pieces(cycle, t0, at, cuts):
+                cut = min(piece.end, at)
                 cumulative = delta * seconds_between(t0, cut) // total
                 part, done = cumulative - done, cumulative
-                target = period
-                if billed_through is not None and period.end <= billed_through:
-                    target = cycle.period_containing(billed_through)
+                target = piece
+                if billed_through is not None and piece.end <= billed_through:
+                    open_period = cycle.period_containing(billed_through)
+                    target = next(_pieces(cycle, open_period.start, open_period.start + _SECOND, cuts))
                 if part:
                     windows[target] = windows.get(target, 0) + part
-            if len(windows) > MAX_WINDOWS:
-                raise RatingError(f"usage.windows: more than {MAX_WINDOWS} uninvoiced periods; invoice them first")
+        if len({cycle.period_containing(p.start) for p in windows}) > MAX_WINDOWS:
+            raise RatingError(f"usage.windows: more than {MAX_WINDOWS} uninvoiced periods; invoice them first")
+        if len(windows) > MAX_WINDOW_PARTS:
+            raise RatingError(f"usage.windows: more than {MAX_WINDOW_PARTS} parts of uninvoiced periods")
         return replace(self, counters=counters, windows=windows)
+
+    @property
+    def last_sample(self) -> datetime | None:
+        """When the latest counter sample was taken."""
+        return max((s.time for s in self.counters.values()), default=None)
+
+    def split_at(self, cuts: Iterable[datetime]) -> Meter:
+        """The windows cut at `cuts`. A window that holds a cut (its octets were recorded before the cut
+        was known) is split in proportion to time over the part of it that was measured, from its start
+        to the latest sample (floor-telescoped: the parts sum exactly to the window). An approximation:
+        the samples around the cut are no longer known."""
+        instants = sorted({to_second(c) for c in cuts})
+        last = self.last_sample
+        out: dict[Period, int] = {}
+        for window, octets in self.windows.items():
+            inside = [c for c in instants if window.start < c < window.end]
+            if not inside:
+                out[window] = out.get(window, 0) + octets
+                continue
+            measured_end = min(window.end, last) if last is not None else window.end
+            span = seconds_between(window.start, measured_end)
+            bounds = [window.start, *inside, window.end]
+            done = 0
+            for start, end in itertools.pairwise(bounds):
+                if span <= 0:
+                    cumulative = octets  # nothing measured inside: all of it in the first part
+                else:
+                    cumulative = octets * max(0, min(span, seconds_between(window.start, end))) // span
+                part, done = cumulative - done, cumulative
+                if part:
+                    piece = Period(start, end)
+                    out[piece] = out.get(piece, 0) + part
+        return replace(self, windows=out)
+
+    def _normalized(self, cycle: Cycle, cuts: Sequence[datetime]) -> dict[Period, int]:
+        """The windows as parts of their bill periods between `cuts`: split where a window holds a cut,
+        merged where two parts of one period are no longer separated by one (a version replaced)."""
+        split = self.split_at(cuts).windows
+        out: dict[Period, int] = {}
+        for window, octets in sorted(split.items()):
+            for piece in _pieces(cycle, window.start, window.end, cuts):
+                if piece.start <= window.start < piece.end:
+                    out[piece] = out.get(piece, 0) + octets
+                    break
+            else:  # not a part of a period of this cycle (never written so): kept as it is, never dropped
+                out[window] = out.get(window, 0) + octets
+        return out
 
     def octets_in(self, period: Period) -> int:
         """Octets measured in the periods that lie inside `period`."""
@@ -221,6 +288,18 @@ class Meter:
         """Drop windows that ended by `through` (invoiced)."""
         through = ensure_utc(through)
         return replace(self, windows={p: n for p, n in self.windows.items() if p.end > through})
+
+
+_SECOND = timedelta(seconds=1)
+
+
+def _pieces(cycle: Cycle, start: datetime, end: datetime, cuts: Sequence[datetime]) -> Iterator[Period]:
+    """The bill periods overlapping [start, end], each cut at the `cuts` inside it, that overlap it."""
+    for period in cycle.periods(start, end):
+        inside = [c for c in cuts if period.start < c < period.end]
+        for a, b in itertools.pairwise([period.start, *inside, period.end]):
+            if b > start and a < end:
+                yield Period(a, b)
 
 
 # -- SLA --------------------------------------------------------------------------------

@@ -218,9 +218,11 @@ def billing_step(i: BillingStepInputs) -> BillingStepResult:
         # after its close goes to the open month, so the bill and the event say the same.
         ends = (ledger.billed_through, i.billing.chargedThrough)
         usage_closed = max((t for t in ends if t is not None), default=None)
+        # Each version's part of a period keeps its own octets: the meter is cut where the usage prices change.
+        cuts = BillingInput(i.ref, "", offering, ledger, meter, i.tz, i.plan.plans).usage_cuts if i.plan.plans else []
         for counter, sample in sorted(i.samples.items()):
             try:
-                meter = meter.observe(counter, sample.octets, sample.at, cycle, usage_closed)
+                meter = meter.observe(counter, sample.octets, sample.at, cycle, usage_closed, cuts)
             except (RatingError, PeriodError) as exc:
                 warnings.append(f"usage sample {counter} dropped: {exc}")
             applied[counter] = sample

@@ -8,9 +8,11 @@ sold from a moment on: the offering's prices and SLA, its network template and t
 rates each interval at the version in force during it, and the NetworkService is rendered from the
 current version, so an edit of the ProductOffering reaches a subscription only through a new version:
 
-- a price or SLA edit: a new version from the moment the controller sees it, or, when the edit declares a
+- a price edit: a new version from the moment the controller sees it, or, when the edit declares a
   price's validFor start that had passed by then, from that start (the published schedule is what is
   billed; admission refuses a start already past when the edit is written, so this is only lateness);
+- an SLA edit: a new version from the moment the controller sees it (an SLA has no validFor), never dated
+  back with a price start seen in the same pass;
 - a template edit: by the offering's `rolloutPolicy` (newOrdersOnly: never; nextPeriod: at the start of
   the subscription's next billing period; immediate: now);
 - a change of `spec.productOffering` or `spec.bandwidthMbps`: an upgrade or a downgrade, in force now or at
@@ -196,11 +198,11 @@ def plan_step(
     current = versions[-1]
     scheduled: datetime | None = None
     if current_offering is not None:
-        priced = (current_offering.productOfferingPrice, current_offering.serviceLevelAgreement) != (
-            current.productOfferingPrice,
-            current.serviceLevelAgreement,
-        )
+        priced = current_offering.productOfferingPrice != current.productOfferingPrice
         price_at = _price_effective(current, current_offering, now, start_date, billed_through) if priced else None
+        # An SLA declares no instant (no validFor): its edit is in force from when it is seen, also when a price
+        # edit seen with it is dated back to its declared start (the SLA may have been edited after that start).
+        sla_at = now if current_offering.serviceLevelAgreement != current.serviceLevelAgreement else None
         template_at: datetime | None = None
         template_policy = "priceRevision"
         if current_offering.serviceCandidate != current.serviceCandidate:
@@ -217,9 +219,10 @@ def plan_step(
                     scheduled = due
                     wake.append(due)
         # One version per moment something changes (the prices may start before the template does).
-        for at in sorted({t for t in (price_at, template_at) if t is not None}):
+        for at in sorted({t for t in (price_at, sla_at, template_at) if t is not None}):
             base = versions[-1]
             new_prices = price_at is not None and price_at <= at
+            new_sla = sla_at is not None and sla_at <= at
             revised = PlanVersion(
                 offering=base.offering,
                 revision="",
@@ -229,9 +232,7 @@ def plan_step(
                 if template_at is not None and template_at <= at
                 else base.serviceCandidate,
                 productOfferingPrice=current_offering.productOfferingPrice if new_prices else base.productOfferingPrice,
-                serviceLevelAgreement=current_offering.serviceLevelAgreement
-                if new_prices
-                else base.serviceLevelAgreement,
+                serviceLevelAgreement=current_offering.serviceLevelAgreement if new_sla else base.serviceLevelAgreement,
             )
             revised = revised.model_copy(update={"revision": revision(revised)})
             if revised.revision == base.revision or not _room(versions):

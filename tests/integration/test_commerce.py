@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ import yaml
 from controller.billing import events as ev
 from controller.billing.invoice import invoice_name
 from controller.billing.invoice_events import invoice_event_id
+from controller.billing.money import round_half_up
 from controller.billing.periods import Cycle, Period, stamp
 from controller.intent.render import qos_name
 from devicesim.admin import AdminClient
@@ -1343,6 +1347,15 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     prices = [*offering(metered)["spec"]["productOfferingPrice"], {**usage, "price": money("0.02")}]
     api.apply(offering(metered, *prices, serviceLevelAgreement=sla))
     api.apply(subscription(ns, "meter", metered, "ACME.Meter", "cm-r1", "Ethernet5", 662, tz=tz))
+    # And one upgraded mid-month from a metered offering with an SLA to another (issue 15): its usage and its
+    # SLA credit are rated per version part, each at its own version.
+    small, big = unique("cm-grow-s"), unique("cm-grow-b")
+    per_mb = {"name": "Traffic", "priceType": "usage", "unitOfMeasure": {"amount": 1, "units": "MB"}}
+    for tier, fee, per_unit, cap in ((small, "86400.00", "1.00", "30"), (big, "172800.00", "3.00", "20")):
+        sla_of = {"availabilityTarget": "100", "creditPercent": "10", "creditCapPercent": cap}
+        api.apply(offering(tier, daily(fee), {**per_mb, "price": money(per_unit)}, serviceLevelAgreement=sla_of))
+    grow = subscription(ns, "grow", small, "ACME.Grow", "cm-r2", "Ethernet6", 663, tz=tz)
+    api.apply(grow)
     sub = wait_state(api, ns, "dc", "active")
     uid = sub["metadata"]["uid"]
     start = ts(sub["status"]["startDate"])
@@ -1356,11 +1369,41 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
         ),
         30,
     )
+    wait_state(api, ns, "grow", "active")
+    wait_for(
+        "usage measured before the upgrade",
+        lambda: any(
+            int(w["octets"]) > 0 for w in get_sub(api, ns, "grow")["status"]["billing"]["usage"].get("windows", [])
+        ),
+        30,
+    )
     admin.link("cm-r1", "Ethernet5", False)  # an outage the SLA does not allow
+    admin.link("cm-r2", "Ethernet6", False)  # and one under the SLA of the version before the upgrade
     wait_for("the metered service down", lambda: not is_ready(api.get("networkservices", "meter", ns)), 20)
+    wait_for("the upgraded service down", lambda: not is_ready(api.get("networkservices", "grow", ns)), 20)
     time.sleep(2.5)  # the ledger counts whole seconds
     admin.link("cm-r1", "Ethernet5", True)
+    admin.link("cm-r2", "Ethernet6", True)
     wait_for("the metered service back", lambda: is_ready(api.get("networkservices", "meter", ns)), 20)
+    wait_for("the upgraded service back", lambda: is_ready(api.get("networkservices", "grow", ns)), 20)
+    wait_for(
+        "the outage recorded before the upgrade",
+        lambda: len(get_sub(api, ns, "grow")["status"]["billing"]["ledger"].get("ready", [])) >= 2,
+        20,
+    )
+    grow["spec"]["productOffering"] = {"name": big}
+    api.apply(grow)
+    plans = wait_for(
+        "the upgrade recorded and usage measured after it",
+        lambda: (
+            (b := get_sub(api, ns, "grow")["status"]["billing"])
+            and len(b.get("plans", [])) == 2
+            and any(w["start"] == b["plans"][1]["since"] and int(w["octets"]) > 0 for w in b["usage"]["windows"])
+            and b["plans"]
+        ),
+        30,
+    )
+    changed_at = ts(plans[1]["since"])
     jump = (month.end + timedelta(seconds=20) - controller_now(clock_file)).total_seconds()
     clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
 
@@ -1398,6 +1441,57 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     credit = received(receiver, meter_source, "sla.credit")[0].get_data()
     assert int(credit["unavailableSeconds"]) > 0 and credit["availabilityTarget"] == "100"
 
+    # the upgraded subscription: one usage line and event per version part, the SLA credit of the part before
+    # the upgrade at that version's SLA (capped at 30 %) and base (what it charged), none after it (Ready)
+    grow_uid = get_sub(api, ns, "grow")["metadata"]["uid"]
+    gref = ev.SubscriptionRef(ns, "grow", grow_uid, "ACME.Grow")
+    whole = Period(month.start, month.end)
+    grow_name = invoice_name("ACME.Grow", month, tz)
+    grow_inv = wait_for(
+        f"the onCycle invoice {grow_name}",
+        lambda: (i := api.get("invoices", grow_name, ns)) and (i.get("status") or {}).get("state") in ISSUED and i,
+        60,
+    )
+    grow_lines = grow_inv["status"]["lines"]
+    traffic = sorted(
+        (ln for ln in grow_lines if ln["type"] == "usageCharge"), key=lambda ln: ln["periodCoverage"]["startDateTime"]
+    )
+    assert [ln["name"] for ln in traffic] == [
+        f"Traffic ({small}, to {rfc(changed_at)})",
+        f"Traffic ({big}, from {rfc(changed_at)})",
+    ]
+    part_ids = [ev.usage_rated_id(gref, "Traffic", whole), ev.usage_rated_id(gref, "Traffic", whole, changed_at)]
+    assert [ln["events"] for ln in traffic] == [[i] for i in part_ids]
+    for line, event_id, per_mb_price, (begin, finish) in zip(
+        traffic, part_ids, (100, 300), ((month.start, changed_at), (changed_at, month.end)), strict=True
+    ):
+        data = wait_event(receiver, event_id).get_data()
+        assert (ts(data["coverageStart"]), ts(data["coverageEnd"])) == (begin, finish)
+        assert int(data["octets"]) > 0 and data["amount"] == line["taxExcludedAmount"]["value"]
+        cents = round_half_up(Fraction(int(data["octets"]) * per_mb_price, 10**6))  # each part at its own price
+        assert sum_lines([line]) == cents, (data, line)
+    (sla_line,) = [ln for ln in grow_lines if ln["name"].startswith("SLA credit")]
+    assert sla_line["name"].startswith(f"SLA credit ({small}, to {rfc(changed_at)}): availability"), sla_line
+    assert sla_line["events"] == [ev.sla_credit_id(gref, whole)]
+    sla_data = wait_event(receiver, sla_line["events"][0]).get_data()
+    assert ts(sla_data["coverageEnd"]) == changed_at and int(sla_data["unavailableSeconds"]) >= 2
+    # seconds down in a few dozen: far below 100 %, so the old SLA's cap (30 %; the new one's is 20 %)
+    assert sla_data["creditPercent"] == "30", sla_data
+    # the base: what the old version charged (its days before the upgrade's, that day's charge less its unused part)
+    base = sum_lines(
+        [
+            ln
+            for ln in grow_lines
+            if ln["type"] in ("recurringCharge", "credit")
+            and ln is not sla_line
+            and (f"({small}" in ln["name"] or ts(ln["periodCoverage"]["endDateTime"]) <= changed_at)
+        ]
+    )
+    assert base > 0
+    credit_cents = min(round_half_up(Fraction(base * 30, 100)), math.floor(Fraction(base * 30, 100)))
+    assert sla_line["taxExcludedAmount"]["value"] == f"-{Decimal(credit_cents) / 100:.2f}", (base, sla_line)
+    assert_one_id_per_fact(receiver, source_of(ns, "grow"))
+
     def on_cycle() -> list[str]:
         invoices = list_items(api, "invoices", ns)
         return [i["metadata"]["name"] for i in invoices if i["spec"]["billingAccount"] == "ACME.Month"]
@@ -1417,7 +1511,9 @@ def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     assert issued is not None and issued["status"]["contentDigest"] == inv["status"]["contentDigest"]
     api.delete("subscriptions", "dc", ns)
     api.delete("subscriptions", "meter", ns)
+    api.delete("subscriptions", "grow", ns)
     wait_for("subscription gone", lambda: api.get("subscriptions", "dc", ns) is None, 40)
     wait_for("metered subscription gone", lambda: api.get("subscriptions", "meter", ns) is None, 40)
-    api.delete("productofferings", off)
-    api.delete("productofferings", metered)
+    wait_for("upgraded subscription gone", lambda: api.get("subscriptions", "grow", ns) is None, 40)
+    for tier in (off, metered, small, big):
+        api.delete("productofferings", tier)

@@ -13,8 +13,8 @@ the controller's rating code), checks:
   Ready while that offering (by the test's order record) and that price (by its validFor) were in force;
   each change took effect when it should (immediate: between the request and the controller's next
   chance to see it; endOfPeriod: exactly at the month end in the account's zone, or later if asked after);
-- the SLA credit of each bill period follows from Ready and active time, and usage is billed at the
-  offering in force at the period end;
+- the SLA credit of each bill period follows from Ready and active time (every tier has the same SLA, so
+  one part per period), and usage is billed per part of the period under one offering, at its price;
 - one CloudEvent id per fact, nothing missing: every id a line traces to reached the receiver, each
   version change is one `changed` event, each payment one `paymentReceived`, outbox counts match;
 - invoice totals = sum of lines (tax and amount due follow);
@@ -968,33 +968,57 @@ def check(
                     f" ({down}s of {active}s unavailable: {float(availability):.3f}%)"
                 )
 
-            # usage: at the offering in force at the period end; the month's usage line is priced as its
-            # usage.rated event says; octets sampled after the month closed come as corrections
+            # usage: each part of the month under one offering at that offering's usage price (issue 15), each
+            # part's line priced as its usage.rated event says; octets sampled after the month closed come as
+            # corrections
             if bill["spec"].get("runType") != "onCycle":
                 continue  # an offCycle bill has no usage of its own: the meter keeps months
-            last_tier = next(t for s0, s1, t in offering_spans if s0 <= period.end - timedelta(seconds=1) < s1)
+            parts: list[tuple[datetime, datetime, str]] = []
+            for s0, s1, tier in offering_spans:
+                lo, hi = max(s0, period.start), min(s1, period.end)
+                if lo >= hi:
+                    continue
+                if parts and parts[-1][2] == tier:  # a price revision keeps the usage price: one part
+                    parts[-1] = (parts[-1][0], hi, tier)
+                else:
+                    parts.append((lo, hi, tier))
+            wanted_names = {
+                f"Traffic {tier}"
+                if len(parts) == 1
+                else f"Traffic {tier} ({rec.offerings[tier]}, "
+                + (f"to {rfc(hi)})" if lo == period.start else f"from {rfc(lo)})")
+                for lo, hi, tier in parts
+            }
             usage = [ln for ln in lines if ln["name"].removeprefix("Correction: ").startswith("Traffic")]
             first = [ln for ln in usage if not ln.get("corrects")]
-            rated = [
-                e.get_data()
+            rated = {
+                e.get_id(): e.get_data()
                 for e in rx.events
                 if e.get_source() == source
                 and e.get_type().endswith(".usage.rated.v1")
                 and ts(e.get_data()["periodStart"]) == period.start
-            ]
-            if seconds(in_period) > 5 and (len(first) != 1 or len(rated) != 1):
-                problems.append(f"{name}: {len(first)} usage lines, {len(rated)} usage.rated events for the month")
+            }
+            if seconds(in_period) > 5 and (not first or len(first) != len(rated) or len(first) > len(parts)):
+                problems.append(
+                    f"{name}: {len(first)} usage lines, {len(rated)} usage.rated events, {len(parts)} offering"
+                    " parts in the month"
+                )
                 continue
             for ln in usage:
-                if ln["name"].removeprefix("Correction: ") != f"Traffic {last_tier}":
-                    problems.append(f"{name}: usage billed as {ln['name']!r}, in force was {last_tier}")
-            octets = int(rated[0]["octets"]) if rated else 0
-            amount = half_up(Fraction(octets, 10**9) * Fraction(USAGE_PER_GB) * 100)
+                if ln["name"].removeprefix("Correction: ") not in wanted_names:
+                    problems.append(f"{name}: usage billed as {ln['name']!r}, in force were {sorted(wanted_names)}")
+            for ln in first:
+                data = rated.get(ln["events"][0]) if ln["events"] else None
+                if data is None:
+                    problems.append(f"{name}: usage line {ln['name']!r} traces to no usage.rated event")
+                    continue
+                octets = int(data["octets"])
+                amount = half_up(Fraction(octets, 10**9) * Fraction(USAGE_PER_GB) * 100)
+                if not cents(ln["taxExcludedAmount"]["value"]) == cents(data["amount"]) == amount:
+                    problems.append(f"{name}: usage {ln['taxExcludedAmount']['value']} for {octets} octets")
             late = sum(cents(ln["taxExcludedAmount"]["value"]) for ln in usage if ln.get("corrects"))
             total = sum(cents(ln["taxExcludedAmount"]["value"]) for ln in usage)
             ceiling = 1.5 * 1000e6 / 8 * seconds(clip([(start, until)], period.start, period.end))
-            if first and not cents(first[0]["taxExcludedAmount"]["value"]) == cents(rated[0]["amount"]) == amount:
-                problems.append(f"{name}: usage {first[0]['taxExcludedAmount']['value']} for {octets} octets")
             if late < 0 or total / 100 / float(USAGE_PER_GB) * 1e9 > ceiling:
                 problems.append(f"{name}: usage corrected by {late / 100:.2f} to {total / 100:.2f}")
             late_usage.append(late)

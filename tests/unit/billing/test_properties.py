@@ -236,3 +236,31 @@ def test_meter_never_loses_or_invents_octets(samples: list[tuple[int, int]], tz:
         last, last_t = value, offset
     assert sum(meter.windows.values()) == expected
     assert all(n >= 0 for n in meter.windows.values())
+
+
+@SETTINGS
+@given(
+    samples=st.lists(st.tuples(st.integers(1, 3 * 86400 * 31), st.integers(0, 10**12)), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(0, 3 * 86400 * 31), max_size=4),
+    tz=st.sampled_from(TZS),
+)
+def test_cutting_the_meter_at_version_changes_never_moves_octets_between_periods(
+    samples: list[tuple[int, int]], cuts: list[int], tz: str
+) -> None:
+    """Where the usage price changes the windows are cut; each bill period still holds exactly what it holds
+    uncut (the split telescopes at the same period ends), and the parts of a period sum to it."""
+    cycle = Cycle.of("month", 1, tz)
+    t0 = utc(2026, 1, 10)
+    instants = [t0 + timedelta(seconds=c) for c in cuts]
+    plain = Meter().observe("k", 0, t0, cycle)
+    cut = Meter().observe("k", 0, t0, cycle, cuts=instants)
+    for offset, value in sorted(samples):
+        at = t0 + timedelta(seconds=offset)
+        plain, cut = plain.observe("k", value, at, cycle), cut.observe("k", value, at, cycle, cuts=instants)
+    for period in plain.windows:
+        assert cut.octets_in(period) == plain.windows[period]
+        parts = [n for p, n in cut.windows.items() if period.start <= p.start and p.end <= period.end]
+        assert sum(parts) == plain.windows[period] and all(n >= 0 for n in parts)
+    assert sum(cut.windows.values()) == sum(plain.windows.values())
+    for window in cut.windows:  # every window is a whole part: no cut inside it
+        assert not any(window.start < c < window.end for c in instants)

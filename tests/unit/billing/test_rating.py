@@ -106,6 +106,72 @@ def test_meter_splits_a_delta_across_periods_in_proportion_to_time() -> None:
     assert meter.compact(FEB.start).octets_in(JAN) == 0
 
 
+CUT = utc(2026, 1, 16)  # an offering version with other usage prices starts: January 1-16 | 16-31
+BEFORE, AFTER = Period(JAN.start, CUT), Period(CUT, JAN.end)
+
+
+@pytest.mark.parametrize(
+    ("samples", "before", "after"),
+    [
+        # a sample exactly at the change: what the counter says passed by then is before it
+        ([(utc(2026, 1, 10), 0), (CUT, 600), (utc(2026, 1, 20), 1_000)], 600, 400),
+        # no sample at the change: the delta across it is split in proportion to time (6 days | 4 days)
+        ([(utc(2026, 1, 10), 0), (utc(2026, 1, 20), 1_000)], 600, 400),
+        # samples on one side only
+        ([(utc(2026, 1, 2), 0), (utc(2026, 1, 15), 700)], 700, 0),
+        ([(CUT, 0), (utc(2026, 1, 31), 900)], 0, 900),
+        # across the change and the month end: three parts, summing to the delta
+        ([(utc(2026, 1, 15), 0), (utc(2026, 2, 2), 1_800)], 100, 1_600),
+    ],
+)
+def test_meter_keeps_each_versions_part_of_a_period_apart(
+    samples: list[tuple[object, int]], before: int, after: int
+) -> None:
+    cycle = Cycle.of("month", 1, "UTC")
+    meter = Meter()
+    for at, octets in samples:
+        meter = meter.observe("k", octets, at, cycle, cuts=[CUT])  # type: ignore[arg-type]
+    assert (meter.octets_in(BEFORE), meter.octets_in(AFTER)) == (before, after)
+    assert meter.octets_in(JAN) == before + after  # the whole period as before
+    assert sum(meter.windows.values()) == samples[-1][1] - samples[0][1]
+    assert Meter.from_status(meter.to_status().model_dump(mode="json")) == meter
+
+
+def test_meter_without_a_change_keeps_one_window_per_period() -> None:
+    cycle = Cycle.of("month", 1, "UTC")
+    plain = Meter().observe("k", 0, utc(2026, 1, 31), cycle).observe("k", 1_001, utc(2026, 2, 2), cycle)
+    assert plain.windows == {JAN: 500, FEB: 501}
+    # a change in another period cuts nothing here
+    cut_later = Meter().observe("k", 0, utc(2026, 1, 31), cycle, cuts=[utc(2026, 3, 5)])
+    cut_later = cut_later.observe("k", 1_001, utc(2026, 2, 2), cycle, cuts=[utc(2026, 3, 5)])
+    assert cut_later == plain
+
+
+def test_a_window_recorded_before_its_change_was_known_is_split_in_proportion_to_what_was_measured() -> None:
+    """A revision seen late: January's octets were recorded as one window; the split is in proportion to time
+    from the window's start to the latest sample (not to the window's end, where nothing was measured yet)."""
+    cycle = Cycle.of("month", 1, "UTC")
+    meter = Meter().observe("k", 0, JAN.start, cycle).observe("k", 2_000, utc(2026, 1, 21), cycle)
+    assert meter.windows == {JAN: 2_000}
+    split = meter.split_at([CUT])  # 15 of the 20 measured days before the change
+    assert split.windows == {BEFORE: 1_500, AFTER: 500}
+    # the next sample records the cut for good; later octets go to the part after it
+    later = meter.observe("k", 2_100, utc(2026, 1, 22), cycle, cuts=[CUT])
+    assert later.windows == {BEFORE: 1_500, AFTER: 600}
+    # a version replaced by one from another instant: the old cut goes, its parts merge
+    moved = later.observe("k", 2_200, utc(2026, 1, 23), cycle, cuts=[utc(2026, 1, 11)])
+    # (the part before the old cut is split 10 | 5 days; the parts after 11 January merge)
+    assert moved.windows == {Period(JAN.start, utc(2026, 1, 11)): 1_000, Period(utc(2026, 1, 11), JAN.end): 1_200}
+
+
+def test_octets_of_a_closed_period_go_to_the_first_part_of_the_open_one() -> None:
+    cycle = Cycle.of("month", 1, "UTC")
+    cut = utc(2026, 2, 10)
+    late = Meter().observe("k", 0, utc(2026, 1, 31), cycle, cuts=[cut])
+    late = late.observe("k", 1_000, utc(2026, 2, 2), cycle, FEB.start, cuts=[cut])
+    assert late.windows == {Period(FEB.start, cut): 1_000}
+
+
 def price(data: dict[str, object]) -> ProductOfferingPrice:
     return ProductOfferingPrice.model_validate(data)
 

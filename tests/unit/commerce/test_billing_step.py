@@ -296,3 +296,24 @@ def test_a_revision_dated_back_into_an_open_period_emits_only_its_changed_event(
     result = repriced_pass(life, v1)
     kinds = sorted(ev.fact_of(e.type) for e in result.events)
     assert kinds == ["changed", "charge.period", "charge.period"], "the close: the old fee to 20 Feb, the new after"
+
+
+def test_usage_samples_are_cut_where_the_usage_price_changes() -> None:
+    """An upgrade to an offering with another usage price at minute 10: the octets between the samples at
+    minutes 1 and 21 are split 9 | 11 (in proportion to time), each in its own part of the month."""
+    key = "leaf1/Ethernet1/100/in"
+    traffic = {"name": "Traffic", "priceType": "usage", "unitOfMeasure": {"amount": 1, "units": "GB"}}
+    cheap = offering(productOfferingPrice=[{**traffic, "price": {"unit": "EUR", "value": "0.50"}}])
+    dear = offering(productOfferingPrice=[{**traffic, "price": {"unit": "EUR", "value": "0.90"}}])
+    first = billing_step(step_inputs(activating(), samples={key: Sample(0, at(1))}))
+    v1 = changes.snapshot("fiber-100", cheap, None, None)
+    v2 = changes.snapshot("fiber-1g", dear, None, at(10))
+    life = inputs(now=at(22), status=first.status, service=ready_service(at(-1)))
+    result = billing_step(
+        step_inputs(life, plan=changes.PlanOutcome((v1, v2)), offering=dear, samples={key: Sample(2_000, at(21))})
+    )
+    month = Cycle.of("month", 1, "UTC").period_containing(T0)
+    assert result.status["billing"]["usage"]["windows"] == [
+        {"start": iso(month.start), "end": iso(at(10)), "octets": "900"},
+        {"start": iso(at(10)), "end": iso(month.end), "octets": "1100"},
+    ]

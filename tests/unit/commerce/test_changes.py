@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from controller.api.invoice import InvoiceStatus
-from controller.api.productoffering import ProductOfferingSpec
+from controller.api.productoffering import ProductOfferingSpec, ServiceLevelAgreement
 from controller.api.subscription import PendingChange, PlanVersion, TemplateRollout
 from controller.billing import events as ev
 from controller.billing.invoice import BillingInput, corrections, rate_subscription
-from controller.billing.periods import Period
+from controller.billing.ledger import Ledger
+from controller.billing.periods import Cycle, Period
+from controller.billing.rating import Meter
 from controller.commerce import changes
 from controller.commerce.changes import classify, compact_plans, monthly_price, plan_step, snapshot
-from tests.unit.billing.conftest import delivered, monthly, offering, recurring, ref, utc
+from controller.times import rfc3339
+from tests.unit.billing.conftest import delivered, monthly, offering, recurring, ref, usage, utc
 
 DEC = Period(utc(2026, 12, 1), utc(2027, 1, 1))  # 31 days, UTC
 START = utc(2026, 11, 20)
@@ -253,6 +256,10 @@ def test_declared_start_table(before: list[Any], after: list[Any], declared: Any
 
 
 REPRICED_AT_MID = priced(fee("49.90", end=MID), fee("59.90", "Monthly fee #2", start=MID))
+SLA_OF = {
+    target: ServiceLevelAgreement(availabilityTarget=target, creditPercent="10", creditCapPercent="50")
+    for target in ("99.9", "99.99")
+}
 
 
 @pytest.mark.parametrize(
@@ -281,6 +288,32 @@ def per_price(lines: list[tuple[str, str, str]]) -> dict[str, Decimal]:
         key = "Monthly fee #2" if "Monthly fee #2" in name else "Monthly fee"
         out[key] = out.get(key, Decimal(0)) + Decimal(value)
     return out
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        # seen late: the price from its declared start with the SLA it had, the SLA edit from when seen
+        (LATE, [(None, "49.90", "99.9"), (MID, "49.90", "99.9"), (LATE, "49.90", "99.99")]),
+        # seen before the price's start: one version from when seen, as before
+        (utc(2026, 12, 15), [(None, "49.90", "99.9"), (utc(2026, 12, 15), "49.90", "99.99")]),
+    ],
+)
+def test_an_sla_edit_is_in_force_from_when_seen_never_from_a_price_start_seen_with_it(
+    seen: Any, expected: list[tuple[Any, str, str]]
+) -> None:
+    """A price edit published in advance (start MID) and, later, an SLA edit; a controller that sees both only
+    after MID dates the price from MID (its validFor) but the SLA from when seen: it declares no instant, and
+    dating it back would change the SLA of time already past."""
+    plans = [snapshot("biz-100", BIZ100.model_copy(update={"serviceLevelAgreement": SLA_OF["99.9"]}), None, None)]
+    edited = REPRICED_AT_MID.model_copy(update={"serviceLevelAgreement": SLA_OF["99.99"]})
+    out = step(plans, "biz-100", edited, edited, now=seen, start_date=START)
+    assert [
+        (p.since, p.productOfferingPrice[0].price.value, p.serviceLevelAgreement.availabilityTarget)  # type: ignore[union-attr]
+        for p in out.plans
+    ] == expected
+    assert [c.at for c in out.changes] == [p.since for p in out.plans[1:]]
+    assert out.plans[-1].productOfferingPrice == edited.productOfferingPrice
 
 
 def test_a_late_seen_price_edit_bills_each_price_for_its_own_validity() -> None:
@@ -529,3 +562,157 @@ def test_a_price_edit_seen_after_its_period_was_billed_is_corrected_on_the_next_
         {"acme/fiber-1": "uid-fiber-1"},
     )
     assert again == [], "corrected once"
+
+
+# -- usage and SLA over versions -----------------------------------------------------------------
+
+SLA_STRICT = {"availabilityTarget": "99.99", "creditPercent": "10", "creditCapPercent": "50"}
+SLA_LOOSE = {"availabilityTarget": "99.9", "creditPercent": "10", "creditCapPercent": "50"}
+GB = 10**9
+
+
+def metered(price: str, traffic: str, mbps: int, sla: dict[str, str] | None) -> ProductOfferingSpec:
+    spec = offering(monthly(price), usage(traffic), sla=sla)
+    return spec.model_copy(
+        update={"serviceCandidate": spec.serviceCandidate.model_copy(update={"bandwidthMbps": mbps})}
+    )
+
+
+def outage_on(day: int, hours: int) -> Ledger:
+    """Delivered from START, not Ready for `hours` on `day` December."""
+    down = utc(2026, 12, day)
+    ledger = delivered(START).record(down, service_ready=False)
+    return ledger.record(down + timedelta(hours=hours), service_ready=True)
+
+
+def usage_meter(plans: list[PlanVersion], samples: list[tuple[Any, int]]) -> Meter:
+    cuts = BillingInput(ref(), "", None, Ledger(), plans=tuple(plans)).usage_cuts
+    meter = Meter()
+    for at, octets in samples:
+        meter = meter.observe("r1/eth1/100/in", octets, at, Cycle.of("month", 1, "UTC"), cuts=cuts)
+    return meter
+
+
+def rated_sub(plans: list[PlanVersion], ledger: Ledger, meter: Meter) -> Any:
+    sub = BillingInput(ref(), plans[-1].offering, None, ledger, meter, plans=tuple(plans))
+    return rate_subscription(sub, DEC, DEC.end)
+
+
+def kinds(result: Any, kind: str) -> list[tuple[str, str, str, str]]:
+    return [
+        (ln.name, ln.taxExcludedAmount.value, rfc3339(ln.periodCoverage.startDateTime), ln.id)
+        for ln in result.lines
+        if ln.type == kind
+    ]
+
+
+# 10 GB before the upgrade (a sample exactly at it), 15 GB after
+SAMPLES = [(DEC.start, 0), (MID, 10 * GB), (utc(2026, 12, 20), 20 * GB), (utc(2026, 12, 31), 25 * GB)]
+METERED_100 = metered("49.90", "0.50", 100, SLA_LOOSE)
+METERED_1G = metered("99.00", "0.20", 1000, SLA_STRICT)
+
+
+def test_usage_of_a_period_with_an_upgrade_is_rated_per_version_part() -> None:
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-1g", METERED_1G, None, MID)]
+    out = rated_sub(plans, delivered(START), usage_meter(plans, SAMPLES))
+    usage_lines = kinds(out, "usageCharge")
+    assert [(n, v, s) for n, v, s, _ in usage_lines] == [
+        ("Traffic (biz-100, to 2026-12-16T00:00:00Z)", "5.00", "2026-12-01T00:00:00Z"),  # 10 GB at 0.50
+        ("Traffic (biz-1g, from 2026-12-16T00:00:00Z)", "3.00", "2026-12-16T00:00:00Z"),  # 15 GB at 0.20
+    ]
+    events = [e for e in out.events if e.fact == "usage.rated"]
+    # one id per part: the part the period starts with keeps the period's id, a later one names its start
+    assert [e.id for e in events] == [
+        ev.usage_rated_id(ref(), "Traffic", DEC),
+        ev.usage_rated_id(ref(), "Traffic", DEC, MID),
+    ]
+    assert len({ln.id for ln in out.lines}) == len(out.lines)
+    assert [(e.data["octets"], e.data["offering"], e.data["coverageStart"], e.data["coverageEnd"]) for e in events] == [
+        (str(10 * GB), "biz-100", "2026-12-01T00:00:00Z", "2026-12-16T00:00:00Z"),
+        (str(15 * GB), "biz-1g", "2026-12-16T00:00:00Z", "2027-01-01T00:00:00Z"),
+    ]
+    again = rated_sub(plans, delivered(START), usage_meter(plans, SAMPLES))
+    assert [e.id for e in again.events] == [e.id for e in out.events], "deterministic"
+
+
+def test_usage_of_a_period_without_a_change_keeps_its_id_and_amount() -> None:
+    plans = [snapshot("biz-100", METERED_100, None, None)]
+    out = rated_sub(plans, delivered(START), usage_meter(plans, SAMPLES))
+    line = kinds(out, "usageCharge")
+    assert [(n, v) for n, v, _, _ in line] == [("Traffic", "12.50")]  # 25 GB at 0.50
+    (event,) = [e for e in out.events if e.fact == "usage.rated"]
+    assert event.id == ev.usage_rated_id(ref(), "Traffic", DEC) and "offering" not in event.data
+    # a revision of the recurring fee alone does not cut the usage either
+    repriced = [*plans, snapshot("biz-100", metered("59.90", "0.50", 100, SLA_LOOSE), None, MID)]
+    again = rated_sub(repriced, delivered(START), usage_meter(repriced, SAMPLES))
+    assert [(n, v, i) for n, v, _, i in kinds(again, "usageCharge")] == [(n, v, i) for n, v, _, i in line]
+
+
+def test_an_sla_is_measured_and_credited_over_the_part_of_the_period_it_was_in_force() -> None:
+    """A 2-hour outage on 5 December, before the upgrade to a stricter SLA on the 16th: the old SLA's part
+    (15 days, 99.444 % < 99.9 %: 5 steps, 50 % capped) credits half of what the old version charged for it;
+    the new SLA's part was always available. Rated at the last version's SLA over the month (as before) it
+    would have been 30 % of the whole month's charge."""
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-1g", METERED_1G, None, MID)]
+    out = rated_sub(plans, outage_on(5, 2), Meter())
+    # base: what biz-100 charged for its 358 billable hours, 6.44 + 24.15 - 6.57 = 24.02; 50 % of it
+    assert [(n, v, s) for n, v, s, _ in kinds(out, "credit") if n.startswith("SLA")] == [
+        ("SLA credit (biz-100, to 2026-12-16T00:00:00Z): availability 99.4444% < 99.9%", "-12.01", rfc3339(DEC.start))
+    ]
+    (event,) = [e for e in out.events if e.fact == "sla.credit"]
+    assert event.id == ev.sla_credit_id(ref(), DEC) and event.data["coverageEnd"] == rfc3339(MID)
+    # the same outage after the upgrade: only the new SLA's part credits, under its own id
+    later = rated_sub(plans, outage_on(20, 2), Meter())
+    # 16 days: 99.4792 % < 99.99 %: 6 steps, capped at 50 % of what biz-1g charged (51.10 - 0.26 = 50.84)
+    assert [(n, v, s) for n, v, s, _ in kinds(later, "credit") if n.startswith("SLA")] == [
+        ("SLA credit (biz-1g, from 2026-12-16T00:00:00Z): availability 99.4792% < 99.99%", "-25.42", rfc3339(MID))
+    ]
+    (event,) = [e for e in later.events if e.fact == "sla.credit"]
+    assert event.id == ev.sla_credit_id(ref(), DEC, MID) != ev.sla_credit_id(ref(), DEC)
+
+
+def test_versions_with_the_same_sla_are_measured_as_one_part() -> None:
+    """A price change alone does not cut the SLA: availability over the month, base the month's net recurring
+    charge (24.02 + 51.10: the outage is not billed), the id and line of a period without a change."""
+    same_sla = metered("99.00", "0.20", 1000, SLA_LOOSE)
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-1g", same_sla, None, MID)]
+    out = rated_sub(plans, outage_on(5, 2), Meter())
+    # 742 of 744 hours: 99.7312 % < 99.9 %: 2 steps, 20 % of 75.12 = 15.024
+    assert [(n, v) for n, v, _, _ in kinds(out, "credit") if n.startswith("SLA")] == [
+        ("SLA credit: availability 99.7312% < 99.9%", "-15.02")
+    ]
+    (event,) = [e for e in out.events if e.fact == "sla.credit"]
+    assert event.id == ev.sla_credit_id(ref(), DEC) and "coverageStart" not in event.data
+
+
+def test_usage_recorded_before_a_late_seen_revision_was_known_is_split_over_what_was_measured() -> None:
+    """A revision of the usage price dated back to MID (seen late): December's octets were recorded as one
+    window, the latest sample on 21 December. The part before MID gets 15 of the 20 measured days."""
+    repriced = metered("49.90", "0.20", 100, SLA_LOOSE)
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-100", repriced, None, MID)]
+    meter = usage_meter(plans[:1], [(DEC.start, 0), (utc(2026, 12, 21), 20 * GB)])
+    out = rated_sub(plans, delivered(START), meter)
+    assert [(n, v) for n, v, _, _ in kinds(out, "usageCharge")] == [
+        ("Traffic (biz-100, to 2026-12-16T00:00:00Z)", "7.50"),  # 15 GB at 0.50
+        ("Traffic (biz-100, from 2026-12-16T00:00:00Z)", "1.00"),  # 5 GB at 0.20
+    ]
+    # the part the period starts with keeps the id the month's usage was emitted under, the later one is new
+    assert [e.id for e in out.events if e.fact == "usage.rated"] == [
+        ev.usage_rated_id(ref(), "Traffic", DEC),
+        ev.usage_rated_id(ref(), "Traffic", DEC, MID),
+    ]
+
+
+def test_three_versions_in_a_period_are_three_usage_parts() -> None:
+    late = utc(2026, 12, 24)
+    third = metered("29.90", "0.10", 50, SLA_LOOSE)
+    plans = [snapshot("biz-100", METERED_100, None, None), snapshot("biz-1g", METERED_1G, None, MID)]
+    plans.append(snapshot("biz-50", third, None, late))
+    samples = [(DEC.start, 0), (MID, 10 * GB), (late, 18 * GB), (utc(2026, 12, 31), 28 * GB)]
+    out = rated_sub(plans, delivered(START), usage_meter(plans, samples))
+    assert [(n, v, s) for n, v, s, _ in kinds(out, "usageCharge")] == [
+        ("Traffic (biz-100, to 2026-12-16T00:00:00Z)", "5.00", rfc3339(DEC.start)),  # 10 GB at 0.50
+        ("Traffic (biz-1g, from 2026-12-16T00:00:00Z)", "1.60", rfc3339(MID)),  # 8 GB at 0.20
+        ("Traffic (biz-50, from 2026-12-24T00:00:00Z)", "1.00", rfc3339(late)),  # 10 GB at 0.10
+    ]
+    assert len({e.id for e in out.events}) == len(out.events)
