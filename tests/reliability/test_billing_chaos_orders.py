@@ -975,13 +975,21 @@ def check(
             last_tier = next(t for s0, s1, t in offering_spans if s0 <= period.end - timedelta(seconds=1) < s1)
             usage = [ln for ln in lines if ln["name"].removeprefix("Correction: ").startswith("Traffic")]
             first = [ln for ln in usage if not ln.get("corrects")]
-            rated = [
-                e.get_data()
-                for e in rx.events
-                if e.get_source() == source
-                and e.get_type().endswith(".usage.rated.v1")
-                and ts(e.get_data()["periodStart"]) == period.start
-            ]
+            # One per id: delivery is at least once (an event the sink accepted as the controller was killed is
+            # sent again by the next process, under the same id); one id carrying two amounts is a problem.
+            by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for e in rx.events:
+                if (
+                    e.get_source() == source
+                    and e.get_type().endswith(".usage.rated.v1")
+                    and ts(e.get_data()["periodStart"]) == period.start
+                    and e.get_data() not in by_id[e.get_id()]
+                ):
+                    by_id[e.get_id()].append(e.get_data())
+            rated = [versions_of[0] for versions_of in by_id.values()]
+            for event_id, versions_of in by_id.items():
+                if len(versions_of) > 1:
+                    problems.append(f"{name}: usage.rated {event_id} delivered with different data: {versions_of}")
             if seconds(in_period) > 5 and (len(first) != 1 or len(rated) != 1):
                 problems.append(f"{name}: {len(first)} usage lines, {len(rated)} usage.rated events for the month")
                 continue
