@@ -504,6 +504,10 @@ class Chaos:
         return True
 
 
+def usage_ids(rx: CloudEventsReceiver) -> set[str]:
+    return {e.get_id() for e in rx.events if e.get_type().endswith(".usage.rated.v1")}
+
+
 def account_of(seed: int) -> str:
     return f"acct-bo-{seed % 100000}"
 
@@ -793,6 +797,7 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
         print(f"counts: {dict(sorted(rec.counts.items()))}")
         print(
             f"redeliveries (same id again): {sum(receiver.redeliveries.values())} of {len(receiver.deliveries)};"
+            f" usage.rated {sum(n for (_, i), n in receiver.redeliveries.items() if i in usage_ids(receiver))} of them;"
             f" sink answers {dict(receiver.statuses)}, {receiver.dropped} connections dropped;"
             f" run {time.monotonic() - run_started:.0f}s"
         )
