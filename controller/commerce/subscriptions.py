@@ -193,6 +193,8 @@ class SubscriptionController:
             await ctx.report_invalid_spec(ref, body, int(meta.get("generation") or 0), exc, ctx.clock.now())
             return
         d = self._decide(key, body, ordered, svc_body)
+        if await self._offerings_caught_up(d):
+            d = self._decide(key, body, ordered, svc_body)
         forced = not d.result.released and self._force_release(ref, body, deleting, d.result.box)
         released = d.result.released or forced
 
@@ -237,6 +239,31 @@ class SubscriptionController:
             ctx.index.upsert_subscription(current, own=True)
         if result.wake_at is not None:
             self.queue.mark_after(key, (result.wake_at - d.inputs.now).total_seconds())
+
+    async def _offerings_caught_up(self, d: Decided) -> bool:
+        """Before an order change is recorded: read the offerings it moves between from the API server (a
+        quorum read), so the version it records is snapshotted from an offering at least as new as the order.
+
+        Offerings and Subscriptions come on separate watches: a price edit written before the order change
+        may not have reached the index yet, and the version recorded from that stale view (with its `changed`
+        event, never recalled) would later be replaced by the revision. Returns whether the index moved (the
+        pass must then decide again). Only passes that record an upgrade or downgrade read; an offering
+        gone or unreadable is left to the watch."""
+        moved_between = (
+            (c.previous.offering, c.current.offering) for c in d.result.plan_changes if c.direction != "revision"
+        )
+        names = sorted({n for pair in moved_between for n in pair if n})
+        index, moved = self.ctx.index, False
+        for name in names:
+            try:
+                fresh = await self.ctx.kube.get(Ref("productofferings", name))
+            except Exception as exc:  # NotFound, the API server away: decide on what the watch showed
+                log.debug("reading ProductOffering %s before an order change failed: %s", name, exc)
+                continue
+            before = rv(index.offerings.get(name) or {})
+            index.upsert_offering(fresh)  # never older than what the index holds (objects.older)
+            moved = moved or rv(index.offerings.get(name) or {}) != before
+        return moved
 
     def _waits(self, key: Key, stored: Mapping[str, Any], d: Decided) -> bool:
         """Whether this status may wait: its NetworkService is being provisioned and has reported nothing yet

@@ -504,6 +504,10 @@ class Chaos:
         return True
 
 
+def usage_ids(rx: CloudEventsReceiver) -> set[str]:
+    return {e.get_id() for e in rx.events if e.get_type().endswith(".usage.rated.v1")}
+
+
 def account_of(seed: int) -> str:
     return f"acct-bo-{seed % 100000}"
 
@@ -793,6 +797,7 @@ def test_order_lifecycle_billing_under_chaos(  # type: ignore[no-untyped-def]
         print(f"counts: {dict(sorted(rec.counts.items()))}")
         print(
             f"redeliveries (same id again): {sum(receiver.redeliveries.values())} of {len(receiver.deliveries)};"
+            f" usage.rated {sum(n for (_, i), n in receiver.redeliveries.items() if i in usage_ids(receiver))} of them;"
             f" sink answers {dict(receiver.statuses)}, {receiver.dropped} connections dropped;"
             f" run {time.monotonic() - run_started:.0f}s"
         )
@@ -991,13 +996,21 @@ def check(
             }
             usage = [ln for ln in lines if ln["name"].removeprefix("Correction: ").startswith("Traffic")]
             first = [ln for ln in usage if not ln.get("corrects")]
-            rated = {
-                e.get_id(): e.get_data()
-                for e in rx.events
-                if e.get_source() == source
-                and e.get_type().endswith(".usage.rated.v1")
-                and ts(e.get_data()["periodStart"]) == period.start
-            }
+            # One per id: delivery is at least once (an event the sink accepted as the controller was killed is
+            # sent again by the next process, under the same id); one id carrying two amounts is a problem.
+            by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for e in rx.events:
+                if (
+                    e.get_source() == source
+                    and e.get_type().endswith(".usage.rated.v1")
+                    and ts(e.get_data()["periodStart"]) == period.start
+                    and e.get_data() not in by_id[e.get_id()]
+                ):
+                    by_id[e.get_id()].append(e.get_data())
+            rated = {event_id: versions_of[0] for event_id, versions_of in by_id.items()}
+            for event_id, versions_of in by_id.items():
+                if len(versions_of) > 1:
+                    problems.append(f"{name}: usage.rated {event_id} delivered with different data: {versions_of}")
             if seconds(in_period) > 5 and (not first or len(first) != len(rated) or len(first) > len(parts)):
                 problems.append(
                     f"{name}: {len(first)} usage lines, {len(rated)} usage.rated events, {len(parts)} offering"

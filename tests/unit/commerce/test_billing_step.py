@@ -3,6 +3,7 @@ inputs -> the status to write, the events it adds, whether the finalizer may go,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -317,3 +318,73 @@ def test_usage_samples_are_cut_where_the_usage_price_changes() -> None:
         {"start": iso(month.start), "end": iso(at(10)), "octets": "900"},
         {"start": iso(at(10)), "end": iso(month.end), "octets": "1100"},
     ]
+
+
+# -- the month's usage.rated fact: one id whoever closes it (order chaos, "a December usage rated twice") --
+
+KOLKATA = "Asia/Kolkata"
+KOLKATA_MONTH = Cycle.of("month", 1, KOLKATA).period_containing(T0)
+METERED = offering(
+    productOfferingPrice=[
+        *offering().model_dump(mode="json", exclude_none=True)["productOfferingPrice"],
+        {
+            "name": "Traffic",
+            "priceType": "usage",
+            "unitOfMeasure": {"amount": 1, "units": "GB"},
+            "price": {"unit": "EUR", "value": "0.50"},
+        },
+    ]
+)
+COUNTER = "leaf1/Ethernet1/100/in"
+
+
+def kolkata_pass(status: dict[str, Any] | None, now: datetime, octets: int, sampled: datetime) -> Any:
+    life = (
+        activating(now)
+        if status is None
+        else inputs(now=now, status=status, service=ready_service(KOLKATA_MONTH.end - timedelta(hours=2)))
+    )
+    life = replace(life, offering=METERED)
+    return billing_step(
+        step_inputs(
+            life,
+            offering=METERED,
+            tz=KOLKATA,
+            recorded_zone=KOLKATA,
+            samples={COUNTER: Sample(octets, sampled)},
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "closing"),
+    [
+        ("closed a second after the month end", [(KOLKATA_MONTH.end + timedelta(seconds=1), 9 * 10**9)]),
+        ("closed by the next process, 40 s later", [(KOLKATA_MONTH.end + timedelta(seconds=40), 11 * 10**9)]),
+        (
+            "a sample after the month end recorded first, closed later",
+            [
+                (KOLKATA_MONTH.end + timedelta(seconds=5), 10 * 10**9),
+                (KOLKATA_MONTH.end + timedelta(seconds=30), 12 * 10**9),
+            ],
+        ),
+    ],
+)
+def test_the_months_usage_is_one_fact_under_one_id_whichever_pass_closes_it(
+    case: str, closing: list[tuple[datetime, int]]
+) -> None:
+    """The id of a month's usage.rated fact is the price and the month cut in the account's zone: never the
+    sample times, the octets or the moment of the pass that closes it, so a close redone after a restart (other
+    samples, later) is the same fact under the same id, and its amount is the month's own octets."""
+    start = KOLKATA_MONTH.end - timedelta(hours=2)
+    status = kolkata_pass(None, start, 0, start).status
+    status = kolkata_pass(status, start + timedelta(hours=1), 4 * 10**9, start + timedelta(hours=1)).status
+    events: list[Any] = []
+    for now, octets in closing:
+        result = kolkata_pass(status, now, octets, now)
+        events += [e for e in result.events if ev.fact_of(e.type) == "usage.rated"]
+        status = result.status
+    assert [e.id for e in events] == [ev.usage_rated_id(REF, "Traffic", KOLKATA_MONTH)], case
+    (event,) = events
+    assert (event.data or {})["periodStart"] == KOLKATA_MONTH.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert status["billing"]["chargedThrough"] == KOLKATA_MONTH.end.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1060,3 +1060,47 @@ def test_a_ready_history_cut_past_what_the_ledger_saw_is_recorded_as_not_ready_a
         assert w.obj("subscriptions", "hq")["status"]["billing"]["ledger"] == ledger
 
     run(scenario)
+
+
+def test_an_order_change_seen_before_an_earlier_price_edit_of_its_offering_records_the_edited_offering() -> None:
+    """Offerings and Subscriptions come on separate watches: the upgrade below reaches the controller before
+    the price edit of its target written earlier. The version it records is the edited offering (the pass
+    reads it from the API server first), so no revision replaces it later and one `changed` event says it."""
+
+    def price(value: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "Monthly fee",
+                "priceType": "recurring",
+                "recurringChargePeriodType": "month",
+                "price": {"unit": "EUR", "value": value},
+            }
+        ]
+
+    async def scenario(w: World) -> None:
+        await activate(w)
+        plus = offering_body("fiber-plus", productOfferingPrice=price("79.90"))
+        plus["spec"]["serviceCandidate"]["bandwidthMbps"] = 1000
+        await w.put("productofferings", plus)
+        await w.idle()
+        w.clock.advance(timedelta(minutes=5))
+        watch = w.watch
+        w.kube.on_write = lambda obj: None if obj.get("kind") == "ProductOffering" else watch(obj)  # held back
+        await w.kube.patch(Ref("productofferings", "fiber-plus"), {"spec": {"productOfferingPrice": price("89.90")}})
+        w.clock.advance(timedelta(seconds=5))
+        await w.kube.patch(Ref("subscriptions", "hq", "acme"), {"spec": {"productOffering": {"name": "fiber-plus"}}})
+        await w.idle()
+        w.kube.on_write = watch
+        w.ctl.upsert_offering(w.obj("productofferings", "fiber-plus", None))  # the held event arrives
+        w.clock.advance(timedelta(seconds=5))
+        await w.idle()
+        billing = w.obj("subscriptions", "hq")["status"]["billing"]
+        plans = billing["plans"]
+        assert [p["offering"] for p in plans] == ["fiber", "fiber-plus"], "no revision replaced the upgrade's version"
+        assert plans[1]["productOfferingPrice"][0]["price"]["value"] == "89.90", "the offering as edited before"
+        changed = [e for e in billing["outbox"]["pending"] if e["type"].endswith(".changed.v1")]
+        assert [(e["data"]["direction"], e["data"]["toRevision"]) for e in changed] == [
+            ("upgrade", plans[1]["revision"])
+        ]
+
+    run(scenario)
