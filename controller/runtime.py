@@ -356,12 +356,17 @@ class Controller:
             if record.target is None:
                 self.publish_device(name)  # never had a target: WaitingForSecret (or its config error)
             return
+        if not self.drives(name) or self.devices.get(name) is not record:
+            return  # stopped (or replaced) while its Secrets were read: the next owner-ship reads them again
         if record.secret_unavailable is not None:
             log.info("NetworkDevice %s: its Secrets are readable again", name)
         record.config_error, record.secret_unavailable = config_error, None
-        if target != record.target:
+        if target != record.target or (target is not None and name not in self.network.sessions):
+            # A new target, or none of its session is left (a stop dropped it): level-triggered, so a
+            # resync always brings the session back. The swap itself does not yield, so a stop of the
+            # device cannot fall between the two halves and leave it without a session for good.
             record.target = target
-            await self.network.detach_session(name)
+            old = self.network.take_session(name)
             if target is not None:
                 session = DeviceSession(
                     name,
@@ -373,6 +378,8 @@ class Controller:
                 )
                 self.network.attach_session(session)
                 session.start()
+            if old is not None:
+                await old.close()
         self.publish_device(name)
 
     async def remove_device(self, name: str) -> None:

@@ -37,7 +37,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -331,7 +331,14 @@ Lose = Callable[[str], Awaitable[None]]
 class Coordinator:
     """This replica's membership and its units. `units()` names what exists; `on_gain(unit, tenure)`
     starts driving a unit (tenure: the unit Lease's transitions count, which grows with every new
-    owner), `on_lose(unit)` stops it and must return only once nothing more is sent to it."""
+    owner), `on_lose(unit)` stops it and must return only once nothing more is sent to it.
+
+    For one unit, `on_gain` and `on_lose` never overlap and alternate (a gain, then a lose, ...): the
+    fence watchdog stops units from tasks of its own while a tick may be starting them, and a stop
+    that ran alongside a start tore down what the start had just built (a session, queued work).
+    `on_gain` runs only while the fence is valid. Gains of one tick run concurrently, at most
+    `gain_concurrency` at a time, after all of that tick's unit Leases were written: after a
+    failover, the lost replica's devices are taken together, not one after another."""
 
     api: LeaseApi
     group: str
@@ -341,6 +348,7 @@ class Coordinator:
     on_lose: Lose
     timing: Timing = field(default_factory=Timing)
     clock: Callable[[], float] = time.monotonic
+    gain_concurrency: int = 8  # units started at once (each reads its Secrets and opens a session)
     held: dict[str, int] = field(default_factory=dict)  # unit -> tenure, while driving it
     observer: Observer = field(default_factory=Observer)
     live: set[str] = field(default_factory=set)
@@ -359,6 +367,7 @@ class Coordinator:
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closing: bool = False
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
+    _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
 
     # -- what the rest of the controller asks --------------------------------------------------------
     def fence_valid(self) -> bool:
@@ -472,35 +481,89 @@ class Coordinator:
                 log.info("shard: released %s (assigned to another replica now)", unit)
             except Conflict:
                 pass  # changed meanwhile: judged again at the next tick
-        for unit in step.keep:
-            if unit not in self.held:  # e.g. after our renew was late and is on time again
+        gains: list[tuple[str, int]] = []
+        for unit in sorted(step.keep):
+            # Ours by its Lease but not driven, e.g. after our renew was late and is on time again. Not
+            # while it is still being stopped (the watchdog's stop ends first; it wakes us), nor fenced.
+            if unit not in self.held and not self._in_transit(unit) and self.fence_valid():
                 tenure = leases[unit].transitions
                 self.held[unit] = tenure
-                await self.on_gain(unit, tenure)
-        for unit, current in step.acquire:
+                gains.append((unit, tenure))
+        failed: list[BaseException] = []
+        takes = [(u, c) for u, c in step.acquire if not self._in_transit(u)]
+        for result in await self._bounded([self._take(unit, current) for unit, current in takes]):
+            if isinstance(result, tuple):
+                gains.append(result)
+            elif isinstance(result, BaseException):
+                failed.append(result)
+        await self._bounded([self._gain(unit, tenure) for unit, tenure in gains])
+        if failed:
+            raise failed[0]  # logged by the loop; the next tick tries the rest again
+
+    async def _bounded(self, calls: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+        """Run `calls` concurrently, at most `gain_concurrency` at a time; their results or exceptions."""
+        gate = asyncio.Semaphore(max(1, self.gain_concurrency))
+
+        async def one(call: Coroutine[Any, Any, Any]) -> Any:
+            async with gate:
+                return await call
+
+        return list(await asyncio.gather(*(one(c) for c in calls), return_exceptions=True))
+
+    async def _take(self, unit: str, current: LeaseRecord | None) -> tuple[str, int] | None:
+        """Write the unit's Lease with us as holder; (unit, tenure) if we got it (None: someone was first)."""
+        if not self.fence_valid():
+            return None
+        tenure = 0 if current is None else current.transitions + 1
+        name = unit_lease_name(self.group, unit)
+        body = self._unit_body(unit, current, holder=self.identity, transitions=tenure)
+        try:
+            if current is None:
+                self.view.wrote(await self.api.create(body))
+            else:
+                self.view.wrote(await self.api.replace(name, body))
+        except Conflict:
+            return None  # another replica took or changed it first: judged again next tick
+        log.info("shard: took %s (tenure %d)", unit, tenure)
+        self.held[unit] = tenure
+        return unit, tenure
+
+    def _in_transit(self, unit: str) -> bool:
+        lock = self._transit.get(unit)
+        return lock is not None and lock.locked()
+
+    def _unit_lock(self, unit: str) -> asyncio.Lock:
+        return self._transit.setdefault(unit, asyncio.Lock())
+
+    async def _gain(self, unit: str, tenure: int) -> None:
+        """Start driving `unit` (held at `tenure`), after any stop of it under way has ended."""
+        async with self._unit_lock(unit):
+            if self.held.get(unit) != tenure:
+                return  # stopped meanwhile (the fence): nothing to start
             if not self.fence_valid():
-                break
-            tenure = 0 if current is None else current.transitions + 1
-            name = unit_lease_name(self.group, unit)
-            body = self._unit_body(unit, current, holder=self.identity, transitions=tenure)
+                del self.held[unit]  # our renew is late: the Lease is still ours, a later tick starts it
+                return
             try:
-                if current is None:
-                    self.view.wrote(await self.api.create(body))
-                else:
-                    self.view.wrote(await self.api.replace(name, body))
-            except Conflict:
-                continue  # another replica took or changed it first: judged again next tick
-            log.info("shard: took %s (tenure %d)", unit, tenure)
-            self.held[unit] = tenure
-            await self.on_gain(unit, tenure)
+                await self.on_gain(unit, tenure)
+            except Exception:
+                log.exception("shard: starting %s failed; stopping it, the next tick starts it again", unit)
+                self.held.pop(unit, None)
+                try:
+                    await self.on_lose(unit)
+                except Exception:
+                    log.exception("shard: stopping %s failed", unit)
 
     async def _lose(self, unit: str) -> None:
+        """Stop driving `unit`: drives() is False from this call on; `on_lose` runs once a start of the
+        unit under way has ended, and the loop is woken afterwards (a unit still ours is taken up again)."""
         if self.held.pop(unit, None) is None:
             return
-        try:
-            await self.on_lose(unit)
-        except Exception:
-            log.exception("shard: stopping %s failed", unit)
+        async with self._unit_lock(unit):
+            try:
+                await self.on_lose(unit)
+            except Exception:
+                log.exception("shard: stopping %s failed", unit)
+        self._wake.set()
 
     # -- the view: one list, then the watch -----------------------------------------------------------
     async def _watch(self) -> None:

@@ -60,12 +60,16 @@ class WorkQueue(Generic[K]):
         self._retry = (retry_initial, retry_max)
         self._reset_on_success = reset_on_success
         self._after_run = after_run
-        self._running: set[K] = set()  # keys with a task: waiting for the gate, debouncing or running
         self._again: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._attempts: dict[K, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The key's task, from its mark until it ends (waiting for the gate, debouncing or running): the
+        # one record of "a run is due or under way". Only the task itself or `cancel` removes it, the
+        # task only if it is still the one recorded: a task cancelled before its first step never runs
+        # its `finally`, and the key must not stay marked as running for good (it would never run again).
         self._task_of: dict[K, asyncio.Task[None]] = {}
+        self._cancelling: dict[K, asyncio.Task[None]] = {}  # a cancelled run still ending: the next waits
         self._closed = False
         self.marks: Counter[K] = Counter()  # how often each key was marked (tests, debugging)
 
@@ -76,10 +80,9 @@ class WorkQueue(Generic[K]):
         if self._closed:
             return
         self.marks[key] += 1
-        if key in self._running:
+        if key in self._task_of:
             self._again.add(key)
             return
-        self._running.add(key)
         task = asyncio.create_task(self._run(key), name=f"{self.name}:{key}")
         self._tasks.add(task)
         self._task_of[key] = task
@@ -118,17 +121,23 @@ class WorkQueue(Generic[K]):
 
     async def cancel(self, key: K) -> None:
         """Stop `key` now (another replica takes it over): forget it, cancel a run under way and wait
-        until it has ended, so nothing more is done for it."""
+        until it has ended, so nothing more is done for it. A mark after this call (also one made while
+        it waits) starts a fresh run, which begins only once the cancelled one has ended."""
         self.forget(key)
         self._again.discard(key)
         task = self._task_of.pop(key, None)
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._cancelling[key] = task
+            try:
+                await asyncio.gather(task, return_exceptions=True)
+            finally:
+                if self._cancelling.get(key) is task:
+                    del self._cancelling[key]
 
     def busy(self) -> bool:
         """Whether any run is waiting or under way."""
-        return bool(self._running)
+        return bool(self._task_of)
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
@@ -136,6 +145,9 @@ class WorkQueue(Generic[K]):
 
     async def _run(self, key: K) -> None:
         try:
+            ending = self._cancelling.get(key)
+            if ending is not None:  # one run per key at a time, also across a cancel
+                await asyncio.wait([ending])
             await self._gate.wait()
             while True:
                 if self._debounce > 0:
@@ -146,7 +158,6 @@ class WorkQueue(Generic[K]):
                 if key not in self._again:
                     return
         finally:
-            self._running.discard(key)
             if self._task_of.get(key) is asyncio.current_task():
                 del self._task_of[key]
 
@@ -177,6 +188,7 @@ class WorkQueue(Generic[K]):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._task_of.clear()
 
 
 __all__ = ["WorkQueue", "backoff_delay"]

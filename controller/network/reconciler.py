@@ -329,10 +329,16 @@ class NetworkReconciler:
         self.mark_dirty(session.name)
 
     async def detach_session(self, name: str) -> None:
-        session = self.sessions.pop(name, None)
+        session = self.take_session(name)
         if session is not None:
             await session.close()
+
+    def take_session(self, name: str) -> DeviceSession | None:
+        """Remove the device's session without closing it (the caller closes it): replacing a session
+        this way does not yield between taking the old one and attaching the new."""
+        session = self.sessions.pop(name, None)
         self.mark_dirty(name)
+        return session
 
     def mark_dirty(self, device: str) -> None:
         """Compare the whole device with its intent at the next pass (a fresh Get)."""

@@ -59,7 +59,7 @@ class Replicas:
         self.procs: dict[str, ControllerProcess] = {}
         self.kubeconfigs: dict[str, Path] = {}
 
-    def start(self, name: str, kubeconfig: Path | None = None) -> ControllerProcess:
+    def start(self, name: str, kubeconfig: Path | None = None, *extra: str) -> ControllerProcess:
         r = self.r
         proc = ControllerProcess(
             kubeconfig or r.kubeconfig,
@@ -69,6 +69,7 @@ class Replicas:
             "--shard-namespace",
             r.namespace,
             *TIMING,
+            *extra,
             env={"POD_ID": name},
         )
         self.procs[name] = proc.start()
@@ -201,6 +202,58 @@ def test_devices_are_shared_and_a_killed_replicas_devices_move_to_the_other(  # 
         assert r.managed(device) == r.expected(device, expected_here), device
     counts = assert_one_writer_at_a_time(r)
     assert sum(counts.values()) >= len(DEVICES), counts
+
+
+RETRY = 6.0  # a device's retry delay, longer than the renew deadline: the retry falls due after the fence
+
+
+def test_a_replica_fenced_by_a_pause_drives_every_device_again(r: Rig, replicas: Replicas) -> None:
+    """The 5,000-service stall, small: a lone replica, one device failing its Sets (a transient error,
+    so it is retried with backoff), paused just after a failed Set for longer than the renew deadline.
+    On resume its fence watchdog and the device's retry fall due together, the watchdog first: the stop
+    cancelled the retry's run before its first step, and the work queue kept the device marked as
+    running for good, so the device was never reconciled again (its service stayed DeviceUnavailable
+    once the device was healthy, through the take-back and every resync). Now every service is Ready
+    again and each device is driven by the one replica, with one writer at a time."""
+    proc = replicas.start(
+        "rep-1",
+        None,
+        "--retry-initial-seconds",
+        str(RETRY),
+        "--retry-max-seconds",
+        str(RETRY),
+        "--resync-seconds",
+        "600",  # nothing but the take-back may re-drive the device
+    )
+    driven_by(r, {"rep-1"})
+    r.wait_devices_ready()
+    services = {unique(f"f-{i}"): [ports_for(d, 50 + i)] for i, d in enumerate(DEVICES)}
+    for name, eps in services.items():
+        r.apply(r.service(name, eps))
+    r.all_ready(services)
+    sick = DEVICES[0]
+    r.admin.fail_sets(sick, 1000, "UNAVAILABLE", "injected: the device is busy")
+    late = unique("f-late")
+    r.apply(r.service(late, [ports_for(sick, 60)]))
+    r.wait_cond(late, "Ready", "False", {"DeviceUnavailable"})
+    # Pause right after a failed Set: the next retry is due RETRY s later, after the fence's deadline.
+    sent = r.sets(sick)
+    wait_for("the next retried Set", lambda: r.sets(sick) > sent, 3 * RETRY, 0.02)
+    assert proc.proc is not None
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(RETRY + 2)  # past the renew deadline and the retry: both fall due at once on resume
+        r.admin.fail_sets(sick, 0)  # the device is healthy again
+    finally:
+        os.kill(proc.proc.pid, signal.SIGCONT)
+    wait_for("the fence has stopped the units", lambda: "stopping all" in proc.logs(), 30, 0.2)
+    r.all_ready([*services, late], timeout=4 * LEASE + 30)
+    assert driven_by(r, {"rep-1"}) == dict.fromkeys(DEVICES, "rep-1")
+    expected = {n: [(e["device"], e["port"], e["vlanId"]) for e in eps] for n, eps in services.items()}
+    expected[late] = [(sick, ports_for(sick, 60)["port"], ports_for(sick, 60)["vlanId"])]
+    for device in DEVICES:
+        assert r.managed(device) == r.expected(device, expected), device
+    assert_one_writer_at_a_time(r)
 
 
 # -- make reliability: SIGSTOP, scale up and down, a partition from the API server ------------------

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Collection
+import itertools
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import pytest
@@ -485,6 +486,153 @@ def test_a_graceful_stop_releases_at_once() -> None:
         assert member_lease_name("g", "a") not in store.items
         await ticks([b], clock, 1)
         assert a_units <= set(b.held), "no waiting for a lease to expire after a clean stop"
+
+    asyncio.run(scenario())
+
+
+class Transitions:
+    """on_gain/on_lose that record when each starts and ends, and can hold the gains open (`gate`):
+    the slow part of a real start (Secrets read, session) during which the fence can lapse."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []  # (event, unit): gain/gained/lose/lost
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.open: dict[str, str] = {}  # unit -> the transition under way
+        self.overlaps: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fence: Callable[[], bool] | None = None  # the coordinator's fence_valid, when checked
+        self.fenced_gains: list[str] = []
+
+    def _begin(self, kind: str, unit: str) -> None:
+        if unit in self.open:
+            self.overlaps.append(f"{kind} of {unit} while its {self.open[unit]} was under way")
+        self.open[unit] = kind
+        self.log.append((kind, unit))
+
+    def _end(self, kind: str, unit: str) -> None:
+        self.open.pop(unit, None)
+        self.log.append((kind, unit))
+
+    async def gain(self, unit: str, tenure: int) -> None:
+        if self.fence is not None and not self.fence():
+            self.fenced_gains.append(unit)
+        self._begin("gain", unit)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+            self._end("gained", unit)
+
+    async def lose(self, unit: str) -> None:
+        self._begin("lose", unit)
+        await asyncio.sleep(0)  # closing a session yields
+        self._end("lost", unit)
+
+    def last(self, unit: str) -> str | None:
+        return next((kind for kind, u in reversed(self.log) if u == unit), None)
+
+
+def recorded(store: FakeLeases, clock: Clock, identity: str, t: Transitions) -> Coordinator:
+    return Coordinator(store, "g", identity, lambda: UNITS, t.gain, t.lose, timing=TIMING, clock=clock)
+
+
+def test_a_fence_that_lapses_while_units_start_stops_them_after_and_they_are_driven_again() -> None:
+    """The 5,000-service stall: a late renew fenced the replica off every device while it was starting
+    them. A stop ran alongside a start of the same device (and so tore down what the start built), and
+    a replica whose renew was late again after the fence started units anyway. Now, per unit, starts and
+    stops alternate and never overlap, and once the renew is on time every unit is driven again."""
+
+    async def scenario() -> None:
+        store, clock, t = FakeLeases(), Clock(), Transitions()
+        a = recorded(store, clock, "a", t)
+        a.follow()
+        await settle()
+        t.gate.clear()  # the starts hang (a starved loop, a slow API server)
+        first = asyncio.create_task(a.tick())
+        await settle()
+        assert t.open, "units are being started"
+        clock.now += TIMING.renew_deadline + 1  # the renew is late: the watchdog fires
+        a._fence_lapsed()
+        await settle()
+        assert not any(a.drives(u) for u in [*UNITS, COMMERCE]), "fenced: nothing is driven"
+        t.gate.set()
+        await first
+        await settle()
+        assert not t.overlaps, t.overlaps
+        assert not any(a.drives(u) for u in [*UNITS, COMMERCE])
+        await a.tick()  # the renew goes through again
+        await settle()
+        assert not t.overlaps, t.overlaps
+        assert {u for u in a.held if a.drives(u)} == {*UNITS, COMMERCE}, "every unit driven again"
+        for unit in [*UNITS, COMMERCE]:
+            assert t.last(unit) == "gained", (unit, [e for e in t.log if e[1] == unit])
+            starts = [k for k, u in t.log if u == unit and k in ("gain", "lose")]
+            assert all(x != y for x, y in itertools.pairwise(starts)), ("never started twice", unit, starts)
+
+    asyncio.run(scenario())
+
+
+def test_a_fence_that_lapses_again_while_units_are_taken_back_starts_none_of_them_fenced() -> None:
+    """Taken back after a fence, the renew is late once more while the starts are under way: the units
+    not started yet must not be started while fenced (drives() is False then, so the start would build
+    nothing, e.g. no session, and the unit would count as held and driven once the renew is on time)."""
+
+    async def scenario() -> None:
+        store, clock, t = FakeLeases(), Clock(), Transitions()
+        a = recorded(store, clock, "a", t)
+        t.fence = a.fence_valid
+        await ticks([a], clock, 2)
+        clock.now += TIMING.renew_deadline + 1
+        a._fence_lapsed()
+        await settle()
+        assert not a.held
+        t.gate.clear()
+        back = asyncio.create_task(a.tick())  # the renew goes through: the units are taken back
+        await settle()
+        assert t.open
+        clock.now += TIMING.renew_deadline + 1  # and is late again while they start
+        a._fence_lapsed()
+        await settle()
+        t.gate.set()
+        await back
+        await settle()
+        assert not t.fenced_gains, f"started while fenced: {t.fenced_gains}"
+        assert not t.overlaps, t.overlaps
+        assert not any(a.drives(u) for u in [*UNITS, COMMERCE])
+        await a.tick()
+        await settle()
+        assert {u for u in a.held if a.drives(u)} == {*UNITS, COMMERCE}
+        assert all(t.last(u) == "gained" for u in [*UNITS, COMMERCE])
+        assert not t.fenced_gains and not t.overlaps
+
+    asyncio.run(scenario())
+
+
+def test_a_failover_takes_the_lost_units_together_not_one_after_another() -> None:
+    """After a SIGKILL the survivor writes every won unit Lease first, then starts the units
+    concurrently (at most gain_concurrency at once): the last is driven about as soon as the first."""
+
+    async def scenario() -> None:
+        store, clock, t = FakeLeases(), Clock(), Transitions()
+        a, b = recorded(store, clock, "a", t), replica(store, clock, "b", [])
+        await ticks([a, b], clock, 3)
+        b_units = {u for u, v in owners([a, b]).items() if v == ["b"]}
+        assert len(b_units) > 2, b_units
+        await ticks([a], clock, 8)  # b is dead; 16 s: its membership has expired in a's view
+        assert not b_units & set(a.held)
+        t.gate.clear()  # starting a unit takes a while
+        taking = asyncio.create_task(a.tick())
+        await settle()
+        assert all(store.holder(u) == "a" for u in b_units), "every lost unit's Lease is taken first"
+        assert t.in_flight == min(len(b_units), a.gain_concurrency), "and the starts run together"
+        t.gate.set()
+        await taking
+        assert b_units <= {u for u in a.held if a.drives(u)}
+        assert not t.overlaps
 
     asyncio.run(scenario())
 

@@ -219,3 +219,56 @@ def test_cancel_ends_the_run_of_one_key_and_its_wakeups_and_leaves_the_others() 
 
     run(body)
     assert fn.calls == ["a", "b", "a"]
+
+
+def test_a_key_cancelled_before_its_run_started_runs_again_when_marked() -> None:
+    """A retry timer fired and the fence watchdog stopped the device in the same loop iteration: the
+    run's task was cancelled before its first step, which never reaches its `finally`. The key used to
+    stay "running" for good, so every later mark (the device taken back, each resync) was swallowed and
+    its services kept their last outcome (seen: 337 services stuck DeviceUnavailable at 5,000)."""
+    fn = Recorder()
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark("a")  # its task exists but has not run a single step yet
+        await q.cancel("a")
+        assert not q.busy()
+        q.mark("a")  # the device is driven again
+        await asyncio.sleep(0.05)
+        q.mark("a")  # and a resync later
+        await asyncio.sleep(0.05)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["a", "a"]
+
+
+def test_a_mark_while_a_cancel_waits_runs_after_the_cancelled_run_ended() -> None:
+    """A device taken back while its old run is still being stopped: the new run comes, never alongside."""
+    fn = Recorder(duration=0.05)
+    order: list[str] = []
+
+    async def slow_to_stop(key: str) -> None:
+        try:
+            await fn(key)
+        except asyncio.CancelledError:
+            order.append("stopping")
+            await asyncio.sleep(0.02)  # e.g. a gRPC call being torn down
+            order.append("stopped")
+            raise
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", slow_to_stop, gated=False)
+        q.mark("a")
+        await asyncio.sleep(0.01)
+        cancelling = asyncio.create_task(q.cancel("a"))
+        await asyncio.sleep(0.005)
+        q.mark("a")
+        await cancelling
+        await asyncio.sleep(0.2)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["a", "a"], "the mark made during the cancel is not lost"
+    assert fn.max_per_key == 1, "never two runs of one key at a time"
+    assert order == ["stopping", "stopped"]

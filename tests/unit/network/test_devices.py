@@ -204,9 +204,9 @@ def refresh(kube: FakeKube, target: Target | None, config_error: str | None = No
         if target is not None:
             ctl.network.sessions["pe1"] = session  # type: ignore[assignment]
 
-        async def detach(name: str) -> None:
+        def detach(name: str) -> FakeSession | None:
             happened["detached"] += 1
-            ctl.network.sessions.pop(name, None)
+            return ctl.network.sessions.pop(name, None)  # type: ignore[return-value]
 
         def attach(session: FakeSession) -> None:
             happened["attached"].append(session)
@@ -215,7 +215,7 @@ def refresh(kube: FakeKube, target: Target | None, config_error: str | None = No
             happened["statuses"].append(desired)
             return True
 
-        ctl.network.detach_session = detach  # type: ignore[method-assign]
+        ctl.network.take_session = detach  # type: ignore[method-assign,assignment]
         ctl.network.attach_session = attach  # type: ignore[method-assign,assignment]
         ctl.writer.submit = submit  # type: ignore[method-assign]
         record = ctl.devices["pe1"] = DeviceRecord("pe1", device_body(), target=target, config_error=config_error)
