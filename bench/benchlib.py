@@ -578,7 +578,9 @@ class BenchController(ControllerProcess):
         resync: float = 30.0,
         profile_to: Path | None = None,
         extra: Iterable[str] = (),
+        webhook: bool = False,
     ) -> None:
+        """`webhook`: also serve admission (tests.harness.registered_webhook registers it as the chart does)."""
         self.metrics_port = free_port()
         super().__init__(
             kubeconfig,
@@ -590,6 +592,7 @@ class BenchController(ControllerProcess):
             "--log-level",
             "warning",
             *extra,
+            webhook=webhook,
         )
         self.profile_to = profile_to
         self._ps: psutil.Process | None = None

@@ -68,6 +68,9 @@ PROFILES = {
         scale_timeout=420.0,
         sub_services=1000,  # as many Subscriptions as the issue asks (1,000 over 20 devices)
         sub_timeout=240.0,
+        # off, on or off,on: the Subscription variant without and/or with the chart's admission webhooks
+        # registered (validating, and the mutating one adding the finalizer at create: webhook.addFinalizer)
+        sub_admission="off",
         settle=60.0,
         probe_timeout=30.0,
         mem_services=2000,  # the memory scenario: N services on mem_devices, a plain and a traced run
@@ -96,6 +99,7 @@ PROFILES = {
         scale_timeout=30.0,
         sub_services=30,
         sub_timeout=60.0,
+        sub_admission="off",
         settle=10.0,
         probe_timeout=8.0,
         mem_services=300,
@@ -204,7 +208,11 @@ def convergence(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     profiling = not ctx.args.no_profile
     raw = RESULTS / f"profile-{ctx.stamp}.raw"
     ctl = run.controller = B.BenchController(
-        run.plane.kubeconfig, ctx.workdir / "controller.log", extra=run.extra, profile_to=raw if profiling else None
+        run.plane.kubeconfig,
+        ctx.workdir / "controller.log",
+        extra=run.extra,
+        profile_to=raw if profiling else None,
+        webhook=_admission_modes(ctx)[-1],
     ).start()
     B.wait_devices_ready(api, run.names)
     ctl.wait_up(len(run.names))
@@ -330,7 +338,9 @@ def finish_profile(ctx: Ctx, run: NetworkRun, raw: Path) -> dict[str, Any]:
     before = B.fleet_stats(run.fleet, run.names)
     events0 = len(run.watch.events)
     t0 = time.monotonic()
-    run.controller = B.BenchController(run.plane.kubeconfig, ctx.workdir / "controller-2.log", extra=run.extra).start()
+    run.controller = B.BenchController(
+        run.plane.kubeconfig, ctx.workdir / "controller-2.log", extra=run.extra, webhook=_admission_modes(ctx)[-1]
+    ).start()
     B.wait_devices_ready(api, run.names)
     run.controller.wait_up(len(run.names))
     verified = time.monotonic() - t0
@@ -1163,6 +1173,19 @@ def markdown(res: dict[str, Any]) -> str:
                     "",
                 )
             )
+            wa = sv.get("with_admission")
+            if wa and wa.get("ran"):
+                wp = wa["subscriptions_path"]
+                rows.append(
+                    (
+                        "  the same with the chart's admission webhooks registered (finalizer at admission)",
+                        fmt(wp["wall_s"], " s") + ("" if wp["all_ready"] else f" (only {wp['ready']} Ready)"),
+                        f"plain NetworkServices: {fmt(wa['plain_networkservices']['wall_s'])} s; controller writes"
+                        f" per Subscription {fmt(wp['controller_writes_per_subscription'])} against"
+                        f" {fmt(sp.get('controller_writes_per_subscription'))} without",
+                        "",
+                    )
+                )
         else:
             rows.append(("  Subscription variant", str(sv.get("note", sv.get("error", ""))), "", ""))
     if "latency" in r:
@@ -1534,33 +1557,68 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _admission_modes(ctx: Ctx) -> list[bool]:
+    """The Subscription variant's rounds: False without the admission webhooks, True with them registered."""
+    modes = [m.strip() == "on" for m in str(ctx.p["sub_admission"]).split(",") if m.strip()]
+    return modes or [False]
+
+
 def subscription_variant(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     """Convergence through the commercial layer: N Subscriptions, each owning a NetworkService, until
-    every Subscription is Ready; side by side with N plain NetworkServices on the same system."""
+    every Subscription is Ready; side by side with N plain NetworkServices on the same system. With
+    `sub_admission=off,on` the same again with the chart's webhooks registered (the finalizer is then
+    added at admission, the controller's own finalizer writes go), in namespaces of its own."""
     runtime = B.ROOT / "controller" / "commerce" / "runtime.py"
     if not runtime.exists():
         return {"ran": False, "note": "not measured: controller/commerce/runtime.py does not exist"}
     if run.receiver is None:
         return {"ran": False, "note": "not measured: this controller has no --billing-sink-url flag"}
     assert run.controller is not None
+    out: dict[str, Any] = {}
+    for admission in _admission_modes(ctx):
+        if not admission:
+            out.update(_subscription_round(ctx, run, ""))
+            continue
+        from tests.harness import registered_webhook
+
+        with registered_webhook(run.plane.api, run.controller, "bench-subscription-variant"):
+            out["with_admission"] = _subscription_round(ctx, run, "-wh")
+        if "ran" not in out:  # only the round with admission: it is the variant's figure
+            out.update(out.pop("with_admission"))
+            out["admission"] = True
+    return out
+
+
+def _subscription_round(ctx: Ctx, run: NetworkRun, suffix: str) -> dict[str, Any]:
     from tests.integration.test_commerce import offering, subscription
 
+    assert run.controller is not None and run.receiver is not None
     api, ctl, n = run.plane.api, run.controller, ctx.p["sub_services"]
     devices = [run.names[i % len(run.names)] for i in range(n)]
     out: dict[str, Any] = {"ran": True, "subscriptions": n}
 
     # plain NetworkServices, same N, same system, just before
-    plain_ns = "bench-plain"
+    plain_ns = f"bench-plain{suffix}"
     api.ensure_namespace(plain_ns)
     plain = [B.Svc(plain_ns, f"p{i:05d}", d, *run.next_slot(d)) for i, d in enumerate(devices)]
     watch = B.WatchAudit(run.plane.new_client(), "networkservices", plain_ns).start()
+    m0 = ctl.metrics()
     t0 = time.monotonic()
     B.create_all(api, plain, workers=WORKERS)
-    ok = watch.wait_ready([f"{plain_ns}/{s.name}" for s in plain], ctx.p["sub_timeout"])
-    out["plain_networkservices"] = {"all_ready": ok, "wall_s": round(time.monotonic() - t0, 2)}
+    plain_keys = [f"{plain_ns}/{s.name}" for s in plain]
+    ok = watch.wait_ready(plain_keys, ctx.p["sub_timeout"])
+    pv = watch.versions(plain_keys)
+    out["plain_networkservices"] = {
+        "all_ready": ok,
+        "wall_s": round(time.monotonic() - t0, 2),
+        "writes_per_networkservice_watch": round(sum(pv) / max(1, len(pv)) - 1, 2),
+        "write_kinds": dict(watch.write_kinds(plain_keys)),
+    }
+    time.sleep(1.0)
+    out["plain_networkservices"]["controller_writes_by_resource"] = _writes_since(m0, ctl.metrics())
     watch.stop()
 
-    sub_ns = "bench-sub"
+    sub_ns = f"bench-sub{suffix}"
     api.ensure_namespace(sub_ns)
     api.apply(offering("bench-fiber"))
     with contextlib.suppress(AssertionError):
@@ -1591,11 +1649,7 @@ def subscription_variant(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
             break
         time.sleep(0.25)
     time.sleep(1.0)
-    m1 = ctl.metrics()
-    writes = {
-        k: int(v - B.metric_by(m0, "telco_kube_writes_total", "resource").get(k, 0))
-        for k, v in B.metric_by(m1, "telco_kube_writes_total", "resource").items()
-    }
+    writes = _writes_since(m0, ctl.metrics())
     sv = subs.versions(keys)
     ov = owned.versions(list(owned.objects))
     out["subscriptions_path"] = {
@@ -1611,7 +1665,8 @@ def subscription_variant(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
             "max": max(ov, default=0),
         },
         "subscription_write_kinds": dict(subs.write_kinds(keys)),
-        "controller_writes_by_resource": {k: v for k, v in writes.items() if v},
+        "controller_writes_by_resource": writes,
+        "controller_writes_per_subscription": round(sum(writes.values()) / n, 2),
         "controller_cpu_s": cpu.read()["controller"],
         "billing_events_received": run.receiver.count() - events0,
         "all_activation_events_delivered_s": round(events_done, 2) if events_done is not None else None,
@@ -1621,10 +1676,17 @@ def subscription_variant(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
     out["ratio_subscriptions_vs_plain"] = round(wall / out["plain_networkservices"]["wall_s"], 2)
     out["note"] = (
         f"{n} Subscriptions Ready in {wall:.1f} s vs {out['plain_networkservices']['wall_s']:.1f} s for "
-        f"{n} plain NetworkServices"
+        f"{n} plain NetworkServices" + (" (admission webhooks registered)" if suffix else "")
     )
     B.log("  subscription variant: " + out["note"])
     return out
+
+
+def _writes_since(m0: Any, m1: Any) -> dict[str, int]:
+    """The controller's own API writes (telco_kube_writes_total) between two scrapes, by resource."""
+    before = B.metric_by(m0, "telco_kube_writes_total", "resource")
+    after = B.metric_by(m1, "telco_kube_writes_total", "resource")
+    return {k: int(v - before.get(k, 0)) for k, v in after.items() if v - before.get(k, 0)}
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from .statuswriter import StatusWriter, differs
 
 log = logging.getLogger(__name__)
 # A NetworkDevice's status.services (how many services it holds) follows this long after a pass changed
-# only that: in a burst of applies each pass changed it, one status write per service.
-DEVICE_COUNT_DELAY_SECONDS = 2.0
+# only that: in a burst of applies each pass changed it, one status write per service. At 2 s a burst of
+# 300 Subscriptions on 20 devices still made 0.7 device status writes per Subscription (ab_convergence).
+DEVICE_COUNT_DELAY_SECONDS = 5.0
 
 
 @dataclass

@@ -4,7 +4,8 @@ Every level-triggered loop of the controller (a NetworkDevice's reconcile pass, 
 an Invoice's, a ProductOffering's or a BillingAccount's status) is "run `fn(key)` again until it
 has seen the latest of everything that marked `key`". `WorkQueue` is that, once:
 
-- `mark(key)` asks for a run; marks while one is waiting or running coalesce into one more run;
+- `mark(key)` asks for a run; marks while one is waiting (for the gate, the debounce or a free slot)
+  are that run, marks while one is running coalesce into one more run;
 - at most one run per key at a time, and at most `concurrency` runs in all (None: no bound);
 - `mark_after(key, delay)` keeps only the earliest pending wake-up per key;
 - a run that raises is logged, counted and retried with exponential backoff (`backoff`);
@@ -101,6 +102,12 @@ class WorkQueue(Generic[K]):
             existing.cancel()
         self._timers[key] = loop.call_at(when, self._fire, key)
 
+    def cancel_wakeup(self, key: K) -> None:
+        """Drop `key`'s pending wake-up (a run decided it is not needed any more)."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
     def backoff(self, key: K) -> float:
         """Schedule a retry of `key` after the next backoff delay; returns that delay."""
         attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
@@ -152,8 +159,11 @@ class WorkQueue(Generic[K]):
             while True:
                 if self._debounce > 0:
                     await asyncio.sleep(self._debounce)  # let the burst arrive
-                self._again.discard(key)
                 async with self._sem if self._sem is not None else contextlib.nullcontext():
+                    # Marks until now are this run's: it reads the state only from here on. (Cleared before
+                    # waiting for the slot, a burst of orders queued behind the concurrency bound ran each
+                    # key once more for every mark it got while waiting.)
+                    self._again.discard(key)
                     await self._once(key)
                 if key not in self._again:
                     return

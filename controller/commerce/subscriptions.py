@@ -220,7 +220,10 @@ class SubscriptionController:
         result = d.result
         if not self._waits(key, stored, d):  # provisioning only: written with the activation, or later
             after = await ctx.writer.write_checked(ref, result.status, stored, rv(body))
-            self._progress_since.pop(key, None)
+            if self._progress_since.pop(key, None) is not None:
+                # The wake-up for the end of the wait is moot now (this pass sets its own `wake_at` below):
+                # left, it would cost every order a pass --subscription-progress-seconds after it arrived.
+                self.queue.cancel_wakeup(key)
             if after is not None:
                 current = after
                 if result.blocked:

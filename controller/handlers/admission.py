@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -44,6 +45,7 @@ class Admission:
         # so it judges against those; the cluster-scoped kinds are read cluster-wide in both modes.
         self.namespaces = list(namespaces or [])
         self.renders: dict[Any, Any] = {}  # World.renders, kept across requests
+        self.lists = SharedLists()
 
     async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
@@ -74,12 +76,63 @@ class Admission:
         return admission.World(dict(zip(plurals, lists, strict=True)), self.renders)
 
     async def _list(self, plural: str) -> list[dict[str, Any]]:
+        return await self.lists.fresh(plural, lambda: self._list_now(plural))
+
+    async def _list_now(self, plural: str) -> list[dict[str, Any]]:
         if not self.namespaces or plural not in NAMESPACED:
             return await self.kube.list_all(plural, timeout=READ_TIMEOUT_SECONDS)
         found = await asyncio.gather(
             *(self.kube.list_in(plural, ns, timeout=READ_TIMEOUT_SECONDS) for ns in self.namespaces)
         )
         return [obj for objects in found for obj in objects]
+
+
+class SharedLists:
+    """One list of a plural for every request that arrived before that list started.
+
+    A request must see everything admitted before it arrived, so it never takes a list already under way;
+    it waits for the next one, which starts when the current one ends and serves every request that came
+    in meanwhile. In a burst of creates (each judged against every NetworkService and Subscription) that
+    is one list per plural at a time instead of one per request, each a read of the whole kind."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}  # not started yet: joinable
+        self._running: set[str] = set()
+        self.started = 0  # lists made (tests)
+
+    async def fresh(self, plural: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+        future = self._next.get(plural)
+        if future is None:
+            future = self._next[plural] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieved)
+            if plural not in self._running:
+                self._start(plural, fetch)
+        # shielded: a request that gives up (its timeout) does not cancel the list the others wait for
+        return await asyncio.shield(future)
+
+    def _start(self, plural: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+        future = self._next.pop(plural)
+        self._running.add(plural)
+        self.started += 1
+        task = asyncio.ensure_future(fetch())
+
+        def done(t: asyncio.Future[list[dict[str, Any]]]) -> None:
+            self._running.discard(plural)
+            if t.cancelled():
+                future.cancel()
+            elif (exc := t.exception()) is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(t.result())
+            if plural in self._next:  # requests that arrived while it ran: their own list, now
+                self._start(plural, fetch)
+
+        task.add_done_callback(done)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # every waiter may have timed out: not an "exception never retrieved"
 
 
 class _RefusalIsNoError(logging.Filter):

@@ -68,3 +68,53 @@ def test_a_namespaced_controller_reads_namespaced_kinds_in_its_namespaces_only()
     assert ("networkdevices", None, READ_TIMEOUT_SECONDS) in kube.calls  # cluster-scoped: cluster-wide
     with pytest.raises(kopf.AdmissionError, match="held by NetworkService beta/elsewhere"):
         judge(kube, "networkservices", service())
+
+
+def test_concurrent_requests_share_a_list_that_started_after_they_arrived() -> None:
+    """A burst of creates: one list per plural at a time, each serving every request that arrived before it
+    started; a request never takes a list already under way (it might miss an object admitted just before)."""
+    from controller.handlers.admission import SharedLists
+
+    async def main() -> None:
+        lists = SharedLists()
+        gate = asyncio.Event()
+        made: list[int] = []
+
+        async def fetch() -> list[dict[str, Any]]:
+            made.append(len(made))
+            n = len(made)
+            await gate.wait()
+            return [{"list": n}]
+
+        first = asyncio.ensure_future(lists.fresh("networkservices", fetch))
+        await asyncio.sleep(0)  # the first list is under way
+        later = [asyncio.ensure_future(lists.fresh("networkservices", fetch)) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        assert lists.started == 1, "the later requests wait for a list of their own"
+        gate.set()
+        assert await first == [{"list": 1}]
+        assert [await f for f in later] == [[{"list": 2}]] * 5, "one list, started after all five arrived"
+        assert lists.started == 2
+
+    asyncio.run(main())
+
+
+def test_a_request_that_gives_up_does_not_cancel_the_list_others_wait_for() -> None:
+    from controller.handlers.admission import SharedLists
+
+    async def main() -> None:
+        lists = SharedLists()
+        gate = asyncio.Event()
+
+        async def fetch() -> list[dict[str, Any]]:
+            await gate.wait()
+            return []
+
+        impatient = asyncio.ensure_future(asyncio.wait_for(lists.fresh("subscriptions", fetch), 0.01))
+        patient = asyncio.ensure_future(lists.fresh("subscriptions", fetch))
+        with pytest.raises(TimeoutError):
+            await impatient
+        gate.set()
+        assert await patient == []
+
+    asyncio.run(main())

@@ -272,3 +272,38 @@ def test_a_mark_while_a_cancel_waits_runs_after_the_cancelled_run_ended() -> Non
     assert fn.calls == ["a", "a"], "the mark made during the cancel is not lost"
     assert fn.max_per_key == 1, "never two runs of one key at a time"
     assert order == ["stopping", "stopped"]
+
+
+def test_marks_while_a_run_waits_for_a_free_slot_are_that_run() -> None:
+    """At the concurrency bound, a key waiting for a slot has not read anything yet: marks it gets meanwhile
+    (a burst's watch events) are covered by the run it is waiting for, not one more run each."""
+    fn = Recorder(duration=0.5)  # long enough that the marks below surely land while "busy" runs
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, concurrency=1, gated=False)
+        q.mark("busy")
+        q.mark("waiting")
+        await asyncio.sleep(0)  # "busy" runs, "waiting" waits for the slot
+        q.mark("waiting")
+        q.mark("waiting")
+        await asyncio.sleep(1.5)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["busy", "waiting"]
+
+
+def test_cancel_wakeup_drops_only_that_keys_timer() -> None:
+    fn = Recorder(duration=0.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark_after("a", 0.02)
+        q.mark_after("b", 0.02)
+        q.cancel_wakeup("a")
+        q.cancel_wakeup("c")  # none pending: nothing happens
+        await asyncio.sleep(0.08)
+        await q.close()
+
+    run(body)
+    assert fn.calls == ["b"]

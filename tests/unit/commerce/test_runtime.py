@@ -361,6 +361,28 @@ def test_a_slow_provisioning_is_written_once_the_wait_is_over() -> None:
     run(scenario)
 
 
+def test_an_activation_within_the_wait_leaves_no_wakeup_for_its_end() -> None:
+    """The wait's wake-up is dropped once the activation is written: a burst of orders does not come back for
+    one more pass each when their waits would have ended (the next wake-up is the one billing asks for)."""
+
+    async def scenario(w: World) -> None:
+        w.ctl.settings.subscription_progress_seconds = 30.0
+        await w.put("productofferings", offering_body())
+        await w.put("subscriptions", subscription_body("hq"))
+        await w.idle()
+        assert _subscription_writes(w) == [], "waiting for the NetworkService"
+        loop = asyncio.get_running_loop()
+        timer = w.ctl._subs._timers[("acme", "hq")]
+        assert timer.when() <= loop.time() + 30.0, "the end of the wait is the next wake-up"
+        await w.service_ready("hq", T0)
+        await w.idle()
+        assert [s["state"] for s in _subscription_writes(w)] == ["active"]
+        timer = w.ctl._subs._timers[("acme", "hq")]
+        assert timer.when() > loop.time() + 3600, "next: the end of the billing period, not the end of the wait"
+
+    run(scenario)
+
+
 def test_a_report_of_the_networkservice_is_written_at_once() -> None:
     async def scenario(w: World) -> None:
         await w.put("productofferings", offering_body())
