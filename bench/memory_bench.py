@@ -32,9 +32,6 @@ from typing import Any
 import benchlib as B
 
 
-RELEASE_WAIT = 12.0  # seconds
-
-
 def proc_status(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak RSS) of a process, in MiB."""
     out: dict[str, float] = {}
@@ -93,7 +90,6 @@ class ProbedController(B.BenchController):
         snap = self.out / f"snapshot-{n}.pickle"
         return json.loads(path.read_text()), tracemalloc.Snapshot.load(str(snap)) if snap.exists() else None
 
-
     def heap(self, timeout: float = 300) -> dict[str, Any]:
         """Where the process's memory is (bench/traced_controller.py heap()); it also runs gc.collect() and
         malloc_trim(0), so take it after the RSS that is reported as the controller's."""
@@ -109,8 +105,21 @@ class ProbedController(B.BenchController):
         return json.loads(path.read_text())
 
 
+def grown_types(before: dict[str, Any], after: dict[str, Any], services: int) -> list[dict[str, Any]]:
+    """KB per service each type of live Python object grew by (of the types in either top list)."""
+    was = {r["type"]: r for r in before["top"]}
+    rows = []
+    for r in after["top"]:
+        old = was.get(r["type"], {"count": 0, "mb": 0.0})
+        kb = (r["mb"] - old["mb"]) * 1024 / services
+        rows.append(
+            {"type": r["type"], "per_service": round((r["count"] - old["count"]) / services, 1), "kb": round(kb, 2)}
+        )
+    return sorted(rows, key=lambda r: -r["kb"])
+
+
 def parse_env(text: str) -> dict[str, str]:
-    """"K=V;K2=V2" -> {"K": "V", "K2": "V2"} (the mem_env parameter)."""
+    """ "K=V;K2=V2" -> {"K": "V", "K2": "V2"} (the mem_env parameter)."""
     return dict(item.split("=", 1) for item in text.split(";") if item.strip())
 
 
@@ -201,13 +210,11 @@ def memory(ctx: Any) -> dict[str, Any]:
             ctl.wait_up(ndev, timeout=300)
             ctl.wait_idle(timeout=60)
             before = proc_status(ctl.ps.pid)
+            heap0 = ctl.heap()  # reads only (bench/traced_controller.py)
             census0, _ = ctl.probe()
             B.log(f"memory: {n} services on {ndev} devices (plain controller, RSS {before['VmRSS']:.0f} MiB)")
             run = _converge(api, plane, ns, B.layout(ns, per_device), p["mem_timeout"], p["settle"])
             ctl.wait_idle(timeout=60)
-            # The controller hands freed memory back on a check every 10 s (controller/memory.py): read
-            # the RSS once one has run on the quiet system.
-            time.sleep(RELEASE_WAIT)
             after = proc_status(ctl.ps.pid)
             heap = ctl.heap()
             census1, _ = ctl.probe()
@@ -224,6 +231,8 @@ def memory(ctx: Any) -> dict[str, Any]:
             (heap["rss_after_trim"]["VmRSS"] - before["VmRSS"]) * 1024 / n, 1
         )
         out["heap"] = heap
+        out["heap_before"] = heap0
+        out["python_objects_grown"] = grown_types(heap0["python_objects"], heap["python_objects"], n)
         out["census"] = per_service(census0, census1, n)
         per = out["rss"]["kb_per_service"]
         B.log(

@@ -9,7 +9,8 @@ carries it. With BENCH_TRACEMALLOC=1 the first SIGUSR1 also starts tracemalloc (
 allocation site) and every later one dumps a snapshot (snapshot-<n>.pickle): what was made since
 the first and is still alive. Tracing slows the process; that run's RSS is not the controller's.
 
-Each SIGUSR2 writes heap-<n>.json: where the process's memory is, from the process itself. RSS
+Each SIGUSR2 writes heap-<n>.json (the first, taken before the creates, only reads; the rest also
+release): where the process's memory is, from the process itself. RSS
 (anonymous part too), glibc's view (mallinfo2: bytes in use and free but kept, in its heaps and in
 mmap), pymalloc's (sys._debugmallocstats: arenas, bytes in live blocks, free blocks and pools kept),
 every live Python object by type (gc-tracked objects and the untracked ones they refer to, each
@@ -60,8 +61,14 @@ def _deep(roots: Iterable[Any], seen: set[int]) -> tuple[int, int]:
 
 def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
     net, writer = controller.network, controller.writer
+    records = lambda: list(net.services.values())  # noqa: E731
     return [
-        ("service records (spec, status, metadata, render)", lambda: [net.services]),
+        # A service record's parts, each before the record itself (which then counts only the rest).
+        ("service records: status", lambda: [r.status for r in records()]),
+        ("service records: spec (parsed)", lambda: [r.spec for r in records()]),
+        ("service records: metadata kept (body)", lambda: [r.body for r in records()]),
+        ("service records: render (managed entries)", lambda: [r._rendered for r in records()]),
+        ("service records: the rest (record, key, finalizers, map)", lambda: [net.services]),
         (
             "reconciler, per service (outcomes, applied, settled, by device, retired)",
             lambda: [net._outcomes, net._applied, net._settled, net._by_device, net._plans, net._retired],
@@ -69,7 +76,7 @@ def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
         ("device intents (merged entries, drifts)", lambda: [net._intents, net._merged, net._drifts]),
         ("status writer (written, landed, pending)", lambda: [writer._written, writer._landed, writer._pending]),
         ("subscription leaf caches", lambda: [s.leaves for s in net.sessions.values()]),
-        ("commerce (services owned by Subscriptions)", lambda: [controller.commerce.services]),
+        ("commerce (its index of services, Subscriptions, invoices)", lambda: [controller.commerce.index]),
         ("kopf per-object memories", _kopf_memories),
         ("the rest of the controller (sessions, clients, queues)", lambda: [controller]),
     ]
@@ -226,9 +233,12 @@ def _by_type(top: int = 40) -> dict[str, Any]:
     }
 
 
-def heap() -> dict[str, Any]:
+def heap(release: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"rss": _rss(), "glibc": _glibc(), "pymalloc": _pymalloc()}
     out["threads"] = len(os.listdir("/proc/self/task"))
+    if not release:
+        out["python_objects"] = _by_type()
+        return out
     gc.collect()
     out["rss_after_gc"] = _rss()
     _LIBC.malloc_trim(0)
@@ -241,7 +251,7 @@ def heap() -> dict[str, Any]:
 def _heap_probe(_signum: int, _frame: types.FrameType | None) -> None:
     n = next(_heap_counter)
     partial = OUT / f".heap-{n}.json"
-    partial.write_text(json.dumps(heap()))
+    partial.write_text(json.dumps(heap(release=n > 0)))
     partial.rename(OUT / f"heap-{n}.json")
 
 
