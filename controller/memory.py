@@ -4,9 +4,11 @@ glibc's malloc keeps the memory a burst freed (large Python objects, dict and li
 bytes, the kubernetes client's and gRPC's buffers, in the main heap and in one arena per thread that
 allocated) for the next allocation instead of returning it; a controller that has just converged
 thousands of services then holds tens of megabytes it will not use until the next burst.
-`malloc_trim(0)` returns the free pages of every arena. It costs a walk of glibc's free lists, so
-`Releaser` calls it only when glibc holds more than `threshold` bytes free, at most once per
-`interval`. Without glibc (musl, macOS) it does nothing.
+`malloc_trim(0)` returns the free pages of every arena. It costs a walk of glibc's free lists, and
+what it gave back still counts as free in glibc's books, so `Releaser` calls it only when glibc holds
+more than `threshold` bytes free and `step` more than at the last trim (or at the lowest seen since):
+once after a burst, not every `interval` while nothing changes. Without glibc (musl, macOS) it does
+nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 10.0
 THRESHOLD_BYTES = 8 << 20
+STEP_BYTES = 4 << 20
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -65,27 +68,35 @@ def trim() -> bool:
 
 
 class Releaser:
-    """Trims when more than `threshold` bytes are free in glibc, checked every `interval` seconds."""
+    """Trims when glibc keeps more than `threshold` bytes free and `step` more than after the last trim,
+    checked every `interval` seconds."""
 
     def __init__(
         self,
         interval: float = INTERVAL_SECONDS,
         threshold: int = THRESHOLD_BYTES,
+        step: int = STEP_BYTES,
         free: Callable[[], int | None] = free_kept,
         release: Callable[[], bool] = trim,
     ) -> None:
         self.interval = interval
         self.threshold = threshold
+        self.step = step
         self._free = free
         self._release = release
+        self._low = 0  # free bytes at the last trim, or the fewest seen since (reused, then freed again)
         self.trims = 0
 
     def check(self) -> bool:
-        """One check: trim if enough is kept free; whether it trimmed."""
+        """One check: trim if enough is kept free, and more than at the last trim; whether it trimmed."""
         kept = self._free()
-        if kept is None or kept <= self.threshold:
+        if kept is None:
+            return False
+        self._low = min(self._low, kept)
+        if kept <= self.threshold or kept - self._low <= self.step:
             return False
         self._release()
+        self._low = kept
         self.trims += 1
         log.debug("returned free memory to the system (%d MiB were kept free)", kept >> 20)
         return True

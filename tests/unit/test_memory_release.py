@@ -33,13 +33,22 @@ def test_trim_gives_back_what_a_burst_freed() -> None:
     del pin
 
 
-def test_the_releaser_trims_only_above_its_threshold() -> None:
+def test_the_releaser_trims_once_per_burst_above_its_threshold() -> None:
     kept = [1 << 20]
     trims: list[int] = []
-    releaser = memory.Releaser(threshold=8 << 20, free=lambda: kept[0], release=lambda: bool(trims.append(kept[0])))
-    assert not releaser.check()
+    releaser = memory.Releaser(
+        threshold=8 << 20, step=2 << 20, free=lambda: kept[0], release=lambda: bool(trims.append(kept[0]))
+    )
+    assert not releaser.check()  # little kept free
     kept[0] = 9 << 20
-    assert releaser.check()
-    assert trims == [9 << 20] and releaser.trims == 1
+    assert releaser.check()  # a burst freed memory
+    assert not releaser.check(), "what it gave back still counts as free: no trim while nothing changes"
+    kept[0] = 10 << 20
+    assert not releaser.check()  # within a step of the last trim
+    kept[0] = 4 << 20
+    assert not releaser.check()  # reused by the next burst ...
+    kept[0] = 9 << 20
+    assert releaser.check()  # ... and freed again
+    assert trims == [9 << 20, 9 << 20] and releaser.trims == 2
     unknown = memory.Releaser(free=lambda: None, release=lambda: bool(trims.append(0)))
-    assert not unknown.check() and trims == [9 << 20]
+    assert not unknown.check() and len(trims) == 2
