@@ -77,6 +77,7 @@ PROFILES = {
         mem_devices=100,
         mem_timeout=300.0,
         mem_traced_services=0,  # > 0: that many again under tracemalloc (slow: 1 frame, still several-fold)
+        mem_env="",  # "K=V;K2=V2": environment of the measured controller (allocator settings)
         ref_sizes="1000,10000",  # the references scenario: floor, plain Kopf operator, controller
         ref_devices=100,
         ref_timeout=900.0,
@@ -106,6 +107,7 @@ PROFILES = {
         mem_devices=10,
         mem_timeout=60.0,
         mem_traced_services=100,
+        mem_env="",
         ref_sizes="200",
         ref_devices=10,
         ref_timeout=120.0,

@@ -4,7 +4,10 @@ On one fresh control plane and fleet:
 
 1. plain controller (as `scale` runs it): VmRSS and VmHWM (/proc/PID/status) once every device is
    Ready and the controller idle, and again after all N services are Ready and the system is quiet.
-   The difference over N is the per-service figure the issue's goal is stated in.
+   The difference over N is the per-service figure the issue's goal is stated in. At the end a heap
+   probe (SIGUSR2) says where that RSS is: glibc and pymalloc in use and kept free, live Python
+   objects by type, and the RSS after gc.collect() and after malloc_trim(0). `mem_env` (e.g.
+   "MALLOC_ARENA_MAX=2;PYTHONMALLOC=malloc") runs the controller with those variables set.
    bench/traced_controller.py runs it with a probe: a census (SIGUSR1) of the deep size of what each
    part of the controller holds (records, reconciler maps, device intents, status writer, leaf
    caches, Kopf's per-object memories), before the creates and after; each object counted once.
@@ -43,14 +46,18 @@ class ProbedController(B.BenchController):
     """The benchmark's controller, started through bench/traced_controller.py (a census on SIGUSR1;
     with `trace`, tracemalloc from the first one on)."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, out: Path, trace: bool = False) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, out: Path, trace: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         super().__init__(kubeconfig, log_path)
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.env["BENCH_CENSUS_DIR"] = str(out)
+        self.env.update(env or {})
         if trace:
             self.env["BENCH_TRACEMALLOC"] = "1"
         self._taken = 0
+        self._heaps = 0
 
     def start(self) -> ProbedController:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
@@ -82,6 +89,38 @@ class ProbedController(B.BenchController):
             time.sleep(0.2)
         snap = self.out / f"snapshot-{n}.pickle"
         return json.loads(path.read_text()), tracemalloc.Snapshot.load(str(snap)) if snap.exists() else None
+
+    def heap(self, timeout: float = 300) -> dict[str, Any]:
+        """Where the process's memory is (bench/traced_controller.py heap()); it also runs gc.collect() and
+        malloc_trim(0), so take it after the RSS that is reported as the controller's."""
+        assert self.proc is not None
+        path = self.out / f"heap-{self._heaps}.json"
+        self._heaps += 1
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no heap report within {timeout:.0f}s")
+            time.sleep(0.2)
+        return json.loads(path.read_text())
+
+
+def grown_types(before: dict[str, Any], after: dict[str, Any], services: int) -> list[dict[str, Any]]:
+    """KB per service each type of live Python object grew by (of the types in either top list)."""
+    was = {r["type"]: r for r in before["top"]}
+    rows = []
+    for r in after["top"]:
+        old = was.get(r["type"], {"count": 0, "mb": 0.0})
+        kb = (r["mb"] - old["mb"]) * 1024 / services
+        rows.append(
+            {"type": r["type"], "per_service": round((r["count"] - old["count"]) / services, 1), "kb": round(kb, 2)}
+        )
+    return sorted(rows, key=lambda r: -r["kb"])
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """ "K=V;K2=V2" -> {"K": "V", "K2": "V2"} (the mem_env parameter)."""
+    return dict(item.split("=", 1) for item in text.split(";") if item.strip())
 
 
 def per_service(before: dict[str, Any], after: dict[str, Any], services: int) -> dict[str, Any]:
@@ -161,17 +200,23 @@ def memory(ctx: Any) -> dict[str, Any]:
         per_device = B.spread(n, names)
 
         # 1. the plain process (the probe costs nothing until asked): RSS, and a census of what it holds
-        with ProbedController(plane.kubeconfig, ctx.workdir / "controller-mem.log", ctx.workdir / "census") as ctl:
+        env = parse_env(p["mem_env"])
+        out["env"] = env
+        with ProbedController(
+            plane.kubeconfig, ctx.workdir / "controller-mem.log", ctx.workdir / "census", env=env
+        ) as ctl:
             ctl.start()
             B.wait_devices_ready(api, names, timeout=300)
             ctl.wait_up(ndev, timeout=300)
             ctl.wait_idle(timeout=60)
             before = proc_status(ctl.ps.pid)
+            heap0 = ctl.heap()  # reads only (bench/traced_controller.py)
             census0, _ = ctl.probe()
             B.log(f"memory: {n} services on {ndev} devices (plain controller, RSS {before['VmRSS']:.0f} MiB)")
             run = _converge(api, plane, ns, B.layout(ns, per_device), p["mem_timeout"], p["settle"])
             ctl.wait_idle(timeout=60)
             after = proc_status(ctl.ps.pid)
+            heap = ctl.heap()
             census1, _ = ctl.probe()
         out["rss"] = {
             **run,
@@ -181,11 +226,20 @@ def memory(ctx: Any) -> dict[str, Any]:
             "kb_per_service": round((after["VmRSS"] - before["VmRSS"]) * 1024 / n, 1),
             "hwm_kb_per_service": round((after["VmHWM"] - before["VmRSS"]) * 1024 / n, 1),
         }
+        out["rss"]["after_gc_kb_per_service"] = round((heap["rss_after_gc"]["VmRSS"] - before["VmRSS"]) * 1024 / n, 1)
+        out["rss"]["after_trim_kb_per_service"] = round(
+            (heap["rss_after_trim"]["VmRSS"] - before["VmRSS"]) * 1024 / n, 1
+        )
+        out["heap"] = heap
+        out["heap_before"] = heap0
+        out["python_objects_grown"] = grown_types(heap0["python_objects"], heap["python_objects"], n)
         out["census"] = per_service(census0, census1, n)
         per = out["rss"]["kb_per_service"]
         B.log(
             f"  memory: RSS {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB: {per} KB/service; "
-            f"held by the controller's own structures {out['census']['kb_per_service']} KB/service"
+            f"held by the controller's own structures {out['census']['kb_per_service']} KB/service; "
+            f"after malloc_trim {out['rss']['after_trim_kb_per_service']} KB/service; "
+            f"glibc {heap['glibc']}, pymalloc {heap['pymalloc']}, python objects {heap['python_objects']['mb']} MB"
         )
         nt = min(n, p["mem_traced_services"])
         if not nt:

@@ -8,10 +8,19 @@ first holder in HOLDERS that reaches it; it costs nothing until asked, so the pl
 carries it. With BENCH_TRACEMALLOC=1 the first SIGUSR1 also starts tracemalloc (1 frame: the
 allocation site) and every later one dumps a snapshot (snapshot-<n>.pickle): what was made since
 the first and is still alive. Tracing slows the process; that run's RSS is not the controller's.
+
+Each SIGUSR2 writes heap-<n>.json (the first, taken before the creates, only reads; the rest also
+release): where the process's memory is, from the process itself. RSS
+(anonymous part too), glibc's view (mallinfo2: bytes in use and free but kept, in its heaps and in
+mmap), pymalloc's (sys._debugmallocstats: arenas, bytes in live blocks, free blocks and pools kept),
+every live Python object by type (gc-tracked objects and the untracked ones they refer to, each
+counted once, shallow sizes), then the RSS again after gc.collect() and after glibc's malloc_trim(0):
+what the allocator keeps but could give back.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import itertools
 import json
@@ -52,8 +61,14 @@ def _deep(roots: Iterable[Any], seen: set[int]) -> tuple[int, int]:
 
 def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
     net, writer = controller.network, controller.writer
+    records = lambda: list(net.services.values())  # noqa: E731
     return [
-        ("service records (spec, status, metadata, render)", lambda: [net.services]),
+        # A service record's parts, each before the record itself (which then counts only the rest).
+        ("service records: status", lambda: [r.status for r in records()]),
+        ("service records: spec (parsed)", lambda: [r.spec for r in records()]),
+        ("service records: metadata kept (body)", lambda: [r.body for r in records()]),
+        ("service records: render (managed entries)", lambda: [r._rendered for r in records()]),
+        ("service records: the rest (record, key, finalizers, map)", lambda: [net.services]),
         (
             "reconciler, per service (outcomes, applied, settled, by device, retired)",
             lambda: [net._outcomes, net._applied, net._settled, net._by_device, net._plans, net._retired],
@@ -61,7 +76,7 @@ def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
         ("device intents (merged entries, drifts)", lambda: [net._intents, net._merged, net._drifts]),
         ("status writer (written, landed, pending)", lambda: [writer._written, writer._landed, writer._pending]),
         ("subscription leaf caches", lambda: [s.leaves for s in net.sessions.values()]),
-        ("commerce (services owned by Subscriptions)", lambda: [controller.commerce.services]),
+        ("commerce (its index of services, Subscriptions, invoices)", lambda: [controller.commerce.index]),
         ("kopf per-object memories", _kopf_memories),
         ("the rest of the controller (sessions, clients, queues)", lambda: [controller]),
     ]
@@ -118,9 +133,135 @@ def _probe(_signum: int, _frame: types.FrameType | None) -> None:
     partial.rename(OUT / f"census-{n}.json")
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+_LIBC = ctypes.CDLL(None)
+_LIBC.mallinfo2.restype = _Mallinfo2
+
+
+def _rss() -> dict[str, float]:
+    """VmRSS and RssAnon of this process, MiB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def _glibc() -> dict[str, float]:
+    """glibc malloc (objects over 512 bytes, C extensions: gRPC, ssl, yaml), MiB: in use, free but kept."""
+    m = _LIBC.mallinfo2()
+    mib = 1 / 2**20
+    return {
+        "heap_mb": round(m.arena * mib, 1),  # sbrk heap + per-thread arenas, in use or not
+        "mmapped_mb": round(m.hblkhd * mib, 1),
+        "in_use_mb": round(m.uordblks * mib, 1),
+        "free_kept_mb": round(m.fordblks * mib, 1),
+        "top_releasable_mb": round(m.keepcost * mib, 1),
+    }
+
+
+def _pymalloc() -> dict[str, float]:
+    """pymalloc (Python objects up to 512 bytes), MiB, parsed from sys._debugmallocstats (C stderr)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    wanted = {
+        "arenas * ": "arenas_mb",
+        "# bytes in allocated blocks": "live_blocks_mb",
+        "# bytes in available blocks": "free_blocks_mb",
+        "unused pools * ": "unused_pools_mb",
+    }
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for needle, key in wanted.items():
+            if needle in line and key not in out and "=" in line:
+                out[key] = round(int(line.rsplit("=", 1)[1].replace(",", "").strip()) / 2**20, 1)
+    return out
+
+
+def _by_type(top: int = 40) -> dict[str, Any]:
+    """Every live Python object reachable from the gc-tracked ones, by type (shallow sizes, each once)."""
+    counts: dict[str, list[int]] = {}
+    stack = gc.get_objects()
+    seen: set[int] = {id(stack)}
+    total = 0
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        t = type(o)
+        size = sys.getsizeof(o, 0)
+        total += size
+        row = counts.setdefault(f"{t.__module__}.{t.__qualname__}", [0, 0])
+        row[0] += 1
+        row[1] += size
+        stack.extend(gc.get_referents(o))
+    rows = sorted(counts.items(), key=lambda kv: -kv[1][1])[:top]
+    return {
+        "objects": len(seen),
+        "mb": round(total / 2**20, 1),
+        "top": [{"type": k, "count": c, "mb": round(b / 2**20, 2)} for k, (c, b) in rows],
+    }
+
+
+def heap(release: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"rss": _rss(), "glibc": _glibc(), "pymalloc": _pymalloc()}
+    out["threads"] = len(os.listdir("/proc/self/task"))
+    if not release:
+        out["python_objects"] = _by_type()
+        return out
+    gc.collect()
+    out["rss_after_gc"] = _rss()
+    _LIBC.malloc_trim(0)
+    out["rss_after_trim"] = _rss()
+    out["glibc_after_trim"] = _glibc()
+    out["python_objects"] = _by_type()  # last: its own bookkeeping costs memory
+    return out
+
+
+def _heap_probe(_signum: int, _frame: types.FrameType | None) -> None:
+    n = next(_heap_counter)
+    partial = OUT / f".heap-{n}.json"
+    partial.write_text(json.dumps(heap(release=n > 0)))
+    partial.rename(OUT / f"heap-{n}.json")
+
+
+_heap_counter = itertools.count()
+
+
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     signal.signal(signal.SIGUSR1, _probe)
+    signal.signal(signal.SIGUSR2, _heap_probe)
     from controller.__main__ import main as controller_main
 
     return controller_main(sys.argv[1:])

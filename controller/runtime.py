@@ -28,7 +28,7 @@ from .network.session import DeviceSession
 from .network.usage import UsagePublisher
 from .settings import Settings
 from .sharding import COMMERCE, Coordinator, Timing, replica_identity
-from .statuswriter import StatusWriter, differs
+from .statuswriter import StatusWriter, compact, differs
 
 log = logging.getLogger(__name__)
 # A NetworkDevice's status.services (how many services it holds) follows this long after a pass changed
@@ -64,11 +64,12 @@ def event_subject(body: dict[str, Any]) -> dict[str, Any]:
     """The part of an object the controller keeps to post Events about it and release its finalizer:
     kept per object, the rest of its metadata (labels, annotations, owners) would be most of a record."""
     meta = body.get("metadata") or {}
-    return {
+    subject = {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {k: meta[k] for k in _SUBJECT_METADATA if k in meta},
     }
+    return compact(subject)  # its kind, namespace and finalizers once for all objects
 
 
 def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -450,7 +451,7 @@ class Controller:
             spec=spec,
             invalid=invalid,
             deleting=bool(meta.get("deletionTimestamp")),
-            finalizers=list(meta.get("finalizers") or []),
+            finalizers=compact(list(meta.get("finalizers") or [])),
             status=self.writer.shared(Ref("networkservices", key.name, key.namespace), body.get("status") or {}),
             body=event_subject(body),
             metered=(meta.get("labels") or {}).get(METERED_LABEL) == "true",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from . import metrics
@@ -32,6 +33,28 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
+
+
+_INTERNED_UP_TO = 64  # characters: keys, reasons, states, names, paths and timestamps, not messages
+
+
+def compact(value: Any) -> Any:
+    """`value` without None members (as `_clean`), its keys and short strings the interned, shared ones.
+    The controller keeps a status per object; parsed from JSON, each carries strings of its own for the
+    same keys (`lastTransitionTime`, `observedGeneration`), reasons, states, device and port names and
+    the timestamps of one burst, which every other status repeats."""
+    if type(value) is dict:
+        return {sys.intern(k): compact(v) for k, v in value.items() if v is not None}
+    if type(value) is list:
+        return [compact(v) for v in value]
+    if type(value) is str and len(value) <= _INTERNED_UP_TO:
+        return sys.intern(value)
+    return value
+
+
+def _sharing(written: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """`written` with each value equal to `stored`'s replaced by that object (one copy of each)."""
+    return {k: stored[k] if k in stored and stored[k] == v else v for k, v in written.items()}
 
 
 def with_removals(desired: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
@@ -195,15 +218,20 @@ class StatusWriter:
         if body is None:
             return
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        stored: dict[str, Any] = _clean(body.get("status") or {})
+        stored: dict[str, Any] = compact(body.get("status") or {})
         written = self._written.get(ref)
-        self._landed[ref] = (rv, written if written is not None and written == stored else stored)  # one copy
+        if written is not None and written == stored:
+            stored = written  # one copy
+        elif written is not None:  # e.g. it removed a key (a null): what it shares with the stored copy, once
+            self._written[ref] = _sharing(written, stored)
+        self._landed[ref] = (rv, stored)
 
     def shared(self, ref: Ref, status: dict[str, Any]) -> dict[str, Any]:
         """`status` (from a watch event), or the equal copy this writer already holds: the echo of our own
-        write then costs no memory of its own. Neither copy is ever changed in place."""
+        write then costs no memory of its own; any other copy is kept compact. Neither is ever changed in
+        place."""
         landed = self._landed.get(ref)
-        return landed[1] if landed is not None and landed[1] == status else status
+        return landed[1] if landed is not None and landed[1] == status else compact(status)
 
     def ours(self, ref: Ref) -> dict[str, Any] | None:
         """The status our last write left stored (None: none seen in this run, e.g. after a restart)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from .. import metrics, webview
+from .. import memory, metrics, webview
 from ..billing.clock import OffsetClock
 from ..kube import Kube
 from ..peering import PeeringMonitor, Replica, own_identity
@@ -60,6 +61,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.peering.standalone = True
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
+    # What a burst freed goes back to the system once it is over (controller/memory.py).
+    memo.releaser = asyncio.create_task(memory.Releaser().run(), name="memory-release")
     if SETTINGS.webhook_port:
         serve_admission(settings, memo)
     if SETTINGS.web_port:
@@ -121,3 +124,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     web = getattr(memo, "web", None)
     if web is not None:
         await web.cleanup()
+    releaser: asyncio.Task[None] | None = getattr(memo, "releaser", None)
+    if releaser is not None:
+        releaser.cancel()

@@ -55,7 +55,10 @@ def written(kube: FakeKube) -> dict[str, Any]:
 
 def without_times(status: dict[str, Any]) -> dict[str, Any]:
     conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", [])]
-    return {**{k: v for k, v in status.items() if k not in ("readySince", "startDate")}, "conditions": conds}
+    # Each transition's `at` is its condition's lastTransitionTime: two runs may straddle a second.
+    moves = [{k: v for k, v in t.items() if k != "at"} for t in status.get("readyTransitions", [])]
+    kept = {k: v for k, v in status.items() if k not in ("readySince", "startDate")}
+    return {**kept, "conditions": conds, **({"readyTransitions": moves} if "readyTransitions" in status else {})}
 
 
 def again(rec: ServiceRecord, status: dict[str, Any], version: int) -> ServiceRecord:
