@@ -20,7 +20,6 @@ what the allocator keeps but could give back.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import itertools
 import json
@@ -32,6 +31,8 @@ import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from controller.memory import mallinfo, trim
 
 OUT = Path(os.environ["BENCH_CENSUS_DIR"])
 TRACE = os.environ.get("BENCH_TRACEMALLOC") == "1"
@@ -133,28 +134,6 @@ def _probe(_signum: int, _frame: types.FrameType | None) -> None:
     partial.rename(OUT / f"census-{n}.json")
 
 
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-_LIBC = ctypes.CDLL(None)
-_LIBC.mallinfo2.restype = _Mallinfo2
-
-
 def _rss() -> dict[str, float]:
     """VmRSS and RssAnon of this process, MiB."""
     out = {}
@@ -167,7 +146,9 @@ def _rss() -> dict[str, float]:
 
 def _glibc() -> dict[str, float]:
     """glibc malloc (objects over 512 bytes, C extensions: gRPC, ssl, yaml), MiB: in use, free but kept."""
-    m = _LIBC.mallinfo2()
+    m = mallinfo()
+    if m is None:  # not glibc
+        return {}
     mib = 1 / 2**20
     return {
         "heap_mb": round(m.arena * mib, 1),  # sbrk heap + per-thread arenas, in use or not
@@ -241,7 +222,7 @@ def heap(release: bool = True) -> dict[str, Any]:
         return out
     gc.collect()
     out["rss_after_gc"] = _rss()
-    _LIBC.malloc_trim(0)
+    trim()
     out["rss_after_trim"] = _rss()
     out["glibc_after_trim"] = _glibc()
     out["python_objects"] = _by_type()  # last: its own bookkeeping costs memory

@@ -57,6 +57,11 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC = _glibc()
 
 
+def mallinfo() -> _Mallinfo2 | None:
+    """glibc's mallinfo2 (None without glibc): the memory bench reads its books here too."""
+    return None if _LIBC is None else _LIBC.mallinfo2()
+
+
 def free_kept() -> int | None:
     """Bytes glibc holds free in its heap and arenas (None without glibc)."""
     return None if _LIBC is None else int(_LIBC.mallinfo2().fordblks)
