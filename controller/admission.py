@@ -686,7 +686,7 @@ def _endpoint_at(key: ServiceKey, spec: NetworkServiceSpec, device: str, path: G
 
 def _device_problems(endpoints: Sequence[Endpoint], world: World) -> list[Problem]:
     """Endpoints on a NetworkDevice that does not exist, or on a port the device's status does not list."""
-    devices = {(d.get("metadata") or {}).get("name"): d for d in world.of("networkdevices")}
+    devices = world.of("networkdevices").memo("devices", _devices_by_name)
     problems = []
     for i, endpoint in enumerate(endpoints):
         device = devices.get(endpoint.device)
@@ -705,6 +705,10 @@ def _device_problems(endpoints: Sequence[Endpoint], world: World) -> list[Proble
                 )
             )
     return problems
+
+
+def _devices_by_name(objects: Sequence[Obj]) -> dict[Any, Obj]:
+    return {(d.get("metadata") or {}).get("name"): d for d in objects}
 
 
 def listed_ports(device: Obj) -> frozenset[str] | None:
