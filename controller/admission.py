@@ -76,6 +76,8 @@ class Rendered:
     created: datetime | None
     spec: NetworkServiceSpec
     entries: tuple[ManagedEntry, ...]
+    # (endpoint index, its address) of the endpoints with one, parsed once per version like the entries
+    addresses: tuple[tuple[int, ipaddress.IPv4Interface], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -565,10 +567,8 @@ class ServiceIndex:
                 at = by_path.setdefault((entry.device, entry.path), [])
                 if not at or at[-1] != n:
                     at.append(n)
-            for j, endpoint in enumerate(r.spec.endpoints):
-                if endpoint.ipv4Address is None:
-                    continue
-                address = ipaddress.IPv4Interface(endpoint.ipv4Address)
+            for j, address in r.addresses:
+                endpoint = r.spec.endpoints[j]
                 block = (int(address.network.network_address), address.network.prefixlen)
                 subnets.setdefault((endpoint.device, _instance(r.spec)), {}).setdefault(block, []).append(
                     (n, j, address)
@@ -632,7 +632,13 @@ def _rendered(obj: Obj, world: World) -> Rendered | None:
     result = (
         None
         if spec is None
-        else Rendered(key, parse_time(meta.get("creationTimestamp")), spec, tuple(render(key, spec)))
+        else Rendered(
+            key,
+            parse_time(meta.get("creationTimestamp")),
+            spec,
+            tuple(render(key, spec)),
+            tuple((j, ipaddress.IPv4Interface(e.ipv4Address)) for j, e in enumerate(spec.endpoints) if e.ipv4Address),
+        )
     )
     if version:
         world.renders[memo] = result
