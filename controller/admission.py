@@ -514,8 +514,7 @@ def _network_problems(
 
     mine = Claim(key, created, tuple(render(key, spec)))
     claims = [
-        Claim(r.key, r.created or created, r.entries)
-        for r in _entangled_services(mine, index.services, index.by_path, competes)
+        Claim(r.key, r.created or created, r.entries) for r in _entangled_services(mine, devices, index, competes)
     ]
     problems: list[Problem] = []
     for device in sorted(devices):
@@ -542,39 +541,59 @@ def _network_problems(
     return problems
 
 
-_Where = tuple[str, str | None]  # (device, routing instance)
 _Address = tuple[int, int, ipaddress.IPv4Interface]  # (position in the list, endpoint index, its address)
+
+
+@dataclass(frozen=True)
+class _DeviceIndex:
+    """Of the services with an endpoint on one device: their positions by (device, path) of every entry
+    they claim (on any device), and their subnets on this device by routing instance."""
+
+    by_path: Mapping[tuple[str, GPath], Sequence[int]]
+    subnets: Mapping[str | None, Mapping[tuple[int, int], Sequence[_Address]]]  # (network address, length)
+    starts: Mapping[str | None, Sequence[tuple[int, int]]]  # the subnets' keys, sorted
 
 
 @dataclass(frozen=True)
 class ServiceIndex:
     """The NetworkServices of one list that claim anything (parsed, not dry runs), in list order, indexed
+    per device (built on first use: a list that serves one request indexes only that request's devices)
     by the device paths their entries claim and by the IPv4 subnets of their endpoints."""
 
     services: tuple[Rendered, ...]
-    by_path: Mapping[tuple[str, GPath], Sequence[int]]  # (device, path) -> positions in `services`
-    # (device, routing instance) -> {(network address, prefix length): [(position, endpoint index, address)]}
-    subnets: Mapping[_Where, Mapping[tuple[int, int], Sequence[_Address]]]
-    starts: Mapping[_Where, Sequence[tuple[int, int]]]  # the subnets' keys, sorted
+    on_device: Mapping[str, Sequence[int]]  # device -> positions of the services with an endpoint on it
+    _devices: dict[str, _DeviceIndex] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, objects: Iterable[Obj], world: World) -> ServiceIndex:
         services = tuple(r for o in objects if (r := _rendered(o, world)) is not None and not r.spec.dryRun)
-        by_path: dict[tuple[str, GPath], list[int]] = {}
-        subnets: dict[_Where, dict[tuple[int, int], list[_Address]]] = {}
+        on_device: dict[str, list[int]] = {}
         for n, r in enumerate(services):
-            for entry in r.entries:
-                at = by_path.setdefault((entry.device, entry.path), [])
-                if not at or at[-1] != n:
-                    at.append(n)
-            for j, address in r.addresses:
-                endpoint = r.spec.endpoints[j]
-                block = (int(address.network.network_address), address.network.prefixlen)
-                subnets.setdefault((endpoint.device, _instance(r.spec)), {}).setdefault(block, []).append(
-                    (n, j, address)
-                )
-        starts = {where: sorted(blocks) for where, blocks in subnets.items()}
-        return cls(services, by_path, subnets, starts)
+            for device in dict.fromkeys(e.device for e in r.spec.endpoints):
+                on_device.setdefault(device, []).append(n)
+        return cls(services, on_device)
+
+    def sharing(self, devices: Iterable[str], where: tuple[str, GPath]) -> list[int]:
+        """Positions of the services on any of `devices` that claim the entry at `where`."""
+        return [n for d in devices for n in self._at(d).by_path.get(where, ())]
+
+    def _at(self, device: str) -> _DeviceIndex:
+        if device not in self._devices:
+            by_path: dict[tuple[str, GPath], list[int]] = {}
+            subnets: dict[str | None, dict[tuple[int, int], list[_Address]]] = {}
+            for n in self.on_device.get(device, ()):
+                r = self.services[n]
+                for entry in r.entries:
+                    at = by_path.setdefault((entry.device, entry.path), [])
+                    if not at or at[-1] != n:
+                        at.append(n)
+                for j, address in r.addresses:
+                    if r.spec.endpoints[j].device == device:
+                        block = (int(address.network.network_address), address.network.prefixlen)
+                        subnets.setdefault(_instance(r.spec), {}).setdefault(block, []).append((n, j, address))
+            starts = {instance: sorted(blocks) for instance, blocks in subnets.items()}
+            self._devices[device] = _DeviceIndex(by_path, subnets, starts)
+        return self._devices[device]
 
     def overlapping(
         self, device: str, instance: str | None, network: ipaddress.IPv4Network
@@ -582,7 +601,8 @@ class ServiceIndex:
         """The endpoint addresses on `device` in `instance` whose subnet overlaps `network`, in list order.
         Two CIDR blocks overlap only when one contains the other: the blocks containing `network` are
         looked up by prefix, the blocks inside it are a range of the sorted network addresses."""
-        blocks = self.subnets.get((device, instance))
+        at = self._at(device)
+        blocks = at.subnets.get(instance)
         if not blocks:
             return []
         first, last, length = int(network.network_address), int(network.broadcast_address), network.prefixlen
@@ -590,7 +610,7 @@ class ServiceIndex:
         for prefix in range(length + 1):  # containing it, or the same block
             mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
             found += blocks.get((first & mask, prefix), ())
-        starts = self.starts[(device, instance)]
+        starts = at.starts[instance]
         for block in starts[bisect.bisect_left(starts, (first, length + 1)) :]:
             if block[0] > last:
                 break
@@ -600,23 +620,21 @@ class ServiceIndex:
 
 
 def _entangled_services(
-    mine: Claim,
-    services: Sequence[Rendered],
-    by_path: Mapping[tuple[str, GPath], Sequence[int]],
-    competes: Callable[[Rendered], bool],
+    mine: Claim, devices: set[str], index: ServiceIndex, competes: Callable[[Rendered], bool]
 ) -> list[Rendered]:
     """The competing services whose claims can affect whether merge() admits `mine`: those sharing a path
     with it, those sharing a path with them, and so on, in list order. Whether a claim holds its entries
     depends only on the claims it shares paths with, so merging this part alone gives `mine` the outcome
-    merging all of them would. Found through the path index, not by a scan of every service."""
+    merging all of them would. Found through the index of `devices` (a competing service has an endpoint
+    on one of them), not by a scan of every service."""
     picked: set[int] = set()
     frontier = [(e.device, e.path) for e in mine.entries]
     while frontier:
-        for n in by_path.get(frontier.pop(), ()):
-            if n not in picked and competes(services[n]):
+        for n in index.sharing(devices, frontier.pop()):
+            if n not in picked and competes(index.services[n]):
                 picked.add(n)
-                frontier += [(e.device, e.path) for e in services[n].entries]
-    return [services[n] for n in sorted(picked)]
+                frontier += [(e.device, e.path) for e in index.services[n].entries]
+    return [index.services[n] for n in sorted(picked)]
 
 
 def _rendered(obj: Obj, world: World) -> Rendered | None:
