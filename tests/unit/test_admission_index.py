@@ -5,6 +5,7 @@ per list, however many requests are judged against that list."""
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
@@ -133,3 +134,49 @@ def test_a_plain_list_gets_an_index_of_its_own_per_world() -> None:
     assert one.of("networkservices") is not two.of("networkservices")
     assert one.find("networkservices", "beta", "first") is objects[0]
     assert one.find("networkservices", "acme", "first") is None
+
+
+vlan_services = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.sampled_from(DEVICES), st.integers(1, 4)), min_size=1, max_size=3, unique=True),
+        st.sampled_from(("2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")),
+        st.sampled_from((None, "red")),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vlan_services, st.lists(st.tuples(st.sampled_from(DEVICES), st.integers(1, 4)), min_size=1, max_size=2, unique=True)
+)
+def test_the_entangled_services_give_the_candidate_the_outcome_merging_every_service_gives(
+    specs: list[tuple[list[tuple[str, int]], str, str | None]], mine: list[tuple[str, int]]
+) -> None:
+    """merge() over the services the index finds decides the candidate's claims as merge() over every
+    stored service on its devices does (chains of services that lost a claim included)."""
+    from controller.admission import _entangled_services
+    from controller.api.networkservice import NetworkServiceSpec
+    from controller.intent.merge import Claim, merge
+    from controller.intent.render import render
+
+    def raw(name: str, created: str | None, eps: list[tuple[str, int]], vrf: str | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"serviceType": "l3vpn", "vrf": vrf} if vrf else {"serviceType": "l2vpn"}
+        return service(name, "beta", created, endpoints=[endpoint(d, vlan=v, ip=None) for d, v in eps], **extra)
+
+    objects = [raw(f"s{n}", created, eps, vrf) for n, (eps, created, vrf) in enumerate(specs)]
+    candidate = raw("new", None, mine, None)
+    key, spec = ServiceKey("beta", "new"), NetworkServiceSpec.model_validate(candidate["spec"])
+    newest = datetime.max.replace(tzinfo=UTC)
+    claim = Claim(key, newest, tuple(render(key, spec)))
+    devices = {d for d, _ in mine}
+    index = ServiceIndex.of(objects, World({}))
+    every = [r for r in index.services if any(e.device in devices for e in r.spec.endpoints)]
+    found = _entangled_services(claim, devices, index, lambda r: r.key != key and r in every)
+
+    def lost(device: str, services: list[Any]) -> set[Any]:
+        claims = [Claim(r.key, r.created or newest, r.entries) for r in services]
+        return {(c.path, c.holder) for c in merge(device, [*claims, claim]).conflicts if c.service == key}
+
+    for device in sorted(devices):
+        assert lost(device, found) == lost(device, every)
