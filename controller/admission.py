@@ -20,12 +20,13 @@ closed or suspended for a new order, another currency than the offering's), as t
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -39,6 +40,7 @@ from .billing.periods import is_known_zone
 from .commerce.offering import offering_problems, price_edit_problems, sellability
 from .commerce.order import (
     EndpointConflict,
+    EndpointKey,
     OrderRecord,
     endpoint_claims,
     endpoint_conflicts,
@@ -63,6 +65,7 @@ _LISTED = 8  # names listed in a message at most
 
 Obj = Mapping[str, Any]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Rendered:
     created: datetime | None
     spec: NetworkServiceSpec
     entries: tuple[ManagedEntry, ...]
+    # (endpoint index, its address) of the endpoints with one, parsed once per version like the entries
+    addresses: tuple[tuple[int, ipaddress.IPv4Interface], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,27 +91,66 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
+class Listing(Sequence[Obj]):
+    """The objects of one plural as one list call returned them, with what decisions look up in them.
+
+    Each index (`memo`) is built once, on first use, and shared by every request judged against this
+    list: in a burst, one list serves every request that arrived before it (handlers/admission.py's
+    SharedLists), so the work that grows with the number of stored objects is done once per list and a
+    request only looks up what its own endpoints touch."""
+
+    def __init__(self, objects: Iterable[Obj]) -> None:
+        self._objects = tuple(objects)
+        self._memo: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    @overload
+    def __getitem__(self, index: int) -> Obj: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Obj]: ...
+    def __getitem__(self, index: int | slice) -> Obj | Sequence[Obj]:
+        return self._objects[index]
+
+    def memo(self, name: str, build: Callable[[Sequence[Obj]], T]) -> T:
+        """`build(objects)`, computed once per listing under `name`."""
+        if name not in self._memo:
+            self._memo[name] = build(self._objects)
+        return cast(T, self._memo[name])
+
+
 @dataclass(frozen=True)
 class World:
     """The cluster's objects a decision reads, by plural, as the API returns them.
 
     `renders` memoises each NetworkService's parsed spec and rendered entries by (namespace, name,
-    resourceVersion) across requests: a version's render never changes, and rendering every service on
-    a device is most of a decision's cost. Pass the same dict to successive Worlds to keep it.
+    resourceVersion) across requests: a version's render never changes. Pass the same dict to successive
+    Worlds to keep it. Pass `Listing`s to share their indexes between Worlds (plain sequences get one each).
     """
 
     objects: Mapping[str, Sequence[Obj]]
     renders: MutableMapping[tuple[str, str, str], Rendered | None] = field(default_factory=dict)
+    _listings: dict[str, Listing] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def of(self, plural: str) -> Sequence[Obj]:
-        return self.objects.get(plural, ())
+    def of(self, plural: str) -> Listing:
+        given = self.objects.get(plural, ())
+        if isinstance(given, Listing):
+            return given
+        if plural not in self._listings:
+            self._listings[plural] = Listing(given)
+        return self._listings[plural]
 
     def find(self, plural: str, namespace: str | None, name: str) -> Obj | None:
-        for obj in self.of(plural):
-            meta = obj.get("metadata") or {}
-            if meta.get("name") == name and meta.get("namespace") == namespace:
-                return obj
-        return None
+        return self.of(plural).memo("by-name", _by_name).get((namespace, name))
+
+
+def _by_name(objects: Sequence[Obj]) -> dict[tuple[Any, Any], Obj]:
+    found: dict[tuple[Any, Any], Obj] = {}
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        found.setdefault((meta.get("namespace"), meta.get("name")), obj)  # the first, as a scan would
+    return found
 
 
 @dataclass(frozen=True)
@@ -211,7 +255,7 @@ def subscription_problems(obj: Obj, world: World, now: datetime) -> list[Problem
     problems += _device_problems(spec.endpoints, world)
     created = NEWEST  # judged as the newest order: a change never takes what another order holds
     me = OrderRecord(namespace, name, created, _endpoint_keys(spec.endpoints))
-    others = [r for r in _order_records(world) if not r.same_subscription(me)]
+    others = _orders_naming(world, me.endpoints, (namespace, name))
     held = endpoint_conflicts(me, endpoint_claims([*others, me]))
     problems += _held_by_subscription(spec.endpoints, held)
 
@@ -279,7 +323,7 @@ def network_service_problems(obj: Obj, world: World, now: datetime) -> list[Prob
     key = ServiceKey(namespace, name)
     # Held by a Subscription other than the one that owns this service (same namespace and name),
     # which may not have made its own NetworkService yet.
-    claims = endpoint_claims(r for r in _order_records(world) if (r.namespace, r.name) != (namespace, name))
+    claims = endpoint_claims(_orders_naming(world, _endpoint_keys(spec.endpoints), (namespace, name)))
     held = tuple(
         EndpointConflict(k, holder) for k in _endpoint_keys(spec.endpoints) if (holder := claims.get(k)) is not None
     )
@@ -458,18 +502,20 @@ def _network_problems(
     key: ServiceKey, created: datetime, spec: NetworkServiceSpec, world: World, skip: set[int]
 ) -> list[Problem]:
     """Endpoints whose device entries another NetworkService holds (intent/merge.py decides, as the
-    reconciler does), and IPv4 subnets overlapping another service's in the same routing instance."""
+    reconciler does), and IPv4 subnets overlapping another service's in the same routing instance.
+
+    The other services are looked up in indexes built once per list (`ServiceIndex`): the cost of a
+    request follows its own endpoints and what they touch, not the number of stored services."""
     devices = {e.device for e in spec.endpoints}
-    others = [
-        r
-        for o in world.of("networkservices")
-        if (r := _rendered(o, world)) is not None
-        and r.key != key
-        and not r.spec.dryRun
-        and any(e.device in devices for e in r.spec.endpoints)
-    ]
+    index = world.of("networkservices").memo("services", lambda objects: ServiceIndex.of(objects, world))
+
+    def competes(r: Rendered) -> bool:  # another service with an endpoint on one of our devices
+        return r.key != key and any(e.device in devices for e in r.spec.endpoints)
+
     mine = Claim(key, created, tuple(render(key, spec)))
-    claims = _entangled(mine, [Claim(r.key, r.created or created, r.entries) for r in others])
+    claims = [
+        Claim(r.key, r.created or created, r.entries) for r in _entangled_services(mine, devices, index, competes)
+    ]
     problems: list[Problem] = []
     for device in sorted(devices):
         for conflict in merge(device, [*claims, mine]).conflicts:
@@ -489,34 +535,106 @@ def _network_problems(
         if endpoint.ipv4Address is None or i in skip:
             continue
         mine_net = ipaddress.IPv4Interface(endpoint.ipv4Address)
-        for other in others:
-            if _instance(other.spec) != instance:
-                continue
-            for theirs in other.spec.endpoints:
-                if theirs.device != endpoint.device or theirs.ipv4Address is None:
-                    continue
-                their_net = ipaddress.IPv4Interface(theirs.ipv4Address)
-                if mine_net.network.overlaps(their_net.network):
-                    problems.append(_overlap(i, mine_net, their_net, f"NetworkService {other.key}", endpoint, spec))
+        for other, their_net in index.overlapping(endpoint.device, instance, mine_net.network):
+            if other.key != key:
+                problems.append(_overlap(i, mine_net, their_net, f"NetworkService {other.key}", endpoint, spec))
     return problems
 
 
-def _entangled(mine: Claim, claims: Sequence[Claim]) -> list[Claim]:
-    """The claims that can affect whether merge() admits `mine`: those sharing a path with it, those
-    sharing a path with them, and so on. Whether a claim holds its entries depends only on the claims it
-    shares paths with, so merging this part alone gives `mine` the outcome merging all of them would."""
-    by_path: dict[tuple[str, GPath], list[int]] = {}
-    for i, claim in enumerate(claims):
-        for entry in claim.entries:
-            by_path.setdefault((entry.device, entry.path), []).append(i)
+_Address = tuple[int, int, ipaddress.IPv4Interface]  # (position in the list, endpoint index, its address)
+
+
+@dataclass(frozen=True)
+class _DeviceIndex:
+    """Of the services with an endpoint on one device: their positions by (device, path) of every entry
+    they claim (on any device), and their subnets on this device by routing instance."""
+
+    by_path: Mapping[tuple[str, GPath], Sequence[int]]
+    subnets: Mapping[str | None, Mapping[tuple[int, int], Sequence[_Address]]]  # (network address, length)
+    starts: Mapping[str | None, Sequence[tuple[int, int]]]  # the subnets' keys, sorted
+
+
+@dataclass(frozen=True)
+class ServiceIndex:
+    """The NetworkServices of one list that claim anything (parsed, not dry runs), in list order, indexed
+    per device (built on first use: a list that serves one request indexes only that request's devices)
+    by the device paths their entries claim and by the IPv4 subnets of their endpoints."""
+
+    services: tuple[Rendered, ...]
+    on_device: Mapping[str, Sequence[int]]  # device -> positions of the services with an endpoint on it
+    _devices: dict[str, _DeviceIndex] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, objects: Iterable[Obj], world: World) -> ServiceIndex:
+        services = tuple(r for o in objects if (r := _rendered(o, world)) is not None and not r.spec.dryRun)
+        on_device: dict[str, list[int]] = {}
+        for n, r in enumerate(services):
+            for device in dict.fromkeys(e.device for e in r.spec.endpoints):
+                on_device.setdefault(device, []).append(n)
+        return cls(services, on_device)
+
+    def sharing(self, devices: Iterable[str], where: tuple[str, GPath]) -> list[int]:
+        """Positions of the services on any of `devices` that claim the entry at `where`."""
+        return [n for d in devices for n in self._at(d).by_path.get(where, ())]
+
+    def _at(self, device: str) -> _DeviceIndex:
+        if device not in self._devices:
+            by_path: dict[tuple[str, GPath], list[int]] = {}
+            subnets: dict[str | None, dict[tuple[int, int], list[_Address]]] = {}
+            for n in self.on_device.get(device, ()):
+                r = self.services[n]
+                for entry in r.entries:
+                    at = by_path.setdefault((entry.device, entry.path), [])
+                    if not at or at[-1] != n:
+                        at.append(n)
+                for j, address in r.addresses:
+                    if r.spec.endpoints[j].device == device:
+                        block = (int(address.network.network_address), address.network.prefixlen)
+                        subnets.setdefault(_instance(r.spec), {}).setdefault(block, []).append((n, j, address))
+            starts = {instance: sorted(blocks) for instance, blocks in subnets.items()}
+            self._devices[device] = _DeviceIndex(by_path, subnets, starts)
+        return self._devices[device]
+
+    def overlapping(
+        self, device: str, instance: str | None, network: ipaddress.IPv4Network
+    ) -> list[tuple[Rendered, ipaddress.IPv4Interface]]:
+        """The endpoint addresses on `device` in `instance` whose subnet overlaps `network`, in list order.
+        Two CIDR blocks overlap only when one contains the other: the blocks containing `network` are
+        looked up by prefix, the blocks inside it are a range of the sorted network addresses."""
+        at = self._at(device)
+        blocks = at.subnets.get(instance)
+        if not blocks:
+            return []
+        first, last, length = int(network.network_address), int(network.broadcast_address), network.prefixlen
+        found: list[_Address] = []
+        for prefix in range(length + 1):  # containing it, or the same block
+            mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            found += blocks.get((first & mask, prefix), ())
+        starts = at.starts[instance]
+        for block in starts[bisect.bisect_left(starts, (first, length + 1)) :]:
+            if block[0] > last:
+                break
+            if block[1] > length:  # inside it
+                found += blocks[block]
+        return [(self.services[n], address) for n, _, address in sorted(found, key=lambda f: (f[0], f[1]))]
+
+
+def _entangled_services(
+    mine: Claim, devices: set[str], index: ServiceIndex, competes: Callable[[Rendered], bool]
+) -> list[Rendered]:
+    """The competing services whose claims can affect whether merge() admits `mine`: those sharing a path
+    with it, those sharing a path with them, and so on, in list order. Whether a claim holds its entries
+    depends only on the claims it shares paths with, so merging this part alone gives `mine` the outcome
+    merging all of them would. Found through the index of `devices` (a competing service has an endpoint
+    on one of them), not by a scan of every service."""
     picked: set[int] = set()
     frontier = [(e.device, e.path) for e in mine.entries]
     while frontier:
-        for i in by_path.get(frontier.pop(), ()):
-            if i not in picked:
-                picked.add(i)
-                frontier += [(e.device, e.path) for e in claims[i].entries]
-    return [claims[i] for i in sorted(picked)]
+        for n in index.sharing(devices, frontier.pop()):
+            if n not in picked and competes(index.services[n]):
+                picked.add(n)
+                frontier += [(e.device, e.path) for e in index.services[n].entries]
+    return [index.services[n] for n in sorted(picked)]
 
 
 def _rendered(obj: Obj, world: World) -> Rendered | None:
@@ -532,7 +650,13 @@ def _rendered(obj: Obj, world: World) -> Rendered | None:
     result = (
         None
         if spec is None
-        else Rendered(key, parse_time(meta.get("creationTimestamp")), spec, tuple(render(key, spec)))
+        else Rendered(
+            key,
+            parse_time(meta.get("creationTimestamp")),
+            spec,
+            tuple(render(key, spec)),
+            tuple((j, ipaddress.IPv4Interface(e.ipv4Address)) for j, e in enumerate(spec.endpoints) if e.ipv4Address),
+        )
     )
     if version:
         world.renders[memo] = result
@@ -586,7 +710,7 @@ def _endpoint_at(key: ServiceKey, spec: NetworkServiceSpec, device: str, path: G
 
 def _device_problems(endpoints: Sequence[Endpoint], world: World) -> list[Problem]:
     """Endpoints on a NetworkDevice that does not exist, or on a port the device's status does not list."""
-    devices = {(d.get("metadata") or {}).get("name"): d for d in world.of("networkdevices")}
+    devices = world.of("networkdevices").memo("devices", _devices_by_name)
     problems = []
     for i, endpoint in enumerate(endpoints):
         device = devices.get(endpoint.device)
@@ -605,6 +729,10 @@ def _device_problems(endpoints: Sequence[Endpoint], world: World) -> list[Proble
                 )
             )
     return problems
+
+
+def _devices_by_name(objects: Sequence[Obj]) -> dict[Any, Obj]:
+    return {(d.get("metadata") or {}).get("name"): d for d in objects}
 
 
 def listed_ports(device: Obj) -> frozenset[str] | None:
@@ -634,14 +762,28 @@ def _endpoint_keys(endpoints: Sequence[Endpoint]) -> tuple[tuple[str, str, int],
     return tuple(endpoint_key(e.device, e.port, e.vlanId) for e in endpoints)
 
 
-def _order_records(world: World) -> list[OrderRecord]:
-    records = []
-    for obj in world.of("subscriptions"):
+def _orders_naming(world: World, keys: Iterable[EndpointKey], other_than: tuple[str, str]) -> list[OrderRecord]:
+    """The Subscriptions, but `other_than` (namespace, name), naming one of `keys`, in list order: every
+    one that can hold them, looked up in an index built once per list."""
+    by_key = world.of("subscriptions").memo("orders-by-endpoint", _orders_by_endpoint)
+    picked: dict[int, OrderRecord] = {}
+    for key in keys:
+        for n, record in by_key.get(key, ()):
+            if (record.namespace, record.name) != other_than:
+                picked[n] = record
+    return [picked[n] for n in sorted(picked)]
+
+
+def _orders_by_endpoint(objects: Sequence[Obj]) -> dict[EndpointKey, list[tuple[int, OrderRecord]]]:
+    by_key: dict[EndpointKey, list[tuple[int, OrderRecord]]] = {}
+    for n, obj in enumerate(objects):
         try:
-            records.append(order_record(obj))
+            record = order_record(obj)
         except (ValueError, TypeError):  # no creationTimestamp, or a malformed endpoint: holds nothing
             continue
-    return records
+        for key in dict.fromkeys(record.endpoints):
+            by_key.setdefault(key, []).append((n, record))
+    return by_key
 
 
 def _gnmi_target(address: str, port: int) -> tuple[str, int]:

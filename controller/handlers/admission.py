@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import kopf
 
@@ -32,6 +32,7 @@ UNAVAILABLE = 503
 NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespaced")
 # Rendered NetworkService versions kept between requests (a few KB each).
 RENDERS_KEPT = 50_000
+Items = TypeVar("Items", bound=Sequence[Mapping[str, Any]])
 
 
 class Admission:
@@ -45,7 +46,7 @@ class Admission:
         # so it judges against those; the cluster-scoped kinds are read cluster-wide in both modes.
         self.namespaces = list(namespaces or [])
         self.renders: dict[Any, Any] = {}  # World.renders, kept across requests
-        self.lists = SharedLists()
+        self.lists: SharedLists[admission.Listing] = SharedLists()
 
     async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
@@ -75,19 +76,21 @@ class Admission:
             self.renders.clear()
         return admission.World(dict(zip(plurals, lists, strict=True)), self.renders)
 
-    async def _list(self, plural: str) -> list[dict[str, Any]]:
+    async def _list(self, plural: str) -> admission.Listing:
         return await self.lists.fresh(plural, lambda: self._list_now(plural))
 
-    async def _list_now(self, plural: str) -> list[dict[str, Any]]:
+    async def _list_now(self, plural: str) -> admission.Listing:
+        # One Listing for every request this list serves: the indexes decisions build over it (claims by
+        # endpoint, services by device path and subnet) are built once per list, not once per request.
         if not self.namespaces or plural not in NAMESPACED:
-            return await self.kube.list_all(plural, timeout=READ_TIMEOUT_SECONDS)
+            return admission.Listing(await self.kube.list_all(plural, timeout=READ_TIMEOUT_SECONDS))
         found = await asyncio.gather(
             *(self.kube.list_in(plural, ns, timeout=READ_TIMEOUT_SECONDS) for ns in self.namespaces)
         )
-        return [obj for objects in found for obj in objects]
+        return admission.Listing(obj for objects in found for obj in objects)
 
 
-class SharedLists:
+class SharedLists(Generic[Items]):
     """One list of a plural for every request that arrived before that list started.
 
     A request must see everything admitted before it arrived, so it never takes a list already under way;
@@ -96,11 +99,11 @@ class SharedLists:
     is one list per plural at a time instead of one per request, each a read of the whole kind."""
 
     def __init__(self) -> None:
-        self._next: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}  # not started yet: joinable
+        self._next: dict[str, asyncio.Future[Items]] = {}  # not started yet: joinable
         self._running: set[str] = set()
         self.started = 0  # lists made (tests)
 
-    async def fresh(self, plural: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    async def fresh(self, plural: str, fetch: Callable[[], Awaitable[Items]]) -> Items:
         future = self._next.get(plural)
         if future is None:
             future = self._next[plural] = asyncio.get_running_loop().create_future()
@@ -110,13 +113,13 @@ class SharedLists:
         # shielded: a request that gives up (its timeout) does not cancel the list the others wait for
         return await asyncio.shield(future)
 
-    def _start(self, plural: str, fetch: Callable[[], Awaitable[list[dict[str, Any]]]]) -> None:
+    def _start(self, plural: str, fetch: Callable[[], Awaitable[Items]]) -> None:
         future = self._next.pop(plural)
         self._running.add(plural)
         self.started += 1
         task = asyncio.ensure_future(fetch())
 
-        def done(t: asyncio.Future[list[dict[str, Any]]]) -> None:
+        def done(t: asyncio.Future[Items]) -> None:
             self._running.discard(plural)
             if t.cancelled():
                 future.cancel()

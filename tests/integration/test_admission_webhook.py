@@ -10,10 +10,12 @@ writes it; one that does not answer never refuses a create (failurePolicy Ignore
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -453,3 +455,50 @@ def test_recorded_payments_cannot_be_rewritten_and_reversals_name_a_recorded_pay
     assert "spec.payments[2].reverses: 'p404' is not the id of a payment recorded before" in stderr, stderr
     stored = api.get("invoices", "adm-inv-pays", NS)
     assert stored is not None and stored["spec"]["payments"] == paid  # nothing recorded was lost
+
+
+@pytest.mark.cluster
+def test_a_burst_of_creates_is_admitted_entirely_and_conflicts_are_still_refused(
+    webhook: dict[str, Any], kubeconfig: Path
+) -> None:
+    """100 NetworkServices created at once (32 at a time, as a GitOps sync or a bulk import does) are all
+    admitted: no request is refused because the webhook's reads ran out of time (503), which a burst
+    used to cause when every request parsed every stored object. Those that collide with what was stored
+    before the burst (adm-legacy's VLAN 100 and subnet) are refused naming the field, within the burst."""
+    config = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
+    config.connection_pool_maxsize = 32
+    custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+    good = [service(f"adm-burst-{i}", endpoints=[endpoint(2000 + i, f"10.200.{i}.1/30")]) for i in range(100)]
+    held = {
+        "adm-burst-vlan": (service("adm-burst-vlan", endpoints=[endpoint(100, "10.201.0.1/30")]), "spec.endpoints[0]"),
+        "adm-burst-subnet": (
+            service("adm-burst-subnet", endpoints=[endpoint(2200, "10.93.10.2/29")]),
+            "spec.endpoints[0].ipv4Address",
+        ),
+    }
+
+    def create(body: dict[str, Any]) -> tuple[str, int, str]:
+        try:
+            custom.create_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, "networkservices", body)
+        except kubernetes.client.ApiException as exc:
+            return body["metadata"]["name"], int(exc.status), str(exc.body)
+        return body["metadata"]["name"], 201, ""
+
+    bodies = good[:50] + [b for b, _ in held.values()] + good[50:]
+    try:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            results = list(pool.map(create, bodies))
+        outcome = {name: (code, text) for name, code, text in results}
+        not_admitted = {n: outcome[n] for n in (b["metadata"]["name"] for b in good) if outcome[n][0] != 201}
+        assert not not_admitted, f"{len(not_admitted)} of 100 refused, e.g. {next(iter(not_admitted.items()))}"
+        for name, (_, field) in held.items():
+            code, text = outcome[name]
+            assert code == 422 and "denied the request" in text and f"{field}: " in text, (name, code, text)
+            assert "adm-tests/adm-legacy" in text, text
+    finally:
+        for body in bodies:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                custom.delete_namespaced_custom_object(
+                    "telco.intent.dev", "v1alpha1", NS, "networkservices", body["metadata"]["name"]
+                )

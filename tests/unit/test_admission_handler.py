@@ -76,7 +76,7 @@ def test_concurrent_requests_share_a_list_that_started_after_they_arrived() -> N
     from controller.handlers.admission import SharedLists
 
     async def main() -> None:
-        lists = SharedLists()
+        lists: SharedLists[list[dict[str, Any]]] = SharedLists()
         gate = asyncio.Event()
         made: list[int] = []
 
@@ -103,7 +103,7 @@ def test_a_request_that_gives_up_does_not_cancel_the_list_others_wait_for() -> N
     from controller.handlers.admission import SharedLists
 
     async def main() -> None:
-        lists = SharedLists()
+        lists: SharedLists[list[dict[str, Any]]] = SharedLists()
         gate = asyncio.Event()
 
         async def fetch() -> list[dict[str, Any]]:
