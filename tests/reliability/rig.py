@@ -57,6 +57,16 @@ def metric_total(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def writes_by_resource(text: str) -> dict[str, float]:
+    """The controller's telco_kube_writes_total per resource (Prometheus text format)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('telco_kube_writes_total{resource="'):
+            head, _, value = line.rpartition(" ")
+            found[head.split('"')[1]] = float(value)
+    return found
+
+
 @dataclass
 class Seen:
     """One version of one object, as a watch delivered it."""
