@@ -21,9 +21,13 @@ from tests.support.tmf_spec import contract
 
 class FacadeThread:
     """controller.tmf.server.serve on 127.0.0.1 (a free port) with the admin kubeconfig's identity;
-    `delivers` says whether it is the replica that sends the hubs' events."""
+    `delivers` says whether it is the replica that sends the hubs' events (by default: while `delivering`,
+    which a test turns off when another facade of its own must be the only one that sends, as in a cluster)."""
 
-    def __init__(self, kubeconfig: Path, cert_dir: Path | None, delivers: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, kubeconfig: Path, cert_dir: Path | None, delivers: Callable[[], bool] | None = None) -> None:
+        self.delivering = True
+        if delivers is None:
+            delivers = lambda: self.delivering  # noqa: E731
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tmf-facade", daemon=True)
         self.thread.start()
