@@ -99,7 +99,7 @@ class SubscriptionController:
         uid = str(meta.get("uid") or "")
         billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
         tz, recorded_zone = self._zone(ns, ordered, billing)
-        plan = self._plan_step(ordered, stored, billing, now, tz, meta.get("managedFields"))
+        plan = self._plan_step(ordered, stored, billing, now, tz)
         # From here on the order is the version in force: its offering, template, prices and rate.
         spec, offering = self._in_force(ordered, plan)
         problem = self._account_problem(ns, spec, offering, stored.get("state") not in (None, "created"))
@@ -368,13 +368,7 @@ class SubscriptionController:
 
     # -- inputs of the pure steps ------------------------------------------------------------------------
     def _plan_step(
-        self,
-        spec: SubscriptionSpec,
-        stored: Mapping[str, Any],
-        billing: SubscriptionBilling,
-        now: datetime,
-        tz: str,
-        managed_fields: object = None,
+        self, spec: SubscriptionSpec, stored: Mapping[str, Any], billing: SubscriptionBilling, now: datetime, tz: str
     ) -> changes.PlanOutcome:
         """The offering versions after this pass: the order's changes and the offerings' edits (see changes)."""
         if billing.plans and stored.get("state") in FINAL_STATES:
@@ -402,9 +396,6 @@ class SubscriptionController:
             period_end=bill_period(tz, now).end,
             start_date=billing.ledger.startDate,
             billed_through=billing.ledger.billedThrough,
-            written_period_end=bill_period(tz, written).end
-            if (written := changes.order_written_at(managed_fields)) is not None and written < now
-            else None,
         )
 
     def _in_force(
