@@ -708,37 +708,41 @@ def test_an_event_queued_when_the_facade_stops_is_sent_by_the_next_with_the_same
     # The module's facade shares the hubs' ConfigMaps; were it a deliverer too, two replicas would send
     # the same entry (at least once, not exactly once): in a cluster `delivers()` names only one.
     facade[0].delivering = False
-    certs = tmp_path_factory.mktemp("tmf-restart")
-    ca = serving_certificate(certs)
-    listener = Listener()
-    listener.refusing = True
-    first = FacadeThread(crds.kubeconfig, certs)
     try:
-        client = Client(first.port, ca, tokens["operator"])
-        hub = client.call(
-            "POST", f"{SERVICES}/hub", {"callback": listener.url, "query": "eventType=ServiceStateChangeEvent"}
-        )
-        assert hub.status == 201
-        set_status(api, "networkservices", GLOBEX, "hq", {"state": "inactive"})
-        wait_for("a refused attempt", lambda: listener.attempts >= 1, 20)
+        certs = tmp_path_factory.mktemp("tmf-restart")
+        ca = serving_certificate(certs)
+        listener = Listener()
+        listener.refusing = True
+        first = FacadeThread(crds.kubeconfig, certs)
+        try:
+            client = Client(first.port, ca, tokens["operator"])
+            hub = client.call(
+                "POST", f"{SERVICES}/hub", {"callback": listener.url, "query": "eventType=ServiceStateChangeEvent"}
+            )
+            assert hub.status == 201
+            set_status(api, "networkservices", GLOBEX, "hq", {"state": "inactive"})
+            wait_for("a refused attempt", lambda: listener.attempts >= 1, 20)
+        finally:
+            first.close()
+        refused_at = listener.attempts
+        listener.refusing = False
+        second = FacadeThread(crds.kubeconfig, certs)
+        try:
+            wait_for("the queued event after the restart", lambda: listener.of_type("ServiceStateChangeEvent"), 30)
+            events = listener.of_type("ServiceStateChangeEvent")
+            assert len(events) == 1, [(e.get("eventId"), e.get("eventTime"), e["event"]["service"]) for e in events]
+            (event,) = events
+            assert (
+                event["event"]["service"]["id"] == f"{GLOBEX}.hq" and event["event"]["service"]["state"] == "inactive"
+            )
+            notification_conforms("TMF638", event)
+            assert listener.attempts > refused_at
+            Client(second.port, ca, tokens["operator"]).call("DELETE", f"{SERVICES}/hub/{hub.body['id']}")
+        finally:
+            second.close()
+            set_status(api, "networkservices", GLOBEX, "hq", {"state": "active"})
+            listener.close()
     finally:
-        first.close()
-    refused_at = listener.attempts
-    listener.refusing = False
-    second = FacadeThread(crds.kubeconfig, certs)
-    try:
-        wait_for("the queued event after the restart", lambda: listener.of_type("ServiceStateChangeEvent"), 30)
-        events = listener.of_type("ServiceStateChangeEvent")
-        assert len(events) == 1, [(e.get("eventId"), e.get("eventTime"), e["event"]["service"]) for e in events]
-        (event,) = events
-        assert event["event"]["service"]["id"] == f"{GLOBEX}.hq" and event["event"]["service"]["state"] == "inactive"
-        notification_conforms("TMF638", event)
-        assert listener.attempts > refused_at
-        Client(second.port, ca, tokens["operator"]).call("DELETE", f"{SERVICES}/hub/{hub.body['id']}")
-    finally:
-        second.close()
-        set_status(api, "networkservices", GLOBEX, "hq", {"state": "active"})
-        listener.close()
         facade[0].delivering = True
 
 

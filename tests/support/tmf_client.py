@@ -26,16 +26,18 @@ class FacadeThread:
 
     def __init__(self, kubeconfig: Path, cert_dir: Path | None, delivers: Callable[[], bool] | None = None) -> None:
         self.delivering = True
-        if delivers is None:
-            delivers = lambda: self.delivering  # noqa: E731
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tmf-facade", daemon=True)
         self.thread.start()
         client = kubernetes.config.new_client_from_config(str(kubeconfig))
         future = asyncio.run_coroutine_threadsafe(
-            serve(client, 0, cert_dir=str(cert_dir) if cert_dir else None, delivers=delivers), self.loop
+            serve(client, 0, cert_dir=str(cert_dir) if cert_dir else None, delivers=delivers or self._delivering),
+            self.loop,
         )
         self.running: Running = future.result(60)
+
+    def _delivering(self) -> bool:
+        return self.delivering
 
     @property
     def port(self) -> int:
