@@ -59,6 +59,13 @@ class FakeClock:
         return self._now
 
 
+def server_time_on(clock: Clock, instant: datetime) -> datetime:
+    """An instant the API server recorded (a managedFields `time`, read off the wall clock) on `clock`:
+    moved by the clock's distance from the wall clock now. Exact for an OffsetClock whose offset did not
+    change since that instant (in production the offset is 0 and this is `instant`)."""
+    return ensure_utc(instant, "instant") + (clock.now() - datetime.now(UTC))
+
+
 class OffsetClock:
     """The wall clock moved forward by an offset: the controller's clock, whose offset is 0 in
     production (a non-zero offset is a test lever).

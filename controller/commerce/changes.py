@@ -32,7 +32,7 @@ from typing import Literal
 from ..api.common import TimePeriod
 from ..api.productoffering import ChangePolicy, ProductOfferingPrice, ProductOfferingSpec
 from ..api.subscription import PendingChange, PlanVersion, TemplateRollout
-from ..times import rfc3339, to_second
+from ..times import parse_time, rfc3339, to_second
 from .offering import sellability, validity_bounds
 
 MAX_PLANS = 16
@@ -173,6 +173,7 @@ def plan_step(
     period_end: datetime,
     start_date: datetime | None = None,
     billed_through: datetime | None = None,
+    written_period_end: datetime | None = None,
 ) -> PlanOutcome:
     """The plan versions after this pass.
 
@@ -182,6 +183,9 @@ def plan_step(
     billing period containing `now`: where endOfPeriod changes and nextPeriod rollouts land. `start_date`
     and `billed_through` are the ledger's: a revision is never dated before either (before the first, no
     version has billed anything; before the second, history is invoiced and compacted).
+    `written_period_end` is the end of the period in which the order's change was written to the API
+    server (`order_written_at`): an endOfPeriod change written before a period end but first seen after
+    it is due at that end, not a period later.
     """
     now = to_second(now)
     if not plans or not billing_started:
@@ -267,6 +271,15 @@ def plan_step(
             due = now
             if timing == "endOfPeriod":
                 due = period_end
+                unseen = stored_pending is None or (stored_pending.offering, stored_pending.bandwidthMbps) != (
+                    requested,
+                    bandwidth,
+                )
+                if unseen and written_period_end is not None and written_period_end < period_end:
+                    # Asked in an earlier period but first seen now (the controller was down across its end):
+                    # due at the end of the period it was asked in, never in invoiced time. A change seen and
+                    # refused then (its offering missing) counts from when it became possible: this period.
+                    due = max(written_period_end, billed_through or written_period_end)
                 if (
                     stored_pending is not None
                     and stored_pending.state == "scheduled"
@@ -303,6 +316,19 @@ def plan_step(
     final_live = current_offering if final.offering == current.offering else requested_offering
     rollout = _rollout(final, final_live, current_offering.rolloutPolicy if current_offering else None, scheduled)
     return PlanOutcome(tuple(versions), pending, rollout, tuple(changes), min(wake) if wake else None)
+
+
+def order_written_at(managed_fields: object) -> datetime | None:
+    """When the order's change was last written, as the API server recorded it: the latest `time` of the
+    managedFields entries that own spec.productOffering or spec.bandwidthMbps (None when none says). It is
+    never before the change (a manager's time is its latest write), so a change is never dated early."""
+    times: list[datetime] = []
+    for entry in managed_fields if isinstance(managed_fields, list) else ():
+        spec = ((entry or {}).get("fieldsV1") or {}).get("f:spec") if isinstance(entry, dict) else None
+        owns_order = isinstance(spec, dict) and ("f:productOffering" in spec or "f:bandwidthMbps" in spec)
+        if owns_order and (at := parse_time(entry.get("time"))) is not None:
+            times.append(at)
+    return max(times, default=None)
 
 
 def declared_start(before: Sequence[ProductOfferingPrice], after: Sequence[ProductOfferingPrice]) -> datetime | None:

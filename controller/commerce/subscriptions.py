@@ -34,6 +34,7 @@ from ..api.common import LocalObjectReference
 from ..api.productoffering import ProductOfferingSpec
 from ..api.subscription import PaymentHold, SubscriptionBilling, SubscriptionSpec, SubscriptionStatus
 from ..billing.account import AccountProblem, account_problem, offering_currency
+from ..billing.clock import server_time_on
 from ..billing.events import SubscriptionRef
 from ..billing.invoice import ISSUED, bill_period, dunning_decision
 from ..billing.outbox import Outbox
@@ -99,7 +100,10 @@ class SubscriptionController:
         uid = str(meta.get("uid") or "")
         billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
         tz, recorded_zone = self._zone(ns, ordered, billing)
-        plan = self._plan_step(ordered, stored, billing, now, tz)
+        # managedFields times are the API server's (the wall clock); the controller bills on its own clock
+        written = changes.order_written_at(meta.get("managedFields"))
+        written = server_time_on(ctx.clock, written) if written is not None else None
+        plan = self._plan_step(ordered, stored, billing, now, tz, written)
         # From here on the order is the version in force: its offering, template, prices and rate.
         spec, offering = self._in_force(ordered, plan)
         problem = self._account_problem(ns, spec, offering, stored.get("state") not in (None, "created"))
@@ -368,9 +372,16 @@ class SubscriptionController:
 
     # -- inputs of the pure steps ------------------------------------------------------------------------
     def _plan_step(
-        self, spec: SubscriptionSpec, stored: Mapping[str, Any], billing: SubscriptionBilling, now: datetime, tz: str
+        self,
+        spec: SubscriptionSpec,
+        stored: Mapping[str, Any],
+        billing: SubscriptionBilling,
+        now: datetime,
+        tz: str,
+        written: datetime | None = None,
     ) -> changes.PlanOutcome:
-        """The offering versions after this pass: the order's changes and the offerings' edits (see changes)."""
+        """The offering versions after this pass: the order's changes and the offerings' edits (see changes).
+        `written` is when the order's change was written, on the controller's clock."""
         if billing.plans and stored.get("state") in FINAL_STATES:
             return changes.PlanOutcome(tuple(billing.plans))  # ended: its versions are history
         index = self.ctx.index
@@ -396,6 +407,7 @@ class SubscriptionController:
             period_end=bill_period(tz, now).end,
             start_date=billing.ledger.startDate,
             billed_through=billing.ledger.billedThrough,
+            written_period_end=bill_period(tz, written).end if written is not None and written < now else None,
         )
 
     def _in_force(

@@ -1326,6 +1326,49 @@ def test_downgrade_waits_for_the_period_end(
         api.delete("productofferings", name)
 
 
+def test_a_downgrade_asked_before_the_month_end_and_seen_after_it_is_in_force_at_that_end(
+    api: Api, controller: ControllerProcess, receiver: CloudEventsReceiver, clock_file: Path, ns: str
+) -> None:
+    """Bug 17 (b) of the order chaos: the controller is down across the month end when the downgrade is
+    asked; it must not put the change off a month. Moves the clock forward, then lets the wall clock
+    cross the month end (the offset holds while the change waits: the API server's time of the write is
+    the wall clock's, and the controller moves it onto its own)."""
+    big, small = unique("cm-late1g"), unique("cm-late100")
+    api.apply(per_second("2", big, 1000))
+    api.apply(per_second("1", small, 100))
+    body = subscription(ns, "late", big, "acct-late", "cm-r2", "Ethernet8", 741)
+    api.apply(body)
+    wait_state(api, ns, "late", "active")
+    controller.stop()
+    month = Cycle.of("month", 1, "UTC").period_containing(controller_now(clock_file))
+    jump = (month.end - timedelta(seconds=12) - controller_now(clock_file)).total_seconds()
+    assert jump > 0, "the controller's clock only moves forward"
+    clock_file.write_text(str(float(clock_file.read_text() or 0) + jump))
+    body["spec"]["productOffering"] = {"name": small}
+    api.apply(body)  # asked 12 s before the month end, nobody watching
+    asked = controller_now(clock_file)
+    assert asked < month.end, "the downgrade must be asked before the month end"
+    while controller_now(clock_file) < month.end + timedelta(seconds=2):
+        time.sleep(0.5)
+    controller.start()
+    sub = wait_for(
+        "the downgrade in force at the month end it was asked before",
+        lambda: (s := get_sub(api, ns, "late")) and len(s["status"]["billing"]["plans"]) == 2 and s,
+        60,
+    )
+    assert ts(sub["status"]["billing"]["plans"][1]["since"]) == month.end, sub["status"]["billing"]["plans"]
+    assert sub["status"].get("pendingChange") is None, "not scheduled for the next month end"
+    changed = wait_for("the changed event", lambda: received(receiver, source_of(ns, "late"), "changed"), 20)
+    assert changed[0].get_time() == month.end and changed[0].get_data()["policy"] == "endOfPeriod"
+    wait_for(
+        "the service on 100 Mbit/s",
+        lambda: api.get("networkservices", "late", ns)["spec"]["bandwidthMbps"] == 100,
+        20,
+    )
+    for name in (big, small):
+        api.delete("productofferings", name)
+
+
 def test_month_end_produces_the_on_cycle_invoice_exactly_once(
     api: Api,
     controller: ControllerProcess,

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from controller.billing.clock import ClockError, FakeClock, WallClock
+from controller.billing.clock import ClockError, FakeClock, OffsetClock, WallClock, server_time_on
 from controller.billing.money import (
     CurrencyMismatch,
     Money,
@@ -113,3 +113,13 @@ def test_clocks_are_aware_and_naive_times_are_refused() -> None:
     with pytest.raises(ClockError):
         FakeClock(datetime(2026, 1, 1))
     assert to_second(datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("offset", [0.0, 29 * 86400.0, -3600.0])
+def test_an_api_server_time_is_moved_onto_the_controllers_clock(offset: float) -> None:
+    """managedFields times are the wall clock's; an order chaos run bills on a clock moved by an offset."""
+    written = datetime.now(UTC) - timedelta(seconds=40)
+    on_clock = server_time_on(OffsetClock(offset), written)
+    assert abs((on_clock - written).total_seconds() - offset) < 5  # the wall clock moves between the reads
+    with pytest.raises(ClockError):
+        server_time_on(OffsetClock(offset), datetime(2026, 1, 1))

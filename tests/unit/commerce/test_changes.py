@@ -716,3 +716,90 @@ def test_three_versions_in_a_period_are_three_usage_parts() -> None:
         ("Traffic (biz-50, from 2026-12-24T00:00:00Z)", "1.00", rfc3339(late)),  # 10 GB at 0.10
     ]
     assert len({e.id for e in out.events}) == len(out.events)
+
+
+def _seen(written_period_end: Any, billed_through: Any = None, stored: Any = None) -> changes.PlanOutcome:
+    """A downgrade written 40 s before the December end and first seen 30 s after it (bug 17 (b))."""
+    return plan_step(
+        ON_100,
+        requested="biz-50",
+        requested_offering=biz("29.90", 50),
+        bandwidth=None,
+        current_offering=BIZ100,
+        stored_pending=stored,
+        stored_rollout=None,
+        billing_started=True,
+        now=utc(2027, 1, 1, 0, 0, 30),
+        period_end=utc(2027, 2, 1),
+        billed_through=billed_through,
+        written_period_end=written_period_end,
+    )
+
+
+@pytest.mark.parametrize(
+    ("written_period_end", "billed_through", "pending_until", "in_force_at"),
+    [
+        (DEC.end, None, None, DEC.end),  # written in December: due at the December end, as asked
+        (None, None, utc(2027, 2, 1), None),  # unknown write time: the period it is seen in
+        (utc(2027, 2, 1), None, utc(2027, 2, 1), None),  # written in January: January's end
+        (DEC.end, utc(2027, 1, 1, 0, 0, 10), None, utc(2027, 1, 1, 0, 0, 10)),  # never into invoiced time
+    ],
+)
+def test_an_end_of_period_change_seen_after_the_period_end_is_due_at_the_end_of_the_period_it_was_written_in(
+    written_period_end: Any, billed_through: Any, pending_until: Any, in_force_at: Any
+) -> None:
+    seen = _seen(written_period_end, billed_through)
+    assert (seen.pending.effective if seen.pending else None) == pending_until
+    assert [c.at for c in seen.changes] == ([in_force_at] if in_force_at else [])
+    if in_force_at:
+        assert [(p.offering, p.since) for p in seen.plans] == [("biz-100", None), ("biz-50", in_force_at)]
+
+
+@pytest.mark.parametrize(
+    ("managed", "expected"),
+    [
+        (None, None),
+        ([], None),
+        ([{"manager": "kubectl", "time": "2026-12-31T23:59:20Z", "fieldsV1": {"f:metadata": {}}}], None),
+        (
+            [
+                {
+                    "manager": "kubectl",
+                    "time": "2026-12-31T23:59:20Z",
+                    "fieldsV1": {"f:spec": {"f:productOffering": {}}},
+                },
+                {"manager": "telco", "time": "2027-01-01T00:00:30Z", "fieldsV1": {"f:status": {}}},
+            ],
+            utc(2026, 12, 31, 23, 59, 20),
+        ),
+        (
+            [
+                {"manager": "a", "time": "2026-12-01T00:00:00Z", "fieldsV1": {"f:spec": {"f:productOffering": {}}}},
+                {"manager": "b", "time": "2026-12-31T23:59:20Z", "fieldsV1": {"f:spec": {"f:bandwidthMbps": {}}}},
+            ],
+            utc(2026, 12, 31, 23, 59, 20),  # the latest: never earlier than the change
+        ),
+        ([{"manager": "x", "time": "not a time", "fieldsV1": {"f:spec": {"f:bandwidthMbps": {}}}}], None),
+        ("garbage", None),
+    ],
+)
+def test_the_order_write_time_is_the_latest_managed_fields_time_owning_the_order(managed: Any, expected: Any) -> None:
+    assert changes.order_written_at(managed) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored_offering", "pending_until", "in_force_at"),
+    [
+        ("biz-50", utc(2027, 2, 1), None),  # seen and refused then: possible only now, so this period's end
+        ("biz-20", None, DEC.end),  # refused for another target: this one is new, due when asked
+    ],
+)
+def test_a_change_seen_and_refused_before_the_period_end_is_not_dated_back(
+    stored_offering: str, pending_until: Any, in_force_at: Any
+) -> None:
+    refused = PendingChange(
+        direction="downgrade", offering=stored_offering, state="refused", message="spec.productOffering: missing"
+    )
+    seen = _seen(DEC.end, stored=refused)
+    assert (seen.pending.effective if seen.pending else None) == pending_until
+    assert [c.at for c in seen.changes] == ([in_force_at] if in_force_at else [])
