@@ -899,7 +899,8 @@ def check(
         pending = sub["status"].get("pendingChange") or {}
         if waiting and (pending.get("offering"), pending.get("state")) != (rec.offerings[waiting[-1].to], "scheduled"):
             problems.append(f"{name}: {waiting[-1].direction} asked after the month end is not scheduled: {pending}")
-        if waiting and ts(pending.get("effective") or rfc(NEVER)) != next_month_end(rec.month_end, TZ):
+        due = ts(pending["effective"]) if pending.get("effective") else None  # none: a problem, not a crash
+        if waiting and due != next_month_end(rec.month_end, TZ):
             problems.append(f"{name}: the waiting change is due {pending.get('effective')}, not the next month end")
 
         # each version change is one `changed` event, dated when it took effect
