@@ -218,6 +218,7 @@ class Controller:
             await asyncio.sleep(0.2)  # the rest of the burst of gains
             self._relist_wanted = False
             self._removed_since_list.clear()
+            log.info("listing every NetworkService for the devices this replica took")
             try:
                 bodies = await self.kube.list_all("networkservices")
             except Exception as exc:

@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
@@ -388,6 +389,7 @@ class Coordinator:
     gain_concurrency: int = 8  # units started at once (each reads its Secrets and opens a session)
     on_suspend: Suspend | None = None  # None: a lapsed fence stops every unit in full (on_lose)
     on_resume: Resume | None = None
+    renew_off_loop: bool = True  # renew on a thread of its own when the API has replace_blocking
     held: dict[str, int] = field(default_factory=dict)  # unit -> tenure, while driving it
     suspended: dict[str, int] = field(default_factory=dict)  # unit -> tenure: fenced off, its state kept
     resumes: int = 0  # suspended units taken up again without a stop and start
@@ -410,6 +412,9 @@ class Coordinator:
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
+    _renewer: threading.Thread | None = None
+    _renewer_stop: threading.Event = field(default_factory=threading.Event)
+    _beat: float | None = None  # when the loop last showed it runs (for the renewer thread)
 
     # -- what the rest of the controller asks --------------------------------------------------------
     def fence_valid(self) -> bool:
@@ -452,9 +457,12 @@ class Coordinator:
     async def close(self) -> None:
         """Graceful stop: let go of every unit (stopping first), then release the membership."""
         self._closing = True
+        self._renewer_stop.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._renewer is not None:  # a renew under way ends within the API timeout
+            await asyncio.to_thread(self._renewer.join, self.timing.renew_deadline)
         if self._watchdog is not None:
             self._watchdog.cancel()
         async with self._busy:
@@ -475,7 +483,17 @@ class Coordinator:
     async def _run(self) -> None:
         watching = self.follow()
         await self._renew()
-        renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
+        blocking = getattr(self.api, "replace_blocking", None) if self.renew_off_loop else None
+        if blocking is not None:
+            self._beat = self.clock()
+            renewing = asyncio.create_task(self._heartbeat(), name="shard-heartbeat")
+            loop = asyncio.get_running_loop()
+            self._renewer = threading.Thread(
+                target=self._renew_off_loop, args=(blocking, loop), name="shard-renew", daemon=True
+            )
+            self._renewer.start()
+        else:
+            renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
         try:
             while True:
                 try:
@@ -489,6 +507,7 @@ class Coordinator:
                     await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
                 self._wake.clear()
         finally:
+            self._renewer_stop.set()
             renewing.cancel()
             watching.cancel()
             await asyncio.gather(renewing, watching, return_exceptions=True)
@@ -778,13 +797,79 @@ class Coordinator:
             log.warning("shard: renewing the membership Lease %s failed (%s)%s", name, exc, late)
             return
         self._member = lease_record(stored)
-        self._renewed_at = sent
+        self._renewed_at = sent if self._renewed_at is None else max(self._renewed_at, sent)
+        self._renewed(stored, sent)
+
+    def _renewed(self, stored: Mapping[str, Any], sent: float) -> None:
+        """On the loop, after a renew sent at `sent` went through (here or on the renewer thread)."""
+        if self._closing:
+            return
         self._arm_watchdog()
         version = str((stored.get("metadata") or {}).get("resourceVersion") or "")
         if version and version == self._echoed:  # the watch was quicker than the answer
             self._confirm(sent)
         else:
             self._unechoed = (version, sent)
+
+    # -- the renewer thread (an API with replace_blocking) ----------------------------------------------
+    def _renew_off_loop(self, replace: Callable[[str, dict[str, Any]], dict[str, Any]], loop: Any) -> None:
+        """Renews the membership with a blocking client on a thread of its own, so a starved event loop
+        does not make the renew late and fence this replica off (issue 16). It renews only while the loop
+        has beaten within `lease_duration`: a wedged loop must lose its devices like a dead process. The
+        fence itself needs no thread: every Set checks fence_valid(), which reads the clock and the last
+        renew's send time. This thread also hands a lapse to the loop's watchdog as soon as it sees one."""
+        late = False
+        while not self._renewer_stop.wait(self.timing.renew_interval):
+            member, beat = self._member, self._beat
+            if beat is not None and self.clock() - beat > self.timing.lease_duration:
+                if not late:
+                    idle = self.clock() - beat
+                    log.warning("shard: the event loop has not run for %.0fs: no more membership renews", idle)
+                late = True
+                self._lapse_from_thread(loop)
+                continue
+            late = False
+            if member is None:  # created (or found again after a conflict) by the loop's own renew
+                self._call_loop(loop, self._renew_if_unowned)
+                continue
+            sent = self.clock()
+            body = self._lease_body(
+                member.name, "member", holder=self.identity, transitions=0, resource_version=member.resource_version
+            )
+            try:
+                stored = replace(member.name, body)
+            except Exception as exc:
+                if isinstance(exc, Conflict) and self._member is member:
+                    self._member = None
+                state = "" if self.fence_valid() else "; past the renew deadline: not driving any device"
+                log.warning("shard: renewing the membership Lease %s failed (%s)%s", member.name, exc, state)
+                self._lapse_from_thread(loop)
+                continue
+            if self._renewer_stop.is_set():
+                return
+            self._member = lease_record(stored)
+            self._renewed_at = sent if self._renewed_at is None else max(self._renewed_at, sent)
+            self._call_loop(loop, self._renewed, stored, sent)
+
+    def _renew_if_unowned(self) -> None:
+        if self._member is None and not self._closing:
+            task = asyncio.create_task(self._renew(), name="shard-renew-create")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def _lapse_from_thread(self, loop: Any) -> None:
+        if self.held and not self.fence_valid():
+            self._call_loop(loop, self._fence_lapsed)
+
+    def _call_loop(self, loop: Any, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            loop.call_soon_threadsafe(fn, *args)
+
+    async def _heartbeat(self) -> None:
+        """The loop's sign of life for the renewer thread."""
+        while True:
+            self._beat = self.clock()
+            await asyncio.sleep(self.timing.renew_interval)
 
     def _arm_watchdog(self) -> None:
         """Stop every unit at the renew deadline, whatever the loop is doing (a hung API call)."""
