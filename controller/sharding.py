@@ -636,6 +636,10 @@ class Coordinator:
         unit under way has ended, and the loop is woken afterwards (a unit still ours is taken up again)."""
         if self.held.pop(unit, None) is None:
             return
+        await self._stop(unit)
+
+    async def _stop(self, unit: str) -> None:
+        """`on_lose` for a unit already taken out of `held`."""
         async with self._unit_lock(unit):
             self._started.discard(unit)
             try:
@@ -772,6 +776,10 @@ class Coordinator:
 
     # -- membership ----------------------------------------------------------------------------------
     async def _renew(self) -> None:
+        if self.held and not self.fence_valid():
+            # The watchdog has not run yet (a starved loop): the units go through the lapse first, so a
+            # renew never makes a unit driven again without the check of its Lease (`after_fence`).
+            self._fence_lapsed()
         sent = self.clock()
         name = member_lease_name(self.group, self.identity)
         body = self._lease_body(
@@ -829,6 +837,11 @@ class Coordinator:
                 self._lapse_from_thread(loop)
                 continue
             late = False
+            if self.held and not self.fence_valid():
+                # Lapsed (e.g. the process was stopped): the loop must take the units out of `held` before
+                # a renew makes the fence valid again, or they would be driven with no check of their Leases.
+                self._lapse_from_thread(loop)
+                continue
             if member is None:  # created (or found again after a conflict) by the loop's own renew
                 self._call_loop(loop, self._renew_if_unowned)
                 continue
@@ -889,13 +902,15 @@ class Coordinator:
             len(self.held),
             " (their writes; sessions and records are kept while the Leases stay ours)" if suspend else "",
         )
-        for unit in list(self.held):  # drives() is already False for all of them; this stops the work
+        # drives() is already False for all of them; this stops the work. Out of `held` at once, so a renew
+        # right after this (the renewer thread's) cannot make them driven again without their Leases' check.
+        for unit in list(self.held):
+            tenure = self.held.pop(unit)
             if suspend:
-                tenure = self.held.pop(unit)
                 self.suspended[unit] = tenure
                 task = asyncio.create_task(self._suspend(unit, tenure), name=f"shard-fence-{unit}")
             else:
-                task = asyncio.create_task(self._lose(unit), name=f"shard-fence-{unit}")
+                task = asyncio.create_task(self._stop(unit), name=f"shard-fence-{unit}")
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 

@@ -107,3 +107,25 @@ def test_a_wedged_loop_loses_its_fence_and_is_fenced_before_it_runs_again() -> N
         await a.close()
 
     asyncio.run(scenario())
+
+
+def test_a_renew_after_a_lapse_waits_until_the_loop_has_taken_the_units_out_of_play() -> None:
+    """Past its deadline (a pause, the API server away), the thread could renew before the loop's watchdog
+    ran: the units would be driven again with no look at their Leases, which another replica may hold
+    by then. It renews only once the loop has processed the lapse."""
+
+    async def scenario() -> None:
+        a, store = await started(True)
+        store.down = True
+        time.sleep(TIMING.renew_deadline + 0.3)  # the loop stuck, the renews failing: the fence lapses
+        store.down = False
+        time.sleep(4 * TIMING.renew_interval)  # the API server is back; the loop is still stuck
+        assert not a.fence_valid() and not a.drives("pe-1"), "renewed while the lapse was not processed"
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if a.drives("pe-1"):
+                break
+        assert a.drives("pe-1"), "driven again once the loop ran the lapse and the renew went through"
+        await a.close()
+
+    asyncio.run(scenario())
