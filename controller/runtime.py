@@ -145,7 +145,7 @@ class Controller:
         self._relist_wanted = False
         self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
         self._count_writes: dict[str, asyncio.TimerHandle] = {}  # devices whose new service count waits
-        self._refresh_on_resume: set[str] = set()  # suspended devices whose target may have changed meanwhile
+        self._refresh_on_resume: set[str] = set()  # suspended devices whose refresh was skipped meanwhile
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
@@ -264,7 +264,7 @@ class Controller:
     async def _resume(self, unit: str, tenure: int) -> None:
         """Its Lease still names this replica at the same tenure: nobody else wrote to the device, so one
         whole-device pass over the session and records kept is enough (no reconnect, no re-list)."""
-        if unit in self._refresh_on_resume:  # its NetworkDevice changed while suspended (else no API call)
+        if unit in self._refresh_on_resume:  # a refresh (a NetworkDevice change, the resync) skipped meanwhile
             self._refresh_on_resume.discard(unit)
             await self.refresh_device(unit)
         self.network.resume_device(unit)
