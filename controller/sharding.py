@@ -13,6 +13,8 @@ Fencing: a replica drives its units only until `renew_deadline` after the moment
 successful renew. Others judge a membership expired only after seeing it unchanged for the whole
 `lease_duration` on their own clock, which starts no earlier than that send. With renew_deadline <
 lease_duration, the old owner stops before a new one can start (the gap covers a Set in flight).
+A lapse whose unit Leases nobody took is cheap: the units are suspended (no Set, state kept) and
+resumed at the same tenure (`after_fence`); the renew itself runs on a thread of its own.
 
 Expiry is judged by local observation (when this replica first saw a Lease's current version), as
 client-go's leader election does, so clocks need not agree between nodes, only run at about the
