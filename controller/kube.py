@@ -206,12 +206,14 @@ class KubeLeases:
         self._watch_idle = watch_idle
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self._call_blocking(fn, *args, **kwargs))
+
+    def _call_blocking(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from .sharding import Conflict as LeaseConflict
 
-        loop = asyncio.get_running_loop()
-        call = lambda: fn(*args, _request_timeout=self._timeout, _preload_content=False, **kwargs)  # noqa: E731
         try:
-            response = await loop.run_in_executor(self._pool, call)
+            response = fn(*args, _request_timeout=self._timeout, _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status in (404, 409):
                 raise LeaseConflict(f"{exc.status} {exc.reason}") from None
@@ -290,6 +292,12 @@ class KubeLeases:
         update would be, with only the `patch` verb granted."""
         self._kube._count("leases")
         return dict(await self._call(self._api.patch_namespaced_lease, name, self.namespace, body))
+
+    def replace_blocking(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """replace() on the calling thread: the membership renewer's own (controller/sharding.py), which
+        must not wait for the event loop, however starved it is."""
+        self._kube._count("leases")
+        return dict(self._call_blocking(self._api.patch_namespaced_lease, name, self.namespace, body))
 
     async def delete(self, name: str) -> None:
         self._kube._count("leases")

@@ -109,6 +109,8 @@ class Controller:
                 on_gain=self._gain,
                 on_lose=self._lose,
                 timing=timing,
+                on_suspend=self._suspend,
+                on_resume=self._resume,
             )
         # Built with its callbacks: the device count per pass, and what is known of each NetworkDevice.
         self.network = NetworkReconciler(
@@ -143,6 +145,7 @@ class Controller:
         self._relist_wanted = False
         self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
         self._count_writes: dict[str, asyncio.TimerHandle] = {}  # devices whose new service count waits
+        self._refresh_on_resume: set[str] = set()  # suspended devices whose refresh was skipped meanwhile
 
     def _new_commerce(self) -> CommerceController:
         return CommerceController(
@@ -158,6 +161,11 @@ class Controller:
     def drives(self, unit: str) -> bool:
         """Whether this replica drives `unit` (a device, or the commerce layer): always, unsharded."""
         return self.shards is None or self.shards.drives(unit)
+
+    def keeps(self, unit: str) -> bool:
+        """Whether this replica keeps `unit`'s records: it drives it, or a lapsed fence suspended it (the
+        records must stay current for its resumption, though nothing is written meanwhile)."""
+        return self.shards is None or self.shards.keeps(unit)
 
     def commerce_event(self, apply: Callable[[CommerceController], None]) -> None:
         """A commerce watch event: applied while this replica runs the commerce layer, else dropped (the
@@ -187,7 +195,7 @@ class Controller:
         devices = [d for e in endpoints if isinstance(e, dict) and isinstance(d := e.get("device"), str)]
         if len(devices) != len(endpoints):
             return False
-        if any(self.drives(d) for d in devices):
+        if any(self.keeps(d) for d in devices):
             return False
         if not set(devices) <= self._named:
             self._named |= set(devices)
@@ -196,7 +204,7 @@ class Controller:
 
     def _concerns(self, record: ServiceRecord) -> bool:
         """Whether this replica needs the service: it drives one of its devices or writes its status."""
-        return any(self.drives(d) for d in record.devices()) or self.network.is_home(record)
+        return any(self.keeps(d) for d in record.devices()) or self.network.is_home(record)
 
     def _relist_soon(self) -> None:
         """A device became ours: its services, dropped while another replica drove it, come from one
@@ -210,6 +218,7 @@ class Controller:
             await asyncio.sleep(0.2)  # the rest of the burst of gains
             self._relist_wanted = False
             self._removed_since_list.clear()
+            log.info("listing every NetworkService for the devices this replica took")
             try:
                 bodies = await self.kube.list_all("networkservices")
             except Exception as exc:
@@ -234,10 +243,32 @@ class Controller:
         self.network.adopt_device(unit)
         self._relist_soon()
         await self.refresh_device(unit)
+        await self._take_up_unfinalized(unit)
+
+    async def _take_up_unfinalized(self, unit: str) -> None:
         for body in list(self._unfinalized.values()):  # services whose status this replica may write now
             endpoints = (body.get("spec") or {}).get("endpoints") or []
             if any(isinstance(e, dict) and e.get("device") == unit for e in endpoints):
                 await self.upsert_service(body)
+
+    async def _suspend(self, unit: str) -> bool:
+        """The fence lapsed: stop the device's passes (no Set until it is resumed), but keep its session
+        and the records of its services, as its Lease may still be ours when the renew is on time again.
+        The commerce layer is stopped in full (False): it is rebuilt from a list when taken up again."""
+        if unit == COMMERCE:
+            await self._lose(unit)
+            return False
+        await self.network.suspend_device(unit)
+        return True
+
+    async def _resume(self, unit: str, tenure: int) -> None:
+        """Its Lease still names this replica at the same tenure: nobody else wrote to the device, so one
+        whole-device pass over the session and records kept is enough (no reconnect, no re-list)."""
+        if unit in self._refresh_on_resume:  # a refresh (a NetworkDevice change, the resync) skipped meanwhile
+            self._refresh_on_resume.discard(unit)
+            await self.refresh_device(unit)
+        self.network.resume_device(unit)
+        await self._take_up_unfinalized(unit)
 
     async def _lose(self, unit: str) -> None:
         if unit == COMMERCE:
@@ -245,6 +276,7 @@ class Controller:
             if commerce is not None:
                 await commerce.close()
             return
+        self._refresh_on_resume.discard(unit)
         record = self.devices.get(unit)
         if record is not None:
             record.target = None  # the next owner-ship opens a fresh session
@@ -340,6 +372,8 @@ class Controller:
         """(Re)build the device's target from spec and Secrets; replace the session when it changed."""
         record = self.devices.get(name)
         if record is None or not self.drives(name):
+            if record is not None and self.keeps(name):
+                self._refresh_on_resume.add(name)  # suspended by a lapsed fence: done when it is resumed
             return
         config_error: str | None = None
         try:

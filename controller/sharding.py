@@ -13,6 +13,8 @@ Fencing: a replica drives its units only until `renew_deadline` after the moment
 successful renew. Others judge a membership expired only after seeing it unchanged for the whole
 `lease_duration` on their own clock, which starts no earlier than that send. With renew_deadline <
 lease_duration, the old owner stops before a new one can start (the gap covers a Set in flight).
+A lapse whose unit Leases nobody took is cheap: the units are suspended (no Set, state kept) and
+resumed at the same tenure (`after_fence`); the renew itself runs on a thread of its own.
 
 Expiry is judged by local observation (when this replica first saw a Lease's current version), as
 client-go's leader election does, so clocks need not agree between nodes, only run at about the
@@ -35,6 +37,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
@@ -276,6 +279,34 @@ def plan(
     return Plan(frozenset(keep), tuple(acquire), tuple(release), tuple(waiting))
 
 
+def after_fence(
+    me: str,
+    suspended: Mapping[str, int],
+    leases: Mapping[str, LeaseRecord],
+    keep: Collection[str],
+    fenced: bool,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What becomes of the units a lapsed fence suspended (`suspended`: unit -> the tenure it was driven
+    at; their sessions and service records were kept): (resume, stop).
+
+    A unit is resumed, with one whole-device pass, only if it is still ours to keep and its Lease still
+    names us with the same tenure: nobody took it meanwhile, so nobody else can have written to the
+    device (every take adds 1 to leaseTransitions). Anything else (another holder, a new tenure, a
+    release, a deleted Lease, a unit now assigned elsewhere) is stopped in full, as before suspensions
+    existed. While still fenced, nothing is decided: the units stay suspended."""
+    if fenced:
+        return (), ()
+    resume: list[str] = []
+    stop: list[str] = []
+    for unit, tenure in sorted(suspended.items()):
+        lease = leases.get(unit)
+        if unit in keep and lease is not None and lease.holder == me and lease.transitions == tenure:
+            resume.append(unit)
+        else:
+            stop.append(unit)
+    return tuple(resume), tuple(stop)
+
+
 # -- the coordinator (I/O) --------------------------------------------------------------------------
 LeaseBodies = list[dict[str, Any]]  # Leases in the API's JSON form
 
@@ -325,6 +356,8 @@ class Timing:
 
 Gain = Callable[[str, int], Awaitable[None]]
 Lose = Callable[[str], Awaitable[None]]
+Suspend = Callable[[str], Awaitable[bool]]  # True: what was learnt is kept (resumable); False: stopped in full
+Resume = Callable[[str, int], Awaitable[None]]
 
 
 @dataclass
@@ -338,7 +371,14 @@ class Coordinator:
     that ran alongside a start tore down what the start had just built (a session, queued work).
     `on_gain` runs only while the fence is valid. Gains of one tick run concurrently, at most
     `gain_concurrency` at a time, after all of that tick's unit Leases were written: after a
-    failover, the lost replica's devices are taken together, not one after another."""
+    failover, the lost replica's devices are taken together, not one after another.
+
+    With `on_suspend`/`on_resume`, a lapsed fence is cheap: `on_suspend(unit)` stops the unit's writes
+    (and must return only once nothing more is sent) but may keep its session and records. Once a renew
+    is on time again, a unit whose Lease still names us at the same tenure is confirmed with one write
+    of its Lease conditioned on the version read (so a take racing it fails) and `on_resume(unit,
+    tenure)` runs; any other is stopped with `on_lose` (`after_fence`). Suspend and resume take part in
+    the same alternation: gain, (suspend, resume)*, lose."""
 
     api: LeaseApi
     group: str
@@ -349,7 +389,12 @@ class Coordinator:
     timing: Timing = field(default_factory=Timing)
     clock: Callable[[], float] = time.monotonic
     gain_concurrency: int = 8  # units started at once (each reads its Secrets and opens a session)
+    on_suspend: Suspend | None = None  # None: a lapsed fence stops every unit in full (on_lose)
+    on_resume: Resume | None = None
+    renew_off_loop: bool = True  # renew on a thread of its own when the API has replace_blocking
     held: dict[str, int] = field(default_factory=dict)  # unit -> tenure, while driving it
+    suspended: dict[str, int] = field(default_factory=dict)  # unit -> tenure: fenced off, its state kept
+    resumes: int = 0  # suspended units taken up again without a stop and start
     observer: Observer = field(default_factory=Observer)
     live: set[str] = field(default_factory=set)
     holders: dict[str, str] = field(default_factory=dict)  # unit -> holder, as last seen
@@ -368,6 +413,10 @@ class Coordinator:
     _closing: bool = False
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
     _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
+    _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
+    _renewer: threading.Thread | None = None
+    _renewer_stop: threading.Event = field(default_factory=threading.Event)
+    _beat: float | None = None  # when the loop last showed it runs (for the renewer thread)
 
     # -- what the rest of the controller asks --------------------------------------------------------
     def fence_valid(self) -> bool:
@@ -375,6 +424,11 @@ class Coordinator:
 
     def drives(self, unit: str) -> bool:
         return unit in self.held and self.fence_valid()
+
+    def keeps(self, unit: str) -> bool:
+        """Whether this replica keeps what it learnt of `unit` (driven, or suspended by a lapsed fence and
+        maybe resumed): its service records must stay current, though nothing is written to it."""
+        return unit in self.held or unit in self.suspended
 
     def guard(self, unit: str) -> tuple[tuple[str, str], ...]:
         """Checked right before every Set: the metadata that names this replica and its tenure."""
@@ -405,14 +459,20 @@ class Coordinator:
     async def close(self) -> None:
         """Graceful stop: let go of every unit (stopping first), then release the membership."""
         self._closing = True
+        self._renewer_stop.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._renewer is not None:  # a renew under way ends within the API timeout
+            await asyncio.to_thread(self._renewer.join, self.timing.renew_deadline)
         if self._watchdog is not None:
             self._watchdog.cancel()
         async with self._busy:
             leases = await self._unit_leases()
-            for unit in list(self.held):
+            suspended = list(self.suspended)
+            for unit in suspended:  # fenced off but still ours: stopped in full and released like the rest
+                await self._stop_suspended(unit)
+            for unit in [*self.held, *suspended]:
                 await self._lose(unit)
                 lease = leases.get(unit)
                 if lease is not None and lease.holder == self.identity:
@@ -425,7 +485,17 @@ class Coordinator:
     async def _run(self) -> None:
         watching = self.follow()
         await self._renew()
-        renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
+        blocking = getattr(self.api, "replace_blocking", None) if self.renew_off_loop else None
+        if blocking is not None:
+            self._beat = self.clock()
+            renewing = asyncio.create_task(self._heartbeat(), name="shard-heartbeat")
+            loop = asyncio.get_running_loop()
+            self._renewer = threading.Thread(
+                target=self._renew_off_loop, args=(blocking, loop), name="shard-renew", daemon=True
+            )
+            self._renewer.start()
+        else:
+            renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
         try:
             while True:
                 try:
@@ -439,6 +509,7 @@ class Coordinator:
                     await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
                 self._wake.clear()
         finally:
+            self._renewer_stop.set()
             renewing.cancel()
             watching.cancel()
             await asyncio.gather(renewing, watching, return_exceptions=True)
@@ -462,6 +533,8 @@ class Coordinator:
         leases = {r.unit: r for r in listing if r.role == "unit" and r.unit}
         self.holders = {u: r.holder for u, r in leases.items()}
         fresh = self._fresh_at
+        if self.on_suspend is not None and not self.fence_valid():
+            self._fence_lapsed()  # the watchdog may be late on a starved loop: suspend, never stop in full here
         self.live = live_members(members, self.observer, fresh) | ({self.identity} if self.fence_valid() else set())
         step = plan(
             self.identity,
@@ -474,6 +547,9 @@ class Coordinator:
         for unit in list(self.held):  # held here but the Lease says otherwise (or fenced): stop at once
             if unit not in step.keep and not any(u == unit for u, _ in step.release):
                 await self._lose(unit)
+        resume, stop = after_fence(self.identity, self.suspended, leases, step.keep, fenced=not self.fence_valid())
+        for unit in stop:  # its Lease moved, or it is no longer ours to keep: stopped in full, as before
+            await self._stop_suspended(unit)
         for unit, lease in step.release:
             await self._lose(unit)
             try:
@@ -484,8 +560,10 @@ class Coordinator:
         gains: list[tuple[str, int]] = []
         for unit in sorted(step.keep):
             # Ours by its Lease but not driven, e.g. after our renew was late and is on time again. Not
-            # while it is still being stopped (the watchdog's stop ends first; it wakes us), nor fenced.
-            if unit not in self.held and not self._in_transit(unit) and self.fence_valid():
+            # while it is still being stopped (the watchdog's stop ends first; it wakes us), nor fenced; a
+            # suspended one is resumed instead (below).
+            idle = unit not in self.held and unit not in self.suspended and not self._in_transit(unit)
+            if idle and self.fence_valid():
                 tenure = leases[unit].transitions
                 self.held[unit] = tenure
                 gains.append((unit, tenure))
@@ -496,7 +574,8 @@ class Coordinator:
                 gains.append(result)
             elif isinstance(result, BaseException):
                 failed.append(result)
-        await self._bounded([self._gain(unit, tenure) for unit, tenure in gains])
+        resumes = [self._resume(unit, leases[unit]) for unit in resume if not self._in_transit(unit)]
+        await self._bounded([*(self._gain(unit, tenure) for unit, tenure in gains), *resumes])
         if failed:
             raise failed[0]  # logged by the loop; the next tick tries the rest again
 
@@ -545,6 +624,7 @@ class Coordinator:
                 return
             try:
                 await self.on_gain(unit, tenure)
+                self._started.add(unit)
             except Exception:
                 log.exception("shard: starting %s failed; stopping it, the next tick starts it again", unit)
                 self.held.pop(unit, None)
@@ -558,11 +638,85 @@ class Coordinator:
         unit under way has ended, and the loop is woken afterwards (a unit still ours is taken up again)."""
         if self.held.pop(unit, None) is None:
             return
+        await self._stop(unit)
+
+    async def _stop(self, unit: str) -> None:
+        """`on_lose` for a unit already taken out of `held`."""
         async with self._unit_lock(unit):
+            self._started.discard(unit)
             try:
                 await self.on_lose(unit)
             except Exception:
                 log.exception("shard: stopping %s failed", unit)
+        self._wake.set()
+
+    async def _suspend(self, unit: str, tenure: int) -> None:
+        """The fence lapsed: `on_suspend` stops the unit's writes (drives() is already False) and keeps its
+        state, once a start under way has ended. A unit that was never started has nothing to keep."""
+        async with self._unit_lock(unit):
+            if self.suspended.get(unit) != tenure:
+                return  # stopped in full meanwhile
+            kept = False
+            if unit in self._started and self.on_suspend is not None:
+                try:
+                    kept = await self.on_suspend(unit)  # False: it stopped the unit in full itself
+                except Exception:
+                    log.exception("shard: suspending %s failed; stopping it", unit)
+                    with contextlib.suppress(Exception):
+                        await self.on_lose(unit)
+            if not kept:
+                self.suspended.pop(unit, None)
+                self._started.discard(unit)
+        self._wake.set()
+
+    async def _stop_suspended(self, unit: str) -> None:
+        """A suspended unit whose Lease moved (or that is let go): stopped in full, as every unit was on a
+        lapse before suspensions existed."""
+        if self.suspended.pop(unit, None) is None:
+            return
+        async with self._unit_lock(unit):
+            if unit in self._started:  # else its suspension found nothing started: nothing to stop
+                self._started.discard(unit)
+                try:
+                    await self.on_lose(unit)
+                except Exception:
+                    log.exception("shard: stopping %s failed", unit)
+        self._wake.set()
+
+    async def _resume(self, unit: str, lease: LeaseRecord) -> None:
+        """Take up a suspended unit whose Lease still names us at its tenure (`after_fence`): first a write
+        of that Lease conditioned on the version we read, so a take by another replica that raced our
+        view fails (or makes this fail and the unit is stopped in full); then `on_resume`."""
+        tenure = lease.transitions
+        if not self.fence_valid() or self.suspended.get(unit) != tenure:
+            return
+        try:
+            self.view.wrote(await self.api.replace(lease.name, self._unit_body(unit, lease, holder=self.identity)))
+        except Conflict:
+            log.info("shard: %s changed while this replica was fenced off: stopping it in full", unit)
+            await self._stop_suspended(unit)
+            return
+        except Exception as exc:  # the API server again: it stays suspended, the next tick tries again
+            log.warning("shard: confirming %s after a lapsed fence failed (%s)", unit, exc)
+            return
+        async with self._unit_lock(unit):
+            if self.suspended.get(unit) != tenure or not self.fence_valid():
+                return  # stopped meanwhile, or fenced again (then it stays suspended)
+            del self.suspended[unit]
+            self.held[unit] = tenure
+            try:
+                assert self.on_resume is not None
+                await self.on_resume(unit, tenure)
+                self.resumes += 1
+                log.info("shard: resumed %s (tenure %d unchanged: session and records kept)", unit, tenure)
+            except Exception:
+                log.exception("shard: resuming %s failed; stopping it, the next tick starts it again", unit)
+                self.held.pop(unit, None)
+                self._started.discard(unit)
+                try:
+                    await self.on_lose(unit)
+                except Exception:
+                    log.exception("shard: stopping %s failed", unit)
         self._wake.set()
 
     # -- the view: one list, then the watch -----------------------------------------------------------
@@ -624,6 +778,10 @@ class Coordinator:
 
     # -- membership ----------------------------------------------------------------------------------
     async def _renew(self) -> None:
+        if self.held and not self.fence_valid():
+            # The watchdog has not run yet (a starved loop): the units go through the lapse first, so a
+            # renew never makes a unit driven again without the check of its Lease (`after_fence`).
+            self._fence_lapsed()
         sent = self.clock()
         name = member_lease_name(self.group, self.identity)
         body = self._lease_body(
@@ -649,13 +807,84 @@ class Coordinator:
             log.warning("shard: renewing the membership Lease %s failed (%s)%s", name, exc, late)
             return
         self._member = lease_record(stored)
-        self._renewed_at = sent
+        self._renewed_at = sent if self._renewed_at is None else max(self._renewed_at, sent)
+        self._renewed(stored, sent)
+
+    def _renewed(self, stored: Mapping[str, Any], sent: float) -> None:
+        """On the loop, after a renew sent at `sent` went through (here or on the renewer thread)."""
+        if self._closing:
+            return
         self._arm_watchdog()
         version = str((stored.get("metadata") or {}).get("resourceVersion") or "")
         if version and version == self._echoed:  # the watch was quicker than the answer
             self._confirm(sent)
         else:
             self._unechoed = (version, sent)
+
+    # -- the renewer thread (an API with replace_blocking) ----------------------------------------------
+    def _renew_off_loop(self, replace: Callable[[str, dict[str, Any]], dict[str, Any]], loop: Any) -> None:
+        """Renews the membership with a blocking client on a thread of its own, so a starved event loop
+        does not make the renew late and fence this replica off (issue 16). It renews only while the loop
+        has beaten within `lease_duration`: a wedged loop must lose its devices like a dead process. The
+        fence itself needs no thread: every Set checks fence_valid(), which reads the clock and the last
+        renew's send time. This thread also hands a lapse to the loop's watchdog as soon as it sees one."""
+        late = False
+        while not self._renewer_stop.wait(self.timing.renew_interval):
+            member, beat = self._member, self._beat
+            if beat is not None and self.clock() - beat > self.timing.lease_duration:
+                if not late:
+                    idle = self.clock() - beat
+                    log.warning("shard: the event loop has not run for %.0fs: no more membership renews", idle)
+                late = True
+                self._lapse_from_thread(loop)
+                continue
+            late = False
+            if self.held and not self.fence_valid():
+                # Lapsed (e.g. the process was stopped): the loop must take the units out of `held` before
+                # a renew makes the fence valid again, or they would be driven with no check of their Leases.
+                self._lapse_from_thread(loop)
+                continue
+            if member is None:  # created (or found again after a conflict) by the loop's own renew
+                self._call_loop(loop, self._renew_if_unowned)
+                continue
+            sent = self.clock()
+            body = self._lease_body(
+                member.name, "member", holder=self.identity, transitions=0, resource_version=member.resource_version
+            )
+            try:
+                stored = replace(member.name, body)
+            except Exception as exc:
+                if isinstance(exc, Conflict) and self._member is member:
+                    self._member = None
+                state = "" if self.fence_valid() else "; past the renew deadline: not driving any device"
+                log.warning("shard: renewing the membership Lease %s failed (%s)%s", member.name, exc, state)
+                self._lapse_from_thread(loop)
+                continue
+            if self._renewer_stop.is_set():
+                return
+            self._member = lease_record(stored)
+            self._renewed_at = sent if self._renewed_at is None else max(self._renewed_at, sent)
+            self._call_loop(loop, self._renewed, stored, sent)
+
+    def _renew_if_unowned(self) -> None:
+        if self._member is None and not self._closing:
+            task = asyncio.create_task(self._renew(), name="shard-renew-create")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def _lapse_from_thread(self, loop: Any) -> None:
+        if self.held and not self.fence_valid():
+            self._call_loop(loop, self._fence_lapsed)
+
+    def _call_loop(self, loop: Any, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
+            loop.call_soon_threadsafe(fn, *args)
+
+    async def _heartbeat(self) -> None:
+        """The loop's sign of life for the renewer thread."""
+        while True:
+            self._beat = self.clock()
+            await asyncio.sleep(self.timing.renew_interval)
 
     def _arm_watchdog(self) -> None:
         """Stop every unit at the renew deadline, whatever the loop is doing (a hung API call)."""
@@ -668,13 +897,22 @@ class Coordinator:
     def _fence_lapsed(self) -> None:
         if self.fence_valid() or not self.held:
             return
+        suspend = self.on_suspend is not None
         log.warning(
-            "shard: no membership renew for %.0fs: stopping all %d unit(s) before the Lease can expire",
+            "shard: no membership renew for %.0fs: stopping all %d unit(s) before the Lease can expire%s",
             self.timing.renew_deadline,
             len(self.held),
+            " (their writes; sessions and records are kept while the Leases stay ours)" if suspend else "",
         )
-        for unit in list(self.held):  # drives() is already False for all of them; this stops the work
-            task = asyncio.create_task(self._lose(unit), name=f"shard-fence-{unit}")
+        # drives() is already False for all of them; this stops the work. Out of `held` at once, so a renew
+        # right after this (the renewer thread's) cannot make them driven again without their Leases' check.
+        for unit in list(self.held):
+            tenure = self.held.pop(unit)
+            if suspend:
+                self.suspended[unit] = tenure
+                task = asyncio.create_task(self._suspend(unit, tenure), name=f"shard-fence-{unit}")
+            else:
+                task = asyncio.create_task(self._stop(unit), name=f"shard-fence-{unit}")
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
@@ -741,6 +979,7 @@ __all__ = [
     "Observer",
     "Plan",
     "Timing",
+    "after_fence",
     "assign",
     "lease_record",
     "owner_of",

@@ -398,6 +398,18 @@ class NetworkReconciler:
             self._settled.get(key, {}).pop(device, None)
             self._torn_down.get(key, set()).discard(device)
 
+    async def suspend_device(self, device: str) -> None:
+        """The shard fence lapsed: end the device's pass under way and send nothing more, but keep its
+        session and what was learnt (its Lease may still be ours). Marks while suspended are dropped
+        (drives() is False); `resume_device` makes up for them with a whole-device pass. A pass cancelled
+        part-way is like one that failed part-way: the next one compares the whole device."""
+        await self._queue.cancel(device)
+        self._full.add(device)
+
+    def resume_device(self, device: str) -> None:
+        """Driven again at the same tenure after a suspension: compare the whole device (a fresh Get)."""
+        self.mark_dirty(device)
+
     def adopt_device(self, device: str) -> None:
         """Start driving `device`: what the controller created and still has to remove there comes from
         the services' stored status (written by the previous owner), then a whole-device pass."""

@@ -11,6 +11,7 @@ replicas is Ready from both replicas' reports; the failover time after a SIGKILL
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import select
 import signal
@@ -251,6 +252,71 @@ def test_a_replica_fenced_by_a_pause_drives_every_device_again(r: Rig, replicas:
     assert driven_by(r, {"rep-1"}) == dict.fromkeys(DEVICES, "rep-1")
     expected = {n: [(e["device"], e["port"], e["vlanId"]) for e in eps] for n, eps in services.items()}
     expected[late] = [(sick, ports_for(sick, 60)["port"], ports_for(sick, 60)["vlanId"])]
+    for device in DEVICES:
+        assert r.managed(device) == r.expected(device, expected), device
+    assert_one_writer_at_a_time(r)
+
+
+RELIST = "listing every NetworkService for the devices this replica took"
+
+
+def log_time(line: str) -> float:
+    """The wall-clock time of a controller log line (its asctime, local time)."""
+    return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def test_a_lapsed_fence_nobody_took_advantage_of_keeps_the_sessions_and_services(  # type: ignore[no-untyped-def]
+    r: Rig, replicas: Replicas, measure
+) -> None:
+    """Issue 16: a replica paused past its renew deadline (a starved event loop) used to stop every device
+    (each session closed, each service record dropped) and take them all back (a new session per device,
+    a list of every NetworkService). Its Leases were never taken, so now it sends nothing while fenced,
+    then resumes each device at the same tenure over the session it kept, with no list."""
+    proc = replicas.start("rep-1", None, "--resync-seconds", "600")  # nothing but the resume re-drives
+    driven_by(r, {"rep-1"})
+    r.wait_devices_ready()
+    services = {unique(f"k-{i}"): [ports_for(d, 80 + i)] for i, d in enumerate(DEVICES)}
+    for name, eps in services.items():
+        r.apply(r.service(name, eps))
+    r.all_ready(services)
+    subscribes = {d: r.stats(d)["subscribe_rpcs"] for d in DEVICES}
+    tenures = {d: {s["tenure"] for s in r.admin.sets(d) if s["replica"]} for d in DEVICES}
+    assert all(len(t) == 1 for t in tenures.values()), tenures
+    start = len(proc.logs())
+    assert proc.proc is not None
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    stopped = time.time()
+    try:
+        time.sleep(DEADLINE + 2)  # past the renew deadline, as a starved loop is
+    finally:
+        os.kill(proc.proc.pid, signal.SIGCONT)
+    woke = time.monotonic()
+    wait_for("the fence lapsed", lambda: "stopping all" in proc.logs()[start:], 30, 0.1)
+    after = {unique(f"k-after-{i}"): [ports_for(d, 90 + i)] for i, d in enumerate(DEVICES)}
+    for name, eps in after.items():  # the devices are driven again once these are Ready
+        r.apply(r.service(name, eps))
+    r.all_ready(after, timeout=4 * LEASE + 30)
+    again = time.monotonic() - woke
+    opened = {d: r.stats(d)["subscribe_rpcs"] - subscribes[d] for d in DEVICES}
+    logs = proc.logs()[start:]
+    measure(
+        "sharding: a lone replica paused past its renew deadline, its devices driven again",
+        again,
+        f"SIGCONT -> a new service on each of {len(DEVICES)} devices Ready; sessions opened {sum(opened.values())},"
+        f" NetworkService lists {logs.count(RELIST)}, load {os.getloadavg()[0]:.1f}",
+    )
+    assert not any(opened.values()), f"new gNMI sessions after the lapse: {opened}"
+    assert RELIST not in logs, "the services were listed again"
+    resumed = [line for line in logs.splitlines() if "shard: resumed " in line]
+    assert {line.split("shard: resumed ")[1].split()[0] for line in resumed} == set(DEVICES), resumed
+    first_resume = min(log_time(line) for line in resumed)
+    for device in DEVICES:
+        log = r.admin.sets(device)
+        fenced = [s for s in log if stopped * 1e9 <= s["received"] < first_resume * 1e9]
+        assert not fenced, f"{device}: Sets received while the fence was invalid: {fenced}"
+        assert {s["tenure"] for s in log if s["replica"]} == tenures[device], f"{device}: a new tenure"
+    r.all_ready([*services, *after], timeout=30)
+    expected = {n: [(e["device"], e["port"], e["vlanId"]) for e in eps] for n, eps in {**services, **after}.items()}
     for device in DEVICES:
         assert r.managed(device) == r.expected(device, expected), device
     assert_one_writer_at_a_time(r)
