@@ -176,9 +176,10 @@ class Kube:
                     raise RuntimeError(f"{plural} watch: {status.get('message') or status}")
                 yield event
         finally:
-            for resp in opened:  # unblocks the reading thread, which then ends
-                with contextlib.suppress(Exception):
-                    resp.close()
+            # Closing unblocks the reading thread, which then ends; on a thread of its own, since closing
+            # a TLS connection another thread reads from can block until that read returns.
+            for resp in opened:
+                threading.Thread(target=_close_quietly, args=(resp,), name=f"unwatch-{plural}", daemon=True).start()
 
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
@@ -260,6 +261,11 @@ class Kube:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def _close_quietly(resp: Any) -> None:
+    with contextlib.suppress(Exception):
+        resp.close()
 
 
 _LeaseItems = list[dict[str, Any]]  # a name of its own: inside KubeLeases, `list` is the method

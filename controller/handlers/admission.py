@@ -34,7 +34,10 @@ NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespace
 # Rendered NetworkService versions kept between requests (a few KB each).
 RENDERS_KEPT = 50_000
 # How long a round waits for the watches to reach its barrier before it lists the kind instead.
-CATCH_UP_SECONDS = 0.3
+CATCH_UP_SECONDS = 0.1
+# A KindWatch's list serves the watch as well as the requests waiting for it: it may outlast one
+# request's budget (the first list of a large kind on a loaded machine), and the next request uses it.
+LIST_TIMEOUT_SECONDS = 30.0
 Items = TypeVar("Items")
 
 
@@ -105,6 +108,19 @@ class Admission:
         await asyncio.gather(*(w.catch_up(r) for w in watches))
         return self.stores[plural]
 
+    def start(self) -> None:
+        """Start the watches of every kind a webhook reads, so the first requests find them listed."""
+        if self.cache:
+            for plural in dict.fromkeys(p for hook in admission.WEBHOOKS.values() for p in hook.reads):
+                self._watches(plural)
+
+    async def ready(self) -> None:
+        """Until every started watch has made its first list (benchmarks, tests)."""
+        for watches in list(self.watches.values()):
+            for watch in watches:
+                while not watch.synced:
+                    await asyncio.sleep(0.05)
+
     def _watches(self, plural: str) -> list[KindWatch]:
         if plural not in self.watches:
             store = self.stores[plural] = admission.Store(plural)
@@ -164,6 +180,7 @@ class KindWatch:
         self._lock = asyncio.Lock()
         self._moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._relisting: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -218,11 +235,20 @@ class KindWatch:
 
     async def relist(self, at_least: int) -> None:
         """List the scope and make the Store's objects of it those listed (unless it is already at
-        `at_least`: another round's list got there first)."""
+        `at_least`: another round's list got there first). Shielded: a request that gives up (its
+        budget) does not cancel the list the watch and the other requests wait for."""
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.ensure_future(self._relist(at_least))
+            self._relisting.add_done_callback(_retrieved)
+        await asyncio.shield(self._relisting)
+        if not (self.synced and self.rv >= at_least):  # joined a list that started before `at_least`
+            await self.relist(at_least)
+
+    async def _relist(self, at_least: int) -> None:
         async with self._lock:
             if self.synced and self.rv >= at_least:
                 return
-            items, version = await self.kube.list_page(self.plural, self.namespace, READ_TIMEOUT_SECONDS)
+            items, version = await self.kube.list_page(self.plural, self.namespace, LIST_TIMEOUT_SECONDS)
             self.lists += 1
             self.store.replace(items, self.namespace)
             self.rv = max(self.rv, int(version)) if self.synced else int(version)
