@@ -37,16 +37,8 @@ def elem(elem_name: str, **keys: str) -> gnmi_pb2.PathElem:
 
 
 def desc_path(port: str, index: int) -> gnmi_pb2.Path:
-    return gnmi_pb2.Path(
-        elem=[
-            elem("interfaces"),
-            elem("interface", name=port),
-            elem("subinterfaces"),
-            elem("subinterface", index=str(index)),
-            elem("config"),
-            elem("description"),
-        ]
-    )
+    return gnmi_pb2.Path(elem=[elem("interfaces"), elem("interface", name=port), elem("subinterfaces"),
+                               elem("subinterface", index=str(index)), elem("config"), elem("description")])
 
 
 def rss_kib(pid: int) -> int:
@@ -82,17 +74,9 @@ async def set_rps(workdir: Path, seconds: float, concurrency: int, channels: int
     with start(["--devices", "1"], workdir) as proc:
         chans = [channel(proc, "dev1") for _ in range(channels)]
         stubs = [gnmi_pb2_grpc.gNMIStub(c) for c in chans]
-        reqs = [
-            gnmi_pb2.SetRequest(
-                update=[
-                    gnmi_pb2.Update(
-                        path=desc_path(f"Ethernet{1 + i % 8}", 1 + i % 50),
-                        val=gnmi_pb2.TypedValue(json_val=json.dumps(f"v{i}").encode()),
-                    )
-                ]
-            )
-            for i in range(400)
-        ]
+        reqs = [gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(
+            path=desc_path(f"Ethernet{1 + i % 8}", 1 + i % 50),
+            val=gnmi_pb2.TypedValue(json_val=json.dumps(f"v{i}").encode()))]) for i in range(400)]
         done = 0
         stop = 0.0
 
@@ -117,15 +101,9 @@ async def set_rps(workdir: Path, seconds: float, concurrency: int, channels: int
         stats = proc.admin.stats("dev1")
         for c in chans:
             await c.close()
-    return {
-        "sets": done,
-        "seconds": round(elapsed, 2),
-        "sets_per_s": round(done / elapsed),
-        "server_cpu_s": round(cpu, 2),
-        "server_us_per_set": round(cpu / done * 1e6, 1),
-        "concurrency": concurrency,
-        "server_set_rpcs": stats["set_rpcs"],
-    }
+    return {"sets": done, "seconds": round(elapsed, 2), "sets_per_s": round(done / elapsed),
+            "server_cpu_s": round(cpu, 2), "server_us_per_set": round(cpu / done * 1e6, 1),
+            "concurrency": concurrency, "server_set_rpcs": stats["set_rpcs"]}
 
 
 async def batched(workdir: Path, seconds: float, devices: int, batch: int) -> dict[str, Any]:
@@ -136,17 +114,9 @@ async def batched(workdir: Path, seconds: float, devices: int, batch: int) -> di
         stubs = {n: gnmi_pb2_grpc.gNMIStub(c) for n, c in chans.items()}
         variants = []
         for v in range(4):
-            variants.append(
-                gnmi_pb2.SetRequest(
-                    update=[
-                        gnmi_pb2.Update(
-                            path=desc_path(f"Ethernet{1 + i % 8}", 1 + i // 8),
-                            val=gnmi_pb2.TypedValue(json_val=json.dumps(f"cust-{v}-{i}").encode()),
-                        )
-                        for i in range(batch)
-                    ]
-                )
-            )
+            variants.append(gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(
+                path=desc_path(f"Ethernet{1 + i % 8}", 1 + i // 8),
+                val=gnmi_pb2.TypedValue(json_val=json.dumps(f"cust-{v}-{i}").encode())) for i in range(batch)]))
         updates = 0
         sets = 0
         stop = 0.0
@@ -172,17 +142,9 @@ async def batched(workdir: Path, seconds: float, devices: int, batch: int) -> di
         rss = rss_kib(proc.proc.pid)
         for c in chans.values():
             await c.close()
-    return {
-        "devices": devices,
-        "batch": batch,
-        "sets": sets,
-        "updates": updates,
-        "seconds": round(elapsed, 2),
-        "updates_per_s": round(updates / elapsed),
-        "server_cpu_s": round(cpu, 2),
-        "server_us_per_update": round(cpu / max(updates, 1) * 1e6, 2),
-        "rss_mib_after": round(rss / 1024, 1),
-    }
+    return {"devices": devices, "batch": batch, "sets": sets, "updates": updates, "seconds": round(elapsed, 2),
+            "updates_per_s": round(updates / elapsed), "server_cpu_s": round(cpu, 2),
+            "server_us_per_update": round(cpu / max(updates, 1) * 1e6, 2), "rss_mib_after": round(rss / 1024, 1)}
 
 
 async def on_change_latency(workdir: Path, samples: int) -> dict[str, Any]:
@@ -191,13 +153,10 @@ async def on_change_latency(workdir: Path, samples: int) -> dict[str, Any]:
         ch = channel(proc, "dev1")
         stub = gnmi_pb2_grpc.gNMIStub(ch)
         p = desc_path("Ethernet1", 1)
-        await stub.Set(
-            gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(path=p, val=gnmi_pb2.TypedValue(json_val=b'"start"'))]),
-            metadata=MD,
-        )
-        sl = gnmi_pb2.SubscriptionList(
-            mode=gnmi_pb2.SubscriptionList.STREAM, subscription=[gnmi_pb2.Subscription(path=p, mode=gnmi_pb2.ON_CHANGE)]
-        )
+        await stub.Set(gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(
+            path=p, val=gnmi_pb2.TypedValue(json_val=b'"start"'))]), metadata=MD)
+        sl = gnmi_pb2.SubscriptionList(mode=gnmi_pb2.SubscriptionList.STREAM, subscription=[
+            gnmi_pb2.Subscription(path=p, mode=gnmi_pb2.ON_CHANGE)])
         call = stub.Subscribe(metadata=MD)
         await call.write(gnmi_pb2.SubscribeRequest(subscribe=sl))
         while not (await call.read()).sync_response:
@@ -206,12 +165,8 @@ async def on_change_latency(workdir: Path, samples: int) -> dict[str, Any]:
         set_to_rx: list[float] = []
         for i in range(samples):
             t_set = time.time_ns()
-            await stub.Set(
-                gnmi_pb2.SetRequest(
-                    update=[gnmi_pb2.Update(path=p, val=gnmi_pb2.TypedValue(json_val=json.dumps(f"x{i}").encode()))]
-                ),
-                metadata=MD,
-            )
+            await stub.Set(gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(
+                path=p, val=gnmi_pb2.TypedValue(json_val=json.dumps(f"x{i}").encode()))]), metadata=MD)
             resp = await call.read()
             t_rx = time.time_ns()
             assert resp.update.update[0].val.string_val == f"x{i}"
@@ -223,14 +178,11 @@ async def on_change_latency(workdir: Path, samples: int) -> dict[str, Any]:
     def pct(xs: list[float], q: float) -> float:
         return round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 3)
 
-    return {
-        "samples": samples,
-        "commit_to_receipt_ms_p50": pct(commit_to_rx, 0.50),
-        "commit_to_receipt_ms_p99": pct(commit_to_rx, 0.99),
-        "commit_to_receipt_ms_mean": round(statistics.fmean(commit_to_rx), 3),
-        "set_start_to_receipt_ms_p50": pct(set_to_rx, 0.50),
-        "set_start_to_receipt_ms_p99": pct(set_to_rx, 0.99),
-    }
+    return {"samples": samples, "commit_to_receipt_ms_p50": pct(commit_to_rx, 0.50),
+            "commit_to_receipt_ms_p99": pct(commit_to_rx, 0.99),
+            "commit_to_receipt_ms_mean": round(statistics.fmean(commit_to_rx), 3),
+            "set_start_to_receipt_ms_p50": pct(set_to_rx, 0.50),
+            "set_start_to_receipt_ms_p99": pct(set_to_rx, 0.99)}
 
 
 async def fleet_memory(workdir: Path, devices: int) -> dict[str, Any]:
@@ -243,27 +195,16 @@ async def fleet_memory(workdir: Path, devices: int) -> dict[str, Any]:
         idle = rss_kib(pid)
         chans = {n: channel(proc, n) for n in proc.devices}
         stubs = {n: gnmi_pb2_grpc.gNMIStub(c) for n, c in chans.items()}
-        req = gnmi_pb2.SetRequest(
-            update=[
-                gnmi_pb2.Update(
-                    path=desc_path(f"Ethernet{1 + i % 8}", 100 + i // 8),
-                    val=gnmi_pb2.TypedValue(json_val=json.dumps(f"cust-{i}").encode()),
-                )
-                for i in range(16)
-            ]
-        )
+        req = gnmi_pb2.SetRequest(update=[gnmi_pb2.Update(
+            path=desc_path(f"Ethernet{1 + i % 8}", 100 + i // 8),
+            val=gnmi_pb2.TypedValue(json_val=json.dumps(f"cust-{i}").encode())) for i in range(16)])
         await asyncio.gather(*(s.Set(req, metadata=MD, timeout=30) for s in stubs.values()))
         configured = rss_kib(pid)
         calls = []
         for s in stubs.values():
             call = s.Subscribe(metadata=MD)
-            await call.write(
-                gnmi_pb2.SubscribeRequest(
-                    subscribe=gnmi_pb2.SubscriptionList(
-                        subscription=[gnmi_pb2.Subscription(path=gnmi_pb2.Path(elem=[elem("interfaces")]))]
-                    )
-                )
-            )
+            await call.write(gnmi_pb2.SubscribeRequest(subscribe=gnmi_pb2.SubscriptionList(
+                subscription=[gnmi_pb2.Subscription(path=gnmi_pb2.Path(elem=[elem("interfaces")]))])))
             calls.append(call)
         for call in calls:
             while not (await call.read()).sync_response:
@@ -273,13 +214,9 @@ async def fleet_memory(workdir: Path, devices: int) -> dict[str, Any]:
             call.cancel()
         for c in chans.values():
             await c.close()
-    return {
-        "devices": devices,
-        "startup_s": round(startup, 2),
-        "rss_mib_idle": round(idle / 1024, 1),
-        "rss_mib_configured": round(configured / 1024, 1),
-        "rss_mib_with_subscriptions": round(subscribed / 1024, 1),
-    }
+    return {"devices": devices, "startup_s": round(startup, 2), "rss_mib_idle": round(idle / 1024, 1),
+            "rss_mib_configured": round(configured / 1024, 1),
+            "rss_mib_with_subscriptions": round(subscribed / 1024, 1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,36 +224,18 @@ async def fleet_memory(workdir: Path, devices: int) -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     rows = [
-        (
-            "Single-update Sets/s, one device",
-            f"{r['set_rps']['sets_per_s']:,}",
-            ">= 2,000",
-            r["set_rps"]["sets_per_s"] >= 2000,
-        ),
-        (
-            f"Updates/s in batched Sets, {r['batched']['devices']}-device fleet ({r['batched']['batch']} updates/Set)",
-            f"{r['batched']['updates_per_s']:,}",
-            ">= 50,000",
-            r["batched"]["updates_per_s"] >= 50_000,
-        ),
-        (
-            "ON_CHANGE latency p50 (commit -> receipt)",
-            f"{r['latency']['commit_to_receipt_ms_p50']} ms",
-            "< 10 ms",
-            r["latency"]["commit_to_receipt_ms_p50"] < 10,
-        ),
-        (
-            "ON_CHANGE latency p99 (commit -> receipt)",
-            f"{r['latency']['commit_to_receipt_ms_p99']} ms",
-            "< 10 ms",
-            r["latency"]["commit_to_receipt_ms_p99"] < 10,
-        ),
-        (
-            f"RSS, {r['memory']['devices']}-device fleet (configured + 1 subscription each)",
-            f"{r['memory']['rss_mib_with_subscriptions']} MiB",
-            "< 300 MB",
-            r["memory"]["rss_mib_with_subscriptions"] * 1.048576 < 300,
-        ),
+        ("Single-update Sets/s, one device", f"{r['set_rps']['sets_per_s']:,}", ">= 2,000",
+         r["set_rps"]["sets_per_s"] >= 2000),
+        (f"Updates/s in batched Sets, {r['batched']['devices']}-device fleet "
+         f"({r['batched']['batch']} updates/Set)", f"{r['batched']['updates_per_s']:,}", ">= 50,000",
+         r["batched"]["updates_per_s"] >= 50_000),
+        ("ON_CHANGE latency p50 (commit -> receipt)", f"{r['latency']['commit_to_receipt_ms_p50']} ms", "< 10 ms",
+         r["latency"]["commit_to_receipt_ms_p50"] < 10),
+        ("ON_CHANGE latency p99 (commit -> receipt)", f"{r['latency']['commit_to_receipt_ms_p99']} ms", "< 10 ms",
+         r["latency"]["commit_to_receipt_ms_p99"] < 10),
+        (f"RSS, {r['memory']['devices']}-device fleet (configured + 1 subscription each)",
+         f"{r['memory']['rss_mib_with_subscriptions']} MiB", "< 300 MB",
+         r["memory"]["rss_mib_with_subscriptions"] * 1.048576 < 300),
     ]
     out = ["| Measure | Result | Aim | Met |", "| --- | --- | --- | --- |"]
     out += [f"| {a} | {b} | {c} | {'yes' if d else 'NO'} |" for a, b, c, d in rows]
@@ -328,12 +247,8 @@ async def run(quick: bool, workdir: Path) -> dict[str, Any]:
     res: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "grpc": grpc.__version__,
-            "platform": platform.platform(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__,
+                    "platform": platform.platform()},
         "tls": True,
     }
     print("set_rps ...", flush=True)
