@@ -2,7 +2,8 @@
 for Subscriptions and NetworkServices (stored with the controller's finalizer, one API write less each).
 
 Imported only when --webhook-port is set: Kopf refuses to start with admission handlers and no server.
-Each handler reads what its decision needs from the API server, within a bound well inside the
+Each handler reads what its decision needs from a watch-fed cache of the API server (`KindWatch`,
+shown fresh for each request by the rule in `Admission._fresh`), within a bound well inside the
 webhook's timeoutSeconds, and refuses naming the field; the decisions are in controller/admission.py.
 Every replica serves admission, the standby ones too: nothing here goes through the Replica.
 """
