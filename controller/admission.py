@@ -23,7 +23,7 @@ import base64
 import bisect
 import contextlib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
@@ -103,6 +103,12 @@ class Listing(Sequence[Obj]):
         self._objects = tuple(objects)
         self._memo: dict[str, Any] = {}
 
+    def _items(self) -> tuple[Obj, ...]:
+        return self._objects
+
+    def __iter__(self) -> Iterator[Obj]:
+        return iter(self._items())
+
     def __len__(self) -> int:
         return len(self._objects)
 
@@ -111,13 +117,134 @@ class Listing(Sequence[Obj]):
     @overload
     def __getitem__(self, index: slice) -> Sequence[Obj]: ...
     def __getitem__(self, index: int | slice) -> Obj | Sequence[Obj]:
-        return self._objects[index]
+        return self._items()[index]
 
     def memo(self, name: str, build: Callable[[Sequence[Obj]], T]) -> T:
         """`build(objects)`, computed once per listing under `name`."""
         if name not in self._memo:
-            self._memo[name] = build(self._objects)
+            self._memo[name] = build(self._items())
         return cast(T, self._memo[name])
+
+
+# What a decision reads of each kind it looks up, kept by the watch-fed Store (handlers/admission.py):
+# (spec keys, None for the whole spec; status keys). Anything else of a stored object is dropped.
+KEPT: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
+    "subscriptions": (("endpoints",), ("state",)),  # order_record, _was_accepted
+    "networkservices": (None, ()),  # render(), and the spec an order's own service has
+    "networkdevices": (None, ("ports",)),  # the gNMI target, listed_ports
+    "productofferings": (None, ()),
+    "billingaccounts": (None, ()),
+    "invoices": (("runType", "billingAccount", "billingPeriod"), ()),
+}
+_META = ("namespace", "name", "creationTimestamp", "resourceVersion")
+
+
+def slim(plural: str, obj: Obj) -> dict[str, Any]:
+    """The part of a stored object a decision reads (KEPT): the cache holds this, not whole bodies."""
+    spec_keys, status_keys = KEPT.get(plural, (None, ()))
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    kept: dict[str, Any] = {"metadata": {k: meta[k] for k in _META if k in meta}}
+    kept["spec"] = dict(spec) if spec_keys is None else {k: spec[k] for k in spec_keys if k in spec}
+    if isinstance(status, Mapping) and (found := {k: status[k] for k in status_keys if k in status}):
+        kept["status"] = found
+    return kept
+
+
+def order_key(obj: Obj) -> tuple[str, str]:
+    """Where an object sorts in the Store: (namespace, name), the order the API server lists them in."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+class Store(Listing):
+    """The objects of one plural as a watch keeps them (slim), with the indexes decisions look up kept
+    up to date per event (`put`, `delete`) instead of rebuilt per list: objects by name, Subscriptions
+    by endpoint (OrderIndex), NetworkServices parsed and rendered by device path and subnet
+    (ServiceIndex), devices by name. Objects are in (namespace, name) order, as a cluster-wide list
+    returns them, so every decision equals the one taken over that list (tests/unit/test_admission_index.py).
+    Any other index asked for is built over the objects and kept until the next change."""
+
+    def __init__(self, plural: str) -> None:
+        super().__init__(())
+        self.plural = plural
+        self._by_key: dict[tuple[str, str], Obj] = {}
+        self._sorted: tuple[Obj, ...] | None = None
+        self._by_name: dict[tuple[Any, Any], Obj] = {}
+        self._orders = OrderIndex()
+        self._services = ServiceIndex()
+        self._devices: dict[Any, Obj] = {}
+        self._kept: dict[str, Any] = {"by-name": self._by_name}
+        if plural == "subscriptions":
+            self._kept["orders-by-endpoint"] = self._orders
+        elif plural == "networkservices":
+            self._kept["services"] = self._services
+        elif plural == "networkdevices":
+            self._kept["devices"] = self._devices
+
+    @property
+    def services(self) -> ServiceIndex:
+        return self._services
+
+    @property
+    def orders(self) -> OrderIndex:
+        return self._orders
+
+    def put(self, obj: Obj) -> None:
+        """Add or replace an object (as the API returns it, or already slim)."""
+        kept = slim(self.plural, obj)
+        key = order_key(kept)
+        meta = kept["metadata"]
+        self._sorted = None
+        self._by_key[key] = kept
+        self._by_name[(meta.get("namespace"), meta.get("name"))] = kept
+        if self.plural == "subscriptions":
+            self._orders.add(key, kept)
+        elif self.plural == "networkservices":
+            self._services.add(key, render_service(kept))
+        elif self.plural == "networkdevices":
+            self._devices[meta.get("name")] = kept
+        self._memo.clear()
+
+    def delete(self, obj: Obj) -> None:
+        key = order_key(obj)
+        kept = self._by_key.pop(key, None)
+        if kept is None:
+            return
+        meta = kept["metadata"]
+        self._sorted = None
+        self._by_name.pop((meta.get("namespace"), meta.get("name")), None)
+        self._orders.remove(key)
+        self._services.remove(key)
+        self._devices.pop(meta.get("name"), None)
+        self._memo.clear()
+
+    def replace(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
+        """Make the objects of `namespace` (all, for None) these: a re-list. Only what differs (by
+        resourceVersion) is re-indexed."""
+        fresh = {order_key(o): o for o in objects}
+        for key, old in list(self._by_key.items()):
+            if (namespace is None or key[0] == namespace) and key not in fresh:
+                self.delete(old)
+        for key, obj in fresh.items():
+            stored = self._by_key.get(key)
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if stored is None or not version or stored["metadata"].get("resourceVersion") != version:
+                self.put(obj)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def _items(self) -> tuple[Obj, ...]:
+        if self._sorted is None:
+            self._sorted = tuple(self._by_key[k] for k in sorted(self._by_key))
+        return self._sorted
+
+    def memo(self, name: str, build: Callable[[Sequence[Obj]], T]) -> T:
+        if name in self._kept:
+            return cast(T, self._kept[name])
+        return super().memo(name, build)
 
 
 @dataclass(frozen=True)
@@ -541,93 +668,118 @@ def _network_problems(
     return problems
 
 
-_Address = tuple[int, int, ipaddress.IPv4Interface]  # (position in the list, endpoint index, its address)
+_Address = tuple[Any, int, ipaddress.IPv4Interface]  # (order key of the service, endpoint index, its address)
 
 
-@dataclass(frozen=True)
-class _DeviceIndex:
-    """Of the services with an endpoint on one device: their positions by (device, path) of every entry
-    they claim (on any device), and their subnets on this device by routing instance."""
-
-    by_path: Mapping[tuple[str, GPath], Sequence[int]]
-    subnets: Mapping[str | None, Mapping[tuple[int, int], Sequence[_Address]]]  # (network address, length)
-    starts: Mapping[str | None, Sequence[tuple[int, int]]]  # the subnets' keys, sorted
-
-
-@dataclass(frozen=True)
+@dataclass
 class ServiceIndex:
-    """The NetworkServices of one list that claim anything (parsed, not dry runs), in list order, indexed
-    per device (built on first use: a list that serves one request indexes only that request's devices)
-    by the device paths their entries claim and by the IPv4 subnets of their endpoints."""
+    """The NetworkServices that claim anything (parsed, not dry runs), each under an order key (its position
+    in a list, or (namespace, name) in the watch-fed Store: the order a list returns them in), indexed by
+    the device paths their entries claim and by the IPv4 subnets of their endpoints per device and routing
+    instance. Kept up to date per object (`add`, `remove`), so a watch-fed cache never rebuilds it."""
 
-    services: tuple[Rendered, ...]
-    on_device: Mapping[str, Sequence[int]]  # device -> positions of the services with an endpoint on it
-    _devices: dict[str, _DeviceIndex] = field(default_factory=dict, repr=False, compare=False)
+    services: dict[Any, Rendered] = field(default_factory=dict)
+    on_device: dict[str, set[Any]] = field(default_factory=dict)  # device -> keys of services with an endpoint on it
+    by_path: dict[tuple[str, GPath], set[Any]] = field(default_factory=dict)
+    # (device, instance) -> (network address, length) -> {(key, endpoint index): address}
+    subnets: dict[tuple[str, str | None], dict[tuple[int, int], dict[tuple[Any, int], ipaddress.IPv4Interface]]] = (
+        field(default_factory=dict)
+    )
+    starts: dict[tuple[str, str | None], list[tuple[int, int]]] = field(default_factory=dict)  # the blocks, sorted
 
     @classmethod
     def of(cls, objects: Iterable[Obj], world: World) -> ServiceIndex:
-        services = tuple(r for o in objects if (r := _rendered(o, world)) is not None and not r.spec.dryRun)
-        on_device: dict[str, list[int]] = {}
-        for n, r in enumerate(services):
-            for device in dict.fromkeys(e.device for e in r.spec.endpoints):
-                on_device.setdefault(device, []).append(n)
-        return cls(services, on_device)
+        index = cls()
+        for n, obj in enumerate(objects):
+            index.add(n, _rendered(obj, world))
+        return index
 
-    def sharing(self, devices: Iterable[str], where: tuple[str, GPath]) -> list[int]:
-        """Positions of the services on any of `devices` that claim the entry at `where`."""
-        return [n for d in devices for n in self._at(d).by_path.get(where, ())]
+    def add(self, key: Any, r: Rendered | None) -> None:
+        """Index `r` under `key` (replacing what was there); None or a dry run claims nothing."""
+        self.remove(key)
+        if r is None or r.spec.dryRun:
+            return
+        self.services[key] = r
+        for device in {e.device for e in r.spec.endpoints}:
+            self.on_device.setdefault(device, set()).add(key)
+        for entry in r.entries:
+            self.by_path.setdefault((entry.device, entry.path), set()).add(key)
+        instance = _instance(r.spec)
+        for j, address in r.addresses:
+            where = (r.spec.endpoints[j].device, instance)
+            block = (int(address.network.network_address), address.network.prefixlen)
+            blocks = self.subnets.setdefault(where, {})
+            if block not in blocks:
+                blocks[block] = {}
+                bisect.insort(self.starts.setdefault(where, []), block)
+            blocks[block][(key, j)] = address
 
-    def _at(self, device: str) -> _DeviceIndex:
-        if device not in self._devices:
-            by_path: dict[tuple[str, GPath], list[int]] = {}
-            subnets: dict[str | None, dict[tuple[int, int], list[_Address]]] = {}
-            for n in self.on_device.get(device, ()):
-                r = self.services[n]
-                for entry in r.entries:
-                    at = by_path.setdefault((entry.device, entry.path), [])
-                    if not at or at[-1] != n:
-                        at.append(n)
-                for j, address in r.addresses:
-                    if r.spec.endpoints[j].device == device:
-                        block = (int(address.network.network_address), address.network.prefixlen)
-                        subnets.setdefault(_instance(r.spec), {}).setdefault(block, []).append((n, j, address))
-            starts = {instance: sorted(blocks) for instance, blocks in subnets.items()}
-            self._devices[device] = _DeviceIndex(by_path, subnets, starts)
-        return self._devices[device]
+    def remove(self, key: Any) -> None:
+        r = self.services.pop(key, None)
+        if r is None:
+            return
+        for device in {e.device for e in r.spec.endpoints}:
+            _discard(self.on_device, device, key)
+        for entry in r.entries:
+            _discard(self.by_path, (entry.device, entry.path), key)
+        instance = _instance(r.spec)
+        for j, address in r.addresses:
+            where = (r.spec.endpoints[j].device, instance)
+            block = (int(address.network.network_address), address.network.prefixlen)
+            blocks = self.subnets[where]
+            blocks[block].pop((key, j), None)
+            if not blocks[block]:
+                del blocks[block]
+                starts = self.starts[where]
+                del starts[bisect.bisect_left(starts, block)]
+                if not blocks:
+                    del self.subnets[where], self.starts[where]
+
+    def sharing(self, devices: Iterable[str], where: tuple[str, GPath]) -> list[Any]:
+        """Keys of the services on any of `devices` that claim the entry at `where`."""
+        on = [self.on_device.get(d, set()) for d in devices]
+        return [k for k in self.by_path.get(where, ()) if any(k in keys for keys in on)]
 
     def overlapping(
         self, device: str, instance: str | None, network: ipaddress.IPv4Network
     ) -> list[tuple[Rendered, ipaddress.IPv4Interface]]:
-        """The endpoint addresses on `device` in `instance` whose subnet overlaps `network`, in list order.
+        """The endpoint addresses on `device` in `instance` whose subnet overlaps `network`, in key order.
         Two CIDR blocks overlap only when one contains the other: the blocks containing `network` are
         looked up by prefix, the blocks inside it are a range of the sorted network addresses."""
-        at = self._at(device)
-        blocks = at.subnets.get(instance)
+        blocks = self.subnets.get((device, instance))
         if not blocks:
             return []
         first, last, length = int(network.network_address), int(network.broadcast_address), network.prefixlen
         found: list[_Address] = []
         for prefix in range(length + 1):  # containing it, or the same block
             mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
-            found += blocks.get((first & mask, prefix), ())
-        starts = at.starts[instance]
+            found += [(k, j, a) for (k, j), a in blocks.get((first & mask, prefix), {}).items()]
+        starts = self.starts[(device, instance)]
         for block in starts[bisect.bisect_left(starts, (first, length + 1)) :]:
             if block[0] > last:
                 break
             if block[1] > length:  # inside it
-                found += blocks[block]
-        return [(self.services[n], address) for n, _, address in sorted(found, key=lambda f: (f[0], f[1]))]
+                found += [(k, j, a) for (k, j), a in blocks[block].items()]
+        return [(self.services[k], address) for k, _, address in sorted(found, key=lambda f: (f[0], f[1]))]
+
+
+def _discard(index: dict[Any, set[Any]], at: Any, key: Any) -> None:
+    keys = index.get(at)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[at]
 
 
 def _entangled_services(
     mine: Claim, devices: set[str], index: ServiceIndex, competes: Callable[[Rendered], bool]
 ) -> list[Rendered]:
     """The competing services whose claims can affect whether merge() admits `mine`: those sharing a path
-    with it, those sharing a path with them, and so on, in list order. Whether a claim holds its entries
+    with it, those sharing a path with them, and so on, in key order. Whether a claim holds its entries
     depends only on the claims it shares paths with, so merging this part alone gives `mine` the outcome
     merging all of them would. Found through the index of `devices` (a competing service has an endpoint
     on one of them), not by a scan of every service."""
-    picked: set[int] = set()
+    picked: set[Any] = set()
     frontier = [(e.device, e.path) for e in mine.entries]
     while frontier:
         for n in index.sharing(devices, frontier.pop()):
@@ -640,27 +792,31 @@ def _entangled_services(
 def _rendered(obj: Obj, world: World) -> Rendered | None:
     """The NetworkService parsed and rendered, memoised by version; None for a spec that does not parse."""
     namespace, name = _identity(obj)
-    meta = obj.get("metadata") or {}
-    version = str(meta.get("resourceVersion") or "")
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
     memo = (namespace, name, version)
     if version and memo in world.renders:
         return world.renders[memo]
-    spec = _spec_or_none(NetworkServiceSpec, obj)
-    key = ServiceKey(namespace, name)
-    result = (
-        None
-        if spec is None
-        else Rendered(
-            key,
-            parse_time(meta.get("creationTimestamp")),
-            spec,
-            tuple(render(key, spec)),
-            tuple((j, ipaddress.IPv4Interface(e.ipv4Address)) for j, e in enumerate(spec.endpoints) if e.ipv4Address),
-        )
-    )
+    result = render_service(obj)
     if version:
         world.renders[memo] = result
     return result
+
+
+def render_service(obj: Obj) -> Rendered | None:
+    """The NetworkService parsed and rendered; None for a spec that does not parse."""
+    namespace, name = _identity(obj)
+    meta = obj.get("metadata") or {}
+    spec = _spec_or_none(NetworkServiceSpec, obj)
+    if spec is None:
+        return None
+    key = ServiceKey(namespace, name)
+    return Rendered(
+        key,
+        parse_time(meta.get("creationTimestamp")),
+        spec,
+        tuple(render(key, spec)),
+        tuple((j, ipaddress.IPv4Interface(e.ipv4Address)) for j, e in enumerate(spec.endpoints) if e.ipv4Address),
+    )
 
 
 def _own_overlaps(spec: NetworkServiceSpec) -> list[Problem]:
@@ -764,26 +920,50 @@ def _endpoint_keys(endpoints: Sequence[Endpoint]) -> tuple[tuple[str, str, int],
 
 def _orders_naming(world: World, keys: Iterable[EndpointKey], other_than: tuple[str, str]) -> list[OrderRecord]:
     """The Subscriptions, but `other_than` (namespace, name), naming one of `keys`, in list order: every
-    one that can hold them, looked up in an index built once per list."""
-    by_key = world.of("subscriptions").memo("orders-by-endpoint", _orders_by_endpoint)
-    picked: dict[int, OrderRecord] = {}
+    one that can hold them, looked up in an index built once per list (or kept by the watch-fed Store)."""
+    index = world.of("subscriptions").memo("orders-by-endpoint", OrderIndex.of)
+    picked: dict[Any, OrderRecord] = {}
     for key in keys:
-        for n, record in by_key.get(key, ()):
+        for n, record in index.by_key.get(key, {}).items():
             if (record.namespace, record.name) != other_than:
                 picked[n] = record
     return [picked[n] for n in sorted(picked)]
 
 
-def _orders_by_endpoint(objects: Sequence[Obj]) -> dict[EndpointKey, list[tuple[int, OrderRecord]]]:
-    by_key: dict[EndpointKey, list[tuple[int, OrderRecord]]] = {}
-    for n, obj in enumerate(objects):
+@dataclass
+class OrderIndex:
+    """Subscriptions by the (device, port, VLAN) they name, each under an order key (as ServiceIndex),
+    kept up to date per object."""
+
+    by_key: dict[EndpointKey, dict[Any, OrderRecord]] = field(default_factory=dict)
+    records: dict[Any, OrderRecord] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, objects: Iterable[Obj]) -> OrderIndex:
+        index = cls()
+        for n, obj in enumerate(objects):
+            index.add(n, obj)
+        return index
+
+    def add(self, key: Any, obj: Obj) -> None:
+        self.remove(key)
         try:
             record = order_record(obj)
         except (ValueError, TypeError):  # no creationTimestamp, or a malformed endpoint: holds nothing
-            continue
-        for key in dict.fromkeys(record.endpoints):
-            by_key.setdefault(key, []).append((n, record))
-    return by_key
+            return
+        self.records[key] = record
+        for endpoint in dict.fromkeys(record.endpoints):
+            self.by_key.setdefault(endpoint, {})[key] = record
+
+    def remove(self, key: Any) -> None:
+        record = self.records.pop(key, None)
+        if record is None:
+            return
+        for endpoint in dict.fromkeys(record.endpoints):
+            held = self.by_key[endpoint]
+            del held[key]
+            if not held:
+                del self.by_key[endpoint]
 
 
 def _gnmi_target(address: str, port: int) -> tuple[str, int]:

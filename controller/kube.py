@@ -28,6 +28,7 @@ from .api import GROUP, VERSION
 
 FINALIZER = f"{GROUP}/cleanup"
 MANAGER = "telco-intent-controller"
+WATCH_SECONDS = 300  # the server ends a watch after about this long; it is resumed, not re-listed
 
 
 class Conflict(Exception):
@@ -100,6 +101,85 @@ class Kube:
         fn = self.custom.list_namespaced_custom_object
         result = await self._run(fn, GROUP, VERSION, namespace, plural, **extra)
         return [dict(item) for item in result.get("items", [])]
+
+    async def list_page(
+        self, plural: str, namespace: str | None, timeout: float, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A consistent list (`limit` items at most: limit=1 only reads the collection's current
+        resourceVersion) and that resourceVersion; JSON decoded as it is, without the client's model pass."""
+        extra: dict[str, Any] = {"_request_timeout": timeout, "_preload_content": False}
+        if limit is not None:
+            extra["limit"] = limit
+        if namespace is None:
+            response = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **extra)
+        else:
+            response = await self._run(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **extra
+            )
+        body = json.loads(response.data)
+        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(
+        self, plural: str, namespace: str | None, resource_version: str, timeout: float, idle: float = 90.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of a custom resource after `resource_version`, with bookmarks, read on a thread of
+        its own; Gone on 410 (as an HTTP status or an ERROR event), any other failure raised as it is.
+        The server ends it after about WATCH_SECONDS; a read silent for `idle` seconds ends it with an
+        error (bookmarks come about once a minute)."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        from .sharding import Gone
+
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[Any] = asyncio.Queue()
+        end = object()
+        opened: list[Any] = []
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading
+                loop.call_soon_threadsafe(lines.put_nowait, item)
+
+        def read() -> None:
+            extra: dict[str, Any] = {
+                "watch": True,
+                "resource_version": resource_version,
+                "allow_watch_bookmarks": True,
+                "timeout_seconds": WATCH_SECONDS,
+                "_preload_content": False,
+                "_request_timeout": (timeout, idle),
+            }
+            try:
+                if namespace is None:
+                    resp = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **extra)
+                else:
+                    resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **extra)
+                opened.append(resp)
+                for line in iter_resp_lines(resp):
+                    put(line)
+            except BaseException as exc:  # handed to the reader, which raises it
+                put(exc)
+            finally:
+                put(end)
+
+        threading.Thread(target=read, name=f"watch-{plural}", daemon=True).start()
+        try:
+            while (item := await lines.get()) is not end:
+                if isinstance(item, ApiException) and item.status == 410:
+                    raise Gone(str(item.reason)) from None
+                if isinstance(item, BaseException):
+                    raise item
+                event = json.loads(item)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise Gone(str(status.get("message") or "410 Gone"))
+                    raise RuntimeError(f"{plural} watch: {status.get('message') or status}")
+                yield event
+        finally:
+            # Closing unblocks the reading thread, which then ends; on a thread of its own, since closing
+            # a TLS connection another thread reads from can block until that read returns.
+            for resp in opened:
+                threading.Thread(target=_close_quietly, args=(resp,), name=f"unwatch-{plural}", daemon=True).start()
 
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
@@ -181,6 +261,11 @@ class Kube:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def _close_quietly(resp: Any) -> None:
+    with contextlib.suppress(Exception):
+        resp.close()
 
 
 _LeaseItems = list[dict[str, Any]]  # a name of its own: inside KubeLeases, `list` is the method

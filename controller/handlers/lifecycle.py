@@ -114,6 +114,7 @@ def serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:
     )
     clock = OffsetClock(SETTINGS.clock_offset_seconds, SETTINGS.clock_offset_file)
     memo.admission = Admission(Kube(), clock, SETTINGS.namespaces)
+    memo.admission.start()  # the watch-fed cache lists each kind now, not at the first request
 
 
 @kopf.on.cleanup()

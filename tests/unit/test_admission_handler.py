@@ -12,6 +12,8 @@ from controller.billing.clock import OffsetClock
 from controller.handlers.admission import READ_TIMEOUT_SECONDS, Admission
 from tests.unit.test_admission import device, service, subscription
 
+EARLY = "2027-01-01T00:00:00Z"
+
 
 class FakeKube:
     def __init__(self, objects: dict[str, list[dict[str, Any]]], fail: bool = False) -> None:
@@ -31,7 +33,7 @@ class FakeKube:
 
 
 def judge(kube: FakeKube, plural: str, new: dict, old: dict | None = None, namespaces: list[str] | None = None) -> None:
-    checker = Admission(kube, OffsetClock(0.0), namespaces)  # type: ignore[arg-type]
+    checker = Admission(kube, OffsetClock(0.0), namespaces, cache=False)  # type: ignore[arg-type]
     asyncio.run(checker.judge(plural, "UPDATE" if old else "CREATE", new, old))
 
 
@@ -118,3 +120,126 @@ def test_a_request_that_gives_up_does_not_cancel_the_list_others_wait_for() -> N
         assert await patient == []
 
     asyncio.run(main())
+
+
+# --- the watch-fed cache (KindWatch): the rules of handlers/admission.py's _fresh ------------------------
+
+
+class FeedKube:
+    """list_page and watch as the API server answers them, from a list the test edits and events it feeds."""
+
+    def __init__(self, objects: dict[str, list[dict[str, Any]]], version: int = 10) -> None:
+        self.objects = objects
+        self.version = version  # the collection's resourceVersion a list answers
+        self.feeds: dict[str, asyncio.Queue[Any]] = {}
+        self.watched: list[tuple[str, str]] = []  # (plural, from resourceVersion)
+        self.full_lists: list[str] = []
+
+    async def list_page(
+        self, plural: str, namespace: str | None, timeout: float, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        if limit is None:
+            self.full_lists.append(plural)
+        items = [
+            o for o in self.objects.get(plural, []) if namespace is None or o["metadata"].get("namespace") == namespace
+        ]
+        return (items[:limit] if limit else items), str(self.version)
+
+    async def watch(self, plural: str, namespace: str | None, resource_version: str, timeout: float) -> Any:
+        self.watched.append((plural, resource_version))
+        feed = self.feeds.setdefault(plural, asyncio.Queue())
+        while True:
+            item = await feed.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def _event(kind: str, obj: dict[str, Any], version: int) -> dict[str, Any]:
+    obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(version)}}
+    return {"type": kind, "object": obj}
+
+
+def _bookmark(version: int) -> dict[str, Any]:
+    return {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(version)}}}
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_a_watch_applies_events_after_its_list_and_skips_those_the_list_already_holds() -> None:
+    from controller.admission import Store
+    from controller.handlers.admission import KindWatch
+
+    async def main() -> None:
+        kube = FeedKube({"networkservices": [_event("ADDED", service("a", "beta", EARLY), 7)["object"]]})
+        store = Store("networkservices")
+        watch = KindWatch(kube, "networkservices", None, store)  # type: ignore[arg-type]
+        watch.start()
+        await _settle()
+        assert watch.synced and watch.rv == 10 and [o["metadata"]["name"] for o in store] == ["a"]
+        assert kube.watched == [("networkservices", "10")]
+        feed = kube.feeds["networkservices"]
+        feed.put_nowait(_event("DELETED", service("a", "beta", EARLY), 9))  # before the list: already in it
+        feed.put_nowait(_event("ADDED", service("b", "beta", EARLY), 11))
+        feed.put_nowait(_bookmark(15))
+        await _settle()
+        assert [o["metadata"]["name"] for o in store] == ["a", "b"] and watch.rv == 15
+        feed.put_nowait(_event("DELETED", service("a", "beta", EARLY), 16))
+        await _settle()
+        assert [o["metadata"]["name"] for o in store] == ["b"]
+        await watch.stop()
+
+    asyncio.run(main())
+
+
+def test_a_watch_that_is_gone_lists_again_and_watches_from_the_new_list() -> None:
+    from controller.admission import Store
+    from controller.handlers.admission import KindWatch
+    from controller.sharding import Gone
+
+    async def main() -> None:
+        kube = FeedKube({"subscriptions": [subscription("a", created=EARLY)]})
+        store = Store("subscriptions")
+        watch = KindWatch(kube, "subscriptions", None, store)  # type: ignore[arg-type]
+        watch.start()
+        await _settle()
+        kube.objects["subscriptions"] = [subscription("b", created=EARLY)]  # what changed while it was away
+        kube.version = 40
+        kube.feeds["subscriptions"].put_nowait(Gone("too old resource version"))
+        await _settle()
+        assert watch.gone == 1 and watch.lists == 2 and watch.rv == 40
+        assert [o["metadata"]["name"] for o in store] == ["b"]
+        assert kube.watched == [("subscriptions", "10"), ("subscriptions", "40")]
+        await watch.stop()
+
+    asyncio.run(main())
+
+
+def test_a_round_waits_for_the_watch_to_reach_its_barrier_or_lists() -> None:
+    """The barrier is the collection's resourceVersion read after the request arrived: an event at or past
+    it shows the Store holds everything committed before; without one in time, the kind is listed."""
+    from controller.handlers import admission as handler
+
+    async def main() -> None:
+        kube = FeedKube({"networkdevices": [device("pe1")]})
+        checker = Admission(kube, OffsetClock(0.0))  # type: ignore[arg-type]
+        await checker.judge("networkservices", "CREATE", service("first"), None)
+        initial = list(kube.full_lists)
+        assert sorted(initial) == ["networkdevices", "networkservices", "subscriptions"]
+        kube.version = 20  # something was committed since, of some kind
+        waiting = asyncio.ensure_future(checker.judge("networkservices", "CREATE", service("second"), None))
+        await asyncio.sleep(0.05)
+        held = _event("ADDED", service("holder", "beta", EARLY), 20)
+        kube.feeds["networkservices"].put_nowait(held)  # the watch reaches 20: no list for services
+        kube.objects["networkservices"] = [held["object"]]  # (as a list would now answer)
+        with pytest.raises(kopf.AdmissionError, match="held by NetworkService beta/holder"):
+            await waiting
+        relisted = kube.full_lists[len(initial) :]
+        assert sorted(relisted) == ["networkdevices", "subscriptions"], "kinds the watch did not reach are listed"
+        await checker.close()
+
+    asyncio.run(main())
+    assert handler.CATCH_UP_SECONDS < READ_TIMEOUT_SECONDS

@@ -171,7 +171,7 @@ def test_the_entangled_services_give_the_candidate_the_outcome_merging_every_ser
     claim = Claim(key, newest, tuple(render(key, spec)))
     devices = {d for d, _ in mine}
     index = ServiceIndex.of(objects, World({}))
-    every = [r for r in index.services if any(e.device in devices for e in r.spec.endpoints)]
+    every = [r for r in index.services.values() if any(e.device in devices for e in r.spec.endpoints)]
     found = _entangled_services(claim, devices, index, lambda r: r.key != key and r in every)
 
     def lost(device: str, services: list[Any]) -> set[Any]:
@@ -180,3 +180,165 @@ def test_the_entangled_services_give_the_candidate_the_outcome_merging_every_ser
 
     for device in sorted(devices):
         assert lost(device, found) == lost(device, every)
+
+
+# --- the watch-fed Store: indexes kept per event equal those built over a list -------------------------
+
+NAMES = ("a", "b", "c", "d", "e")
+NAMESPACES = ("acme", "beta")
+
+
+def _versioned(obj: dict[str, Any], version: int) -> dict[str, Any]:
+    obj["metadata"]["resourceVersion"] = str(version)
+    return obj
+
+
+def _store_event(kind: str) -> st.SearchStrategy[tuple[str, str, str, Any]]:
+    """(ADDED/MODIFIED or DELETED, namespace, name, spec of the object), for `kind`'s objects."""
+    if kind == "networkservices":
+        body = st.tuples(
+            st.lists(st.tuples(st.sampled_from(DEVICES), st.integers(1, 4)), min_size=1, max_size=2, unique=True),
+            st.sampled_from(VRFS),
+            addresses(),
+            st.booleans(),
+        )
+    else:
+        body = st.tuples(
+            st.lists(st.integers(1, 4), max_size=3, unique=True),
+            st.sampled_from((None, "active", "terminated")),
+            st.sampled_from(("2027-01-01T00:00:00Z", "2027-02-01T00:00:00Z")),
+            st.just(False),
+        )
+    return st.tuples(
+        st.sampled_from(("PUT", "PUT", "DELETED")), st.sampled_from(NAMESPACES), st.sampled_from(NAMES), body
+    )
+
+
+def _object(kind: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
+    if kind == "networkservices":
+        eps, vrf, ip, dry = body
+        extra: dict[str, Any] = {"serviceType": "l3vpn", "vrf": vrf} if vrf else {"serviceType": "internetAccess"}
+        endpoints = [endpoint(d, vlan=v, ip=ip if i == 0 else None) for i, (d, v) in enumerate(eps)]
+        return service(name, namespace, "2027-01-01T00:00:00Z", endpoints=endpoints, dryRun=dry, **extra)
+    vlans, state, created, _ = body
+    return subscription(name, namespace, created, state, endpoints=[endpoint(vlan=v, ip=None) for v in vlans])
+
+
+def _fill(kind: str, events: list[tuple[str, str, str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    from controller.admission import Store
+
+    store = Store(kind)
+    alive: dict[tuple[str, str], dict[str, Any]] = {}
+    for version, (op, namespace, name, body) in enumerate(events, start=1):
+        obj = _versioned(_object(kind, namespace, name, body), version)
+        if op == "DELETED":
+            store.delete(obj)
+            alive.pop((namespace, name), None)
+        else:
+            store.put(obj)
+            alive[(namespace, name)] = obj
+    listed = [alive[k] for k in sorted(alive)]  # as a cluster-wide list returns them
+    return store, listed
+
+
+def _candidates() -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(
+        lambda eps, ip, plural: (
+            service("new", "acme", endpoints=[endpoint(d, vlan=v, ip=ip) for d, v in eps])
+            if plural == "networkservices"
+            else subscription("new", "acme", endpoints=[endpoint(d, vlan=v, ip=ip) for d, v in eps])
+        ),
+        st.lists(st.tuples(st.sampled_from(DEVICES), st.integers(1, 4)), min_size=1, max_size=2, unique=True),
+        addresses(),
+        st.sampled_from(("networkservices", "subscriptions")),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_store_event("networkservices"), max_size=25),
+    st.lists(_store_event("subscriptions"), max_size=25),
+    st.lists(_candidates(), min_size=1, max_size=3),
+)
+def test_a_store_fed_event_by_event_decides_as_a_list_of_what_is_left(
+    service_events: list[Any], order_events: list[Any], candidates: list[dict[str, Any]]
+) -> None:
+    """Adds, changes and deletions applied one by one give the indexes (and so every decision) that a
+    rebuild from a list of the surviving objects, in the order the API server lists them, gives."""
+    services_store, services_listed = _fill("networkservices", service_events)
+    orders_store, orders_listed = _fill("subscriptions", order_events)
+    base = world()
+    fed = World({**base.objects, "networkservices": services_store, "subscriptions": orders_store})
+    rebuilt = World({**base.objects, "networkservices": services_listed, "subscriptions": orders_listed})
+    # the indexes themselves, order keys mapped from list positions to (namespace, name)
+    fed_index = services_store.services
+    built_index = ServiceIndex.of(services_listed, World({}))
+    keys = [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in services_listed]
+    assert {keys[n]: r.key for n, r in built_index.services.items()} == {
+        k: r.key for k, r in fed_index.services.items()
+    }
+    assert {w: {keys[n] for n in ns} for w, ns in built_index.by_path.items()} == fed_index.by_path
+    assert {w: sorted(blocks) for w, blocks in built_index.subnets.items()} == fed_index.starts
+    assert built_index.starts == fed_index.starts
+    order_keys = [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in orders_listed]
+    fed_orders = orders_store.orders
+    assert orders_store.memo("orders-by-endpoint", lambda _: None) is fed_orders
+    from controller.admission import OrderIndex
+
+    built_orders = OrderIndex.of(orders_listed)
+    assert {e: {order_keys[n]: r for n, r in held.items()} for e, held in built_orders.by_key.items()} == (
+        fed_orders.by_key
+    )
+    for candidate in candidates:
+        plural = "networkservices" if candidate["kind"] == "NetworkService" else "subscriptions"
+        request = Request(plural, "CREATE", candidate, None, NOW)
+        assert review(request, fed) == review(request, rebuilt)
+    assert list(services_store) == [_slim("networkservices", o) for o in services_listed]
+
+
+def _slim(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+    from controller.admission import slim
+
+    return slim(plural, obj)
+
+
+def test_a_store_keeps_only_what_decisions_read() -> None:
+    from controller.admission import Store
+
+    order = subscription("o", "acme", "2027-01-01T00:00:00Z", "active")
+    order["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    order["spec"]["note"] = "x" * 1000
+    order["status"]["conditions"] = [{"type": "Ready", "message": "y" * 1000}]
+    store = Store("subscriptions")
+    store.put(_versioned(order, 5))
+    (kept,) = list(store)
+    assert kept == {
+        "metadata": {
+            "namespace": "acme",
+            "name": "o",
+            "creationTimestamp": "2027-01-01T00:00:00Z",
+            "resourceVersion": "5",
+        },
+        "spec": {"endpoints": order["spec"]["endpoints"]},
+        "status": {"state": "active"},
+    }
+
+
+def test_a_relist_re_indexes_only_what_changed_and_drops_what_is_gone() -> None:
+    from controller.admission import Store
+
+    store = Store("networkservices")
+    a = _versioned(service("a", "acme", "2027-01-01T00:00:00Z", endpoints=[endpoint(vlan=1)]), 1)
+    b = _versioned(service("b", "acme", "2027-01-01T00:00:00Z", endpoints=[endpoint(vlan=2, ip="10.0.0.1/30")]), 2)
+    store.replace([a, b])
+    index = store.services
+    assert store.memo("services", lambda _: None) is index
+    kept = index.services[("acme", "a")]
+    b2 = _versioned(service("b", "acme", "2027-01-01T00:00:00Z", endpoints=[endpoint(vlan=3, ip="10.0.0.1/30")]), 4)
+    store.replace([a, b2])
+    assert index.services[("acme", "a")] is kept, "an unchanged object is not parsed and rendered again"
+    assert [e.vlanId for e in index.services[("acme", "b")].spec.endpoints] == [3]
+    store.replace([b2], namespace="acme")
+    assert list(index.services) == [("acme", "b")]
+    store.replace([], namespace="other")  # another namespace's re-list leaves acme alone
+    assert len(store) == 1
