@@ -364,9 +364,10 @@ class KubeLeases:
                     raise RuntimeError(f"Lease watch: {status.get('message') or status}")
                 yield event
         finally:
-            for resp in opened:  # unblocks the reading thread, which then ends
-                with contextlib.suppress(Exception):
-                    resp.close()
+            # Closing unblocks the reading thread, which then ends; on a thread of its own, as the admission
+            # watch does: closing TLS under a thread that reads it can block the event loop until the read ends.
+            for resp in opened:
+                threading.Thread(target=_close_quietly, args=(resp,), name="unwatch-leases", daemon=True).start()
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self._kube._count("leases")
