@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from .. import startup
 from ..billing.clock import Clock
 from ..billing.events import BillingEvent
 from ..billing.invoice import TaxRule
@@ -191,8 +192,10 @@ class CommerceController:
                     continue
                 for body in bodies:
                     upsert(body)
+        startup.mark("commerce start-up lists done")
         for queue in self.queues.all():
             queue.open()
+        startup.mark("commerce queues open")
         self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))
         self._tasks.append(asyncio.create_task(self.usage.run(), name="usage-meter"))
 
