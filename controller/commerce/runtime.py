@@ -91,14 +91,28 @@ class CommerceController:
         self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
 
         def queue(
-            name: str, fn: Callable[[Any], Awaitable[None]], concurrency: int, debounce: float = 0.0
+            name: str,
+            fn: Callable[[Any], Awaitable[None]],
+            concurrency: int,
+            debounce: float = 0.0,
+            urgent: Callable[[Any], bool] | None = None,
         ) -> WorkQueue[Any]:
             retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
             return WorkQueue(
-                name, fn, concurrency=concurrency, retry_initial=retry[0], retry_max=retry[1], debounce=debounce
+                name,
+                fn,
+                concurrency=concurrency,
+                retry_initial=retry[0],
+                retry_max=retry[1],
+                debounce=debounce,
+                urgent=urgent,
             )
 
-        self._subs: WorkQueue[Key] = queue("Subscription", lambda k: self.subscription.reconcile(k), 16)
+        # A Subscription whose spec changed since its status was written runs before the rest of a re-list or
+        # billing pass (at a restart: an order change made while the controller was down).
+        self._subs: WorkQueue[Key] = queue(
+            "Subscription", lambda k: self.subscription.reconcile(k), 16, urgent=lambda k: self.index.spec_unhandled(k)
+        )
         self._invs: WorkQueue[Key] = queue("Invoice", lambda k: self.invoice.reconcile(k), 8)
         # An offering's status counts its subscriptions: every Subscription state change marks it, so a
         # burst of orders would recount them all (and write the count) once per change without the debounce.

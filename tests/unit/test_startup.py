@@ -1,4 +1,5 @@
-"""The start-up timeline (controller/startup.py) and the commerce layer's concurrent start-up lists."""
+"""The start-up timeline (controller/startup.py), the commerce layer's concurrent start-up lists and which
+Subscriptions go first when a re-list queues every one of them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import pytest
 
 from controller import startup
+from controller.commerce.index import CommerceIndex
 from controller.commerce.runtime import list_concurrently
 
 
@@ -97,3 +100,21 @@ def test_cancelling_the_start_up_cancels_every_list_under_way() -> None:
 
     asyncio.run(go())
     assert sorted(cancelled) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("meta", "status", "urgent"),
+    [
+        ({"generation": 3}, {"observedGeneration": 3}, False),  # handled: a re-list or billing pass finds it so
+        ({"generation": 4}, {"observedGeneration": 3}, True),  # an order change not yet handled
+        ({"generation": 1}, {}, True),  # a new order
+        ({"generation": 3, "deletionTimestamp": "2026-12-03T12:00:00Z"}, {"observedGeneration": 3}, True),
+    ],
+)
+def test_a_subscription_whose_spec_is_not_handled_yet_is_urgent(
+    meta: dict[str, object], status: dict[str, object], urgent: bool
+) -> None:
+    index = CommerceIndex(cast(Any, None), cast(Any, None))  # spec_unhandled reads only the index
+    index.subscriptions[("ns", "a")] = {"metadata": {"name": "a", "namespace": "ns", **meta}, "status": status}
+    assert index.spec_unhandled(("ns", "a")) is urgent
+    assert index.spec_unhandled(("ns", "gone")) is False
