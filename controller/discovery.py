@@ -62,8 +62,8 @@ def wait_for_kinds(
 ) -> None:
     """Block until discovery lists every kind the controller handles; a log line when it starts waiting and
     every `report_every` seconds, naming what is missing (a process that serves nothing says so). A check
-is one small GET: at 4 a second the kinds are seen within a quarter second of being served (at 1 a
-second the wait alone was up to a second of every restart that found them missing)."""
+    is one small GET: at 4 a second the kinds are seen within a quarter second of being served (at 1 a
+    second the wait alone was up to a second of every restart that found them missing)."""
     started = clock()
     reported: float | None = None
     while True:
