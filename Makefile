@@ -10,7 +10,7 @@ KUBECONFIG_LOCAL := .local/kubeconfig
 PYTEST_ARGS ?=
 
 
-.PHONY: test-argocd-engine help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick bench-replicas reliability
+.PHONY: test-argocd-engine help setup bin crds lint test test-unit demo status cluster-up cluster-down clean argocd chart-lint image kind-up kind-down bench-devicesim bench bench-quick bench-replicas bench-startup reliability
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -108,6 +108,10 @@ reliability: setup ## fault matrix, chaos with billing integrity, hostile input 
 bench-replicas: setup ## sharded replicas: 10,000 services with 1, 2 and 4 replicas, SIGKILL during a rollout (docs/sharding.md)
 	@$(PY) -m pip install -q -r bench/requirements.txt
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/replicas_bench.py $(REPLICAS_ARGS)
+
+bench-startup: setup ## controller restart after SIGKILL: start-up timeline and order change in force (docs/reliability.md; ~5 min; STARTUP_ARGS="--subscriptions 500")
+	@$(PY) -m pip install -q -r bench/requirements.txt
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) bench/startup_bench.py $(STARTUP_ARGS)
 
 bench-devicesim: $(VENV)/.installed ## devicesim throughput, latency and memory (QUICK=1 for a short run)
 	@$(PY) bench/devicesim_bench.py $(if $(QUICK),--quick,)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from . import crdgen
+from . import crdgen, startup
 from .settings import SettingError, Settings, describe, options, resolve
 
 _OPTIONS = {o.field: o for o in options()}
@@ -42,15 +42,18 @@ def _run(args: argparse.Namespace) -> int:
     from .billing.proof import Keyring, SigningKeyError
     from .handlers import lifecycle
 
+    startup.mark("Kopf and the lifecycle handlers imported")
     try:
         settings = settings_from_args(args, os.environ)
         Keyring.load(settings.billing_signing_key_file)  # a key that cannot be used stops the start, not a pass
     except (SettingError, SigningKeyError) as exc:
         print(f"telco-controller run: error: {exc}", file=sys.stderr)
         return 2
+    startup.mark("settings parsed")
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    startup.flush()
     # Kopf logs every event it dispatches at INFO: at thousands of objects that is much of the CPU.
     for noisy in ("kopf.objects", "kopf._core", "kopf._cogs", "kubernetes.client.rest"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -66,8 +69,10 @@ def _run(args: argparse.Namespace) -> int:
     from .discovery import EXIT_UNRESOLVED, UnresolvedGuard
     from .peering import own_identity
 
+    startup.mark("imports done")
     # Never run blind: Kopf resolves our kinds from discovery once, at start (controller/discovery.py).
     discovery.wait_until_served()
+    startup.mark("discovery waited")
     stop = threading.Event()
     guard = UnresolvedGuard.install(stop.set)
     operator = kopf.operator(

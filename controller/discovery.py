@@ -57,11 +57,13 @@ def wait_for_kinds(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-    interval: float = 1.0,
+    interval: float = 0.25,
     report_every: float = 30.0,
 ) -> None:
     """Block until discovery lists every kind the controller handles; a log line when it starts waiting and
-    every `report_every` seconds, naming what is missing (a process that serves nothing says so)."""
+    every `report_every` seconds, naming what is missing (a process that serves nothing says so). A check
+    is one small GET: at 4 a second the kinds are seen within a quarter second of being served (at 1 a
+    second the wait alone was up to a second of every restart that found them missing)."""
     started = clock()
     reported: float | None = None
     while True:
@@ -91,7 +93,7 @@ def wait_until_served() -> None:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     config = kubernetes.client.Configuration.get_default_copy()
-    config.retries = 0  # one try per check (a check a second): an API server coming up is seen at once
+    config.retries = 0  # one try per check (4 a second): an API server coming up is seen at once
     wait_for_kinds(kubernetes.client.ApiClient(config))
 
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client import ApiException
@@ -61,7 +62,9 @@ class Kube:
             api_client = kubernetes.client.ApiClient()
         self._client = api_client
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
-        self.core = kubernetes.client.CoreV1Api(api_client)
+        # No CoreV1Api: importing it builds ~100 generated pydantic models, over a second of CPU before a
+        # restarted controller's first device pass (docs/reliability.md, "Start-up time"). The two core/v1
+        # calls (Secrets, Events) go by path with JSON bodies (`_core`).
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.writes = 0  # API writes issued, for metrics and benchmarks
 
@@ -224,9 +227,27 @@ class Kube:
         except NotFound:
             pass
 
+    def _core(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A core/v1 call by `path` (under /api/v1) with the client's credentials; the JSON answer. A status
+        outside 2xx raises the ApiException the generated API would (NotFoundException for 404, ...)."""
+        client = self._client
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = client.param_serialize(
+            method, "/api/v1" + path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = client.call_api(*request)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+            raise ApiException.from_response(http_resp=response, body=text, data=None)
+        return json.loads(data) if data else {}
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
-        secret = await self._run(self.core.read_namespaced_secret, name, namespace)
-        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        path = f"/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
+        secret = await self._run(self._core, "GET", path)
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
     async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `obj` (what `kubectl describe` shows). Best effort."""
@@ -234,29 +255,31 @@ class Kube:
         # Events about cluster-scoped objects go to the controller's own namespace.
         namespace = meta.get("namespace") or os.environ.get("POD_NAMESPACE", "default")
         now = dt.datetime.now(dt.UTC)
-        body = kubernetes.client.CoreV1Event(
-            metadata=kubernetes.client.V1ObjectMeta(
-                name=f"{meta['name']}.{uuid.uuid4().hex[:10]}", namespace=namespace
-            ),
-            involved_object=kubernetes.client.V1ObjectReference(
-                api_version=obj.get("apiVersion"),
-                kind=obj.get("kind"),
-                name=meta["name"],
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-            ),
-            type=type_,
-            reason=reason,
-            message=message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=kubernetes.client.V1EventSource(component=MANAGER),
-            reporting_component=MANAGER,
-        )
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        involved = {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        }
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:10]}", "namespace": namespace},
+            "involvedObject": {k: v for k, v in involved.items() if v is not None},
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": MANAGER},
+            "reportingComponent": MANAGER,
+        }
         self._count("events")
         with contextlib.suppress(ApiException):  # an Event is best effort, never worth a retry
-            await self._run(self.core.create_namespaced_event, namespace, body)
+            await self._run(self._core, "POST", f"/namespaces/{quote(namespace, safe='')}/events", body)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -10,13 +10,18 @@ has seen the latest of everything that marked `key`". `WorkQueue` is that, once:
 - `mark_after(key, delay)` keeps only the earliest pending wake-up per key;
 - a run that raises is logged, counted and retried with exponential backoff (`backoff`);
 - with `debounce` a run waits that long first, so a burst of marks becomes one run;
-- with `gated` nothing runs before `open()` (the caller primes its indexes first).
+- with `gated` nothing runs before `open()` (the caller primes its indexes first);
+- with `urgent`, a key it says is urgent (e.g. a spec changed and not yet handled) takes the next free
+  slot before every waiting key that is not, also when the gate opens on a whole re-list: an order
+  change seen at a restart, or during a billing pass that marked every Subscription, is not queued
+  behind hundreds of passes that find nothing to do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections import Counter
@@ -27,6 +32,42 @@ from . import metrics
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
+
+
+class Slots:
+    """At most `size` holders at once. A waiter asking as urgent is let in before every waiter that is not;
+    waiters of the same urgency in the order they asked (as asyncio.Semaphore does)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        # Only live waiters (a cancelled one removes itself): `_free > 0` implies nobody waits.
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if self._free > 0:
+            self._free -= 1
+            return
+        entry = (0 if urgent else 1, next(self._order), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiting, entry)
+        try:
+            await entry[2]
+        except asyncio.CancelledError:
+            if entry[2].done() and not entry[2].cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+            raise
+
+    def release(self) -> None:
+        if self._waiting:
+            heapq.heappop(self._waiting)[2].set_result(None)
+        else:
+            self._free += 1
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -47,13 +88,16 @@ class WorkQueue(Generic[K]):
         gated: bool = True,
         reset_on_success: bool = True,
         after_run: Callable[[K], None] | None = None,
+        urgent: Callable[[K], bool] | None = None,
     ) -> None:
         """`name` labels the metrics and logs; `reset_on_success=False` leaves the backoff count to the
         caller (`reset_backoff`), for loops whose passes return normally while still failing; `after_run`
-        is called after every run, failed or not."""
+        is called after every run, failed or not; `urgent(key)` is asked when the key's run waits for a
+        slot (with a `concurrency` bound only)."""
         self.name = name
         self._fn = fn
-        self._sem = asyncio.Semaphore(concurrency) if concurrency else None
+        self._slots = Slots(concurrency) if concurrency else None
+        self._urgent = urgent
         self._gate = asyncio.Event()
         if not gated:
             self._gate.set()
@@ -155,16 +199,27 @@ class WorkQueue(Generic[K]):
             ending = self._cancelling.get(key)
             if ending is not None:  # one run per key at a time, also across a cancel
                 await asyncio.wait([ending])
-            await self._gate.wait()
+            if not self._gate.is_set():
+                await self._gate.wait()
+                if self._urgent is not None and not self._urgent(key):
+                    # The gate wakes every waiting run in one step of the loop, in the order they were
+                    # marked: the others ask for a slot one step later, after the urgent ones have.
+                    await asyncio.sleep(0)
             while True:
                 if self._debounce > 0:
                     await asyncio.sleep(self._debounce)  # let the burst arrive
-                async with self._sem if self._sem is not None else contextlib.nullcontext():
+                slots = self._slots
+                if slots is not None:
+                    await slots.acquire(self._urgent is not None and self._urgent(key))
+                try:
                     # Marks until now are this run's: it reads the state only from here on. (Cleared before
                     # waiting for the slot, a burst of orders queued behind the concurrency bound ran each
                     # key once more for every mark it got while waiting.)
                     self._again.discard(key)
                     await self._once(key)
+                finally:
+                    if slots is not None:
+                        slots.release()
                 if key not in self._again:
                     return
         finally:
@@ -201,4 +256,4 @@ class WorkQueue(Generic[K]):
         self._task_of.clear()
 
 
-__all__ = ["WorkQueue", "backoff_delay"]
+__all__ = ["Slots", "WorkQueue", "backoff_delay"]

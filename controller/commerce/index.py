@@ -139,6 +139,17 @@ class CommerceIndex:
         for key in self.by_offering.get(name, ()):
             self.queues.subscriptions.mark(key)
 
+    def spec_unhandled(self, key: Key) -> bool:
+        """Whether the Subscription's spec changed since its status was written (an order change, or a new
+        order, not handled yet) or it is being deleted: its pass goes before those of a re-list or a
+        billing pass, which mostly find nothing to do (controller/workqueue.py, `urgent`)."""
+        body = self.subscriptions.get(key)
+        if body is None:
+            return False
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        return bool(meta.get("deletionTimestamp")) or status.get("observedGeneration") != meta.get("generation")
+
     def upsert_subscription(self, body: dict[str, Any], own: bool = False) -> None:
         """A Subscription as a watch event (or a write of ours, `own`: the pass that wrote it already
         decided on everything it shows, so it is not queued again for it) shows it."""

@@ -21,11 +21,13 @@ nor an event without its fact (docs/billing.md, the outbox).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from .. import startup
 from ..billing.clock import Clock
 from ..billing.events import BillingEvent
 from ..billing.invoice import TaxRule
@@ -47,7 +49,21 @@ from .subscriptions import SubscriptionController
 from .usage import UsageSampler, octets
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 OFFERING_DEBOUNCE_SECONDS = 0.5  # a ProductOffering's status pass waits this long for the rest of a burst
+
+
+async def list_concurrently(calls: Sequence[tuple[str, Callable[[], Awaitable[T]]]]) -> list[T | Exception]:
+    """Every call at once (each a list of one kind, named for the logs); the results in the order given, a
+    call that failed as its exception, so one failed list never costs the others. A cancellation is not a
+    result: it cancels the calls still under way and propagates."""
+    results = await asyncio.gather(*(call() for _, call in calls), return_exceptions=True)
+    out: list[T | Exception] = []
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # CancelledError, KeyboardInterrupt: not an API hiccup
+        out.append(result)
+    return out
 
 
 class CommerceController:
@@ -75,14 +91,28 @@ class CommerceController:
         self.taxes: list[TaxRule] = [TaxRule.of(settings.tax_category, settings.tax_rate)] if settings.tax_rate else []
 
         def queue(
-            name: str, fn: Callable[[Any], Awaitable[None]], concurrency: int, debounce: float = 0.0
+            name: str,
+            fn: Callable[[Any], Awaitable[None]],
+            concurrency: int,
+            debounce: float = 0.0,
+            urgent: Callable[[Any], bool] | None = None,
         ) -> WorkQueue[Any]:
             retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
             return WorkQueue(
-                name, fn, concurrency=concurrency, retry_initial=retry[0], retry_max=retry[1], debounce=debounce
+                name,
+                fn,
+                concurrency=concurrency,
+                retry_initial=retry[0],
+                retry_max=retry[1],
+                debounce=debounce,
+                urgent=urgent,
             )
 
-        self._subs: WorkQueue[Key] = queue("Subscription", lambda k: self.subscription.reconcile(k), 16)
+        # A Subscription whose spec changed since its status was written runs before the rest of a re-list or
+        # billing pass (at a restart: an order change made while the controller was down).
+        self._subs: WorkQueue[Key] = queue(
+            "Subscription", lambda k: self.subscription.reconcile(k), 16, urgent=lambda k: self.index.spec_unhandled(k)
+        )
         self._invs: WorkQueue[Key] = queue("Invoice", lambda k: self.invoice.reconcile(k), 8)
         # An offering's status counts its subscriptions: every Subscription state change marks it, so a
         # burst of orders would recount them all (and write the count) once per change without the debounce.
@@ -171,28 +201,39 @@ class CommerceController:
     async def _startup(self) -> None:
         """Prime the index with one list per kind, so the first passes see offerings and services
         (a Subscription judged before its NetworkService was seen would record a false outage), then
-        open the queues, and start the periodic billing and usage passes."""
+        open the queues, and start the periodic billing and usage passes. The lists run at once (the
+        first passes wait for all of them); their objects go into the index in the order below."""
         index, kube = self.index, self.ctx.kube
         watched = sorted(set(self.settings.namespaces))
-        for plural, upsert, namespaced in (
+        calls: list[tuple[str, Callable[[dict[str, Any]], None], Callable[[], Awaitable[list[dict[str, Any]]]]]] = []
+        kinds: list[tuple[str, Callable[[dict[str, Any]], None], bool]] = [
             ("productofferings", index.upsert_offering, False),
             ("billingaccounts", index.upsert_account, True),
             ("networkservices", index.observe_service, True),
             ("invoices", index.upsert_invoice, True),
             ("subscriptions", index.upsert_subscription, True),
-        ):
+        ]
+        for plural, upsert, namespaced in kinds:
             # With --namespace the chart grants namespaced kinds per namespace only: list each of them.
             for namespace in watched if namespaced and watched else [None]:
-                try:
-                    bodies = await (kube.list_in(plural, namespace) if namespace else kube.list_all(plural))
-                except Exception as exc:  # an API hiccup: watch events fill in
-                    where = f" in {namespace}" if namespace else ""
-                    log.warning("could not list %s%s at start (%s); relying on watch events", plural, where, exc)
-                    continue
-                for body in bodies:
-                    upsert(body)
+                where = f"{plural} in {namespace}" if namespace else plural
+                call = (
+                    functools.partial(kube.list_in, plural, namespace)
+                    if namespace
+                    else functools.partial(kube.list_all, plural)
+                )
+                calls.append((where, upsert, call))
+        listed = await list_concurrently([(where, call) for where, _, call in calls])
+        for (where, upsert, _), bodies in zip(calls, listed, strict=True):
+            if isinstance(bodies, Exception):  # an API hiccup: watch events fill in
+                log.warning("could not list %s at start (%s); relying on watch events", where, bodies)
+                continue
+            for body in bodies:
+                upsert(body)
+        startup.mark("commerce start-up lists done")
         for queue in self.queues.all():
             queue.open()
+        startup.mark("commerce queues open")
         self._tasks.append(asyncio.create_task(self._billing_loop(), name="billing-pass"))
         self._tasks.append(asyncio.create_task(self.usage.run(), name="usage-meter"))
 

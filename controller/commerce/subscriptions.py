@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import startup
 from ..announce import Notice, stalled_notice
 from ..api.common import LocalObjectReference
 from ..api.productoffering import ProductOfferingSpec
@@ -81,6 +82,7 @@ class SubscriptionController:
                 return
             try:
                 await self._pass(key, body)
+                startup.mark("first Subscription pass")
                 return
             except (Conflict, NotFound):  # changed or gone since we read it: take it as it is now
                 await self.ctx.reread(Ref("subscriptions", key[1], key[0]))

@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from .. import startup
 from ..api import GROUP, VERSION
 from ..commerce.runtime import CommerceController
 from ..peering import Replica, describe
@@ -21,6 +22,7 @@ from ..runtime import Controller
 
 @kopf.on.event(GROUP, VERSION, "productofferings")
 async def product_offering_event(event: Any, memo: Any, **_: Any) -> None:
+    startup.mark("first ProductOffering event")
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     name = obj["metadata"]["name"]
@@ -39,6 +41,7 @@ async def _namespaced(
     remove: Callable[[CommerceController, str, str], None],
 ) -> None:
     """A namespaced kind's watch event, handed to the commerce controller (through the Replica)."""
+    startup.mark(f"first {kind} event")
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from .. import memory, metrics, webview
+from .. import startup as timeline
 from ..billing.clock import OffsetClock
 from ..kube import Kube
 from ..peering import PeeringMonitor, Replica, own_identity
@@ -95,6 +96,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )
     else:
         replica.resume("Active (standalone, no peering)")
+    timeline.mark("Kopf startup handlers done")
 
 
 def serve_admission(settings: kopf.OperatorSettings, memo: kopf.Memo) -> None:

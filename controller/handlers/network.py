@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from .. import startup
 from ..api import GROUP, VERSION
 from ..peering import Replica, describe
 from ..runtime import Controller
@@ -20,6 +21,7 @@ from ..runtime import Controller
 
 @kopf.on.event(GROUP, VERSION, "networkdevices")
 async def network_device_event(event: Any, memo: Any, **_: Any) -> None:
+    startup.mark("first NetworkDevice event")
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     name = obj["metadata"]["name"]
@@ -32,6 +34,7 @@ async def network_device_event(event: Any, memo: Any, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "networkservices")
 async def network_service_event(event: Any, memo: Any, **_: Any) -> None:
+    startup.mark("first NetworkService event")
     replica: Replica[Controller] = memo.replica
     obj = dict(event["object"])
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from .. import metrics
+from .. import metrics, startup
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, is_true, merge_conditions
@@ -439,6 +439,7 @@ class NetworkReconciler:
     async def _pass(self, device: str) -> None:
         try:
             await self._reconcile(device)
+            startup.mark("first device pass")
         except Fenced as exc:  # the shard coordinator is taking the device away: send nothing more
             log.info("device %s: %s", device, exc)
         except Exception:

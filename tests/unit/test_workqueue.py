@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from controller.workqueue import WorkQueue, backoff_delay
+from controller.workqueue import Slots, WorkQueue, backoff_delay
 
 
 @pytest.mark.parametrize(
@@ -307,3 +307,109 @@ def test_cancel_wakeup_drops_only_that_keys_timer() -> None:
 
     run(body)
     assert fn.calls == ["b"]
+
+
+# -- urgent keys first (controller/workqueue.py, `urgent`; Slots) ------------------------------------------
+
+
+def test_slots_let_an_urgent_waiter_in_before_earlier_ones() -> None:
+    order: list[str] = []
+
+    async def body() -> None:
+        slots = Slots(1)
+        await slots.acquire()  # held
+
+        async def waiter(name: str, urgent: bool) -> None:
+            await slots.acquire(urgent)
+            order.append(name)
+            await asyncio.sleep(0.01)
+            slots.release()
+
+        tasks = []
+        for name, urgent in (("a", False), ("b", False), ("u", True), ("c", False), ("v", True)):
+            tasks.append(asyncio.create_task(waiter(name, urgent)))
+            await asyncio.sleep(0)  # each asks in this order
+        assert slots.waiting() == 5
+        slots.release()
+        await asyncio.gather(*tasks)
+
+    run(body)
+    assert order == ["u", "v", "a", "b", "c"]
+
+
+def test_a_cancelled_waiter_leaves_no_trace_and_a_slot_handed_to_it_goes_on() -> None:
+    async def body() -> None:
+        slots = Slots(1)
+        await slots.acquire()
+        gone = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert slots.waiting() == 0
+        # Handed the slot by a release, then cancelled before it ran: the slot goes to the next waiter.
+        first = asyncio.create_task(slots.acquire())
+        second = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        slots.release()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, 1)
+        slots.release()
+        await asyncio.wait_for(slots.acquire(), 1)  # nothing leaked: the one slot is free again
+
+    run(body)
+
+
+def test_when_the_gate_opens_urgent_keys_run_first() -> None:
+    fn = Recorder(duration=0.02)
+
+    async def body() -> None:
+        urgent = {"k7", "k3"}
+        q: WorkQueue[str] = WorkQueue("t", fn, concurrency=2, urgent=lambda k: k in urgent)
+        for i in range(10):
+            q.mark(f"k{i}")
+        await asyncio.sleep(0.01)
+        q.open()
+        while q.busy():
+            await asyncio.sleep(0.01)
+        await q.close()
+
+    run(body)
+    assert sorted(fn.calls[:2]) == ["k3", "k7"]
+    assert fn.calls[2:] == [f"k{i}" for i in range(10) if i not in (3, 7)]  # the rest in mark order
+
+
+def test_an_urgent_mark_overtakes_a_queue_of_routine_ones() -> None:
+    fn = Recorder(duration=0.05)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, concurrency=1, gated=False, urgent=lambda k: k == "order-change")
+        for i in range(6):
+            q.mark(f"routine{i}")
+        await asyncio.sleep(0.01)  # routine0 runs, the other five wait for the slot
+        q.mark("order-change")
+        while q.busy():
+            await asyncio.sleep(0.01)
+        await q.close()
+
+    run(body)
+    assert fn.calls[:2] == ["routine0", "order-change"]
+    assert fn.max_total == 1
+
+
+def test_without_urgent_the_queue_keeps_mark_order() -> None:
+    fn = Recorder(duration=0.01)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, concurrency=1)
+        for i in range(5):
+            q.mark(f"k{i}")
+        q.open()
+        while q.busy():
+            await asyncio.sleep(0.01)
+        await q.close()
+
+    run(body)
+    assert fn.calls == [f"k{i}" for i in range(5)]
