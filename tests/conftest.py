@@ -12,11 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from localcluster import ClusterError, LocalCluster
 from tests.kube import Kubectl
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis's timing checks are timed assertions: on a shared, loaded machine its input generation
+# is slow now and then (a health-check failure, not a property broken), so the suite never times it.
+settings.register_profile("shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 
 @pytest.fixture(scope="session")
