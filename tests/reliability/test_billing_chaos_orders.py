@@ -920,7 +920,9 @@ def check(
         ready = ready_intervals(nsvc, name, until)
         first_active = next((clock.at(s.at) for s in subs.of(name) if s.status.get("state") == "active"), None)
         if not ready or first_active is None or not ready[0][0] <= start <= first_active + timedelta(seconds=2):
-            problems.append(f"{name}: startDate {rfc(start)} is not between first Ready and first seen active")
+            seen = f"first Ready {rfc(ready[0][0]) if ready else None}, first seen active "
+            seen += f"{rfc(first_active) if first_active else None}"
+            problems.append(f"{name}: startDate {rfc(start)} is not between first Ready and first seen active ({seen})")
         billable = clip(ready, start, until)
         bounds = [t for t, _ in timeline] + [FAR]
         offering_spans = [(max(bounds[i], NEVER), bounds[i + 1], timeline[i][1]) for i in range(len(timeline))]
