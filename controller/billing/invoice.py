@@ -600,6 +600,25 @@ def sum_payments(payments: Sequence[Payment | Mapping[str, Any]], currency: str)
     return paid
 
 
+def _payment_id(payment: Payment | Mapping[str, Any]) -> str:
+    return payment.id if isinstance(payment, Payment) else str(payment.get("id") or "")
+
+
+def settled_by(payments: Sequence[Payment | Mapping[str, Any]], total: Money) -> str | None:
+    """The payment entry that completed the bill's latest settlement: the last one that took the running
+    sum of the payments (reversals included) from below `total` to it or above. A reversal can take the
+    sum below again and a later payment settle the bill anew: that is a new settlement, whether or not a
+    pass saw the bill unsettled in between. None when the sum never crossed it (nothing due to start with,
+    or not paid). The payments are those sum_payments accepted."""
+    running, by = Money.zero(total.currency), None
+    for payment in payments:
+        model = payment if isinstance(payment, Payment) else Payment.model_validate(payment)
+        before, running = running, running + Money.from_api(model.amount, "amount", signed=True)
+        if before.amount < total.amount <= running.amount:
+            by = model.id
+    return by
+
+
 def account_currency(account: str, subscriptions: Sequence[BillingInput], default: str | None = None) -> str:
     """The single currency of the account's subscriptions, or MixedCurrency naming them."""
     by_currency: dict[str, list[str]] = defaultdict(list)
@@ -738,11 +757,14 @@ def _payment_fields(
     if carried is not None:
         due = due - carried
     settled = state == "settled"
+    # settled again by another payment (a reversal and a new payment, maybe seen in one pass): a new date
+    recorded = [p for p in payments if _payment_id(p) in set(status.recordedPayments)]
+    same_settlement = settled_by(recorded, included) == settled_by(payments, included)
     update: dict[str, Any] = {
         "amountPaid": SignedMoney(**paid.to_api()),
         "amountDue": SignedMoney(**due.to_api()),
         "state": state,
-        "settledDate": (status.settledDate or to_second(now)) if settled else None,
+        "settledDate": (status.settledDate if same_settlement else None) or to_second(now) if settled else None,
     }
     result = status.model_copy(update=update)
     if grace_days is not None:

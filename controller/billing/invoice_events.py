@@ -22,6 +22,7 @@ from ..api.common import GROUP, VERSION
 from ..api.invoice import InvoiceStatus, Payment
 from ..times import ensure_utc, rfc3339
 from .events import BillingEvent, EventError, billing_event
+from .invoice import settled_by
 from .money import Money
 from .periods import stamp
 
@@ -120,7 +121,8 @@ def transition_events(
     if new.settledDate is not None and new.settledDate != before.settledDate and new.state == "settled":
         data = {**bill, **_amount("amountPaid", new.amountPaid)}
         # one settlement per payment entry that completed it (a reversal and a new payment settle again)
-        key = payments[-1].id if payments else ""
+        total = Money.from_api(new.taxIncludedAmount, "status.taxIncludedAmount", signed=True)
+        key = settled_by(payments, total) or (payments[-1].id if payments else "")
         out.append(invoice_event(ref, "settled", key, new.settledDate, data))
     if new.overdue and not before.overdue and new.paymentDueDate is not None:
         data = {**bill, **_amount("amountDue", new.amountDue), "paymentDueDate": rfc3339(new.paymentDueDate)}

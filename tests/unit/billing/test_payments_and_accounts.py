@@ -27,6 +27,7 @@ from controller.billing.invoice import (
     issue,
     payment_state,
     reconcile,
+    settled_by,
     sum_payments,
 )
 from controller.billing.invoice_events import InvoiceRef, invoice_event_id, transition_events
@@ -161,6 +162,46 @@ def test_a_reversal_takes_a_settled_bill_back_and_a_new_payment_settles_it_again
     again = reconcile(back, draft, [*reversed_, pay("card-7", "120", 9)], utc(2026, 12, 9))
     assert (again.state, again.settledDate) == ("settled", utc(2026, 12, 9))
     assert again.lines == status.lines and again.contentDigest == status.contentDigest, "issued content is final"
+
+
+def test_a_reversal_and_a_new_payment_seen_in_one_pass_are_a_new_settlement() -> None:
+    """The order chaos: the bill never looked unsettled to any pass, yet it was settled again by another
+    payment; the settlement is a fact of the payments, not of what a pass happened to see."""
+    status, draft = issued_bill()
+    paid = [pay("wire-1", "120")]
+    settled = reconcile(status, draft, paid, utc(2026, 12, 5)).model_copy(update={"recordedPayments": ["wire-1"]})
+    later = [*paid, pay("wire-1-return", "-120", 8, reason="returned", reverses="wire-1"), pay("card-7", "120", 9)]
+    again = reconcile(settled, draft, later, utc(2026, 12, 9))
+    assert (again.state, again.settledDate) == ("settled", utc(2026, 12, 9)), "a new settlement, a new date"
+    events = transition_events(REF, settled, again, later, None)
+    assert facts(events)[-1] == ("settled", invoice_event_id("uid-inv-1", "settled", "card-7"))
+    recorded = again.model_copy(update={"recordedPayments": [p.id for p in later]})
+    assert transition_events(REF, recorded, reconcile(recorded, draft, later, utc(2026, 12, 10)), later, None) == []
+
+
+@pytest.mark.parametrize(
+    ("payments", "settled_by_id"),
+    [
+        ([("a", "100"), ("b", "20"), ("c", "5")], "b"),  # c is paid beyond the total: b settled it
+        ([("a", "120"), ("r", "-120"), ("b", "120")], "b"),
+        ([("a", "60")], None),  # not paid in full
+        ([("a", "120"), ("r", "-10")], "a"),  # taken below the total again: still a's settlement, not a new one
+    ],
+)
+def test_the_payment_that_settled_a_bill(payments: list[tuple[str, str]], settled_by_id: str | None) -> None:
+    entries = [
+        pay(pid, value, 5 + i, reason="returned" if value.startswith("-") else None)
+        for i, (pid, value) in enumerate(payments)
+    ]
+    assert settled_by(entries, Money.of("120.00", "EUR")) == settled_by_id
+
+
+def test_a_payment_beyond_the_total_seen_with_the_settling_one_keys_the_settlement_by_the_settling_one() -> None:
+    status, draft = issued_bill()
+    both = [pay("wire-1", "100"), pay("wire-2", "20", 6), pay("tip", "5", 7)]
+    settled = reconcile(status, draft, both, utc(2026, 12, 7))
+    events = transition_events(REF, status, settled, both, None)
+    assert facts(events)[-1] == ("settled", invoice_event_id("uid-inv-1", "settled", "wire-2"))
 
 
 def test_on_hold_keeps_a_draft_from_being_issued_but_not_from_being_recomputed() -> None:
