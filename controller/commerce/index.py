@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,7 +91,9 @@ class CommerceIndex:
         self.invoices_by_account: dict[Key, set[Key]] = defaultdict(set)
         self._service_owner: dict[Key, Key] = {}  # NetworkService (namespace, name) -> owner key
         self._orders: dict[Key, order.OrderRecord] = {}
-        self._claims: dict[order.EndpointKey, order.OrderRecord] | None = None
+        # Every order naming an endpoint: a pass judges only its own endpoints' claims, so a burst of
+        # orders costs each pass the orders sharing its endpoints, not all of them (quadratic otherwise).
+        self._naming: dict[order.EndpointKey, dict[Key, order.OrderRecord]] = defaultdict(dict)
         # handed to a Subscription's (or Invoice's) next pass
         self.delivered: dict[Key, set[str]] = defaultdict(set)  # at every sink, still in the outbox
         self.invoice_delivered: dict[Key, set[str]] = defaultdict(set)
@@ -187,8 +189,9 @@ class CommerceIndex:
                 self.by_offering[offering_name].discard(key)
             self.queues.offerings.mark(offering_of(old))
             self.queues.accounts.mark((namespace, account_of(old)))
-        if self._orders.pop(key, None) is not None:
-            self._claims = None
+        old_order = self._orders.pop(key, None)
+        if old_order is not None:
+            self._unname(key, old_order)
             self._wake_waiting_orders(key)
         self.delivered.pop(key, None)
         self.samples.pop(key, None)
@@ -296,9 +299,20 @@ class CommerceIndex:
         if old == record:
             return
         self._orders[key] = record
-        self._claims = None
+        if old is not None:
+            self._unname(key, old)
+        for endpoint in record.endpoints:
+            self._naming[endpoint][key] = record
         if old is not None and (old.endpoints != record.endpoints or old.holds_endpoints != record.holds_endpoints):
             self._wake_waiting_orders(key)
+
+    def _unname(self, key: Key, record: order.OrderRecord) -> None:
+        for endpoint in record.endpoints:
+            naming = self._naming.get(endpoint)
+            if naming is not None:
+                naming.pop(key, None)
+                if not naming:
+                    del self._naming[endpoint]
 
     def _wake_waiting_orders(self, changed: Key) -> None:
         """Endpoints were released or moved: orders waiting for one get another look."""
@@ -310,10 +324,10 @@ class CommerceIndex:
     def order_of(self, key: Key) -> order.OrderRecord | None:
         return self._orders.get(key)
 
-    def claims(self) -> dict[order.EndpointKey, order.OrderRecord]:
-        if self._claims is None:
-            self._claims = order.endpoint_claims(self._orders.values())
-        return self._claims
+    def claims_for(self, endpoints: Iterable[order.EndpointKey]) -> dict[order.EndpointKey, order.OrderRecord]:
+        """Who holds each of `endpoints` (order.endpoint_claims over every order, for those endpoints only)."""
+        naming = [r for e in set(endpoints) for r in (self._naming.get(e) or {}).values()]
+        return order.endpoint_claims(naming)
 
     def offering(self, name: str) -> tuple[ProductOfferingSpec | None, str | None]:
         """The named offering's spec (or why it cannot be read), parsed once per generation."""
