@@ -124,6 +124,13 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=256)
+def _cycle(unit: str, length: int, time_zone: str) -> Cycle:
+    """Cycle.of, once per (unit, length, zone): immutable, and every pass asks for the month of its zone a few
+    times (a refused unit, length or zone raises, and is not kept)."""
+    return Cycle(unit, length, load_zone(time_zone))  # type: ignore[arg-type]
+
+
 @functools.lru_cache(maxsize=1024)
 def _period_of_date(cycle: Cycle, local: date) -> Period:
     """The period of `cycle` whose start date is that of local date `local`; every pass of every subscription
@@ -148,7 +155,7 @@ class Cycle:
 
     @classmethod
     def of(cls, unit: str, length: int = 1, time_zone: str = "UTC") -> Cycle:
-        return cls(unit, length, load_zone(time_zone))  # type: ignore[arg-type]
+        return _cycle(unit, length, time_zone)
 
     @classmethod
     def for_price(cls, price: Any, time_zone: str, field: str = "productOfferingPrice") -> Cycle:

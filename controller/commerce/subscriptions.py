@@ -77,6 +77,12 @@ class ParseMemo(Generic[T]):
     def forget(self, key: Key) -> None:
         self._last.pop(key, None)
 
+    def keep_only(self, live: Mapping[Key, Any]) -> None:
+        """Drop the parses of keys not in `live` (deleted objects), once they outnumber the live ones: a
+        deleted Subscription gets no pass of its own that would drop them."""
+        if len(self._last) > 2 * len(live) + 64:
+            self._last = {k: v for k, v in self._last.items() if k in live}
+
 
 @dataclass(frozen=True)
 class Decided:
@@ -108,6 +114,8 @@ class SubscriptionController:
                 for memo in (self._spec, self._billing, self._changes):
                     memo.forget(key)
                 return
+            for memo in (self._spec, self._billing, self._changes):
+                memo.keep_only(self.ctx.index.subscriptions)
             try:
                 await self._pass(key, body)
                 startup.mark("first Subscription pass")
