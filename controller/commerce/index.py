@@ -13,6 +13,7 @@ usage samples not yet written (`samples`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ from .objects import (
 BILLING_ERRORS = (InvoiceError, MoneyError, LedgerError, PeriodError, EventError, RatingError)
 
 
+def _outbox_holds_events(raw: Any) -> bool:
+    """Whether a stored outbox may hold events to deliver (anything but an outbox without pending ones)."""
+    return bool(raw) and (not isinstance(raw, Mapping) or bool(raw.get("pending")))
+
+
 @dataclass
 class Sample:
     """A usage counter read, waiting for its Subscription's next status write."""
@@ -83,6 +89,12 @@ class CommerceIndex:
         self.queues = queues
         self.offerings: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[Key, dict[str, Any]] = {}
+        # The Subscriptions whose stored outbox holds events (what a delivery pass reads; scanning every
+        # Subscription per pass was quadratic in a burst of activations), and each one's place in
+        # `subscriptions` (insertion order), so they are read in the same order as a scan would.
+        self.with_outbox: set[Key] = set()
+        self._rank: dict[Key, int] = {}
+        self._ranks = itertools.count()
         self.services: dict[Key, dict[str, Any]] = {}  # owned NetworkServices, by owner (namespace, subscription)
         self.invoices: dict[Key, dict[str, Any]] = {}
         self.accounts: dict[Key, dict[str, Any]] = {}  # BillingAccounts, by (namespace, name)
@@ -162,7 +174,13 @@ class CommerceIndex:
         if old is not None and rv(old) == rv(body) and rv(body):
             return  # our own write, already indexed
         body = self._trusted("subscriptions", key, body)
+        if key not in self.subscriptions:
+            self._rank[key] = next(self._ranks)
         self.subscriptions[key] = body
+        if _outbox_holds_events(billing_of(body).get("outbox")):
+            self.with_outbox.add(key)
+        else:
+            self.with_outbox.discard(key)
         if old is not None:
             self.by_account[(key[0], account_of(old))].discard(key)
             for name in offerings_of(old):
@@ -183,6 +201,8 @@ class CommerceIndex:
     def remove_subscription(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         old = self.subscriptions.pop(key, None)
+        self.with_outbox.discard(key)
+        self._rank.pop(key, None)
         if old is not None:
             self.by_account[(namespace, account_of(old))].discard(key)
             for offering_name in offerings_of(old):
@@ -321,6 +341,11 @@ class CommerceIndex:
                 self.queues.subscriptions.mark(key)
 
     # -- reads the passes share ----------------------------------------------------------------------
+    def outboxes(self) -> list[tuple[Key, dict[str, Any]]]:
+        """The Subscriptions whose outbox holds events, in the order of `subscriptions`."""
+        keys = sorted((k for k in self.with_outbox if k in self.subscriptions), key=lambda k: self._rank.get(k, -1))
+        return [(k, self.subscriptions[k]) for k in keys]
+
     def order_of(self, key: Key) -> order.OrderRecord | None:
         return self._orders.get(key)
 

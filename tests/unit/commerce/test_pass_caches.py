@@ -8,6 +8,7 @@ from typing import Any
 from controller.api.subscription import SubscriptionSpec
 from controller.commerce.changes import _digest, revision
 from controller.commerce.index import CommerceIndex, Queues
+from controller.commerce.objects import billing_of
 from controller.commerce.order import endpoint_claims, endpoint_conflicts, order_record
 from controller.commerce.subscriptions import ParseMemo
 from controller.statuswriter import StatusWriter
@@ -115,3 +116,27 @@ def test_a_parse_is_reused_while_the_raw_value_is_equal_and_redone_when_it_chang
         memo(("ns", f"gone-{i}"), raw)
     memo.keep_only({("ns", "a"): {}})
     assert set(memo._last) == {("ns", "a")}
+
+
+def test_the_outboxes_a_delivery_pass_reads_are_those_a_scan_of_every_subscription_finds_in_its_order() -> None:
+    """Events queued, delivered (removed), Subscriptions deleted and re-read (popped and indexed again, as after
+    a Conflict): the delivery pass reads exactly the outboxes holding events, in the index's order."""
+    rng = random.Random(3)
+    index = _index()
+    for version in range(1, 401):
+        name = f"s{rng.randint(0, 20)}"
+        body = _subscription(rng, name, version)
+        body["metadata"]["namespace"] = "a"
+        if rng.random() < 0.5:
+            pending = [{"id": f"e{version}"}] if rng.random() < 0.6 else []
+            body.setdefault("status", {})["billing"] = {"outbox": {"pending": pending, "deliveredCount": 0}}
+        roll = rng.random()
+        if roll < 0.1:
+            index.remove_subscription("a", name)
+        elif roll < 0.2:
+            index.subscriptions.pop(("a", name), None)  # Context.reread: the fresh copy, whatever its version
+            index.upsert_subscription(body)
+        else:
+            index.upsert_subscription(body)
+        scan = [(k, b) for k, b in index.subscriptions.items() if billing_of(b).get("outbox", {}).get("pending")]
+        assert index.outboxes() == scan
