@@ -124,6 +124,21 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=256)
+def _cycle(unit: str, length: int, time_zone: str) -> Cycle:
+    """Cycle.of, once per (unit, length, zone): immutable, and every pass asks for the month of its zone a few
+    times (a refused unit, length or zone raises, and is not kept)."""
+    return Cycle(unit, length, load_zone(time_zone))  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=1024)
+def _period_of_date(cycle: Cycle, local: date) -> Period:
+    """The period of `cycle` whose start date is that of local date `local`; every pass of every subscription
+    asks for the current month a few times (both are immutable, so one answer per date is shared)."""
+    start = cycle._start_date(local)
+    return Period(_midnight(start, cycle.zone), _midnight(cycle._next_date(start), cycle.zone))
+
+
 @dataclass(frozen=True, slots=True)
 class Cycle:
     """A recurring period definition in a time zone: `length` * `unit`, calendar anchored."""
@@ -140,7 +155,7 @@ class Cycle:
 
     @classmethod
     def of(cls, unit: str, length: int = 1, time_zone: str = "UTC") -> Cycle:
-        return cls(unit, length, load_zone(time_zone))  # type: ignore[arg-type]
+        return _cycle(unit, length, time_zone)
 
     @classmethod
     def for_price(cls, price: Any, time_zone: str, field: str = "productOfferingPrice") -> Cycle:
@@ -180,12 +195,10 @@ class Cycle:
     def period_containing(self, instant: datetime) -> Period:
         """The period that contains `instant`."""
         local = ensure_utc(instant, "instant").astimezone(self.zone).date()
-        start = self._start_date(local)
-        period = Period(_midnight(start, self.zone), _midnight(self._next_date(start), self.zone))
+        period = _period_of_date(self, local)
         # A local date can start before its own midnight only in pathological zones; step once.
         if instant < period.start:
-            start = self._start_date(local - timedelta(days=1))
-            period = Period(_midnight(start, self.zone), _midnight(self._next_date(start), self.zone))
+            period = _period_of_date(self, local - timedelta(days=1))
         elif instant >= period.end:
             period = self.next(period)
         return period

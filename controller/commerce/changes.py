@@ -47,8 +47,27 @@ _PER_MONTH: dict[str, Fraction] = {
 }
 
 
+# An offering's digest per rate, by the parsed spec's identity (the index parses a spec once per generation):
+# every pass of every subscription asks for its offering's. The spec is kept, so its id is not reused.
+_OFFERING_REVISIONS: dict[tuple[int, int | None], tuple[ProductOfferingSpec, str]] = {}
+_OFFERING_REVISIONS_MAX = 1024
+
+
 def revision(plan_fields: PlanVersion | ProductOfferingSpec, bandwidth: int | None = None) -> str:
     """A short digest of what a version bills and provisions (prices, SLA, template, rate)."""
+    if isinstance(plan_fields, ProductOfferingSpec):
+        hit = _OFFERING_REVISIONS.get((id(plan_fields), bandwidth))
+        if hit is not None and hit[0] is plan_fields:
+            return hit[1]
+        digest = _digest(plan_fields, bandwidth)
+        if len(_OFFERING_REVISIONS) >= _OFFERING_REVISIONS_MAX:
+            _OFFERING_REVISIONS.clear()
+        _OFFERING_REVISIONS[(id(plan_fields), bandwidth)] = (plan_fields, digest)
+        return digest
+    return _digest(plan_fields, bandwidth)
+
+
+def _digest(plan_fields: PlanVersion | ProductOfferingSpec, bandwidth: int | None) -> str:
     if isinstance(plan_fields, PlanVersion):
         prices, sla, candidate = (
             plan_fields.productOfferingPrice,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.common import validation_message
 from ..billing.clock import Clock
-from ..billing.outbox import Outbox
+from ..billing.outbox import CONDITION_TYPE, Outbox
 from ..billing.proof import EXPLANATIONS, Keyring
 from ..billing.sinks import Deliverer
 from ..conditions import Cond, merge_conditions, stalled
@@ -131,5 +131,5 @@ def delivered_condition(box: Outbox, stored: Mapping[str, Any], generation: int,
             f"{box.depth} billing events pending{since}; the controller has no --billing-sink-url or"
             " --billing-jsonl, they stay in the outbox",
         )
-    cond = box.condition(now, stored_conditions(stored), generation)
+    cond = box.condition(now, stored_conditions(stored, CONDITION_TYPE), generation)  # it reads only its own
     return Cond(cond.type, cond.status, cond.reason, cond.message)

@@ -78,7 +78,7 @@ class DeliveryLoop:
         index = self.ctx.index
         out: list[Pending] = []
         parsed: dict[tuple[str, Key], tuple[Any, list[tuple[datetime, BillingEvent]]]] = {}
-        for key, body in list(index.subscriptions.items()):
+        for key, body in index.outboxes():  # only those holding events: a scan of all would be O(N) per pass
             raw = billing_of(body).get("outbox")
             out += self._deliverable(("s", key), key, raw, index.delivered.get(key, set()), parsed)
         for key, body in list(index.invoices.items()):

@@ -13,8 +13,9 @@ usage samples not yet written (`samples`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,11 @@ from .objects import (
 BILLING_ERRORS = (InvoiceError, MoneyError, LedgerError, PeriodError, EventError, RatingError)
 
 
+def _outbox_holds_events(raw: Any) -> bool:
+    """Whether a stored outbox may hold events to deliver (anything but an outbox without pending ones)."""
+    return bool(raw) and (not isinstance(raw, Mapping) or bool(raw.get("pending")))
+
+
 @dataclass
 class Sample:
     """A usage counter read, waiting for its Subscription's next status write."""
@@ -83,6 +89,12 @@ class CommerceIndex:
         self.queues = queues
         self.offerings: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[Key, dict[str, Any]] = {}
+        # The Subscriptions whose stored outbox holds events (what a delivery pass reads; scanning every
+        # Subscription per pass was quadratic in a burst of activations), and each one's place in
+        # `subscriptions` (insertion order), so they are read in the same order as a scan would.
+        self.with_outbox: set[Key] = set()
+        self._rank: dict[Key, int] = {}
+        self._ranks = itertools.count()
         self.services: dict[Key, dict[str, Any]] = {}  # owned NetworkServices, by owner (namespace, subscription)
         self.invoices: dict[Key, dict[str, Any]] = {}
         self.accounts: dict[Key, dict[str, Any]] = {}  # BillingAccounts, by (namespace, name)
@@ -91,7 +103,9 @@ class CommerceIndex:
         self.invoices_by_account: dict[Key, set[Key]] = defaultdict(set)
         self._service_owner: dict[Key, Key] = {}  # NetworkService (namespace, name) -> owner key
         self._orders: dict[Key, order.OrderRecord] = {}
-        self._claims: dict[order.EndpointKey, order.OrderRecord] | None = None
+        # Every order naming an endpoint: a pass judges only its own endpoints' claims, so a burst of
+        # orders costs each pass the orders sharing its endpoints, not all of them (quadratic otherwise).
+        self._naming: dict[order.EndpointKey, dict[Key, order.OrderRecord]] = defaultdict(dict)
         # handed to a Subscription's (or Invoice's) next pass
         self.delivered: dict[Key, set[str]] = defaultdict(set)  # at every sink, still in the outbox
         self.invoice_delivered: dict[Key, set[str]] = defaultdict(set)
@@ -160,7 +174,13 @@ class CommerceIndex:
         if old is not None and rv(old) == rv(body) and rv(body):
             return  # our own write, already indexed
         body = self._trusted("subscriptions", key, body)
+        if key not in self.subscriptions:
+            self._rank[key] = next(self._ranks)
         self.subscriptions[key] = body
+        if _outbox_holds_events(billing_of(body).get("outbox")):
+            self.with_outbox.add(key)
+        else:
+            self.with_outbox.discard(key)
         if old is not None:
             self.by_account[(key[0], account_of(old))].discard(key)
             for name in offerings_of(old):
@@ -181,14 +201,17 @@ class CommerceIndex:
     def remove_subscription(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         old = self.subscriptions.pop(key, None)
+        self.with_outbox.discard(key)
+        self._rank.pop(key, None)
         if old is not None:
             self.by_account[(namespace, account_of(old))].discard(key)
             for offering_name in offerings_of(old):
                 self.by_offering[offering_name].discard(key)
             self.queues.offerings.mark(offering_of(old))
             self.queues.accounts.mark((namespace, account_of(old)))
-        if self._orders.pop(key, None) is not None:
-            self._claims = None
+        old_order = self._orders.pop(key, None)
+        if old_order is not None:
+            self._unname(key, old_order)
             self._wake_waiting_orders(key)
         self.delivered.pop(key, None)
         self.samples.pop(key, None)
@@ -296,9 +319,20 @@ class CommerceIndex:
         if old == record:
             return
         self._orders[key] = record
-        self._claims = None
+        if old is not None:
+            self._unname(key, old)
+        for endpoint in record.endpoints:
+            self._naming[endpoint][key] = record
         if old is not None and (old.endpoints != record.endpoints or old.holds_endpoints != record.holds_endpoints):
             self._wake_waiting_orders(key)
+
+    def _unname(self, key: Key, record: order.OrderRecord) -> None:
+        for endpoint in record.endpoints:
+            naming = self._naming.get(endpoint)
+            if naming is not None:
+                naming.pop(key, None)
+                if not naming:
+                    del self._naming[endpoint]
 
     def _wake_waiting_orders(self, changed: Key) -> None:
         """Endpoints were released or moved: orders waiting for one get another look."""
@@ -307,13 +341,18 @@ class CommerceIndex:
                 self.queues.subscriptions.mark(key)
 
     # -- reads the passes share ----------------------------------------------------------------------
+    def outboxes(self) -> list[tuple[Key, dict[str, Any]]]:
+        """The Subscriptions whose outbox holds events, in the order of `subscriptions`."""
+        keys = sorted((k for k in self.with_outbox if k in self.subscriptions), key=lambda k: self._rank.get(k, -1))
+        return [(k, self.subscriptions[k]) for k in keys]
+
     def order_of(self, key: Key) -> order.OrderRecord | None:
         return self._orders.get(key)
 
-    def claims(self) -> dict[order.EndpointKey, order.OrderRecord]:
-        if self._claims is None:
-            self._claims = order.endpoint_claims(self._orders.values())
-        return self._claims
+    def claims_for(self, endpoints: Iterable[order.EndpointKey]) -> dict[order.EndpointKey, order.OrderRecord]:
+        """Who holds each of `endpoints` (order.endpoint_claims over every order, for those endpoints only)."""
+        naming = [r for e in set(endpoints) for r in (self._naming.get(e) or {}).values()]
+        return order.endpoint_claims(naming)
 
     def offering(self, name: str) -> tuple[ProductOfferingSpec | None, str | None]:
         """The named offering's spec (or why it cannot be read), parsed once per generation."""

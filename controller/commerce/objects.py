@@ -79,9 +79,12 @@ def set_condition(
     return out
 
 
-def stored_conditions(stored: Mapping[str, Any]) -> list[Condition]:
+def stored_conditions(stored: Mapping[str, Any], kind: str | None = None) -> list[Condition]:
+    """The stored conditions that parse (only those of type `kind`, when given)."""
     out = []
     for raw in stored.get("conditions") or []:
+        if kind is not None and not (isinstance(raw, Mapping) and raw.get("type") == kind):
+            continue
         with contextlib.suppress(ValidationError):
             out.append(Condition.model_validate(raw))
     return out

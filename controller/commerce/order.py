@@ -10,6 +10,7 @@ and what is expected of it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -124,8 +125,7 @@ def validate_order(
                     )
                 )
             continue
-        interface = ipaddress.IPv4Interface(endpoint.ipv4Address)  # the API pattern guarantees the syntax
-        error = _host_address_error(interface)
+        interface, error = _parsed_address(endpoint.ipv4Address)
         if error is not None:
             errors.append(OrderError(where, error))
             continue
@@ -301,6 +301,14 @@ def endpoint_conflicts(order: OrderRecord, claims: Mapping[EndpointKey, OrderRec
         if holder is not None and not holder.same_subscription(order) and holder.precedence < order.precedence:
             conflicts.append(EndpointConflict(key, holder))
     return tuple(conflicts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(address: str) -> tuple[ipaddress.IPv4Interface, str | None]:
+    """An endpoint's address and what is wrong with it as a host address; parsed once per address (every
+    pass of a Subscription validates its order again, some twice)."""
+    interface = ipaddress.IPv4Interface(address)  # the API pattern guarantees the syntax
+    return interface, _host_address_error(interface)
 
 
 def _host_address_error(interface: ipaddress.IPv4Interface) -> str | None:

@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -52,7 +52,36 @@ from .release import FORCE_RELEASE, force_release
 from .usage import published_samples, usage_priced
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DRAFT_DELAY_SECONDS = 5.0  # a draft invoice follows its subscriptions' writes at most this often
+
+
+class ParseMemo(Generic[T]):
+    """The last parse of a raw value per key, reused while the raw value is the same or equal: every pass of
+    a Subscription reads its spec and stored billing, which change far less often (comparing two dicts
+    costs a fraction of validating one). Parses that fail are not kept. The parsed models are never
+    changed in place (the passes copy them: `model_copy`, new lists)."""
+
+    def __init__(self, parse: Callable[[Any], T]) -> None:
+        self._parse = parse
+        self._last: dict[Key, tuple[Any, T]] = {}
+
+    def __call__(self, key: Key, raw: Any) -> T:
+        last = self._last.get(key)
+        if last is not None and (last[0] is raw or last[0] == raw):
+            return last[1]
+        value = self._parse(raw)
+        self._last[key] = (raw, value)
+        return value
+
+    def forget(self, key: Key) -> None:
+        self._last.pop(key, None)
+
+    def keep_only(self, live: Mapping[Key, Any]) -> None:
+        """Drop the parses of keys not in `live` (deleted objects), once they outnumber the live ones: a
+        deleted Subscription gets no pass of its own that would drop them."""
+        if len(self._last) > 2 * len(live) + 64:
+            self._last = {k: v for k, v in self._last.items() if k in live}
 
 
 @dataclass(frozen=True)
@@ -73,13 +102,20 @@ class SubscriptionController:
         self.queue = queue
         self._force_refused: set[tuple[Ref, str]] = set()  # force-release annotations refused (reported once)
         self._progress_since: dict[Key, float] = {}  # a provisioning-only status waits since (monotonic)
+        self._spec = ParseMemo(SubscriptionSpec.model_validate)
+        self._billing = ParseMemo(SubscriptionBilling.model_validate)
+        self._changes = ParseMemo(SubscriptionStatus.model_validate)  # its pendingChange and templateRollout
 
     async def reconcile(self, key: Key) -> None:
         for _ in range(6):
             body = self.ctx.index.subscriptions.get(key)
             if body is None:
                 self._progress_since.pop(key, None)
+                for memo in (self._spec, self._billing, self._changes):
+                    memo.forget(key)
                 return
+            for memo in (self._spec, self._billing, self._changes):
+                memo.keep_only(self.ctx.index.subscriptions)
             try:
                 await self._pass(key, body)
                 startup.mark("first Subscription pass")
@@ -100,12 +136,12 @@ class SubscriptionController:
         now = ctx.clock.now()
         stored: dict[str, Any] = dict(body.get("status") or {})
         uid = str(meta.get("uid") or "")
-        billing = SubscriptionBilling.model_validate(stored.get("billing") or {})
+        billing = self._billing(key, stored.get("billing") or {})
         tz, recorded_zone = self._zone(ns, ordered, billing)
         # managedFields times are the API server's (the wall clock); the controller bills on its own clock
         written = changes.order_written_at(meta.get("managedFields"))
         written = server_time_on(ctx.clock, written) if written is not None else None
-        plan = self._plan_step(ordered, stored, billing, now, tz, written)
+        plan = self._plan_step(key, ordered, stored, billing, now, tz, written)
         # From here on the order is the version in force: its offering, template, prices and rate.
         spec, offering = self._in_force(ordered, plan)
         problem = self._account_problem(ns, spec, offering, stored.get("state") not in (None, "created"))
@@ -119,7 +155,7 @@ class SubscriptionController:
             if not errors:
                 desired_spec = order.network_service_for(name, ns, uid, spec, offering, True, current_svc_spec)["spec"]
         record = index.order_of(key)
-        conflicts = order.endpoint_conflicts(record, index.claims()) if record is not None else ()
+        conflicts = order.endpoint_conflicts(record, index.claims_for(record.endpoints)) if record is not None else ()
         hold = self._payment_hold(ns, spec, offering, billing, stored.get("state"), now, tz)
         inputs = SubscriptionInputs(
             name=name,
@@ -194,7 +230,7 @@ class SubscriptionController:
         uid = str(meta.get("uid") or "")
         svc_body = self._owned_service(key, uid)
         try:
-            ordered = SubscriptionSpec.model_validate(body.get("spec") or {})
+            ordered = self._spec(key, body.get("spec") or {})
         except ValidationError as exc:
             await ctx.report_invalid_spec(ref, body, int(meta.get("generation") or 0), exc, ctx.clock.now())
             return
@@ -375,6 +411,7 @@ class SubscriptionController:
     # -- inputs of the pure steps ------------------------------------------------------------------------
     def _plan_step(
         self,
+        key: Key,
         spec: SubscriptionSpec,
         stored: Mapping[str, Any],
         billing: SubscriptionBilling,
@@ -391,9 +428,8 @@ class SubscriptionController:
         current = billing.plans[-1].offering if billing.plans else spec.productOffering.name
         current_offering, _ = index.offering(current)
         try:
-            status = SubscriptionStatus.model_validate(
-                {k: stored.get(k) for k in ("pendingChange", "templateRollout") if stored.get(k)}
-            )
+            raw = {k: stored.get(k) for k in ("pendingChange", "templateRollout") if stored.get(k)}
+            status = self._changes(key, raw)
         except ValidationError:  # written by another version: decided afresh (a scheduled time is re-derived)
             status = SubscriptionStatus()
         return changes.plan_step(
