@@ -932,6 +932,15 @@ def check(
             seen += f"{rfc(first_active) if first_active else None}"
             problems.append(f"{name}: startDate {rfc(start)} is not between first Ready and first seen active ({seen})")
         billable = clip(ready, start, until)
+        ledger = sub["status"]["billing"].get("ledger") or {}
+        booked = [(ts(i["start"]), ts(i["end"]) if i.get("end") else until) for i in ledger.get("ready") or []]
+        if clip(booked, start, until) != billable:  # what to look at when a bill disagrees: both timelines
+            report.append(
+                f"{name}: Ready as the test read it {[(rfc(a), rfc(b)) for a, b in billable]}; as the ledger"
+                f" booked it {[(rfc(a), rfc(b)) for a, b in clip(booked, start, until)]} (unknown:"
+                f" {ledger.get('readyUnknown') or []}, billed through {ledger.get('billedThrough')}); transitions"
+                f" {[(rfc(a), u) for a, u in ready_changes(nsvc, name)]}"
+            )
         bounds = [t for t, _ in timeline] + [FAR]
         offering_spans = [(max(bounds[i], NEVER), bounds[i + 1], timeline[i][1]) for i in range(len(timeline))]
 
