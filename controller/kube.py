@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -129,60 +129,23 @@ class Kube:
         its own; Gone on 410 (as an HTTP status or an ERROR event), any other failure raised as it is.
         The server ends it after about WATCH_SECONDS; a read silent for `idle` seconds ends it with an
         error (bookmarks come about once a minute)."""
-        from kubernetes.watch.watch import iter_resp_lines
+        extra: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": WATCH_SECONDS,
+            "_preload_content": False,
+            "_request_timeout": (timeout, idle),
+        }
 
-        from .sharding import Gone
+        def open_stream() -> Any:
+            if namespace is None:
+                return self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **extra)
+            return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **extra)
 
-        loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[Any] = asyncio.Queue()
-        end = object()
-        opened: list[Any] = []
-
-        def put(item: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading
-                loop.call_soon_threadsafe(lines.put_nowait, item)
-
-        def read() -> None:
-            extra: dict[str, Any] = {
-                "watch": True,
-                "resource_version": resource_version,
-                "allow_watch_bookmarks": True,
-                "timeout_seconds": WATCH_SECONDS,
-                "_preload_content": False,
-                "_request_timeout": (timeout, idle),
-            }
-            try:
-                if namespace is None:
-                    resp = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **extra)
-                else:
-                    resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **extra)
-                opened.append(resp)
-                for line in iter_resp_lines(resp):
-                    put(line)
-            except BaseException as exc:  # handed to the reader, which raises it
-                put(exc)
-            finally:
-                put(end)
-
-        threading.Thread(target=read, name=f"watch-{plural}", daemon=True).start()
-        try:
-            while (item := await lines.get()) is not end:
-                if isinstance(item, ApiException) and item.status == 410:
-                    raise Gone(str(item.reason)) from None
-                if isinstance(item, BaseException):
-                    raise item
-                event = json.loads(item)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise Gone(str(status.get("message") or "410 Gone"))
-                    raise RuntimeError(f"{plural} watch: {status.get('message') or status}")
+        async with contextlib.aclosing(watch_stream(open_stream, plural)) as events:  # closed with this one
+            async for event in events:
                 yield event
-        finally:
-            # Closing unblocks the reading thread, which then ends; on a thread of its own, since closing
-            # a TLS connection another thread reads from can block until that read returns.
-            for resp in opened:
-                threading.Thread(target=_close_quietly, args=(resp,), name=f"unwatch-{plural}", daemon=True).start()
 
     async def patch_status(
         self, ref: Ref, status: dict[str, Any], resource_version: str | None = None
@@ -291,6 +254,55 @@ def _close_quietly(resp: Any) -> None:
         resp.close()
 
 
+async def watch_stream(open_stream: Callable[[], Any], what: str) -> AsyncGenerator[dict[str, Any], None]:
+    """The events of a watch that `open_stream` opens (a list call with watch=True and
+    _preload_content=False), read line by line on a thread of its own so the event loop never blocks on
+    the socket; Gone on 410 (as an HTTP status or an ERROR event), any other failure raised as it is."""
+    from kubernetes.watch.watch import iter_resp_lines
+
+    from .sharding import Gone
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[Any] = asyncio.Queue()
+    end = object()
+    opened: list[Any] = []
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading
+            loop.call_soon_threadsafe(lines.put_nowait, item)
+
+    def read() -> None:
+        try:
+            resp = open_stream()
+            opened.append(resp)
+            for line in iter_resp_lines(resp):
+                put(line)
+        except BaseException as exc:  # handed to the reader, which raises it
+            put(exc)
+        finally:
+            put(end)
+
+    threading.Thread(target=read, name=f"watch-{what}", daemon=True).start()
+    try:
+        while (item := await lines.get()) is not end:
+            if isinstance(item, ApiException) and item.status == 410:
+                raise Gone(str(item.reason)) from None
+            if isinstance(item, BaseException):
+                raise item
+            event = json.loads(item)
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                if status.get("code") == 410:
+                    raise Gone(str(status.get("message") or "410 Gone"))
+                raise RuntimeError(f"{what} watch: {status.get('message') or status}")
+            yield event
+    finally:
+        # Closing unblocks the reading thread, which then ends; on a thread of its own, since closing
+        # a TLS connection another thread reads from can block the event loop until that read returns.
+        for resp in opened:
+            threading.Thread(target=_close_quietly, args=(resp,), name=f"unwatch-{what}", daemon=True).start()
+
+
 _LeaseItems = list[dict[str, Any]]  # a name of its own: inside KubeLeases, `list` is the method
 
 
@@ -339,58 +351,22 @@ class KubeLeases:
     async def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:
         """The Lease events after `resource_version`, with bookmarks; Gone on 410 (as an HTTP status or
         an ERROR event), any other failure raised as it is."""
-        from kubernetes.watch.watch import iter_resp_lines
 
-        from .sharding import Gone
+        def open_stream() -> Any:
+            return self._api.list_namespaced_lease(
+                self.namespace,
+                label_selector=self._selector,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self.WATCH_SECONDS,
+                _preload_content=False,
+                _request_timeout=(self._timeout, self._watch_idle),
+            )
 
-        loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[Any] = asyncio.Queue()
-        end = object()
-        opened: list[Any] = []
-
-        def put(item: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is reading
-                loop.call_soon_threadsafe(lines.put_nowait, item)
-
-        def read() -> None:
-            try:
-                resp = self._api.list_namespaced_lease(
-                    self.namespace,
-                    label_selector=self._selector,
-                    watch=True,
-                    resource_version=resource_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=self.WATCH_SECONDS,
-                    _preload_content=False,
-                    _request_timeout=(self._timeout, self._watch_idle),
-                )
-                opened.append(resp)
-                for line in iter_resp_lines(resp):
-                    put(line)
-            except BaseException as exc:  # handed to the reader, which raises it
-                put(exc)
-            finally:
-                put(end)
-
-        threading.Thread(target=read, name="lease-watch", daemon=True).start()
-        try:
-            while (item := await lines.get()) is not end:
-                if isinstance(item, ApiException) and item.status == 410:
-                    raise Gone(str(item.reason)) from None
-                if isinstance(item, BaseException):
-                    raise item
-                event = json.loads(item)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise Gone(str(status.get("message") or "410 Gone"))
-                    raise RuntimeError(f"Lease watch: {status.get('message') or status}")
+        async with contextlib.aclosing(watch_stream(open_stream, "leases")) as events:  # closed with this one
+            async for event in events:
                 yield event
-        finally:
-            # Closing unblocks the reading thread, which then ends; on a thread of its own, as the admission
-            # watch does: closing TLS under a thread that reads it can block the event loop until the read ends.
-            for resp in opened:
-                threading.Thread(target=_close_quietly, args=(resp,), name="unwatch-leases", daemon=True).start()
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self._kube._count("leases")
