@@ -192,6 +192,10 @@ class BillingInput:
         for i, plan in enumerate(self.plans):
             start = to_second(plan.since) if plan.since is not None and i > 0 else None
             prices, sla = tuple(plan.productOfferingPrice), plan.serviceLevelAgreement
+            if out and out[-1].start == start and start is not None:
+                out.pop()  # the one before lasted no time (announced, so kept in the plans): not a version
+                if out:
+                    out[-1] = replace(out[-1], end=None)
             if out and (out[-1].offering_name, out[-1].prices, out[-1].sla) == (plan.offering, prices, sla):
                 continue
             if out:

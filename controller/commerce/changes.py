@@ -318,7 +318,7 @@ def plan_step(
                 current = versions[-1]
                 at = max(due, _since(current))
                 target = target.model_copy(update={"since": at})
-                _append(versions, target)
+                _append(versions, target, len(plans))
                 changes.append(PlanChange(direction, at, current, target, timing))
             else:
                 wake.append(due)
@@ -399,12 +399,17 @@ def _room(versions: Sequence[PlanVersion]) -> bool:
     return len(versions) < MAX_PLANS
 
 
-def _append(versions: list[PlanVersion], plan: PlanVersion) -> None:
-    """Append, replacing a version that would have lasted no time at all."""
-    if versions and versions[-1].since is not None and plan.since is not None and plan.since <= versions[-1].since:
-        versions[-1] = plan.model_copy(update={"since": versions[-1].since})
-    else:
-        versions.append(plan)
+def _append(versions: list[PlanVersion], plan: PlanVersion, stored: int) -> None:
+    """Append, replacing a version of this pass (past the `stored` ones) that would have lasted no time at
+    all. A stored version stays however short: its `changed` event went out in an earlier pass, and
+    history is not rewritten (rating takes a version that lasts no time as no version)."""
+    last = versions[-1] if versions else None
+    if last is not None and last.since is not None and plan.since is not None and plan.since <= last.since:
+        plan = plan.model_copy(update={"since": last.since})
+        if len(versions) > stored:
+            versions[-1] = plan
+            return
+    versions.append(plan)
 
 
 def _refusal(

@@ -803,3 +803,22 @@ def test_a_change_seen_and_refused_before_the_period_end_is_not_dated_back(
     seen = _seen(DEC.end, stored=refused)
     assert (seen.pending.effective if seen.pending else None) == pending_until
     assert [c.at for c in seen.changes] == ([in_force_at] if in_force_at else [])
+
+
+def test_a_revision_announced_in_one_pass_stays_when_a_change_in_the_same_second_follows() -> None:
+    """Order chaos (2026-12-03): a price edit of the offering was recorded, its `changed` event sent, and an
+    immediate upgrade seen in the next pass within the same second replaced that version: an event without
+    a version. History keeps it (it lasts no time, so rating takes it as none)."""
+    edited = biz("59.90", 100)
+    first = step(ON_100, "biz-100", BIZ100, edited, start_date=START)
+    assert [(p.since, p.offering) for p in first.plans] == [(None, "biz-100"), (NOW, "biz-100")]
+    assert [(c.direction, c.at) for c in first.changes] == [("revision", NOW)]
+    second = step(list(first.plans), "biz-1g", BIZ1G, edited, start_date=START)
+    assert [(p.since, p.offering) for p in second.plans] == [(None, "biz-100"), (NOW, "biz-100"), (NOW, "biz-1g")]
+    assert [(c.direction, c.at) for c in second.changes] == [("upgrade", NOW)]
+    announced = {c.current.revision for c in (*first.changes, *second.changes)}
+    assert announced <= {p.revision for p in second.plans[1:]}, "every event's version is in the history"
+    bill = BillingInput(ref(), "biz-1g", None, delivered(START), plans=tuple(second.plans))
+    assert [(v.offering_name, v.start, v.end) for v in bill.versions] == [("biz-100", None, NOW), ("biz-1g", NOW, None)]
+    without = [second.plans[0], second.plans[2]]
+    assert rated(list(second.plans)) == rated(without), "the version that lasted no time is billed as none"
