@@ -628,10 +628,7 @@ class Coordinator:
             except Exception:
                 log.exception("shard: starting %s failed; stopping it, the next tick starts it again", unit)
                 self.held.pop(unit, None)
-                try:
-                    await self.on_lose(unit)
-                except Exception:
-                    log.exception("shard: stopping %s failed", unit)
+                await self._lose_logged(unit)
 
     async def _lose(self, unit: str) -> None:
         """Stop driving `unit`: drives() is False from this call on; `on_lose` runs once a start of the
@@ -640,14 +637,18 @@ class Coordinator:
             return
         await self._stop(unit)
 
+    async def _lose_logged(self, unit: str) -> None:
+        """`on_lose`, its failure logged: a unit being let go is let go whatever its stop raised."""
+        try:
+            await self.on_lose(unit)
+        except Exception:
+            log.exception("shard: stopping %s failed", unit)
+
     async def _stop(self, unit: str) -> None:
         """`on_lose` for a unit already taken out of `held`."""
         async with self._unit_lock(unit):
             self._started.discard(unit)
-            try:
-                await self.on_lose(unit)
-            except Exception:
-                log.exception("shard: stopping %s failed", unit)
+            await self._lose_logged(unit)
         self._wake.set()
 
     async def _suspend(self, unit: str, tenure: int) -> None:
@@ -677,10 +678,7 @@ class Coordinator:
         async with self._unit_lock(unit):
             if unit in self._started:  # else its suspension found nothing started: nothing to stop
                 self._started.discard(unit)
-                try:
-                    await self.on_lose(unit)
-                except Exception:
-                    log.exception("shard: stopping %s failed", unit)
+                await self._lose_logged(unit)
         self._wake.set()
 
     async def _resume(self, unit: str, lease: LeaseRecord) -> None:
@@ -713,10 +711,7 @@ class Coordinator:
                 log.exception("shard: resuming %s failed; stopping it, the next tick starts it again", unit)
                 self.held.pop(unit, None)
                 self._started.discard(unit)
-                try:
-                    await self.on_lose(unit)
-                except Exception:
-                    log.exception("shard: stopping %s failed", unit)
+                await self._lose_logged(unit)
         self._wake.set()
 
     # -- the view: one list, then the watch -----------------------------------------------------------
