@@ -762,7 +762,8 @@ def _payment_fields(
         due = due - carried
     settled = state == "settled"
     # settled again by another payment (a reversal and a new payment, maybe seen in one pass): a new date
-    recorded = [p for p in payments if _payment_id(p) in set(status.recordedPayments)]
+    seen = set(status.recordedPayments)
+    recorded = [p for p in payments if _payment_id(p) in seen]
     same_settlement = settled_by(recorded, included) == settled_by(payments, included)
     update: dict[str, Any] = {
         "amountPaid": SignedMoney(**paid.to_api()),
