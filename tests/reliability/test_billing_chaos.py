@@ -76,9 +76,11 @@ def ready_changes(nsvc: Recorder, name: str) -> list[tuple[datetime, bool]]:
     state in between is unknown and counted as not Ready (docs/billing.md); a deletion ends Ready when seen.
     The test's own reading of the status, not the controller's rating code."""
     known: list[tuple[datetime, bool, str]] = []
+    lists: list[tuple[datetime, bool, str]] = []  # the entries the lists of the current object had, in order
     for seen in nsvc.of(name):
         if seen.type == "DELETED":
             known.append((wall(seen.at), False, "Deleted"))
+            lists = []  # an object of the same name created later starts a list of its own
             continue
         listed = [
             (ts(t["at"]), bool(t["ready"]), str(t.get("reason") or ""))
@@ -87,17 +89,43 @@ def ready_changes(nsvc: Recorder, name: str) -> list[tuple[datetime, bool]]:
         c = seen.cond("Ready")
         if not listed and c is not None:
             listed = [(ts(c["lastTransitionTime"]), c["status"] == "True", str(c.get("reason") or ""))]
+        new = listed[_overlap(lists, listed) :]
         dropped = seen.status.get("readyTransitionsDroppedThrough")
-        new = [t for t in listed if t not in known]
-        if dropped and known and new and ts(dropped) > max(t[0] for t in known):
+        if dropped and known and len(new) == len(listed) and ts(dropped) > max(t[0] for t in known):
             # more changes than the list keeps since the last version seen: unknown until the list's first
             last_known = max(t[0] for t in known)
             known.append((last_known, False, "Unknown"))
             if not listed[0][1]:
                 known.append((ts(dropped), True, "Unknown"))
         known.extend(new)
+        lists.extend(new)
     ordered = sorted(range(len(known)), key=lambda i: (known[i][0], i))
     return [(known[i][0], known[i][1]) for i in ordered]
+
+
+def ready_history_disagreements(nsvc: Recorder, name: str) -> list[str]:
+    """Versions whose Ready condition is not the newest entry of their own readyTransitions (its state and
+    time): the list is written with the condition, so a difference means a status built on an old base."""
+    out = []
+    for seen in nsvc.of(name):
+        listed, c = seen.status.get("readyTransitions") or [], seen.cond("Ready")
+        if seen.type == "DELETED" or not listed or c is None:
+            continue
+        last = listed[-1]
+        if (bool(last["ready"]), ts(last["at"])) != (c["status"] == "True", ts(c["lastTransitionTime"])):
+            since = c["lastTransitionTime"]
+            out.append(f"{name} v{seen.resource_version}: Ready {c['status']} since {since}, list ends {last}")
+    return out
+
+
+def _overlap(earlier: list[Any], listed: list[Any]) -> int:
+    """How many of `listed`'s first entries are the last ones of `earlier`: the list only grows at its end
+    and loses its oldest entries, so the rest are new. By position, not by value: a service can flap back
+    to the same state with the same reason within one second, and that second entry is a change too."""
+    for k in range(min(len(earlier), len(listed)), 0, -1):
+        if earlier[-k:] == listed[:k]:
+            return k
+    return 0
 
 
 def ready_intervals(nsvc: Recorder, name: str, until: datetime) -> list[tuple[datetime, datetime]]:

@@ -59,7 +59,7 @@ from tests.integration.test_commerce import (
 from tests.reliability.conftest import FULL
 from tests.reliability.rig import Recorder, Rig, rig, wait_for
 from tests.reliability.test_apiserver_restart import cluster  # noqa: F401  (the full run's own control plane)
-from tests.reliability.test_billing_chaos import ready_changes, ready_intervals, ts
+from tests.reliability.test_billing_chaos import ready_changes, ready_history_disagreements, ready_intervals, ts
 from tests.support.cloudevents_receiver import CloudEventsReceiver
 
 DEVICES = ("bo-r1", "bo-r2")
@@ -916,6 +916,7 @@ def check(
             )
 
         # 2. delivered: Ready (its condition's transition times) from the start of billing
+        problems += ready_history_disagreements(nsvc, name)
         start = ts(sub["status"]["startDate"])
         ready = ready_intervals(nsvc, name, until)
         first_active = next((clock.at(s.at) for s in subs.of(name) if s.status.get("state") == "active"), None)
