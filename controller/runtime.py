@@ -254,16 +254,22 @@ class Controller:
     async def _suspend(self, unit: str) -> bool:
         """The fence lapsed: stop the device's passes (no Set until it is resumed), but keep its session
         and the records of its services, as its Lease may still be ours when the renew is on time again.
-        The commerce layer is stopped in full (False): it is rebuilt from a list when taken up again."""
+        The commerce layer likewise stops every pass and delivery but keeps its index."""
         if unit == COMMERCE:
-            await self._lose(unit)
-            return False
+            if self.commerce is None:
+                return False
+            await self.commerce.suspend()
+            return True
         await self.network.suspend_device(unit)
         return True
 
     async def _resume(self, unit: str, tenure: int) -> None:
         """Its Lease still names this replica at the same tenure: nobody else wrote to the device, so one
         whole-device pass over the session and records kept is enough (no reconnect, no re-list)."""
+        if unit == COMMERCE:
+            if self.commerce is not None:
+                self.commerce.resume()
+            return
         if unit in self._refresh_on_resume:  # a refresh (a NetworkDevice change, the resync) skipped meanwhile
             self._refresh_on_resume.discard(unit)
             await self.refresh_device(unit)

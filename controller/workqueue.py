@@ -116,10 +116,16 @@ class WorkQueue(Generic[K]):
         self._task_of: dict[K, asyncio.Task[None]] = {}
         self._cancelling: dict[K, asyncio.Task[None]] = {}  # a cancelled run still ending: the next waits
         self._closed = False
+        self._held: set[K] = set()  # keys due when `suspend` stopped them: run again by `resume`
         self.marks: Counter[K] = Counter()  # how often each key was marked (tests, debugging)
 
     def open(self) -> None:
+        """Let runs start; after `suspend`, run again every key it stopped (a wake-up comes early: its run
+        decides again when it is due)."""
         self._gate.set()
+        held, self._held = self._held, set()
+        for key in held:
+            self.mark(key)
 
     def mark(self, key: K) -> None:
         if self._closed:
@@ -244,6 +250,23 @@ class WorkQueue(Generic[K]):
             metrics.RECONCILE_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             if self._after_run is not None:
                 self._after_run(key)
+
+    async def suspend(self) -> None:
+        """Stop every run and wake-up until `open`, remembering which keys were due; marks meanwhile
+        wait at the gate. For a layer whose writes must stop now but whose state is worth keeping."""
+        self._gate.clear()
+        self._held |= set(self._task_of) | set(self._timers) | self._again
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._again.clear()
+        running = [t for t in self._task_of.values() if not t.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for key, task in list(self._task_of.items()):
+            if task in running:  # a mark after the cancel made a new run: it waits at the gate
+                del self._task_of[key]
 
     async def close(self) -> None:
         self._closed = True

@@ -133,6 +133,8 @@ class CommerceController:
         self.delivery = DeliveryLoop(self.ctx)
         self.usage = UsageSampler(self.ctx, sessions or (lambda: {}))
         self._tasks: list[asyncio.Task[None]] = []
+        self._listed = False  # the start-up lists are in the index
+        self._resume_lists = False  # suspended before they were: `resume` starts over
         self.passes = 0  # billing passes completed (tests and benchmarks read it)
 
     # -- the index, as the watch handlers and tests see it ---------------------------------------------
@@ -185,6 +187,36 @@ class CommerceController:
             asyncio.create_task(self.delivery.run(), name="billing-delivery"),
         ]
 
+    async def suspend(self) -> None:
+        """A lapsed fence (docs/sharding.md): stop every pass, loop and delivery, so nothing is written or
+        sent, but keep the index, which watch events keep current, so `resume` needs no list."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for queue in self.queues.all():
+            await queue.suspend()
+        background = list(self.ctx.background)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        self._resume_lists = not self._listed  # stopped before its start-up lists were in: list again
+
+    def resume(self) -> None:
+        """The commerce Lease is still ours at the same tenure: nobody else wrote meanwhile. The stopped
+        passes run again and the loops restart; the billing pass marks every Subscription and Invoice."""
+        if self._resume_lists:
+            self.start()
+            return
+        for queue in self.queues.all():
+            queue.open()
+        self._tasks = [
+            asyncio.create_task(self.delivery.run(), name="billing-delivery"),
+            asyncio.create_task(self._billing_loop(), name="billing-pass"),
+            asyncio.create_task(self.usage.run(), name="usage-meter"),
+        ]
+        log.info("commerce: resumed with the objects it kept (no list)")
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -231,6 +263,8 @@ class CommerceController:
             for body in bodies:
                 upsert(body)
         startup.mark("commerce start-up lists done")
+        log.info("commerce: listed %d objects", sum(len(b) for b in listed if not isinstance(b, Exception)))
+        self._listed = True
         for queue in self.queues.all():
             queue.open()
         startup.mark("commerce queues open")

@@ -271,7 +271,8 @@ def test_a_lapsed_fence_nobody_took_advantage_of_keeps_the_sessions_and_services
     """Issue 16: a replica paused past its renew deadline (a starved event loop) used to stop every device
     (each session closed, each service record dropped) and take them all back (a new session per device,
     a list of every NetworkService). Its Leases were never taken, so now it sends nothing while fenced,
-    then resumes each device at the same tenure over the session it kept, with no list."""
+    then resumes each device at the same tenure over the session it kept, with no list; the commerce layer
+    too resumes with the objects it kept."""
     proc = replicas.start("rep-1", None, "--resync-seconds", "600")  # nothing but the resume re-drives
     driven_by(r, {"rep-1"})
     r.wait_devices_ready()
@@ -307,6 +308,8 @@ def test_a_lapsed_fence_nobody_took_advantage_of_keeps_the_sessions_and_services
     )
     assert not any(opened.values()), f"new gNMI sessions after the lapse: {opened}"
     assert RELIST not in logs, "the services were listed again"
+    assert "commerce: listed" not in logs, "the commerce layer was rebuilt from lists"
+    assert "commerce: resumed with the objects it kept" in logs, "the commerce layer was not suspended and resumed"
     # every device of the cluster is this lone replica's, also those other tests left on a shared API server
     resumed = {
         line.split("shard: resumed ")[1].split()[0]: log_time(line)

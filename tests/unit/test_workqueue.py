@@ -199,6 +199,30 @@ def test_close_cancels_runs_and_timers_and_refuses_new_marks() -> None:
     assert fn.calls == ["a"]
 
 
+def test_suspend_stops_every_run_and_wakeup_and_open_runs_each_stopped_key_once() -> None:
+    """A lapsed fence suspends the commerce layer: nothing may run until it is opened again, and then every
+    key that was running, due again or waiting for its wake-up runs (once), as does a key marked meanwhile."""
+    fn = Recorder(duration=1.0)
+
+    async def body() -> None:
+        q: WorkQueue[str] = WorkQueue("t", fn, gated=False)
+        q.mark("a")
+        await asyncio.sleep(0.005)  # "a" runs
+        q.mark("a")  # due again after this run
+        q.mark_after("b", 0.3)
+        await q.suspend()
+        assert fn.active["a"] == 0, "the run under way ended before suspend returned"
+        q.mark("c")
+        await asyncio.sleep(0.5)  # past b's wake-up: neither it nor c may run while suspended
+        assert fn.calls == ["a"]
+        q.open()
+        await asyncio.sleep(0.005)
+        assert sorted(fn.calls[1:]) == ["a", "b", "c"]
+        await q.close()
+
+    run(body)
+
+
 def test_cancel_ends_the_run_of_one_key_and_its_wakeups_and_leaves_the_others() -> None:
     fn = Recorder(duration=1.0)
 

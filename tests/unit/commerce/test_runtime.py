@@ -344,6 +344,30 @@ def test_a_quick_activation_with_its_event_delivered_costs_two_status_writes() -
     run(scenario)
 
 
+def test_a_suspended_commerce_layer_writes_nothing_and_resumes_without_a_list() -> None:
+    """A lapsed fence suspends the commerce layer (docs/sharding.md): no pass runs and nothing is written while
+    it lasts, the watch events still reach the index, and the resume acts on them without listing again."""
+
+    async def scenario(w: World) -> None:
+        await w.put("productofferings", offering_body())
+        await w.ctl._startup()
+        listed = len(w.kube.lists)
+        await w.put("subscriptions", subscription_body("hq"))
+        await w.idle()
+        assert _subscription_writes(w) == [], "provisioning: nothing to write yet"
+        await w.ctl.suspend()
+        await w.service_ready("hq", T0)  # its event arrives while suspended
+        await asyncio.sleep(0.1)
+        assert _subscription_writes(w) == [], "a suspended layer wrote"
+        w.ctl.resume()
+        await w.idle()
+        writes = _subscription_writes(w)
+        assert writes and writes[0]["state"] == "active", [sorted(s) for s in writes]
+        assert len(w.kube.lists) == listed, "the resume listed again"
+
+    run(scenario)
+
+
 def test_a_slow_provisioning_is_written_once_the_wait_is_over() -> None:
     async def scenario(w: World) -> None:
         w.ctl.settings.subscription_progress_seconds = 0.05
