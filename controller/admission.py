@@ -136,7 +136,7 @@ KEPT: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     "billingaccounts": (None, ()),
     "invoices": (("runType", "billingAccount", "billingPeriod"), ()),
 }
-_META = ("namespace", "name", "creationTimestamp", "resourceVersion")
+_META = ("namespace", "name", "uid", "creationTimestamp", "resourceVersion")
 
 
 def slim(plural: str, obj: Obj) -> dict[str, Any]:
@@ -337,15 +337,23 @@ def changes_intent(request: Request) -> bool:
     )
 
 
-def review(request: Request, world: World) -> list[Problem]:
-    """The problems that refuse `request`; empty: admitted."""
+def review(request: Request, world: World, reserved: Reservations | None = None, at: float = 0.0) -> list[Problem]:
+    """The problems that refuse `request`; empty: admitted. `reserved`: the claims this process admitted
+    that `world` does not show stored yet (at monotonic time `at`), which the request may not take either."""
     hook = WEBHOOKS[request.plural]
     old = request.old
     if not changes_intent(request):
         return []
-    problems = _unique(hook.check(request.new, world, request.now))
+
+    def check(obj: Obj) -> list[Problem]:
+        found = _unique(hook.check(obj, world, request.now))
+        if reserved is not None:
+            found += reserved_problems(request.plural, obj, world, reserved, at, refused=found)
+        return found
+
+    problems = check(request.new)
     if request.operation == "UPDATE" and old is not None:
-        before = set(hook.check(old, world, request.now))
+        before = set(check(old))
         problems = [p for p in problems if p not in before]
         if hook.edit is not None:
             problems += hook.edit(old, request.new, request.now)
@@ -355,6 +363,141 @@ def review(request: Request, world: World) -> list[Problem]:
 def refusal(problems: Iterable[Problem]) -> str:
     """The message the API server shows the user for a refused request."""
     return "; ".join(str(p) for p in problems)
+
+
+# --- reservations: claims admitted here that the API server has not stored yet ------------------------
+
+# How long a port/VLAN this process admitted stays held while its object is not stored. Our answer is not
+# the end of the request: the API server still waits for the other validating webhooks it called with
+# ours (in parallel, each for at most its timeoutSeconds, which is 30 s at most) and then writes to etcd,
+# where a quota, another webhook or the write itself may still refuse it. So within 30 s an admitted
+# object is stored or refused, and past them a claim never stored is let go; the Store alone judges.
+RESERVATION_SECONDS = 30.0
+_KIND = {"subscriptions": "Subscription", "networkservices": "NetworkService"}
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The ports/VLANs (`endpoints`) of an object this process admitted (`at`, monotonic seconds), held
+    against other requests until the Store shows that name at another version than `seen` (what it held
+    under the name when the request was admitted: None for nothing), or RESERVATION_SECONDS pass."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str
+    endpoints: tuple[EndpointKey, ...]
+    seen: tuple[str, str] | None
+    at: float
+
+    def __str__(self) -> str:
+        return f"{_KIND.get(self.plural, self.plural)} {self.namespace}/{self.name}"
+
+
+class Reservations:
+    """The reservations in force, by (plural, namespace, name) and by the endpoints they hold. A name admitted
+    again replaces its own (a retry, an update). Kept in the order admitted, so expiry trims from the front."""
+
+    def __init__(self, bound: float = RESERVATION_SECONDS) -> None:
+        self.bound = bound
+        self._held: dict[tuple[str, str, str], Reservation] = {}
+        self._by_endpoint: dict[EndpointKey, dict[tuple[str, str, str], Reservation]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def holding(self, endpoint: EndpointKey, at: float) -> list[Reservation]:
+        """The unexpired reservations of `endpoint`, oldest first."""
+        found = self._by_endpoint.get(endpoint, {}).values()
+        return sorted((r for r in found if at < r.at + self.bound), key=lambda r: r.at)
+
+    def reserve(self, reservation: Reservation) -> None:
+        self._drop((reservation.plural, reservation.namespace, reservation.name))
+        key = (reservation.plural, reservation.namespace, reservation.name)
+        self._held[key] = reservation
+        for endpoint in dict.fromkeys(reservation.endpoints):
+            self._by_endpoint.setdefault(endpoint, {})[key] = reservation
+
+    def expire(self, at: float) -> None:
+        while self._held:
+            key, first = next(iter(self._held.items()))
+            if at < first.at + self.bound:
+                return
+            self._drop(key)
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        old = self._held.pop(key, None)
+        for endpoint in dict.fromkeys(old.endpoints if old else ()):
+            held = self._by_endpoint[endpoint]
+            held.pop(key, None)
+            if not held:
+                del self._by_endpoint[endpoint]
+
+
+def _stored_version(obj: Obj | None) -> tuple[str, str] | None:
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+
+
+def _claimed_endpoints(plural: str, obj: Obj) -> tuple[EndpointKey, ...]:
+    """The ports/VLANs an object of `plural` claims: none for a kind without endpoints, a spec that does
+    not parse, or a NetworkService dry run (it configures nothing)."""
+    spec: SubscriptionSpec | NetworkServiceSpec | None = None
+    if plural == "subscriptions":
+        spec = _spec_or_none(SubscriptionSpec, obj)
+    elif plural == "networkservices":
+        spec = _spec_or_none(NetworkServiceSpec, obj)
+    if spec is None or (isinstance(spec, NetworkServiceSpec) and spec.dryRun):
+        return ()
+    return _endpoint_keys(spec.endpoints)
+
+
+def reservation(request: Request, world: World, at: float) -> Reservation | None:
+    """What an admitted request holds until its object is stored; None when it claims no port/VLAN.
+    (The caller reserves nothing for a request with dryRun: the API server never stores it.)"""
+    endpoints = _claimed_endpoints(request.plural, request.new)
+    if not endpoints:
+        return None
+    namespace, name = _identity(request.new)
+    uid = str((request.new.get("metadata") or {}).get("uid") or "")
+    seen = _stored_version(world.find(request.plural, namespace or None, name))
+    return Reservation(request.plural, namespace, name, uid, endpoints, seen, at)
+
+
+def _in_force(held: Reservation, world: World) -> bool:
+    """The reserved object is not in `world` yet: the Store still shows what it held when the request was
+    admitted. Once it shows another version, the stored object (or its absence) is the truth."""
+    stored = world.find(held.plural, held.namespace or None, held.name)
+    return _stored_version(stored) == held.seen
+
+
+def reserved_problems(
+    plural: str, obj: Obj, world: World, reserved: Reservations, at: float, refused: Sequence[Problem] = ()
+) -> list[Problem]:
+    """The endpoints of `obj` a reservation of another name holds (the same namespace and name is the same
+    order: its retry, its update, or the NetworkService a Subscription of that name makes). An endpoint
+    already refused (`refused` names `spec.endpoints[i]`) is not named twice."""
+    namespace, name = _identity(obj)
+    taken = {p.field for p in refused}
+    problems = []
+    for i, endpoint in enumerate(_claimed_endpoints(plural, obj)):
+        if f"spec.endpoints[{i}]" in taken:
+            continue
+        for held in reserved.holding(endpoint, at):
+            if (held.namespace, held.name) != (namespace, name) and _in_force(held, world):
+                device, port, vlan = endpoint
+                problems.append(
+                    Problem(
+                        f"spec.endpoints[{i}]",
+                        f"device {device} port {port} vlanId {vlan} is held by {held}, admitted"
+                        f" {max(at - held.at, 0.0):.1f} s ago and not stored yet (held until it is stored,"
+                        f" or for {reserved.bound:.0f} s should the API server refuse it after this webhook)",
+                    )
+                )
+                break
+    return problems
 
 
 # --- Subscription ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -64,14 +65,26 @@ class Admission:
         self.barriers: SharedLists[int] = SharedLists()
         self.stores: dict[str, admission.Store] = {}
         self.watches: dict[str, list[KindWatch]] = {}
+        self.reserved = admission.Reservations()
 
-    async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
+    async def judge(
+        self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None, dryrun: bool = False
+    ) -> None:
+        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise.
+
+        An admitted port/VLAN is reserved (`self.reserved`) until the Store shows its object, so a request
+        judged meanwhile cannot take it too: the check and the reservation run with no await between
+        them, so no other request of this process is judged in between. A dry run reserves nothing."""
         hook = admission.WEBHOOKS[plural]
         request = admission.Request(plural, operation, new, old, self.clock.now())
         if not admission.changes_intent(request):
             return
-        problems = admission.review(request, await self._read(hook.reads))
+        world = await self._read(hook.reads)
+        at = time.monotonic()
+        self.reserved.expire(at)
+        problems = admission.review(request, world, self.reserved, at)
+        if not problems and not dryrun and (held := admission.reservation(request, world, at)) is not None:
+            self.reserved.reserve(held)
         if problems:
             message = admission.refusal(problems)
             meta = new.get("metadata") or {}
@@ -340,7 +353,13 @@ def _register(plural: str) -> None:
     async def validate(body: Any, memo: Any, **kwargs: Any) -> None:
         checker: Admission = memo.admission
         old = kwargs.get("old")
-        await checker.judge(plural, kwargs["operation"], dict(body), dict(old) if old is not None else None)
+        await checker.judge(
+            plural,
+            kwargs["operation"],
+            dict(body),
+            dict(old) if old is not None else None,
+            dryrun=bool(kwargs.get("dryrun")),
+        )
 
 
 for _plural in admission.WEBHOOKS:
