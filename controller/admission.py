@@ -5,8 +5,9 @@ The webhook (controller/handlers/admission.py) reads the objects a decision need
 The checks are the controller's own judgement, never a second copy of it: offering usability and
 sellability (commerce/offering.py), order validation and endpoint claims (commerce/order.py), device
 path conflicts (intent/merge.py over intent/render.py), zones (billing/periods.py) and the range of
-computable times (times.py). The controller's conditions stay the second line of defence: two requests
-admitted at the same moment can still collide, and the controller then decides by precedence.
+computable times (times.py). A port/VLAN admitted but not stored yet is held against the next requests
+(`Reservations`); the controller's conditions stay the second line of defence: two requests admitted at
+the same moment by two webhook replicas can still collide, and the controller then decides by precedence.
 
 On UPDATE a request is refused only for problems it introduces: a problem the stored object already
 has (its offering was retired since, say) never blocks a finalizer write, a label change or the

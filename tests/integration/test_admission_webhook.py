@@ -661,3 +661,54 @@ def test_a_burst_of_subscriptions_is_admitted_entirely_and_conflicts_are_still_r
                     custom.patch_namespaced_custom_object(
                         "telco.intent.dev", "v1alpha1", NS, plural, name, {"metadata": {"finalizers": None}}
                     )
+
+
+@pytest.mark.cluster
+def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
+    webhook: dict[str, Any], kubeconfig: Path
+) -> None:
+    """Twelve creates of one port and VLAN sent at once, Subscriptions and NetworkServices, all judged before
+    any is stored: exactly one is admitted (before reservations, every one judged in the same round was),
+    each other is refused naming spec.endpoints[0] and the one admitted. A server dry run first reserves
+    nothing."""
+    import threading
+
+    config = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
+    config.connection_pool_maxsize = 12
+    custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+    kubectl: Kubectl = webhook["kubectl"]
+    dry = service("adm-race-dry", endpoints=[endpoint(1700, "10.170.0.1/30")])
+    assert kubectl.apply(dry, check=False, dry_run=True).returncode == 0
+    bodies = [
+        ("subscriptions" if i % 2 else "networkservices", (subscription if i % 2 else service)(
+            f"adm-race-{i}", endpoints=[endpoint(1700, f"10.170.{i + 1}.1/30")]
+        ))
+        for i in range(12)
+    ]  # fmt: skip
+    start = threading.Barrier(len(bodies))
+
+    def create(plural: str, body: dict[str, Any]) -> tuple[str, int, str]:
+        start.wait()
+        try:
+            custom.create_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, plural, body)
+        except kubernetes.client.ApiException as exc:
+            return body["metadata"]["name"], int(exc.status), str(exc.body)
+        return body["metadata"]["name"], 201, ""
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            results = list(pool.map(lambda b: create(*b), bodies))
+        admitted = [name for name, code, _ in results if code == 201]
+        assert len(admitted) == 1, f"{len(admitted)} of 12 admitted: {admitted}"
+        for name, code, text in results:
+            if name not in admitted:
+                assert code == 422 and "spec.endpoints[0]: " in text, (name, code, text)
+                assert f"adm-tests/{admitted[0]}" in text, (name, text)
+    finally:
+        for plural, body in bodies:
+            name = body["metadata"]["name"]
+            if webhook["api"].get(plural, name, NS) is not None:
+                _forget(webhook["api"], plural, name)
+                if plural == "subscriptions":  # and the NetworkService the controller made for it, if it did yet
+                    _forget(webhook["api"], "networkservices", name)
