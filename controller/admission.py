@@ -176,6 +176,9 @@ class Store(Listing):
         self._orders = OrderIndex()
         self._services = ServiceIndex()
         self._devices: dict[Any, Obj] = {}
+        # Called with each object put (False) or deleted (True): Reservations.observed ends the reservation
+        # of a name once the Store shows it at another version.
+        self.observers: list[Callable[[str, Obj, bool], None]] = []
         self._kept: dict[str, Any] = {"by-name": self._by_name}
         if plural == "subscriptions":
             self._kept["orders-by-endpoint"] = self._orders
@@ -207,6 +210,8 @@ class Store(Listing):
         elif self.plural == "networkdevices":
             self._devices[meta.get("name")] = kept
         self._memo.clear()
+        for observe in self.observers:
+            observe(self.plural, kept, False)
 
     def delete(self, obj: Obj) -> None:
         key = order_key(obj)
@@ -220,6 +225,8 @@ class Store(Listing):
         self._services.remove(key)
         self._devices.pop(meta.get("name"), None)
         self._memo.clear()
+        for observe in self.observers:
+            observe(self.plural, kept, True)
 
     def replace(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
         """Make the objects of `namespace` (all, for None) these: a re-list. Only what differs (by
@@ -418,6 +425,23 @@ class Reservations:
         self._held[key] = reservation
         for endpoint in dict.fromkeys(reservation.endpoints):
             self._by_endpoint.setdefault(endpoint, {})[key] = reservation
+
+    def observed(self, plural: str, obj: Obj, deleted: bool) -> None:
+        """A Store of `plural` now holds `obj`, or has deleted it: the reservation of that name is over once
+        the Store shows another version than when it was made (or a deletion), for good. (A deletion
+        afterwards shows the name as it was before the create, so it must not bring the reservation back.)"""
+        namespace, name = _identity(obj)
+        key = (plural, namespace, name)
+        held = self._held.get(key)
+        if held is not None and (deleted or _stored_version(obj) != held.seen):
+            self._drop(key)
+
+    def settle(self, world: World) -> None:
+        """End the reservations whose name `world` shows at another version (for Worlds of lists, which
+        have no Store to tell the reservations; see `observed`)."""
+        for key, held in list(self._held.items()):
+            if held.plural in world.objects and not _in_force(held, world):
+                self._drop(key)
 
     def expire(self, at: float) -> None:
         while self._held:

@@ -82,6 +82,8 @@ class Admission:
         world = await self._read(hook.reads)
         at = time.monotonic()
         self.reserved.expire(at)
+        if not self.cache:  # the Stores tell the reservations what they show; lists do not
+            self.reserved.settle(world)
         problems = admission.review(request, world, self.reserved, at)
         if not problems and not dryrun and (held := admission.reservation(request, world, at)) is not None:
             self.reserved.reserve(held)
@@ -138,6 +140,7 @@ class Admission:
     def _watches(self, plural: str) -> list[KindWatch]:
         if plural not in self.watches:
             store = self.stores[plural] = admission.Store(plural)
+            store.observers.append(self.reserved.observed)
             scopes: list[str | None] = list(self._scopes(plural))
             self.watches[plural] = [KindWatch(self.kube, plural, scope, store) for scope in scopes]
             for watch in self.watches[plural]:

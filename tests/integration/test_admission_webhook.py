@@ -667,48 +667,63 @@ def test_a_burst_of_subscriptions_is_admitted_entirely_and_conflicts_are_still_r
 def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
     webhook: dict[str, Any], kubeconfig: Path
 ) -> None:
-    """Twelve creates of one port and VLAN sent at once, Subscriptions and NetworkServices, all judged before
-    any is stored: exactly one is admitted (before reservations, every one judged in the same round was),
-    each other is refused naming spec.endpoints[0] and the one admitted. A server dry run first reserves
-    nothing."""
+    """Twenty pairs of creates, each pair on one port and VLAN of its own (two NetworkServices, two
+    Subscriptions, or one of each), all forty sent at once: of each pair exactly one is admitted, the other
+    refused naming spec.endpoints[0] and the one admitted. Before reservations the two of a pair judged in
+    the same round of reads (neither stored yet) were both admitted. A server dry run on the first pair's
+    VLAN, just before, reserves nothing."""
     import threading
 
     config = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
-    config.connection_pool_maxsize = 12
+    config.connection_pool_maxsize = 40
     custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
     kubectl: Kubectl = webhook["kubectl"]
     dry = service("adm-race-dry", endpoints=[endpoint(1700, "10.170.0.1/30")])
     assert kubectl.apply(dry, check=False, dry_run=True).returncode == 0
-    bodies = [
-        ("subscriptions" if i % 2 else "networkservices", (subscription if i % 2 else service)(
-            f"adm-race-{i}", endpoints=[endpoint(1700, f"10.170.{i + 1}.1/30")]
-        ))
-        for i in range(12)
-    ]  # fmt: skip
+    kinds = [("networkservices", "networkservices"), ("subscriptions", "subscriptions")]
+    kinds.append(("networkservices", "subscriptions"))
+    bodies: list[tuple[int, str, dict[str, Any]]] = []
+    for pair in range(20):
+        for side, plural in enumerate(kinds[pair % 3]):
+            make = subscription if plural == "subscriptions" else service
+            name, ip = f"adm-race-{pair}-{side}", f"10.170.{pair + 1}.{1 + 4 * side}/30"
+            bodies.append((pair, plural, make(name, endpoints=[endpoint(1700 + pair, ip)])))
     start = threading.Barrier(len(bodies))
 
-    def create(plural: str, body: dict[str, Any]) -> tuple[str, int, str]:
+    def create(plural: str, body: dict[str, Any]) -> tuple[int, str]:
         start.wait()
         try:
             custom.create_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, plural, body)
         except kubernetes.client.ApiException as exc:
-            return body["metadata"]["name"], int(exc.status), str(exc.body)
-        return body["metadata"]["name"], 201, ""
+            return int(exc.status), str(exc.body)
+        return 201, ""
 
     try:
         with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-            results = list(pool.map(lambda b: create(*b), bodies))
-        admitted = [name for name, code, _ in results if code == 201]
-        assert len(admitted) == 1, f"{len(admitted)} of 12 admitted: {admitted}"
-        for name, code, text in results:
-            if name not in admitted:
-                assert code == 422 and "spec.endpoints[0]: " in text, (name, code, text)
-                assert f"adm-tests/{admitted[0]}" in text, (name, text)
+            results = list(pool.map(lambda b: create(b[1], b[2]), bodies))
+        outcome: dict[int, list[tuple[str, int, str]]] = {}
+        for (pair, _, body), (code, text) in zip(bodies, results, strict=True):
+            outcome.setdefault(pair, []).append((body["metadata"]["name"], code, text))
+        both = [pair for pair, sides in outcome.items() if all(code == 201 for _, code, _ in sides)]
+        assert not both, f"{len(both)} of 20 pairs had both creates admitted, pairs {both}"
+        for sides in outcome.values():
+            admitted = [name for name, code, _ in sides if code == 201]
+            assert len(admitted) == 1, sides
+            for name, code, text in sides:
+                if name not in admitted:
+                    assert code == 422 and "spec.endpoints[0]: " in text, (name, code, text)
+                    assert f"adm-tests/{admitted[0]}" in text, (name, text)
     finally:
-        for plural, body in bodies:
-            name = body["metadata"]["name"]
-            if webhook["api"].get(plural, name, NS) is not None:
-                _forget(webhook["api"], plural, name)
-                if plural == "subscriptions":  # and the NetworkService the controller made for it, if it did yet
-                    _forget(webhook["api"], "networkservices", name)
+        # As in the bursts above: the controller makes a NetworkService per admitted order (maybe after the
+        # order's deletion started), and both wait for adm-pe1's cleanup, so the test clears the finalizers.
+        for _ in range(2):
+            for _, plural, body in bodies:
+                name = body["metadata"]["name"]
+                for kind in dict.fromkeys((plural, "networkservices")):
+                    with contextlib.suppress(kubernetes.client.ApiException):
+                        custom.delete_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, kind, name)
+                    with contextlib.suppress(kubernetes.client.ApiException):
+                        custom.patch_namespaced_custom_object(
+                            "telco.intent.dev", "v1alpha1", NS, kind, name, {"metadata": {"finalizers": None}}
+                        )

@@ -14,6 +14,7 @@ from controller.admission import (
     Request,
     Reservation,
     Reservations,
+    Store,
     World,
     reservation,
     review,
@@ -204,3 +205,41 @@ def test_two_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted() -> N
         assert await attempt(winner) == "admitted", "its retry is not refused by its own reservation"
 
     asyncio.run(main())
+
+
+def test_the_store_ends_a_reservation_once_it_shows_the_object_and_a_deletion_does_not_bring_it_back() -> None:
+    """Stored, then deleted within the bound: the port is free again (the Store shows the name as it was
+    before the create, which alone would look like a reservation still waiting for its object)."""
+    held = Reservations()
+    orders, services = Store("subscriptions"), Store("networkservices")
+    for store in (orders, services):
+        store.observers.append(held.observed)
+    w = World({**world().objects, "subscriptions": orders, "networkservices": services})
+    a = subscription("a")
+    assert admit("subscriptions", a, w, held) == []
+    services.put(stored(service("a"), uid="u-5"))  # the order's own service: not the reserved name's kind
+    services.delete(stored(service("a"), uid="u-5"))
+    assert len(held) == 1
+    orders.put(stored(a))
+    assert len(held) == 0
+    orders.delete(stored(a))
+    assert admit("subscriptions", subscription("b"), w, held, AT + 1) == []
+
+
+def test_an_update_reservation_ends_when_the_store_shows_another_version_or_a_deletion() -> None:
+    key = ("pe1", "Ethernet1", 8)
+    for version, deleted, ends in [("7", False, False), ("8", False, True), ("7", True, True)]:
+        held = Reservations()
+        held.reserve(Reservation("subscriptions", "acme", "a", "u-1", (key,), ("u-1", "7"), AT))
+        held.observed("subscriptions", stored(subscription("a"), version=version), deleted)
+        assert (len(held) == 0) == ends, (version, deleted)
+
+
+def test_lists_settle_the_reservations_whose_name_they_show_at_another_version() -> None:
+    held = Reservations()
+    a = subscription("a")
+    assert admit("subscriptions", a, world(subscriptions=[]), held) == []
+    held.settle(world(networkdevices=[]))  # a world without Subscriptions tells nothing
+    assert len(held) == 1
+    held.settle(world(subscriptions=[stored(a)]))
+    assert len(held) == 0
