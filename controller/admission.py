@@ -137,7 +137,7 @@ KEPT: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     "billingaccounts": (None, ()),
     "invoices": (("runType", "billingAccount", "billingPeriod"), ()),
 }
-_META = ("namespace", "name", "uid", "creationTimestamp", "resourceVersion")
+_META = ("namespace", "name", "creationTimestamp", "resourceVersion")
 
 
 def slim(plural: str, obj: Obj) -> dict[str, Any]:
@@ -386,16 +386,17 @@ _KIND = {"subscriptions": "Subscription", "networkservices": "NetworkService"}
 
 @dataclass(frozen=True)
 class Reservation:
-    """The ports/VLANs (`endpoints`) of an object this process admitted (`at`, monotonic seconds), held
-    against other requests until the Store shows that name at another version than `seen` (what it held
-    under the name when the request was admitted: None for nothing), or RESERVATION_SECONDS pass."""
+    """The ports/VLANs (`endpoints`) of an object this process admitted (`at`, monotonic seconds; `uid` as
+    the request gave it, for the record), held against other requests until the Store shows that name at
+    another resourceVersion than `seen` (what it held under the name when the request was admitted: None
+    for nothing), or RESERVATION_SECONDS pass."""
 
     plural: str
     namespace: str
     name: str
     uid: str
     endpoints: tuple[EndpointKey, ...]
-    seen: tuple[str, str] | None
+    seen: str | None
     at: float
 
     def __str__(self) -> str:
@@ -459,11 +460,11 @@ class Reservations:
                 del self._by_endpoint[endpoint]
 
 
-def _stored_version(obj: Obj | None) -> tuple[str, str] | None:
+def _stored_version(obj: Obj | None) -> str | None:
+    """The resourceVersion of a stored object (every write, a re-create too, gives a new one); None for none."""
     if obj is None:
         return None
-    meta = obj.get("metadata") or {}
-    return str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _claimed_endpoints(plural: str, obj: Obj) -> tuple[EndpointKey, ...]:

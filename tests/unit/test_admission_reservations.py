@@ -122,7 +122,7 @@ def test_an_update_is_held_until_the_store_shows_a_newer_version_of_it() -> None
     w = world(subscriptions=[before])
     assert [str(p) for p in review(Request("subscriptions", "UPDATE", after, before, NOW), w, held, AT)] == []
     mine = reservation(Request("subscriptions", "UPDATE", after, before, NOW), w, AT)
-    assert mine is not None and mine.seen == ("u-1", "7") and mine.endpoints == (("pe1", "Ethernet1", 8),)
+    assert mine is not None and mine.seen == "7" and mine.endpoints == (("pe1", "Ethernet1", 8),)
     held.reserve(mine)
     rival = subscription("b", endpoints=[endpoint(vlan=8, ip="192.0.2.9/30")])
     assert "held by Subscription acme/a, admitted" in admit("subscriptions", rival, w, held, AT + 1)[0]
@@ -230,7 +230,7 @@ def test_an_update_reservation_ends_when_the_store_shows_another_version_or_a_de
     key = ("pe1", "Ethernet1", 8)
     for version, deleted, ends in [("7", False, False), ("8", False, True), ("7", True, True)]:
         held = Reservations()
-        held.reserve(Reservation("subscriptions", "acme", "a", "u-1", (key,), ("u-1", "7"), AT))
+        held.reserve(Reservation("subscriptions", "acme", "a", "u-1", (key,), "7", AT))
         held.observed("subscriptions", stored(subscription("a"), version=version), deleted)
         assert (len(held) == 0) == ends, (version, deleted)
 
