@@ -398,6 +398,8 @@ class Reservation:
     endpoints: tuple[EndpointKey, ...]
     seen: str | None
     at: float
+    # (device, routing instance (None: the default one), address) of each endpoint with an IPv4 address
+    addresses: tuple[tuple[str, str | None, ipaddress.IPv4Interface], ...] = ()
 
     def __str__(self) -> str:
         return f"{_KIND.get(self.plural, self.plural)} {self.namespace}/{self.name}"
@@ -411,6 +413,7 @@ class Reservations:
         self.bound = bound
         self._held: dict[tuple[str, str, str], Reservation] = {}
         self._by_endpoint: dict[EndpointKey, dict[tuple[str, str, str], Reservation]] = {}
+        self._by_instance: dict[tuple[str, str | None], dict[tuple[str, str, str], Reservation]] = {}
 
     def __len__(self) -> int:
         return len(self._held)
@@ -420,12 +423,19 @@ class Reservations:
         found = self._by_endpoint.get(endpoint, {}).values()
         return sorted((r for r in found if at < r.at + self.bound), key=lambda r: r.at)
 
+    def addresses(self, device: str, instance: str | None, at: float) -> list[Reservation]:
+        """The unexpired reservations with an address on `device` in `instance`, oldest first."""
+        found = self._by_instance.get((device, instance), {}).values()
+        return sorted((r for r in found if at < r.at + self.bound), key=lambda r: r.at)
+
     def reserve(self, reservation: Reservation) -> None:
         self._drop((reservation.plural, reservation.namespace, reservation.name))
         key = (reservation.plural, reservation.namespace, reservation.name)
         self._held[key] = reservation
         for endpoint in dict.fromkeys(reservation.endpoints):
             self._by_endpoint.setdefault(endpoint, {})[key] = reservation
+        for where in dict.fromkeys((device, instance) for device, instance, _ in reservation.addresses):
+            self._by_instance.setdefault(where, {})[key] = reservation
 
     def observed(self, plural: str, obj: Obj, deleted: bool) -> None:
         """A Store of `plural` now holds `obj`, or has deleted it: the reservation of that name is over once
@@ -453,11 +463,20 @@ class Reservations:
 
     def _drop(self, key: tuple[str, str, str]) -> None:
         old = self._held.pop(key, None)
-        for endpoint in dict.fromkeys(old.endpoints if old else ()):
-            held = self._by_endpoint[endpoint]
-            held.pop(key, None)
-            if not held:
-                del self._by_endpoint[endpoint]
+        if old is None:
+            return
+        for endpoint in dict.fromkeys(old.endpoints):
+            _unindex(self._by_endpoint, endpoint, key)
+        for where in dict.fromkeys((device, instance) for device, instance, _ in old.addresses):
+            _unindex(self._by_instance, where, key)
+
+
+def _unindex(index: dict[Any, dict[Any, Any]], at: Any, key: Any) -> None:
+    held = index.get(at)
+    if held is not None:
+        held.pop(key, None)
+        if not held:
+            del index[at]
 
 
 def _stored_version(obj: Obj | None) -> str | None:
@@ -467,29 +486,65 @@ def _stored_version(obj: Obj | None) -> str | None:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _claimed_endpoints(plural: str, obj: Obj) -> tuple[EndpointKey, ...]:
-    """The ports/VLANs an object of `plural` claims: none for a kind without endpoints, a spec that does
-    not parse, or a NetworkService dry run (it configures nothing)."""
-    spec: SubscriptionSpec | NetworkServiceSpec | None = None
+_Placed = tuple[int, str, str | None, ipaddress.IPv4Interface]  # (endpoint index, device, instance, address)
+
+
+def _claims(plural: str, obj: Obj, world: World) -> tuple[tuple[EndpointKey, ...], tuple[_Placed, ...]]:
+    """The ports/VLANs an object of `plural` claims, and the addresses of its endpoints per device and routing
+    instance: none for a kind without endpoints, a spec that does not parse, or a NetworkService dry run (it
+    configures nothing). A Subscription's addresses are those of the NetworkService it makes (its instance
+    follows the offering's service type): none while the offering or the order is not valid."""
+    service: NetworkServiceSpec | None = None
     if plural == "subscriptions":
         spec = _spec_or_none(SubscriptionSpec, obj)
+        if spec is None:
+            return (), ()
+        service = _service_of(obj, spec, world)
+        endpoints = spec.endpoints
     elif plural == "networkservices":
-        spec = _spec_or_none(NetworkServiceSpec, obj)
-    if spec is None or (isinstance(spec, NetworkServiceSpec) and spec.dryRun):
-        return ()
-    return _endpoint_keys(spec.endpoints)
+        service = _spec_or_none(NetworkServiceSpec, obj)
+        if service is None or service.dryRun:
+            return (), ()
+        endpoints = service.endpoints
+    else:
+        return (), ()
+    placed: tuple[_Placed, ...] = ()
+    if service is not None:
+        instance = _instance(service)
+        placed = tuple(
+            (i, e.device, instance, ipaddress.IPv4Interface(e.ipv4Address))
+            for i, e in enumerate(service.endpoints)
+            if e.ipv4Address
+        )
+    return _endpoint_keys(endpoints), placed
+
+
+def _service_of(obj: Obj, spec: SubscriptionSpec, world: World) -> NetworkServiceSpec | None:
+    """The NetworkService spec a Subscription makes, as subscription_problems builds it; None while its
+    offering is missing or invalid or the order does not fit it."""
+    namespace, name = _identity(obj)
+    offering = world.find("productofferings", None, spec.productOffering.name)
+    offering_spec = None if offering is None else _spec_or_none(ProductOfferingSpec, offering)
+    if offering_spec is None:
+        return None
+    current = (world.find("networkservices", namespace, name) or {}).get("spec")
+    if validate_order(name, spec, offering_spec, current):
+        return None
+    body = network_service_for(name, namespace, "", spec, offering_spec, True, current)
+    return _spec_or_none(NetworkServiceSpec, body)
 
 
 def reservation(request: Request, world: World, at: float) -> Reservation | None:
     """What an admitted request holds until its object is stored; None when it claims no port/VLAN.
     (The caller reserves nothing for a request with dryRun: the API server never stores it.)"""
-    endpoints = _claimed_endpoints(request.plural, request.new)
+    endpoints, placed = _claims(request.plural, request.new, world)
     if not endpoints:
         return None
     namespace, name = _identity(request.new)
     uid = str((request.new.get("metadata") or {}).get("uid") or "")
     seen = _stored_version(world.find(request.plural, namespace or None, name))
-    return Reservation(request.plural, namespace, name, uid, endpoints, seen, at)
+    addresses = tuple((device, instance, address) for _, device, instance, address in placed)
+    return Reservation(request.plural, namespace, name, uid, endpoints, seen, at, addresses)
 
 
 def _in_force(held: Reservation, world: World) -> bool:
@@ -502,24 +557,48 @@ def _in_force(held: Reservation, world: World) -> bool:
 def reserved_problems(
     plural: str, obj: Obj, world: World, reserved: Reservations, at: float, refused: Sequence[Problem] = ()
 ) -> list[Problem]:
-    """The endpoints of `obj` a reservation of another name holds (the same namespace and name is the same
-    order: its retry, its update, or the NetworkService a Subscription of that name makes). An endpoint
-    already refused (`refused` names `spec.endpoints[i]`) is not named twice."""
+    """The endpoints of `obj` whose port/VLAN, or whose subnet (overlapping, on the device and routing
+    instance), a reservation of another name holds (the same namespace and name is the same order: its
+    retry, its update, or the NetworkService a Subscription of that name makes). An endpoint already
+    refused (`refused` names `spec.endpoints[i]`, or its address) is not named twice, and the address of
+    an endpoint whose port/VLAN is taken is beside the point, as in `_network_problems`."""
     namespace, name = _identity(obj)
     taken = {p.field for p in refused}
+    endpoints, placed = _claims(plural, obj, world)
+
+    def others(found: list[Reservation]) -> Iterator[Reservation]:
+        return (r for r in found if (r.namespace, r.name) != (namespace, name) and _in_force(r, world))
+
+    def pending(held: Reservation) -> str:
+        return (
+            f"{held}, admitted {max(at - held.at, 0.0):.1f} s ago and not stored yet (held until it is stored,"
+            f" or for {reserved.bound:.0f} s should the API server refuse it after this webhook)"
+        )
+
     problems = []
-    for i, endpoint in enumerate(_claimed_endpoints(plural, obj)):
+    for i, endpoint in enumerate(endpoints):
         if f"spec.endpoints[{i}]" in taken:
             continue
-        for held in reserved.holding(endpoint, at):
-            if (held.namespace, held.name) != (namespace, name) and _in_force(held, world):
-                device, port, vlan = endpoint
+        for held in others(reserved.holding(endpoint, at)):
+            device, port, vlan = endpoint
+            message = f"device {device} port {port} vlanId {vlan} is held by {pending(held)}"
+            problems.append(Problem(f"spec.endpoints[{i}]", message))
+            taken.add(f"spec.endpoints[{i}]")
+            break
+    for i, device, instance, mine in placed:
+        if f"spec.endpoints[{i}]" in taken or f"spec.endpoints[{i}].ipv4Address" in taken:
+            continue
+        for held in others(reserved.addresses(device, instance, at)):
+            theirs = [
+                a for d, n, a in held.addresses if (d, n) == (device, instance) and a.network.overlaps(mine.network)
+            ]
+            if theirs:
+                where = f"VRF {instance}" if instance is not None else DEFAULT_INSTANCE
                 problems.append(
                     Problem(
-                        f"spec.endpoints[{i}]",
-                        f"device {device} port {port} vlanId {vlan} is held by {held}, admitted"
-                        f" {max(at - held.at, 0.0):.1f} s ago and not stored yet (held until it is stored,"
-                        f" or for {reserved.bound:.0f} s should the API server refuse it after this webhook)",
+                        f"spec.endpoints[{i}].ipv4Address",
+                        f"{mine} overlaps {theirs[0]} of {pending(held)} on device {device} in {where};"
+                        " one routing instance of a device cannot hold overlapping subnets",
                     )
                 )
                 break

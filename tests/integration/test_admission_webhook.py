@@ -668,15 +668,16 @@ def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
     webhook: dict[str, Any], kubeconfig: Path
 ) -> None:
     """Twenty pairs of creates, each pair on one port and VLAN of its own (two NetworkServices, two
-    Subscriptions, or one of each), all forty sent at once: of each pair exactly one is admitted, the other
-    refused naming spec.endpoints[0] and the one admitted. Before reservations the two of a pair judged in
-    the same round of reads (neither stored yet) were both admitted. A server dry run on the first pair's
-    VLAN, just before, reserves nothing."""
+    Subscriptions, or one of each), and six pairs on one subnet and two VLANs, all fifty-two sent at once:
+    of each pair exactly one is admitted, the other refused naming spec.endpoints[0] (or its ipv4Address)
+    and the one admitted. Before reservations the two of a pair judged in the same round of reads (neither
+    stored yet) were both admitted. A server dry run on the first pair's VLAN, just before, reserves
+    nothing."""
     import threading
 
     config = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
-    config.connection_pool_maxsize = 40
+    config.connection_pool_maxsize = 52
     custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
     kubectl: Kubectl = webhook["kubectl"]
     dry = service("adm-race-dry", endpoints=[endpoint(1700, "10.170.0.1/30")])
@@ -684,11 +685,15 @@ def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
     kinds = [("networkservices", "networkservices"), ("subscriptions", "subscriptions")]
     kinds.append(("networkservices", "subscriptions"))
     bodies: list[tuple[int, str, dict[str, Any]]] = []
-    for pair in range(20):
+    for pair in range(26):
         for side, plural in enumerate(kinds[pair % 3]):
             make = subscription if plural == "subscriptions" else service
-            name, ip = f"adm-race-{pair}-{side}", f"10.170.{pair + 1}.{1 + 4 * side}/30"
-            bodies.append((pair, plural, make(name, endpoints=[endpoint(1700 + pair, ip)])))
+            name = f"adm-race-{pair}-{side}"
+            if pair < 20:  # one port and VLAN, subnets apart
+                held = endpoint(1700 + pair, f"10.170.{pair + 1}.{1 + 4 * side}/30")
+            else:  # VLANs apart, one subnet
+                held = endpoint(1700 + pair + 100 * side, f"10.171.{pair}.{1 + side}/30")
+            bodies.append((pair, plural, make(name, endpoints=[held])))
     start = threading.Barrier(len(bodies))
 
     def create(plural: str, body: dict[str, Any]) -> tuple[int, str]:
@@ -706,13 +711,14 @@ def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
         for (pair, _, body), (code, text) in zip(bodies, results, strict=True):
             outcome.setdefault(pair, []).append((body["metadata"]["name"], code, text))
         both = [pair for pair, sides in outcome.items() if all(code == 201 for _, code, _ in sides)]
-        assert not both, f"{len(both)} of 20 pairs had both creates admitted, pairs {both}"
-        for sides in outcome.values():
+        assert not both, f"{len(both)} of 26 pairs had both creates admitted, pairs {both}"
+        for pair, sides in outcome.items():
             admitted = [name for name, code, _ in sides if code == 201]
             assert len(admitted) == 1, sides
+            field = "spec.endpoints[0]: " if pair < 20 else "spec.endpoints[0].ipv4Address: "
             for name, code, text in sides:
                 if name not in admitted:
-                    assert code == 422 and "spec.endpoints[0]: " in text, (name, code, text)
+                    assert code == 422 and field in text, (name, code, text)
                     assert f"adm-tests/{admitted[0]}" in text, (name, text)
     finally:
         # As in the bursts above: the controller makes a NetworkService per admitted order (maybe after the
