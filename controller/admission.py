@@ -5,8 +5,8 @@ The webhook (controller/handlers/admission.py) reads the objects a decision need
 The checks are the controller's own judgement, never a second copy of it: offering usability and
 sellability (commerce/offering.py), order validation and endpoint claims (commerce/order.py), device
 path conflicts (intent/merge.py over intent/render.py), zones (billing/periods.py) and the range of
-computable times (times.py). A port/VLAN admitted but not stored yet is held against the next requests
-(`Reservations`); the controller's conditions stay the second line of defence: two requests admitted at
+computable times (times.py). A port/VLAN or subnet admitted but not stored yet is held against the next
+requests (`Reservations`); the controller's conditions stay the second line of defence: two requests admitted at
 the same moment by two webhook replicas can still collide, and the controller then decides by precedence.
 
 On UPDATE a request is refused only for problems it introduces: a problem the stored object already
@@ -375,7 +375,7 @@ def refusal(problems: Iterable[Problem]) -> str:
 
 # --- reservations: claims admitted here that the API server has not stored yet ------------------------
 
-# How long a port/VLAN this process admitted stays held while its object is not stored. Our answer is not
+# How long a port/VLAN or subnet this process admitted stays held while its object is not stored. Our answer is not
 # the end of the request: the API server still waits for the other validating webhooks it called with
 # ours (in parallel, each for at most its timeoutSeconds, which is 30 s at most) and then writes to etcd,
 # where a quota, another webhook or the write itself may still refuse it. So within 30 s an admitted

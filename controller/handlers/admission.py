@@ -72,9 +72,9 @@ class Admission:
     ) -> None:
         """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise.
 
-        An admitted port/VLAN is reserved (`self.reserved`) until the Store shows its object, so a request
-        judged meanwhile cannot take it too: the check and the reservation run with no await between
-        them, so no other request of this process is judged in between. A dry run reserves nothing."""
+        An admitted port/VLAN or subnet is reserved (`self.reserved`) until the Store shows its object, so
+        a request judged meanwhile cannot take it too: the check and the reservation run with no await
+        between them, so no other request of this process is judged in between. A dry run reserves nothing."""
         hook = admission.WEBHOOKS[plural]
         request = admission.Request(plural, operation, new, old, self.clock.now())
         if not admission.changes_intent(request):
