@@ -345,21 +345,28 @@ def changes_intent(request: Request) -> bool:
     )
 
 
-def review(request: Request, world: World, reserved: Reservations | None = None, at: float = 0.0) -> list[Problem]:
+def review(
+    request: Request,
+    world: World,
+    reserved: Reservations | None = None,
+    at: float = 0.0,
+    claims: Claims | None = None,
+) -> list[Problem]:
     """The problems that refuse `request`; empty: admitted. `reserved`: the claims this process admitted
-    that `world` does not show stored yet (at monotonic time `at`), which the request may not take either."""
+    that `world` does not show stored yet (at monotonic time `at`), which the request may not take either;
+    `claims`: the request's own (`claims_of(request.new)`), when the caller has them already."""
     hook = WEBHOOKS[request.plural]
     old = request.old
     if not changes_intent(request):
         return []
 
-    def check(obj: Obj) -> list[Problem]:
+    def check(obj: Obj, known: Claims | None = None) -> list[Problem]:
         found = _unique(hook.check(obj, world, request.now))
         if reserved is not None:
-            found += reserved_problems(request.plural, obj, world, reserved, at, refused=found)
+            found += reserved_problems(request.plural, obj, world, reserved, at, refused=found, claims=known)
         return found
 
-    problems = check(request.new)
+    problems = check(request.new, claims)
     if request.operation == "UPDATE" and old is not None:
         before = set(check(old))
         problems = [p for p in problems if p not in before]
@@ -487,9 +494,10 @@ def _stored_version(obj: Obj | None) -> str | None:
 
 
 _Placed = tuple[int, str, str | None, ipaddress.IPv4Interface]  # (endpoint index, device, instance, address)
+Claims = tuple[tuple[EndpointKey, ...], tuple[_Placed, ...]]
 
 
-def _claims(plural: str, obj: Obj, world: World) -> tuple[tuple[EndpointKey, ...], tuple[_Placed, ...]]:
+def claims_of(plural: str, obj: Obj, world: World) -> Claims:
     """The ports/VLANs an object of `plural` claims, and the addresses of its endpoints per device and routing
     instance: none for a kind without endpoints, a spec that does not parse, or a NetworkService dry run (it
     configures nothing). A Subscription's addresses are those of the NetworkService it makes (its instance
@@ -534,10 +542,10 @@ def _service_of(obj: Obj, spec: SubscriptionSpec, world: World) -> NetworkServic
     return _spec_or_none(NetworkServiceSpec, body)
 
 
-def reservation(request: Request, world: World, at: float) -> Reservation | None:
+def reservation(request: Request, world: World, at: float, claims: Claims | None = None) -> Reservation | None:
     """What an admitted request holds until its object is stored; None when it claims no port/VLAN.
     (The caller reserves nothing for a request with dryRun: the API server never stores it.)"""
-    endpoints, placed = _claims(request.plural, request.new, world)
+    endpoints, placed = claims if claims is not None else claims_of(request.plural, request.new, world)
     if not endpoints:
         return None
     namespace, name = _identity(request.new)
@@ -555,16 +563,24 @@ def _in_force(held: Reservation, world: World) -> bool:
 
 
 def reserved_problems(
-    plural: str, obj: Obj, world: World, reserved: Reservations, at: float, refused: Sequence[Problem] = ()
+    plural: str,
+    obj: Obj,
+    world: World,
+    reserved: Reservations,
+    at: float,
+    refused: Sequence[Problem] = (),
+    claims: Claims | None = None,
 ) -> list[Problem]:
     """The endpoints of `obj` whose port/VLAN, or whose subnet (overlapping, on the device and routing
     instance), a reservation of another name holds (the same namespace and name is the same order: its
     retry, its update, or the NetworkService a Subscription of that name makes). An endpoint already
     refused (`refused` names `spec.endpoints[i]`, or its address) is not named twice, and the address of
     an endpoint whose port/VLAN is taken is beside the point, as in `_network_problems`."""
+    if not len(reserved):
+        return []
     namespace, name = _identity(obj)
     taken = {p.field for p in refused}
-    endpoints, placed = _claims(plural, obj, world)
+    endpoints, placed = claims if claims is not None else claims_of(plural, obj, world)
 
     def others(found: list[Reservation]) -> Iterator[Reservation]:
         return (r for r in found if (r.namespace, r.name) != (namespace, name) and _in_force(r, world))

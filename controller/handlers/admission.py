@@ -84,8 +84,9 @@ class Admission:
         self.reserved.expire(at)
         if not self.cache:  # the Stores tell the reservations what they show; lists do not
             self.reserved.settle(world)
-        problems = admission.review(request, world, self.reserved, at)
-        if not problems and not dryrun and (held := admission.reservation(request, world, at)) is not None:
+        claims = admission.claims_of(plural, new, world)  # once: judged against, then reserved
+        problems = admission.review(request, world, self.reserved, at, claims)
+        if not problems and not dryrun and (held := admission.reservation(request, world, at, claims)) is not None:
             self.reserved.reserve(held)
         if problems:
             message = admission.refusal(problems)
