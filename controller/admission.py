@@ -407,9 +407,10 @@ class Reservation:
     at: float
     # (device, routing instance (None: the default one), address) of each endpoint with an IPv4 address
     addresses: tuple[tuple[str, str | None, ipaddress.IPv4Interface], ...] = ()
+    holder: str = ""  # who holds it, when not the object of `plural` (a Subscription, for its service)
 
     def __str__(self) -> str:
-        return f"{_KIND.get(self.plural, self.plural)} {self.namespace}/{self.name}"
+        return self.holder or f"{_KIND.get(self.plural, self.plural)} {self.namespace}/{self.name}"
 
 
 class Reservations:
@@ -542,17 +543,27 @@ def _service_of(obj: Obj, spec: SubscriptionSpec, world: World) -> NetworkServic
     return _spec_or_none(NetworkServiceSpec, body)
 
 
-def reservation(request: Request, world: World, at: float, claims: Claims | None = None) -> Reservation | None:
-    """What an admitted request holds until its object is stored; None when it claims no port/VLAN.
-    (The caller reserves nothing for a request with dryRun: the API server never stores it.)"""
+def reservations(request: Request, world: World, at: float, claims: Claims | None = None) -> tuple[Reservation, ...]:
+    """What an admitted request holds until its object is stored; none when it claims no port/VLAN. (The
+    caller reserves nothing for a request with dryRun: the API server never stores it.)
+
+    A Subscription's subnets are held until its NetworkService is stored, not the Subscription: a stored
+    order is judged by its ports and VLANs, but only a NetworkService's subnets are looked up (an order
+    whose service is not made yet holds none), so its subnets are reserved under the name of the
+    service the controller makes for it (same namespace and name), at the version the Store shows now."""
     endpoints, placed = claims if claims is not None else claims_of(request.plural, request.new, world)
     if not endpoints:
-        return None
+        return ()
     namespace, name = _identity(request.new)
     uid = str((request.new.get("metadata") or {}).get("uid") or "")
     seen = _stored_version(world.find(request.plural, namespace or None, name))
     addresses = tuple((device, instance, address) for _, device, instance, address in placed)
-    return Reservation(request.plural, namespace, name, uid, endpoints, seen, at, addresses)
+    if request.plural != "subscriptions" or not addresses:
+        return (Reservation(request.plural, namespace, name, uid, endpoints, seen, at, addresses),)
+    order = Reservation(request.plural, namespace, name, uid, endpoints, seen, at)
+    service_seen = _stored_version(world.find("networkservices", namespace or None, name))
+    subnets = Reservation("networkservices", namespace, name, uid, (), service_seen, at, addresses, str(order))
+    return order, subnets
 
 
 def _in_force(held: Reservation, world: World) -> bool:

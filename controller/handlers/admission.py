@@ -86,8 +86,9 @@ class Admission:
             self.reserved.settle(world)
         claims = admission.claims_of(plural, new, world)  # once: judged against, then reserved
         problems = admission.review(request, world, self.reserved, at, claims)
-        if not problems and not dryrun and (held := admission.reservation(request, world, at, claims)) is not None:
-            self.reserved.reserve(held)
+        if not problems and not dryrun:
+            for held in admission.reservations(request, world, at, claims):
+                self.reserved.reserve(held)
         if problems:
             message = admission.refusal(problems)
             meta = new.get("metadata") or {}

@@ -16,7 +16,7 @@ from controller.admission import (
     Reservations,
     Store,
     World,
-    reservation,
+    reservations,
     review,
 )
 from controller.billing.clock import OffsetClock
@@ -37,8 +37,9 @@ def admit(plural: str, obj: dict[str, Any], w: World, held: Reservations, at: fl
     """Judge a CREATE of `obj` as the handler does: refused, or admitted and reserved."""
     request = Request(plural, "CREATE", obj, None, NOW)
     problems = [str(p) for p in review(request, w, held, at)]
-    if not problems and (mine := reservation(request, w, at)) is not None:
-        held.reserve(mine)
+    if not problems:
+        for mine in reservations(request, w, at):
+            held.reserve(mine)
     return problems
 
 
@@ -128,7 +129,26 @@ def test_once_the_store_shows_the_object_it_is_the_truth() -> None:
     assert len(problems) == 1 and "held by Subscription acme/a (created 2027-01-01T00:00:00Z" in problems[0]
     assert "not stored yet" not in problems[0]
     ended = world(subscriptions=[stored(a, version="9") | {"status": {"state": "terminated"}}])
-    assert admit("subscriptions", subscription("c"), ended, held, AT + 2) == []
+    c = subscription("c", endpoints=[endpoint(ip="198.51.100.1/30")])  # the subnet is held apart (below)
+    assert admit("subscriptions", c, ended, held, AT + 2) == []
+
+
+def test_an_orders_subnets_are_held_until_its_networkservice_is_stored() -> None:
+    """Only NetworkServices' subnets are looked up, and an order's service is made after the order is
+    stored: until the Store shows it, the order's subnets stay reserved under the service's name."""
+    held = Reservations()
+    a = subscription("a")
+    assert admit("subscriptions", a, world(subscriptions=[], networkservices=[]), held) == []
+    other_vlan = service("rival", endpoints=[endpoint(vlan=101, ip="192.0.2.2/30")])
+    order_stored = world(subscriptions=[stored(a)], networkservices=[])
+    problems = admit("networkservices", other_vlan, order_stored, held, AT + 1)
+    assert len(problems) == 1 and problems[0].startswith("spec.endpoints[0].ipv4Address: "), problems
+    assert "overlaps 192.0.2.1/30 of Subscription acme/a, admitted 1.0 s ago" in problems[0]
+    assert admit("networkservices", service("a"), order_stored, held, AT + 1) == [], "its own service"
+    made = world(subscriptions=[stored(a)], networkservices=[stored(service("a"), uid="u-7", version="8")])
+    problems = admit("networkservices", other_vlan, made, held, AT + 2)
+    assert len(problems) == 1 and "of NetworkService acme/a on device pe1" in problems[0], problems
+    assert "not stored yet" not in problems[0]
 
 
 def test_an_update_is_held_until_the_store_shows_a_newer_version_of_it() -> None:
@@ -139,8 +159,9 @@ def test_an_update_is_held_until_the_store_shows_a_newer_version_of_it() -> None
     after = stored(subscription("a", endpoints=[endpoint(vlan=8)]), version="7")
     w = world(subscriptions=[before])
     assert [str(p) for p in review(Request("subscriptions", "UPDATE", after, before, NOW), w, held, AT)] == []
-    mine = reservation(Request("subscriptions", "UPDATE", after, before, NOW), w, AT)
-    assert mine is not None and mine.seen == "7" and mine.endpoints == (("pe1", "Ethernet1", 8),)
+    mine, subnets = reservations(Request("subscriptions", "UPDATE", after, before, NOW), w, AT)
+    assert mine.seen == "7" and mine.endpoints == (("pe1", "Ethernet1", 8),)
+    assert subnets.plural == "networkservices" and subnets.seen is None and subnets.endpoints == ()
     held.reserve(mine)
     rival = subscription("b", endpoints=[endpoint(vlan=8, ip="192.0.2.9/30")])
     assert "held by Subscription acme/a, admitted" in admit("subscriptions", rival, w, held, AT + 1)[0]
@@ -193,7 +214,7 @@ def test_a_request_with_nothing_to_claim_reserves_nothing() -> None:
         ("productofferings", offering("fiber-9")),
         ("subscriptions", {**subscription("bad"), "spec": {"endpoints": "not a list"}}),
     ]:
-        assert reservation(Request(plural, "CREATE", obj, None, NOW), w, AT) is None, plural
+        assert reservations(Request(plural, "CREATE", obj, None, NOW), w, AT) == (), plural
 
 
 # --- the handler: concurrent requests of one process ---------------------------------------------------
@@ -257,7 +278,10 @@ def test_lists_settle_the_reservations_whose_name_they_show_at_another_version()
     held = Reservations()
     a = subscription("a")
     assert admit("subscriptions", a, world(subscriptions=[]), held) == []
-    held.settle(world(networkdevices=[]))  # a world without Subscriptions tells nothing
-    assert len(held) == 1
+    assert len(held) == 2  # the order's port/VLAN, and its subnet under its NetworkService's name
+    held.settle(world(networkdevices=[]))  # a world without Subscriptions or NetworkServices tells nothing
+    assert len(held) == 2
     held.settle(world(subscriptions=[stored(a)]))
+    assert len(held) == 1
+    held.settle(world(networkservices=[stored(service("a"))]))
     assert len(held) == 0
