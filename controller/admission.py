@@ -5,8 +5,9 @@ The webhook (controller/handlers/admission.py) reads the objects a decision need
 The checks are the controller's own judgement, never a second copy of it: offering usability and
 sellability (commerce/offering.py), order validation and endpoint claims (commerce/order.py), device
 path conflicts (intent/merge.py over intent/render.py), zones (billing/periods.py) and the range of
-computable times (times.py). The controller's conditions stay the second line of defence: two requests
-admitted at the same moment can still collide, and the controller then decides by precedence.
+computable times (times.py). A port/VLAN or subnet admitted but not stored yet is held against the next
+requests (`Reservations`); the controller's conditions stay the second line of defence: two requests admitted at
+the same moment by two webhook replicas can still collide, and the controller then decides by precedence.
 
 On UPDATE a request is refused only for problems it introduces: a problem the stored object already
 has (its offering was retired since, say) never blocks a finalizer write, a label change or the
@@ -175,6 +176,9 @@ class Store(Listing):
         self._orders = OrderIndex()
         self._services = ServiceIndex()
         self._devices: dict[Any, Obj] = {}
+        # Called with each object put (False) or deleted (True): Reservations.observed ends the reservation
+        # of a name once the Store shows it at another version.
+        self.observers: list[Callable[[str, Obj, bool], None]] = []
         self._kept: dict[str, Any] = {"by-name": self._by_name}
         if plural == "subscriptions":
             self._kept["orders-by-endpoint"] = self._orders
@@ -206,6 +210,8 @@ class Store(Listing):
         elif self.plural == "networkdevices":
             self._devices[meta.get("name")] = kept
         self._memo.clear()
+        for observe in self.observers:
+            observe(self.plural, kept, False)
 
     def delete(self, obj: Obj) -> None:
         key = order_key(obj)
@@ -219,6 +225,8 @@ class Store(Listing):
         self._services.remove(key)
         self._devices.pop(meta.get("name"), None)
         self._memo.clear()
+        for observe in self.observers:
+            observe(self.plural, kept, True)
 
     def replace(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
         """Make the objects of `namespace` (all, for None) these: a re-list. Only what differs (by
@@ -337,15 +345,30 @@ def changes_intent(request: Request) -> bool:
     )
 
 
-def review(request: Request, world: World) -> list[Problem]:
-    """The problems that refuse `request`; empty: admitted."""
+def review(
+    request: Request,
+    world: World,
+    reserved: Reservations | None = None,
+    at: float = 0.0,
+    claims: Claims | None = None,
+) -> list[Problem]:
+    """The problems that refuse `request`; empty: admitted. `reserved`: the claims this process admitted
+    that `world` does not show stored yet (at monotonic time `at`), which the request may not take either;
+    `claims`: the request's own (`claims_of(request.new)`), when the caller has them already."""
     hook = WEBHOOKS[request.plural]
     old = request.old
     if not changes_intent(request):
         return []
-    problems = _unique(hook.check(request.new, world, request.now))
+
+    def check(obj: Obj, known: Claims | None = None) -> list[Problem]:
+        found = _unique(hook.check(obj, world, request.now))
+        if reserved is not None:
+            found += reserved_problems(request.plural, obj, world, reserved, at, refused=found, claims=known)
+        return found
+
+    problems = check(request.new, claims)
     if request.operation == "UPDATE" and old is not None:
-        before = set(hook.check(old, world, request.now))
+        before = set(check(old))
         problems = [p for p in problems if p not in before]
         if hook.edit is not None:
             problems += hook.edit(old, request.new, request.now)
@@ -355,6 +378,258 @@ def review(request: Request, world: World) -> list[Problem]:
 def refusal(problems: Iterable[Problem]) -> str:
     """The message the API server shows the user for a refused request."""
     return "; ".join(str(p) for p in problems)
+
+
+# --- reservations: claims admitted here that the API server has not stored yet ------------------------
+
+# How long a port/VLAN or subnet this process admitted stays held while its object is not stored. Our answer is not
+# the end of the request: the API server still waits for the other validating webhooks it called with
+# ours (in parallel, each for at most its timeoutSeconds, which is 30 s at most) and then writes to etcd,
+# where a quota, another webhook or the write itself may still refuse it. So within 30 s an admitted
+# object is stored or refused, and past them a claim never stored is let go; the Store alone judges.
+RESERVATION_SECONDS = 30.0
+_KIND = {"subscriptions": "Subscription", "networkservices": "NetworkService"}
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The ports/VLANs (`endpoints`) of an object this process admitted (`at`, monotonic seconds; `uid` as
+    the request gave it, for the record), held against other requests until the Store shows that name at
+    another resourceVersion than `seen` (what it held under the name when the request was admitted: None
+    for nothing), or RESERVATION_SECONDS pass."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str
+    endpoints: tuple[EndpointKey, ...]
+    seen: str | None
+    at: float
+    # (device, routing instance (None: the default one), address) of each endpoint with an IPv4 address
+    addresses: tuple[tuple[str, str | None, ipaddress.IPv4Interface], ...] = ()
+    holder: str = ""  # who holds it, when not the object of `plural` (a Subscription, for its service)
+
+    def __str__(self) -> str:
+        return self.holder or f"{_KIND.get(self.plural, self.plural)} {self.namespace}/{self.name}"
+
+
+class Reservations:
+    """The reservations in force, by (plural, namespace, name) and by the endpoints they hold. A name admitted
+    again replaces its own (a retry, an update). Kept in the order admitted, so expiry trims from the front."""
+
+    def __init__(self, bound: float = RESERVATION_SECONDS) -> None:
+        self.bound = bound
+        self._held: dict[tuple[str, str, str], Reservation] = {}
+        self._by_endpoint: dict[EndpointKey, dict[tuple[str, str, str], Reservation]] = {}
+        self._by_instance: dict[tuple[str, str | None], dict[tuple[str, str, str], Reservation]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def holding(self, endpoint: EndpointKey, at: float) -> list[Reservation]:
+        """The unexpired reservations of `endpoint`, oldest first."""
+        found = self._by_endpoint.get(endpoint, {}).values()
+        return sorted((r for r in found if at < r.at + self.bound), key=lambda r: r.at)
+
+    def addresses(self, device: str, instance: str | None, at: float) -> list[Reservation]:
+        """The unexpired reservations with an address on `device` in `instance`, oldest first."""
+        found = self._by_instance.get((device, instance), {}).values()
+        return sorted((r for r in found if at < r.at + self.bound), key=lambda r: r.at)
+
+    def reserve(self, reservation: Reservation) -> None:
+        self._drop((reservation.plural, reservation.namespace, reservation.name))
+        key = (reservation.plural, reservation.namespace, reservation.name)
+        self._held[key] = reservation
+        for endpoint in dict.fromkeys(reservation.endpoints):
+            self._by_endpoint.setdefault(endpoint, {})[key] = reservation
+        for where in dict.fromkeys((device, instance) for device, instance, _ in reservation.addresses):
+            self._by_instance.setdefault(where, {})[key] = reservation
+
+    def observed(self, plural: str, obj: Obj, deleted: bool) -> None:
+        """A Store of `plural` now holds `obj`, or has deleted it: the reservation of that name is over once
+        the Store shows another version than when it was made (or a deletion), for good. (A deletion
+        afterwards shows the name as it was before the create, so it must not bring the reservation back.)"""
+        namespace, name = _identity(obj)
+        key = (plural, namespace, name)
+        held = self._held.get(key)
+        if held is not None and (deleted or _stored_version(obj) != held.seen):
+            self._drop(key)
+
+    def settle(self, world: World) -> None:
+        """End the reservations whose name `world` shows at another version (for Worlds of lists, which
+        have no Store to tell the reservations; see `observed`)."""
+        for key, held in list(self._held.items()):
+            if held.plural in world.objects and not _in_force(held, world):
+                self._drop(key)
+
+    def expire(self, at: float) -> None:
+        while self._held:
+            key, first = next(iter(self._held.items()))
+            if at < first.at + self.bound:
+                return
+            self._drop(key)
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        old = self._held.pop(key, None)
+        if old is None:
+            return
+        for endpoint in dict.fromkeys(old.endpoints):
+            _unindex(self._by_endpoint, endpoint, key)
+        for where in dict.fromkeys((device, instance) for device, instance, _ in old.addresses):
+            _unindex(self._by_instance, where, key)
+
+
+def _unindex(index: dict[Any, dict[Any, Any]], at: Any, key: Any) -> None:
+    held = index.get(at)
+    if held is not None:
+        held.pop(key, None)
+        if not held:
+            del index[at]
+
+
+def _stored_version(obj: Obj | None) -> str | None:
+    """The resourceVersion of a stored object (every write, a re-create too, gives a new one); None for none."""
+    if obj is None:
+        return None
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+_Placed = tuple[int, str, str | None, ipaddress.IPv4Interface]  # (endpoint index, device, instance, address)
+Claims = tuple[tuple[EndpointKey, ...], tuple[_Placed, ...]]
+
+
+def claims_of(plural: str, obj: Obj, world: World) -> Claims:
+    """The ports/VLANs an object of `plural` claims, and the addresses of its endpoints per device and routing
+    instance: none for a kind without endpoints, a spec that does not parse, or a NetworkService dry run (it
+    configures nothing). A Subscription's addresses are those of the NetworkService it makes (its instance
+    follows the offering's service type): none while the offering or the order is not valid."""
+    service: NetworkServiceSpec | None = None
+    if plural == "subscriptions":
+        spec = _spec_or_none(SubscriptionSpec, obj)
+        if spec is None:
+            return (), ()
+        service = _service_of(obj, spec, world)
+        endpoints = spec.endpoints
+    elif plural == "networkservices":
+        service = _spec_or_none(NetworkServiceSpec, obj)
+        if service is None or service.dryRun:
+            return (), ()
+        endpoints = service.endpoints
+    else:
+        return (), ()
+    placed: tuple[_Placed, ...] = ()
+    if service is not None:
+        instance = _instance(service)
+        placed = tuple(
+            (i, e.device, instance, ipaddress.IPv4Interface(e.ipv4Address))
+            for i, e in enumerate(service.endpoints)
+            if e.ipv4Address
+        )
+    return _endpoint_keys(endpoints), placed
+
+
+def _service_of(obj: Obj, spec: SubscriptionSpec, world: World) -> NetworkServiceSpec | None:
+    """The NetworkService spec a Subscription makes, as subscription_problems builds it; None while its
+    offering is missing or invalid or the order does not fit it."""
+    namespace, name = _identity(obj)
+    offering = world.find("productofferings", None, spec.productOffering.name)
+    offering_spec = None if offering is None else _spec_or_none(ProductOfferingSpec, offering)
+    if offering_spec is None:
+        return None
+    current = (world.find("networkservices", namespace, name) or {}).get("spec")
+    if validate_order(name, spec, offering_spec, current):
+        return None
+    body = network_service_for(name, namespace, "", spec, offering_spec, True, current)
+    return _spec_or_none(NetworkServiceSpec, body)
+
+
+def reservations(request: Request, world: World, at: float, claims: Claims | None = None) -> tuple[Reservation, ...]:
+    """What an admitted request holds until its object is stored; none when it claims no port/VLAN. (The
+    caller reserves nothing for a request with dryRun: the API server never stores it.)
+
+    A Subscription's subnets are held until its NetworkService is stored, not the Subscription: a stored
+    order is judged by its ports and VLANs, but only a NetworkService's subnets are looked up (an order
+    whose service is not made yet holds none), so its subnets are reserved under the name of the
+    service the controller makes for it (same namespace and name), at the version the Store shows now."""
+    endpoints, placed = claims if claims is not None else claims_of(request.plural, request.new, world)
+    if not endpoints:
+        return ()
+    namespace, name = _identity(request.new)
+    uid = str((request.new.get("metadata") or {}).get("uid") or "")
+    seen = _stored_version(world.find(request.plural, namespace or None, name))
+    addresses = tuple((device, instance, address) for _, device, instance, address in placed)
+    if request.plural != "subscriptions" or not addresses:
+        return (Reservation(request.plural, namespace, name, uid, endpoints, seen, at, addresses),)
+    order = Reservation(request.plural, namespace, name, uid, endpoints, seen, at)
+    service_seen = _stored_version(world.find("networkservices", namespace or None, name))
+    subnets = Reservation("networkservices", namespace, name, uid, (), service_seen, at, addresses, str(order))
+    return order, subnets
+
+
+def _in_force(held: Reservation, world: World) -> bool:
+    """The reserved object is not in `world` yet: the Store still shows what it held when the request was
+    admitted. Once it shows another version, the stored object (or its absence) is the truth."""
+    stored = world.find(held.plural, held.namespace or None, held.name)
+    return _stored_version(stored) == held.seen
+
+
+def reserved_problems(
+    plural: str,
+    obj: Obj,
+    world: World,
+    reserved: Reservations,
+    at: float,
+    refused: Sequence[Problem] = (),
+    claims: Claims | None = None,
+) -> list[Problem]:
+    """The endpoints of `obj` whose port/VLAN, or whose subnet (overlapping, on the device and routing
+    instance), a reservation of another name holds (the same namespace and name is the same order: its
+    retry, its update, or the NetworkService a Subscription of that name makes). An endpoint already
+    refused (`refused` names `spec.endpoints[i]`, or its address) is not named twice, and the address of
+    an endpoint whose port/VLAN is taken is beside the point, as in `_network_problems`."""
+    if not len(reserved):
+        return []
+    namespace, name = _identity(obj)
+    taken = {p.field for p in refused}
+    endpoints, placed = claims if claims is not None else claims_of(plural, obj, world)
+
+    def others(found: list[Reservation]) -> Iterator[Reservation]:
+        return (r for r in found if (r.namespace, r.name) != (namespace, name) and _in_force(r, world))
+
+    def pending(held: Reservation) -> str:
+        return (
+            f"{held}, admitted {max(at - held.at, 0.0):.1f} s ago and not stored yet (held until it is stored,"
+            f" or for {reserved.bound:.0f} s should the API server refuse it after this webhook)"
+        )
+
+    problems = []
+    for i, endpoint in enumerate(endpoints):
+        if f"spec.endpoints[{i}]" in taken:
+            continue
+        for held in others(reserved.holding(endpoint, at)):
+            device, port, vlan = endpoint
+            message = f"device {device} port {port} vlanId {vlan} is held by {pending(held)}"
+            problems.append(Problem(f"spec.endpoints[{i}]", message))
+            taken.add(f"spec.endpoints[{i}]")
+            break
+    for i, device, instance, mine in placed:
+        if f"spec.endpoints[{i}]" in taken or f"spec.endpoints[{i}].ipv4Address" in taken:
+            continue
+        for held in others(reserved.addresses(device, instance, at)):
+            theirs = [
+                a for d, n, a in held.addresses if (d, n) == (device, instance) and a.network.overlaps(mine.network)
+            ]
+            if theirs:
+                where = f"VRF {instance}" if instance is not None else DEFAULT_INSTANCE
+                problems.append(
+                    Problem(
+                        f"spec.endpoints[{i}].ipv4Address",
+                        f"{mine} overlaps {theirs[0]} of {pending(held)} on device {device} in {where};"
+                        " one routing instance of a device cannot hold overlapping subnets",
+                    )
+                )
+                break
+    return problems
 
 
 # --- Subscription ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -64,14 +65,30 @@ class Admission:
         self.barriers: SharedLists[int] = SharedLists()
         self.stores: dict[str, admission.Store] = {}
         self.watches: dict[str, list[KindWatch]] = {}
+        self.reserved = admission.Reservations()
 
-    async def judge(self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise."""
+    async def judge(
+        self, plural: str, operation: str, new: dict[str, Any], old: dict[str, Any] | None, dryrun: bool = False
+    ) -> None:
+        """Returns when the request is admitted; raises kopf.AdmissionError naming the fields otherwise.
+
+        An admitted port/VLAN or subnet is reserved (`self.reserved`) until the Store shows its object, so
+        a request judged meanwhile cannot take it too: the check and the reservation run with no await
+        between them, so no other request of this process is judged in between. A dry run reserves nothing."""
         hook = admission.WEBHOOKS[plural]
         request = admission.Request(plural, operation, new, old, self.clock.now())
         if not admission.changes_intent(request):
             return
-        problems = admission.review(request, await self._read(hook.reads))
+        world = await self._read(hook.reads)
+        at = time.monotonic()
+        self.reserved.expire(at)
+        if not self.cache:  # the Stores tell the reservations what they show; lists do not
+            self.reserved.settle(world)
+        claims = admission.claims_of(plural, new, world)  # once: judged against, then reserved
+        problems = admission.review(request, world, self.reserved, at, claims)
+        if not problems and not dryrun:
+            for held in admission.reservations(request, world, at, claims):
+                self.reserved.reserve(held)
         if problems:
             message = admission.refusal(problems)
             meta = new.get("metadata") or {}
@@ -125,6 +142,7 @@ class Admission:
     def _watches(self, plural: str) -> list[KindWatch]:
         if plural not in self.watches:
             store = self.stores[plural] = admission.Store(plural)
+            store.observers.append(self.reserved.observed)
             scopes: list[str | None] = list(self._scopes(plural))
             self.watches[plural] = [KindWatch(self.kube, plural, scope, store) for scope in scopes]
             for watch in self.watches[plural]:
@@ -340,7 +358,13 @@ def _register(plural: str) -> None:
     async def validate(body: Any, memo: Any, **kwargs: Any) -> None:
         checker: Admission = memo.admission
         old = kwargs.get("old")
-        await checker.judge(plural, kwargs["operation"], dict(body), dict(old) if old is not None else None)
+        await checker.judge(
+            plural,
+            kwargs["operation"],
+            dict(body),
+            dict(old) if old is not None else None,
+            dryrun=bool(kwargs.get("dryrun")),
+        )
 
 
 for _plural in admission.WEBHOOKS:

@@ -661,3 +661,75 @@ def test_a_burst_of_subscriptions_is_admitted_entirely_and_conflicts_are_still_r
                     custom.patch_namespaced_custom_object(
                         "telco.intent.dev", "v1alpha1", NS, plural, name, {"metadata": {"finalizers": None}}
                     )
+
+
+@pytest.mark.cluster
+def test_concurrent_creates_of_one_port_and_vlan_exactly_one_admitted(
+    webhook: dict[str, Any], kubeconfig: Path
+) -> None:
+    """Twenty pairs of creates, each pair on one port and VLAN of its own (two NetworkServices, two
+    Subscriptions, or one of each), and six pairs on one subnet and two VLANs, all fifty-two sent at once:
+    of each pair exactly one is admitted, the other refused naming spec.endpoints[0] (or its ipv4Address)
+    and the one admitted. Before reservations the two of a pair judged in the same round of reads (neither
+    stored yet) were both admitted. A server dry run on the first pair's VLAN, just before, reserves
+    nothing."""
+    import threading
+
+    config = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=config)
+    config.connection_pool_maxsize = 52
+    custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+    kubectl: Kubectl = webhook["kubectl"]
+    dry = service("adm-race-dry", endpoints=[endpoint(1700, "10.170.0.1/30")])
+    assert kubectl.apply(dry, check=False, dry_run=True).returncode == 0
+    kinds = [("networkservices", "networkservices"), ("subscriptions", "subscriptions")]
+    kinds.append(("networkservices", "subscriptions"))
+    bodies: list[tuple[int, str, dict[str, Any]]] = []
+    for pair in range(26):
+        for side, plural in enumerate(kinds[pair % 3]):
+            make = subscription if plural == "subscriptions" else service
+            name = f"adm-race-{pair}-{side}"
+            if pair < 20:  # one port and VLAN, subnets apart
+                held = endpoint(1700 + pair, f"10.170.{pair + 1}.{1 + 4 * side}/30")
+            else:  # VLANs apart, one subnet
+                held = endpoint(1700 + pair + 100 * side, f"10.171.{pair}.{1 + side}/30")
+            bodies.append((pair, plural, make(name, endpoints=[held])))
+    start = threading.Barrier(len(bodies))
+
+    def create(plural: str, body: dict[str, Any]) -> tuple[int, str]:
+        start.wait()
+        try:
+            custom.create_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, plural, body)
+        except kubernetes.client.ApiException as exc:
+            return int(exc.status), str(exc.body)
+        return 201, ""
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            results = list(pool.map(lambda b: create(b[1], b[2]), bodies))
+        outcome: dict[int, list[tuple[str, int, str]]] = {}
+        for (pair, _, body), (code, text) in zip(bodies, results, strict=True):
+            outcome.setdefault(pair, []).append((body["metadata"]["name"], code, text))
+        both = [pair for pair, sides in outcome.items() if all(code == 201 for _, code, _ in sides)]
+        assert not both, f"{len(both)} of 26 pairs had both creates admitted, pairs {both}"
+        for pair, sides in outcome.items():
+            admitted = [name for name, code, _ in sides if code == 201]
+            assert len(admitted) == 1, sides
+            field = "spec.endpoints[0]: " if pair < 20 else "spec.endpoints[0].ipv4Address: "
+            for name, code, text in sides:
+                if name not in admitted:
+                    assert code == 422 and field in text, (name, code, text)
+                    assert f"adm-tests/{admitted[0]}" in text, (name, text)
+    finally:
+        # As in the bursts above: the controller makes a NetworkService per admitted order (maybe after the
+        # order's deletion started), and both wait for adm-pe1's cleanup, so the test clears the finalizers.
+        for _ in range(2):
+            for _, plural, body in bodies:
+                name = body["metadata"]["name"]
+                for kind in dict.fromkeys((plural, "networkservices")):
+                    with contextlib.suppress(kubernetes.client.ApiException):
+                        custom.delete_namespaced_custom_object("telco.intent.dev", "v1alpha1", NS, kind, name)
+                    with contextlib.suppress(kubernetes.client.ApiException):
+                        custom.patch_namespaced_custom_object(
+                            "telco.intent.dev", "v1alpha1", NS, kind, name, {"metadata": {"finalizers": None}}
+                        )

@@ -627,6 +627,13 @@ def test_service_monitor_scrapes_the_metrics_service(helm: Path, tmp_path: Path)
     assert monitor["metadata"]["labels"]["release"] == "prom"
 
 
+def test_the_webhook_service_keeps_an_api_servers_requests_on_one_replica(helm: Path, tmp_path: Path) -> None:
+    """Admission reservations are per replica (docs/admission.md): ClientIP affinity sends the requests of
+    one API server to one replica while it is ready."""
+    services = {s["metadata"]["name"]: s for s in only(render(helm, tmp_path, SHARDED_HA), "Service")}
+    assert services["telco-intent-webhook"]["spec"]["sessionAffinity"] == "ClientIP"
+
+
 def test_argocd_example_application_values_are_valid(helm: Path, tmp_path: Path) -> None:
     apps = list(yaml.safe_load_all((ROOT / "deploy" / "argocd" / "application.yaml").read_text()))
     chart_app = next(a for a in apps if a["spec"]["source"]["path"] == "charts/telco-intent")
