@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import grpc
 
 from .. import metrics, startup
+from ..api.common import API_VERSION
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, is_true, merge_conditions
@@ -79,7 +80,6 @@ class ServiceRecord:
     deleting: bool
     finalizers: list[str]
     status: dict[str, Any]
-    body: dict[str, Any]
     metered: bool = False  # labelled usage-priced: the replicas driving its devices publish its counters
     _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
@@ -96,10 +96,19 @@ class ServiceRecord:
     def ref(self) -> Ref:
         return Ref("networkservices", self.key.name, self.key.namespace)
 
+    @property
+    def body(self) -> dict[str, Any]:
+        """What Events about the service and its finalizer release read of it (kube.event, set_finalizers),
+        made when asked from the record's own fields: kept per service, it was a copy of them."""
+        metadata: dict[str, Any] = {"name": self.key.name, "namespace": self.key.namespace, "uid": self.uid}
+        metadata.update(resourceVersion=self.resource_version, generation=self.generation)
+        metadata["finalizers"] = list(self.finalizers)
+        return {"apiVersion": API_VERSION, "kind": "NetworkService", "metadata": metadata}
+
     def __post_init__(self) -> None:
         # Computed once: reconcile passes ask for these for every member service.
         self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
-        self._devices = frozenset(e[0] for e in self._endpoints)
+        self._devices = _shared_devices(frozenset(e[0] for e in self._endpoints))
 
     @property
     def rendered(self) -> tuple[ManagedEntry, ...]:
@@ -140,6 +149,17 @@ class ServiceRecord:
             if e.get("applied") and endpoint not in current:
                 found.append(endpoint)
         return found
+
+
+_DEVICE_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_devices(devices: frozenset[str]) -> frozenset[str]:
+    """The one frozenset of these devices (most services use one device: a set each cost 216 bytes).
+    Sets of services gone stay: bounded by the sets of devices ever used together, few."""
+    if len(_DEVICE_SETS) > 65536:
+        _DEVICE_SETS.clear()
+    return _DEVICE_SETS.setdefault(devices, devices)
 
 
 class DeviceFacts(Protocol):

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from controller.kube import Ref
-from controller.statuswriter import StatusWriter, compact
+from controller.statuswriter import StatusWriter, _Shared, compact
 
 REF = Ref("networkservices", "a", "ns")
 
@@ -37,6 +37,35 @@ def test_two_parsed_statuses_share_their_keys_and_short_strings_once_compact() -
     assert one["message"] is not two["message"]  # long text is not interned: it seldom repeats
     raw1, raw2 = parsed(STATUS), parsed(STATUS)
     assert raw1["conditions"][0]["reason"] is not raw2["conditions"][0]["reason"]  # what it saves
+
+
+def test_equal_parts_of_two_statuses_are_one_object_once_compact() -> None:
+    # e.g. the conditions of two services that went Ready in the same second
+    one, two = compact(parsed(STATUS)), compact(parsed(STATUS))
+    assert one is not two  # each object's status is its own (the top level is never shared)
+    assert one["conditions"] is two["conditions"] and one["conditions"][0] is two["conditions"][0]
+    assert one["endpoints"][0] is two["endpoints"][0]
+    other = compact(parsed({**STATUS, "endpoints": [{**STATUS["endpoints"][0], "vlanId": 101}]}))
+    assert other["conditions"] is one["conditions"]
+    assert other["endpoints"] is not one["endpoints"] and other["endpoints"][0]["vlanId"] == 101
+
+
+def test_sharing_tells_true_from_one_and_keeps_types() -> None:
+    flag, number, real = compact({"a": [{"v": True}]}), compact({"a": [{"v": 1}]}), compact({"a": [{"v": 1.0}]})
+    assert flag["a"][0]["v"] is True and type(number["a"][0]["v"]) is int and type(real["a"][0]["v"]) is float
+    assert compact({"a": {}})["a"] == {} and compact({"a": []})["a"] == []
+    assert compact({"a": {"b": []}})["a"] is not compact({"a": {"b": {}}})["a"]
+
+
+def test_the_sharing_table_stays_bounded_and_keeps_what_is_in_use() -> None:
+    table = _Shared(2)
+    kept = {"x": 1}
+    assert table.get(("k",), kept) is kept
+    for i in range(10):
+        table.get(("other", i), {"i": i})
+        assert table.get(("k",), {"x": 1}) is kept  # in use: found again every time, never evicted
+        assert len(table._young) + len(table._old) <= 4
+    assert table.get(("new",), {}) == {}
 
 
 def test_compact_drops_nulls_as_a_merge_patch_does() -> None:

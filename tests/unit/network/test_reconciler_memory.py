@@ -32,7 +32,6 @@ def record(generation: int = 1, status: dict[str, Any] | None = None, uid: str =
         deleting=False,
         finalizers=[],
         status=status or {},
-        body={},
     )
 
 
