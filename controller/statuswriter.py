@@ -274,7 +274,7 @@ class StatusWriter:
         stored: dict[str, Any] = compact(body.get("status") or {})
         written = self._written.get(ref)
         if written is not None and written == stored:
-            stored = written  # one copy
+            self._written[ref] = stored  # one copy: the compact one, its parts shared with other statuses
         elif written is not None:  # e.g. it removed a key (a null): what it shares with the stored copy, once
             self._written[ref] = _sharing(written, stored)
         self._landed[ref] = (rv, stored)

@@ -5,8 +5,9 @@ few managed entries at a time (the ones a change touched), so finding a subtree 
 subtree holds, not what the device holds; deleting a subtree likewise.
 
 Memory: most containers hold a handful of children (`config`, `state`, one scheduler), so a container
-of up to SMALL children is a flat list (elem, child, elem, child, ...), half a dict's size; a larger
-one (a port's subinterfaces) is a dict. A leaf's value
+of up to SMALL children is a flat list (elem, child, elem, child, ...), half a dict's size, made anew at
+its exact size when a child is added (grown in place, a list keeps room for more); a larger one (a
+port's subinterfaces) is a dict. A leaf's value
 sits directly in its parent, and short strings (`UP`, `true`, enum names) are interned: every service's
 leaves repeat them.
 """
@@ -79,8 +80,9 @@ def _get(node: Any, elem: PathElem) -> Any:
 
 
 def _put(node: Any, elem: PathElem, child: Any) -> Any:
-    """`node` with `elem` set to `child`, changed in place and returned; a list container that outgrows
-    SMALL is returned as a new dict (its parent must take it instead)."""
+    """`node` with `elem` set to `child`: changed in place and returned when `elem` was there (or `node` is a
+    dict), else a new container (its parent must take it instead): a list one size larger, or a dict once
+    it outgrows SMALL."""
     if type(node) is dict:
         node[elem] = child
         return node
@@ -92,8 +94,7 @@ def _put(node: Any, elem: PathElem, child: Any) -> Any:
         grown = dict(_items(node))
         grown[elem] = child
         return grown
-    node += (elem, child)
-    return node
+    return _Small((*node, elem, child))  # exactly its size: a list grown in place keeps room for more
 
 
 def _without(node: Any, elem: PathElem) -> Any:

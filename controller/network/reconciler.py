@@ -52,7 +52,7 @@ from ..intent.render import uses_legacy_vlan, with_legacy_vlan
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..sharding import COMMERCE, Fenced
-from ..statuswriter import StatusWriter
+from ..statuswriter import StatusWriter, shared_value
 from ..times import parse_rfc3339
 from ..workqueue import WorkQueue
 from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
@@ -193,7 +193,8 @@ class NetworkReconciler:
     device_facts: Callable[[str], DeviceFacts | None] = lambda name: None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
-    _applied: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))  # devices verified once
+    # Devices verified once, per service: shared sets (`_shared_devices`), replaced, never changed in place.
+    _applied: dict[ServiceKey, frozenset[str]] = field(default_factory=dict)
     _torn_down: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     # One pass per device at a time; marks during a pass coalesce into one more, after the debounce.
     _queue: WorkQueue[str] = field(init=False)
@@ -261,7 +262,7 @@ class NetworkReconciler:
         for device in record.devices():
             self._by_device[device].add(record.key)
         if record.key in self._applied:
-            self._applied[record.key] &= record.devices()
+            self._applied[record.key] = _shared_devices(self._applied[record.key] & record.devices())
         touched = record.devices() | (old.devices() if old else set())
         self._outcomes[record.key] = {
             ep: o for ep, o in self._outcomes[record.key].items() if ep in set(record.endpoints())
@@ -414,7 +415,8 @@ class NetworkReconciler:
             outcomes = self._outcomes.get(key, {})
             for ep in [ep for ep in outcomes if ep[0] == device]:
                 del outcomes[ep]
-            self._applied.get(key, set()).discard(device)
+            if device in self._applied.get(key, ()):
+                self._applied[key] = _shared_devices(self._applied[key] - {device})
             self._settled.get(key, {}).pop(device, None)
             self._torn_down.get(key, set()).discard(device)
 
@@ -646,7 +648,9 @@ class NetworkReconciler:
                 )
                 self._outcomes[r.key][ep] = outcome
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
-                    self._applied[r.key].add(device)
+                    applied = self._applied.get(r.key, frozenset())
+                    if device not in applied:
+                        self._applied[r.key] = _shared_devices(applied | {device})
                     self._settled[r.key][device] = r.generation
             if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
@@ -1095,7 +1099,9 @@ class NetworkReconciler:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         items = to_status({device: self.owned_leaves(record, device)})
-        item = items[0] if items else None
+        # Shared (statuswriter.shared_value): its leaf lists are every service's, and the stored status that
+        # the write of it leaves, compacted, is then this same object.
+        item = shared_value(items[0]) if items else None
         self._owned_items[(record.key, device)] = (stamp, item)
         return item
 
