@@ -8,8 +8,8 @@ Memory: most containers hold a handful of children (`config`, `state`, one sched
 of up to SMALL children is a flat list (elem, child, elem, child, ...), half a dict's size, made anew at
 its exact size when a child is added (grown in place, a list keeps room for more); a larger one (a
 port's subinterfaces) is a dict. A leaf's value
-sits directly in its parent, and short strings (`UP`, `true`, enum names) are interned: every service's
-leaves repeat them.
+sits directly in its parent, and short strings (`UP`, `true`, enum names) and numbers (VLAN ids, rates)
+are shared: every service's leaves repeat them.
 """
 
 from __future__ import annotations
@@ -40,11 +40,20 @@ class _Leaf:
         self.value = value
 
 
+_INTS: dict[int, int] = {}  # numbers the leaves repeat (VLAN ids and indexes, rates, bursts): one object each
+_INTS_UP_TO = 1 << 16  # distinct numbers kept; past that the table starts again
+
+
 def _stored(value: Any) -> Any:
     if value is None or isinstance(value, dict | tuple):
         return _Leaf(value)
-    if type(value) is str and len(value) <= _INTERNED_UP_TO:
+    kind = type(value)
+    if kind is str and len(value) <= _INTERNED_UP_TO:
         return sys.intern(value)
+    if kind is int:
+        if len(_INTS) >= _INTS_UP_TO:
+            _INTS.clear()
+        return _INTS.setdefault(value, value)
     return value
 
 
