@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -108,7 +108,7 @@ class ServiceRecord:
     def __post_init__(self) -> None:
         # Computed once: reconcile passes ask for these for every member service.
         self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
-        self._devices = _shared_devices(frozenset(e[0] for e in self._endpoints))
+        self._devices = _shared_set(frozenset(e[0] for e in self._endpoints))
 
     @property
     def rendered(self) -> tuple[ManagedEntry, ...]:
@@ -151,15 +151,16 @@ class ServiceRecord:
         return found
 
 
-_DEVICE_SETS: dict[frozenset[str], frozenset[str]] = {}
+_SETS: dict[frozenset[Any], frozenset[Any]] = {}
+_T = TypeVar("_T")
 
 
-def _shared_devices(devices: frozenset[str]) -> frozenset[str]:
-    """The one frozenset of these devices (most services use one device: a set each cost 216 bytes).
-    Sets of services gone stay: bounded by the sets of devices ever used together, few."""
-    if len(_DEVICE_SETS) > 65536:
-        _DEVICE_SETS.clear()
-    return _DEVICE_SETS.setdefault(devices, devices)
+def _shared_set(members: frozenset[_T]) -> frozenset[_T]:
+    """The one frozenset of these members (most services use one device; the empty set is no singleton
+    either: each cost 216 bytes). Sets no service uses stay until the table is full, then it starts again."""
+    if len(_SETS) > 65536:
+        _SETS.clear()
+    return _SETS.setdefault(members, members)
 
 
 class DeviceFacts(Protocol):
@@ -193,7 +194,7 @@ class NetworkReconciler:
     device_facts: Callable[[str], DeviceFacts | None] = lambda name: None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
-    # Devices verified once, per service: shared sets (`_shared_devices`), replaced, never changed in place.
+    # Devices verified once, per service: shared sets (`_shared_set`), replaced, never changed in place.
     _applied: dict[ServiceKey, frozenset[str]] = field(default_factory=dict)
     _torn_down: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     # One pass per device at a time; marks during a pass coalesce into one more, after the debounce.
@@ -262,7 +263,7 @@ class NetworkReconciler:
         for device in record.devices():
             self._by_device[device].add(record.key)
         if record.key in self._applied:
-            self._applied[record.key] = _shared_devices(self._applied[record.key] & record.devices())
+            self._applied[record.key] = _shared_set(self._applied[record.key] & record.devices())
         touched = record.devices() | (old.devices() if old else set())
         self._outcomes[record.key] = {
             ep: o for ep, o in self._outcomes[record.key].items() if ep in set(record.endpoints())
@@ -416,7 +417,7 @@ class NetworkReconciler:
             for ep in [ep for ep in outcomes if ep[0] == device]:
                 del outcomes[ep]
             if device in self._applied.get(key, ()):
-                self._applied[key] = _shared_devices(self._applied[key] - {device})
+                self._applied[key] = _shared_set(self._applied[key] - {device})
             self._settled.get(key, {}).pop(device, None)
             self._torn_down.get(key, set()).discard(device)
 
@@ -650,7 +651,7 @@ class NetworkReconciler:
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
                     applied = self._applied.get(r.key, frozenset())
                     if device not in applied:
-                        self._applied[r.key] = _shared_devices(applied | {device})
+                        self._applied[r.key] = _shared_set(applied | {device})
                     self._settled[r.key][device] = r.generation
             if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
@@ -1093,7 +1094,9 @@ class NetworkReconciler:
         """status.owned's item for `device`, where the service is applied and nothing of it is retired:
         its current render's owned leaves, built once per render (and shared entries created there)."""
         created = self._created.get(device, set())
-        shared = frozenset(e.path for e in record.rendered if e.device == device and e.shared and e.path in created)
+        shared = _shared_set(
+            frozenset(e.path for e in record.rendered if e.device == device and e.shared and e.path in created)
+        )
         stamp = (record.rendered, self._legacy_vlan.get(device, False), shared)
         cached = self._owned_items.get((record.key, device))
         if cached is not None and cached[0] == stamp:
