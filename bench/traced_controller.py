@@ -32,6 +32,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+# The checkout this script is in, before any installed copy: its `controller` is the one measured (the
+# virtualenv's editable install may point at another checkout, e.g. a base run beside a branch).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from controller.memory import mallinfo, trim
 
 OUT = Path(os.environ["BENCH_CENSUS_DIR"])
@@ -75,6 +79,7 @@ def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
             "reconciler, per service (outcomes, applied, settled, by device, retired)",
             lambda: [net._outcomes, net._applied, net._settled, net._by_device, net._plans, net._retired],
         ),
+        ("reconciler: status.owned items built, home", lambda: [net._owned_items, net._home]),
         ("device intents (merged entries, drifts)", lambda: [net._intents, net._merged, net._drifts]),
         ("status writer (written, landed, pending)", lambda: [writer._written, writer._landed, writer._pending]),
         ("subscription leaf caches", lambda: [s.leaves for s in net.sessions.values()]),
@@ -258,7 +263,6 @@ _heap_counter = itertools.count()
 
 
 def main() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     signal.signal(signal.SIGUSR1, _probe)
     signal.signal(signal.SIGUSR2, _heap_probe)
     from controller.__main__ import main as controller_main

@@ -20,6 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -85,16 +86,19 @@ class ServiceRecord:
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)
     _created_at: dt.datetime | None = field(init=False, repr=False, compare=False, default=None)
+    _ref: Ref | None = field(init=False, repr=False, compare=False, default=None)
 
     @property
     def created_at(self) -> dt.datetime:
         if self._created_at is None:  # parsed once: every pass of its device orders the services by it
-            self._created_at = parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+            self._created_at = _created_time(self.created) if self.created else EPOCH
         return self._created_at
 
     @property
     def ref(self) -> Ref:
-        return Ref("networkservices", self.key.name, self.key.namespace)
+        if self._ref is None:  # made once: the status writer's maps then hold this one object as their key
+            self._ref = Ref("networkservices", self.key.name, self.key.namespace)
+        return self._ref
 
     @property
     def body(self) -> dict[str, Any]:
@@ -149,6 +153,12 @@ class ServiceRecord:
             if e.get("applied") and endpoint not in current:
                 found.append(endpoint)
         return found
+
+
+@lru_cache(maxsize=4096)
+def _created_time(text: str) -> dt.datetime:
+    """One object per creation second: the services of one burst share theirs."""
+    return parse_rfc3339(text, "metadata.creationTimestamp")
 
 
 _SETS: dict[frozenset[Any], frozenset[Any]] = {}
