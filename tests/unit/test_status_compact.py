@@ -108,3 +108,20 @@ def test_a_status_not_written_by_this_run_is_kept_compact() -> None:
     two = writer.shared(Ref("networkservices", "b", "ns"), parsed(STATUS))
     assert one == two == STATUS
     assert one["conditions"][0]["reason"] is two["conditions"][0]["reason"]
+
+
+def test_a_spec_keeps_interned_strings_and_one_fields_set_per_shape() -> None:
+    from controller.api.networkservice import NetworkServiceSpec
+    from controller.runtime import interned, lean_spec
+
+    raw = {
+        "serviceType": "l2vpn",
+        "bandwidthMbps": 10,
+        "endpoints": [{"device": "pe1", "port": "Ethernet1", "vlanId": 7}],
+    }
+    one, two = (lean_spec(NetworkServiceSpec.model_validate(interned(parsed(raw)))) for _ in range(2))
+    assert one == two and one.endpoints[0].device is two.endpoints[0].device
+    assert one.model_fields_set is two.model_fields_set == {"serviceType", "bandwidthMbps", "endpoints"}
+    assert one.endpoints[0].model_fields_set is two.endpoints[0].model_fields_set
+    changed = one.model_copy(update={"dryRun": True})  # copies the set before adding to it
+    assert "dryRun" in changed.model_fields_set and "dryRun" not in two.model_fields_set
