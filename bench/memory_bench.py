@@ -234,6 +234,11 @@ def memory(ctx: Any) -> dict[str, Any]:
         out["heap_before"] = heap0
         out["python_objects_grown"] = grown_types(heap0["python_objects"], heap["python_objects"], n)
         out["census"] = per_service(census0, census1, n)
+        keys = census1.get("status_keys") or {}
+        out["census"]["status_keys_kb_per_service"] = {
+            k: round(v / n / 1024, 2) for k, v in sorted((keys.get("bytes") or {}).items(), key=lambda kv: -kv[1])
+        }
+        out["census"]["status_sample"] = keys.get("sample")
         per = out["rss"]["kb_per_service"]
         B.log(
             f"  memory: RSS {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB: {per} KB/service; "

@@ -32,6 +32,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+# The checkout this script is in, before any installed copy: its `controller` is the one measured (the
+# virtualenv's editable install may point at another checkout, e.g. a base run beside a branch).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from controller.memory import mallinfo, trim
 
 OUT = Path(os.environ["BENCH_CENSUS_DIR"])
@@ -67,13 +71,15 @@ def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
         # A service record's parts, each before the record itself (which then counts only the rest).
         ("service records: status", lambda: [r.status for r in records()]),
         ("service records: spec (parsed)", lambda: [r.spec for r in records()]),
-        ("service records: metadata kept (body)", lambda: [r.body for r in records()]),
+        # (none once the record makes its body when asked: a property)
+        ("service records: metadata kept (body)", lambda: [r.body for r in records() if not _made(r, "body")]),
         ("service records: render (managed entries)", lambda: [r._rendered for r in records()]),
         ("service records: the rest (record, key, finalizers, map)", lambda: [net.services]),
         (
             "reconciler, per service (outcomes, applied, settled, by device, retired)",
             lambda: [net._outcomes, net._applied, net._settled, net._by_device, net._plans, net._retired],
         ),
+        ("reconciler: status.owned items built, home", lambda: [net._owned_items, net._home]),
         ("device intents (merged entries, drifts)", lambda: [net._intents, net._merged, net._drifts]),
         ("status writer (written, landed, pending)", lambda: [writer._written, writer._landed, writer._pending]),
         ("subscription leaf caches", lambda: [s.leaves for s in net.sessions.values()]),
@@ -81,6 +87,11 @@ def _holders(controller: Any) -> list[tuple[str, Callable[[], list[Any]]]]:
         ("kopf per-object memories", _kopf_memories),
         ("the rest of the controller (sessions, clients, queues)", lambda: [controller]),
     ]
+
+
+def _made(obj: Any, name: str) -> bool:
+    """Whether `obj.name` is made when asked (a property), not held."""
+    return isinstance(getattr(type(obj), name, None), property)
 
 
 class _Shallow:
@@ -119,7 +130,19 @@ def census() -> dict[str, Any]:
             out["holders"][name] = {"error": str(exc)}
             continue
         out["holders"][name] = {"bytes": size, "objects": count}
+    out["status_keys"] = _status_keys(list(controller.network.services.values()))
     return out
+
+
+def _status_keys(records: list[Any]) -> dict[str, Any]:
+    """Deep bytes of each top-level key of the records' statuses (across all records, each object once,
+    the keys' own strings left out), and one Ready record's status as a sample."""
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    for key in sorted({k for r in records for k in r.status}):
+        sizes[key] = _deep([r.status[key] for r in records if key in r.status], seen)[0]
+    sample = next((r for r in records if r.status.get("state") == "active"), records[0] if records else None)
+    return {"bytes": sizes, "sample": None if sample is None else sample.status}
 
 
 def _probe(_signum: int, _frame: types.FrameType | None) -> None:
@@ -240,7 +263,6 @@ _heap_counter = itertools.count()
 
 
 def main() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     signal.signal(signal.SIGUSR1, _probe)
     signal.signal(signal.SIGUSR2, _heap_probe)
     from controller.__main__ import main as controller_main

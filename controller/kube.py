@@ -40,9 +40,10 @@ class NotFound(Exception):
     """The object is gone."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
-    """Which object: kind plural, namespace (None for cluster-scoped) and name."""
+    """Which object: kind plural, namespace (None for cluster-scoped) and name. Slotted: the status
+    writer keys its maps by it, one or more per object."""
 
     plural: str
     name: str

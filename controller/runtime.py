@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from . import metrics
 from .announce import Announcer
-from .api.common import validation_message
+from .api.common import ApiModel, validation_message
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import METERED_LABEL, NetworkServiceSpec
 from .billing.clock import OffsetClock
@@ -28,7 +29,7 @@ from .network.session import DeviceSession
 from .network.usage import UsagePublisher
 from .settings import Settings
 from .sharding import COMMERCE, Coordinator, Timing, replica_identity
-from .statuswriter import StatusWriter, compact, differs
+from .statuswriter import StatusWriter, differs, shared_value
 
 log = logging.getLogger(__name__)
 # A NetworkDevice's status.services (how many services it holds) follows this long after a pass changed
@@ -56,20 +57,38 @@ def lean(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
-# What Events about an object and its finalizer release read of it (kube.event, set_finalizers).
-_SUBJECT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "finalizers")
+def interned(value: Any) -> Any:
+    """`value` (parsed JSON) with its short strings the interned, shared ones: validated, a spec keeps the
+    strings it was given (device and port names, addresses, enum values every other spec repeats)."""
+    if type(value) is dict:
+        return {sys.intern(k): interned(v) for k, v in value.items()}
+    if type(value) is list:
+        return [interned(v) for v in value]
+    if type(value) is str and len(value) <= 64:
+        return sys.intern(value)
+    return value
 
 
-def event_subject(body: dict[str, Any]) -> dict[str, Any]:
-    """The part of an object the controller keeps to post Events about it and release its finalizer:
-    kept per object, the rest of its metadata (labels, annotations, owners) would be most of a record."""
-    meta = body.get("metadata") or {}
-    subject = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: meta[k] for k in _SUBJECT_METADATA if k in meta},
-    }
-    return compact(subject)  # its kind, namespace and finalizers once for all objects
+_FIELDS_SET: dict[frozenset[str], set[str]] = {}
+M = TypeVar("M", bound=ApiModel)
+
+
+def lean_spec(model: M) -> M:
+    """`model` and its nested models with one `model_fields_set` per set of fields given (a set costs
+    216 bytes; specs repeat a few). Nothing assigns to a spec's fields, the one thing that adds to it;
+    `model_copy` copies it first."""
+    for m in _models(model):
+        fields = m.__pydantic_fields_set__
+        object.__setattr__(m, "__pydantic_fields_set__", _FIELDS_SET.setdefault(frozenset(fields), fields))
+    return model
+
+
+def _models(model: ApiModel) -> list[ApiModel]:
+    found = [model]
+    for value in vars(model).values():
+        items = value if isinstance(value, list) else [value]
+        found += [m for v in items if isinstance(v, ApiModel) for m in _models(v)]
+    return found
 
 
 def _same_device_intent(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -479,21 +498,20 @@ class Controller:
         spec: NetworkServiceSpec | None = None
         invalid: str | None = None
         try:
-            spec = NetworkServiceSpec.model_validate(body.get("spec", {}))
+            spec = lean_spec(NetworkServiceSpec.model_validate(interned(body.get("spec", {}))))
         except ValidationError as exc:
             invalid = validation_message(exc)
         record = ServiceRecord(
             key=key,
             uid=meta["uid"],
             generation=meta.get("generation", 0),
-            created=meta.get("creationTimestamp", ""),
+            created=sys.intern(meta.get("creationTimestamp", "")),  # one burst's services share their seconds
             resource_version=meta.get("resourceVersion", ""),
             spec=spec,
             invalid=invalid,
             deleting=bool(meta.get("deletionTimestamp")),
-            finalizers=compact(list(meta.get("finalizers") or [])),
+            finalizers=shared_value(list(meta.get("finalizers") or [])),  # one list for all: all have the same
             status=self.writer.shared(Ref("networkservices", key.name, key.namespace), body.get("status") or {}),
-            body=event_subject(body),
             metered=(meta.get("labels") or {}).get(METERED_LABEL) == "true",
         )
         if record.deleting and FINALIZER not in record.finalizers:

@@ -38,16 +38,69 @@ def _clean(value: Any) -> Any:
 _INTERNED_UP_TO = 64  # characters: keys, reasons, states, names, paths and timestamps, not messages
 
 
+class _Shared:
+    """The compacted objects and lists seen lately, by value: an equal one compacted again is that object.
+    Statuses of one burst repeat whole parts (every condition of the services that went Ready in the same
+    second, their ready transitions, the stalled and in-sync conditions), so those are kept once for all.
+    Two generations of at most `size` entries each: bounded, and what is in use keeps being found.
+    Values are never changed in place (the status writer's rule), so sharing them is safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._young: dict[tuple[Any, ...], Any] = {}
+        self._old: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...], value: Any) -> Any:
+        try:
+            found = self._young.get(key)
+        except TypeError:  # not JSON (an unhashable scalar): kept as it is
+            return value
+        if found is not None:
+            return found
+        found = self._old.get(key, value)
+        if len(self._young) >= self.size:
+            self._old, self._young = self._young, {}
+        self._young[key] = found
+        return found
+
+
+_SHARED = _Shared(4096)
+_CONTAINERS = (dict, list)
+
+
+def _key(kind: type, items: Any) -> tuple[Any, ...]:
+    """A compacted object's or list's identity by value: its scalars by type and value (True is not 1),
+    its (already shared) members by id; a member outlives the key, held by the object the key maps to."""
+    out: list[Any] = [kind]
+    for k, v in items:
+        t = type(v)
+        out += (k, t, id(v) if t in _CONTAINERS else v)
+    return tuple(out)
+
+
 def compact(value: Any) -> Any:
-    """`value` without None members (as `_clean`), its keys and short strings the interned, shared ones.
+    """`value` without None members (as `_clean`), its keys and short strings the interned, shared ones,
+    its objects and lists shared with equal ones compacted lately (`_Shared`).
     The controller keeps a status per object; parsed from JSON, each carries strings of its own for the
     same keys (`lastTransitionTime`, `observedGeneration`), reasons, states, device and port names and
     the timestamps of one burst, which every other status repeats."""
-    if type(value) is dict:
-        return {sys.intern(k): compact(v) for k, v in value.items() if v is not None}
-    if type(value) is list:
-        return [compact(v) for v in value]
-    if type(value) is str and len(value) <= _INTERNED_UP_TO:
+    return _compact(value, top=True)
+
+
+def shared_value(value: Any) -> Any:
+    """`value` compact and, whole, shared with an equal one compacted lately: for a value read only."""
+    return _compact(value)
+
+
+def _compact(value: Any, top: bool = False) -> Any:
+    kind = type(value)
+    if kind is dict:
+        out = {sys.intern(k): _compact(v) for k, v in value.items() if v is not None}
+        return out if top else _SHARED.get(_key(dict, out.items()), out)
+    if kind is list:
+        items = [_compact(v) for v in value]
+        return items if top else _SHARED.get(_key(list, enumerate(items)), items)
+    if kind is str and len(value) <= _INTERNED_UP_TO:
         return sys.intern(value)
     return value
 
@@ -221,7 +274,7 @@ class StatusWriter:
         stored: dict[str, Any] = compact(body.get("status") or {})
         written = self._written.get(ref)
         if written is not None and written == stored:
-            stored = written  # one copy
+            self._written[ref] = stored  # one copy: the compact one, its parts shared with other statuses
         elif written is not None:  # e.g. it removed a key (a null): what it shares with the stored copy, once
             self._written[ref] = _sharing(written, stored)
         self._landed[ref] = (rv, stored)

@@ -9,7 +9,6 @@ are held weakly: a subtree no render uses any more is freed with its last user.
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any, NoReturn
 
@@ -39,7 +38,8 @@ class SharedList(list[Any]):
         return list, (list(self),)
 
 
-_TABLE: weakref.WeakValueDictionary[str, SharedDict | SharedList] = weakref.WeakValueDictionary()
+_TABLE: weakref.WeakValueDictionary[tuple[Any, ...], SharedDict | SharedList] = weakref.WeakValueDictionary()
+_SHARED_TYPES = (SharedDict, SharedList)
 
 
 def shared(value: Any) -> Any:
@@ -47,14 +47,26 @@ def shared(value: Any) -> Any:
     if isinstance(value, SharedDict | SharedList):
         return value
     if isinstance(value, dict):
-        made: SharedDict | SharedList = SharedDict({k: shared(v) for k, v in value.items()})
+        obj = SharedDict({k: shared(v) for k, v in value.items()})
+        made: SharedDict | SharedList = obj
+        key = _key(SharedDict, obj.items())
     elif isinstance(value, list):
         made = SharedList(shared(v) for v in value)
+        key = _key(SharedList, enumerate(made))
     else:
         return value
-    # The canonical text tells true from 1 and 1 from 1.0, as JSON equality must.
-    text = json.dumps(made, sort_keys=True, separators=(",", ":"))
-    found = _TABLE.get(text)
+    found = _TABLE.get(key)
     if found is None:
-        _TABLE[text] = found = made
+        _TABLE[key] = found = made
     return found
+
+
+def _key(kind: type, items: Any) -> tuple[Any, ...]:
+    """A value's identity, smaller than its text: each scalar by type and value (true is not 1, 1 is not
+    1.0, as JSON equality must), each member (already shared) by id: a member outlives the entry, held
+    by the value the entry maps to."""
+    out: list[Any] = [kind]
+    for k, v in items:
+        t = type(v)
+        out += (k, t, id(v) if t in _SHARED_TYPES else v)
+    return tuple(out)

@@ -5,10 +5,11 @@ few managed entries at a time (the ones a change touched), so finding a subtree 
 subtree holds, not what the device holds; deleting a subtree likewise.
 
 Memory: most containers hold a handful of children (`config`, `state`, one scheduler), so a container
-of up to SMALL children is a flat list (elem, child, elem, child, ...), half a dict's size; a larger
-one (a port's subinterfaces) is a dict. A leaf's value
-sits directly in its parent, and short strings (`UP`, `true`, enum names) are interned: every service's
-leaves repeat them.
+of up to SMALL children is a flat list (elem, child, elem, child, ...), half a dict's size, made anew at
+its exact size when a child is added (grown in place, a list keeps room for more); a larger one (a
+port's subinterfaces) is a dict. A leaf's value
+sits directly in its parent, and short strings (`UP`, `true`, enum names) and numbers (VLAN ids, rates)
+are shared: every service's leaves repeat them.
 """
 
 from __future__ import annotations
@@ -39,11 +40,20 @@ class _Leaf:
         self.value = value
 
 
+_INTS: dict[int, int] = {}  # numbers the leaves repeat (VLAN ids and indexes, rates, bursts): one object each
+_INTS_UP_TO = 1 << 16  # distinct numbers kept; past that the table starts again
+
+
 def _stored(value: Any) -> Any:
     if value is None or isinstance(value, dict | tuple):
         return _Leaf(value)
-    if type(value) is str and len(value) <= _INTERNED_UP_TO:
+    kind = type(value)
+    if kind is str and len(value) <= _INTERNED_UP_TO:
         return sys.intern(value)
+    if kind is int:
+        if len(_INTS) >= _INTS_UP_TO:
+            _INTS.clear()
+        return _INTS.setdefault(value, value)
     return value
 
 
@@ -79,8 +89,9 @@ def _get(node: Any, elem: PathElem) -> Any:
 
 
 def _put(node: Any, elem: PathElem, child: Any) -> Any:
-    """`node` with `elem` set to `child`, changed in place and returned; a list container that outgrows
-    SMALL is returned as a new dict (its parent must take it instead)."""
+    """`node` with `elem` set to `child`: changed in place and returned when `elem` was there (or `node` is a
+    dict), else a new container (its parent must take it instead): a list one size larger, or a dict once
+    it outgrows SMALL."""
     if type(node) is dict:
         node[elem] = child
         return node
@@ -92,8 +103,7 @@ def _put(node: Any, elem: PathElem, child: Any) -> Any:
         grown = dict(_items(node))
         grown[elem] = child
         return grown
-    node += (elem, child)
-    return node
+    return _Small((*node, elem, child))  # exactly its size: a list grown in place keeps room for more
 
 
 def _without(node: Any, elem: PathElem) -> Any:

@@ -20,11 +20,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from .. import metrics, startup
+from ..api.common import API_VERSION
 from ..api.networkservice import Endpoint as EndpointSpec
 from ..api.networkservice import NetworkServiceSpec
 from ..conditions import Cond, is_true, merge_conditions
@@ -51,7 +53,7 @@ from ..intent.render import uses_legacy_vlan, with_legacy_vlan
 from ..kube import FINALIZER, Conflict, Kube, NotFound, Ref
 from ..settings import Settings
 from ..sharding import COMMERCE, Fenced
-from ..statuswriter import StatusWriter
+from ..statuswriter import StatusWriter, shared_value
 from ..times import parse_rfc3339
 from ..workqueue import WorkQueue
 from .devicepass import DevicePass, Member, applied_in_status, device_pass, restricted
@@ -79,27 +81,38 @@ class ServiceRecord:
     deleting: bool
     finalizers: list[str]
     status: dict[str, Any]
-    body: dict[str, Any]
     metered: bool = False  # labelled usage-priced: the replicas driving its devices publish its counters
     _endpoints: list[Endpoint] = field(init=False, repr=False, compare=False, default_factory=list)
     _devices: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _rendered: tuple[ManagedEntry, ...] | None = field(init=False, repr=False, compare=False, default=None)
     _created_at: dt.datetime | None = field(init=False, repr=False, compare=False, default=None)
+    _ref: Ref | None = field(init=False, repr=False, compare=False, default=None)
 
     @property
     def created_at(self) -> dt.datetime:
         if self._created_at is None:  # parsed once: every pass of its device orders the services by it
-            self._created_at = parse_rfc3339(self.created, "metadata.creationTimestamp") if self.created else EPOCH
+            self._created_at = _created_time(self.created) if self.created else EPOCH
         return self._created_at
 
     @property
     def ref(self) -> Ref:
-        return Ref("networkservices", self.key.name, self.key.namespace)
+        if self._ref is None:  # made once: the status writer's maps then hold this one object as their key
+            self._ref = Ref("networkservices", self.key.name, self.key.namespace)
+        return self._ref
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """What Events about the service and its finalizer release read of it (kube.event, set_finalizers),
+        made when asked from the record's own fields: kept per service, it was a copy of them."""
+        metadata: dict[str, Any] = {"name": self.key.name, "namespace": self.key.namespace, "uid": self.uid}
+        metadata.update(resourceVersion=self.resource_version, generation=self.generation)
+        metadata["finalizers"] = list(self.finalizers)
+        return {"apiVersion": API_VERSION, "kind": "NetworkService", "metadata": metadata}
 
     def __post_init__(self) -> None:
         # Computed once: reconcile passes ask for these for every member service.
         self._endpoints = [(e.device, e.port, e.vlanId) for e in self.spec.endpoints] if self.spec else []
-        self._devices = frozenset(e[0] for e in self._endpoints)
+        self._devices = _shared_set(frozenset(e[0] for e in self._endpoints))
 
     @property
     def rendered(self) -> tuple[ManagedEntry, ...]:
@@ -142,6 +155,24 @@ class ServiceRecord:
         return found
 
 
+@lru_cache(maxsize=4096)
+def _created_time(text: str) -> dt.datetime:
+    """One object per creation second: the services of one burst share theirs."""
+    return parse_rfc3339(text, "metadata.creationTimestamp")
+
+
+_SETS: dict[frozenset[Any], frozenset[Any]] = {}
+_T = TypeVar("_T")
+
+
+def _shared_set(members: frozenset[_T]) -> frozenset[_T]:
+    """The one frozenset of these members (most services use one device; the empty set is no singleton
+    either: each cost 216 bytes). Sets no service uses stay until the table is full, then it starts again."""
+    if len(_SETS) > 65536:
+        _SETS.clear()
+    return _SETS.setdefault(members, members)
+
+
 class DeviceFacts(Protocol):
     """What the controller knows of a NetworkDevice object (None: no such object seen)."""
 
@@ -173,7 +204,8 @@ class NetworkReconciler:
     device_facts: Callable[[str], DeviceFacts | None] = lambda name: None
     _outcomes: dict[ServiceKey, dict[Endpoint, EndpointOutcome]] = field(default_factory=lambda: defaultdict(dict))
     _plans: dict[ServiceKey, dict[str, list[dict[str, Any]]]] = field(default_factory=lambda: defaultdict(dict))
-    _applied: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))  # devices verified once
+    # Devices verified once, per service: shared sets (`_shared_set`), replaced, never changed in place.
+    _applied: dict[ServiceKey, frozenset[str]] = field(default_factory=dict)
     _torn_down: dict[ServiceKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     # One pass per device at a time; marks during a pass coalesce into one more, after the debounce.
     _queue: WorkQueue[str] = field(init=False)
@@ -241,7 +273,7 @@ class NetworkReconciler:
         for device in record.devices():
             self._by_device[device].add(record.key)
         if record.key in self._applied:
-            self._applied[record.key] &= record.devices()
+            self._applied[record.key] = _shared_set(self._applied[record.key] & record.devices())
         touched = record.devices() | (old.devices() if old else set())
         self._outcomes[record.key] = {
             ep: o for ep, o in self._outcomes[record.key].items() if ep in set(record.endpoints())
@@ -394,7 +426,8 @@ class NetworkReconciler:
             outcomes = self._outcomes.get(key, {})
             for ep in [ep for ep in outcomes if ep[0] == device]:
                 del outcomes[ep]
-            self._applied.get(key, set()).discard(device)
+            if device in self._applied.get(key, ()):
+                self._applied[key] = _shared_set(self._applied[key] - {device})
             self._settled.get(key, {}).pop(device, None)
             self._torn_down.get(key, set()).discard(device)
 
@@ -626,7 +659,9 @@ class NetworkReconciler:
                 )
                 self._outcomes[r.key][ep] = outcome
                 if outcome.phase in (Phase.APPLIED, Phase.DISABLED):
-                    self._applied[r.key].add(device)
+                    applied = self._applied.get(r.key, frozenset())
+                    if device not in applied:
+                        self._applied[r.key] = _shared_set(applied | {device})
                     self._settled[r.key][device] = r.generation
             if r.key in report_only and r.key in remaining and not _had_drift(self.writer.latest(r.ref, r.status)):
                 metrics.DRIFT_EVENTS.labels(device, "reported").inc()
@@ -1069,13 +1104,17 @@ class NetworkReconciler:
         """status.owned's item for `device`, where the service is applied and nothing of it is retired:
         its current render's owned leaves, built once per render (and shared entries created there)."""
         created = self._created.get(device, set())
-        shared = frozenset(e.path for e in record.rendered if e.device == device and e.shared and e.path in created)
+        shared = _shared_set(
+            frozenset(e.path for e in record.rendered if e.device == device and e.shared and e.path in created)
+        )
         stamp = (record.rendered, self._legacy_vlan.get(device, False), shared)
         cached = self._owned_items.get((record.key, device))
         if cached is not None and cached[0] == stamp:
             return cached[1]
         items = to_status({device: self.owned_leaves(record, device)})
-        item = items[0] if items else None
+        # Shared (statuswriter.shared_value): its leaf lists are every service's, and the stored status that
+        # the write of it leaves, compacted, is then this same object.
+        item = shared_value(items[0]) if items else None
         self._owned_items[(record.key, device)] = (stamp, item)
         return item
 

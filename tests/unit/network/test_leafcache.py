@@ -82,3 +82,18 @@ def test_random_writes_and_deletes_match_a_plain_map_of_leaves() -> None:
     assert dict(cache.items()) == model
     for path, value in model.items():
         assert path in cache and cache.get(path, "absent") == value
+
+
+def test_containers_are_kept_at_their_size_and_repeated_numbers_once() -> None:
+    import sys
+
+    cache = LeafCache()
+    for vlan in (100, 101):
+        for leaf in ("index", "config/index", "config/enabled", "config/description", "state/oper-status"):
+            value: object = True if leaf == "config/enabled" else int("70000")  # a fresh object each time
+            cache.set(GPath.parse(SUB.format(vlan) + "/" + leaf), value)
+    config = cache._held(GPath.parse(SUB.format(100) + "/config"))
+    assert sys.getsizeof(config) == sys.getsizeof(list(config))  # no room kept for more children
+    one, two = (cache.get(GPath.parse(SUB.format(v) + "/index")) for v in (100, 101))
+    assert one == two == 70000 and one is two  # the same number, from two notifications: one object
+    assert cache.get(GPath.parse(SUB.format(100) + "/config/enabled")) is True  # True is not the number 1

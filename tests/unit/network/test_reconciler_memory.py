@@ -32,7 +32,6 @@ def record(generation: int = 1, status: dict[str, Any] | None = None, uid: str =
         deleting=False,
         finalizers=[],
         status=status or {},
-        body={},
     )
 
 
@@ -238,3 +237,24 @@ def test_a_status_equal_to_the_one_in_flight_is_not_written_again() -> None:
 
     again, seen, patches = asyncio.run(main())
     assert seen == {"state": "active"} and not again and patches == 1
+
+
+def test_the_event_body_is_made_from_the_record_and_its_sets_are_shared() -> None:
+    one, two = record(generation=3), record(generation=4, uid="u2")
+    body = one.body
+    assert body == {
+        "apiVersion": "telco.intent.dev/v1alpha1",
+        "kind": "NetworkService",
+        "metadata": {
+            "name": "svc",
+            "namespace": "ns",
+            "uid": "u1",
+            "resourceVersion": "3",
+            "generation": 3,
+            "finalizers": [],
+        },
+    }
+    body["metadata"]["finalizers"].append("x")  # a caller's copy: the record is untouched
+    assert one.finalizers == [] and one.body["metadata"]["finalizers"] == []
+    assert one.devices() == two.devices() == {"pe1"} and one.devices() is two.devices()
+    assert one.ref is one.ref and one.ref == Ref("networkservices", "svc", "ns")

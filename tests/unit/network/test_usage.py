@@ -108,7 +108,6 @@ def record(name: str, endpoints: list[tuple[str, str, int]], metered: bool = Tru
         deleting=False,
         finalizers=[],
         status={},
-        body={},
         metered=metered,
     )
 
