@@ -412,6 +412,7 @@ class Coordinator:
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closing: bool = False
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
+    _recreating: asyncio.Task[None] | None = None  # the loop's renew after a 409 of the renewer thread
     _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
     _renewer: threading.Thread | None = None
@@ -862,8 +863,12 @@ class Coordinator:
             self._call_loop(loop, self._renewed, stored, sent)
 
     def _renew_if_unowned(self) -> None:
-        if self._member is None and not self._closing:
+        # One at a time: on a slow API server (create, 409, list, replace: seconds) the thread asks again
+        # every renew interval, and a second renew would 409 on the first one's write and unset the
+        # membership it had just recorded, prolonging the lapse (the 10,000-service bench, issue 16).
+        if self._member is None and not self._closing and (self._recreating is None or self._recreating.done()):
             task = asyncio.create_task(self._renew(), name="shard-renew-create")
+            self._recreating = task
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
