@@ -88,10 +88,21 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://127.0.0.1:{settings.health_port}/healthz" if settings.health_port else None,
     )
     try:
-        asyncio.run(_with_tmf(operator, settings) if settings.tmf_port else operator)
+        asyncio.run(_releasing(_with_tmf(operator, settings) if settings.tmf_port else operator, stop))
     finally:
         guard.uninstall()
     return EXIT_UNRESOLVED if guard.tripped else 0
+
+
+async def _releasing(main: Any, stop: Any) -> None:
+    """Run `main`, then set the stop flag however it ended. Kopf waits for a threading.Event stop flag
+    in the loop's default executor; a flag left unset (a SIGTERM stops Kopf by its own signal handler)
+    keeps that thread waiting, and asyncio.run's executor shutdown waits for it forever: the process
+    would outlive its graceful stop until SIGKILL (a pod's whole grace period)."""
+    try:
+        await main
+    finally:
+        stop.set()
 
 
 async def _with_tmf(operator: Any, settings: Settings) -> None:

@@ -137,6 +137,8 @@ class ControllerProcess:
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.killed = False  # the last stop() had to SIGKILL it
+        self.returncode: int | None = None  # its exit status at the last stop()
         self.args = list(args)
         # The billing signing key (a mounted Secret in a cluster): every test controller signs its outbox entries
         # unless the test names its own key file. Kept across restarts, as a Secret would be.
@@ -174,13 +176,16 @@ class ControllerProcess:
         return self
 
     def stop(self) -> None:
+        """SIGTERM, as Kubernetes stops a pod; SIGKILL after 20 s (`killed`: it did not exit by itself)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait()
+            self.returncode = self.proc.returncode
         self.proc = None
 
     def kill9(self) -> None:

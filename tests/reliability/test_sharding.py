@@ -329,6 +329,23 @@ def test_a_lapsed_fence_nobody_took_advantage_of_keeps_the_sessions_and_services
     assert_one_writer_at_a_time(r)
 
 
+def test_a_replica_stopped_with_sigterm_exits_by_itself_and_releases_its_leases(  # type: ignore[no-untyped-def]
+    r: Rig, replicas: Replicas
+) -> None:
+    """Kubernetes stops a pod with SIGTERM and SIGKILLs it after the grace period. The controller used to
+    finish its cleanup (Leases released) and then hang: Kopf waits for its threading.Event stop flag on
+    an executor thread, which asyncio.run's shutdown joined forever. It must exit by itself, with 0."""
+    proc = replicas.start("rep-1", None)
+    driven_by(r, {"rep-1"})
+    proc.stop()
+    assert not proc.killed, "still running 20 s after SIGTERM: SIGKILLed"
+    assert proc.returncode == 0, proc.returncode
+    api = kubernetes.client.CoordinationV1Api(r.api.client)
+    leases = api.list_namespaced_lease(r.namespace, label_selector=f"telco.intent.dev/shard-group={GROUP}").items
+    held = [lease.metadata.name for lease in leases if pod(lease.spec.holder_identity or "") == "rep-1"]
+    assert not held, f"Leases still held after a graceful stop: {held}"
+
+
 # -- make reliability: SIGSTOP, scale up and down, a partition from the API server ------------------
 @pytest.mark.full
 def test_a_paused_replica_resumes_without_writing_to_devices_it_lost(  # type: ignore[no-untyped-def]
