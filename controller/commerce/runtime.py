@@ -53,6 +53,13 @@ T = TypeVar("T")
 OFFERING_DEBOUNCE_SECONDS = 0.5  # a ProductOffering's status pass waits this long for the rest of a burst
 
 
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def list_concurrently(calls: Sequence[tuple[str, Callable[[], Awaitable[T]]]]) -> list[T | Exception]:
     """Every call at once (each a list of one kind, named for the logs); the results in the order given, a
     call that failed as its exception, so one failed list never costs the others. A cancellation is not a
@@ -191,15 +198,10 @@ class CommerceController:
         """A lapsed fence (docs/sharding.md): stop every pass, loop and delivery, so nothing is written or
         sent, but keep the index, which watch events keep current, so `resume` needs no list."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         for queue in self.queues.all():
             await queue.suspend()
-        background = list(self.ctx.background)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await _cancel(list(self.ctx.background))
         self._resume_lists = not self._listed  # stopped before its start-up lists were in: list again
 
     def resume(self) -> None:
@@ -218,15 +220,10 @@ class CommerceController:
         log.info("commerce: resumed with the objects it kept (no list)")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel(self._tasks)
         for queue in self.queues.all():
             await queue.close()
-        background = list(self.ctx.background)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await _cancel(list(self.ctx.background))
         if self.deliverer is not None:
             await self.deliverer.close()
 
