@@ -371,7 +371,8 @@ class Coordinator:
     that ran alongside a start tore down what the start had just built (a session, queued work).
     `on_gain` runs only while the fence is valid. Gains of one tick run concurrently, at most
     `gain_concurrency` at a time, after all of that tick's unit Leases were written: after a
-    failover, the lost replica's devices are taken together, not one after another.
+    failover, the lost replica's devices are taken together, not one after another. The loop does not
+    wait for them: the next tick (a hand-over, another take-over) never queues behind a slow start.
 
     With `on_suspend`/`on_resume`, a lapsed fence is cheap: `on_suspend(unit)` stops the unit's writes
     (and must return only once nothing more is sent) but may keep its session and records. Once a renew
@@ -417,7 +418,10 @@ class Coordinator:
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
     _renewer: threading.Thread | None = None
     _renewer_stop: threading.Event = field(default_factory=threading.Event)
-    _beat: float | None = None  # when the loop last showed it runs (for the renewer thread)
+    _beat: float | None = None  # when the loop last ended a tick (for the renewer thread)
+    _starting: set[str] = field(default_factory=set)  # units whose start or resume is queued or running
+    _gate: asyncio.Semaphore | None = None  # at most gain_concurrency starts at once
+    _reported: tuple[int, tuple[str, ...]] = (-1, ())  # what _report last logged
 
     # -- what the rest of the controller asks --------------------------------------------------------
     def fence_valid(self) -> bool:
@@ -489,7 +493,7 @@ class Coordinator:
         blocking = getattr(self.api, "replace_blocking", None) if self.renew_off_loop else None
         if blocking is not None:
             self._beat = self.clock()
-            renewing = asyncio.create_task(self._heartbeat(), name="shard-heartbeat")
+            renewing: asyncio.Task[None] | None = None
             loop = asyncio.get_running_loop()
             self._renewer = threading.Thread(
                 target=self._renew_off_loop, args=(blocking, loop), name="shard-renew", daemon=True
@@ -501,19 +505,24 @@ class Coordinator:
             while True:
                 try:
                     async with self._busy:
-                        await self.tick(renew=False)
+                        await self._step(renew=False)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never stop: the fence watchdog stops the devices if this keeps failing
                     log.exception("shard coordinator: tick failed")
+                # The renewer thread's proof that this replica still coordinates: a tick that ended, not
+                # merely a loop that runs. A tick stuck for the lease duration must cost the membership,
+                # or the others would wait on this replica for good (a take-over or hand-over it never makes).
+                self._beat = self.clock()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
                 self._wake.clear()
         finally:
             self._renewer_stop.set()
-            renewing.cancel()
-            watching.cancel()
-            await asyncio.gather(renewing, watching, return_exceptions=True)
+            tasks = [t for t in (renewing, watching) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._watching = None
 
     async def _renew_loop(self) -> None:
@@ -524,11 +533,17 @@ class Coordinator:
             await self._renew()
 
     async def tick(self, renew: bool = True) -> None:
-        """One look at the Leases as the watch has them (`view`): keep, take, release."""
+        """One look at the Leases as the watch has them (`view`): keep, take, release; returns once the
+        units it took or resumed have been started."""
+        await asyncio.gather(*await self._step(renew))
+
+    async def _step(self, renew: bool = True) -> list[asyncio.Task[None]]:
+        """A tick up to its Lease writes; the starts of what it took or resumed are left running (the
+        tasks returned), so a slow start (Secrets, a session) never holds up the next tick."""
         if renew:
             await self._renew()
         if not self.view.synced:
-            return  # not listed yet: the first list wakes the loop
+            return []  # not listed yet: the first list wakes the loop
         listing = list(self.view.records.values())
         members = [r for r in listing if r.role == "member"]
         leases = {r.unit: r for r in listing if r.role == "unit" and r.unit}
@@ -536,7 +551,10 @@ class Coordinator:
         fresh = self._fresh_at
         if self.on_suspend is not None and not self.fence_valid():
             self._fence_lapsed()  # the watchdog may be late on a starved loop: suspend, never stop in full here
-        self.live = live_members(members, self.observer, fresh) | ({self.identity} if self.fence_valid() else set())
+        live = live_members(members, self.observer, fresh) | ({self.identity} if self.fence_valid() else set())
+        if live != self.live:
+            log.info("shard: live replicas now %s", ", ".join(sorted(live)) or "none")
+        self.live = live
         step = plan(
             self.identity,
             set(self.units()) | {COMMERCE},
@@ -545,6 +563,7 @@ class Coordinator:
             lambda r: self.observer.expired(r, self._fresh_at),
             fenced=not self.fence_valid(),
         )
+        self._report(len(step.keep) + len(step.acquire), step.waiting)
         for unit in list(self.held):  # held here but the Lease says otherwise (or fenced): stop at once
             if unit not in step.keep and not any(u == unit for u, _ in step.release):
                 await self._lose(unit)
@@ -575,10 +594,49 @@ class Coordinator:
                 gains.append(result)
             elif isinstance(result, BaseException):
                 failed.append(result)
-        resumes = [self._resume(unit, leases[unit]) for unit in resume if not self._in_transit(unit)]
-        await self._bounded([*(self._gain(unit, tenure) for unit, tenure in gains), *resumes])
+        starts = [self._starting_task(unit, self._gain(unit, tenure)) for unit, tenure in gains]
+        for unit in resume:
+            if not self._in_transit(unit):
+                starts.append(self._starting_task(unit, self._resume(unit, leases[unit])))
         if failed:
-            raise failed[0]  # logged by the loop; the next tick tries the rest again
+            raise failed[0]  # logged by the loop (the starts above run on); the next tick tries the rest again
+        return starts
+
+    def _starting_task(self, unit: str, start: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """`start` (a gain or a resume of `unit`) as a task of its own, at most `gain_concurrency` at once;
+        the unit counts as in transit from now on, so no later tick starts or resumes it a second time."""
+        self._starting.add(unit)
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(max(1, self.gain_concurrency))
+        gate = self._gate
+
+        async def gated() -> None:
+            try:
+                async with gate:
+                    await start
+            finally:
+                self._starting.discard(unit)
+
+        task = asyncio.create_task(gated(), name=f"shard-start-{unit}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        return task
+
+    def _report(self, assigned: int, waiting: tuple[tuple[str, str], ...]) -> None:
+        """Log what this replica waits for when that changes: a hand-over that never comes is then in
+        the log, not only in its absence (a replica that drives nothing while its membership is live)."""
+        holders = tuple(sorted({holder for _, holder in waiting}))
+        if (assigned, holders) != self._reported:
+            self._reported = (assigned, holders)
+            if waiting:
+                log.info(
+                    "shard: %d unit(s) assigned here, %d still held by %s (waiting for their release or expiry)",
+                    assigned + len(waiting),
+                    len(waiting),
+                    ", ".join(holders),
+                )
+            else:
+                log.info("shard: %d unit(s) assigned here, none held elsewhere", assigned)
 
     async def _bounded(self, calls: list[Coroutine[Any, Any, Any]]) -> list[Any]:
         """Run `calls` concurrently, at most `gain_concurrency` at a time; their results or exceptions."""
@@ -609,6 +667,9 @@ class Coordinator:
         return unit, tenure
 
     def _in_transit(self, unit: str) -> bool:
+        """Being started, resumed or stopped: no tick decides anything about it until that has ended."""
+        if unit in self._starting:
+            return True
         lock = self._transit.get(unit)
         return lock is not None and lock.locked()
 
@@ -821,7 +882,8 @@ class Coordinator:
     def _renew_off_loop(self, replace: Callable[[str, dict[str, Any]], dict[str, Any]], loop: Any) -> None:
         """Renews the membership with a blocking client on a thread of its own, so a starved event loop
         does not make the renew late and fence this replica off (issue 16). It renews only while the loop
-        has beaten within `lease_duration`: a wedged loop must lose its devices like a dead process. The
+        has ended a tick within `lease_duration`: a wedged loop, or a tick stuck on something, must lose
+        its devices like a dead process, or the other replicas would wait on this one for good. The
         fence itself needs no thread: every Set checks fence_valid(), which reads the clock and the last
         renew's send time. This thread also hands a lapse to the loop's watchdog as soon as it sees one."""
         late = False
@@ -830,7 +892,11 @@ class Coordinator:
             if beat is not None and self.clock() - beat > self.timing.lease_duration:
                 if not late:
                     idle = self.clock() - beat
-                    log.warning("shard: the event loop has not run for %.0fs: no more membership renews", idle)
+                    log.warning(
+                        "shard: no coordinator tick has ended for %.0fs (a wedged event loop or a stuck tick):"
+                        " no more membership renews",
+                        idle,
+                    )
                 late = True
                 self._lapse_from_thread(loop)
                 continue
@@ -879,12 +945,6 @@ class Coordinator:
     def _call_loop(self, loop: Any, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending
             loop.call_soon_threadsafe(fn, *args)
-
-    async def _heartbeat(self) -> None:
-        """The loop's sign of life for the renewer thread."""
-        while True:
-            self._beat = self.clock()
-            await asyncio.sleep(self.timing.renew_interval)
 
     def _arm_watchdog(self) -> None:
         """Stop every unit at the renew deadline, whatever the loop is doing (a hung API call)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controller.sharding import Conflict, Coordinator, Fenced, Timing
+from controller.sharding import COMMERCE, Conflict, Coordinator, Fenced, Timing
 from tests.unit.test_sharding import FakeLeases
 
 TIMING = Timing(lease_duration=2.5, renew_deadline=1.5, renew_interval=0.2)
@@ -174,6 +174,101 @@ def test_after_a_409_of_the_renewer_the_loop_renews_the_membership_once_at_a_tim
                 break
         assert store.most_in_flight == 1, f"{store.most_in_flight} membership renews on the loop at once"
         assert a._member is not None, "the membership was renewed again"
+        await a.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_start_does_not_hold_up_the_next_units() -> None:
+    """A unit whose start hangs (its Secrets or session on a struggling API server) kept the tick waiting,
+    so no later unit was taken while the membership stayed live: the other replicas waited on this one
+    (the CI run of 2026-12-03: a replica took `commerce`, then no device for 53 s). Starts run on their
+    own now; the next tick takes the next unit."""
+
+    async def scenario() -> None:
+        store = ThreadedLeases(asyncio.get_running_loop())
+        units = ["pe-1"]
+        hang = asyncio.Event()
+        gained: list[str] = []
+
+        async def gain(unit: str, tenure: int) -> None:
+            gained.append(unit)
+            if unit == "pe-1":
+                await hang.wait()
+
+        async def lose(unit: str) -> None:
+            pass
+
+        a = Coordinator(store, "g", "a", lambda: list(units), gain, lose, timing=TIMING)
+        a.start()
+        for _ in range(200):
+            if "pe-1" in gained:
+                break
+            await asyncio.sleep(0.02)
+        assert "pe-1" in gained and "pe-2" not in gained, gained
+        units.append("pe-2")
+        a.poke()
+        for _ in range(200):
+            if "pe-2" in gained:
+                break
+            await asyncio.sleep(0.02)
+        assert "pe-2" in gained, "a new unit was taken while another unit's start hangs"
+        assert a.drives("pe-2") and a.drives("pe-1")
+        hang.set()
+        await a.close()
+
+    asyncio.run(scenario())
+
+
+class HangingCreates(ThreadedLeases):
+    """A create that never answers (the coordinator's tick stuck on it), until `hang` is cleared."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.hang = False
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        while self.hang:
+            await asyncio.sleep(0.05)
+        return await super().create(body)
+
+
+def test_a_stuck_tick_costs_the_membership_although_the_loop_runs() -> None:
+    """The renewer thread renewed while the event loop ran, whatever the coordinator did: a tick stuck on
+    one call kept the membership live with nothing coordinated (no hand-over, no take-over), so the
+    others waited for good. It renews only while ticks end: stuck for the lease duration, the replica
+    lapses like a dead one (its units fenced off, others may take them); once the tick ends it is back."""
+
+    async def scenario() -> None:
+        store = HangingCreates(asyncio.get_running_loop())
+        units = ["pe-1"]
+        lost: list[str] = []
+
+        async def gain(unit: str, tenure: int) -> None:
+            pass
+
+        async def lose(unit: str) -> None:
+            lost.append(unit)
+
+        a = Coordinator(store, "g", "a", lambda: list(units), gain, lose, timing=TIMING)
+        a.start()
+        for _ in range(200):
+            if a.drives("pe-1"):
+                break
+            await asyncio.sleep(0.02)
+        assert a.drives("pe-1")
+        store.hang = True
+        units.append("pe-2")  # its Lease create hangs: the tick does not end
+        a.poke()
+        await asyncio.sleep(TIMING.lease_duration + TIMING.renew_deadline + 0.5)  # the loop itself runs
+        assert not a.fence_valid(), "the membership was renewed while no tick ended"
+        assert not a.drives("pe-1") and set(lost) == {"pe-1", COMMERCE}, lost
+        store.hang = False
+        for _ in range(200):
+            if a.drives("pe-1") and a.drives("pe-2"):
+                break
+            await asyncio.sleep(0.05)
+        assert a.drives("pe-1") and a.drives("pe-2"), "driven again once the tick ended"
         await a.close()
 
     asyncio.run(scenario())
