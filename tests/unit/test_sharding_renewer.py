@@ -48,6 +48,16 @@ class ThreadedLeases(FakeLeases):
             return self._store(body)
 
 
+async def eventually(condition: Any, seconds: float = 4.0) -> bool:
+    """Whether `condition()` holds within `seconds`, looked at every 20 ms while the loop runs."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 async def started(
     off_loop: bool, lost: list[str] | None = None, store: ThreadedLeases | None = None
 ) -> tuple[Coordinator, ThreadedLeases]:
@@ -201,18 +211,10 @@ def test_a_slow_start_does_not_hold_up_the_next_units() -> None:
 
         a = Coordinator(store, "g", "a", lambda: list(units), gain, lose, timing=TIMING)
         a.start()
-        for _ in range(200):
-            if "pe-1" in gained:
-                break
-            await asyncio.sleep(0.02)
-        assert "pe-1" in gained and "pe-2" not in gained, gained
+        assert await eventually(lambda: "pe-1" in gained) and "pe-2" not in gained, gained
         units.append("pe-2")
         a.poke()
-        for _ in range(200):
-            if "pe-2" in gained:
-                break
-            await asyncio.sleep(0.02)
-        assert "pe-2" in gained, "a new unit was taken while another unit's start hangs"
+        assert await eventually(lambda: "pe-2" in gained), "a new unit was taken while another unit's start hangs"
         assert a.drives("pe-2") and a.drives("pe-1")
         hang.set()
         await a.close()
@@ -252,11 +254,7 @@ def test_a_stuck_tick_costs_the_membership_although_the_loop_runs() -> None:
 
         a = Coordinator(store, "g", "a", lambda: list(units), gain, lose, timing=TIMING)
         a.start()
-        for _ in range(200):
-            if a.drives("pe-1"):
-                break
-            await asyncio.sleep(0.02)
-        assert a.drives("pe-1")
+        assert await eventually(lambda: a.drives("pe-1"))
         store.hang = True
         units.append("pe-2")  # its Lease create hangs: the tick does not end
         a.poke()
@@ -264,11 +262,7 @@ def test_a_stuck_tick_costs_the_membership_although_the_loop_runs() -> None:
         assert not a.fence_valid(), "the membership was renewed while no tick ended"
         assert not a.drives("pe-1") and set(lost) == {"pe-1", COMMERCE}, lost
         store.hang = False
-        for _ in range(200):
-            if a.drives("pe-1") and a.drives("pe-2"):
-                break
-            await asyncio.sleep(0.05)
-        assert a.drives("pe-1") and a.drives("pe-2"), "driven again once the tick ended"
+        assert await eventually(lambda: a.drives("pe-1") and a.drives("pe-2"), 10), "driven again once the tick ended"
         await a.close()
 
     asyncio.run(scenario())
