@@ -616,6 +616,7 @@ class Coordinator:
                     await start
             finally:
                 self._starting.discard(unit)
+                start.close()  # never run (cancelled while queued at the gate): no "never awaited" warning
 
         task = asyncio.create_task(gated(), name=f"shard-start-{unit}")
         self._stopping.add(task)
