@@ -418,7 +418,7 @@ class Coordinator:
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
     _renewer: threading.Thread | None = None
     _renewer_stop: threading.Event = field(default_factory=threading.Event)
-    _beat: float | None = None  # when the loop last ended a tick (for the renewer thread)
+    _beat: float | None = None  # when the coordinator last ended a tick or a step of one (for the renewer thread)
     _starting: set[str] = field(default_factory=set)  # units whose start or resume is queued or running
     _gate: asyncio.Semaphore | None = None  # at most gain_concurrency starts at once
     _reported: tuple[int, tuple[str, ...]] = (-1, ())  # what _report last logged
@@ -510,10 +510,7 @@ class Coordinator:
                     raise
                 except Exception:  # never stop: the fence watchdog stops the devices if this keeps failing
                     log.exception("shard coordinator: tick failed")
-                # The renewer thread's proof that this replica still coordinates: a tick that ended, not
-                # merely a loop that runs. A tick stuck for the lease duration must cost the membership,
-                # or the others would wait on this replica for good (a take-over or hand-over it never makes).
-                self._beat = self.clock()
+                self._progressed()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.timing.renew_interval)
                 self._wake.clear()
@@ -567,9 +564,11 @@ class Coordinator:
         for unit in list(self.held):  # held here but the Lease says otherwise (or fenced): stop at once
             if unit not in step.keep and not any(u == unit for u, _ in step.release):
                 await self._lose(unit)
+                self._progressed()
         resume, stop = after_fence(self.identity, self.suspended, leases, step.keep, fenced=not self.fence_valid())
         for unit in stop:  # its Lease moved, or it is no longer ours to keep: stopped in full, as before
             await self._stop_suspended(unit)
+            self._progressed()
         for unit, lease in step.release:
             await self._lose(unit)
             try:
@@ -577,6 +576,7 @@ class Coordinator:
                 log.info("shard: released %s (assigned to another replica now)", unit)
             except Conflict:
                 pass  # changed meanwhile: judged again at the next tick
+            self._progressed()
         gains: list[tuple[str, int]] = []
         for unit in sorted(step.keep):
             # Ours by its Lease but not driven, e.g. after our renew was late and is on time again. Not
@@ -663,9 +663,18 @@ class Coordinator:
                 self.view.wrote(await self.api.replace(name, body))
         except Conflict:
             return None  # another replica took or changed it first: judged again next tick
+        finally:
+            self._progressed()
         log.info("shard: took %s (tenure %d)", unit, tenure)
         self.held[unit] = tenure
         return unit, tenure
+
+    def _progressed(self) -> None:
+        """The renewer thread's proof that this replica still coordinates: a tick, or a step of one (a
+        take, a stop, a release), that ended; not merely a loop that runs. Stuck on one step for the
+        lease duration, it must lose the membership, or the others would wait on it for good. A long
+        tick that keeps making steps (many releases on a slow API server) keeps it."""
+        self._beat = self.clock()
 
     def _in_transit(self, unit: str) -> bool:
         """Being started, resumed or stopped: no tick decides anything about it until that has ended."""

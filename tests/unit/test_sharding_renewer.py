@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from controller.sharding import COMMERCE, Conflict, Coordinator, Fenced, Timing
+from controller.sharding import COMMERCE, Conflict, Coordinator, Fenced, Timing, assign
 from tests.unit.test_sharding import FakeLeases
 
 TIMING = Timing(lease_duration=2.5, renew_deadline=1.5, renew_interval=0.2)
@@ -264,5 +264,53 @@ def test_a_stuck_tick_costs_the_membership_although_the_loop_runs() -> None:
         store.hang = False
         assert await eventually(lambda: a.drives("pe-1") and a.drives("pe-2"), 10), "driven again once the tick ended"
         await a.close()
+
+    asyncio.run(scenario())
+
+
+class SlowUnitWrites(ThreadedLeases):
+    """Unit Lease writes (on the loop) that take `delay` seconds each: an API server short of CPU."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.delay = 0.0
+
+    async def replace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(self.delay)
+        return await super().replace(name, body)
+
+
+def test_a_long_tick_that_keeps_making_steps_keeps_the_membership() -> None:
+    """A replica handing many units to a newcomer, one slow Lease write after another, has a tick longer
+    than the lease; it is not stuck, so its membership must not lapse meanwhile (proof of life is a step
+    that ended, not only a whole tick)."""
+
+    async def scenario() -> None:
+        store = SlowUnitWrites(asyncio.get_running_loop())
+        units = [f"pe-{i}" for i in range(16)]
+        handed = [u for u, owner in assign(units, ["a", "b"]).items() if owner == "b"]
+        steps = 0.6  # per release: all of them together take longer than the lease
+        assert len(handed) * steps > TIMING.lease_duration + 0.5, handed
+
+        async def gain(unit: str, tenure: int) -> None:
+            pass
+
+        async def lose(unit: str) -> None:
+            pass
+
+        a = Coordinator(store, "g", "a", lambda: units, gain, lose, timing=TIMING)
+        a.start()
+        assert await eventually(lambda: all(a.drives(u) for u in units))
+        store.delay = steps
+        b = Coordinator(store, "g", "b", lambda: units, gain, lose, timing=TIMING)
+        b.start()
+        lapsed = False
+        deadline = time.monotonic() + len(handed) * steps + 4 * TIMING.lease_duration
+        while time.monotonic() < deadline and not all(b.drives(u) for u in handed):
+            lapsed = lapsed or not a.fence_valid()
+            await asyncio.sleep(0.05)
+        assert all(b.drives(u) for u in handed), "the units were handed over"
+        assert not lapsed, "the replica handing its units over lapsed while it made steps"
+        await asyncio.gather(a.close(), b.close())
 
     asyncio.run(scenario())
