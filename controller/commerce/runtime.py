@@ -132,8 +132,16 @@ class CommerceController:
         self.index = CommerceIndex(writer, self.queues)
         self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
         self.ctx = Context(
-            kube, writer, settings, clock, keyring, self.deliverer, self.index, self.queues, holder_of=holder_of,
-            device_usage=device_usage
+            kube,
+            writer,
+            settings,
+            clock,
+            keyring,
+            self.deliverer,
+            self.index,
+            self.queues,
+            holder_of=holder_of,
+            device_usage=device_usage,
         )
         self.subscription = SubscriptionController(self.ctx, self._subs)
         self.invoice = InvoiceController(self.ctx, self._invs, self.taxes)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from pydantic import ValidationError
 
 from controller.api.networkdevice import MAX_USAGE_ENDPOINTS, NetworkDeviceStatus
@@ -78,8 +77,10 @@ def test_a_device_report_names_the_reader_the_time_and_each_subinterface_read_wh
 
 def test_a_report_of_more_subinterfaces_than_the_schema_allows_is_refused_by_the_model() -> None:
     many = [{"port": "E1", "vlanId": 1, "inOctets": "1", "outOctets": "1"}] * (MAX_USAGE_ENDPOINTS + 1)
-    with pytest.raises(ValidationError, match="usage.endpoints"):
-        NetworkDeviceStatus.model_validate({"usage": {"replica": "r", "sampledAt": "2026-03-10T12:00:00Z", "endpoints": many}})
+    with pytest.raises(ValidationError, match=r"usage\.endpoints"):
+        NetworkDeviceStatus.model_validate(
+            {"usage": {"replica": "r", "sampledAt": "2026-03-10T12:00:00Z", "endpoints": many}}
+        )
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,14 @@ def publisher_of(
 ) -> UsagePublisher:
     statuses = statuses or {}
     return UsagePublisher(
-        network, writer, "rep-a", 300, lambda: at(0), drives, lambda: False, statuses.get  # type: ignore[arg-type]
+        network,
+        writer,
+        "rep-a",
+        300,
+        lambda: at(0),
+        drives,
+        lambda: False,
+        statuses.get,  # type: ignore[arg-type]
     )
 
 
@@ -256,7 +264,12 @@ WANTED = [("pe2", "Ethernet1", 10), ("pe3", "Ethernet1", 10), ("pe4", "Ethernet1
             id="malformed endpoints skipped",
         ),
         pytest.param(
-            {"pe3": {**report("rep-c", 12), "endpoints": [{"port": "Ethernet1", "vlanId": 10, "inOctets": "-1", "outOctets": "1"}]}},
+            {
+                "pe3": {
+                    **report("rep-c", 12),
+                    "endpoints": [{"port": "Ethernet1", "vlanId": 10, "inOctets": "-1", "outOctets": "1"}],
+                }
+            },
             {},
             id="a negative counter",
         ),
