@@ -456,3 +456,38 @@ def test_a_usage_part_on_a_stalled_service_posts_no_warning() -> None:
 
     kube = asyncio.run(go())
     assert len(kube.writes) == 1 and kube.events == []
+
+
+# -- the wiring: a NetworkDevice's watch event hands a new report to the commerce layer --------------------
+def test_a_changed_device_report_reaches_the_commerce_layer_once_and_is_read_from_the_device() -> None:
+    from controller.runtime import Controller, DeviceRecord
+    from controller.settings import Settings
+
+    async def main() -> tuple[list[tuple[str, Any]], Any]:
+        ctl = Controller(Settings(), kube=FakeKube())  # type: ignore[arg-type]  # never called here
+        assert ctl.commerce is not None  # unsharded: it runs the commerce layer (as a commerce holder does)
+        seen: list[tuple[str, Any]] = []
+        ctl.commerce.observe_device_usage = lambda d, rep: seen.append((d, rep))  # type: ignore[method-assign]
+        spec = {"address": "192.0.2.1", "credentialsSecretRef": {"name": "pe1-creds"}}
+
+        def body(rv: str, **status: Any) -> dict[str, Any]:
+            return {"metadata": {"name": "pe1", "uid": "u", "resourceVersion": rv}, "spec": spec, "status": status}
+
+        ctl.devices["pe1"] = DeviceRecord("pe1", body("1", services=1))
+        first = report("rep-b", 10, ("Ethernet1", 10, 5, 7))
+        await ctl.upsert_device(body("2", services=1, usage=first))
+        await ctl.upsert_device(body("3", services=2, usage=first))  # another change: the same report
+        await ctl.upsert_device(body("4", services=2, usage=report("rep-b", 11, ("Ethernet1", 10, 6, 8))))
+        await ctl.upsert_device(body("5", services=2))  # cleared: nothing to take
+        ctx = ctl.commerce.ctx
+        assert ctx.device_usage is not None and ctx.device_usage("pe1") is None and ctx.device_usage("pe9") is None
+        await ctl.upsert_device(body("6", services=2, usage=first))
+        return seen, ctx.device_usage("pe1")
+
+    seen, stored = asyncio.run(main())
+    assert [(d, r["sampledAt"]) for d, r in seen] == [
+        ("pe1", "2026-03-10T12:00:10Z"),
+        ("pe1", "2026-03-10T12:00:11Z"),
+        ("pe1", "2026-03-10T12:00:10Z"),
+    ]
+    assert stored == report("rep-b", 10, ("Ethernet1", 10, 5, 7))
