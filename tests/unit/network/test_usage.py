@@ -156,16 +156,9 @@ def publisher_of(
     network: FakeNetwork, writer: FakeWriter, drives: Any, statuses: dict[str, Any] | None = None
 ) -> UsagePublisher:
     statuses = statuses or {}
-    return UsagePublisher(
-        network,
-        writer,
-        "rep-a",
-        300,
-        lambda: at(0),
-        drives,
-        lambda: False,
-        statuses.get,  # type: ignore[arg-type]
-    )
+    reconciler: Any = network  # what UsagePublisher uses of a NetworkReconciler and of a StatusWriter
+    status_writer: Any = writer
+    return UsagePublisher(reconciler, status_writer, "rep-a", 300, lambda: at(0), drives, lambda: False, statuses.get)
 
 
 def test_the_owner_reads_metered_enabled_services_on_devices_it_drives_one_write_per_device() -> None:
@@ -467,7 +460,7 @@ def test_a_changed_device_report_reaches_the_commerce_layer_once_and_is_read_fro
         ctl = Controller(Settings(), kube=FakeKube())  # type: ignore[arg-type]  # never called here
         assert ctl.commerce is not None  # unsharded: it runs the commerce layer (as a commerce holder does)
         seen: list[tuple[str, Any]] = []
-        ctl.commerce.observe_device_usage = lambda d, rep: seen.append((d, rep))  # type: ignore[method-assign]
+        ctl.commerce.observe_device_usage = lambda device, report: seen.append((device, report))  # type: ignore[method-assign]
         spec = {"address": "192.0.2.1", "credentialsSecretRef": {"name": "pe1-creds"}}
 
         def body(rv: str, **status: Any) -> dict[str, Any]:
