@@ -156,6 +156,7 @@ class Controller:
                 clock=self.clock.now,
                 drives=self.drives,
                 direct=lambda: self.commerce is not None,
+                device_status=self._device_status,
             )
         self._resync: asyncio.Task[None] | None = None
         self._named: set[str] = set()  # devices named by services not yet handed to the reconciler
@@ -175,7 +176,13 @@ class Controller:
             # only the sessions of devices this replica drives now (all, unsharded)
             sessions=lambda: {d: s for d, s in self.network.sessions.items() if self.drives(d)},
             holder_of=self.shards.holder_of if self.shards is not None else None,
+            device_usage=lambda name: (self._device_status(name) or {}).get("usage"),
         )
+
+    def _device_status(self, name: str) -> dict[str, Any] | None:
+        """A NetworkDevice's status as its latest watch event showed it (None: no such device known)."""
+        record = self.devices.get(name)
+        return record.body.get("status") if record is not None else None
 
     def drives(self, unit: str) -> bool:
         """Whether this replica drives `unit` (a device, or the commerce layer): always, unsharded."""
@@ -378,6 +385,10 @@ class Controller:
         known = self.devices.get(name)
         if known is None and self.shards is not None:
             self.shards.poke()  # a new unit to assign
+        usage = (body.get("status") or {}).get("usage")
+        if usage and (known is None or (known.body.get("status") or {}).get("usage") != usage):
+            # Sharded: another replica's counters for the Subscriptions on this device (docs/sharding.md).
+            self.commerce_event(lambda c: c.observe_device_usage(name, usage))
         if known is not None and _same_device_intent(known.body, body):
             known.body = body  # e.g. the echo of our own status write: the target cannot have changed
             ref = Ref("networkdevices", name)

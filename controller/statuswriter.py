@@ -127,8 +127,10 @@ def newer(resource_version: str, than: str) -> bool:
     return resource_version.isdigit() and than.isdigit() and int(resource_version) > int(than)
 
 
-# Status keys other replicas of a shard group write beside ours: a NetworkService's per-device reports and
-# usage counters (docs/sharding.md). Their writers are checked where they are read (the device's Lease holder).
+# Status keys other replicas of a shard group write beside ours: a NetworkService's per-device reports, and
+# a NetworkDevice's usage counters (its former owner's report may land late; docs/sharding.md). Their writers
+# are checked where they are read (the device's Lease holder). "usage" on a NetworkService is what an
+# older version wrote there: read by nobody, and no forgery either.
 REPORTED_KEYS = frozenset({"shards", "usage"})
 # Keys written as parts, beside whatever else the object's writer computes (`submit(part=True)`): a queued
 # whole status keeps them, so neither write drops the other.

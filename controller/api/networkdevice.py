@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field
@@ -100,6 +101,35 @@ class DeviceCapabilities(ApiModel):
 MAX_LISTED_PORTS = 4096
 
 
+COUNTER = r"^(0|[1-9][0-9]{0,19})$"  # a uint64 octet counter as a decimal string (JSON numbers lose precision)
+# Metered subinterfaces one usage report lists at most (~90 bytes of JSON each: ~370 KB, well inside an
+# object's size limit). A device with more is reported in turns, this many at a time (controller/network/usage.py).
+MAX_USAGE_ENDPOINTS = 4096
+
+
+class UsageEndpointSample(ApiModel):
+    """One metered subinterface's octet counters, as the device reported them."""
+
+    port: str = Field(max_length=64, description="Interface name.")
+    vlanId: int = Field(ge=1, le=4094, description="VLAN id.")
+    inOctets: str = Field(pattern=COUNTER, max_length=20, description="in-octets (decimal string).")
+    outOctets: str = Field(pattern=COUNTER, max_length=20, description="out-octets (decimal string).")
+
+
+class DeviceUsageReport(ApiModel):
+    """The octet counters of the usage-metered subinterfaces on this device, read by the replica that drives
+    it, for the replica that meters usage (sharded only; docs/sharding.md "Usage metering")."""
+
+    replica: str = Field(max_length=253, description="The replica that read them; ignored unless it holds the device.")
+    sampledAt: datetime = Field(description="When they were read (that replica's clock).")
+    endpoints: list[UsageEndpointSample] = Field(
+        default_factory=list,
+        max_length=MAX_USAGE_ENDPOINTS,
+        description=f"The metered subinterfaces read at sampledAt (at most {MAX_USAGE_ENDPOINTS}; a device with"
+        " more is reported in turns).",
+    )
+
+
 class NetworkDeviceStatus(ApiModel):
     """What the controller observed about the device."""
 
@@ -115,6 +145,10 @@ class NetworkDeviceStatus(ApiModel):
         max_length=MAX_LISTED_PORTS,
         description=f"The interface names the device reports (at most {MAX_LISTED_PORTS}; none listed for a device"
         " with more). Admission refuses an endpoint on a port not listed here.",
+    )
+    usage: DeviceUsageReport | None = Field(
+        default=None,
+        description="The latest octet counters of the usage-metered services' subinterfaces here (sharded only).",
     )
 
 

@@ -179,27 +179,6 @@ class ShardReport(ApiModel):
 # "true" on a NetworkService whose Subscription sells traffic: the replicas driving its devices read its
 # octet counters for usage metering (set by the commerce layer; docs/sharding.md).
 METERED_LABEL = f"{GROUP}/usage-metered"
-COUNTER = r"^(0|[1-9][0-9]{0,19})$"  # a uint64 octet counter as a decimal string (JSON numbers lose precision)
-
-
-class UsageEndpointSample(ApiModel):
-    """One endpoint's subinterface octet counters, as its device reported them."""
-
-    port: str = Field(max_length=64, description="Interface name.")
-    vlanId: int = Field(ge=1, le=4094, description="VLAN id.")
-    inOctets: str = Field(pattern=COUNTER, max_length=20, description="in-octets (decimal string).")
-    outOctets: str = Field(pattern=COUNTER, max_length=20, description="out-octets (decimal string).")
-
-
-class UsageReport(ApiModel):
-    """The octet counters of this service's endpoints on one device, read by the replica that drives it, for
-    the replica that meters usage (sharded only, usage-priced services only; docs/sharding.md)."""
-
-    replica: str = Field(max_length=253, description="The replica that read them; ignored unless it holds the device.")
-    sampledAt: datetime = Field(description="When they were read (that replica's clock).")
-    endpoints: list[UsageEndpointSample] = Field(
-        default_factory=list, max_length=16, description="The endpoints on this device read at sampledAt."
-    )
 
 
 # How many Ready transitions a status keeps (docs/billing.md, "Ready history"). A watcher that was blind
@@ -251,11 +230,8 @@ class NetworkServiceStatus(ApiModel):
         max_length=16,
         description="Per device driven by a replica other than the one writing this status: its report.",
     )
-    usage: dict[str, UsageReport] = Field(
-        default_factory=dict,
-        max_length=16,
-        description="Per device: the latest octet counters its replica read, for usage metering (sharded only).",
-    )
+    # No `usage` here any more: the counters are published per device (NetworkDevice status.usage). A value
+    # an older version stored is pruned by the API server and read by nobody.
 
 
 class NetworkService(CustomResource):

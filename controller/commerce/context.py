@@ -42,8 +42,10 @@ class Context:
     queues: Queues
     outbox_signal: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the delivery loop
     # Sharded: who holds a device's Lease (None: unknown); the usage counters other replicas publish in a
-    # NetworkService's status are taken only from that holder (controller/commerce/usage.py).
+    # NetworkDevice's status are taken only from that holder (controller/commerce/usage.py).
     holder_of: Callable[[str], str | None] | None = None
+    # Sharded: a NetworkDevice's stored status.usage (None: none, or an unknown device).
+    device_usage: Callable[[str], Any] | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, coro: Any) -> None:

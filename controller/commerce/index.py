@@ -247,6 +247,18 @@ class CommerceIndex:
             self.services.pop(owner_key, None)
             self.queues.subscriptions.mark(owner_key)
 
+    def observe_device_usage(self, device: str, report: Any) -> None:
+        """A device's usage report changed: queue the Subscriptions naming an endpoint it lists (through
+        the endpoint index, so a report costs its own endpoints, not a scan of every Subscription)."""
+        listed = report.get("endpoints") if isinstance(report, Mapping) else None
+        for e in listed if isinstance(listed, list) else []:
+            try:
+                endpoint = order.endpoint_key(device, str(e["port"]), int(e["vlanId"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            for key in list(self._naming.get(endpoint) or {}):
+                self.queues.subscriptions.mark(key)
+
     def upsert_invoice(self, body: dict[str, Any]) -> None:
         key = key_of(body)
         old = self.invoices.get(key)

@@ -86,6 +86,7 @@ class CommerceController:
         sessions: Callable[[], Mapping[str, Any]] | None = None,
         deliverer: Deliverer | None = None,
         holder_of: Callable[[str], str | None] | None = None,
+        device_usage: Callable[[str], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -131,7 +132,16 @@ class CommerceController:
         self.index = CommerceIndex(writer, self.queues)
         self.deliverer = deliverer if deliverer is not None else build_deliverer(settings)
         self.ctx = Context(
-            kube, writer, settings, clock, keyring, self.deliverer, self.index, self.queues, holder_of=holder_of
+            kube,
+            writer,
+            settings,
+            clock,
+            keyring,
+            self.deliverer,
+            self.index,
+            self.queues,
+            holder_of=holder_of,
+            device_usage=device_usage,
         )
         self.subscription = SubscriptionController(self.ctx, self._subs)
         self.invoice = InvoiceController(self.ctx, self._invs, self.taxes)
@@ -174,6 +184,10 @@ class CommerceController:
 
     def forget_service(self, namespace: str, name: str) -> None:
         self.index.forget_service(namespace, name)
+
+    def observe_device_usage(self, device: str, report: Any) -> None:
+        """A NetworkDevice's usage report changed (sharded): the Subscriptions it may sample take it."""
+        self.index.observe_device_usage(device, report)
 
     def upsert_invoice(self, body: dict[str, Any]) -> None:
         self.index.upsert_invoice(body)

@@ -199,13 +199,14 @@ class SubscriptionController:
 
     def _samples(self, key: Key, spec: SubscriptionSpec, svc_body: Mapping[str, Any] | None) -> dict[str, Sample]:
         """The counter samples waiting for this pass: this replica's own reads and, sharded, what the owners
-        of the other devices published in the NetworkService's status (the newer of the two per counter)."""
+        of the other devices published in the NetworkDevices' status (the newer of the two per counter)."""
         samples = dict(self.ctx.index.samples.get(key, {}))
-        holder_of = self.ctx.holder_of
-        if holder_of is None or svc_body is None:
-            return samples
+        holder_of, device_usage = self.ctx.holder_of, self.ctx.device_usage
+        if holder_of is None or device_usage is None or svc_body is None:
+            return samples  # no NetworkService (yet, or any more): nothing is metered on the devices
         endpoints = [(e.device, e.port, e.vlanId) for e in spec.endpoints]
-        for counter, sample in published_samples(svc_body.get("status"), endpoints, holder_of).items():
+        reports = {d: device_usage(d) for d, _, _ in endpoints}
+        for counter, sample in published_samples(reports, endpoints, holder_of).items():
             mine = samples.get(counter)
             if mine is None or sample.at > mine.at:
                 samples[counter] = sample

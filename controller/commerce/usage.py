@@ -1,7 +1,7 @@
 """Usage sampling: a small loop reading the subinterface octet counters of every active, usage-priced
 Subscription on the devices this replica drives; the samples wait in `index.samples` for the Subscription's
 next status write (rating.Meter). Sharded, the counters of the other replicas' devices come from the
-NetworkService status those replicas publish (controller/network/usage.py), through `published_samples`."""
+NetworkDevice status those replicas publish (controller/network/usage.py), through `published_samples`."""
 
 from __future__ import annotations
 
@@ -76,33 +76,39 @@ class UsageSampler:
 
 
 def published_samples(
-    status: Mapping[str, Any] | None,
+    reports: Mapping[str, Any],
     endpoints: Iterable[tuple[str, str, int]],
     holder_of: Callable[[str], str | None],
 ) -> dict[str, Sample]:
-    """The counters other replicas published in a NetworkService's `status.usage` (docs/sharding.md) for the
-    Subscription's `endpoints` (device, port, vlan), as samples under the keys this replica's own reads use.
+    """The counters other replicas published in the NetworkDevices' `status.usage` (docs/sharding.md),
+    `reports` by device, for the Subscription's `endpoints` (device, port, vlan), as samples under the keys
+    this replica's own reads use. A report lists every metered subinterface of its device: only the
+    Subscription's own are taken.
 
     A device's report counts only when its `replica` holds the device's Lease now: a report written late by
     a former owner is a true reading, but its clock may be ahead of the new owner's, and its older counter
     taken as newer would look like a counter reset and be counted twice. Dropping a report loses nothing:
     the counters only grow, so the next report carries the same octets."""
-    wanted = {(d, p, v) for d, p, v in endpoints}
+    wanted: dict[str, set[tuple[str, int]]] = {}
+    for d, p, v in endpoints:
+        wanted.setdefault(d, set()).add((p, v))
     out: dict[str, Sample] = {}
-    for device, report in ((status or {}).get("usage") or {}).items():
+    for device, mine in wanted.items():
+        report = reports.get(device)
         if not isinstance(report, Mapping) or not report.get("replica") or report.get("replica") != holder_of(device):
             continue
         try:
             at = to_second(parse_rfc3339(report.get("sampledAt"), "sampledAt"))
         except ValueError:
             continue
-        for e in report.get("endpoints") or []:
+        listed = report.get("endpoints")
+        for e in listed if isinstance(listed, list) else []:
             try:
                 port, vlan = str(e["port"]), int(e["vlanId"])
                 values = {"in": int(e["inOctets"]), "out": int(e["outOctets"])}
             except (KeyError, TypeError, ValueError):
                 continue
-            if (device, port, vlan) not in wanted or min(values.values()) < 0:
+            if (port, vlan) not in mine or min(values.values()) < 0:
                 continue
             for direction, count in values.items():
                 out[counter_key(device, port, vlan, direction)] = Sample(count, at)

@@ -1,12 +1,13 @@
 """Usage metering across sharded replicas (#16, docs/sharding.md "Usage metering").
 
-Two replicas of a shard group on a real API server and devicesim: a usage-priced Subscription sits on a
-device driven by the replica that does *not* hold the commerce unit. That replica publishes the
-counters in the NetworkService's status; the commerce holder meters them. The traffic between two
-moments with the link down (devicesim's counters stand still then) must be billed to the octet, also
-when the device changes owner in between (the publishing replica SIGKILLed: the commerce holder takes
-the device and reads it itself). At the month end the usage.rated event and the invoice's usage line
-carry exactly what was metered.
+Two replicas of a shard group on a real API server and devicesim: two usage-priced Subscriptions sit on
+one device driven by the replica that does *not* hold the commerce unit. That replica publishes the
+counters of both in one report in the NetworkDevice's status, one write per device per interval (none in
+the NetworkServices); the commerce holder meters them. The traffic between two moments with the link
+down (devicesim's counters stand still then) must be billed to the octet, also when the device changes
+owner in between (the publishing replica SIGKILLed: the commerce holder takes the device and reads it
+itself). At the month end the usage.rated event and the invoice's usage line carry exactly what was
+metered.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ GROUP = "sutest"
 LEASE, DEADLINE, RENEW = 6.0, 4.0, 1.0
 PER_GB = 10  # EUR per GB of traffic
 ACCOUNT = "SU.Usage"
+OTHER_ACCOUNT = "SU.Usage2"  # the second Subscription's: the first account's invoice has one usage line
 TYPE = "dev.intent.telco.subscription.{}.v1"
 
 
@@ -191,16 +193,24 @@ def usage_offering(name: str) -> dict[str, Any]:
     return offering(name, {**monthly, "price": money("10.00")}, {**traffic, "price": money(f"{PER_GB}.00")})
 
 
-def subscription(namespace: str, name: str, device: str, port: str, vlan: int) -> dict[str, Any]:
+def subscription(
+    namespace: str,
+    name: str,
+    device: str,
+    port: str,
+    vlan: int,
+    account: str = ACCOUNT,
+    address: str = "100.67.1.1/30",
+) -> dict[str, Any]:
     return {
         "apiVersion": "telco.intent.dev/v1alpha1",
         "kind": "Subscription",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "productOffering": {"name": "su-traffic"},
-            "billingAccount": {"id": ACCOUNT, "timeZone": "UTC"},
+            "billingAccount": {"id": account, "timeZone": "UTC"},
             "relatedParty": [{"role": "customer", "name": "Sharded Usage Corp"}],
-            "endpoints": [{"device": device, "port": port, "vlanId": vlan, "ipv4Address": "100.67.1.1/30"}],
+            "endpoints": [{"device": device, "port": port, "vlanId": vlan, "ipv4Address": address}],
             "desiredState": "active",
         },
     }
@@ -229,45 +239,68 @@ def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner
     device = next(d for d in DEVICES if owners[d] != holder)
     publisher = owners[device]
     r.wait_devices_ready()
-    port, vlan = "Ethernet2", 820
+    port, vlan, vlan2 = "Ethernet2", 820, 821
 
     r.api.apply(usage_offering("su-traffic"))
-    name = unique("metered")
+    name, name2 = unique("metered"), unique("metered2")
     r.api.apply(subscription(r.namespace, name, device, port, vlan))
-    wait_for(f"Subscription {name} active", lambda: state(r, name) == "active", 60)
-    svc = wait_for(
-        "the device's owner publishes the counters",
-        lambda: (s := r.get(name)) and device in ((s.get("status") or {}).get("usage") or {}) and s,
-        30,
-    )
-    assert svc["metadata"]["labels"]["telco.intent.dev/usage-metered"] == "true"
-    report = svc["status"]["usage"][device]
+    r.api.apply(subscription(r.namespace, name2, device, port, vlan2, OTHER_ACCOUNT, "100.67.1.5/30"))
+    for sub_name in (name, name2):
+        wait_for(f"Subscription {sub_name} active", lambda n=sub_name: state(r, n) == "active", 60)
+
+    def device_report() -> dict[str, Any] | None:
+        report = ((r.api.get("networkdevices", device) or {}).get("status") or {}).get("usage")
+        listed = [(e["port"], e["vlanId"]) for e in (report or {}).get("endpoints") or []]
+        return report if listed == [(port, vlan), (port, vlan2)] else None
+
+    report = wait_for("the device's owner publishes both services' counters in one report", device_report, 30)
     assert pod(report["replica"]) == publisher != holder, "published by the device's owner, not the commerce holder"
-    assert [(e["port"], e["vlanId"]) for e in report["endpoints"]] == [(port, vlan)]
-    wait_for(
-        "usage metered from the published counters",
-        lambda: meter(r.api.get("subscriptions", name, r.namespace))[1] > 0,
-        30,
-    )
+    for sub_name in (name, name2):
+        svc = r.get(sub_name) or {}
+        assert svc["metadata"]["labels"]["telco.intent.dev/usage-metered"] == "true"
+        assert "usage" not in (svc.get("status") or {}), "nothing is published in the NetworkService any more"
+        wait_for(
+            f"usage of {sub_name} metered from the published counters",
+            lambda n=sub_name: meter(r.api.get("subscriptions", n, r.namespace))[1] > 0,
+            30,
+        )
 
     r.admin.link(device, port, False)
-    start_octets, start_billed = metered_at_rest(r, name, device, port, vlan)
+    start = {n: metered_at_rest(r, n, device, port, v) for n, v in ((name, vlan), (name2, vlan2))}
     r.admin.link(device, port, True)
-    window = 4.0
+    window, interval = 4.0, 1.0
     with (
+        Recorder(r.api, "networkdevices") as device_writes,
         Recorder(r.api, "networkservices", r.namespace) as svc_writes,
         Recorder(r.api, "subscriptions", r.namespace) as sub_writes,
     ):
+        began = time.monotonic()
         time.sleep(window)  # traffic, metered through the published counters
-    versions = svc_writes.of(name)
-    usage_writes = sum(a.status.get("usage") != b.status.get("usage") for a, b in itertools.pairwise(versions))
-    sub_count = sum(s.type == "MODIFIED" for s in sub_writes.of(name))
+        ended = time.monotonic()
+    # Writes in the window, by what they changed (a watch replays the current version first: not a write;
+    # the recorders stop up to 3 s after the window, so what they saw later is not counted).
+    usage_writes = {d: usage_changes(device_writes.of(d), began, ended) for d in DEVICES}
+    svc_usage = [v for n in (name, name2) for v in svc_writes.of(n) if "usage" in v.status]
+
+    def writes(versions: list[Any]) -> int:
+        return sum(v.type == "MODIFIED" and began <= v.at <= ended for v in versions)
+
+    svc_count = {n: writes(svc_writes.of(n)) for n in (name, name2)}
+    sub_count = {n: writes(sub_writes.of(n)) for n in (name, name2)}
+    publishing = sorted(d for d in DEVICES if owners[d] == publisher)
     measure(
         "sharding: usage published by a device's owner, API writes",
         None,
-        f"{usage_writes} usage writes of the NetworkService ({len(versions) - 1} writes in all, with its Ready"
-        f" after the link came up), {sub_count} of the Subscription in {window:g} s at a 1 s usage interval",
+        f"{usage_writes[device]} usage writes of the NetworkDevice carrying 2 metered services"
+        f" ({writes(device_writes.of(device))} writes of it in all),"
+        f" {[usage_writes[d] for d in publishing if d != device]} usage writes of the publisher's other devices"
+        f" (no metered service), {len(svc_usage)} NetworkService versions with usage ({svc_count} NetworkService"
+        f" writes in all), {sub_count} Subscription writes, in {window:g} s at a {interval:g} s usage interval",
     )
+    assert svc_usage == [], "no NetworkService carries usage"
+    # One write per device per interval, not one per service: the two services' counters share each write.
+    assert 1 <= usage_writes[device] <= window / interval + 1, usage_writes
+    assert all(usage_writes[d] == 0 for d in DEVICES if d != device), "no metered service there: nothing written"
     victim = replicas.procs[publisher]
     assert victim.proc is not None
     os.kill(victim.proc.pid, signal.SIGKILL)
@@ -276,9 +309,13 @@ def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner
     assert after[device] == holder, "the commerce holder drives the device now, and reads it itself"
     time.sleep(3)  # traffic, metered through the holder's own reads
     r.admin.link(device, port, False)
-    end_octets, end_billed = metered_at_rest(r, name, device, port, vlan)
-    assert end_octets > start_octets + 10**6, "traffic flowed between the two rests"
-    assert end_billed - start_billed == end_octets - start_octets, "every octet billed once, none lost"
+    for sub_name, v in ((name, vlan), (name2, vlan2)):
+        end_octets, end_billed = metered_at_rest(r, sub_name, device, port, v)
+        start_octets, start_billed = start[sub_name]
+        assert end_octets > start_octets + 10**6, f"traffic flowed between the two rests ({sub_name})"
+        assert end_billed - start_billed == end_octets - start_octets, (
+            f"every octet billed once, none lost ({sub_name})"
+        )
 
     # The month's close: the usage.rated event and the invoice's usage line say what was metered.
     sub = r.api.get("subscriptions", name, r.namespace)
@@ -313,6 +350,15 @@ def test_usage_on_another_replicas_device_is_billed_exactly_also_across_an_owner
     )
     (line,) = [ln for ln in inv["status"]["lines"] if ln["type"] == "usageCharge"]
     assert line["taxExcludedAmount"]["value"] == data["amount"], "the bill and the event agree"
+
+
+def usage_changes(versions: list[Any], began: float, ended: float) -> int:
+    """How many of the versions a watch delivered between `began` and `ended` (monotonic) changed
+    status.usage (the first version is where it started)."""
+    return sum(
+        a.status.get("usage") != b.status.get("usage") and began <= b.at <= ended
+        for a, b in itertools.pairwise(versions)
+    )
 
 
 def ts(value: str) -> datetime:

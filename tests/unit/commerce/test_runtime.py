@@ -1029,22 +1029,30 @@ def test_the_months_bill_waits_for_its_subscriptions_to_close_the_month() -> Non
 
 
 def test_counters_another_replica_published_are_metered_once_through_a_change_of_owner() -> None:
-    """Sharded (#16): the replica driving the device publishes the counters in the NetworkService's
+    """Sharded (#16): the replica driving the device publishes the counters in the NetworkDevice's
     status; the commerce holder meters them only from the device's Lease holder, and its own reads of the
     same counter (once it drives the device) continue the same series."""
     clock = FakeClock(T0)
 
     async def scenario(w: World) -> None:
         holders = {"pe1": "rep-b"}
+        reports: dict[str, Any] = {}  # the NetworkDevices' status.usage, as runtime.Controller keeps them
         w.ctl.ctx.holder_of = holders.get
+        w.ctl.ctx.device_usage = reports.get
         key, counter, _ = await activate_metered(w)
         assert w.obj("networkservices", "hq")["metadata"]["labels"][METERED_LABEL] == "true"
 
         async def publish(replica: str, at: datetime, out: int) -> None:
             clock.set(max(clock.now(), at))
             endpoint = {"port": "Ethernet1", "vlanId": 100, "inOctets": "0", "outOctets": str(out)}
-            report = {"replica": replica, "sampledAt": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "endpoints": [endpoint]}
-            await w.kube.patch_status(Ref("networkservices", "hq", "acme"), {"usage": {"pe1": report}})
+            other = {"port": "Ethernet9", "vlanId": 900, "inOctets": "7", "outOctets": "7"}  # not this one's
+            report = {
+                "replica": replica,
+                "sampledAt": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endpoints": [endpoint, other],
+            }
+            reports["pe1"] = report
+            w.ctl.observe_device_usage("pe1", report)  # the NetworkDevice's watch event: it queues the pass
             await w.idle()
 
         def metered() -> tuple[int, int]:
