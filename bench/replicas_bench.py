@@ -42,6 +42,7 @@ from devicesim.device import writer_overlaps
 GROUP = "bench"
 NS = "bench-replicas"
 TIMING = ["--shard-lease-seconds", "15", "--shard-renew-deadline-seconds", "10", "--shard-renew-seconds", "2"]
+LOG_LEVEL = ["--log-level", "warning"]  # --log-level: info logs each failover take's start and first Set
 
 
 def replica(plane: B.ControlPlane, workdir: Path, name: str) -> B.BenchController:
@@ -49,7 +50,7 @@ def replica(plane: B.ControlPlane, workdir: Path, name: str) -> B.BenchControlle
     ctl = B.BenchController(
         plane.kubeconfig,
         workdir / f"{name}.log",
-        extra=["--shard-group", GROUP, "--shard-namespace", "default", *TIMING],
+        extra=["--shard-group", GROUP, "--shard-namespace", "default", *TIMING, *LOG_LEVEL],
     )
     ctl.env["POD_ID"] = name
     return ctl.start()
@@ -365,6 +366,8 @@ def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict
             "ready": watch.ready_count(keys),
             "converge_s": round(wall, 1),
             "killed_after_s": round(killed.get("at", t0) - t0, 1),
+            "killed_at_utc": time.strftime("%H:%M:%S", time.gmtime(killed.get("wall", 0) / 1e9))
+            + f".{int(killed.get('wall', 0) // 1_000_000 % 1000):03d}",
             "load_average_at_kill": round(killed.get("load", 0.0), 2),
             "load_average_during_rollout": rollout,
             "lease_taken_s": summary_s(taken, len(lost)),
@@ -407,8 +410,12 @@ def main() -> None:
     parser.add_argument("--failover-devices", type=int, default=None, help="default: --devices")
     parser.add_argument("--timeout", type=float, default=900, help="per run, from the first create to all Ready")
     parser.add_argument("--idle-seconds", type=float, default=60, help="after each convergence: API requests idle")
+    parser.add_argument(
+        "--log-level", default="warning", help="the replicas' (info: the failover's per-device start and first Set)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/replicas-<time>/results.json")
     args = parser.parse_args()
+    LOG_LEVEL[1] = args.log_level
     B.kill_leftovers()
     workdir = B.ROOT / "bench" / "results" / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -238,6 +239,7 @@ class Controller:
             self._relist_wanted = False
             self._removed_since_list.clear()
             log.info("listing every NetworkService for the devices this replica took")
+            began = time.monotonic()
             try:
                 bodies = await self.kube.list_all("networkservices")
             except Exception as exc:
@@ -245,11 +247,20 @@ class Controller:
                 await asyncio.sleep(2)
                 self._relist_wanted = True
                 continue
+            listed, added = time.monotonic(), 0
             for body in bodies:
                 meta = body.get("metadata") or {}
                 key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
                 if key not in self.network.services and key not in self._removed_since_list:
                     await self.upsert_service(body)
+                    added += key in self.network.services
+            log.info(
+                "listed %d NetworkServices in %.2fs; %d taken up in %.2fs",
+                len(bodies),
+                listed - began,
+                added,
+                time.monotonic() - listed,
+            )
 
     def _units(self) -> set[str]:
         return set(self.devices) | self.network.named_devices() | self._named
@@ -259,16 +270,29 @@ class Controller:
             self.commerce = self._new_commerce()
             self.commerce.start()  # it lists every commerce object before its first pass
             return
+        began = time.monotonic()
         self.network.adopt_device(unit)
         self._relist_soon()
         await self.refresh_device(unit)
-        await self._take_up_unfinalized(unit)
+        refreshed = time.monotonic()
+        taken_up = await self._take_up_unfinalized(unit)
+        log.info(
+            "device %s: Secrets read and session started in %.2fs; %d services without our finalizer taken up in %.2fs",
+            unit,
+            refreshed - began,
+            taken_up,
+            time.monotonic() - refreshed,
+        )
 
-    async def _take_up_unfinalized(self, unit: str) -> None:
+    async def _take_up_unfinalized(self, unit: str) -> int:
+        """The services on `unit` whose finalizer waited for its writer; how many there were."""
+        found = 0
         for body in list(self._unfinalized.values()):  # services whose status this replica may write now
             endpoints = (body.get("spec") or {}).get("endpoints") or []
             if any(isinstance(e, dict) and e.get("device") == unit for e in endpoints):
+                found += 1
                 await self.upsert_service(body)
+        return found
 
     async def _suspend(self, unit: str) -> bool:
         """The fence lapsed: stop the device's passes (no Set until it is resumed), but keep its session
