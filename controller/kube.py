@@ -104,10 +104,10 @@ class Kube:
             )
         )
 
-    async def list_all(self, plural: str, timeout: float | None = None) -> list[dict[str, Any]]:
+    async def list_all(self, plural: str, timeout: float | None = None, urgent: bool = False) -> list[dict[str, Any]]:
         """Every object of a kind in the cluster (all namespaces); `timeout` bounds the call in seconds."""
         extra = {} if timeout is None else {"_request_timeout": timeout}
-        result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **extra)
+        result = await self._call(self.custom.list_cluster_custom_object, (GROUP, VERSION, plural), extra, urgent)
         return [dict(item) for item in result.get("items", [])]
 
     async def list_in(self, plural: str, namespace: str, timeout: float | None = None) -> list[dict[str, Any]]:
@@ -173,16 +173,20 @@ class Kube:
         namespaced = self.custom.patch_namespaced_custom_object_status
         return dict(await self._run(namespaced, GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
 
-    async def patch(self, ref: Ref, body: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, ref: Ref, body: dict[str, Any], urgent: bool = False) -> dict[str, Any]:
         self._count(ref.plural)
         if ref.namespace is None:
             cluster = self.custom.patch_cluster_custom_object
-            return dict(await self._run(cluster, GROUP, VERSION, ref.plural, ref.name, body))
+            return dict(await self._call(cluster, (GROUP, VERSION, ref.plural, ref.name, body), {}, urgent))
         namespaced = self.custom.patch_namespaced_custom_object
-        return dict(await self._run(namespaced, GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
+        args = (GROUP, VERSION, ref.namespace, ref.plural, ref.name, body)
+        return dict(await self._call(namespaced, args, {}, urgent))
 
-    async def set_finalizers(self, ref: Ref, finalizers: list[str], resource_version: str) -> dict[str, Any]:
-        return await self.patch(ref, {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}})
+    async def set_finalizers(
+        self, ref: Ref, finalizers: list[str], resource_version: str, urgent: bool = False
+    ) -> dict[str, Any]:
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        return await self.patch(ref, body, urgent)
 
     async def create(self, body: dict[str, Any], plural: str, namespace: str | None) -> dict[str, Any]:
         self._count(plural)

@@ -250,7 +250,7 @@ class Controller:
             log.info("listing every NetworkService for the devices this replica took")
             began = time.monotonic()
             try:
-                bodies = await self.kube.list_all("networkservices")
+                bodies = await self.kube.list_all("networkservices", urgent=True)  # every taken device waits
             except Exception as exc:
                 log.warning("listing NetworkServices for the devices this replica took failed (%s); again in 2 s", exc)
                 self._listed_for = set()
@@ -292,7 +292,7 @@ class Controller:
         key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
         if key in self.network.services or key in self._removed_since_list:
             return 0
-        await self.upsert_service(body)
+        await self.upsert_service(body, urgent=True)
         return int(key in self.network.services)
 
     def _units(self) -> set[str]:
@@ -328,7 +328,7 @@ class Controller:
 
     async def _take_up(self, unit: str, bodies: list[dict[str, Any]]) -> None:
         began = time.monotonic()
-        results = await asyncio.gather(*(self.upsert_service(b) for b in bodies), return_exceptions=True)
+        results = await asyncio.gather(*(self.upsert_service(b, urgent=True) for b in bodies), return_exceptions=True)
         failed = [(b, r) for b, r in zip(bodies, results, strict=True) if isinstance(r, Exception)]
         for body, exc in failed:
             # As a failed start did before: it waits for the unit's next start (or the service's next event).
@@ -568,7 +568,9 @@ class Controller:
         self.publish_device(name, count_now=True)
 
     # -- NetworkService -----------------------------------------------------------------------
-    async def upsert_service(self, body: dict[str, Any]) -> None:
+    async def upsert_service(self, body: dict[str, Any], urgent: bool = False) -> None:
+        """`urgent`: a service of a device just taken over (its finalizer write goes before queued status
+        writes: the lost replica's backlog is what the failover waits for)."""
         body = lean(body)
         if self.commerce is not None:
             self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
@@ -610,11 +612,11 @@ class Controller:
             # with the object the write returns rather than waiting for its watch event.
             try:
                 body = await self.kube.set_finalizers(
-                    record.ref, [*record.finalizers, FINALIZER], record.resource_version
+                    record.ref, [*record.finalizers, FINALIZER], record.resource_version, urgent=urgent
                 )
             except (Conflict, NotFound):
                 return  # a newer event follows
-            await self.upsert_service(body)
+            await self.upsert_service(body, urgent)
             return
         if self.shards is not None:
             self._name_units(record)

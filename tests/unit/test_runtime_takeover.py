@@ -66,14 +66,16 @@ class FakeKube:
         self.lists = 0
         self.finalized: list[str] = []
 
-    async def set_finalizers(self, ref: Ref, finalizers: list[str], resource_version: str) -> dict[str, Any]:
+    async def set_finalizers(
+        self, ref: Ref, finalizers: list[str], resource_version: str, urgent: bool = False
+    ) -> dict[str, Any]:
         self.writing.set()
         await self.release.wait()
         body = next(s for s in self.services if s["metadata"]["name"] == ref.name)
         self.finalized.append(ref.name)
         return {**body, "metadata": {**body["metadata"], "finalizers": finalizers, "resourceVersion": "2"}}
 
-    async def list_all(self, plural: str, timeout: float | None = None) -> list[dict[str, Any]]:
+    async def list_all(self, plural: str, timeout: float | None = None, urgent: bool = False) -> list[dict[str, Any]]:
         self.lists += 1
         self.listing.set()
         await self.list_release.wait()
