@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -219,6 +219,7 @@ class Controller:
             return False
         if any(self.keeps(d) for d in devices):
             return False
+        self._uncovered(devices)
         if not set(devices) <= self._named:
             self._named |= set(devices)
             self.shards.poke()
@@ -238,6 +239,12 @@ class Controller:
         self._relist_wanted = True
         if self._relist is None or self._relist.done():
             self._relist = asyncio.create_task(self._relist_services(), name="shard-relist")
+
+    def _uncovered(self, devices: Iterable[str]) -> None:
+        """An event of a service on `devices` was dropped: the latest list no longer covers them (e.g. one
+        was let go for a moment, its start refused by a lapsed fence), so taking one up lists again."""
+        if self._listed_for:
+            self._listed_for.difference_update(devices)
 
     async def _relist_services(self) -> None:
         while self._relist_wanted:
@@ -621,6 +628,7 @@ class Controller:
         if self.shards is not None:
             self._name_units(record)
             if key not in self.network.services and not self._concerns(record):
+                self._uncovered(record.devices())
                 return  # the replicas driving its devices keep it; a re-list brings it if one becomes ours
         self.network.upsert_service(record)
 

@@ -150,6 +150,16 @@ def test_one_list_of_services_serves_every_device_taken_before_it_began() -> Non
         ctl._relist_soon("pe2")
         await ctl._relist
         assert kube.lists == 2
+
+        # Not held for a moment without being stopped (a start the fence refused): an event of one of its
+        # services dropped meanwhile means the list no longer covers it.
+        del ctl.shards.held["pe2"]  # type: ignore[union-attr]
+        await ctl.upsert_service(service("c", "pe2", finalized=True))
+        assert "c" not in {k.name for k in ctl.network.services}
+        ctl.shards.held["pe2"] = 2  # type: ignore[union-attr]
+        ctl._relist_soon("pe2")
+        await ctl._relist
+        assert kube.lists == 3
         await ctl.close()
 
     asyncio.run(main())
