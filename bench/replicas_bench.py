@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -42,6 +43,7 @@ from devicesim.device import writer_overlaps
 GROUP = "bench"
 NS = "bench-replicas"
 TIMING = ["--shard-lease-seconds", "15", "--shard-renew-deadline-seconds", "10", "--shard-renew-seconds", "2"]
+LOG_LEVEL = ["--log-level", "warning"]  # --log-level: info logs each failover take's start and first Set
 
 
 def replica(plane: B.ControlPlane, workdir: Path, name: str) -> B.BenchController:
@@ -49,7 +51,7 @@ def replica(plane: B.ControlPlane, workdir: Path, name: str) -> B.BenchControlle
     ctl = B.BenchController(
         plane.kubeconfig,
         workdir / f"{name}.log",
-        extra=["--shard-group", GROUP, "--shard-namespace", "default", *TIMING],
+        extra=["--shard-group", GROUP, "--shard-namespace", "default", *TIMING, *LOG_LEVEL],
     )
     ctl.env["POD_ID"] = name
     return ctl.start()
@@ -365,6 +367,8 @@ def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict
             "ready": watch.ready_count(keys),
             "converge_s": round(wall, 1),
             "killed_after_s": round(killed.get("at", t0) - t0, 1),
+            "killed_at_utc": time.strftime("%H:%M:%S", time.gmtime(killed.get("wall", 0) / 1e9))
+            + f".{int(killed.get('wall', 0) // 1_000_000 % 1000):03d}",
             "load_average_at_kill": round(killed.get("load", 0.0), 2),
             "load_average_during_rollout": rollout,
             "lease_taken_s": summary_s(taken, len(lost)),
@@ -375,6 +379,9 @@ def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict
             "devices_not_exactly_their_services": wrong,
             "overlapping_devices": overlaps(fleet, names),
         }
+        result["takeover"] = takeover_breakdown(
+            [c.log_path for n, c in ctls.items() if n != victim], lost, result["killed_at_utc"]
+        )
         if not ok:
             result["not_ready"] = not_ready(plane, watch, keys, {d: short(h) for d, h in owners.items()})
         result["load_average_whole_run"] = load.stop()
@@ -382,6 +389,60 @@ def failover(workdir: Path, services: int, devices: int, timeout: float) -> dict
     finally:
         load.stop()
         stop_group(plane, fleet, ctls)
+
+
+_STARTED = re.compile(r"shard: started (\S+) in ([\d.]+)s, ([\d.]+)s after its take")
+_SECRETS = re.compile(r"device (\S+): Secrets read and session started in ([\d.]+)s")
+_FIRST_PASS = re.compile(
+    r"device (\S+): first pass over a synced session since it was taken, ([\d.]+)s after, (\d+) services"
+)
+_FIRST_SET = re.compile(r"device (\S+): first Set since it was taken, ([\d.]+)s after")
+_LISTED = re.compile(r"listed (\d+) NetworkServices in ([\d.]+)s; (\d+) taken up in ([\d.]+)s")
+
+
+def takeover_breakdown(logs: list[Path], lost: list[str], killed_at: str) -> dict[str, Any]:
+    """Where each lost device's time went between its take and its first Set, from the survivors' info
+    logs (their own durations, so no clocks to align): waiting for a start slot, the start (Secrets read,
+    session started), the first pass over a synced session, the first Set; and the lists of every
+    NetworkService the survivors made. Empty at a log level above info."""
+    per: dict[str, dict[str, float]] = defaultdict(dict)
+    lists: list[dict[str, float]] = []
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            if line[11:23] < killed_at:  # "2026-12-04 01:19:04,479 ..." against "01:18:47.332"
+                continue
+            # The first of each after the kill: a later one is another hand-over (the stop at the end).
+            if m := _STARTED.search(line):
+                step = {"slot_wait": float(m[3]), "start": float(m[2])}
+            elif m := _SECRETS.search(line):
+                step = {"secrets_and_session": float(m[2])}
+            elif m := _FIRST_PASS.search(line):
+                step = {"first_synced_pass": float(m[2]), "services_at_first_pass": float(m[3])}
+            elif m := _FIRST_SET.search(line):
+                step = {"first_set": float(m[2])}
+            elif m := _LISTED.search(line):
+                lists.append(
+                    {"listed": float(m[1]), "list_s": float(m[2]), "taken_up": float(m[3]), "take_up_s": float(m[4])}
+                )
+                continue
+            else:
+                continue
+            for key, value in step.items():
+                per[m[1]].setdefault(key, value)
+    found = {d: per[d] for d in lost if d in per}
+    for d in found.values():  # from the take: the slot wait, then the start's own clock
+        if "slot_wait" in d and "first_set" in d:
+            d["take_to_first_set"] = round(d["slot_wait"] + d["first_set"], 2)
+
+    def spread(key: str) -> dict[str, Any]:
+        return summary_s([d[key] for d in found.values() if key in d], len(lost))
+
+    keys = ["slot_wait", "start", "secrets_and_session", "first_synced_pass", "first_set", "take_to_first_set"]
+    return {
+        "per_step_s": {k: spread(k) for k in keys},
+        "services_lists": lists,
+        "devices": {d: found[d] for d in sorted(found)},
+    }
 
 
 def summary_s(values: list[float], expected: int) -> dict[str, Any]:
@@ -407,8 +468,12 @@ def main() -> None:
     parser.add_argument("--failover-devices", type=int, default=None, help="default: --devices")
     parser.add_argument("--timeout", type=float, default=900, help="per run, from the first create to all Ready")
     parser.add_argument("--idle-seconds", type=float, default=60, help="after each convergence: API requests idle")
+    parser.add_argument(
+        "--log-level", default="warning", help="the replicas' (info: the failover's per-device start and first Set)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/replicas-<time>/results.json")
     args = parser.parse_args()
+    LOG_LEVEL[1] = args.log_level
     B.kill_leftovers()
     workdir = B.ROOT / "bench" / "results" / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -164,6 +165,8 @@ class Controller:
         self._relist: asyncio.Task[None] | None = None
         self._relist_wanted = False
         self._removed_since_list: set[ServiceKey] = set()  # deleted while a re-list was under way
+        self._listed_for: set[str] = set()  # devices held when the latest list of NetworkServices began
+        self._taking_up: dict[str, set[asyncio.Task[None]]] = {}  # per device: finalizers being added
         self._count_writes: dict[str, asyncio.TimerHandle] = {}  # devices whose new service count waits
         self._refresh_on_resume: set[str] = set()  # suspended devices whose refresh was skipped meanwhile
 
@@ -223,6 +226,7 @@ class Controller:
             return False
         if any(self.keeps(d) for d in devices):
             return False
+        self._uncovered(devices)
         if not set(devices) <= self._named:
             self._named |= set(devices)
             self.shards.poke()
@@ -232,31 +236,78 @@ class Controller:
         """Whether this replica needs the service: it drives one of its devices or writes its status."""
         return any(self.keeps(d) for d in record.devices()) or self.network.is_home(record)
 
-    def _relist_soon(self) -> None:
+    def _relist_soon(self, unit: str) -> None:
         """A device became ours: its services, dropped while another replica drove it, come from one
-        list of every NetworkService (one list for all the devices gained in a burst)."""
+        list of every NetworkService (one list for all the devices gained in a burst). A list sent after
+        the device was already ours (its Lease taken) brings them, so a start that comes later (waiting
+        for a start slot) asks for none: in a failover each such start cost one more list of everything."""
+        if unit in self._listed_for:
+            return
         self._relist_wanted = True
         if self._relist is None or self._relist.done():
             self._relist = asyncio.create_task(self._relist_services(), name="shard-relist")
+
+    def _uncovered(self, devices: Iterable[str]) -> None:
+        """An event of a service on `devices` was dropped: the latest list no longer covers them (e.g. one
+        was let go for a moment, its start refused by a lapsed fence), so taking one up lists again."""
+        if self._listed_for:
+            self._listed_for.difference_update(devices)
 
     async def _relist_services(self) -> None:
         while self._relist_wanted:
             await asyncio.sleep(0.2)  # the rest of the burst of gains
             self._relist_wanted = False
             self._removed_since_list.clear()
+            # From here every event of a service on these devices is kept (keeps()), and the list is sent
+            # after this: together they cover each of these devices' services.
+            self._listed_for = set(self.shards.held) if self.shards is not None else set()
             log.info("listing every NetworkService for the devices this replica took")
+            began = time.monotonic()
             try:
-                bodies = await self.kube.list_all("networkservices")
+                bodies = await self.kube.list_all("networkservices", urgent=True)  # every taken device waits
             except Exception as exc:
                 log.warning("listing NetworkServices for the devices this replica took failed (%s); again in 2 s", exc)
+                self._listed_for = set()
                 await asyncio.sleep(2)
                 self._relist_wanted = True
                 continue
-            for body in bodies:
+            listed = time.monotonic()
+            # The finalized services first: taking one up is no API call. Those still waiting for their
+            # finalizer each need a write, so they go after, together, not one after another ahead of
+            # the rest of the list (which waited 34-50 s for them in a failover, docs/sharding.md).
+            waiting: list[dict[str, Any]] = []
+            added = 0
+            for i, body in enumerate(bodies):
                 meta = body.get("metadata") or {}
-                key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
-                if key not in self.network.services and key not in self._removed_since_list:
-                    await self.upsert_service(body)
+                if FINALIZER not in (meta.get("finalizers") or []) and not meta.get("deletionTimestamp"):
+                    waiting.append(body)
+                    continue
+                added += await self._take_up_listed(body)
+                if i % 256 == 255:
+                    await asyncio.sleep(0)  # a long list must not hold the loop (renews, Sets) for long
+            found = await asyncio.gather(*(self._take_up_listed(b) for b in waiting), return_exceptions=True)
+            for body, result in zip(waiting, found, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("taking up NetworkService %s failed: %s", body["metadata"].get("name"), result)
+            added += sum(r for r in found if isinstance(r, int))
+            log.info(
+                "listed %d NetworkServices in %.2fs; %d taken up in %.2fs (%d without our finalizer)",
+                len(bodies),
+                listed - began,
+                added,
+                time.monotonic() - listed,
+                len(waiting),
+            )
+
+    async def _take_up_listed(self, body: dict[str, Any]) -> int:
+        """A listed service unknown here (and not deleted since the list), as if its event came now; 1 if
+        this replica keeps it."""
+        meta = body.get("metadata") or {}
+        key = ServiceKey(meta.get("namespace", ""), meta.get("name", ""))
+        if key in self.network.services or key in self._removed_since_list:
+            return 0
+        await self.upsert_service(body, urgent=True)
+        return int(key in self.network.services)
 
     def _units(self) -> set[str]:
         return set(self.devices) | self.network.named_devices() | self._named
@@ -266,16 +317,50 @@ class Controller:
             self.commerce = self._new_commerce()
             self.commerce.start()  # it lists every commerce object before its first pass
             return
+        began = time.monotonic()
         self.network.adopt_device(unit)
-        self._relist_soon()
+        self._relist_soon(unit)
         await self.refresh_device(unit)
-        await self._take_up_unfinalized(unit)
+        log.info("device %s: Secrets read and session started in %.2fs", unit, time.monotonic() - began)
+        self._take_up_unfinalized(unit)
 
-    async def _take_up_unfinalized(self, unit: str) -> None:
-        for body in list(self._unfinalized.values()):  # services whose status this replica may write now
+    def _take_up_unfinalized(self, unit: str) -> None:
+        """The services on `unit` whose finalizer waited for its writer (this replica may write their
+        status now), taken up beside the start, not in it: each is an API write, and a start holds one
+        of the few start slots. Awaited one after another in the start, they held each slot 5-15 s in a
+        failover, and the lost replica's last devices waited 30 s for a slot (docs/sharding.md)."""
+        bodies = []
+        for body in list(self._unfinalized.values()):
             endpoints = (body.get("spec") or {}).get("endpoints") or []
             if any(isinstance(e, dict) and e.get("device") == unit for e in endpoints):
-                await self.upsert_service(body)
+                bodies.append(body)
+        if not bodies:
+            return
+        task = asyncio.create_task(self._take_up(unit, bodies), name=f"take-up-{unit}")
+        self._taking_up.setdefault(unit, set()).add(task)
+        task.add_done_callback(lambda t: self._taking_up.get(unit, set()).discard(t))
+
+    async def _take_up(self, unit: str, bodies: list[dict[str, Any]]) -> None:
+        began = time.monotonic()
+        results = await asyncio.gather(*(self.upsert_service(b, urgent=True) for b in bodies), return_exceptions=True)
+        failed = [(b, r) for b, r in zip(bodies, results, strict=True) if isinstance(r, Exception)]
+        for body, exc in failed:
+            # As a failed start did before: it waits for the unit's next start (or the service's next event).
+            key = ServiceKey(body["metadata"]["namespace"], body["metadata"]["name"])
+            self._unfinalized.setdefault(key, body)
+            log.warning("device %s: taking up NetworkService %s failed: %s", unit, key.name, exc)
+        log.info(
+            "device %s: %d services without our finalizer taken up in %.2fs",
+            unit,
+            len(bodies) - len(failed),
+            time.monotonic() - began,
+        )
+
+    async def _stop_taking_up(self, unit: str) -> None:
+        tasks = self._taking_up.pop(unit, set())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _suspend(self, unit: str) -> bool:
         """The fence lapsed: stop the device's passes (no Set until it is resumed), but keep its session
@@ -300,7 +385,7 @@ class Controller:
             self._refresh_on_resume.discard(unit)
             await self.refresh_device(unit)
         self.network.resume_device(unit)
-        await self._take_up_unfinalized(unit)
+        self._take_up_unfinalized(unit)
 
     async def _lose(self, unit: str) -> None:
         if unit == COMMERCE:
@@ -309,6 +394,8 @@ class Controller:
                 await commerce.close()
             return
         self._refresh_on_resume.discard(unit)
+        self._listed_for.discard(unit)  # taken again later, its services come from a new list
+        await self._stop_taking_up(unit)
         record = self.devices.get(unit)
         if record is not None:
             record.target = None  # the next owner-ship opens a fresh session
@@ -345,6 +432,8 @@ class Controller:
         if self._relist is not None:
             self._relist.cancel()
             await asyncio.gather(self._relist, return_exceptions=True)
+        for unit in list(self._taking_up):
+            await self._stop_taking_up(unit)
         if self._usage_task is not None:
             self._usage_task.cancel()
             await asyncio.gather(self._usage_task, return_exceptions=True)
@@ -497,7 +586,9 @@ class Controller:
         self.publish_device(name, count_now=True)
 
     # -- NetworkService -----------------------------------------------------------------------
-    async def upsert_service(self, body: dict[str, Any]) -> None:
+    async def upsert_service(self, body: dict[str, Any], urgent: bool = False) -> None:
+        """`urgent`: a service of a device just taken over (its finalizer write goes before queued status
+        writes: the lost replica's backlog is what the failover waits for)."""
         body = lean(body)
         if self.commerce is not None:
             self.commerce.observe_service(body)  # a Subscription follows the NetworkService it owns
@@ -539,15 +630,16 @@ class Controller:
             # with the object the write returns rather than waiting for its watch event.
             try:
                 body = await self.kube.set_finalizers(
-                    record.ref, [*record.finalizers, FINALIZER], record.resource_version
+                    record.ref, [*record.finalizers, FINALIZER], record.resource_version, urgent=urgent
                 )
             except (Conflict, NotFound):
                 return  # a newer event follows
-            await self.upsert_service(body)
+            await self.upsert_service(body, urgent)
             return
         if self.shards is not None:
             self._name_units(record)
             if key not in self.network.services and not self._concerns(record):
+                self._uncovered(record.devices())
                 return  # the replicas driving its devices keep it; a re-list brings it if one becomes ours
         self.network.upsert_service(record)
 
@@ -567,6 +659,8 @@ class Controller:
         self._cancel_count_writes()
         if self._resync is not None:
             self._resync.cancel()
+        for unit in list(self._taking_up):
+            await self._stop_taking_up(unit)
         await self.network.close()
         if self.commerce is not None:
             await self.commerce.close()

@@ -416,6 +416,7 @@ class Coordinator:
     _recreating: asyncio.Task[None] | None = None  # the loop's renew after a 409 of the renewer thread
     _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
+    _taken_at: dict[str, float] = field(default_factory=dict)  # unit -> when its take was written (the start's log)
     _renewer: threading.Thread | None = None
     _renewer_stop: threading.Event = field(default_factory=threading.Event)
     _beat: float | None = None  # when the coordinator last ended a tick or a step of one (for the renewer thread)
@@ -667,6 +668,7 @@ class Coordinator:
             self._progressed()
         log.info("shard: took %s (tenure %d)", unit, tenure)
         self.held[unit] = tenure
+        self._taken_at[unit] = self.clock()
         return unit, tenure
 
     def _progressed(self) -> None:
@@ -694,9 +696,15 @@ class Coordinator:
             if not self.fence_valid():
                 del self.held[unit]  # our renew is late: the Lease is still ours, a later tick starts it
                 return
+            began = self.clock()
+            taken = self._taken_at.pop(unit, None)
             try:
                 await self.on_gain(unit, tenure)
                 self._started.add(unit)
+                if taken is not None:  # a failover's take: where its time goes (docs/sharding.md)
+                    log.info(
+                        "shard: started %s in %.2fs, %.2fs after its take", unit, self.clock() - began, began - taken
+                    )
             except Exception:
                 log.exception("shard: starting %s failed; stopping it, the next tick starts it again", unit)
                 self.held.pop(unit, None)

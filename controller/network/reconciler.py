@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
@@ -241,6 +242,9 @@ class NetworkReconciler:
     # The replica that holds a device's Lease (None: unknown): a report by anyone else is ignored.
     holder_of: Callable[[str], str | None] = lambda device: None
     _home: dict[ServiceKey, bool] = field(default_factory=dict)
+    # Devices taken over, until their first Set: when, and whether a pass found the session synced (the
+    # failover's log of where a taken device waits, docs/sharding.md).
+    _adopted: dict[str, tuple[float, bool]] = field(default_factory=dict)
     # status.owned of a service on a device it is applied to, as last built, with what it was built from
     # (the render, the legacy VLAN form, the shared entries the controller created there): a publish then
     # costs no re-normalising, and the written status holds this same object.
@@ -419,6 +423,7 @@ class NetworkReconciler:
         for cache in (self._intents, self._drifts, self._refusals, self._refused_at, self._merged, self._scope):
             cache.pop(device, None)
         self._full.discard(device)
+        self._adopted.pop(device, None)
         self._removed.pop(device, None)
         self._created.pop(device, None)
         self._retired.pop(device, None)
@@ -453,6 +458,7 @@ class NetworkReconciler:
                 gone = owned - self.owned_leaves(record, device)
                 if gone:
                     self._retired[device].setdefault(record.key, set()).update(gone)
+        self._adopted[device] = (time.monotonic(), False)
         self.mark_dirty(device)
 
     # -- the per-device loop --------------------------------------------------------------
@@ -503,6 +509,15 @@ class NetworkReconciler:
             # The subscription's initial state (e.g. oper-status) is still arriving; a pass now would
             # publish statuses lacking it. Its sync_response marks the device dirty again.
             return
+        adopted = self._adopted.get(device)
+        if adopted is not None and not adopted[1]:
+            self._adopted[device] = (adopted[0], True)
+            log.info(
+                "device %s: first pass over a synced session since it was taken, %.2fs after, %d services",
+                device,
+                time.monotonic() - adopted[0],
+                len(members),
+            )
         live = [r for r in members if not r.deleting and r.spec is not None]
         leaving = [r for r in members if r.deleting and device not in self._torn_down[r.key]]
         self._legacy_vlan[device] = uses_legacy_vlan(session.capabilities.models if session.capabilities else ())
@@ -789,6 +804,14 @@ class NetworkReconciler:
         task.add_done_callback(self._background.discard)
 
     async def _send(self, session: DeviceSession, set_plan: SetPlan) -> None:
+        adopted = self._adopted.pop(session.name, None)
+        if adopted is not None:
+            log.info(
+                "device %s: first Set since it was taken, %.2fs after (%d operations)",
+                session.name,
+                time.monotonic() - adopted[0],
+                len(set_plan.operations),
+            )
         stats = self.stats[session.name]
         stats.sets += 1
         stats.set_ops += len(set_plan.operations)
