@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,10 @@ def one_size(ctx: Any, n: int) -> dict[str, Any]:
             f"  references {n}: floor {floor}s ({out['floor_api']['retries']} API retries), "
             f"operator {out['kopf_operator']['wall_s']}s, controller {ctl['wall_s']}s"
         )
+    except Exception as exc:  # what this size measured before it failed is kept, with where it failed
+        out["error"] = repr(exc)
+        out["traceback"] = traceback.format_exc(limit=-4)
+        B.log(f"references {n} failed: {exc!r}\n{out['traceback']}")
     finally:
         fleet.stop()
         plane.stop()
