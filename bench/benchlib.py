@@ -286,16 +286,39 @@ def strip_finalizers_and_delete(api: Api, namespace: str, plural: str = "network
     api.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
 
 
+def _transient(exc: ApiException) -> bool:
+    return exc.status is not None and (exc.status >= 500 or exc.status == 429)
+
+
 def clear_services(api: Api, fleet: FleetProcess, names: Iterable[str], namespace: str) -> None:
     """With no controller running: every NetworkService of `namespace` gone, and the devices reset to
-    empty, so the next run starts where the previous one did."""
-    strip_finalizers_and_delete(api, namespace)
-    wait_for(
-        "the services deleted",
-        lambda: not api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "networkservices")["items"],
-        timeout=300,
-        interval=0.5,
-    )
+    empty, so the next run starts where the previous one did. Deleting 10,000 objects can outlast the
+    API server's 60 s request timeout when it is short of CPU (a 5xx, twice on 2026-12-04): then the
+    list and delete are made again until nothing is left."""
+
+    def gone() -> bool:
+        try:
+            left = api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "networkservices")["items"]
+        except ApiException as exc:
+            if _transient(exc):
+                return False
+            raise
+        if left:
+            try:
+                strip_finalizers_and_delete(api, namespace)
+            except ApiException as exc:
+                if not _transient(exc):
+                    raise
+                log(f"clearing {len(left)} services: {exc.status} from the API server, again")
+        return not left
+
+    try:
+        strip_finalizers_and_delete(api, namespace)
+    except ApiException as exc:
+        if not _transient(exc):
+            raise
+        log(f"clearing the services: {exc.status} from the API server, again")
+    wait_for("the services deleted", gone, timeout=600, interval=2.0)
     reset_devices(fleet, names)
 
 

@@ -1362,6 +1362,9 @@ def reference_rows(refs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for key, r in refs.items():
         if not key.startswith("n"):
             continue
+        if "error" in r:
+            rows.append((f"8. References, {r['services']:,} services", "failed: " + r["error"], "", ""))
+            continue
         ctl = r["controller"]["1"]
         k = r["kopf_operator"]
         rows += [

@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,38 @@ WRITERS = 8  # the controller's API client pool (controller.kube.Kube's workers)
 HERE = Path(__file__).resolve().parent
 
 
+ATTEMPTS = 5  # per API call of the floor, on a 5xx or 429 (the controller's client retries those too)
+
+
 def api_floor(api: Any, services: list[B.Svc], workers: int = WORKERS, writers: int = WRITERS) -> dict[str, Any]:
     """The creates from `workers` threads, as in every run; each object's finalizer and status write
-    as soon as its create returns, from `writers` threads (the controller's own API client pool)."""
+    as soon as its create returns, from `writers` threads (the controller's own API client pool).
+    A call answered 5xx or 429 (an API server short of CPU) is retried, and the retries counted: one
+    such answer failed a whole 10,000-service run on 2026-12-04."""
+    retries: list[str] = []  # list.append is atomic: the threads share it without a lock
+
+    def call(what: str, fn: Any, *args: Any) -> Any:
+        """fn(*args), retried on 5xx/429. A 409 on a retry means the failed attempt had landed (a
+        timeout after the write): None is returned then."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return fn(*args)
+            except ApiException as exc:
+                if exc.status == 409 and attempt > 0:
+                    retries.append(f"{what} 409 after a retry")
+                    return None
+                transient = exc.status is not None and (exc.status >= 500 or exc.status == 429)
+                if not transient or attempt == ATTEMPTS - 1:
+                    raise
+                retries.append(f"{what} {exc.status}")
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def follow(svc: B.Svc, made: dict[str, Any]) -> None:
         custom, meta = api.custom, made["metadata"]
-        custom.patch_namespaced_custom_object(
+        call(
+            "finalizer",
+            custom.patch_namespaced_custom_object,
             B.GROUP,
             B.VERSION,
             svc.namespace,
@@ -67,7 +93,9 @@ def api_floor(api: Any, services: list[B.Svc], workers: int = WORKERS, writers: 
             "lastTransitionTime": "2026-01-01T00:00:00Z",
             "observedGeneration": generation,
         }
-        custom.patch_namespaced_custom_object_status(
+        call(
+            "status",
+            custom.patch_namespaced_custom_object_status,
             B.GROUP,
             B.VERSION,
             svc.namespace,
@@ -81,17 +109,19 @@ def api_floor(api: Any, services: list[B.Svc], workers: int = WORKERS, writers: 
         followed: list[Future[None]] = []
 
         def create(svc: B.Svc) -> None:
-            for attempt in range(5):
-                try:
-                    made = api.custom.create_namespaced_custom_object(
-                        B.GROUP, B.VERSION, svc.namespace, "networkservices", svc.body()
-                    )
-                    break
-                except ApiException as exc:
-                    if exc.status >= 500 or exc.status == 429:
-                        time.sleep(0.2 * (attempt + 1))
-                        continue
-                    raise
+            made = call(
+                "create",
+                api.custom.create_namespaced_custom_object,
+                B.GROUP,
+                B.VERSION,
+                svc.namespace,
+                "networkservices",
+                svc.body(),
+            )
+            if made is None:  # created by an attempt that timed out: read it back for its resourceVersion
+                made = api.custom.get_namespaced_custom_object(
+                    B.GROUP, B.VERSION, svc.namespace, "networkservices", svc.name
+                )
             followed.append(pool.submit(follow, svc, made))
 
         with ThreadPoolExecutor(workers, thread_name_prefix="floor-create") as creators:
@@ -105,6 +135,8 @@ def api_floor(api: Any, services: list[B.Svc], workers: int = WORKERS, writers: 
         "create_threads": workers,
         "write_threads": writers,
         "objects_per_s": round(len(services) / wall, 1),
+        "retries": len(retries),
+        "retried": sorted(set(retries)),
     }
 
 
@@ -242,8 +274,13 @@ def one_size(ctx: Any, n: int) -> dict[str, Any]:
         }
         out["goals"] = {"controller_within_1_5x_floor": bool(ctl["all_ready"] and ctl["wall_s"] <= 1.5 * floor)}
         B.log(
-            f"  references {n}: floor {floor}s, operator {out['kopf_operator']['wall_s']}s, controller {ctl['wall_s']}s"
+            f"  references {n}: floor {floor}s ({out['floor_api']['retries']} API retries), "
+            f"operator {out['kopf_operator']['wall_s']}s, controller {ctl['wall_s']}s"
         )
+    except Exception as exc:  # what this size measured before it failed is kept, with where it failed
+        out["error"] = repr(exc)
+        out["traceback"] = traceback.format_exc(limit=-4)
+        B.log(f"references {n} failed: {exc!r}\n{out['traceback']}")
     finally:
         fleet.stop()
         plane.stop()
@@ -252,4 +289,11 @@ def one_size(ctx: Any, n: int) -> dict[str, Any]:
 
 def references(ctx: Any) -> dict[str, Any]:
     sizes = [int(s) for s in str(ctx.p["ref_sizes"]).split(",") if s]
-    return {f"n{n}": one_size(ctx, n) for n in sizes}
+    out: dict[str, Any] = {}
+    for n in sizes:  # a failed size is reported in its place; the sizes measured before it are kept
+        try:
+            out[f"n{n}"] = one_size(ctx, n)
+        except Exception as exc:
+            B.log(f"references {n} failed: {exc!r}")
+            out[f"n{n}"] = {"services": n, "error": repr(exc)}
+    return out
