@@ -190,6 +190,9 @@ class StatusWriter:
         self._landed: dict[Ref, tuple[str, dict[str, Any]]] = {}
         self._direct: dict[Ref, dict[str, Any]] = {}  # a status write made outside this writer, under way
         self._overwrite: dict[Ref, dict[str, Any]] = {}  # forged copies the next write must undo entirely
+        # Forgotten while a write was under way (e.g. a device handed to another replica): that write's
+        # answer is not kept, or the new owner's writes would all look forged to this writer.
+        self._dropped: set[Ref] = set()
 
     def submit(self, ref: Ref, desired: dict[str, Any], stored: dict[str, Any] | None, part: bool = False) -> bool:
         """Queue `desired` for `ref` unless the status, once our writes land, already has it. A newer desire
@@ -256,6 +259,8 @@ class StatusWriter:
         return {k: v for k, v in current.items() if v is not None}
 
     def forget(self, ref: Ref) -> None:
+        if ref in self._busy:
+            self._dropped.add(ref)
         self._written.pop(ref, None)
         self._pending.pop(ref, None)
         self._landed.pop(ref, None)
@@ -352,12 +357,18 @@ class StatusWriter:
                 before = self._before.pop(ref, None)
                 try:
                     after = await self._kube.patch_status(ref, desired)
+                    if ref in self._dropped:
+                        self._dropped.discard(ref)
+                        continue  # forgotten meanwhile: no record of it; a desire queued since is still written
                     self.landed(ref, after)
                 except NotFound:
                     self.forget(ref)
                     return
                 except Exception as exc:
                     self._written.pop(ref, None)
+                    if ref in self._dropped:
+                        self._dropped.discard(ref)
+                        continue  # forgotten meanwhile: not retried (it is no longer this writer's to write)
                     if not transient(exc):
                         log.warning("status write for %s refused: %s", ref, exc)
                         continue  # a desire queued meanwhile is still written
@@ -376,6 +387,7 @@ class StatusWriter:
                     self.announcer.after_status_write(before, after)
         finally:
             self._busy.discard(ref)
+            self._dropped.discard(ref)
 
     async def discard(self) -> None:
         """Drop queued writes and cancel those under way (this replica's view is no longer the truth)."""
