@@ -296,6 +296,14 @@ def clear_services(api: Api, fleet: FleetProcess, names: Iterable[str], namespac
     API server's 60 s request timeout when it is short of CPU (a 5xx, twice on 2026-12-04): then the
     list and delete are made again until nothing is left."""
 
+    def delete(what: str) -> None:
+        try:
+            strip_finalizers_and_delete(api, namespace)
+        except ApiException as exc:
+            if not _transient(exc):
+                raise
+            log(f"clearing {what}: {exc.status} from the API server, again")
+
     def gone() -> bool:
         try:
             left = api.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "networkservices")["items"]
@@ -304,20 +312,10 @@ def clear_services(api: Api, fleet: FleetProcess, names: Iterable[str], namespac
                 return False
             raise
         if left:
-            try:
-                strip_finalizers_and_delete(api, namespace)
-            except ApiException as exc:
-                if not _transient(exc):
-                    raise
-                log(f"clearing {len(left)} services: {exc.status} from the API server, again")
+            delete(f"{len(left)} services")
         return not left
 
-    try:
-        strip_finalizers_and_delete(api, namespace)
-    except ApiException as exc:
-        if not _transient(exc):
-            raise
-        log(f"clearing the services: {exc.status} from the API server, again")
+    delete("the services")
     wait_for("the services deleted", gone, timeout=600, interval=2.0)
     reset_devices(fleet, names)
 
