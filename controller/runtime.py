@@ -362,6 +362,10 @@ class Controller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _stop_all_taking_up(self) -> None:
+        for unit in list(self._taking_up):
+            await self._stop_taking_up(unit)
+
     async def _suspend(self, unit: str) -> bool:
         """The fence lapsed: stop the device's passes (no Set until it is resumed), but keep its session
         and the records of its services, as its Lease may still be ours when the renew is on time again.
@@ -432,8 +436,7 @@ class Controller:
         if self._relist is not None:
             self._relist.cancel()
             await asyncio.gather(self._relist, return_exceptions=True)
-        for unit in list(self._taking_up):
-            await self._stop_taking_up(unit)
+        await self._stop_all_taking_up()
         if self._usage_task is not None:
             self._usage_task.cancel()
             await asyncio.gather(self._usage_task, return_exceptions=True)
@@ -659,8 +662,7 @@ class Controller:
         self._cancel_count_writes()
         if self._resync is not None:
             self._resync.cancel()
-        for unit in list(self._taking_up):
-            await self._stop_taking_up(unit)
+        await self._stop_all_taking_up()
         await self.network.close()
         if self.commerce is not None:
             await self.commerce.close()

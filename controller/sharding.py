@@ -412,7 +412,7 @@ class Coordinator:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closing: bool = False
-    _stopping: set[asyncio.Task[None]] = field(default_factory=set)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)  # fence stops, starts, loop renews
     _recreating: asyncio.Task[None] | None = None  # the loop's renew after a 409 of the renewer thread
     _transit: dict[str, asyncio.Lock] = field(default_factory=dict)  # unit -> held while it starts or stops
     _started: set[str] = field(default_factory=set)  # on_gain done, no on_lose since
@@ -620,8 +620,7 @@ class Coordinator:
                 start.close()  # never run (cancelled while queued at the gate): no "never awaited" warning
 
         task = asyncio.create_task(gated(), name=f"shard-start-{unit}")
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._keep(task)
         return task
 
     def _report(self, assigned: int, waiting: tuple[tuple[str, str], ...]) -> None:
@@ -670,6 +669,11 @@ class Coordinator:
         self.held[unit] = tenure
         self._taken_at[unit] = self.clock()
         return unit, tenure
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a task of the coordinator's own until it ends (the loop keeps only weak ones)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _progressed(self) -> None:
         """The renewer thread's proof that this replica still coordinates: a tick, or a step of one (a
@@ -953,8 +957,7 @@ class Coordinator:
         if self._member is None and not self._closing and (self._recreating is None or self._recreating.done()):
             task = asyncio.create_task(self._renew(), name="shard-renew-create")
             self._recreating = task
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._keep(task)
 
     def _lapse_from_thread(self, loop: Any) -> None:
         if self.held and not self.fence_valid():
@@ -991,8 +994,7 @@ class Coordinator:
                 task = asyncio.create_task(self._suspend(unit, tenure), name=f"shard-fence-{unit}")
             else:
                 task = asyncio.create_task(self._stop(unit), name=f"shard-fence-{unit}")
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._keep(task)
 
     # -- bodies --------------------------------------------------------------------------------------
     def _unit_body(
