@@ -440,6 +440,50 @@ def test_a_finalizer_webhook_that_does_not_answer_never_refuses_and_the_controll
 
 
 @pytest.mark.cluster
+def test_a_create_that_carries_the_finalizer_never_calls_the_finalizer_webhook(webhook: dict[str, Any]) -> None:
+    """The mutating webhook's match condition, as the API server evaluates it: with the webhook at a closed
+    port and failurePolicy Fail (so a call shows as a refusal), a NetworkService created with our finalizer
+    already in it (as the controller creates a Subscription's) goes through without a call, one without it
+    is refused because the call fails."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    proc: ControllerProcess = webhook["proc"]
+    assert proc.webhook_ca is not None
+    admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
+    admission.delete_mutating_webhook_configuration(CONFIG)
+    dead = mutating_webhook_configuration(CONFIG, f"https://127.0.0.1:{free_port()}", proc.webhook_ca)
+    for hook in dead["webhooks"]:
+        hook["failurePolicy"] = "Fail"
+    admission.create_mutating_webhook_configuration(dead)
+    try:
+        carried = service("adm-fin-carried", endpoints=[endpoint(903, "172.16.9.13/30")])
+        carried["metadata"]["finalizers"] = ["example.com/keep", CLEANUP]
+        created = json.loads(kubectl.run("create", "-f", "-", "-o", "json", stdin=json.dumps(carried)).stdout)
+        assert created["metadata"]["finalizers"] == ["example.com/keep", CLEANUP], created["metadata"]
+        bare = service("adm-fin-bare", endpoints=[endpoint(904, "172.16.9.17/30")])
+        bare["metadata"]["finalizers"] = ["example.com/keep"]  # finalizers, but not ours: the webhook is called
+        refused = kubectl.run("create", "-f", "-", stdin=json.dumps(bare), check=False)
+        assert refused.returncode != 0 and "finalizer.telco.intent.dev" in refused.stderr, refused.stderr
+        assert api.get("networkservices", "adm-fin-bare", NS) is None
+    finally:
+        admission.delete_mutating_webhook_configuration(CONFIG)
+        admission.create_mutating_webhook_configuration(
+            mutating_webhook_configuration(CONFIG, str(proc.webhook_url), proc.webhook_ca)
+        )
+    kubectl.run(
+        "patch",
+        "networkservice",
+        "adm-fin-carried",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"finalizers": [CLEANUP]}}),
+    )
+    kubectl.run("delete", "networkservice", "adm-fin-carried", "-n", NS, "--wait=false")
+
+
+@pytest.mark.cluster
 def test_recorded_payments_cannot_be_rewritten_and_reversals_name_a_recorded_payment(webhook: dict[str, Any]) -> None:
     """Appending a payment and its reversal is admitted; editing a recorded one is refused (by the CRD's CEL
     rule, which runs before the webhook); appending a reversal of an unknown payment is refused by the webhook."""

@@ -770,7 +770,14 @@ def test_finalizer_webhook_is_the_controllers_table(helm: Path, tmp_path: Path) 
     for chart_hook, local_hook, plural in zip(config["webhooks"], local["webhooks"], FINALIZED, strict=True):
         assert chart_hook["rules"] == local_hook["rules"]
         assert chart_hook["rules"][0]["operations"] == ["CREATE"]
-        for key in ("failurePolicy", "reinvocationPolicy", "timeoutSeconds", "sideEffects", "admissionReviewVersions"):
+        for key in (
+            "failurePolicy",
+            "reinvocationPolicy",
+            "timeoutSeconds",
+            "sideEffects",
+            "admissionReviewVersions",
+            "matchConditions",
+        ):
             assert chart_hook[key] == local_hook[key], key
         assert chart_hook["failurePolicy"] == "Ignore"
         assert chart_hook["clientConfig"]["service"] == {
