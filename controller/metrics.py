@@ -56,6 +56,20 @@ BILLING_DELIVERED = Counter(
     "telco_billing_events_delivered_total", "Billing events delivered to every sink.", registry=REGISTRY
 )
 
+ADMISSION_LISTS = Counter(
+    "telco_admission_lists_total",
+    "Whole-kind lists the admission webhook's caches made, by kind and why: start (the first), gone (after"
+    " 410), behind (the watch had not reached a request's barrier in time).",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+ADMISSION_LISTED_OBJECTS = Counter(
+    "telco_admission_listed_objects_total",
+    "Objects those lists returned, by kind (what the lists cost grows with this).",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 STATUS_FORGERIES = Counter(
     "telco_status_forgeries_total",
     "Status writes by someone other than the controller, found and rewritten, by kind.",

@@ -23,6 +23,7 @@ from .. import admission
 from ..api import GROUP, KINDS, VERSION
 from ..billing.clock import OffsetClock
 from ..kube import Kube
+from ..metrics import ADMISSION_LISTED_OBJECTS, ADMISSION_LISTS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,14 @@ UNAVAILABLE = 503
 NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespaced")
 # Rendered NetworkService versions kept between requests (a few KB each).
 RENDERS_KEPT = 50_000
-# How long a round waits for the watches to reach its barrier before it lists the kind instead.
+# How long a round waits for the watches to reach its barrier before it lists the kind instead: briefly
+# for a kind nobody is writing (no event will come; its list is the only proof), longer for one whose
+# events are flowing (a burst: the next event is on its way, and listing the whole kind each round would
+# cost more than the wait; measured in docs/admission.md).
 CATCH_UP_SECONDS = 0.1
+MOVING_CATCH_UP_SECONDS = 1.0
+# A kind counts as moving while its watch applied a change within this many seconds.
+MOVING_SECONDS = 2.0
 # A KindWatch's list serves the watch as well as the requests waiting for it: it may outlast one
 # request's budget (the first list of a large kind on a loaded machine), and the next request uses it.
 LIST_TIMEOUT_SECONDS = 30.0
@@ -118,7 +125,8 @@ class Admission:
         round of requests, shared as SharedLists shares lists) gives the collection's resourceVersion r;
         the Store may judge once each of its watches has delivered an event or bookmark at r or later,
         since a watch delivers a kind's changes in resourceVersion order. A kind nobody writes gets no
-        such event in time (bookmarks come about once a minute), so after CATCH_UP_SECONDS the watch
+        such event in time (bookmarks come about once a minute), so after CATCH_UP_SECONDS (for a kind
+        whose changes are flowing, MOVING_CATCH_UP_SECONDS: its next event is on its way) the watch
         re-lists instead: a consistent list, at r or later, applied as a diff (only changed objects are
         re-indexed), the watch's events up to it then skipped."""
         watches = self._watches(plural)
@@ -196,6 +204,7 @@ class KindWatch:
         self.synced = False
         self.lists = 0  # lists made (initial, after 410, and for rounds the watch did not reach in time)
         self.gone = 0  # 410s seen
+        self.changed_at = float("-inf")  # loop time of the last change (not a bookmark) applied
         self._lock = asyncio.Lock()
         self._moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -217,7 +226,7 @@ class KindWatch:
         while True:
             try:
                 if not self.synced:
-                    await self.relist(0)
+                    await self.relist(0, "gone" if self.gone else "start")
                 async for event in self.kube.watch(self.plural, self.namespace, str(self.rv), READ_TIMEOUT_SECONDS):
                     async with self._lock:
                         self.apply(event)
@@ -244,6 +253,7 @@ class KindWatch:
             self.store.delete(obj)
         elif kind in ("ADDED", "MODIFIED"):
             self.store.put(obj)
+        self.changed_at = asyncio.get_running_loop().time()
         self._advance(version)
 
     def _advance(self, version: int) -> None:
@@ -252,23 +262,25 @@ class KindWatch:
             self._moved.set()
             self._moved = asyncio.Event()
 
-    async def relist(self, at_least: int) -> None:
+    async def relist(self, at_least: int, reason: str = "behind") -> None:
         """List the scope and make the Store's objects of it those listed (unless it is already at
         `at_least`: another round's list got there first). Shielded: a request that gives up (its
         budget) does not cancel the list the watch and the other requests wait for."""
         if self._relisting is None or self._relisting.done():
-            self._relisting = asyncio.ensure_future(self._relist(at_least))
+            self._relisting = asyncio.ensure_future(self._relist(at_least, reason))
             self._relisting.add_done_callback(_retrieved)
         await asyncio.shield(self._relisting)
         if not (self.synced and self.rv >= at_least):  # joined a list that started before `at_least`
-            await self.relist(at_least)
+            await self.relist(at_least, reason)
 
-    async def _relist(self, at_least: int) -> None:
+    async def _relist(self, at_least: int, reason: str) -> None:
         async with self._lock:
             if self.synced and self.rv >= at_least:
                 return
             items, version = await self.kube.list_page(self.plural, self.namespace, LIST_TIMEOUT_SECONDS)
             self.lists += 1
+            ADMISSION_LISTS.labels(self.plural, reason).inc()
+            ADMISSION_LISTED_OBJECTS.labels(self.plural).inc(len(items))
             self.store.replace(items, self.namespace)
             self.rv = max(self.rv, int(version)) if self.synced else int(version)
             self.synced = True
@@ -286,8 +298,13 @@ class KindWatch:
                 await asyncio.wait_for(self._moved.wait(), left)
         return True
 
+    def moving(self) -> bool:
+        """Whether changes of this kind are flowing: then the watch will reach a barrier soon."""
+        return asyncio.get_running_loop().time() - self.changed_at < MOVING_SECONDS
+
     async def catch_up(self, version: int) -> None:
-        if not await self.reach(version, CATCH_UP_SECONDS):
+        wait = MOVING_CATCH_UP_SECONDS if self.moving() else CATCH_UP_SECONDS
+        if not await self.reach(version, wait):
             await self.relist(version)
 
 
