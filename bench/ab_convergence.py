@@ -102,8 +102,21 @@ def phase(
     # alone mixes device passes with the commerce layer's own.
     kinds0 = B.metric_by(m0, "telco_reconcile_total", "kind")
     by_kind = {k: int(v - kinds0.get(k, 0)) for k, v in B.metric_by(m1, "telco_reconcile_total", "kind").items()}
+    # The admission webhook's whole-kind lists (telco_admission_lists_total; base checkouts may lack it)
+    lists0 = B.metric_by_labels(m0, "telco_admission_lists_total", ("kind", "reason"))
+    lists = {
+        k: int(v - lists0.get(k, 0))
+        for k, v in B.metric_by_labels(m1, "telco_admission_lists_total", ("kind", "reason")).items()
+    }
+    listed0 = B.metric_by(m0, "telco_admission_listed_objects_total", "kind")
+    listed = {
+        k: int(v - listed0.get(k, 0))
+        for k, v in B.metric_by(m1, "telco_admission_listed_objects_total", "kind").items()
+    }
     n = len(bodies)
     return {
+        "admission_lists": {"/".join(k): v for k, v in sorted(lists.items()) if v},
+        "admission_listed_objects": {k: v for k, v in sorted(listed.items()) if v},
         "all_ready": ok,
         "created": sum(1 for k in keys if k in watch.objects),
         "ready": len(ready),
@@ -276,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{p['cpu_ms_per_object']:>8} {p['writes_per_object_watch']:>10}  {p['passes_per_object_by_kind']}"
                 )
                 print(f"{'':<33} writes/obj by resource: {p['controller_writes_per_object_by_resource']}")
+                if p.get("admission_lists"):
+                    print(f"{'':<33} admission lists: {p['admission_lists']} objects: {p['admission_listed_objects']}")
     B.log(f"results: {path}")
     return 0
 

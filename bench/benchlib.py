@@ -466,9 +466,13 @@ class WatchAudit:
                     if self._stop.is_set():
                         break
             except ApiException as exc:
-                if exc.status == 410:  # too old: relist (events in between are lost: counted)
+                if exc.status == 410:  # too old: relist (the writes in between are lost: counted)
                     self.relists += 1
-                    self._rv = self._list()["metadata"]["resourceVersion"]
+                    listed = self._list()
+                    now = time.monotonic()
+                    for item in listed["items"]:  # what became Ready in the gap is Ready from now on
+                        self._observe(now, "LISTED", item)
+                    self._rv = listed["metadata"]["resourceVersion"]
                 else:
                     time.sleep(0.2)
             except Exception:  # connection reset and such: resume from the last version
@@ -496,7 +500,8 @@ class WatchAudit:
                 if status != track.status:
                     what.append("status")
                     self.status_fields.update(status_changes(track.status, status))
-                track.kinds["+".join(what) or "other"] += 1
+                if kind != "LISTED":  # a relist's writes are counted in versions by no one: not here either
+                    track.kinds["+".join(what) or "other"] += 1
                 track.finalizers, track.status = finalizers, status
             if kind != "LISTED":
                 track.versions += 1
@@ -756,6 +761,18 @@ def metric_by(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
     for (n, lab), v in m.items():
         if n == name:
             out[dict(lab).get(label, "")] += v
+    return dict(out)
+
+
+def metric_by_labels(
+    m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, labels: tuple[str, ...]
+) -> dict[tuple[str, ...], float]:
+    """Like metric_by, keyed by several labels' values."""
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for (n, lab), v in m.items():
+        if n == name:
+            d = dict(lab)
+            out[tuple(d.get(label, "") for label in labels)] += v
     return dict(out)
 
 
