@@ -463,10 +463,19 @@ class Coordinator:
         return self._watching
 
     async def close(self) -> None:
-        """Graceful stop: let go of every unit (stopping first), then release the membership."""
+        """Graceful stop: let go of every unit (stopping first), then release the membership.
+
+        The loop is let finish the step under way rather than cancelled in it: a Lease write runs on a
+        thread of the API client and lands whether or not its caller is still there, so a take cancelled
+        halfway could leave a Lease ours on the server that nothing here knows to release. Every unit Lease
+        the API server shows held by this replica is released, not only those driven: one whose start
+        failed (retried by the next tick) is ours too."""
         self._closing = True
         self._renewer_stop.set()
         if self._task is not None:
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):  # half the deadline: a pod's grace period holds the rest
+                await asyncio.wait_for(asyncio.shield(self._task), self.timing.renew_deadline / 2)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._renewer is not None:  # a renew under way ends within the API timeout
@@ -480,8 +489,8 @@ class Coordinator:
                 await self._stop_suspended(unit)
             for unit in [*self.held, *suspended]:
                 await self._lose(unit)
-                lease = leases.get(unit)
-                if lease is not None and lease.holder == self.identity:
+            for unit, lease in leases.items():
+                if lease.holder == self.identity:
                     with contextlib.suppress(Exception):
                         await self.api.replace(lease.name, self._unit_body(unit, lease, holder=""))
             if self._member is not None:
@@ -503,7 +512,7 @@ class Coordinator:
         else:
             renewing = asyncio.create_task(self._renew_loop(), name="shard-renew")
         try:
-            while True:
+            while not self._closing:
                 try:
                     async with self._busy:
                         await self._step(renew=False)
@@ -538,6 +547,8 @@ class Coordinator:
     async def _step(self, renew: bool = True) -> list[asyncio.Task[None]]:
         """A tick up to its Lease writes; the starts of what it took or resumed are left running (the
         tasks returned), so a slow start (Secrets, a session) never holds up the next tick."""
+        if self._closing:
+            return []  # close() lets go of everything: nothing new is taken or started
         if renew:
             await self._renew()
         if not self.view.synced:
@@ -651,7 +662,7 @@ class Coordinator:
 
     async def _take(self, unit: str, current: LeaseRecord | None) -> tuple[str, int] | None:
         """Write the unit's Lease with us as holder; (unit, tenure) if we got it (None: someone was first)."""
-        if not self.fence_valid():
+        if not self.fence_valid() or self._closing:
             return None
         tenure = 0 if current is None else current.transitions + 1
         name = unit_lease_name(self.group, unit)

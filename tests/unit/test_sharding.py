@@ -490,6 +490,70 @@ def test_a_graceful_stop_releases_at_once() -> None:
     asyncio.run(scenario())
 
 
+def test_a_graceful_stop_releases_a_unit_whose_start_failed() -> None:
+    """A start that raised leaves the unit's Lease ours (the next tick starts it again) but not driven:
+    the stop releases it too, or the others would wait for it to expire."""
+
+    async def scenario() -> None:
+        store, clock, log = FakeLeases(), Clock(), []
+
+        async def gain(unit: str, tenure: int) -> None:
+            if unit == "pe-3":
+                raise RuntimeError("its Secret cannot be read")
+
+        async def lose(unit: str) -> None:
+            log.append(unit)
+
+        a = Coordinator(store, "g", "a", lambda: UNITS, gain, lose, timing=TIMING, clock=clock)
+        await ticks([a], clock, 1)
+        assert store.holder("pe-3") == "a" and "pe-3" not in a.held
+        await a.close()
+        assert {u: store.holder(u) for u in UNITS if store.holder(u)} == {}
+
+    asyncio.run(scenario())
+
+
+class SlowTakes(FakeLeases):
+    """A Lease create that lands on the server even when its caller was cancelled meanwhile (the API
+    client writes on a thread of its own), held open until `let_go` is set."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.slow = unit_lease_name("g", slow)
+        self.let_go = asyncio.Event()
+        self.begun = asyncio.Event()
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["metadata"]["name"] != self.slow:
+            return await super().create(body)
+
+        async def landing() -> dict[str, Any]:
+            self.begun.set()
+            await self.let_go.wait()
+            return await FakeLeases.create(self, body)
+
+        return await asyncio.shield(asyncio.ensure_future(landing()))
+
+
+def test_a_graceful_stop_during_a_take_releases_that_lease_too() -> None:
+    """SIGTERM while the coordinator's loop is taking a unit: the take's write lands, and the stop must
+    not leave that Lease held by a replica that is gone (CI, 2026-12-04: one unit Lease held after exit)."""
+
+    async def scenario() -> None:
+        store, clock, log = SlowTakes("pe-5"), Clock(), []
+        a = replica(store, clock, "a", log)
+        a.start()
+        await asyncio.wait_for(store.begun.wait(), 5)
+        closing = asyncio.ensure_future(a.close())
+        await settle()
+        store.let_go.set()
+        await asyncio.wait_for(closing, 10)
+        assert unit_lease_name("g", "pe-5") in store.items, "the take landed"
+        assert {u: store.holder(u) for u in UNITS if unit_lease_name("g", u) in store.items and store.holder(u)} == {}
+
+    asyncio.run(scenario())
+
+
 class Transitions:
     """on_gain/on_lose that record when each starts and ends, and can hold the gains open (`gate`):
     the slow part of a real start (Secrets read, session) during which the fence can lapse."""
