@@ -36,14 +36,9 @@ UNAVAILABLE = 503
 NAMESPACED = frozenset(kind.PLURAL for kind in KINDS if kind.SCOPE == "Namespaced")
 # Rendered NetworkService versions kept between requests (a few KB each).
 RENDERS_KEPT = 50_000
-# How long a round waits for the watches to reach its barrier before it lists the kind instead: briefly
-# for a kind nobody is writing (no event will come; its list is the only proof), longer for one whose
-# events are flowing (a burst: the next event is on its way, and listing the whole kind each round would
-# cost more than the wait; measured in docs/admission.md).
+# How long a round waits for the watches to reach its barrier before it lists the kind instead (a longer
+# wait for kinds being written was measured and made bursts slower: docs/admission.md).
 CATCH_UP_SECONDS = 0.1
-MOVING_CATCH_UP_SECONDS = 1.0
-# A kind counts as moving while its watch applied a change within this many seconds.
-MOVING_SECONDS = 2.0
 # A KindWatch's list serves the watch as well as the requests waiting for it: it may outlast one
 # request's budget (the first list of a large kind on a loaded machine), and the next request uses it.
 LIST_TIMEOUT_SECONDS = 30.0
@@ -125,8 +120,7 @@ class Admission:
         round of requests, shared as SharedLists shares lists) gives the collection's resourceVersion r;
         the Store may judge once each of its watches has delivered an event or bookmark at r or later,
         since a watch delivers a kind's changes in resourceVersion order. A kind nobody writes gets no
-        such event in time (bookmarks come about once a minute), so after CATCH_UP_SECONDS (for a kind
-        whose changes are flowing, MOVING_CATCH_UP_SECONDS: its next event is on its way) the watch
+        such event in time (bookmarks come about once a minute), so after CATCH_UP_SECONDS the watch
         re-lists instead: a consistent list, at r or later, applied as a diff (only changed objects are
         re-indexed), the watch's events up to it then skipped."""
         watches = self._watches(plural)
@@ -204,7 +198,6 @@ class KindWatch:
         self.synced = False
         self.lists = 0  # lists made (initial, after 410, and for rounds the watch did not reach in time)
         self.gone = 0  # 410s seen
-        self.changed_at = float("-inf")  # loop time of the last change (not a bookmark) applied
         self._lock = asyncio.Lock()
         self._moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -253,7 +246,6 @@ class KindWatch:
             self.store.delete(obj)
         elif kind in ("ADDED", "MODIFIED"):
             self.store.put(obj)
-        self.changed_at = asyncio.get_running_loop().time()
         self._advance(version)
 
     def _advance(self, version: int) -> None:
@@ -298,13 +290,8 @@ class KindWatch:
                 await asyncio.wait_for(self._moved.wait(), left)
         return True
 
-    def moving(self) -> bool:
-        """Whether changes of this kind are flowing: then the watch will reach a barrier soon."""
-        return asyncio.get_running_loop().time() - self.changed_at < MOVING_SECONDS
-
     async def catch_up(self, version: int) -> None:
-        wait = MOVING_CATCH_UP_SECONDS if self.moving() else CATCH_UP_SECONDS
-        if not await self.reach(version, wait):
+        if not await self.reach(version, CATCH_UP_SECONDS):
             await self.relist(version)
 
 
