@@ -43,6 +43,7 @@ from memory_bench import memory
 from profile_report import render_text, summarise
 from references import references
 
+from localcluster.cluster import ADMIN_USER
 from tests.harness import GROUP, VERSION, condition
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -1586,7 +1587,9 @@ def subscription_variant(ctx: Ctx, run: NetworkRun) -> dict[str, Any]:
             continue
         from tests.harness import registered_webhook
 
-        with registered_webhook(run.plane.api, run.controller, "bench-subscription-variant"):
+        with registered_webhook(
+            run.plane.api, run.controller, "bench-subscription-variant", controller_username=ADMIN_USER
+        ):
             out["with_admission"] = _subscription_round(ctx, run, "-wh")
         if "ran" not in out:  # only the round with admission: it is the variant's figure
             out.update(out.pop("with_admission"))

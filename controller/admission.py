@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast, overload
 
 from pydantic import BaseModel, ValidationError
 
+from .api import GROUP, VERSION
 from .api.invoice import InvoiceSpec
 from .api.networkdevice import NetworkDeviceSpec
 from .api.networkservice import Endpoint, NetworkServiceSpec
@@ -1311,11 +1312,22 @@ def webhook_configuration(
     *,
     failure_policy: str = "Fail",
     timeout_seconds: int = 5,
+    controller_username: str | None = None,
 ) -> dict[str, Any]:
     """The ValidatingWebhookConfiguration for a controller serving at `base_url` (e.g.
     https://127.0.0.1:9443), as the local control plane registers it; the chart renders the same
-    webhooks (templates/validatingwebhook.yaml) but calls them through its Service."""
+    webhooks (templates/validatingwebhook.yaml) but calls them through its Service.
+
+    With `controller_username` (the chart: the controller's ServiceAccount), the controller's own writes
+    of a Subscription's NetworkService are not sent (`owned_service_condition`)."""
     ca = base64.b64encode(ca_bundle_pem).decode()
+
+    def conditions(hook: Webhook) -> list[dict[str, str]]:
+        found = [{"name": "intent-changed", "expression": hook.match_condition}]
+        if controller_username is not None and hook.plural == "networkservices":
+            found.append({"name": "not-an-owned-service", "expression": owned_service_condition(controller_username)})
+        return found
+
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -1329,7 +1341,7 @@ def webhook_configuration(
                 "timeoutSeconds": timeout_seconds,
                 "matchPolicy": "Equivalent",
                 "clientConfig": {"url": base_url.rstrip("/") + hook.path, "caBundle": ca},
-                "matchConditions": [{"name": "intent-changed", "expression": hook.match_condition}],
+                "matchConditions": conditions(hook),
                 "rules": [
                     {
                         "apiGroups": ["telco.intent.dev"],
@@ -1342,6 +1354,19 @@ def webhook_configuration(
             for hook in WEBHOOKS.values()
         ],
     }
+
+
+def owned_service_condition(controller_username: str) -> str:
+    """CEL: true unless the request is the controller writing a NetworkService a Subscription owns.
+
+    Such a service is rendered from an order that admission judged already, against the same kinds: the
+    Subscription's check renders its NetworkService and judges it as the NetworkService check would
+    (`subscription_problems`). Judging it again costs a round of reads per order, for a decision made."""
+    owned = (
+        "has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r,"
+        f" r.apiVersion == '{GROUP}/{VERSION}' && r.kind == 'Subscription' && has(r.controller) && r.controller)"
+    )
+    return f"!(request.userInfo.username == '{controller_username}' && {owned})"
 
 
 # -- the finalizer at admission (mutating) ---------------------------------------------------------------

@@ -36,6 +36,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BIN_DIR = PROJECT_ROOT / "bin"
 
 
+# The user name of the kubeconfig this plane writes (its client certificate's CN): the identity every
+# process started with that kubeconfig has, the controller included.
+ADMIN_USER = "admin"
+
+
 class ClusterError(RuntimeError):
     """The control plane could not be built, started or reached; the message says which and why."""
 
@@ -131,7 +136,7 @@ class LocalCluster:
             "10.0.0.1",
         ]
         ca.issue("kube-apiserver", hosts=hosts).write(self._pki, "apiserver")
-        ca.issue("admin", organizations=["system:masters"], server=False, client=True).write(self._pki, "admin")
+        ca.issue(ADMIN_USER, organizations=["system:masters"], server=False, client=True).write(self._pki, "admin")
         private, public = rsa_signing_key()
         (self._pki / "sa.key").write_bytes(private)
         (self._pki / "sa.pub").write_bytes(public)

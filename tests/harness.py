@@ -171,7 +171,11 @@ class ControllerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "controller", "run", "--resync-seconds", "5", *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -202,14 +206,18 @@ class ControllerProcess:
 
 
 @contextlib.contextmanager
-def registered_webhook(api: Api, proc: ControllerProcess, name: str) -> Iterator[None]:
+def registered_webhook(
+    api: Api, proc: ControllerProcess, name: str, controller_username: str | None = None
+) -> Iterator[None]:
     """The controller's webhooks registered with the API server by URL, removed afterwards: while registered,
     every create and spec change of the five kinds goes through the validating ones (failurePolicy Fail, 5 s),
     and Subscriptions and NetworkServices are created with the controller's finalizer (mutating, Ignore, 2 s),
     as the chart registers them."""
     assert proc.webhook_url is not None and proc.webhook_ca is not None, "started without webhook=True"
     admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
-    admission.create_validating_webhook_configuration(webhook_configuration(name, proc.webhook_url, proc.webhook_ca))
+    admission.create_validating_webhook_configuration(
+        webhook_configuration(name, proc.webhook_url, proc.webhook_ca, controller_username=controller_username)
+    )
     try:
         admission.create_mutating_webhook_configuration(
             mutating_webhook_configuration(name, proc.webhook_url, proc.webhook_ca)

@@ -24,7 +24,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from controller.admission import RERUN_ANNOTATION, mutating_webhook_configuration
+from controller.admission import RERUN_ANNOTATION, mutating_webhook_configuration, webhook_configuration
 from controller.times import rfc3339
 from localcluster.cluster import free_port
 from tests.harness import Api, ControllerProcess, registered_webhook, wait_for
@@ -481,6 +481,78 @@ def test_a_create_that_carries_the_finalizer_never_calls_the_finalizer_webhook(w
         json.dumps({"metadata": {"finalizers": [CLEANUP]}}),
     )
     kubectl.run("delete", "networkservice", "adm-fin-carried", "-n", NS, "--wait=false")
+
+
+@pytest.mark.cluster
+def test_the_controllers_own_write_of_an_owned_service_is_not_judged_again(webhook: dict[str, Any]) -> None:
+    """The NetworkService check's match condition, as the API server evaluates it (a second registration at
+    a closed port with failurePolicy Fail, so a call shows as a refusal): a NetworkService with a
+    Subscription as its controlling owner, created by the controller's identity (impersonated here), is not
+    sent to it; the same identity's service without that owner is, and so is an owned one created by
+    anyone else."""
+    kubectl: Kubectl = webhook["kubectl"]
+    api: Api = webhook["api"]
+    proc: ControllerProcess = webhook["proc"]
+    assert proc.webhook_ca is not None
+    account = "telco-intent-ctl"
+    identity = f"system:serviceaccount:{NS}:{account}"
+    rbac = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": account, "namespace": NS},
+            "rules": [{"apiGroups": ["telco.intent.dev"], "resources": ["networkservices"], "verbs": ["create"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": account, "namespace": NS},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NS}],
+        },
+    ]
+    for doc in rbac:
+        kubectl.run("apply", "-f", "-", stdin=json.dumps(doc))
+    owner = {
+        "apiVersion": API,
+        "kind": "Subscription",
+        "name": "adm-owner",
+        "uid": "00000000-0000-4000-8000-000000000001",
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+    name = f"{CONFIG}-owned"
+    dead = webhook_configuration(
+        name, f"https://127.0.0.1:{free_port()}", proc.webhook_ca, controller_username=identity
+    )
+    dead["webhooks"] = [w for w in dead["webhooks"] if w["name"].startswith("networkservices.")]
+    admission = kubernetes.client.AdmissionregistrationV1Api(api.client)
+    admission.create_validating_webhook_configuration(dead)
+    made: list[str] = []
+    try:
+
+        def create(svc: str, vlan: int, owned: bool, as_controller: bool) -> Any:
+            obj = service(svc, endpoints=[endpoint(vlan, f"172.16.{vlan - 800}.1/30")])
+            if owned:
+                obj["metadata"]["ownerReferences"] = [owner]
+            who = [f"--as={identity}"] if as_controller else []
+            result = kubectl.run("create", "-f", "-", *who, stdin=json.dumps(obj), check=False)
+            if result.returncode == 0:
+                made.append(svc)
+            return result
+
+        skipped = create("adm-owned-by-ctl", 905, owned=True, as_controller=True)
+        assert skipped.returncode == 0, skipped.stderr
+        for svc, vlan, owned, as_controller in (
+            ("adm-plain-by-ctl", 906, False, True),
+            ("adm-owned-by-admin", 907, True, False),
+        ):
+            called = create(svc, vlan, owned, as_controller)
+            assert called.returncode != 0 and "failed calling webhook" in called.stderr, called.stderr
+    finally:
+        admission.delete_validating_webhook_configuration(name)
+        for svc in made:
+            kubectl.run("delete", "networkservice", svc, "-n", NS, "--wait=false")
 
 
 @pytest.mark.cluster
