@@ -39,6 +39,11 @@ RENDERS_KEPT = 50_000
 # How long a round waits for the watches to reach its barrier before it lists the kind instead (a longer
 # wait for kinds being written was measured and made bursts slower: docs/admission.md).
 CATCH_UP_SECONDS = 0.1
+# A kind with at most this many objects is listed for each round instead: its list costs about what the
+# barrier does, and a kind nobody writes (offerings, accounts, devices) would be listed anyway after
+# CATCH_UP_SECONDS, so a round saves that wait and one round trip. Larger kinds keep the barrier, whose
+# wait is usually ended by their own events and spares a list of the whole kind.
+DIRECT_LIST_OBJECTS = 250
 # A KindWatch's list serves the watch as well as the requests waiting for it: it may outlast one
 # request's budget (the first list of a large kind on a loaded machine), and the next request uses it.
 LIST_TIMEOUT_SECONDS = 30.0
@@ -122,10 +127,17 @@ class Admission:
         since a watch delivers a kind's changes in resourceVersion order. A kind nobody writes gets no
         such event in time (bookmarks come about once a minute), so after CATCH_UP_SECONDS the watch
         re-lists instead: a consistent list, at r or later, applied as a diff (only changed objects are
-        re-indexed), the watch's events up to it then skipped."""
+        re-indexed), the watch's events up to it then skipped.
+
+        A small kind (at most DIRECT_LIST_OBJECTS objects) skips the barrier and the wait: each watch of
+        it lists its scope in a list that starts after the request arrived (shared as SharedLists shares
+        lists), which shows the same."""
         watches = self._watches(plural)
-        r = await self.barriers.fresh(plural, lambda: self._barrier(plural))
-        await asyncio.gather(*(w.catch_up(r) for w in watches))
+        if len(self.stores[plural]) <= DIRECT_LIST_OBJECTS and all(w.synced for w in watches):
+            await asyncio.gather(*(w.refresh() for w in watches))
+        else:
+            r = await self.barriers.fresh(plural, lambda: self._barrier(plural))
+            await asyncio.gather(*(w.catch_up(r) for w in watches))
         return self.stores[plural]
 
     def start(self) -> None:
@@ -202,6 +214,7 @@ class KindWatch:
         self._moved = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._relisting: asyncio.Future[None] | None = None
+        self._refreshes: SharedLists[None] = SharedLists()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -265,9 +278,14 @@ class KindWatch:
         if not (self.synced and self.rv >= at_least):  # joined a list that started before `at_least`
             await self.relist(at_least, reason)
 
-    async def _relist(self, at_least: int, reason: str) -> None:
+    async def refresh(self) -> None:
+        """List the scope in a list that starts after this call (one for every call made before it
+        starts), whatever the watch has reached: the Store then holds everything committed before."""
+        await self._refreshes.fresh(self.plural, lambda: self._relist(None, "small"))
+
+    async def _relist(self, at_least: int | None, reason: str) -> None:
         async with self._lock:
-            if self.synced and self.rv >= at_least:
+            if at_least is not None and self.synced and self.rv >= at_least:
                 return
             items, version = await self.kube.list_page(self.plural, self.namespace, LIST_TIMEOUT_SECONDS)
             self.lists += 1

@@ -134,12 +134,18 @@ class FeedKube:
         self.feeds: dict[str, asyncio.Queue[Any]] = {}
         self.watched: list[tuple[str, str]] = []  # (plural, from resourceVersion)
         self.full_lists: list[str] = []
+        self.barriers: list[str] = []  # limit=1 lists: a round's barrier
+        self.hold: asyncio.Event | None = None  # when set, full lists wait for it (a list under way)
 
     async def list_page(
         self, plural: str, namespace: str | None, timeout: float, limit: int | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         if limit is None:
             self.full_lists.append(plural)
+            if self.hold is not None:
+                await self.hold.wait()
+        else:
+            self.barriers.append(plural)
         items = [
             o for o in self.objects.get(plural, []) if namespace is None or o["metadata"].get("namespace") == namespace
         ]
@@ -218,11 +224,12 @@ def test_a_watch_that_is_gone_lists_again_and_watches_from_the_new_list() -> Non
     asyncio.run(main())
 
 
-def test_a_round_waits_for_the_watch_to_reach_its_barrier_or_lists() -> None:
+def test_a_round_waits_for_the_watch_to_reach_its_barrier_or_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     """The barrier is the collection's resourceVersion read after the request arrived: an event at or past
     it shows the Store holds everything committed before; without one in time, the kind is listed."""
     from controller.handlers import admission as handler
 
+    monkeypatch.setattr(handler, "DIRECT_LIST_OBJECTS", -1)  # every kind large: the barrier path
     behind, services_behind = _lists("subscriptions", "behind"), _lists("networkservices", "behind")
 
     async def main() -> None:
@@ -255,3 +262,65 @@ def _lists(kind: str, reason: str) -> float:
     from controller.metrics import REGISTRY
 
     return REGISTRY.get_sample_value("telco_admission_lists_total", {"kind": kind, "reason": reason}) or 0.0
+
+
+def test_a_small_kind_is_listed_for_each_round_without_a_barrier() -> None:
+    """A kind of at most DIRECT_LIST_OBJECTS objects is listed anew for each round (no limit=1 barrier,
+    no wait for its watch): what was committed before the request, with no watch event yet, is seen."""
+    from controller.handlers import admission as handler
+
+    small = _lists("networkdevices", "small")
+
+    async def main() -> None:
+        kube = FeedKube({"networkdevices": [device("pe1")]})
+        checker = Admission(kube, OffsetClock(0.0))  # type: ignore[arg-type]
+        checker.start()
+        await checker.ready()
+        before = list(kube.full_lists)
+        await checker.judge("networkservices", "CREATE", service("first"), None)
+        assert kube.barriers == [], "small kinds need no barrier"
+        assert sorted(kube.full_lists[len(before) :]) == ["networkdevices", "networkservices", "subscriptions"]
+        held = _event("ADDED", service("holder", "beta", EARLY), 11)["object"]
+        kube.objects["networkservices"] = [held]  # committed, its event not delivered yet
+        kube.version = 11
+        with pytest.raises(kopf.AdmissionError, match="held by NetworkService beta/holder"):
+            await checker.judge("networkservices", "CREATE", service("second"), None)
+        await checker.close()
+
+    asyncio.run(main())
+    assert _lists("networkdevices", "small") - small == 2
+    assert handler.DIRECT_LIST_OBJECTS > 0
+
+
+def test_requests_share_a_small_kinds_next_list_never_one_already_under_way() -> None:
+    """Requests that arrive while a small kind's list is under way wait for the next one, which serves
+    them all: one list per round, and never a list that started before a request arrived."""
+
+    async def main() -> None:
+        kube = FeedKube({"networkdevices": [device("pe1")]})
+        checker = Admission(kube, OffsetClock(0.0))  # type: ignore[arg-type]
+        checker.start()
+        await checker.ready()
+        kube.hold = asyncio.Event()
+        admitted = device("pe2", address="10.0.0.2")
+        first = asyncio.ensure_future(checker.judge("networkdevices", "CREATE", admitted, None))
+        await _settle()
+        assert kube.full_lists[-1:] == ["networkdevices"], "the first round's list is under way"
+        under_way = len(kube.full_lists)
+        # pe3 is committed now: the list under way may not show it, the next one must
+        kube.objects["networkdevices"] = [device("pe1"), device("pe3", address="10.0.0.3")]
+        late = [
+            asyncio.ensure_future(checker.judge("networkdevices", "CREATE", device("pe4", address="10.0.0.3"), None))
+            for _ in range(3)
+        ]
+        await _settle()
+        assert len(kube.full_lists) == under_way, "nobody takes a list under way; the next waits for it"
+        kube.hold.set()
+        await first
+        outcomes = await asyncio.gather(*late, return_exceptions=True)
+        assert len(kube.full_lists) == under_way + 1, "one list for the three late requests"
+        assert kube.barriers == []
+        assert all(isinstance(o, kopf.AdmissionError) for o in outcomes), outcomes
+        await checker.close()
+
+    asyncio.run(main())
