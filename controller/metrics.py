@@ -59,8 +59,8 @@ BILLING_DELIVERED = Counter(
 ADMISSION_LISTS = Counter(
     "telco_admission_lists_total",
     "Whole-kind lists the admission webhook's caches made, by kind and why: start (the first), gone (after"
-    " 410), behind (the watch had not reached a request's barrier in time), small (a small kind, listed for"
-    " each round of requests instead of waiting for its watch).",
+    " 410), behind (the watch had not reached a request's barrier in time), small (a small kind not being"
+    " written, listed for each round of requests instead of waiting for its watch).",
     ["kind", "reason"],
     registry=REGISTRY,
 )

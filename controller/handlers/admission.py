@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -39,11 +40,14 @@ RENDERS_KEPT = 50_000
 # How long a round waits for the watches to reach its barrier before it lists the kind instead (a longer
 # wait for kinds being written was measured and made bursts slower: docs/admission.md).
 CATCH_UP_SECONDS = 0.1
-# A kind with at most this many objects is listed for each round instead: its list costs about what the
-# barrier does, and a kind nobody writes (offerings, accounts, devices) would be listed anyway after
-# CATCH_UP_SECONDS, so a round saves that wait and one round trip. Larger kinds keep the barrier, whose
-# wait is usually ended by their own events and spares a list of the whole kind.
+# A kind with at most this many objects, and not being written, is listed for each round instead: its
+# list costs about what the barrier does, and a kind nobody writes (offerings, accounts, devices) would
+# be listed anyway after CATCH_UP_SECONDS, so a round saves that wait and one round trip. Larger kinds,
+# and kinds being written (BUSY_EVENTS changes within the last BUSY_SECONDS: their own events usually
+# end the wait), keep the barrier, which spares a list of the whole kind.
 DIRECT_LIST_OBJECTS = 250
+BUSY_EVENTS = 10
+BUSY_SECONDS = 1.0
 # A KindWatch's list serves the watch as well as the requests waiting for it: it may outlast one
 # request's budget (the first list of a large kind on a loaded machine), and the next request uses it.
 LIST_TIMEOUT_SECONDS = 30.0
@@ -129,11 +133,13 @@ class Admission:
         re-lists instead: a consistent list, at r or later, applied as a diff (only changed objects are
         re-indexed), the watch's events up to it then skipped.
 
-        A small kind (at most DIRECT_LIST_OBJECTS objects) skips the barrier and the wait: each watch of
-        it lists its scope in a list that starts after the request arrived (shared as SharedLists shares
-        lists), which shows the same."""
+        A small kind not being written (at most DIRECT_LIST_OBJECTS objects, fewer than BUSY_EVENTS
+        changes in the last BUSY_SECONDS) skips the barrier and the wait: each watch of it lists its
+        scope in a list that starts after the request arrived (shared as SharedLists shares lists),
+        which shows the same."""
         watches = self._watches(plural)
-        if len(self.stores[plural]) <= DIRECT_LIST_OBJECTS and all(w.synced for w in watches):
+        small = len(self.stores[plural]) <= DIRECT_LIST_OBJECTS
+        if small and all(w.synced and not w.busy() for w in watches):
             await asyncio.gather(*(w.refresh() for w in watches))
         else:
             r = await self.barriers.fresh(plural, lambda: self._barrier(plural))
@@ -215,6 +221,7 @@ class KindWatch:
         self._task: asyncio.Task[None] | None = None
         self._relisting: asyncio.Future[None] | None = None
         self._refreshes: SharedLists[None] = SharedLists()
+        self._changes: deque[float] = deque(maxlen=BUSY_EVENTS)  # when the last changes were applied
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -259,7 +266,13 @@ class KindWatch:
             self.store.delete(obj)
         elif kind in ("ADDED", "MODIFIED"):
             self.store.put(obj)
+        self._changes.append(time.monotonic())
         self._advance(version)
+
+    def busy(self) -> bool:
+        """Whether the kind is being written: BUSY_EVENTS changes within the last BUSY_SECONDS."""
+        full = len(self._changes) == self._changes.maxlen
+        return full and time.monotonic() - self._changes[0] <= BUSY_SECONDS
 
     def _advance(self, version: int) -> None:
         if version > self.rv:

@@ -10,7 +10,7 @@ import pytest
 
 from controller.billing.clock import OffsetClock
 from controller.handlers.admission import READ_TIMEOUT_SECONDS, Admission
-from tests.unit.test_admission import device, service, subscription
+from tests.unit.test_admission import device, endpoint, service, subscription
 
 EARLY = "2027-01-01T00:00:00Z"
 
@@ -321,6 +321,33 @@ def test_requests_share_a_small_kinds_next_list_never_one_already_under_way() ->
         assert len(kube.full_lists) == under_way + 1, "one list for the three late requests"
         assert kube.barriers == []
         assert all(isinstance(o, kopf.AdmissionError) for o in outcomes), outcomes
+        await checker.close()
+
+    asyncio.run(main())
+
+
+def test_a_small_kind_being_written_keeps_the_barrier() -> None:
+    """BUSY_EVENTS changes within BUSY_SECONDS: the kind's own events will likely end the wait, so a
+    round takes the barrier for it instead of listing it; the quiet kinds of the round are listed."""
+    from controller.handlers import admission as handler
+
+    async def main() -> None:
+        kube = FeedKube({"networkdevices": [device("pe1")]})
+        checker = Admission(kube, OffsetClock(0.0))  # type: ignore[arg-type]
+        checker.start()
+        await checker.ready()
+        feed = kube.feeds["networkservices"]
+        for i in range(handler.BUSY_EVENTS):
+            feed.put_nowait(_event("ADDED", service(f"s{i}", "beta", EARLY, bandwidthMbps=10 + i), 11 + i))
+        await _settle()
+        assert checker.watches["networkservices"][0].busy()
+        assert not checker.watches["networkdevices"][0].busy()
+        before = list(kube.full_lists)
+        kube.version = 10 + handler.BUSY_EVENTS  # the watch has delivered everything up to it
+        free = service("new", "other", EARLY, endpoints=[endpoint(vlan=999, ip="198.51.100.1/30")])
+        await checker.judge("networkservices", "CREATE", free, None)
+        assert kube.barriers == ["networkservices"], "the busy kind takes the barrier"
+        assert sorted(kube.full_lists[len(before) :]) == ["networkdevices", "subscriptions"]
         await checker.close()
 
     asyncio.run(main())
